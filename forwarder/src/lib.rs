@@ -1,0 +1,1 @@
+//! flowpin: the forwarder library (datapath, AF_XDP I/O, control plane, CLI).
