@@ -1,1 +1,12 @@
-//! flowpin: the forwarder library (datapath, AF_XDP I/O, control plane, CLI).
+//! flowpin: a userspace flow-pinning multi-uplink packet forwarder on XDP and AF_XDP.
+//!
+//! Module map (see `docs/architecture.md`):
+//! - [`xsk`]: AF_XDP sockets, UMEM and rings — the only module with `unsafe` code.
+//! - [`xdp`]: loads and attaches the XDP program of `flowpin-bpf` with aya, manages its maps.
+//! - [`config`]: the TOML configuration, validated, with errors naming file, line and field.
+//! - [`select`]: policy classification and weighted, sticky uplink choice.
+
+pub mod config;
+pub mod select;
+pub mod xdp;
+pub mod xsk;

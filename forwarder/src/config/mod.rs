@@ -1,0 +1,2 @@
+//! Configuration (placeholder).
+#![forbid(unsafe_code)]

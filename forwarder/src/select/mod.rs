@@ -1,0 +1,2 @@
+//! Policy and uplink selection (placeholder).
+#![forbid(unsafe_code)]

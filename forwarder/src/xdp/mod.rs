@@ -1,0 +1,2 @@
+//! XDP program loading and map management (placeholder).
+#![forbid(unsafe_code)]
