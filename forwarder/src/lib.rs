@@ -5,8 +5,10 @@
 //! - [`xdp`]: loads and attaches the XDP program of `flowpin-bpf` with aya, manages its maps.
 //! - [`config`]: the TOML configuration, validated, with errors naming file, line and field.
 //! - [`select`]: policy classification and weighted, sticky uplink choice.
+//! - [`control`]: the control plane (guard, kernel info, local API, rendering).
 
 pub mod config;
+pub mod control;
 pub mod select;
 pub mod xdp;
 pub mod xsk;

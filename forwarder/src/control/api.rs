@@ -1,0 +1,249 @@
+//! The daemon's local API: newline-delimited JSON over a root-only Unix socket.
+//!
+//! One request per line, one response per line. The socket file is created with mode 0600 inside a
+//! directory of mode 0700, so only root (the daemon's owner) can connect. `flowpin status` and `flowpin
+//! flows` are thin clients of this module.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default path of the control socket.
+pub const DEFAULT_SOCKET: &str = "/run/flowpin/flowpin.sock";
+
+/// A request to the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Per-uplink state and counters, drops by reason.
+    Status,
+    /// The flows in the table, filtered.
+    Flows(FlowFilter),
+}
+
+/// Which flows `flows` lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowFilter {
+    /// Only flows pinned to this uplink (by name).
+    pub uplink: Option<String>,
+    /// Only flows of this LAN host (internal address).
+    pub host: Option<std::net::Ipv4Addr>,
+    /// Only flows of this protocol (`tcp`, `udp`, `icmp`).
+    pub proto: Option<String>,
+    /// At most this many flows (default 1000).
+    pub limit: Option<usize>,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Status`].
+    Status(StatusReport),
+    /// Answer to [`Request::Flows`].
+    Flows(FlowsReport),
+    /// The request could not be served.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Everything `flowpin status` shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Seconds since the daemon started.
+    pub uptime_s: u64,
+    /// Per uplink, in configuration order.
+    pub uplinks: Vec<UplinkStatus>,
+    /// Flows in the table.
+    pub flows: u64,
+    /// Capacity of the flow table.
+    pub flow_capacity: u64,
+    /// Drops by reason (only non-zero reasons), sorted by name.
+    pub drops: Vec<(String, u64)>,
+    /// Packets handed to the datapath per worker and other per-worker figures.
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// One uplink's state and counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UplinkStatus {
+    /// Configured name.
+    pub name: String,
+    /// Interface.
+    pub interface: String,
+    /// External address.
+    pub address: String,
+    /// `up`, `down`, `draining`.
+    pub state: String,
+    /// Configured weight.
+    pub weight: u32,
+    /// Live flows pinned to it.
+    pub flows: u64,
+    /// Packets and bytes sent out of it (LAN → internet).
+    pub tx_packets: u64,
+    /// Bytes sent out of it.
+    pub tx_bytes: u64,
+    /// Packets received on it and delivered to the LAN.
+    pub rx_packets: u64,
+    /// Bytes received on it and delivered to the LAN.
+    pub rx_bytes: u64,
+}
+
+/// One worker's figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// Worker index.
+    pub index: usize,
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Frames transmitted.
+    pub tx_frames: u64,
+    /// Batches processed.
+    pub batches: u64,
+}
+
+/// Answer to `flows`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlowsReport {
+    /// The matching flows, up to the limit.
+    pub flows: Vec<FlowEntry>,
+    /// How many matched in all (may exceed `flows.len()`).
+    pub matched: u64,
+}
+
+/// One flow as `flowpin flows` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlowEntry {
+    /// `tcp`, `udp`, `icmp`.
+    pub proto: String,
+    /// LAN host address:port (echo id for ICMP).
+    pub internal: String,
+    /// External address:port it is translated to.
+    pub external: String,
+    /// Remote address:port.
+    pub remote: String,
+    /// Uplink name.
+    pub uplink: String,
+    /// Protocol state (`established`, `syn_sent`, ...).
+    pub state: String,
+    /// Milliseconds since the last packet.
+    pub idle_ms: u64,
+    /// Packets LAN → internet.
+    pub packets_out: u64,
+    /// Packets internet → LAN.
+    pub packets_in: u64,
+}
+
+/// Creates the socket's directory (0700) and returns a listener on a socket file of mode 0600,
+/// replacing a stale socket file.
+pub fn bind(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves one connection: reads request lines, answers each with `handle`.
+pub fn serve_connection(
+    stream: UnixStream,
+    handle: &dyn Fn(Request) -> Response,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut writer = stream.try_clone()?;
+    for line in BufReader::new(stream).lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => handle(req),
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+        };
+        let mut out = serde_json::to_string(&response).map_err(std::io::Error::other)?;
+        out.push('\n');
+        writer.write_all(out.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Client side: sends one request and waits for its answer.
+pub fn call(path: &Path, request: &Request) -> anyhow::Result<Response> {
+    use anyhow::Context;
+    let mut stream = UnixStream::connect(path).with_context(|| {
+        format!(
+            "cannot connect to the flowpin daemon at {} (is `flowpin run` running, and are you root?)",
+            path.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_string(request)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    serde_json::from_str(&answer).with_context(|| format!("bad answer from the daemon: {answer}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_responses_round_trip_over_a_real_socket() {
+        let dir = std::env::temp_dir().join(format!("flowpin-api-test-{}", std::process::id()));
+        let path = dir.join("s.sock");
+        let listener = bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the control socket must be root-only");
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            serve_connection(conn, &|req| match req {
+                Request::Status => Response::Status(StatusReport {
+                    flows: 7,
+                    ..Default::default()
+                }),
+                Request::Flows(f) => Response::Error {
+                    message: format!("limit {:?}", f.limit),
+                },
+            })
+            .unwrap();
+        });
+        match call(&path, &Request::Status).unwrap() {
+            Response::Status(s) => assert_eq!(s.flows, 7),
+            other => panic!("unexpected {other:?}"),
+        }
+        server.join().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn request_wire_format_is_tagged_by_cmd() {
+        let s = serde_json::to_string(&Request::Flows(FlowFilter {
+            limit: Some(5),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(s.contains("\"cmd\":\"flows\""), "{s}");
+        assert_eq!(
+            serde_json::from_str::<Request>("{\"cmd\":\"status\"}").unwrap(),
+            Request::Status
+        );
+    }
+}

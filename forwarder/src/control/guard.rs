@@ -1,0 +1,128 @@
+//! The kernel forward-path guard that makes flowpin fail closed.
+//!
+//! flowpin's XDP link is owned by the process: when the process dies the program detaches and the kernel
+//! sees every packet again. If the kernel's forward path then accepted LAN→uplink transit, private source
+//! addresses would leave the uplinks un-NATed. So at start the forwarder installs (and on every start
+//! re-installs, replacing any earlier copy) an nftables table that drops transit between the LAN interface
+//! and the uplinks in the kernel's forward hook, in both directions. The guard is left in place on exit and
+//! on crash: it only stops the *kernel* from forwarding between those interfaces, which flowpin never asks
+//! it to do. The router's own traffic (input/output hooks) is untouched, and packets with TTL <= 1 still get
+//! their ICMP Time Exceeded, because `ip_forward()` checks the TTL before the forward hook runs.
+//!
+//! Invariant: while the guard is installed, no packet arriving on the LAN interface is forwarded by the
+//! kernel to an uplink, and none arriving on an uplink is forwarded to the LAN.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Name of the nftables table (family `inet`) that holds the guard.
+pub const GUARD_TABLE: &str = "flowpin_guard";
+
+/// The interfaces the guard separates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardSpec {
+    /// The LAN interface.
+    pub lan: String,
+    /// Every uplink interface.
+    pub uplinks: Vec<String>,
+}
+
+impl GuardSpec {
+    /// The nft script that (re)creates the guard table atomically.
+    pub fn ruleset(&self) -> String {
+        let uplinks = self
+            .uplinks
+            .iter()
+            .map(|u| format!("\"{u}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "table inet {GUARD_TABLE}\n\
+             delete table inet {GUARD_TABLE}\n\
+             table inet {GUARD_TABLE} {{\n\
+             \tchain forward {{\n\
+             \t\ttype filter hook forward priority filter - 10; policy accept;\n\
+             \t\tiifname \"{lan}\" oifname {{ {uplinks} }} counter drop comment \"flowpin: LAN to uplink transit is flowpin's, never the kernel's\"\n\
+             \t\tiifname {{ {uplinks} }} oifname \"{lan}\" counter drop comment \"flowpin: uplink to LAN transit is flowpin's, never the kernel's\"\n\
+             \t}}\n\
+             }}\n",
+            lan = self.lan
+        )
+    }
+
+    /// Installs the guard, replacing any earlier copy in one nft transaction.
+    pub fn install(&self) -> Result<(), GuardError> {
+        run_nft_script(&self.ruleset())
+    }
+}
+
+/// Whether the guard table is present in the current network namespace.
+pub fn is_installed() -> bool {
+    Command::new("nft")
+        .args(["list", "table", "inet", GUARD_TABLE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Removes the guard (used by `flowpin guard remove`, for an admin decommissioning flowpin).
+pub fn remove() -> Result<(), GuardError> {
+    run_nft_script(&format!(
+        "table inet {GUARD_TABLE}\ndelete table inet {GUARD_TABLE}\n"
+    ))
+}
+
+/// Why the guard could not be installed or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// `nft` could not be run at all.
+    #[error("cannot run nft (is nftables installed?): {0}")]
+    Spawn(#[from] std::io::Error),
+    /// `nft` rejected the ruleset.
+    #[error("nft rejected the forward guard: {0}")]
+    Rejected(String),
+}
+
+fn run_nft_script(script: &str) -> Result<(), GuardError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("stdin was piped")
+        .write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(GuardError::Rejected(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruleset_drops_both_directions_between_lan_and_every_uplink() {
+        let spec = GuardSpec {
+            lan: "lan0".into(),
+            uplinks: vec!["wan1".into(), "wan2".into()],
+        };
+        let r = spec.ruleset();
+        assert!(r.contains("iifname \"lan0\" oifname { \"wan1\", \"wan2\" } counter drop"));
+        assert!(r.contains("iifname { \"wan1\", \"wan2\" } oifname \"lan0\" counter drop"));
+        assert!(r.contains("hook forward"));
+        // Re-installation replaces the table in the same transaction.
+        assert!(r.find("delete table").unwrap() < r.find("chain forward").unwrap());
+    }
+}

@@ -1,0 +1,128 @@
+//! Human-readable tables for `flowpin status` and `flowpin flows`.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write;
+
+use super::api::{FlowsReport, StatusReport};
+
+/// Renders `flowpin status` for a terminal.
+pub fn status(s: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "flowpin up {}s — flows {} / {}",
+        s.uptime_s, s.flows, s.flow_capacity
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<10} {:<10} {:<16} {:<9} {:>6} {:>8} {:>12} {:>14} {:>12} {:>14}",
+        "uplink",
+        "interface",
+        "address",
+        "state",
+        "weight",
+        "flows",
+        "tx packets",
+        "tx bytes",
+        "rx packets",
+        "rx bytes"
+    );
+    for u in &s.uplinks {
+        let _ = writeln!(
+            out,
+            "{:<10} {:<10} {:<16} {:<9} {:>6} {:>8} {:>12} {:>14} {:>12} {:>14}",
+            u.name,
+            u.interface,
+            u.address,
+            u.state,
+            u.weight,
+            u.flows,
+            u.tx_packets,
+            u.tx_bytes,
+            u.rx_packets,
+            u.rx_bytes
+        );
+    }
+    if s.drops.is_empty() {
+        let _ = writeln!(out, "\ndrops: none");
+    } else {
+        let _ = writeln!(out, "\ndrops by reason:");
+        for (reason, n) in &s.drops {
+            let _ = writeln!(out, "  {reason:<32} {n:>12}");
+        }
+    }
+    for w in &s.workers {
+        let _ = writeln!(
+            out,
+            "worker {}: rx {} tx {} batches {}",
+            w.index, w.rx_frames, w.tx_frames, w.batches
+        );
+    }
+    out
+}
+
+/// Renders `flowpin flows` for a terminal.
+pub fn flows(f: &FlowsReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<5} {:<22} {:<22} {:<22} {:<8} {:<12} {:>9} {:>9} {:>9}",
+        "proto", "internal", "external", "remote", "uplink", "state", "idle ms", "out", "in"
+    );
+    for e in &f.flows {
+        let _ = writeln!(
+            out,
+            "{:<5} {:<22} {:<22} {:<22} {:<8} {:<12} {:>9} {:>9} {:>9}",
+            e.proto,
+            e.internal,
+            e.external,
+            e.remote,
+            e.uplink,
+            e.state,
+            e.idle_ms,
+            e.packets_out,
+            e.packets_in
+        );
+    }
+    let _ = writeln!(out, "{} shown, {} matched", f.flows.len(), f.matched);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::api::{FlowEntry, UplinkStatus};
+
+    #[test]
+    fn status_lists_every_uplink_and_nonzero_drop() {
+        let s = StatusReport {
+            uplinks: vec![UplinkStatus {
+                name: "isp1".into(),
+                state: "up".into(),
+                tx_packets: 42,
+                ..Default::default()
+            }],
+            drops: vec![("no_flow_inbound".into(), 3)],
+            ..Default::default()
+        };
+        let t = status(&s);
+        assert!(t.contains("isp1"));
+        assert!(t.contains("42"));
+        assert!(t.contains("no_flow_inbound"));
+    }
+
+    #[test]
+    fn flows_table_counts_rows() {
+        let f = FlowsReport {
+            flows: vec![FlowEntry {
+                proto: "udp".into(),
+                internal: "10.77.0.11:5000".into(),
+                ..Default::default()
+            }],
+            matched: 9,
+        };
+        let t = flows(&f);
+        assert!(t.contains("10.77.0.11:5000"));
+        assert!(t.contains("1 shown, 9 matched"));
+    }
+}
