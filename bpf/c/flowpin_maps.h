@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: Apache-2.0 OR MIT */
+/*
+ * flowpin: the layout shared by the XDP program and its userspace loader.
+ *
+ * This header is the ONE definition of the maps' keys and values, their names and sizes, and the
+ * decision counters. The Rust crate `flowpin-bpf` mirrors every type here with `#[repr(C)]` types;
+ * its build script compiles a probe of this header with the host compiler and the crate asserts at
+ * compile time that every size, offset and constant of the mirror equals the C one.
+ *
+ * Conventions:
+ * - IPv4 addresses are stored as they appear on the wire (network byte order), ports and ICMP
+ *   identifiers in host byte order.
+ * - Port ranges are inclusive: [port_min, port_max].
+ * - The XSKMAP key of an AF_XDP socket is `slot * FLOWPIN_MAX_QUEUES + rx_queue_index`, where `slot`
+ *   comes from the interface's `struct flowpin_iface_config`; every slot is unique per attached
+ *   interface, so one program serves several interfaces without their queues colliding.
+ */
+#ifndef FLOWPIN_MAPS_H
+#define FLOWPIN_MAPS_H
+
+#include <linux/types.h>
+
+/* Map and program names, as they appear in the object file. */
+#define FLOWPIN_PROGRAM_NAME "flowpin_xdp"
+#define FLOWPIN_MAP_IFACES "flowpin_ifaces"
+#define FLOWPIN_MAP_LOCAL_ADDRS "flowpin_local"
+#define FLOWPIN_MAP_XSKS "flowpin_xsks"
+#define FLOWPIN_MAP_COUNTERS "flowpin_counters"
+
+/* Sizes. */
+#define FLOWPIN_MAX_IFACES 16        /* interface slots (LAN + uplinks) */
+#define FLOWPIN_MAX_QUEUES 64        /* receive queues per interface */
+#define FLOWPIN_XSKMAP_SIZE (FLOWPIN_MAX_IFACES * FLOWPIN_MAX_QUEUES)
+#define FLOWPIN_MAX_LOCAL_ADDRS 256  /* the router's own IPv4 addresses */
+
+/* What an interface is to flowpin. */
+enum flowpin_role {
+	FLOWPIN_ROLE_LAN = 1,
+	FLOWPIN_ROLE_UPLINK = 2,
+};
+
+/* Value of the `flowpin_ifaces` map, keyed by ifindex (__u32). */
+struct flowpin_iface_config {
+	__u32 role;        /* enum flowpin_role */
+	__u32 slot;        /* < FLOWPIN_MAX_IFACES, unique among configured interfaces */
+	__u32 uplink_addr; /* uplinks: the address flows are translated to (network order); LAN: 0 */
+	__u16 port_min;    /* uplinks: NAT port / ICMP identifier range, inclusive */
+	__u16 port_max;
+};
+
+/* Bits of `struct flowpin_local_addr.flags`. */
+#define FLOWPIN_LOCAL_NAT 1 /* an uplink's NAT address: the port range is meaningful */
+
+/* Value of the `flowpin_local` map, keyed by an IPv4 address (__u32, network order). */
+struct flowpin_local_addr {
+	__u32 flags;    /* FLOWPIN_LOCAL_* */
+	__u16 port_min; /* with FLOWPIN_LOCAL_NAT: the owning uplink's NAT range, inclusive */
+	__u16 port_max;
+};
+
+/* One counter per decision: index of the `flowpin_counters` per-CPU array. */
+enum flowpin_decision {
+	FLOWPIN_PASS_NOT_IPV4 = 0,      /* ARP, IPv6 (ND), anything not IPv4: kernel */
+	FLOWPIN_PASS_UNKNOWN_IFACE,     /* ingress interface has no config: kernel */
+	FLOWPIN_PASS_BROADCAST,         /* L2 or L3 broadcast / multicast (DHCP, ...): kernel */
+	FLOWPIN_PASS_TTL,               /* TTL <= 1: kernel (sends Time Exceeded) */
+	FLOWPIN_PASS_LOCAL,             /* addressed to one of the router's addresses: kernel */
+	FLOWPIN_PASS_UPLINK_OWN,        /* to an uplink address, outside the NAT range: kernel */
+	FLOWPIN_PASS_UPLINK_FRAGMENT,   /* non-first fragment to an uplink address: kernel */
+	FLOWPIN_PASS_UPLINK_TRANSIT,    /* on an uplink, not addressed to the router: kernel */
+	FLOWPIN_REDIRECT_LAN_TRANSIT,   /* LAN TCP/UDP/ICMP transit: AF_XDP */
+	FLOWPIN_REDIRECT_HAIRPIN,       /* LAN to an uplink address inside its NAT range: AF_XDP */
+	FLOWPIN_REDIRECT_UPLINK_RETURN, /* uplink return traffic inside the NAT range: AF_XDP */
+	FLOWPIN_DROP_UNTRANSLATABLE,    /* LAN transit with another IP protocol (GRE, ESP, ...) */
+	FLOWPIN_DROP_MALFORMED,         /* truncated or invalid IPv4 header */
+	FLOWPIN_DROP_NO_SOCKET,         /* chosen for AF_XDP but no socket serves the queue */
+	FLOWPIN_DECISION_COUNT,
+};
+
+/* Value of the `flowpin_counters` per-CPU array. */
+struct flowpin_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif /* FLOWPIN_MAPS_H */

@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: Apache-2.0 OR MIT */
+/*
+ * flowpin's XDP program: per packet, choose between the AF_XDP fast path and the kernel.
+ *
+ * Attached to the LAN interface and to every uplink; one object, shared maps (flowpin_maps.h).
+ * Invariants:
+ * - Transit traffic is never handed to the kernel from the LAN: TCP/UDP/ICMP go to AF_XDP, every
+ *   other IP protocol is dropped (the kernel would forward it un-NATed).
+ * - The XSKMAP miss action is XDP_DROP: a queue without a socket drops what it would redirect
+ *   (fail closed), counted as FLOWPIN_DROP_NO_SOCKET.
+ * - The router's own traffic (ARP, ND, DHCP, packets to its addresses outside the NAT ranges,
+ *   TTL <= 1) always reaches the kernel.
+ * - Every packet increments exactly one decision counter.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "flowpin_maps.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FLOWPIN_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct flowpin_iface_config);
+} flowpin_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FLOWPIN_MAX_LOCAL_ADDRS);
+	__type(key, __u32);
+	__type(value, struct flowpin_local_addr);
+} flowpin_local SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, FLOWPIN_XSKMAP_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} flowpin_xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FLOWPIN_DECISION_COUNT);
+	__type(key, __u32);
+	__type(value, struct flowpin_counter);
+} flowpin_counters SEC(".maps");
+
+#define IP_OFFSET 0x1fff
+
+/* <linux/icmp.h> pulls in libc headers that a BPF target cannot include: the part we need. */
+#define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
+#define ICMP_SOURCE_QUENCH 4
+#define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be16 echo_id;
+	__be16 echo_sequence;
+};
+
+static __always_inline int count(struct xdp_md *ctx, __u32 decision, int action)
+{
+	struct flowpin_counter *counter = bpf_map_lookup_elem(&flowpin_counters, &decision);
+
+	if (counter) {
+		counter->packets += 1;
+		counter->bytes += ctx->data_end - ctx->data;
+	}
+	return action;
+}
+
+static __always_inline int in_range(__u16 value, __u16 min, __u16 max)
+{
+	return value >= min && value <= max;
+}
+
+/* Redirects to the socket of (interface slot, rx queue); fails closed. */
+static __always_inline int to_socket(struct xdp_md *ctx, __u32 slot, __u32 decision)
+{
+	__u32 queue = ctx->rx_queue_index;
+	long action;
+
+	if (queue >= FLOWPIN_MAX_QUEUES || slot >= FLOWPIN_MAX_IFACES)
+		return count(ctx, FLOWPIN_DROP_NO_SOCKET, XDP_DROP);
+	action = bpf_redirect_map(&flowpin_xsks, slot * FLOWPIN_MAX_QUEUES + queue, XDP_DROP);
+	if (action != XDP_REDIRECT)
+		return count(ctx, FLOWPIN_DROP_NO_SOCKET, XDP_DROP);
+	return count(ctx, decision, XDP_REDIRECT);
+}
+
+/*
+ * The L4 identifier NAT keys on: the destination port of TCP/UDP, the identifier of an ICMP echo
+ * reply or request. Returns 0 if the header is truncated (the caller then lets it be).
+ */
+static __always_inline int l4_dest_id(void *l4, void *data_end, __u8 protocol, __u16 *id)
+{
+	if (protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+
+		if ((void *)(tcp + 1) > data_end)
+			return 0;
+		*id = bpf_ntohs(tcp->dest);
+		return 1;
+	}
+	if (protocol == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+
+		if ((void *)(udp + 1) > data_end)
+			return 0;
+		*id = bpf_ntohs(udp->dest);
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline int icmp_is_error(__u8 type)
+{
+	return type == ICMP_DEST_UNREACH || type == ICMP_SOURCE_QUENCH || type == ICMP_TIME_EXCEEDED ||
+	       type == ICMP_PARAMETERPROB;
+}
+
+/*
+ * Whether an ICMP message to an address with NAT range [min, max] belongs to a translated flow:
+ * an echo request/reply with its identifier in the range, or an error whose embedded (outgoing)
+ * packet has its TCP/UDP source port or echo identifier in the range. Errors about the router's
+ * own traffic (identifiers outside the range) stay with the kernel.
+ */
+static __always_inline int icmp_in_range(struct icmphdr *icmp, void *data_end, __u16 min, __u16 max)
+{
+	struct iphdr *inner;
+	void *inner_l4;
+
+	if ((void *)(icmp + 1) > data_end)
+		return 0;
+	if (icmp->type == ICMP_ECHOREPLY || icmp->type == ICMP_ECHO)
+		return in_range(bpf_ntohs(icmp->echo_id), min, max);
+	if (!icmp_is_error(icmp->type))
+		return 0;
+	inner = (void *)(icmp + 1);
+	if ((void *)(inner + 1) > data_end || inner->ihl < 5)
+		return 0;
+	inner_l4 = (void *)inner + inner->ihl * 4;
+	if (inner->protocol == IPPROTO_TCP || inner->protocol == IPPROTO_UDP) {
+		/* Source port: the first 16 bits of both headers. */
+		__be16 *ports = inner_l4;
+
+		if ((void *)(ports + 1) > data_end)
+			return 0;
+		return in_range(bpf_ntohs(ports[0]), min, max);
+	}
+	if (inner->protocol == IPPROTO_ICMP) {
+		struct icmphdr *inner_icmp = inner_l4;
+
+		if ((void *)(inner_icmp + 1) > data_end)
+			return 0;
+		return (inner_icmp->type == ICMP_ECHO || inner_icmp->type == ICMP_ECHOREPLY) &&
+		       in_range(bpf_ntohs(inner_icmp->echo_id), min, max);
+	}
+	return 0;
+}
+
+/* Whether a packet to a NAT address with range [min, max] belongs to a translated flow. */
+static __always_inline int nat_in_range(struct iphdr *ip, void *l4, void *data_end, __u16 min, __u16 max)
+{
+	__u16 id;
+
+	if (ip->protocol == IPPROTO_ICMP)
+		return icmp_in_range(l4, data_end, min, max);
+	if (l4_dest_id(l4, data_end, ip->protocol, &id))
+		return in_range(id, min, max);
+	return 0;
+}
+
+static __always_inline int is_translatable(__u8 protocol)
+{
+	return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP || protocol == IPPROTO_ICMP;
+}
+
+SEC("xdp")
+int flowpin_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct flowpin_iface_config *iface;
+	struct flowpin_local_addr *local;
+	struct iphdr *ip;
+	__u32 ifindex = ctx->ingress_ifindex;
+	void *l4;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return count(ctx, FLOWPIN_PASS_NOT_IPV4, XDP_PASS);
+
+	iface = bpf_map_lookup_elem(&flowpin_ifaces, &ifindex);
+	if (!iface)
+		return count(ctx, FLOWPIN_PASS_UNKNOWN_IFACE, XDP_PASS);
+
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+		return count(ctx, FLOWPIN_DROP_MALFORMED, XDP_DROP);
+	l4 = (void *)ip + ip->ihl * 4;
+	if (l4 > data_end)
+		return count(ctx, FLOWPIN_DROP_MALFORMED, XDP_DROP);
+
+	/* Group bit of the destination MAC: broadcast and multicast frames. */
+	if ((eth->h_dest[0] & 1) || ip->daddr == bpf_htonl(0xffffffff) ||
+	    (bpf_ntohl(ip->daddr) >> 28) == 0xe)
+		return count(ctx, FLOWPIN_PASS_BROADCAST, XDP_PASS);
+
+	if (ip->ttl <= 1)
+		return count(ctx, FLOWPIN_PASS_TTL, XDP_PASS);
+
+	if (iface->role == FLOWPIN_ROLE_UPLINK) {
+		if (ip->daddr == iface->uplink_addr) {
+			if (ip->frag_off & bpf_htons(IP_OFFSET))
+				return count(ctx, FLOWPIN_PASS_UPLINK_FRAGMENT, XDP_PASS);
+			if (nat_in_range(ip, l4, data_end, iface->port_min, iface->port_max))
+				return to_socket(ctx, iface->slot, FLOWPIN_REDIRECT_UPLINK_RETURN);
+			return count(ctx, FLOWPIN_PASS_UPLINK_OWN, XDP_PASS);
+		}
+		if (bpf_map_lookup_elem(&flowpin_local, &ip->daddr))
+			return count(ctx, FLOWPIN_PASS_LOCAL, XDP_PASS);
+		return count(ctx, FLOWPIN_PASS_UPLINK_TRANSIT, XDP_PASS);
+	}
+
+	if (iface->role != FLOWPIN_ROLE_LAN)
+		return count(ctx, FLOWPIN_PASS_UNKNOWN_IFACE, XDP_PASS);
+
+	local = bpf_map_lookup_elem(&flowpin_local, &ip->daddr);
+	if (local) {
+		/* Hairpin: to an uplink's NAT address, inside its range (first fragments only). */
+		if ((local->flags & FLOWPIN_LOCAL_NAT) && !(ip->frag_off & bpf_htons(IP_OFFSET)) &&
+		    nat_in_range(ip, l4, data_end, local->port_min, local->port_max))
+			return to_socket(ctx, iface->slot, FLOWPIN_REDIRECT_HAIRPIN);
+		return count(ctx, FLOWPIN_PASS_LOCAL, XDP_PASS);
+	}
+
+	if (!is_translatable(ip->protocol))
+		return count(ctx, FLOWPIN_DROP_UNTRANSLATABLE, XDP_DROP);
+	return to_socket(ctx, iface->slot, FLOWPIN_REDIRECT_LAN_TRANSIT);
+}

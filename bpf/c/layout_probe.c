@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 OR MIT */
+/*
+ * Host-side probe run by flowpin-bpf's build script: prints, as Rust constants, every size, offset
+ * and value of flowpin_maps.h, so the crate can assert its #[repr(C)] mirrors against the C truth.
+ */
+#include <stddef.h>
+#include <stdio.h>
+
+#include "flowpin_maps.h"
+
+#define CONST_U32(name, value) printf("pub const %s: u32 = %u;\n", name, (unsigned)(value))
+#define CONST_USIZE(name, value) printf("pub const %s: usize = %zu;\n", name, (size_t)(value))
+#define CONST_STR(name, value) printf("pub const %s: &str = \"%s\";\n", name, value)
+
+int main(void)
+{
+	CONST_STR("PROGRAM_NAME", FLOWPIN_PROGRAM_NAME);
+	CONST_STR("MAP_IFACES", FLOWPIN_MAP_IFACES);
+	CONST_STR("MAP_LOCAL_ADDRS", FLOWPIN_MAP_LOCAL_ADDRS);
+	CONST_STR("MAP_XSKS", FLOWPIN_MAP_XSKS);
+	CONST_STR("MAP_COUNTERS", FLOWPIN_MAP_COUNTERS);
+
+	CONST_U32("MAX_IFACES", FLOWPIN_MAX_IFACES);
+	CONST_U32("MAX_QUEUES", FLOWPIN_MAX_QUEUES);
+	CONST_U32("XSKMAP_SIZE", FLOWPIN_XSKMAP_SIZE);
+	CONST_U32("MAX_LOCAL_ADDRS", FLOWPIN_MAX_LOCAL_ADDRS);
+
+	CONST_U32("ROLE_LAN", FLOWPIN_ROLE_LAN);
+	CONST_U32("ROLE_UPLINK", FLOWPIN_ROLE_UPLINK);
+	CONST_U32("LOCAL_NAT", FLOWPIN_LOCAL_NAT);
+
+	CONST_USIZE("IFACE_CONFIG_SIZE", sizeof(struct flowpin_iface_config));
+	CONST_USIZE("IFACE_CONFIG_ROLE", offsetof(struct flowpin_iface_config, role));
+	CONST_USIZE("IFACE_CONFIG_SLOT", offsetof(struct flowpin_iface_config, slot));
+	CONST_USIZE("IFACE_CONFIG_UPLINK_ADDR", offsetof(struct flowpin_iface_config, uplink_addr));
+	CONST_USIZE("IFACE_CONFIG_PORT_MIN", offsetof(struct flowpin_iface_config, port_min));
+	CONST_USIZE("IFACE_CONFIG_PORT_MAX", offsetof(struct flowpin_iface_config, port_max));
+
+	CONST_USIZE("LOCAL_ADDR_SIZE", sizeof(struct flowpin_local_addr));
+	CONST_USIZE("LOCAL_ADDR_FLAGS", offsetof(struct flowpin_local_addr, flags));
+	CONST_USIZE("LOCAL_ADDR_PORT_MIN", offsetof(struct flowpin_local_addr, port_min));
+	CONST_USIZE("LOCAL_ADDR_PORT_MAX", offsetof(struct flowpin_local_addr, port_max));
+
+	CONST_USIZE("COUNTER_SIZE", sizeof(struct flowpin_counter));
+	CONST_USIZE("COUNTER_PACKETS", offsetof(struct flowpin_counter, packets));
+	CONST_USIZE("COUNTER_BYTES", offsetof(struct flowpin_counter, bytes));
+
+	CONST_U32("PASS_NOT_IPV4", FLOWPIN_PASS_NOT_IPV4);
+	CONST_U32("PASS_UNKNOWN_IFACE", FLOWPIN_PASS_UNKNOWN_IFACE);
+	CONST_U32("PASS_BROADCAST", FLOWPIN_PASS_BROADCAST);
+	CONST_U32("PASS_TTL", FLOWPIN_PASS_TTL);
+	CONST_U32("PASS_LOCAL", FLOWPIN_PASS_LOCAL);
+	CONST_U32("PASS_UPLINK_OWN", FLOWPIN_PASS_UPLINK_OWN);
+	CONST_U32("PASS_UPLINK_FRAGMENT", FLOWPIN_PASS_UPLINK_FRAGMENT);
+	CONST_U32("PASS_UPLINK_TRANSIT", FLOWPIN_PASS_UPLINK_TRANSIT);
+	CONST_U32("REDIRECT_LAN_TRANSIT", FLOWPIN_REDIRECT_LAN_TRANSIT);
+	CONST_U32("REDIRECT_HAIRPIN", FLOWPIN_REDIRECT_HAIRPIN);
+	CONST_U32("REDIRECT_UPLINK_RETURN", FLOWPIN_REDIRECT_UPLINK_RETURN);
+	CONST_U32("DROP_UNTRANSLATABLE", FLOWPIN_DROP_UNTRANSLATABLE);
+	CONST_U32("DROP_MALFORMED", FLOWPIN_DROP_MALFORMED);
+	CONST_U32("DROP_NO_SOCKET", FLOWPIN_DROP_NO_SOCKET);
+	CONST_U32("DECISION_COUNT", FLOWPIN_DECISION_COUNT);
+	return 0;
+}
