@@ -1,2 +1,93 @@
-//! Configuration (placeholder).
+//! The TOML configuration: parsed, defaulted, validated, explained.
+//!
+//! Entry points: [`load`] (reads a file) and [`parse`] (text already in memory) return a
+//! validated [`Config`] or [`ConfigErrors`]; [`explain`] renders the summary that
+//! `flowpin check -c FILE` prints; [`Config::to_toml`] writes a file that parses back to an equal
+//! [`Config`]. The reference of every key is `docs/configuration.md`.
+//!
+//! Invariants:
+//! - every error names the file, the line and the field (`flowpin.toml:14: uplink[1].weight:
+//!   ...`); only a table missing from the whole file, or a file that cannot be read, has no line;
+//! - unknown keys are errors at every level (a typo never silently becomes a default);
+//! - a [`Config`] that exists is valid (see [`model`] for the exact guarantees) — nothing
+//!   downstream re-checks it;
+//! - this module does no I/O except reading the file in [`load`]: the router's
+//!   `ip_local_port_range`, which the NAT range must avoid, is an argument (read it with
+//!   [`PortRange::from_proc_local_port_range`]).
+//!
+//! Room for issue 6: uplink health checks (`[uplink.health]`) and failover classes will be new
+//! optional fields of [`raw`] and [`model`] structures; until then those keys are refused as
+//! unknown.
 #![forbid(unsafe_code)]
+
+mod error;
+mod explain;
+mod locate;
+pub mod model;
+mod port_range;
+mod prefix;
+mod protocol;
+mod raw;
+mod stickiness;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use explain::{explain, weight_shares};
+pub use model::{
+    Config, Control, Datapath, Filtering, IdleStrategy, Lan, Nat, Policy, PolicyMatch,
+    PolicyUplink, Timeouts, Uplink, Workers, XdpMode,
+};
+pub use port_range::PortRange;
+pub use prefix::Ipv4Prefix;
+pub use protocol::Protocol;
+pub use stickiness::Stickiness;
+pub use validate::{
+    DEFAULT_NAT_PORT_RANGE, FLOW_CAPACITY_RANGE, FRAMES_PER_WORKER_RANGE, MAX_WEIGHT, MIN_NAT_PORT,
+};
+
+use locate::Source;
+
+/// Reads and validates the configuration file at `path`.
+///
+/// `local_port_range` is the router's `net.ipv4.ip_local_port_range`; when given, a NAT port
+/// range overlapping it is an error. Errors name the file as `path` displays.
+pub fn load(path: &Path, local_port_range: Option<PortRange>) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+        file: file.clone(),
+        line: None,
+        field: String::new(),
+        message: format!("cannot read: {error}"),
+    })?;
+    parse(&text, &file, local_port_range)
+}
+
+/// Validates configuration `text`; `file` is the name errors show.
+pub fn parse(
+    text: &str,
+    file: &str,
+    local_port_range: Option<PortRange>,
+) -> Result<Config, ConfigErrors> {
+    let source = Source { file, text };
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|error| {
+        let (line, field) = match error.span() {
+            Some(span) => (
+                Some(source.line_of(span.start)),
+                source.field_at(span.start),
+            ),
+            None => (None, String::new()),
+        };
+        ConfigError {
+            file: file.to_owned(),
+            line,
+            field,
+            message: error.message().trim().to_owned(),
+        }
+    })?;
+    validate::validate(source, raw, local_port_range)
+}

@@ -1,0 +1,195 @@
+//! The human summary of a configuration that `flowpin check -c FILE` prints: what flowpin will
+//! do with it, in the order a new flow meets it (LAN, policies, default group, NAT, timeouts).
+
+use std::fmt::Write as _;
+
+use super::model::{Config, Policy, PolicyMatch};
+
+/// Each weight's share of new flows in percent (0 for standby members, weight 0). When every
+/// weight is 0 the shares are all 0.
+pub fn weight_shares(weights: &[u32]) -> Vec<f64> {
+    let total: u64 = weights.iter().map(|weight| u64::from(*weight)).sum();
+    weights
+        .iter()
+        .map(|weight| {
+            if total == 0 {
+                0.0
+            } else {
+                100.0 * f64::from(*weight) / total as f64
+            }
+        })
+        .collect()
+}
+
+/// The summary of `config`, several lines, ending with a newline.
+pub fn explain(config: &Config) -> String {
+    let mut out = String::new();
+    let lan = &config.lan;
+    let prefixes: Vec<String> = lan.prefixes.iter().map(ToString::to_string).collect();
+    let _ = writeln!(
+        out,
+        "LAN {}: sources {} (any other source is dropped as spoofed)",
+        lan.interface,
+        prefixes.join(", ")
+    );
+
+    let _ = writeln!(
+        out,
+        "\nUplinks (the default group: new flows no policy matches):"
+    );
+    let weights: Vec<u32> = config.uplinks.iter().map(|uplink| uplink.weight).collect();
+    let name_width = config
+        .uplinks
+        .iter()
+        .map(|uplink| uplink.name.len())
+        .max()
+        .unwrap_or(0);
+    for (uplink, share) in config.uplinks.iter().zip(weight_shares(&weights)) {
+        let address = match uplink.address {
+            Some(address) => format!("address {address}"),
+            None => "address from the interface".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:name_width$}  on {}  via {}  {address}  weight {}  {}",
+            uplink.name,
+            uplink.interface,
+            uplink.gateway,
+            uplink.weight,
+            share_text(uplink.weight, share)
+        );
+    }
+
+    if config.policies.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nPolicies: none (every new flow uses the default group)"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nPolicies (in order, the first match decides; no match: the default group):"
+        );
+        for (number, policy) in config.policies.iter().enumerate() {
+            let _ = writeln!(out, "  {}. {}", number + 1, policy_text(config, policy));
+        }
+    }
+
+    let nat = &config.nat;
+    let _ = writeln!(
+        out,
+        "\nNAT: external ports {} ({} per uplink address); filtering {}",
+        nat.port_range,
+        nat.port_range.count(),
+        nat.filtering
+    );
+    let _ = writeln!(
+        out,
+        "Stickiness {}: key ({}): {}",
+        nat.stickiness,
+        nat.stickiness.key_fields(),
+        nat.stickiness.meaning()
+    );
+    let timeouts = &nat.timeouts;
+    let refresh = if nat.udp_refresh_on_inbound {
+        "outbound and inbound"
+    } else {
+        "outbound only"
+    };
+    let _ = writeln!(
+        out,
+        "Timeouts: UDP {} s (refreshed by {refresh} packets), TCP established {} s, TCP \
+         transitory {} s, ICMP {} s",
+        timeouts.udp, timeouts.tcp_established, timeouts.tcp_transitory, timeouts.icmp
+    );
+    let datapath = &config.datapath;
+    let _ = writeln!(
+        out,
+        "Datapath: workers {}, AF_XDP mode {}, idle {}, flow capacity {}, {} frames per worker",
+        datapath.workers,
+        datapath.mode,
+        datapath.idle,
+        datapath.flow_capacity,
+        datapath.frames_per_worker
+    );
+    let _ = writeln!(out, "Control socket: {}", config.control.socket.display());
+    out
+}
+
+fn share_text(weight: u32, share: f64) -> String {
+    if weight == 0 {
+        "standby (new flows only when no weighted uplink is eligible)".to_owned()
+    } else {
+        format!("{share:.1} % of new flows")
+    }
+}
+
+fn policy_text(config: &Config, policy: &Policy) -> String {
+    let weights: Vec<u32> = policy
+        .uplinks
+        .iter()
+        .map(|member| member.weight.unwrap_or(config.uplinks[member.index].weight))
+        .collect();
+    let members: Vec<String> = policy
+        .uplinks
+        .iter()
+        .zip(weight_shares(&weights))
+        .zip(&weights)
+        .map(|((member, share), weight)| {
+            if *weight == 0 {
+                format!("{} standby", member.name)
+            } else {
+                format!("{} {share:.1} %", member.name)
+            }
+        })
+        .collect();
+    format!(
+        "{}: {} -> {}",
+        policy.name,
+        match_text(&policy.matcher),
+        members.join(", ")
+    )
+}
+
+fn match_text(matcher: &PolicyMatch) -> String {
+    let list = |prefixes: &[super::Ipv4Prefix]| {
+        prefixes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let mut parts = Vec::new();
+    if !matcher.src.is_empty() {
+        parts.push(format!("from {}", list(&matcher.src)));
+    }
+    if !matcher.dst.is_empty() {
+        parts.push(format!("to {}", list(&matcher.dst)));
+    }
+    if let Some(proto) = matcher.proto {
+        parts.push(proto.to_string());
+    }
+    if let Some(port) = matcher.dst_port {
+        parts.push(format!("port {port}"));
+    }
+    if let Some(dscp) = matcher.dscp {
+        parts.push(format!("dscp {dscp}"));
+    }
+    if parts.is_empty() {
+        "every flow".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_follow_weights_and_standby_gets_none() {
+        let shares = weight_shares(&[2, 1, 0, 1]);
+        assert_eq!(shares, vec![50.0, 25.0, 0.0, 25.0]);
+        assert_eq!(weight_shares(&[0, 0]), vec![0.0, 0.0]);
+    }
+}

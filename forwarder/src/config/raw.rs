@@ -1,0 +1,152 @@
+//! The file as written: serde structures that keep every value's byte span.
+//!
+//! Everything is optional here so that [`super::validate`] can name the missing key with its
+//! table's line; unknown keys are refused at every level (`deny_unknown_fields`). Issue 6 will add
+//! `[[uplink]]` health tables and failover classes as new optional fields.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::model::{Filtering, IdleStrategy, Workers, XdpMode};
+use super::{PortRange, Protocol, Stickiness};
+
+/// A value with its byte span in the file. Only values whose errors are raised by validation
+/// need one, and tables that can lack a required key (the error names the table's line); prefix
+/// lists hold strings so that a bad element is named by its own index (`lan.prefixes[1]`).
+pub(super) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub lan: Option<S<RawLan>>,
+    #[serde(default)]
+    pub uplink: Vec<S<RawUplink>>,
+    pub nat: Option<RawNat>,
+    #[serde(default)]
+    pub policy: Vec<S<RawPolicy>>,
+    pub datapath: Option<RawDatapath>,
+    pub control: Option<RawControl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLan {
+    pub interface: Option<S<String>>,
+    pub prefixes: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUplink {
+    pub name: Option<S<String>>,
+    pub interface: Option<S<String>>,
+    pub gateway: Option<S<Ipv4Addr>>,
+    pub address: Option<S<Ipv4Addr>>,
+    pub weight: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNat {
+    pub port_range: Option<S<PortRange>>,
+    pub stickiness: Option<S<Stickiness>>,
+    pub timeouts: Option<RawTimeouts>,
+    pub udp_refresh_on_inbound: Option<S<bool>>,
+    pub filtering: Option<S<Filtering>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTimeouts {
+    pub udp: Option<S<u32>>,
+    pub tcp_established: Option<S<u32>>,
+    pub tcp_transitory: Option<S<u32>>,
+    pub icmp: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    pub name: Option<S<String>>,
+    #[serde(rename = "match")]
+    pub matcher: Option<RawMatch>,
+    pub uplinks: Option<S<Vec<S<RawPolicyUplink>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMatch {
+    pub src: Option<S<Vec<S<String>>>>,
+    pub dst: Option<S<Vec<S<String>>>>,
+    pub proto: Option<S<Protocol>>,
+    pub dst_port: Option<S<PortRange>>,
+    pub dscp: Option<S<u8>>,
+}
+
+/// A policy's uplink: `"isp1"` (weight inherited from the uplink) or
+/// `{ name = "isp1", weight = 3 }`.
+#[derive(Debug)]
+pub(super) struct RawPolicyUplink {
+    pub name: String,
+    pub weight: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for RawPolicyUplink {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PolicyUplinkVisitor)
+    }
+}
+
+struct PolicyUplinkVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PolicyUplinkVisitor {
+    type Value = RawPolicyUplink;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an uplink name or a table { name, weight }")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<RawPolicyUplink, E> {
+        Ok(RawPolicyUplink {
+            name: name.to_owned(),
+            weight: None,
+        })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<RawPolicyUplink, A::Error> {
+        use serde::de::Error;
+        const FIELDS: &[&str] = &["name", "weight"];
+        let (mut name, mut weight) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "name" => name = Some(map.next_value::<String>()?),
+                "weight" => weight = Some(map.next_value::<u32>()?),
+                other => return Err(A::Error::unknown_field(other, FIELDS)),
+            }
+        }
+        let name = name.ok_or_else(|| A::Error::missing_field("name"))?;
+        Ok(RawPolicyUplink { name, weight })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatapath {
+    pub workers: Option<S<Workers>>,
+    pub mode: Option<S<XdpMode>>,
+    pub idle: Option<S<IdleStrategy>>,
+    pub flow_capacity: Option<S<u32>>,
+    pub frames_per_worker: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawControl {
+    pub socket: Option<S<PathBuf>>,
+}

@@ -1,0 +1,503 @@
+//! Parsing the example, round trips, and one test per class of error, each checking the exact
+//! `file:line: field: message` location.
+
+use std::net::Ipv4Addr;
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../examples/flowpin.toml");
+
+/// A small valid file that the error tests break in one place each.
+const BASE: &str = r#"[lan]
+interface = "lan0"
+prefixes = ["10.0.0.0/16"]
+
+[[uplink]]
+name = "isp1"
+interface = "wan1"
+gateway = "192.0.2.1"
+weight = 1
+
+[[uplink]]
+name = "isp2"
+interface = "wan2"
+gateway = "198.51.100.1"
+weight = 1
+"#;
+
+fn errors_of(text: &str) -> Vec<String> {
+    errors_with_range(text, None)
+}
+
+fn errors_with_range(text: &str, local: Option<PortRange>) -> Vec<String> {
+    match parse(text, "flowpin.toml", local) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// Asserts that exactly one error was reported and that it starts with `location`
+/// (`flowpin.toml:LINE: FIELD: `) and mentions `words`.
+fn assert_single_error(text: &str, location: &str, words: &str) {
+    let errors = errors_of(text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with(location),
+        "want `{location}…`, got `{}`",
+        errors[0]
+    );
+    assert!(
+        errors[0].contains(words),
+        "want `{words}` in `{}`",
+        errors[0]
+    );
+}
+
+#[test]
+fn the_example_parses_with_the_linux_default_port_range() {
+    let linux_default = PortRange::new(32768, 60999);
+    let config = parse(EXAMPLE, "flowpin.toml", linux_default).unwrap();
+    assert_eq!(config.uplinks.len(), 3);
+    assert_eq!(config.uplinks[2].weight, 0);
+    assert_eq!(
+        config.uplinks[1].address,
+        Some(Ipv4Addr::new(198, 51, 100, 20))
+    );
+    assert_eq!(config.policies[0].uplinks[0].index, 1);
+    assert_eq!(config.policies[1].uplinks[1].weight, Some(1));
+    assert_eq!(config.policies[0].matcher.dscp, Some(46));
+    assert_eq!(config.nat.timeouts, Timeouts::DEFAULT);
+}
+
+#[test]
+fn the_example_loads_from_disk() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flowpin.toml");
+    let config = load(&path, None).unwrap();
+    assert_eq!(config, parse(EXAMPLE, "x", None).unwrap());
+    let missing = load(std::path::Path::new("/nonexistent/flowpin.toml"), None).unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .starts_with("/nonexistent/flowpin.toml: cannot read"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn defaults_fill_everything_optional() {
+    let config = parse(BASE, "f", None).unwrap();
+    assert_eq!(config.nat.port_range, PortRange::new(10000, 32767).unwrap());
+    assert_eq!(config.nat.stickiness, Stickiness::Endpoint);
+    assert_eq!(config.nat.filtering, Filtering::AddressDependent);
+    assert!(!config.nat.udp_refresh_on_inbound);
+    assert_eq!(
+        config.nat.timeouts,
+        Timeouts {
+            udp: 300,
+            tcp_established: 7440,
+            tcp_transitory: 240,
+            icmp: 60
+        }
+    );
+    assert_eq!(config.datapath.workers, Workers::Auto);
+    assert_eq!(config.datapath.mode, XdpMode::Auto);
+    assert_eq!(config.datapath.idle, IdleStrategy::Poll);
+    assert_eq!(
+        config.control.socket,
+        std::path::Path::new("/run/flowpin/flowpin.sock")
+    );
+    assert!(config.policies.is_empty());
+    let unweighted = BASE.replace("weight = 1\n", "");
+    assert!(
+        parse(&unweighted, "f", None)
+            .unwrap()
+            .uplinks
+            .iter()
+            .all(|uplink| uplink.weight == 1)
+    );
+}
+
+#[test]
+fn round_trips_through_toml() {
+    for text in [EXAMPLE, BASE] {
+        let config = parse(text, "f", None).unwrap();
+        let written = config.to_toml();
+        let again = parse(&written, "written", None)
+            .unwrap_or_else(|errors| panic!("{errors}\n--- written:\n{written}"));
+        assert_eq!(again, config, "--- written:\n{written}");
+        assert_eq!(again.to_toml(), written);
+    }
+}
+
+#[test]
+fn syntax_error() {
+    let text = format!("{BASE}\n[nat\nport_range = \"20000-29999\"\n");
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with("flowpin.toml:17:"), "{}", errors[0]);
+}
+
+#[test]
+fn unknown_keys_at_every_level() {
+    assert_single_error(
+        &BASE.replace("weight = 1\n\n", "wieght = 1\n\n"),
+        "flowpin.toml:9: uplink[0].wieght: ",
+        "unknown field `wieght`",
+    );
+    assert_single_error(
+        &format!("{BASE}[nat.timeouts]\ntcp = 9000\n"),
+        "flowpin.toml:17: nat.timeouts.tcp: ",
+        "unknown field `tcp`",
+    );
+    assert_single_error(
+        &format!("{BASE}[health]\n"),
+        "flowpin.toml:16: health: ",
+        "unknown field `health`",
+    );
+    assert_single_error(
+        &format!("{BASE}[[policy]]\nname = \"p\"\nuplinks = [\"isp1\"]\nmatch = {{ port = 80 }}\n"),
+        "flowpin.toml:19: policy[0].match.port: ",
+        "unknown field `port`",
+    );
+}
+
+#[test]
+fn wrong_types() {
+    assert_single_error(
+        &BASE.replace("weight = 1\n\n", "weight = \"heavy\"\n\n"),
+        "flowpin.toml:9: uplink[0].weight: ",
+        "invalid type",
+    );
+    assert_single_error(
+        &BASE.replace("\"192.0.2.1\"", "\"192.0.2\""),
+        "flowpin.toml:8: uplink[0].gateway: ",
+        "invalid IPv4 address",
+    );
+    assert_single_error(
+        &format!("{BASE}[nat]\nstickiness = \"session\"\n"),
+        "flowpin.toml:17: nat.stickiness: ",
+        "unknown variant `session`",
+    );
+    assert_single_error(
+        &format!("{BASE}[datapath]\nworkers = 0\n"),
+        "flowpin.toml:17: datapath.workers: ",
+        "must be 1-65535",
+    );
+}
+
+#[test]
+fn missing_required_keys_and_tables() {
+    assert_single_error(
+        &BASE.replace("gateway = \"198.51.100.1\"\n", ""),
+        "flowpin.toml:11: uplink[1].gateway: ",
+        "missing",
+    );
+    let errors = errors_of(&BASE.replace(
+        "[lan]\ninterface = \"lan0\"\nprefixes = [\"10.0.0.0/16\"]\n",
+        "",
+    ));
+    assert_eq!(
+        errors,
+        vec!["flowpin.toml: lan: missing table [lan] (interface, prefixes)"]
+    );
+    let errors = errors_of("[lan]\ninterface = \"lan0\"\nprefixes = [\"10.0.0.0/16\"]\n");
+    assert_eq!(
+        errors,
+        vec!["flowpin.toml: uplink: no [[uplink]]: at least one is required"]
+    );
+    assert_single_error(
+        &BASE.replace("prefixes = [\"10.0.0.0/16\"]", "prefixes = []"),
+        "flowpin.toml:3: lan.prefixes: ",
+        "at least one",
+    );
+}
+
+#[test]
+fn bad_prefixes() {
+    assert_single_error(
+        &BASE.replace("[\"10.0.0.0/16\"]", "[\"10.0.0.0/16\", \"10.1.2.3/16\"]"),
+        "flowpin.toml:3: lan.prefixes[1]: ",
+        "did you mean 10.1.0.0/16",
+    );
+    assert_single_error(
+        &BASE.replace("10.0.0.0/16", "10.0.0.0/40"),
+        "flowpin.toml:3: lan.prefixes[0]: ",
+        "0..=32",
+    );
+}
+
+#[test]
+fn duplicate_uplink_names_and_interfaces() {
+    assert_single_error(
+        &BASE.replace("\"isp2\"", "\"isp1\""),
+        "flowpin.toml:12: uplink[1].name: ",
+        "duplicate uplink name `isp1`",
+    );
+    assert_single_error(
+        &BASE.replace("\"wan2\"", "\"wan1\""),
+        "flowpin.toml:13: uplink[1].interface: ",
+        "already used by uplink[0]",
+    );
+    assert_single_error(
+        &BASE.replace("\"wan2\"", "\"lan0\""),
+        "flowpin.toml:13: uplink[1].interface: ",
+        "LAN interface",
+    );
+    assert_single_error(
+        &BASE.replace("\"wan2\"", "\"a/b\""),
+        "flowpin.toml:13: uplink[1].interface: ",
+        "not a Linux interface name",
+    );
+    assert_single_error(
+        &BASE.replace("\"isp2\"", "\"isp 2\""),
+        "flowpin.toml:12: uplink[1].name: ",
+        "1-32 characters",
+    );
+}
+
+#[test]
+fn gateway_and_address_must_be_unicast_outside_the_lan() {
+    assert_single_error(
+        &BASE.replace("\"192.0.2.1\"", "\"10.0.0.1\""),
+        "flowpin.toml:8: uplink[0].gateway: ",
+        "inside a [lan] prefix",
+    );
+    let with_address = BASE.replace("weight = 1\n\n", "address = \"224.0.0.1\"\nweight = 1\n\n");
+    assert_single_error(
+        &with_address,
+        "flowpin.toml:9: uplink[0].address: ",
+        "multicast",
+    );
+}
+
+#[test]
+fn zero_total_weight_and_too_heavy() {
+    assert_single_error(
+        &BASE.replace("weight = 1", "weight = 0"),
+        "flowpin.toml:9: uplink[0].weight: ",
+        "at least one needs a weight above 0",
+    );
+    assert_single_error(
+        &BASE.replacen("weight = 1", "weight = 2000000", 1),
+        "flowpin.toml:9: uplink[0].weight: ",
+        "maximum",
+    );
+    // One standby is fine.
+    assert!(parse(&BASE.replacen("weight = 1", "weight = 0", 1), "f", None).is_ok());
+}
+
+#[test]
+fn port_range_errors() {
+    assert_single_error(
+        &format!("{BASE}[nat]\nport_range = \"30000-20000\"\n"),
+        "flowpin.toml:17: nat.port_range: ",
+        "empty",
+    );
+    assert_single_error(
+        &format!("{BASE}[nat]\nport_range = \"80-2000\"\n"),
+        "flowpin.toml:17: nat.port_range: ",
+        "below 1024",
+    );
+    let overlapping = format!("{BASE}[nat]\nport_range = {{ first = 20000, last = 59999 }}\n");
+    let errors = errors_with_range(&overlapping, PortRange::new(32768, 60999));
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("flowpin.toml:17: nat.port_range: 20000-59999 overlaps the router's ip_local_port_range 32768-60999"),
+        "{}",
+        errors[0]
+    );
+    // The default range is checked too, without a line since the file does not hold it.
+    let errors = errors_with_range(BASE, PortRange::new(1024, 65535));
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("flowpin.toml: nat.port_range: (default) 10000-32767 overlaps"),
+        "{}",
+        errors[0]
+    );
+    assert!(parse(BASE, "f", PortRange::new(32768, 60999)).is_ok());
+}
+
+#[test]
+fn timeouts_below_the_rfc_minimums() {
+    let text = format!(
+        "{BASE}[nat.timeouts]\nudp = 119\ntcp_established = 7439\ntcp_transitory = 239\nicmp = 59\n"
+    );
+    let errors = errors_of(&text);
+    assert_eq!(
+        errors,
+        vec![
+            "flowpin.toml:17: nat.timeouts.udp: 119 s is below the minimum of 120 s (RFC 4787 REQ-5)",
+            "flowpin.toml:18: nat.timeouts.tcp_established: 7439 s is below the minimum of 7440 s (RFC 5382 REQ-5)",
+            "flowpin.toml:19: nat.timeouts.tcp_transitory: 239 s is below the minimum of 240 s (RFC 5382 REQ-5)",
+            "flowpin.toml:20: nat.timeouts.icmp: 59 s is below the minimum of 60 s (RFC 5508 REQ-1)",
+        ]
+    );
+    let text = format!("{BASE}[nat.timeouts]\nudp = 120\n");
+    assert_eq!(parse(&text, "f", None).unwrap().nat.timeouts.udp, 120);
+}
+
+fn with_policy(body: &str) -> String {
+    format!("{BASE}\n[[policy]]\nname = \"p\"\n{body}\n")
+}
+
+#[test]
+fn policy_errors() {
+    // line 17 = [[policy]], 18 = name, 19 = first body line
+    assert_single_error(
+        &with_policy("uplinks = [\"isp3\"]"),
+        "flowpin.toml:19: policy[0].uplinks[0]: ",
+        "unknown uplink `isp3` (uplinks: isp1, isp2)",
+    );
+    assert_single_error(
+        &with_policy("uplinks = [\"isp1\", \"isp1\"]"),
+        "flowpin.toml:19: policy[0].uplinks[1]: ",
+        "listed twice",
+    );
+    assert_single_error(
+        &with_policy("uplinks = []"),
+        "flowpin.toml:19: policy[0].uplinks: ",
+        "at least one",
+    );
+    assert_single_error(
+        &with_policy("match = { proto = \"tcp\" }"),
+        "flowpin.toml:17: policy[0].uplinks: ",
+        "missing",
+    );
+    assert_single_error(
+        &with_policy("uplinks = [{ name = \"isp1\", weight = 0 }]"),
+        "flowpin.toml:19: policy[0].uplinks: ",
+        "total weight is 0",
+    );
+    assert_single_error(
+        &with_policy("uplinks = [\"isp1\"]\nmatch = { proto = \"icmp\", dst_port = 53 }"),
+        "flowpin.toml:20: policy[0].match.dst_port: ",
+        "ICMP has no ports",
+    );
+    assert_single_error(
+        &with_policy("uplinks = [\"isp1\"]\nmatch = { dscp = 64 }"),
+        "flowpin.toml:20: policy[0].match.dscp: ",
+        "0-63",
+    );
+    assert_single_error(
+        &with_policy(
+            "uplinks = [\"isp1\"]\n[policy.match]\nsrc = [\"10.0.1.0/24\", \"172.16.0.0/12\"]",
+        ),
+        "flowpin.toml:21: policy[0].match.src[1]: ",
+        "outside every [lan] prefix",
+    );
+    assert_single_error(
+        &with_policy("uplinks = [\"isp1\"]\nmatch = { dst_port = \"9-1\" }"),
+        "flowpin.toml:20: policy[0].match.dst_port: ",
+        "empty",
+    );
+    assert_single_error(
+        &with_policy("uplinks = [\"isp1\", 7]"),
+        "flowpin.toml:19: policy[0].uplinks[1]: ",
+        "expected an uplink name or a table { name, weight }",
+    );
+    let twice = format!(
+        "{}[[policy]]\nname = \"p\"\nuplinks = [\"isp2\"]\n",
+        with_policy("uplinks = [\"isp1\"]")
+    );
+    assert_single_error(
+        &twice,
+        "flowpin.toml:21: policy[1].name: ",
+        "duplicate policy name `p`",
+    );
+    assert_single_error(
+        &with_policy("uplinks = [{ name = \"isp1\", wieght = 2 }]"),
+        "flowpin.toml:19: policy[0].uplinks[0]: ",
+        "unknown field `wieght`, expected `name` or `weight`",
+    );
+}
+
+#[test]
+fn policy_members_inherit_or_override_weights() {
+    let config = parse(
+        &with_policy("uplinks = [\"isp1\", { name = \"isp2\", weight = 5 }]"),
+        "f",
+        None,
+    )
+    .unwrap();
+    let members = &config.policies[0].uplinks;
+    assert_eq!((members[0].index, members[0].weight), (0, None));
+    assert_eq!((members[1].index, members[1].weight), (1, Some(5)));
+    assert_eq!(config.policies[0].matcher, PolicyMatch::default());
+}
+
+#[test]
+fn datapath_and_control_errors() {
+    assert_single_error(
+        &format!("{BASE}[datapath]\nframes_per_worker = 3000\n"),
+        "flowpin.toml:17: datapath.frames_per_worker: ",
+        "power of two",
+    );
+    assert_single_error(
+        &format!("{BASE}[datapath]\nflow_capacity = 10\n"),
+        "flowpin.toml:17: datapath.flow_capacity: ",
+        "1024-",
+    );
+    assert_single_error(
+        &format!("{BASE}[datapath]\nmode = \"fast\"\n"),
+        "flowpin.toml:17: datapath.mode: ",
+        "unknown variant `fast`",
+    );
+    assert_single_error(
+        &format!("{BASE}[control]\nsocket = \"flowpin.sock\"\n"),
+        "flowpin.toml:17: control.socket: ",
+        "absolute",
+    );
+    let config = parse(
+        &format!("{BASE}[datapath]\nworkers = 2\nidle = \"busy-poll\"\n"),
+        "f",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        config.datapath.workers,
+        Workers::Count(std::num::NonZeroU16::new(2).unwrap())
+    );
+    assert_eq!(config.datapath.idle, IdleStrategy::BusyPoll);
+}
+
+#[test]
+fn every_problem_is_reported_in_file_order() {
+    let text = BASE
+        .replace("\"wan2\"", "\"wan1\"")
+        .replace("\"192.0.2.1\"", "\"224.1.1.1\"");
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors[0].starts_with("flowpin.toml:8: uplink[0].gateway:"));
+    assert!(errors[1].starts_with("flowpin.toml:13: uplink[1].interface:"));
+}
+
+#[test]
+fn explain_tells_shares_policies_and_eim() {
+    let config = parse(EXAMPLE, "f", None).unwrap();
+    let text = explain(&config);
+    assert!(text.contains("weight 2  66.7 % of new flows"), "{text}");
+    assert!(text.contains("weight 1  33.3 % of new flows"), "{text}");
+    assert!(text.contains("lte") && text.contains("standby"), "{text}");
+    let voip = text
+        .find("1. voip: udp, port 5060-5061, dscp 46 -> cable 100.0 %")
+        .expect(&text);
+    let office = text
+        .find("2. office-web: from 10.0.1.0/24, tcp, port 443 -> fiber 50.0 %, cable 50.0 %")
+        .expect(&text);
+    assert!(voip < office);
+    assert!(
+        text.contains("external ports 10000-32767 (22768 per uplink address)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("endpoint-independent mapping holds"),
+        "{text}"
+    );
+    assert!(
+        text.contains("UDP 300 s (refreshed by outbound only packets)"),
+        "{text}"
+    );
+
+    let flow = parse(&format!("{BASE}[nat]\nstickiness = \"flow\"\n"), "f", None).unwrap();
+    assert!(explain(&flow).contains("BREAKS endpoint-independent mapping"));
+}
