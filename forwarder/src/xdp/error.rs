@@ -1,0 +1,66 @@
+//! Errors of the XDP loader.
+
+use std::io;
+
+/// What went wrong loading, configuring or attaching the XDP program.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// The object could not be parsed or its maps created.
+    #[error("loading the XDP object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// The kernel rejected the program, or an attach/detach failed.
+    #[error("XDP program on {interface}: {source}")]
+    Program {
+        /// The interface concerned ("-" when none).
+        interface: String,
+        /// The underlying error.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A map operation failed.
+    #[error("map {map}: {source}")]
+    Map {
+        /// The map's name.
+        map: &'static str,
+        /// The underlying error.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// The object lacks a program or map this loader expects (a build mismatch).
+    #[error("the XDP object has no {0}")]
+    Missing(&'static str),
+    /// The interface does not exist (in this network namespace).
+    #[error("interface {interface}: {source}")]
+    Interface {
+        /// The interface name.
+        interface: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The interface was not configured before use.
+    #[error("interface {0} is not configured (configure_lan/configure_uplink first)")]
+    NotConfigured(String),
+    /// All `MAX_IFACES` slots are taken.
+    #[error("no free interface slot for {0} (at most {max} interfaces)", max = flowpin_bpf::MAX_IFACES)]
+    NoFreeSlot(String),
+    /// A queue number beyond `MAX_QUEUES`.
+    #[error("queue {queue} of {interface} is beyond the {max} queues the program supports", max = flowpin_bpf::MAX_QUEUES)]
+    QueueOutOfRange {
+        /// The interface name.
+        interface: String,
+        /// The queue.
+        queue: u32,
+    },
+    /// Reading the CPU count for the per-CPU counters failed.
+    #[error("reading the possible CPUs: {0}")]
+    Cpus(io::Error),
+    /// A port range with its first port after its last.
+    #[error("empty NAT port range {min}..={max}")]
+    EmptyPortRange {
+        /// First port.
+        min: u16,
+        /// Last port.
+        max: u16,
+    },
+}

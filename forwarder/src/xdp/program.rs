@@ -1,0 +1,366 @@
+//! The loaded XDP program: interfaces, attachments, the router's addresses and XSK sockets.
+
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use aya::maps::{HashMap, Map, MapData, PerCpuArray, XskMap};
+use aya::programs::{Xdp, XdpMode, xdp::XdpLinkId};
+use aya::{Ebpf, EbpfLoader};
+use flowpin_bpf::{
+    Counter, Decision, IfaceConfig, LocalAddr, MAP_COUNTERS, MAP_IFACES, MAP_LOCAL_ADDRS, MAP_XSKS,
+    MAX_IFACES, PROGRAM_NAME, Role, xsk_key,
+};
+
+use super::{AttachMode, AttachedMode, DecisionCounters, XdpError};
+use crate::xsk::{XskWorker, interface_index};
+
+/// A configured interface, and its attachment if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceInfo {
+    /// Interface name.
+    pub name: String,
+    /// Interface index in the process's network namespace.
+    pub ifindex: u32,
+    /// LAN or uplink.
+    pub role: Role,
+    /// Slot selecting the interface's XSKMAP keys.
+    pub slot: u32,
+    /// The mode it is attached in, if attached.
+    pub attached: Option<AttachedMode>,
+}
+
+#[derive(Debug)]
+struct Interface {
+    info: InterfaceInfo,
+    link: Option<XdpLinkId>,
+    /// Uplinks: the NAT address entered into the local-address map for hairpinning.
+    nat_address: Option<Ipv4Addr>,
+}
+
+/// The XDP program loaded into the kernel, with its maps. Dropping it detaches every link.
+#[derive(Debug)]
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    interfaces: Vec<Interface>,
+}
+
+impl XdpProgram {
+    /// Loads `flowpin-bpf`'s object: creates the maps and verifies the program. Nothing is
+    /// attached yet.
+    pub fn load() -> Result<Self, XdpError> {
+        let mut ebpf = EbpfLoader::new().load(flowpin_bpf::program_object())?;
+        program_mut(&mut ebpf)?
+            .load()
+            .map_err(|source| XdpError::Program {
+                interface: "-".to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            ebpf,
+            interfaces: Vec::new(),
+        })
+    }
+
+    /// Configures `name` as the LAN interface: its IPv4 TCP/UDP/ICMP transit goes to AF_XDP,
+    /// other transit protocols are dropped. Returns its slot.
+    pub fn configure_lan(&mut self, name: &str) -> Result<u32, XdpError> {
+        self.configure(name, Role::Lan, None)
+    }
+
+    /// Configures `name` as an uplink translating to `address` with NAT ports / ICMP identifiers
+    /// `ports`: return traffic inside the range goes to AF_XDP, the rest to the kernel. The
+    /// address is also entered as a local NAT address, so LAN hairpin traffic to it inside the
+    /// range goes to AF_XDP. Reconfiguring keeps the slot. Returns the slot.
+    pub fn configure_uplink(
+        &mut self,
+        name: &str,
+        address: Ipv4Addr,
+        ports: RangeInclusive<u16>,
+    ) -> Result<u32, XdpError> {
+        if ports.is_empty() {
+            return Err(XdpError::EmptyPortRange {
+                min: *ports.start(),
+                max: *ports.end(),
+            });
+        }
+        let slot = self.configure(name, Role::Uplink, Some((address, ports.clone())))?;
+        self.set_local_address(address, LocalAddr::nat(ports))?;
+        let interface = self.interface_mut(name)?;
+        let previous = interface.nat_address.replace(address);
+        if let Some(previous) = previous.filter(|&previous| previous != address) {
+            self.remove_local_address(previous)?;
+        }
+        Ok(slot)
+    }
+
+    /// Declares one of the router's own addresses (LAN gateway, management, ...): packets to it
+    /// go to the kernel. Uplink NAT addresses are entered by [`Self::configure_uplink`].
+    pub fn add_local_address(&mut self, address: Ipv4Addr) -> Result<(), XdpError> {
+        self.set_local_address(address, LocalAddr::host())
+    }
+
+    /// Removes an address entered by [`Self::add_local_address`] (absent: no error).
+    pub fn remove_local_address(&mut self, address: Ipv4Addr) -> Result<(), XdpError> {
+        let mut map = local_map(&mut self.ebpf)?;
+        match map.remove(&LocalAddr::key(address)) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(XdpError::Map {
+                map: MAP_LOCAL_ADDRS,
+                source,
+            }),
+        }
+    }
+
+    /// Attaches the program to a configured interface (a bpf_link owned by this process).
+    /// `Auto` tries native mode and falls back to generic mode with a warning. Attaching an
+    /// attached interface is a no-op returning its mode.
+    pub fn attach(&mut self, name: &str, mode: AttachMode) -> Result<AttachedMode, XdpError> {
+        let index = self.position(name)?;
+        if let Some(mode) = self.interfaces[index].info.attached {
+            return Ok(mode);
+        }
+        let ifindex = self.interfaces[index].info.ifindex;
+        let program = program_mut(&mut self.ebpf)?;
+        let attempt = |program: &mut Xdp, mode: XdpMode| {
+            program
+                .attach_to_if_index(ifindex, mode)
+                .map_err(|source| XdpError::Program {
+                    interface: name.to_owned(),
+                    source,
+                })
+        };
+        let (link, attached) = match mode {
+            AttachMode::Native => (attempt(program, XdpMode::Driver)?, AttachedMode::Native),
+            AttachMode::Generic => (attempt(program, XdpMode::Skb)?, AttachedMode::Generic),
+            AttachMode::Auto => match attempt(program, XdpMode::Driver) {
+                Ok(link) => (link, AttachedMode::Native),
+                Err(native_error) => {
+                    tracing::warn!(
+                        interface = name,
+                        error = %native_error,
+                        "native XDP unavailable, attaching in generic (skb) mode: slower, copy-mode AF_XDP"
+                    );
+                    (attempt(program, XdpMode::Skb)?, AttachedMode::Generic)
+                }
+            },
+        };
+        let interface = &mut self.interfaces[index];
+        interface.link = Some(link);
+        interface.info.attached = Some(attached);
+        Ok(attached)
+    }
+
+    /// Detaches the program from an interface (not attached: no-op). Its configuration stays.
+    pub fn detach(&mut self, name: &str) -> Result<(), XdpError> {
+        let index = self.position(name)?;
+        let Some(link) = self.interfaces[index].link.take() else {
+            return Ok(());
+        };
+        self.interfaces[index].info.attached = None;
+        program_mut(&mut self.ebpf)?
+            .detach(link)
+            .map_err(|source| XdpError::Program {
+                interface: name.to_owned(),
+                source,
+            })
+    }
+
+    /// The configured interfaces.
+    pub fn interfaces(&self) -> impl Iterator<Item = &InterfaceInfo> {
+        self.interfaces.iter().map(|interface| &interface.info)
+    }
+
+    /// Registers `socket` as the receiver of queue `queue` of the configured interface with
+    /// index `ifindex`. The socket must be bound to that (interface, queue).
+    pub fn insert_socket(
+        &mut self,
+        ifindex: u32,
+        queue: u32,
+        socket: BorrowedFd<'_>,
+    ) -> Result<(), XdpError> {
+        let key = self.xsk_key(ifindex, queue)?;
+        xsk_map(&mut self.ebpf)?
+            .set(key, socket.as_raw_fd(), 0)
+            .map_err(|source| XdpError::Map {
+                map: MAP_XSKS,
+                source,
+            })
+    }
+
+    /// Removes the socket of (ifindex, queue): the queue then drops what it would redirect.
+    /// (Closing a socket removes it from the map too.)
+    pub fn remove_socket(&mut self, ifindex: u32, queue: u32) -> Result<(), XdpError> {
+        let key = self.xsk_key(ifindex, queue)?;
+        match xsk_map(&mut self.ebpf)?.unset(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(XdpError::Map {
+                map: MAP_XSKS,
+                source,
+            }),
+        }
+    }
+
+    /// Registers every socket of an AF_XDP worker (each port's interface must be configured).
+    pub fn register_worker(&mut self, worker: &XskWorker) -> Result<(), XdpError> {
+        for port in worker.ports() {
+            self.insert_socket(port.ifindex, port.queue, port.socket)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every socket of an AF_XDP worker from the XSKMAP.
+    pub fn unregister_worker(&mut self, worker: &XskWorker) -> Result<(), XdpError> {
+        for port in worker.ports() {
+            self.remove_socket(port.ifindex, port.queue)?;
+        }
+        Ok(())
+    }
+
+    /// The per-decision counters, summed over CPUs.
+    pub fn counters(&self) -> Result<DecisionCounters, XdpError> {
+        let map = self
+            .ebpf
+            .map(MAP_COUNTERS)
+            .ok_or(XdpError::Missing(MAP_COUNTERS))?;
+        let array =
+            PerCpuArray::<&MapData, [u64; 2]>::try_from(map).map_err(|source| XdpError::Map {
+                map: MAP_COUNTERS,
+                source,
+            })?;
+        let mut sums = [Counter::default(); Decision::COUNT];
+        for decision in Decision::ALL {
+            let per_cpu = array
+                .get(&decision.index(), 0)
+                .map_err(|source| XdpError::Map {
+                    map: MAP_COUNTERS,
+                    source,
+                })?;
+            sums[decision.index() as usize] =
+                per_cpu.iter().fold(Counter::default(), |sum, words| {
+                    sum.plus(Counter::from_words(*words))
+                });
+        }
+        Ok(DecisionCounters::from_counters(sums))
+    }
+
+    fn configure(
+        &mut self,
+        name: &str,
+        role: Role,
+        uplink: Option<(Ipv4Addr, RangeInclusive<u16>)>,
+    ) -> Result<u32, XdpError> {
+        let ifindex = interface_index(name).map_err(|source| XdpError::Interface {
+            interface: name.to_owned(),
+            source,
+        })?;
+        let slot = match self.position(name) {
+            Ok(index) => self.interfaces[index].info.slot,
+            Err(_) => (0..MAX_IFACES)
+                .find(|slot| self.interfaces.iter().all(|i| i.info.slot != *slot))
+                .ok_or_else(|| XdpError::NoFreeSlot(name.to_owned()))?,
+        };
+        let config = match uplink {
+            None => IfaceConfig::lan(slot),
+            Some((address, ports)) => IfaceConfig::uplink(slot, address, ports),
+        };
+        ifaces_map(&mut self.ebpf)?
+            .insert(ifindex, config.to_bytes(), 0)
+            .map_err(|source| XdpError::Map {
+                map: MAP_IFACES,
+                source,
+            })?;
+        let info = InterfaceInfo {
+            name: name.to_owned(),
+            ifindex,
+            role,
+            slot,
+            attached: None,
+        };
+        match self.position(name) {
+            Ok(index) => {
+                let interface = &mut self.interfaces[index];
+                interface.info.role = role;
+                interface.info.ifindex = ifindex;
+            }
+            Err(_) => self.interfaces.push(Interface {
+                info,
+                link: None,
+                nat_address: None,
+            }),
+        }
+        Ok(slot)
+    }
+
+    fn set_local_address(&mut self, address: Ipv4Addr, value: LocalAddr) -> Result<(), XdpError> {
+        local_map(&mut self.ebpf)?
+            .insert(LocalAddr::key(address), value.to_bytes(), 0)
+            .map_err(|source| XdpError::Map {
+                map: MAP_LOCAL_ADDRS,
+                source,
+            })
+    }
+
+    fn xsk_key(&self, ifindex: u32, queue: u32) -> Result<u32, XdpError> {
+        let interface = self
+            .interfaces
+            .iter()
+            .find(|interface| interface.info.ifindex == ifindex)
+            .ok_or_else(|| XdpError::NotConfigured(format!("ifindex {ifindex}")))?;
+        xsk_key(interface.info.slot, queue).ok_or_else(|| XdpError::QueueOutOfRange {
+            interface: interface.info.name.clone(),
+            queue,
+        })
+    }
+
+    fn position(&self, name: &str) -> Result<usize, XdpError> {
+        self.interfaces
+            .iter()
+            .position(|interface| interface.info.name == name)
+            .ok_or_else(|| XdpError::NotConfigured(name.to_owned()))
+    }
+
+    fn interface_mut(&mut self, name: &str) -> Result<&mut Interface, XdpError> {
+        let index = self.position(name)?;
+        Ok(&mut self.interfaces[index])
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
+    ebpf.program_mut(PROGRAM_NAME)
+        .ok_or(XdpError::Missing(PROGRAM_NAME))?
+        .try_into()
+        .map_err(|source| XdpError::Program {
+            interface: "-".to_owned(),
+            source,
+        })
+}
+
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, XdpError> {
+    ebpf.map_mut(name).ok_or(XdpError::Missing(name))
+}
+
+type IfaceConfigBytes = [u8; flowpin_bpf::c_layout::IFACE_CONFIG_SIZE];
+type LocalAddrBytes = [u8; flowpin_bpf::c_layout::LOCAL_ADDR_SIZE];
+
+fn ifaces_map(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, u32, IfaceConfigBytes>, XdpError> {
+    HashMap::try_from(map_mut(ebpf, MAP_IFACES)?).map_err(|source| XdpError::Map {
+        map: MAP_IFACES,
+        source,
+    })
+}
+
+fn local_map(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, u32, LocalAddrBytes>, XdpError> {
+    HashMap::try_from(map_mut(ebpf, MAP_LOCAL_ADDRS)?).map_err(|source| XdpError::Map {
+        map: MAP_LOCAL_ADDRS,
+        source,
+    })
+}
+
+fn xsk_map(ebpf: &mut Ebpf) -> Result<XskMap<&mut MapData>, XdpError> {
+    XskMap::try_from(map_mut(ebpf, MAP_XSKS)?).map_err(|source| XdpError::Map {
+        map: MAP_XSKS,
+        source,
+    })
+}

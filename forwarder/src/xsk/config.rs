@@ -1,0 +1,166 @@
+//! Sizing and mode of a worker's AF_XDP I/O.
+
+use std::str::FromStr;
+
+/// Copy or zero-copy AF_XDP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum XskMode {
+    /// Let the kernel choose: zero-copy where the driver supports it, copy otherwise.
+    #[default]
+    Auto,
+    /// Force copy mode (the kernel copies frames between skbs and the UMEM); works everywhere.
+    Copy,
+    /// Force zero-copy (the NIC DMAs into the UMEM); binding fails where unsupported (veth).
+    ZeroCopy,
+}
+
+impl FromStr for XskMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "copy" => Ok(Self::Copy),
+            "zerocopy" | "zero-copy" => Ok(Self::ZeroCopy),
+            other => Err(format!(
+                "unknown AF_XDP mode {other:?} (auto, copy, zerocopy)"
+            )),
+        }
+    }
+}
+
+/// A worker's UMEM and ring sizes.
+///
+/// Constraints (checked by [`XskConfig::validate`]): `frame_size` is a power of two in
+/// 2048..=4096 (aligned chunk mode); ring sizes are powers of two; `frame_count` covers the fill
+/// rings' targets of every port plus [`XskConfig::alloc_reserve`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XskConfig {
+    /// Frames in the UMEM, shared by all the worker's ports.
+    pub frame_count: u32,
+    /// Bytes per frame (chunk).
+    pub frame_size: u32,
+    /// Entries of each port's RX ring, TX ring, fill ring and completion ring.
+    pub ring_size: u32,
+    /// Frames each port's fill ring is kept topped up to (0: `ring_size`, capped to a fair share).
+    pub fill_target: u32,
+    /// Frames the fill rings leave in the free pool for [`super::XskWorker::alloc_frame`].
+    pub alloc_reserve: u32,
+    /// Copy / zero-copy.
+    pub mode: XskMode,
+    /// Bind with `XDP_USE_NEED_WAKEUP`: the kernel says when it needs a syscall to progress.
+    pub need_wakeup: bool,
+    /// Frames one copy-mode `sendto()` may transmit (`XDP_MAX_TX_SKB_BUDGET`; the kernel default
+    /// is 32). 0 raises it to `ring_size`. Kernels without the option keep 32.
+    pub tx_budget: u32,
+}
+
+impl Default for XskConfig {
+    fn default() -> Self {
+        Self {
+            frame_count: 8192,
+            frame_size: 4096,
+            ring_size: 2048,
+            fill_target: 0,
+            alloc_reserve: 256,
+            mode: XskMode::Auto,
+            need_wakeup: true,
+            tx_budget: 0,
+        }
+    }
+}
+
+impl XskConfig {
+    /// Checks the constraints for a worker with `ports` ports.
+    pub fn validate(&self, ports: usize) -> Result<(), String> {
+        if !(self.frame_size.is_power_of_two() && (2048..=4096).contains(&self.frame_size)) {
+            return Err(format!(
+                "frame_size {} is not 2048 or 4096",
+                self.frame_size
+            ));
+        }
+        if !self.ring_size.is_power_of_two() {
+            return Err(format!(
+                "ring_size {} is not a power of two",
+                self.ring_size
+            ));
+        }
+        if ports == 0 || ports > usize::from(u16::MAX) {
+            return Err(format!("{ports} ports: need 1..={}", u16::MAX));
+        }
+        let needed = u64::from(self.effective_fill_target(ports)) * ports as u64
+            + u64::from(self.alloc_reserve);
+        if u64::from(self.frame_count) < needed.max(1) {
+            return Err(format!(
+                "frame_count {} cannot fill {ports} fill rings of {} and keep {} in reserve",
+                self.frame_count,
+                self.effective_fill_target(ports),
+                self.alloc_reserve
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fill level kept per port: `fill_target`, or by default the ring size capped to a
+    /// fair half of the frames (the other half circulates through RX, TX and the datapath).
+    pub fn effective_fill_target(&self, ports: usize) -> u32 {
+        if self.fill_target != 0 {
+            return self.fill_target.min(self.ring_size);
+        }
+        let share = self.frame_count.saturating_sub(self.alloc_reserve) / (2 * ports.max(1) as u32);
+        self.ring_size.min(share).max(1)
+    }
+
+    /// The TX budget actually requested.
+    pub fn effective_tx_budget(&self) -> u32 {
+        if self.tx_budget == 0 {
+            self.ring_size
+        } else {
+            self.tx_budget.min(self.ring_size)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_for_a_lan_and_two_uplinks() {
+        let config = XskConfig::default();
+        assert_eq!(config.validate(3), Ok(()));
+        let target = config.effective_fill_target(3);
+        assert!(target * 3 + config.alloc_reserve <= config.frame_count);
+        assert!(target > 0 && target <= config.ring_size);
+    }
+
+    #[test]
+    fn invalid_sizes_are_rejected() {
+        let odd_frame = XskConfig {
+            frame_size: 3000,
+            ..XskConfig::default()
+        };
+        assert!(odd_frame.validate(1).is_err());
+        let odd_ring = XskConfig {
+            ring_size: 1000,
+            ..XskConfig::default()
+        };
+        assert!(odd_ring.validate(1).is_err());
+        let starved = XskConfig {
+            frame_count: 64,
+            fill_target: 64,
+            alloc_reserve: 8,
+            ..XskConfig::default()
+        };
+        assert!(starved.validate(2).is_err());
+        assert!(XskConfig::default().validate(0).is_err());
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("copy".parse(), Ok(XskMode::Copy));
+        assert_eq!("zerocopy".parse(), Ok(XskMode::ZeroCopy));
+        assert_eq!("auto".parse(), Ok(XskMode::Auto));
+        assert!("native".parse::<XskMode>().is_err());
+    }
+}

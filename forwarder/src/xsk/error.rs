@@ -1,0 +1,49 @@
+//! Errors of AF_XDP setup (the datapath calls themselves do not fail).
+
+use std::io;
+
+/// What went wrong building a worker's AF_XDP I/O.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    /// An invalid [`super::XskConfig`] for the port count.
+    #[error("AF_XDP configuration: {0}")]
+    Config(String),
+    /// A system call failed; `what` says which step.
+    #[error("AF_XDP {what} ({interface} queue {queue}): {source}")]
+    Os {
+        /// The setup step.
+        what: &'static str,
+        /// Interface name ("-" for the UMEM).
+        interface: String,
+        /// Queue.
+        queue: u32,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl XskError {
+    pub(super) fn os(what: &'static str, interface: &str, queue: u32, source: io::Error) -> Self {
+        Self::Os {
+            what,
+            interface: interface.to_owned(),
+            queue,
+            source,
+        }
+    }
+
+    pub(super) fn errno(
+        what: &'static str,
+        interface: &str,
+        queue: u32,
+        errno: xdpilone::Errno,
+    ) -> Self {
+        Self::os(
+            what,
+            interface,
+            queue,
+            io::Error::from_raw_os_error(errno.get_raw().abs()),
+        )
+    }
+}

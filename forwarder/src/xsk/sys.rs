@@ -1,0 +1,130 @@
+//! The raw system calls of the AF_XDP layer that xdpilone does not wrap.
+//!
+//! Each function is one syscall on a descriptor the caller owns; none allocates except
+//! [`interface_index`] (setup only).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::RawFd;
+
+/// `SOL_XDP` socket option level.
+const SOL_XDP: libc::c_int = 283;
+/// `XDP_OPTIONS` (read): `struct xdp_options { __u32 flags; }`.
+const XDP_OPTIONS: libc::c_int = 8;
+/// `XDP_OPTIONS_ZEROCOPY` bit of `xdp_options.flags`.
+const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+/// `XDP_MAX_TX_SKB_BUDGET` (Linux 6.16+): frames a copy-mode `sendto()` may transmit (default 32).
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
+/// The index of interface `name` in the calling thread's network namespace.
+pub fn interface_index(name: &str) -> io::Result<u32> {
+    let c_name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c_name` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if index == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(index)
+    }
+}
+
+/// Raises the number of frames one copy-mode `sendto()` may transmit. The kernel requires
+/// `32 <= budget <= tx ring size` and a configured TX ring.
+pub fn set_tx_budget(fd: RawFd, budget: u32) -> io::Result<()> {
+    // SAFETY: `budget` is a live u32 and the length passed is its size; the kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            (&raw const budget).cast(),
+            size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether a bound socket runs in zero-copy mode.
+pub fn is_zerocopy(fd: RawFd) -> io::Result<bool> {
+    let mut flags: u32 = 0;
+    let mut len = size_of::<u32>() as libc::socklen_t;
+    // SAFETY: `flags` and `len` are live, writable and sized as announced by `len`.
+    let rc =
+        unsafe { libc::getsockopt(fd, SOL_XDP, XDP_OPTIONS, (&raw mut flags).cast(), &mut len) };
+    if rc == 0 {
+        Ok(flags & XDP_OPTIONS_ZEROCOPY != 0)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Asks the kernel to process the TX ring (copy mode transmits only inside this call).
+/// `EAGAIN`, `EBUSY` and `ENOBUFS` mean "try again later" and are returned as `Ok(false)`.
+pub fn kick_tx(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: a zero-length send with null buffers, as the AF_XDP wakeup protocol prescribes.
+    let rc = unsafe {
+        libc::sendto(
+            fd,
+            std::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null(),
+            0,
+        )
+    };
+    if rc >= 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => Ok(false),
+        _ => Err(error),
+    }
+}
+
+/// Wakes the kernel's RX processing of a socket whose fill ring flags `need_wakeup`.
+pub fn wake_rx(fd: RawFd) {
+    // SAFETY: a zero-length non-blocking receive with null buffers; errors carry no state.
+    unsafe {
+        libc::recvfrom(
+            fd,
+            std::ptr::null_mut(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+    }
+}
+
+/// Waits up to `timeout_ms` for one of `fds` to become readable. Returns how many are.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `fds` is a live, writable slice of `fds.len()` pollfd structures.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if rc >= 0 {
+        Ok(rc as usize)
+    } else {
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::Interrupted {
+            Ok(0)
+        } else {
+            Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_has_an_index_and_nonsense_has_none() {
+        assert!(interface_index("lo").expect("lo exists in every namespace") > 0);
+        assert!(interface_index("no-such-if0").is_err());
+        assert!(interface_index("nul\0inside").is_err());
+    }
+}
