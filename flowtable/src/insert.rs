@@ -104,6 +104,7 @@ where
             }
             let retry = seq.next_incarnation();
             record.seq.store(retry.0, Ordering::SeqCst);
+            record.reset_mutable(now_ms);
             seq = retry;
         }
     }

@@ -2,6 +2,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod batch;
+mod guarded;
 mod handle;
 mod index;
 mod insert;

@@ -12,8 +12,9 @@
 //!   removed slot or a stale handle) always points at a valid `Record`, at worst of another
 //!   incarnation, which the generation check detects.
 
+use crate::guarded::{GuardedWord, tag_of};
 use crate::status::{Seq, Status};
-use crate::sync::{AtomicU32, AtomicU64, Ordering, fence};
+use crate::sync::{AtomicU32, Ordering, fence};
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
@@ -30,12 +31,12 @@ pub(crate) struct Record<K, V> {
     pub(crate) seq: AtomicU32,
     /// Low 32 bits of the last-seen time in milliseconds (wrapping; see [`expand_last_seen`]).
     pub(crate) last_seen: AtomicU32,
-    /// The datapath's protocol-state word (TCP tracker), updated by compare-and-swap.
-    pub(crate) protocol_state: AtomicU64,
+    /// The datapath's protocol-state word (TCP tracker, 48 bits), updated by compare-and-swap.
+    pub(crate) protocol_state: GuardedWord,
     /// Packets per direction: index 0 = arrived on the LAN side, 1 = arrived on the uplink side.
-    pub(crate) packets: [AtomicU64; 2],
+    pub(crate) packets: [GuardedWord; 2],
     /// Bytes per direction, indexed like `packets`.
-    pub(crate) bytes: [AtomicU64; 2],
+    pub(crate) bytes: [GuardedWord; 2],
     body: UnsafeCell<MaybeUninit<Body<K, V>>>,
 }
 
@@ -50,9 +51,9 @@ impl<K, V> Record<K, V> {
         Record {
             seq: AtomicU32::new(Seq::new(0, Status::Free).0),
             last_seen: AtomicU32::new(0),
-            protocol_state: AtomicU64::new(0),
-            packets: [AtomicU64::new(0), AtomicU64::new(0)],
-            bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+            protocol_state: GuardedWord::new(),
+            packets: [GuardedWord::new(), GuardedWord::new()],
+            bytes: [GuardedWord::new(), GuardedWord::new()],
             body: UnsafeCell::new(MaybeUninit::uninit()),
         }
     }
@@ -85,11 +86,18 @@ impl<K: Copy, V: Copy> Record<K, V> {
         // generation afterwards and discard any overlapping copy. The pointer is valid and aligned
         // (it comes from the `UnsafeCell` of a live `Record`).
         unsafe { core::ptr::write_volatile(self.body.get(), MaybeUninit::new(body)) };
+        self.reset_mutable(now_ms);
+    }
+
+    /// Resets last-seen, protocol state and counters for the current generation (owner only,
+    /// status `Writing`).
+    pub(crate) fn reset_mutable(&self, now_ms: u64) {
+        let tag = tag_of(self.load_seq(Ordering::Relaxed).generation());
         self.last_seen.store(now_ms as u32, Ordering::Relaxed);
-        self.protocol_state.store(0, Ordering::Relaxed);
+        self.protocol_state.reset(tag, 0);
         for direction in 0..2 {
-            self.packets[direction].store(0, Ordering::Relaxed);
-            self.bytes[direction].store(0, Ordering::Relaxed);
+            self.packets[direction].reset(tag, 0);
+            self.bytes[direction].reset(tag, 0);
         }
     }
 

@@ -5,6 +5,7 @@
 //! flows inserted or removed meanwhile may or may not appear. Each yielded item is internally
 //! consistent (keys and value of one incarnation; counters read while that incarnation was live).
 
+use crate::guarded::tag_of;
 use crate::handle::{FlowHandle, FlowSnapshot};
 use crate::record::expand_last_seen;
 use crate::status::Status;
@@ -60,12 +61,13 @@ where
             if seq.status() != Status::Live {
                 continue;
             }
-            let protocol_state = record.protocol_state.load(Ordering::Acquire);
+            let tag = tag_of(seq.generation());
             let last_seen = record.last_seen.load(Ordering::Relaxed);
-            let counters = read_counters(record);
-            if record.load_seq(Ordering::Acquire) != seq {
-                continue; // removed while we copied
-            }
+            let (Some(protocol_state), Some(counters)) =
+                (record.protocol_state.load(tag), read_counters(record, tag))
+            else {
+                continue; // removed and reused while we copied
+            };
             let [lan_key, uplink_key] = body.keys;
             return Some(FlowSnapshot {
                 handle: FlowHandle {

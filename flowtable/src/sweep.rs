@@ -4,6 +4,7 @@
 //! the same `Live -> Dead` compare-and-swap as [`FlowTable::remove`], so a flow removed by a
 //! handle and by the sweeper at once is removed, and reported, exactly once.
 
+use crate::guarded::tag_of;
 use crate::handle::SweepStats;
 use crate::record::expand_last_seen;
 use crate::status::Status;
@@ -46,7 +47,9 @@ where
             if seq.status() != Status::Live {
                 continue;
             }
-            let protocol_state = record.protocol_state.load(Ordering::Acquire);
+            let Some(protocol_state) = record.protocol_state.load(tag_of(seq.generation())) else {
+                continue;
+            };
             let last_seen = expand_last_seen(now_ms, record.last_seen.load(Ordering::Relaxed));
             if !is_expired(&body.value, protocol_state, last_seen) {
                 continue;

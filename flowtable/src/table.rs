@@ -2,6 +2,7 @@
 //! Inserting, sweeping, batch lookups and snapshots live in their own modules as further `impl`
 //! blocks of [`FlowTable`].
 
+use crate::guarded::{PAYLOAD_MAX, tag_of};
 use crate::handle::{FlowCounters, FlowHandle, Found, Side};
 use crate::index::Index;
 use crate::record::{Body, Record, expand_last_seen};
@@ -59,6 +60,10 @@ where
 {
     /// The largest capacity (flows) a table supports: 2^25.
     pub const MAX_CAPACITY: usize = MAX_RECORDS;
+
+    /// The largest protocol-state value: the word has 48 bits (the other 16 guard it against
+    /// stale handles).
+    pub const PROTOCOL_STATE_MAX: u64 = PAYLOAD_MAX;
 
     /// A table for up to `capacity` flows, with a hash seed drawn at random for this table
     /// (foldhash's per-process random seed mixed with a per-table one). All memory is allocated
@@ -135,10 +140,12 @@ where
         })
     }
 
-    /// The record behind a handle if the handle's incarnation is still live.
-    fn live_record(&self, handle: FlowHandle) -> Option<&Record<K, V>> {
+    /// The record behind a handle if the handle's incarnation is still live, with the tag that
+    /// guards its mutable words.
+    fn live_record(&self, handle: FlowHandle) -> Option<(&Record<K, V>, u64)> {
         let record = self.records.get(handle.record as usize)?;
-        (record.seq.load(Ordering::Acquire) == handle.seq).then_some(record)
+        (record.seq.load(Ordering::Acquire) == handle.seq)
+            .then(|| (record, tag_of(Seq(handle.seq).generation())))
     }
 
     /// Whether the handle's flow is still in the table.
@@ -154,21 +161,20 @@ where
     }
 
     /// Accounts one packet of `bytes` bytes that arrived on `side` at `now_ms`: refreshes the
-    /// last-seen time and bumps that direction's counters. Returns `false` (and changes nothing)
-    /// if the flow is gone. Three relaxed atomic operations; no allocation, no lock.
+    /// last-seen time and bumps that direction's counters (48-bit, wrapping). Returns `false` if
+    /// the flow is gone; counters of a flow that reused the record are never touched. One store
+    /// and two compare-and-swaps; no allocation, no lock.
     pub fn record_packet(&self, handle: FlowHandle, side: Side, bytes: u64, now_ms: u64) -> bool {
-        let Some(record) = self.live_record(handle) else {
+        let Some((record, tag)) = self.live_record(handle) else {
             return false;
         };
         record.last_seen.store(now_ms as u32, Ordering::Relaxed);
-        record.packets[side.index()].fetch_add(1, Ordering::Relaxed);
-        record.bytes[side.index()].fetch_add(bytes, Ordering::Relaxed);
-        true
+        record.packets[side.index()].add(tag, 1) && record.bytes[side.index()].add(tag, bytes)
     }
 
     /// Refreshes the last-seen time only. Returns `false` if the flow is gone.
     pub fn touch(&self, handle: FlowHandle, now_ms: u64) -> bool {
-        let Some(record) = self.live_record(handle) else {
+        let Some((record, _)) = self.live_record(handle) else {
             return false;
         };
         record.last_seen.store(now_ms as u32, Ordering::Relaxed);
@@ -178,44 +184,45 @@ where
     /// The flow's last-seen time in milliseconds, given the current time (see the crate docs on
     /// the 32-bit stamp).
     pub fn last_seen_ms(&self, handle: FlowHandle, now_ms: u64) -> Option<u64> {
-        let record = self.live_record(handle)?;
+        let (record, _) = self.live_record(handle)?;
         Some(expand_last_seen(
             now_ms,
             record.last_seen.load(Ordering::Relaxed),
         ))
     }
 
-    /// The protocol-state word (0 when the flow was inserted).
+    /// The protocol-state word (48 bits; 0 when the flow was inserted).
     pub fn protocol_state(&self, handle: FlowHandle) -> Option<u64> {
-        Some(
-            self.live_record(handle)?
-                .protocol_state
-                .load(Ordering::Acquire),
-        )
+        let (record, tag) = self.live_record(handle)?;
+        record.protocol_state.load(tag)
     }
 
     /// Compare-and-swap of the protocol-state word: `None` if the flow is gone, otherwise
-    /// `Ok(previous)` if the word was `current` and is now `new`, or `Err(actual)`.
+    /// `Ok(previous)` if the word was `current` and is now `new`, or `Err(actual)`. The word has
+    /// 48 bits ([`PROTOCOL_STATE_MAX`](Self::PROTOCOL_STATE_MAX)); higher bits of `new` are
+    /// dropped (a debug build panics on them). Never changes the state of a flow that reused the
+    /// record.
     pub fn compare_exchange_protocol_state(
         &self,
         handle: FlowHandle,
         current: u64,
         new: u64,
     ) -> Option<Result<u64, u64>> {
-        let record = self.live_record(handle)?;
-        Some(record.protocol_state.compare_exchange(
-            current,
-            new,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ))
+        debug_assert!(
+            new <= Self::PROTOCOL_STATE_MAX,
+            "protocol state {new:#x} exceeds 48 bits"
+        );
+        let (record, tag) = self.live_record(handle)?;
+        if current > Self::PROTOCOL_STATE_MAX {
+            return Some(Err(record.protocol_state.load(tag)?));
+        }
+        record.protocol_state.compare_exchange(tag, current, new)
     }
 
-    /// The flow's counters.
+    /// The flow's counters (48-bit, wrapping).
     pub fn counters(&self, handle: FlowHandle) -> Option<FlowCounters> {
-        let record = self.live_record(handle)?;
-        let counters = read_counters(record);
-        self.live_record(handle).map(|_| counters)
+        let (record, tag) = self.live_record(handle)?;
+        read_counters(record, tag)
     }
 
     /// Removes the handle's flow (both keys). Returns its value if this call removed it, `None`
@@ -282,11 +289,12 @@ where
     }
 }
 
-pub(crate) fn read_counters<K, V>(record: &Record<K, V>) -> FlowCounters {
-    FlowCounters {
-        packets: [0, 1].map(|side| record.packets[side].load(Ordering::Relaxed)),
-        bytes: [0, 1].map(|side| record.bytes[side].load(Ordering::Relaxed)),
-    }
+/// The counters of the incarnation with `tag`, or `None` if the record moved on.
+pub(crate) fn read_counters<K, V>(record: &Record<K, V>, tag: u64) -> Option<FlowCounters> {
+    Some(FlowCounters {
+        packets: [record.packets[0].load(tag)?, record.packets[1].load(tag)?],
+        bytes: [record.bytes[0].load(tag)?, record.bytes[1].load(tag)?],
+    })
 }
 
 #[cfg(test)]
