@@ -1,0 +1,175 @@
+//! What a lab should look like: how many LAN hosts, which uplinks with which weights, and who routes.
+//!
+//! Invariants (checked by [`LabSpec::validate`]): 1..=[`MAX_LAN_HOSTS`] LAN hosts,
+//! 1..=[`MAX_UPLINKS`] uplinks, every weight in 1..=256 (the range of a Linux nexthop weight).
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// Most LAN hosts a lab can have (hosts are numbered .11 upwards in a /24).
+pub const MAX_LAN_HOSTS: usize = 200;
+/// Most uplinks a lab can have (one /29 each inside 198.51.100.0/24).
+pub const MAX_UPLINKS: usize = 32;
+/// Largest uplink weight (Linux nexthop weights are 1..=256).
+pub const MAX_WEIGHT: u32 = 256;
+
+/// Who forwards between `lan0` and the uplinks in the router namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouterKind {
+    /// The kernel reference router: `ip_forward=1`, a weighted multipath default route with the L4
+    /// hash, nft masquerade per uplink, and a FORWARD chain with policy drop (invalid dropped,
+    /// established/related accepted, LAN→WAN accepted).
+    Kernel,
+    /// Nobody: the router namespace has its addresses, the connected routes to every gateway,
+    /// permanent neighbour entries for the gateways and the LAN hosts, `ip_forward=1`, and a plain
+    /// default route via uplink 1's gateway for the router's own traffic, but no NAT and no
+    /// firewall. The caller starts a forwarder (flowpin) in the router namespace. Note that the
+    /// kernel itself would forward LAN traffic un-NATed out of `wan1` in this mode: the ISP counters
+    /// then count it as a leak, which is what a fail-closed test wants to be able to see.
+    None,
+}
+
+impl std::str::FromStr for RouterKind {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "kernel" => Ok(RouterKind::Kernel),
+            "none" => Ok(RouterKind::None),
+            other => bail!("unknown router kind {other:?} (expected kernel or none)"),
+        }
+    }
+}
+
+/// One uplink of the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkSpec {
+    /// Share of new flows this uplink should get, relative to the other uplinks' weights.
+    pub weight: u32,
+}
+
+/// The shape of a lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabSpec {
+    /// Number of LAN hosts on the router's `lan0` segment.
+    pub lan_hosts: usize,
+    /// The router's uplinks, `wan1..wanK` in order.
+    pub uplinks: Vec<UplinkSpec>,
+    /// Who routes in the router namespace.
+    pub router: RouterKind,
+    /// Prefix of every namespace name; `None` generates a unique one (`fp` + 6 random characters).
+    pub name: Option<String>,
+}
+
+impl Default for LabSpec {
+    /// Two LAN hosts, two uplinks of weight 1, the kernel reference router, a generated name.
+    fn default() -> Self {
+        LabSpec {
+            lan_hosts: 2,
+            uplinks: vec![UplinkSpec { weight: 1 }; 2],
+            router: RouterKind::Kernel,
+            name: None,
+        }
+    }
+}
+
+impl LabSpec {
+    /// A spec with the given uplink weights and the defaults for everything else.
+    pub fn with_weights(weights: &[u32]) -> Self {
+        LabSpec {
+            uplinks: weights
+                .iter()
+                .map(|&weight| UplinkSpec { weight })
+                .collect(),
+            ..LabSpec::default()
+        }
+    }
+
+    /// Checks the invariants in the module documentation.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_LAN_HOSTS).contains(&self.lan_hosts) {
+            bail!(
+                "a lab needs 1..={MAX_LAN_HOSTS} LAN hosts, not {}",
+                self.lan_hosts
+            );
+        }
+        if !(1..=MAX_UPLINKS).contains(&self.uplinks.len()) {
+            bail!(
+                "a lab needs 1..={MAX_UPLINKS} uplinks, not {}",
+                self.uplinks.len()
+            );
+        }
+        if let Some(bad) = self
+            .uplinks
+            .iter()
+            .find(|u| !(1..=MAX_WEIGHT).contains(&u.weight))
+        {
+            bail!("uplink weight {} is outside 1..={MAX_WEIGHT}", bad.weight);
+        }
+        if let Some(name) = &self.name {
+            crate::name::validate_prefix(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a comma-separated weight list such as `3,1`.
+pub fn parse_weights(text: &str) -> Result<Vec<u32>> {
+    text.split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<u32>()
+                .map_err(|error| anyhow::anyhow!("bad uplink weight {part:?}: {error}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_is_two_hosts_two_equal_uplinks_kernel_router() {
+        let spec = LabSpec::default();
+        spec.validate().unwrap();
+        assert_eq!(spec.lan_hosts, 2);
+        assert_eq!(
+            spec.uplinks,
+            vec![UplinkSpec { weight: 1 }, UplinkSpec { weight: 1 }]
+        );
+        assert_eq!(spec.router, RouterKind::Kernel);
+    }
+
+    #[test]
+    fn validation_rejects_out_of_range_shapes() {
+        let zero_hosts = LabSpec {
+            lan_hosts: 0,
+            ..LabSpec::default()
+        };
+        assert!(zero_hosts.validate().is_err());
+        assert!(LabSpec::with_weights(&[]).validate().is_err());
+        assert!(LabSpec::with_weights(&[1, 0]).validate().is_err());
+        assert!(LabSpec::with_weights(&[257]).validate().is_err());
+        assert!(
+            LabSpec::with_weights(&[1; MAX_UPLINKS + 1])
+                .validate()
+                .is_err()
+        );
+        LabSpec::with_weights(&[256, 1, 7]).validate().unwrap();
+        let bad_name = LabSpec {
+            name: Some("Bad-Name".into()),
+            ..LabSpec::default()
+        };
+        assert!(bad_name.validate().is_err());
+    }
+
+    #[test]
+    fn weights_and_router_kinds_parse_from_cli_text() {
+        assert_eq!(parse_weights("3, 1,2").unwrap(), vec![3, 1, 2]);
+        assert!(parse_weights("3,x").is_err());
+        assert_eq!("kernel".parse::<RouterKind>().unwrap(), RouterKind::Kernel);
+        assert_eq!("none".parse::<RouterKind>().unwrap(), RouterKind::None);
+        assert!("flowpin".parse::<RouterKind>().is_err());
+    }
+}

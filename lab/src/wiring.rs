@@ -1,0 +1,338 @@
+//! Builds a planned [`Topology`] in the kernel: namespaces, veth pairs (created directly inside
+//! their namespaces, so no name ever appears in the root namespace), the LAN bridge, addresses,
+//! routes, sysctls, offloads and the ISP counters. Router forwarding configuration is not done
+//! here (see [`crate::kernel_router`] and [`crate::spec::RouterKind::None`]).
+//!
+//! Platform rules applied here (design.md §5 and §8):
+//! - frames that XDP/AF_XDP transmits into a veth are dropped unless the peer runs NAPI, so GRO is
+//!   on at every peer of a router interface (switch port `rtr`, every ISP's `to-rtr`);
+//! - TX checksum offload is off on the LAN hosts' `eth0`, the ISPs' `to-rtr` and inet's `ispk`, so
+//!   packets reaching the router carry finished checksums;
+//! - `net.core.txrehash=0` on the LAN hosts, so a TCP retransmission timeout does not re-hash a
+//!   flow onto another multipath nexthop.
+
+use anyhow::{Result, bail};
+
+use crate::command::{run, run_in, run_with_input};
+use crate::isp_counters::counter_ruleset;
+use crate::plan::{SWITCH_BRIDGE, SWITCH_ROUTER_PORT, Topology};
+use crate::spec::RouterKind;
+
+fn ip(ns: &str, args: &[&str]) -> Result<()> {
+    let mut argv = vec!["ip", "-n", ns];
+    argv.extend_from_slice(args);
+    run(&argv).map(drop)
+}
+
+fn cidr(addr: std::net::Ipv4Addr, prefix_len: u8) -> String {
+    format!("{addr}/{prefix_len}")
+}
+
+/// Creates every namespace of `topology`; fails if one already exists (a name clash).
+pub fn create_namespaces(topology: &Topology) -> Result<()> {
+    let existing = crate::teardown::list_namespaces()?;
+    for ns in topology.namespaces() {
+        if existing.contains(&ns) {
+            bail!(
+                "namespace {ns} already exists: lab name {} is taken",
+                topology.prefix
+            );
+        }
+        run(&["ip", "netns", "add", &ns])?;
+        ip(&ns, &["link", "set", "dev", "lo", "up"])?;
+    }
+    Ok(())
+}
+
+/// Wires the LAN: bridge, router `lan0`, hosts' `eth0`, addresses, default routes.
+pub fn wire_lan(topology: &Topology) -> Result<()> {
+    let switch = &topology.switch_ns;
+    let router = &topology.router;
+    ip(switch, &["link", "add", SWITCH_BRIDGE, "type", "bridge"])?;
+    ip(switch, &["link", "set", "dev", SWITCH_BRIDGE, "up"])?;
+    let lan_mac = router.lan_mac.to_string();
+    ip(
+        switch,
+        &[
+            "link",
+            "add",
+            SWITCH_ROUTER_PORT,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &router.lan_iface,
+            "address",
+            &lan_mac,
+            "netns",
+            &router.ns,
+        ],
+    )?;
+    ip(
+        switch,
+        &[
+            "link",
+            "set",
+            SWITCH_ROUTER_PORT,
+            "master",
+            SWITCH_BRIDGE,
+            "up",
+        ],
+    )?;
+    run_in(switch, &["ethtool", "-K", SWITCH_ROUTER_PORT, "gro", "on"])?;
+    ip(
+        &router.ns,
+        &[
+            "addr",
+            "add",
+            &cidr(router.lan_addr, router.lan_prefix_len),
+            "dev",
+            &router.lan_iface,
+        ],
+    )?;
+    ip(&router.ns, &["link", "set", "dev", &router.lan_iface, "up"])?;
+    for host in &topology.lan_hosts {
+        let mac = host.mac.to_string();
+        ip(
+            switch,
+            &[
+                "link",
+                "add",
+                &host.switch_port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &host.iface,
+                "address",
+                &mac,
+                "netns",
+                &host.ns,
+            ],
+        )?;
+        ip(
+            switch,
+            &[
+                "link",
+                "set",
+                &host.switch_port,
+                "master",
+                SWITCH_BRIDGE,
+                "up",
+            ],
+        )?;
+        ip(
+            &host.ns,
+            &[
+                "addr",
+                "add",
+                &cidr(host.addr, router.lan_prefix_len),
+                "dev",
+                &host.iface,
+            ],
+        )?;
+        ip(&host.ns, &["link", "set", "dev", &host.iface, "up"])?;
+        ip(
+            &host.ns,
+            &["route", "add", "default", "via", &host.gateway.to_string()],
+        )?;
+        run_in(&host.ns, &["ethtool", "-K", &host.iface, "tx", "off"])?;
+        run_in(&host.ns, &["sysctl", "-qw", "net.core.txrehash=0"])?;
+    }
+    Ok(())
+}
+
+/// Wires every uplink: router `wank` ↔ ISP k `to-rtr`, ISP k `to-inet` ↔ inet `ispk`, addresses, routes,
+/// forwarding in the ISP, and the ISP's counters.
+pub fn wire_uplinks(topology: &Topology) -> Result<()> {
+    let router = &topology.router.ns;
+    let inet = &topology.inet.ns;
+    // Server addresses first: the routes below name the primary one as their source.
+    for addr in &topology.inet.server_addrs {
+        ip(inet, &["addr", "add", &cidr(*addr, 32), "dev", "lo"])?;
+    }
+    for uplink in &topology.uplinks {
+        let isp = &uplink.isp_ns;
+        let router_mac = uplink.router_mac.to_string();
+        let gateway_mac = uplink.gateway_mac.to_string();
+        ip(
+            router,
+            &[
+                "link",
+                "add",
+                &uplink.router_iface,
+                "address",
+                &router_mac,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &uplink.isp_router_iface,
+                "address",
+                &gateway_mac,
+                "netns",
+                isp,
+            ],
+        )?;
+        ip(
+            router,
+            &[
+                "addr",
+                "add",
+                &cidr(uplink.router_addr, uplink.prefix_len),
+                "dev",
+                &uplink.router_iface,
+            ],
+        )?;
+        ip(router, &["link", "set", "dev", &uplink.router_iface, "up"])?;
+        ip(
+            isp,
+            &[
+                "addr",
+                "add",
+                &cidr(uplink.gateway, uplink.prefix_len),
+                "dev",
+                &uplink.isp_router_iface,
+            ],
+        )?;
+        ip(isp, &["link", "set", "dev", &uplink.isp_router_iface, "up"])?;
+        run_in(
+            isp,
+            &[
+                "ethtool",
+                "-K",
+                &uplink.isp_router_iface,
+                "gro",
+                "on",
+                "tx",
+                "off",
+            ],
+        )?;
+
+        ip(
+            isp,
+            &[
+                "link",
+                "add",
+                &uplink.isp_inet_iface,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &uplink.inet_iface,
+                "netns",
+                inet,
+            ],
+        )?;
+        let transit_len = crate::plan::TRANSIT_PREFIX_LEN;
+        ip(
+            isp,
+            &[
+                "addr",
+                "add",
+                &cidr(uplink.isp_transit_addr, transit_len),
+                "dev",
+                &uplink.isp_inet_iface,
+            ],
+        )?;
+        ip(isp, &["link", "set", "dev", &uplink.isp_inet_iface, "up"])?;
+        ip(
+            isp,
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                &uplink.inet_transit_addr.to_string(),
+            ],
+        )?;
+        ip(
+            inet,
+            &[
+                "addr",
+                "add",
+                &cidr(uplink.inet_transit_addr, transit_len),
+                "dev",
+                &uplink.inet_iface,
+            ],
+        )?;
+        ip(inet, &["link", "set", "dev", &uplink.inet_iface, "up"])?;
+        run_in(inet, &["ethtool", "-K", &uplink.inet_iface, "tx", "off"])?;
+        let uplink_net = cidr(uplink.network, uplink.prefix_len);
+        ip(
+            inet,
+            &[
+                "route",
+                "add",
+                &uplink_net,
+                "via",
+                &uplink.isp_transit_addr.to_string(),
+            ],
+        )?;
+
+        run_in(isp, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        let rules = counter_ruleset(&uplink.isp_router_iface, uplink.router_addr);
+        run_with_input(&["ip", "netns", "exec", isp, "nft", "-f", "-"], &rules)?;
+    }
+    Ok(())
+}
+
+/// Router configuration common to every [`RouterKind`]: forwarding on. For
+/// [`RouterKind::None`] also permanent neighbours for gateways and LAN hosts and a plain default
+/// route via uplink 1 (the router's own traffic); the kernel router gets its multipath route in
+/// [`crate::kernel_router::configure`].
+pub fn prepare_router(topology: &Topology) -> Result<()> {
+    let router = &topology.router;
+    run_in(&router.ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    if router.kind == RouterKind::None {
+        for uplink in &topology.uplinks {
+            let (gateway, mac) = (uplink.gateway.to_string(), uplink.gateway_mac.to_string());
+            ip(
+                &router.ns,
+                &[
+                    "neigh",
+                    "replace",
+                    &gateway,
+                    "lladdr",
+                    &mac,
+                    "dev",
+                    &uplink.router_iface,
+                    "nud",
+                    "permanent",
+                ],
+            )?;
+        }
+        for host in &topology.lan_hosts {
+            let (addr, mac) = (host.addr.to_string(), host.mac.to_string());
+            ip(
+                &router.ns,
+                &[
+                    "neigh",
+                    "replace",
+                    &addr,
+                    "lladdr",
+                    &mac,
+                    "dev",
+                    &router.lan_iface,
+                    "nud",
+                    "permanent",
+                ],
+            )?;
+        }
+        if let Some(first) = topology.uplinks.first() {
+            ip(
+                &router.ns,
+                &[
+                    "route",
+                    "replace",
+                    "default",
+                    "via",
+                    &first.gateway.to_string(),
+                    "dev",
+                    &first.router_iface,
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
