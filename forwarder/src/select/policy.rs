@@ -1,0 +1,436 @@
+//! The policy table: first matching rule → its uplink group; no match → the default group (all
+//! uplinks with their weights). Each group has its own [`UplinkChooser`].
+//!
+//! Classification runs once per *new* flow, over the rules in file order, each rule checking its
+//! prefix lists linearly: a handful of rules with a few prefixes each costs tens of nanoseconds,
+//! well below the rest of the first-packet work (port allocation, two flow table inserts). A
+//! prefix trie would pay off only with hundreds of prefixes per rule.
+//!
+//! Invariants: the table is immutable once built; a rule's `dst_port` matches TCP and UDP flows
+//! only (an ICMP flow never matches a rule with a port range); `dscp` is the 6-bit code point of
+//! the flow's first packet (`tos >> 2`).
+
+use super::{Candidate, FlowTuple, KeyHasher, StickinessKey, UplinkChooser};
+use crate::config::{Config, PolicyMatch, Protocol, Stickiness};
+
+/// The run-time state of one configured uplink, as the control plane sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UplinkStatus {
+    /// Current weight (the configured one unless changed at run time).
+    pub weight: u32,
+    /// Whether it may take new flows (up and not draining).
+    pub eligible: bool,
+}
+
+impl UplinkStatus {
+    /// Every uplink of `config` eligible with its configured weight.
+    pub fn all_configured(config: &Config) -> Vec<UplinkStatus> {
+        config
+            .uplinks
+            .iter()
+            .map(|uplink| UplinkStatus {
+                weight: uplink.weight,
+                eligible: true,
+            })
+            .collect()
+    }
+}
+
+/// Which group a new flow falls into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GroupId {
+    /// The policy at this index of [`Config::policies`] matched first.
+    Policy(usize),
+    /// No policy matched: all uplinks with their weights.
+    Default,
+}
+
+/// Everything decided for a new flow, kept for `flowpin explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The group the flow fell into.
+    pub group: GroupId,
+    /// Its stickiness key.
+    pub key: StickinessKey,
+    /// The chosen uplink (index into [`Config::uplinks`]); `None` when the group has no eligible
+    /// uplink.
+    pub uplink: Option<usize>,
+}
+
+/// Policy rules and one chooser per group, built by the control plane, read by the datapath.
+#[derive(Clone, Debug)]
+pub struct PolicyTable {
+    stickiness: Stickiness,
+    hasher: KeyHasher,
+    rules: Box<[PolicyMatch]>,
+    /// One per rule, in rule order, then the default group.
+    groups: Box<[UplinkChooser]>,
+}
+
+impl PolicyTable {
+    /// Builds the table of `config` with the uplinks' run-time `status` (indexed like
+    /// [`Config::uplinks`]). Policy members without an explicit weight take the run-time weight.
+    ///
+    /// # Panics
+    /// When `status` does not hold one entry per configured uplink.
+    pub fn build(config: &Config, status: &[UplinkStatus], hasher: KeyHasher) -> Self {
+        assert_eq!(
+            status.len(),
+            config.uplinks.len(),
+            "one status per configured uplink"
+        );
+        let candidate = |uplink: usize, weight: u32| Candidate {
+            uplink,
+            name: &config.uplinks[uplink].name,
+            weight,
+            eligible: status[uplink].eligible,
+        };
+        let policy_groups = config.policies.iter().map(|policy| {
+            UplinkChooser::new(policy.uplinks.iter().map(|member| {
+                candidate(
+                    member.index,
+                    member.weight.unwrap_or(status[member.index].weight),
+                )
+            }))
+        });
+        let default_group = UplinkChooser::new(
+            (0..config.uplinks.len()).map(|uplink| candidate(uplink, status[uplink].weight)),
+        );
+        PolicyTable {
+            stickiness: config.nat.stickiness,
+            hasher,
+            rules: config
+                .policies
+                .iter()
+                .map(|policy| policy.matcher.clone())
+                .collect(),
+            groups: policy_groups.chain([default_group]).collect(),
+        }
+    }
+
+    /// The group of a new flow: the first rule that matches, else the default group.
+    #[inline]
+    pub fn classify(&self, tuple: &FlowTuple, dscp: u8) -> GroupId {
+        self.rules
+            .iter()
+            .position(|rule| rule_matches(rule, tuple, dscp))
+            .map_or(GroupId::Default, GroupId::Policy)
+    }
+
+    /// The chooser of a group.
+    pub fn group(&self, group: GroupId) -> &UplinkChooser {
+        match group {
+            GroupId::Policy(index) => &self.groups[index],
+            GroupId::Default => &self.groups[self.rules.len()],
+        }
+    }
+
+    /// The stickiness key of a flow under the configured mode.
+    #[inline]
+    pub fn key(&self, tuple: &FlowTuple) -> StickinessKey {
+        self.hasher.key(self.stickiness, tuple)
+    }
+
+    /// Classifies a new flow and chooses its uplink. No allocation.
+    #[inline]
+    pub fn decide(&self, tuple: &FlowTuple, dscp: u8) -> Decision {
+        let group = self.classify(tuple, dscp);
+        let key = self.key(tuple);
+        Decision {
+            group,
+            key,
+            uplink: self.group(group).choose(key),
+        }
+    }
+}
+
+/// Whether every criterion present in `rule` holds for the flow.
+#[inline]
+fn rule_matches(rule: &PolicyMatch, tuple: &FlowTuple, dscp: u8) -> bool {
+    let has_ports =
+        tuple.proto == Protocol::Tcp.ip_number() || tuple.proto == Protocol::Udp.ip_number();
+    (rule.src.is_empty() || rule.src.iter().any(|prefix| prefix.contains(tuple.src)))
+        && (rule.dst.is_empty() || rule.dst.iter().any(|prefix| prefix.contains(tuple.dst)))
+        && rule
+            .proto
+            .is_none_or(|proto| proto.ip_number() == tuple.proto)
+        && rule
+            .dst_port
+            .is_none_or(|range| has_ports && range.contains(tuple.dst_port))
+        && rule.dscp.is_none_or(|code_point| code_point == dscp)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::config::parse;
+
+    const CONFIG: &str = r#"
+[lan]
+interface = "lan0"
+prefixes = ["10.0.0.0/16"]
+
+[[uplink]]
+name = "isp1"
+interface = "wan1"
+gateway = "192.0.2.1"
+weight = 3
+
+[[uplink]]
+name = "isp2"
+interface = "wan2"
+gateway = "198.51.100.1"
+weight = 1
+
+[[policy]]
+name = "voice"
+match = { proto = "udp", dst_port = "5060-5061", dscp = 46 }
+uplinks = ["isp2"]
+
+[[policy]]
+name = "lab-web"
+match = { src = ["10.0.9.0/24"], dst = ["203.0.113.0/24", "192.0.2.128/25"], proto = "tcp", dst_port = 443 }
+uplinks = [{ name = "isp1", weight = 1 }, { name = "isp2", weight = 1 }]
+
+[[policy]]
+name = "lab-rest"
+match = { src = ["10.0.9.0/24"] }
+uplinks = ["isp1"]
+
+[[policy]]
+name = "never"
+match = { src = ["10.0.9.7"] }
+uplinks = ["isp2"]
+"#;
+
+    fn table_with(status: &[UplinkStatus]) -> PolicyTable {
+        let config = parse(CONFIG, "test.toml", None).unwrap();
+        PolicyTable::build(&config, status, KeyHasher::from_seed(3))
+    }
+
+    fn table() -> PolicyTable {
+        let config = parse(CONFIG, "test.toml", None).unwrap();
+        PolicyTable::build(
+            &config,
+            &UplinkStatus::all_configured(&config),
+            KeyHasher::from_seed(3),
+        )
+    }
+
+    fn tuple(proto: u8, src: [u8; 4], dst: [u8; 4], dst_port: u16) -> FlowTuple {
+        FlowTuple {
+            proto,
+            src: Ipv4Addr::from(src),
+            dst: Ipv4Addr::from(dst),
+            src_port: 40000,
+            dst_port,
+        }
+    }
+
+    #[test]
+    fn first_match_wins_in_file_order() {
+        let table = table();
+        // 10.0.9.7 matches lab-rest and never; lab-rest comes first.
+        assert_eq!(
+            table.classify(&tuple(6, [10, 0, 9, 7], [8, 8, 8, 8], 80), 0),
+            GroupId::Policy(2)
+        );
+        // The same host to a lab-web destination on 443 matches lab-web before lab-rest.
+        assert_eq!(
+            table.classify(&tuple(6, [10, 0, 9, 7], [203, 0, 113, 1], 443), 0),
+            GroupId::Policy(1)
+        );
+        // Voice from that host still matches voice first.
+        assert_eq!(
+            table.classify(&tuple(17, [10, 0, 9, 7], [8, 8, 8, 8], 5060), 46),
+            GroupId::Policy(0)
+        );
+        // Nothing matches an ordinary host's web flow.
+        assert_eq!(
+            table.classify(&tuple(6, [10, 0, 1, 1], [203, 0, 113, 1], 443), 0),
+            GroupId::Default
+        );
+    }
+
+    #[test]
+    fn every_criterion_must_hold() {
+        let table = table();
+        let voice = tuple(17, [10, 0, 1, 1], [8, 8, 8, 8], 5061);
+        assert_eq!(table.classify(&voice, 46), GroupId::Policy(0));
+        assert_eq!(table.classify(&voice, 0), GroupId::Default, "dscp");
+        assert_eq!(
+            table.classify(&FlowTuple { proto: 6, ..voice }, 46),
+            GroupId::Default,
+            "proto"
+        );
+        assert_eq!(
+            table.classify(
+                &FlowTuple {
+                    dst_port: 5062,
+                    ..voice
+                },
+                46
+            ),
+            GroupId::Default,
+            "port"
+        );
+        let web = tuple(6, [10, 0, 9, 1], [192, 0, 2, 200], 443);
+        assert_eq!(table.classify(&web, 0), GroupId::Policy(1));
+        assert_eq!(
+            table.classify(
+                &FlowTuple {
+                    dst: Ipv4Addr::new(192, 0, 2, 100),
+                    ..web
+                },
+                0
+            ),
+            GroupId::Policy(2),
+            "dst"
+        );
+        assert_eq!(
+            table.classify(
+                &FlowTuple {
+                    src: Ipv4Addr::new(10, 0, 8, 1),
+                    ..web
+                },
+                0
+            ),
+            GroupId::Default,
+            "src"
+        );
+    }
+
+    #[test]
+    fn port_ranges_never_match_icmp() {
+        let config = parse(&CONFIG.replace("proto = \"udp\", ", ""), "t", None).unwrap();
+        let table = PolicyTable::build(
+            &config,
+            &UplinkStatus::all_configured(&config),
+            KeyHasher::from_seed(1),
+        );
+        let udp = tuple(17, [10, 0, 1, 1], [8, 8, 8, 8], 5060);
+        assert_eq!(table.classify(&udp, 46), GroupId::Policy(0));
+        let icmp = FlowTuple { proto: 1, ..udp };
+        assert_eq!(table.classify(&icmp, 46), GroupId::Default);
+    }
+
+    #[test]
+    fn groups_choose_among_their_own_members() {
+        let table = table();
+        let hosts = (0..2000u16).map(|port| FlowTuple {
+            src_port: 1024 + port,
+            ..tuple(17, [10, 0, 1, 1], [8, 8, 8, 8], 5060)
+        });
+        let mut per_uplink = [0; 2];
+        for flow in hosts {
+            let decision = table.decide(&flow, 46);
+            assert_eq!(decision.group, GroupId::Policy(0));
+            assert_eq!(decision.key, table.key(&flow));
+            per_uplink[decision.uplink.unwrap()] += 1;
+        }
+        assert_eq!(per_uplink, [0, 2000], "voice only uses isp2");
+
+        let mut default_split = [0usize; 2];
+        for port in 0..20_000u16 {
+            let flow = FlowTuple {
+                src_port: 1024 + port,
+                ..tuple(6, [10, 0, 1, 1], [8, 8, 8, 8], 80)
+            };
+            default_split[table.decide(&flow, 0).uplink.unwrap()] += 1;
+        }
+        let share = default_split[0] as f64 / 20_000.0;
+        assert!(
+            (share - 0.75).abs() < 0.02,
+            "default group 3:1, got {share:.3}"
+        );
+
+        let mut lab_split = [0usize; 2];
+        for port in 0..20_000u16 {
+            let flow = FlowTuple {
+                src_port: 1024 + port,
+                ..tuple(6, [10, 0, 9, 1], [203, 0, 113, 9], 443)
+            };
+            lab_split[table.decide(&flow, 0).uplink.unwrap()] += 1;
+        }
+        let share = lab_split[0] as f64 / 20_000.0;
+        assert!(
+            (share - 0.5).abs() < 0.02,
+            "lab-web group 1:1, got {share:.3}"
+        );
+    }
+
+    #[test]
+    fn status_drives_eligibility_and_inherited_weights() {
+        let isp2_down = table_with(&[
+            UplinkStatus {
+                weight: 3,
+                eligible: true,
+            },
+            UplinkStatus {
+                weight: 1,
+                eligible: false,
+            },
+        ]);
+        let voice = tuple(17, [10, 0, 1, 1], [8, 8, 8, 8], 5060);
+        assert_eq!(
+            isp2_down.decide(&voice, 46).uplink,
+            None,
+            "voice's only uplink is down"
+        );
+        let web = tuple(6, [10, 0, 9, 1], [203, 0, 113, 9], 443);
+        assert_eq!(isp2_down.decide(&web, 0).uplink, Some(0));
+
+        // A run-time weight of 0 for isp1 makes it standby in the default group.
+        let isp1_standby = table_with(&[
+            UplinkStatus {
+                weight: 0,
+                eligible: true,
+            },
+            UplinkStatus {
+                weight: 1,
+                eligible: true,
+            },
+        ]);
+        assert_eq!(
+            isp1_standby
+                .group(GroupId::Default)
+                .members()
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
+        // lab-web's explicit weights ignore it.
+        assert_eq!(
+            isp1_standby
+                .group(GroupId::Policy(1))
+                .members()
+                .collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+    }
+
+    #[test]
+    fn stickiness_mode_comes_from_the_config() {
+        let config = parse(
+            &format!("{CONFIG}\n[nat]\nstickiness = \"host\"\n"),
+            "t",
+            None,
+        )
+        .unwrap();
+        let table = PolicyTable::build(
+            &config,
+            &UplinkStatus::all_configured(&config),
+            KeyHasher::from_seed(5),
+        );
+        let one = tuple(6, [10, 0, 1, 1], [8, 8, 8, 8], 80);
+        let other = FlowTuple {
+            src_port: 1,
+            dst: Ipv4Addr::new(1, 1, 1, 1),
+            proto: 17,
+            ..one
+        };
+        assert_eq!(table.key(&one), table.key(&other));
+        assert_eq!(table.decide(&one, 0).uplink, table.decide(&other, 0).uplink);
+    }
+}
