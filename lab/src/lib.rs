@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod command;
+pub mod footprint;
 pub mod isp_counters;
 pub mod kernel_router;
 pub mod name;
@@ -37,6 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 
+pub use footprint::Footprint;
 pub use isp_counters::IspCounters;
 pub use plan::{InetNode, LanHost, MacAddr, RouterNode, Topology, Uplink};
 pub use process::{LabProcess, ProcessOutput};

@@ -1,2 +1,47 @@
-//! Placeholder; see the crate description.
+//! Helpers shared by flowpin's end-to-end tests (`tests/tests/*.rs`). The tests build real labs
+//! (network namespaces, veths, real clients and servers, see `flowpin-lab`), so they need root and
+//! the lab's tools; when a prerequisite is missing they fail with a message naming it — they never
+//! skip.
 #![forbid(unsafe_code)]
+
+use flowpin_lab::{Footprint, IspCounters, Lab, LabSpec};
+
+/// Brings up a lab or fails the test with the full error chain (which names any missing
+/// prerequisite, e.g. root or a tool).
+pub fn lab_up(spec: LabSpec) -> Lab {
+    Lab::up(spec).unwrap_or_else(|error| panic!("cannot bring up the lab: {error:#}"))
+}
+
+/// Tears `lab` down twice (teardown must be idempotent) and asserts that nothing of it is left:
+/// no namespace, no process in its namespaces or started by it, no veth, no state directory.
+pub fn down_and_assert_clean(lab: Lab) {
+    let footprint = Footprint::of(&lab).expect("recording the lab's footprint");
+    assert!(
+        footprint.process_count() > 0,
+        "the lab should have started its servers"
+    );
+    lab.down().expect("first teardown");
+    lab.down().expect("second teardown (idempotent)");
+    drop(lab);
+    let leftovers = footprint.leftovers().expect("inspecting the host");
+    assert!(
+        leftovers.is_empty(),
+        "left behind after teardown: {leftovers:#?}"
+    );
+}
+
+/// Asserts that no ISP saw a private (leaked) or foreign (wrong uplink) source address.
+pub fn assert_no_leak_or_wrong_uplink(lab: &Lab, counters: &[IspCounters]) {
+    for (uplink, counter) in lab.uplinks().iter().zip(counters) {
+        assert_eq!(
+            counter.leak, 0,
+            "{} saw {} leaked packets",
+            uplink.isp_ns, counter.leak
+        );
+        assert_eq!(
+            counter.wrong_uplink, 0,
+            "{} saw {} packets with another uplink's source",
+            uplink.isp_ns, counter.wrong_uplink
+        );
+    }
+}
