@@ -1,0 +1,800 @@
+//! Endpoint-independent external port allocation for one (uplink address, protocol), lock-free.
+//!
+//! # State
+//! One `AtomicU64` per external port of the range (`slots`), encoded as:
+//! - `0`: free;
+//! - tag `00`, value `t > 0`: quarantined until `t` ms (free once `now >= t`) — RFC 6888 REQ-8;
+//! - tag `10` + internal endpoint (address 32 bits, port 16 bits) + reference count (14 bits): owned;
+//! - tag `11` + internal endpoint: being claimed (a short-lived state inside [`PortAllocator::acquire`]).
+//!
+//! A fixed table of `AtomicU64` (`hosts`, open addressing, entries never removed) counts the mappings
+//! each internal address holds, for the per-host quota (RFC 6888 REQ-4).
+//!
+//! # Candidates
+//! For internal endpoint `E = (address, port)` the candidate external ports are, in order: `E.port`
+//! itself when it lies in the range (port preservation, RFC 4787 REQ-3), then `K` ports of an arithmetic
+//! progression `start + i·step (mod n)` over the ports of `E.port`'s class (< 1024 or ≥ 1024, REQ-3a,
+//! falling back to the whole range when the class has no port in it), where `start` and `step` (coprime
+//! with `n`, so the `K` ports are distinct) come from a keyed hash of `E` with a per-allocator secret
+//! key: the choice is unpredictable from outside (RFC 6056 §4), not sequential.
+//!
+//! # Invariants
+//! - EIM (RFC 4787 REQ-1, RFC 5382 REQ-1): an endpoint owns at most one port; `acquire` returns it (and
+//!   adds a reference) for as long as it is owned.
+//! - A port is owned by at most one endpoint (REQ-3); an owned port is never taken away to make room
+//!   ([`AllocError::Exhausted`] instead).
+//! - The last `release` of a port quarantines it for `quarantine_ms` (default 120 s).
+//! - No global lock: `acquire` claims a port by CAS to "claiming", checks the endpoint's other candidates
+//!   for a concurrent claim (the lowest candidate position wins, the others back out), then publishes
+//!   ownership. Acquires for *different* endpoints never wait for each other; two acquires for the same
+//!   endpoint may spin briefly until one of them publishes.
+//! - Exhaustion is reported when all candidates of an endpoint are owned or quarantined. With `K`
+//!   candidates this can happen before the whole range is used: at occupancy `q` the chance is `q^K`
+//!   (`K` = 128: 0.14 % at 95 % occupancy). Setting `candidates >= range length` makes it exact.
+
+use crate::port_range::PortRange;
+use std::hash::{BuildHasher, RandomState};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const TAG_MASK: u64 = 0b11 << 62;
+const TAG_OWNED: u64 = 0b10 << 62;
+const TAG_CLAIMING: u64 = 0b11 << 62;
+const ENDPOINT_SHIFT: u32 = 14;
+const ENDPOINT_MASK: u64 = ((1 << 48) - 1) << ENDPOINT_SHIFT;
+const REFS_MASK: u64 = (1 << ENDPOINT_SHIFT) - 1;
+/// The most references one mapping can hold (flows sharing one internal endpoint).
+pub const MAX_REFERENCES: u32 = (1 << ENDPOINT_SHIFT) - 1;
+const MAX_QUARANTINE_DEADLINE: u64 = (1 << 62) - 1;
+
+/// Configuration of one allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortAllocatorConfig {
+    /// External ports (or ICMP ids) to hand out.
+    pub range: PortRange,
+    /// Most mappings one internal address may hold (RFC 6888 REQ-4).
+    pub per_host_quota: u32,
+    /// How long a released port stays unused, in ms (RFC 6888 REQ-8: 120 s).
+    pub quarantine_ms: u64,
+    /// Hashed candidates probed per endpoint besides the preserved port (`K` in the module docs).
+    pub candidates: u32,
+    /// Distinct internal addresses the quota table can hold.
+    pub max_hosts: usize,
+    /// Keep the < 1024 / ≥ 1024 class of the internal port (RFC 4787 REQ-3a); off for ICMP ids.
+    pub keep_port_class: bool,
+}
+
+impl PortAllocatorConfig {
+    /// Defaults for TCP / UDP over `range`: quota 4096 per host, 120 s quarantine, 128 candidates,
+    /// 4096 hosts, port class kept.
+    #[must_use]
+    pub const fn new(range: PortRange) -> Self {
+        Self {
+            range,
+            per_host_quota: 4096,
+            quarantine_ms: 120_000,
+            candidates: 128,
+            max_hosts: 4096,
+            keep_port_class: true,
+        }
+    }
+}
+
+/// Why no port was handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum AllocError {
+    /// Every candidate port of the endpoint is owned or quarantined.
+    #[error("no external port left for this endpoint")]
+    Exhausted,
+    /// The internal host already holds its quota of mappings (RFC 6888 REQ-4).
+    #[error("internal host reached its port quota")]
+    QuotaExceeded,
+    /// The quota table has no room for another internal address.
+    #[error("too many internal hosts for the quota table")]
+    HostTableFull,
+    /// The endpoint's mapping already carries [`MAX_REFERENCES`] flows.
+    #[error("mapping reference count at its maximum")]
+    ReferencesExhausted,
+}
+
+impl AllocError {
+    /// Every variant, in declaration order.
+    pub const ALL: [Self; 4] = [
+        Self::Exhausted,
+        Self::QuotaExceeded,
+        Self::HostTableFull,
+        Self::ReferencesExhausted,
+    ];
+
+    /// A stable snake_case counter name.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Exhausted => "nat_ports_exhausted",
+            Self::QuotaExceeded => "nat_host_quota_exceeded",
+            Self::HostTableFull => "nat_host_table_full",
+            Self::ReferencesExhausted => "nat_mapping_references_exhausted",
+        }
+    }
+}
+
+/// Why a release was refused (nothing changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseError {
+    /// The port is not owned by that internal endpoint.
+    #[error("port not owned by that endpoint")]
+    NotOwner,
+}
+
+/// What a successful release did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// Other flows still use the mapping; this many references remain.
+    StillMapped(u32),
+    /// That was the last reference: the port is quarantined.
+    Quarantined,
+}
+
+/// The allocator. `Sync`: share it by reference or `Arc` among workers.
+#[derive(Debug)]
+pub struct PortAllocator {
+    config: PortAllocatorConfig,
+    slots: Box<[AtomicU64]>,
+    hosts: Box<[AtomicU64]>,
+    secret: RandomState,
+    low_class: PortRange,
+    high_class: PortRange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Free,
+    Quarantined(u64),
+    Owned { endpoint: u64, refs: u32 },
+    Claiming { endpoint: u64 },
+}
+
+fn decode(raw: u64) -> Slot {
+    let endpoint = (raw & ENDPOINT_MASK) >> ENDPOINT_SHIFT;
+    match raw & TAG_MASK {
+        TAG_OWNED => Slot::Owned {
+            endpoint,
+            refs: u32::try_from(raw & REFS_MASK).unwrap_or(0),
+        },
+        TAG_CLAIMING => Slot::Claiming { endpoint },
+        _ if raw == 0 => Slot::Free,
+        _ => Slot::Quarantined(raw),
+    }
+}
+
+const fn owned(endpoint: u64, refs: u32) -> u64 {
+    TAG_OWNED | (endpoint << ENDPOINT_SHIFT) | refs as u64
+}
+
+const fn claiming(endpoint: u64) -> u64 {
+    TAG_CLAIMING | (endpoint << ENDPOINT_SHIFT)
+}
+
+const fn endpoint_of(address: Ipv4Addr, port: u16) -> u64 {
+    ((address.to_bits() as u64) << 16) | port as u64
+}
+
+const fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The candidate ports of one endpoint, in claim order (see the module docs). Cheap to copy.
+#[derive(Debug, Clone, Copy)]
+struct Candidates {
+    preserved: Option<u16>,
+    class: PortRange,
+    start: usize,
+    step: usize,
+    count: usize,
+}
+
+impl Candidates {
+    /// The port at `position` (0 = preserved port, if any), or `None` past the end. Hashed positions
+    /// that hit the preserved port are skipped by the caller via `is_duplicate`.
+    fn port(&self, position: usize) -> Option<u16> {
+        let hashed = match self.preserved {
+            Some(port) if position == 0 => return Some(port),
+            Some(_) => position - 1,
+            None => position,
+        };
+        if hashed >= self.count {
+            return None;
+        }
+        let offset = (self.start + hashed * self.step) % self.class.len();
+        u16::try_from(usize::from(self.class.first()) + offset).ok()
+    }
+
+    fn is_duplicate(&self, position: usize, port: u16) -> bool {
+        position > 0 && self.preserved == Some(port)
+    }
+}
+
+impl PortAllocator {
+    /// An allocator with a fresh random secret.
+    #[must_use]
+    pub fn new(config: PortAllocatorConfig) -> Self {
+        let range = config.range;
+        let low_class = range.intersect(1, 1023).unwrap_or(range);
+        let high_class = range.intersect(1024, u16::MAX).unwrap_or(range);
+        let host_capacity = config
+            .max_hosts
+            .max(1)
+            .saturating_mul(2)
+            .next_power_of_two();
+        Self {
+            config,
+            slots: (0..range.len()).map(|_| AtomicU64::new(0)).collect(),
+            hosts: (0..host_capacity).map(|_| AtomicU64::new(0)).collect(),
+            secret: RandomState::new(),
+            low_class,
+            high_class,
+        }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub const fn config(&self) -> &PortAllocatorConfig {
+        &self.config
+    }
+
+    fn slot(&self, port: u16) -> Option<&AtomicU64> {
+        if !self.config.range.contains(port) {
+            return None;
+        }
+        self.slots
+            .get(usize::from(port - self.config.range.first()))
+    }
+
+    fn candidates(&self, endpoint: u64, internal_port: u16) -> Candidates {
+        let class = if !self.config.keep_port_class || internal_port >= 1024 {
+            self.high_class
+        } else {
+            self.low_class
+        };
+        let class = if self.config.keep_port_class {
+            class
+        } else {
+            self.config.range
+        };
+        let n = class.len();
+        let hash = self.secret.hash_one(endpoint);
+        let start = usize::try_from(hash % n as u64).unwrap_or(0);
+        let mut step = usize::try_from((hash >> 32) % n as u64).unwrap_or(1).max(1);
+        while gcd(step, n) != 1 {
+            step = step % n + 1;
+        }
+        let count = usize::try_from(self.config.candidates)
+            .unwrap_or(usize::MAX)
+            .min(n);
+        let preserved = class.contains(internal_port).then_some(internal_port);
+        Candidates {
+            preserved,
+            class,
+            start,
+            step,
+            count,
+        }
+    }
+
+    /// The external port for internal endpoint `(address, port)`: its existing mapping with one more
+    /// reference (EIM), else the preserved port if claimable, else an unpredictable claimable
+    /// candidate. `now` is in ms.
+    ///
+    /// # Errors
+    /// [`AllocError::Exhausted`], [`AllocError::QuotaExceeded`], [`AllocError::HostTableFull`],
+    /// [`AllocError::ReferencesExhausted`]. Nothing changes on error.
+    pub fn acquire(&self, address: Ipv4Addr, port: u16, now: u64) -> Result<u16, AllocError> {
+        let endpoint = endpoint_of(address, port);
+        let candidates = self.candidates(endpoint, port);
+        'attempt: loop {
+            // Phase 1: an existing mapping, or the first claimable candidate.
+            let mut claimable: Option<(usize, u16, u64)> = None;
+            let mut position = 0;
+            while let Some(candidate) = candidates.port(position) {
+                let current = position;
+                position += 1;
+                if candidates.is_duplicate(current, candidate) {
+                    continue;
+                }
+                let Some(slot) = self.slot(candidate) else {
+                    continue;
+                };
+                let raw = slot.load(Ordering::SeqCst);
+                match decode(raw) {
+                    Slot::Owned { endpoint: e, refs } if e == endpoint => {
+                        if refs >= MAX_REFERENCES {
+                            return Err(AllocError::ReferencesExhausted);
+                        }
+                        if slot
+                            .compare_exchange(raw, raw + 1, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_ok()
+                        {
+                            return Ok(candidate);
+                        }
+                        continue 'attempt;
+                    }
+                    Slot::Claiming { endpoint: e } if e == endpoint => {
+                        std::hint::spin_loop();
+                        continue 'attempt;
+                    }
+                    Slot::Free if claimable.is_none() => {
+                        claimable = Some((current, candidate, raw))
+                    }
+                    Slot::Quarantined(until) if claimable.is_none() && until <= now => {
+                        claimable = Some((current, candidate, raw));
+                    }
+                    _ => {}
+                }
+            }
+            let Some((claim_position, claim_port, observed)) = claimable else {
+                return Err(AllocError::Exhausted);
+            };
+            self.take_quota(address)?;
+            let Some(slot) = self.slot(claim_port) else {
+                return Err(AllocError::Exhausted);
+            };
+            if slot
+                .compare_exchange(
+                    observed,
+                    claiming(endpoint),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_err()
+            {
+                self.give_quota(address);
+                continue 'attempt;
+            }
+            // Phase 2: back out if another claim or mapping for this endpoint exists.
+            if self.conflicting_claim(endpoint, &candidates, claim_position) {
+                slot.store(observed, Ordering::SeqCst);
+                self.give_quota(address);
+                std::hint::spin_loop();
+                continue 'attempt;
+            }
+            slot.store(owned(endpoint, 1), Ordering::SeqCst);
+            return Ok(claim_port);
+        }
+    }
+
+    /// True when `endpoint` owns another candidate, or claims one at a lower position. A claim at a
+    /// higher position is waited for (it backs out when it sees ours, or publishes first).
+    fn conflicting_claim(&self, endpoint: u64, candidates: &Candidates, mine: usize) -> bool {
+        let mut position = 0;
+        while let Some(candidate) = candidates.port(position) {
+            let current = position;
+            position += 1;
+            if current == mine || candidates.is_duplicate(current, candidate) {
+                continue;
+            }
+            let Some(slot) = self.slot(candidate) else {
+                continue;
+            };
+            loop {
+                match decode(slot.load(Ordering::SeqCst)) {
+                    Slot::Owned { endpoint: e, .. } if e == endpoint => return true,
+                    Slot::Claiming { endpoint: e } if e == endpoint => {
+                        if current < mine {
+                            return true;
+                        }
+                        std::hint::spin_loop();
+                    }
+                    _ => break,
+                }
+            }
+        }
+        false
+    }
+
+    /// Drops one reference of `(address, port)`'s mapping on `external_port`; the last one quarantines
+    /// the port until `now + quarantine_ms`.
+    ///
+    /// # Errors
+    /// [`ReleaseError::NotOwner`] when the port is not owned by that endpoint (nothing changes).
+    pub fn release(
+        &self,
+        external_port: u16,
+        address: Ipv4Addr,
+        port: u16,
+        now: u64,
+    ) -> Result<Released, ReleaseError> {
+        let endpoint = endpoint_of(address, port);
+        let slot = self.slot(external_port).ok_or(ReleaseError::NotOwner)?;
+        loop {
+            let raw = slot.load(Ordering::SeqCst);
+            let Slot::Owned { endpoint: e, refs } = decode(raw) else {
+                return Err(ReleaseError::NotOwner);
+            };
+            if e != endpoint {
+                return Err(ReleaseError::NotOwner);
+            }
+            if refs > 1 {
+                if slot
+                    .compare_exchange(raw, raw - 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    return Ok(Released::StillMapped(refs - 1));
+                }
+                continue;
+            }
+            let until = now
+                .saturating_add(self.config.quarantine_ms)
+                .min(MAX_QUARANTINE_DEADLINE);
+            let quarantined = if self.config.quarantine_ms == 0 {
+                0
+            } else {
+                until.max(1)
+            };
+            if slot
+                .compare_exchange(raw, quarantined, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                self.give_quota(address);
+                return Ok(Released::Quarantined);
+            }
+        }
+    }
+
+    /// The internal endpoint owning `external_port`, in O(1) (for hairpinning and endpoint-independent
+    /// filtering).
+    #[must_use]
+    pub fn owner_of(&self, external_port: u16) -> Option<(Ipv4Addr, u16)> {
+        match decode(self.slot(external_port)?.load(Ordering::SeqCst)) {
+            Slot::Owned { endpoint, .. } => {
+                let address = Ipv4Addr::from_bits(u32::try_from(endpoint >> 16).unwrap_or(0));
+                Some((address, u16::try_from(endpoint & 0xFFFF).unwrap_or(0)))
+            }
+            _ => None,
+        }
+    }
+
+    /// How many flows reference the mapping on `external_port` (0 when not owned).
+    #[must_use]
+    pub fn references(&self, external_port: u16) -> u32 {
+        match self
+            .slot(external_port)
+            .map(|s| decode(s.load(Ordering::SeqCst)))
+        {
+            Some(Slot::Owned { refs, .. }) => refs,
+            _ => 0,
+        }
+    }
+
+    /// True when `external_port` is quarantined at `now`.
+    #[must_use]
+    pub fn is_quarantined(&self, external_port: u16, now: u64) -> bool {
+        matches!(self.slot(external_port).map(|s| decode(s.load(Ordering::SeqCst))), Some(Slot::Quarantined(t)) if t > now)
+    }
+
+    /// Number of owned ports (O(range); for metrics, not the per-packet path).
+    #[must_use]
+    pub fn mapped_ports(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(decode(s.load(Ordering::Relaxed)), Slot::Owned { .. }))
+            .count()
+    }
+
+    /// Mappings held by internal `address`.
+    #[must_use]
+    pub fn host_mappings(&self, address: Ipv4Addr) -> u32 {
+        self.host_entry(address, false).map_or(0, |entry| {
+            u32::try_from(entry.load(Ordering::SeqCst) & 0xFFFF_FFFF).unwrap_or(0)
+        })
+    }
+
+    /// The quota entry of `address` (inserting it when `insert`).
+    fn host_entry(&self, address: Ipv4Addr, insert: bool) -> Option<&AtomicU64> {
+        let mask = self.hosts.len() - 1;
+        let key = u64::from(address.to_bits()) << 32;
+        let mut index =
+            usize::try_from(self.secret.hash_one(address.to_bits())).unwrap_or(0) & mask;
+        for _ in 0..self.hosts.len() {
+            let entry = &self.hosts[index];
+            let raw = entry.load(Ordering::SeqCst);
+            if raw != 0 && raw & !0xFFFF_FFFF == key {
+                return Some(entry);
+            }
+            if raw == 0 {
+                if !insert {
+                    return None;
+                }
+                // 0.0.0.0 would look like an empty entry; it is a martian and never translated.
+                match entry.compare_exchange(0, key, Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(_) if key != 0 => return Some(entry),
+                    Ok(_) => return None,
+                    Err(now) if now & !0xFFFF_FFFF == key => return Some(entry),
+                    Err(_) => {}
+                }
+            }
+            index = (index + 1) & mask;
+        }
+        None
+    }
+
+    fn take_quota(&self, address: Ipv4Addr) -> Result<(), AllocError> {
+        let entry = self
+            .host_entry(address, true)
+            .ok_or(AllocError::HostTableFull)?;
+        let quota = u64::from(self.config.per_host_quota);
+        entry
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |raw| {
+                (raw & 0xFFFF_FFFF < quota).then_some(raw + 1)
+            })
+            .map(|_| ())
+            .map_err(|_| AllocError::QuotaExceeded)
+    }
+
+    fn give_quota(&self, address: Ipv4Addr) {
+        if let Some(entry) = self.host_entry(address, false) {
+            let _ = entry.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |raw| {
+                (raw & 0xFFFF_FFFF > 0).then(|| raw - 1)
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+    use std::sync::{Arc, Barrier};
+
+    const HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+    const OTHER: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 11);
+
+    fn allocator(
+        first: u16,
+        last: u16,
+        edit: impl FnOnce(&mut PortAllocatorConfig),
+    ) -> PortAllocator {
+        let mut config = PortAllocatorConfig::new(PortRange::new(first, last).unwrap());
+        edit(&mut config);
+        PortAllocator::new(config)
+    }
+
+    #[test]
+    fn preserves_the_port_and_maps_endpoint_independently() {
+        let a = allocator(1024, 65535, |_| {});
+        assert_eq!(a.acquire(HOST, 40000, 0), Ok(40000));
+        assert_eq!(
+            a.acquire(HOST, 40000, 5),
+            Ok(40000),
+            "EIM: same endpoint, same port"
+        );
+        assert_eq!(a.references(40000), 2);
+        assert_eq!(a.owner_of(40000), Some((HOST, 40000)));
+        let other = a.acquire(OTHER, 40000, 0).unwrap();
+        assert_ne!(other, 40000, "never two endpoints on one port");
+        assert!(other >= 1024);
+        assert_eq!(a.owner_of(other), Some((OTHER, 40000)));
+        assert_eq!(a.host_mappings(HOST), 1);
+    }
+
+    #[test]
+    fn keeps_the_privileged_class() {
+        let a = allocator(500, 3000, |_| {});
+        assert_eq!(a.acquire(HOST, 700, 0), Ok(700));
+        for i in 0..50 {
+            let p = a.acquire(Ipv4Addr::new(10, 0, 0, i), 700, 0).unwrap();
+            assert!((500..1024).contains(&p), "{p} left the < 1024 class");
+            let q = a.acquire(Ipv4Addr::new(10, 0, 0, i), 2000, 0).unwrap();
+            assert!((1024..=3000).contains(&q), "{q} left the >= 1024 class");
+        }
+        let no_low = allocator(2000, 3000, |_| {});
+        assert!(
+            (2000..=3000).contains(&no_low.acquire(HOST, 80, 0).unwrap()),
+            "falls back to the range"
+        );
+    }
+
+    #[test]
+    fn released_ports_are_quarantined_for_120_s() {
+        let a = allocator(20000, 20000, |_| {});
+        assert_eq!(a.acquire(HOST, 20000, 1000), Ok(20000));
+        assert_eq!(a.acquire(HOST, 20000, 1000), Ok(20000));
+        assert_eq!(
+            a.release(20000, HOST, 20000, 2000),
+            Ok(Released::StillMapped(1))
+        );
+        assert_eq!(
+            a.release(20000, HOST, 20000, 3000),
+            Ok(Released::Quarantined)
+        );
+        assert_eq!(a.owner_of(20000), None);
+        assert!(a.is_quarantined(20000, 3000 + 119_999));
+        assert_eq!(
+            a.acquire(OTHER, 20000, 3000 + 119_999),
+            Err(AllocError::Exhausted)
+        );
+        assert_eq!(a.acquire(OTHER, 20000, 3000 + 120_000), Ok(20000));
+        assert_eq!(a.host_mappings(HOST), 0);
+    }
+
+    #[test]
+    fn release_by_a_stranger_changes_nothing() {
+        let a = allocator(1024, 2047, |_| {});
+        let p = a.acquire(HOST, 5000, 0).unwrap();
+        assert_eq!(a.release(p, OTHER, 5000, 0), Err(ReleaseError::NotOwner));
+        assert_eq!(a.release(p, HOST, 5001, 0), Err(ReleaseError::NotOwner));
+        assert_eq!(a.release(80, HOST, 5000, 0), Err(ReleaseError::NotOwner));
+        assert_eq!(a.references(p), 1);
+    }
+
+    #[test]
+    fn quota_and_exhaustion_are_distinct_and_never_steal() {
+        let a = allocator(1024, 1031, |c| {
+            c.per_host_quota = 3;
+            c.candidates = 8;
+        });
+        for port in 1..=3 {
+            a.acquire(HOST, port, 0).unwrap();
+        }
+        assert_eq!(a.acquire(HOST, 4, 0), Err(AllocError::QuotaExceeded));
+        assert_eq!(
+            a.acquire(HOST, 1, 0).map(|p| a.owner_of(p)),
+            Ok(Some((HOST, 1))),
+            "existing mapping still served"
+        );
+        let mut taken: HashSet<u16> = (1..=3).map(|p| a.acquire(HOST, p, 0).unwrap()).collect();
+        for i in 0..5 {
+            taken.insert(a.acquire(Ipv4Addr::new(10, 0, 0, i + 1), 9, 0).unwrap());
+        }
+        assert_eq!(taken.len(), 8);
+        assert_eq!(
+            a.acquire(Ipv4Addr::new(10, 0, 0, 99), 9, 0),
+            Err(AllocError::Exhausted)
+        );
+        assert_eq!(a.mapped_ports(), 8);
+        assert_eq!(
+            a.host_mappings(Ipv4Addr::new(10, 0, 0, 99)),
+            0,
+            "a failed acquire holds no quota"
+        );
+    }
+
+    #[test]
+    fn host_table_full_is_reported() {
+        let a = allocator(1024, 65535, |c| c.max_hosts = 1);
+        let capacity = 2;
+        for i in 0..capacity {
+            a.acquire(Ipv4Addr::new(10, 0, 0, i + 1), 5000, 0).unwrap();
+        }
+        assert_eq!(
+            a.acquire(Ipv4Addr::new(10, 0, 1, 1), 5000, 0),
+            Err(AllocError::HostTableFull)
+        );
+    }
+
+    #[test]
+    fn unpreserved_ports_are_not_sequential_and_depend_on_the_secret() {
+        let a = allocator(10000, 60000, |_| {});
+        let b = allocator(10000, 60000, |_| {});
+        let ports_a: Vec<u16> = (0..200)
+            .map(|i| a.acquire(Ipv4Addr::new(10, 0, 1, 1), 1024 + i, 0).unwrap())
+            .collect();
+        let ports_b: Vec<u16> = (0..200)
+            .map(|i| b.acquire(Ipv4Addr::new(10, 0, 1, 1), 1024 + i, 0).unwrap())
+            .collect();
+        let sequential = ports_a
+            .windows(2)
+            .filter(|w| w[1].wrapping_sub(w[0]) == 1)
+            .count();
+        assert!(sequential < 5, "{sequential} sequential picks");
+        let same = ports_a.iter().zip(&ports_b).filter(|(x, y)| x == y).count();
+        assert!(same < 5, "{same} identical picks under different secrets");
+    }
+
+    /// The first-packet race: several threads acquire the same endpoints at once; every endpoint ends up
+    /// with exactly one port, shared by all threads (EIM), and no port serves two endpoints.
+    #[test]
+    fn concurrent_acquires_of_one_endpoint_agree() {
+        const THREADS: usize = 4;
+        const ENDPOINTS: u16 = 24;
+        for round in 0..150 {
+            let a = Arc::new(allocator(30000, 30063, |c| {
+                c.quarantine_ms = 0;
+                c.candidates = 64;
+            }));
+            let barrier = Arc::new(Barrier::new(THREADS));
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (a, barrier) = (Arc::clone(&a), Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        (0..ENDPOINTS)
+                            .map(|i| {
+                                let e = (i + t as u16 * 7 + round) % ENDPOINTS;
+                                (
+                                    e,
+                                    a.acquire(
+                                        Ipv4Addr::new(10, 0, 0, 1 + (e % 3) as u8),
+                                        30000 + e * 2,
+                                        0,
+                                    )
+                                    .unwrap(),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut by_endpoint: HashMap<u16, HashSet<u16>> = HashMap::new();
+            for handle in handles {
+                for (e, port) in handle.join().unwrap() {
+                    by_endpoint.entry(e).or_default().insert(port);
+                }
+            }
+            let mut ports = HashSet::new();
+            for (e, set) in &by_endpoint {
+                assert_eq!(
+                    set.len(),
+                    1,
+                    "round {round}: endpoint {e} got ports {set:?}"
+                );
+                let port = *set.iter().next().unwrap();
+                assert!(
+                    ports.insert(port),
+                    "round {round}: port {port} serves two endpoints"
+                );
+                assert_eq!(a.references(port), THREADS as u32);
+                assert_eq!(
+                    a.owner_of(port),
+                    Some((Ipv4Addr::new(10, 0, 0, 1 + (e % 3) as u8), 30000 + e * 2))
+                );
+            }
+        }
+    }
+
+    /// Churn from several threads: acquires and releases interleave; every reference taken is released
+    /// exactly once, owners are always consistent, and nothing leaks.
+    #[test]
+    fn concurrent_churn_leaks_nothing() {
+        let a = Arc::new(allocator(40000, 40255, |c| {
+            c.quarantine_ms = 0;
+            c.per_host_quota = 1000;
+        }));
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                let a = Arc::clone(&a);
+                std::thread::spawn(move || {
+                    let mut held: Vec<(u16, Ipv4Addr, u16)> = Vec::new();
+                    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ t;
+                    for _ in 0..20_000 {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        let address = Ipv4Addr::new(10, 0, 0, 1 + (state % 4) as u8);
+                        let port = 1024 + ((state >> 8) % 64) as u16;
+                        if state.is_multiple_of(3) && !held.is_empty() {
+                            let (p, addr, iport) =
+                                held.swap_remove(((state >> 20) as usize) % held.len());
+                            assert!(a.release(p, addr, iport, 0).is_ok());
+                        } else if let Ok(p) = a.acquire(address, port, 0) {
+                            assert_eq!(a.owner_of(p), Some((address, port)));
+                            held.push((p, address, port));
+                        }
+                    }
+                    for (p, addr, iport) in held {
+                        assert!(a.release(p, addr, iport, 0).is_ok());
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert_eq!(a.mapped_ports(), 0);
+        for i in 1..=4 {
+            assert_eq!(a.host_mappings(Ipv4Addr::new(10, 0, 0, i)), 0);
+        }
+    }
+}
