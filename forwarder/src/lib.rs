@@ -6,9 +6,11 @@
 //! - [`config`]: the TOML configuration, validated, with errors naming file, line and field.
 //! - [`select`]: policy classification and weighted, sticky uplink choice.
 //! - [`control`]: the control plane (guard, kernel info, local API, rendering).
+//! - [`datapath`]: the sans-IO pipeline, flow state and counters.
 
 pub mod config;
 pub mod control;
+pub mod datapath;
 pub mod select;
 pub mod xdp;
 pub mod xsk;

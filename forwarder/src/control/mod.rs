@@ -9,3 +9,4 @@ pub mod api;
 pub mod guard;
 pub mod netinfo;
 pub mod render;
+pub mod snapshot;

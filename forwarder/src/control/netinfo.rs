@@ -66,7 +66,9 @@ pub fn parse_mac(s: &str) -> Result<Mac> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');
     for byte in &mut mac {
-        let part = parts.next().with_context(|| format!("MAC {s:?} is too short"))?;
+        let part = parts
+            .next()
+            .with_context(|| format!("MAC {s:?} is too short"))?;
         *byte = u8::from_str_radix(part, 16).with_context(|| format!("bad MAC {s:?}"))?;
     }
     if parts.next().is_some() {
@@ -107,7 +109,8 @@ pub fn interface(name: &str) -> Result<InterfaceInfo> {
 }
 
 fn parse_interface(json: &str) -> Result<InterfaceInfo> {
-    let links: Vec<IpLink> = serde_json::from_str(json).context("unexpected `ip -j addr` output")?;
+    let links: Vec<IpLink> =
+        serde_json::from_str(json).context("unexpected `ip -j addr` output")?;
     let link = links.into_iter().next().context("no such interface")?;
     let mac = match link.address.as_deref() {
         Some(a) => parse_mac(a)?,

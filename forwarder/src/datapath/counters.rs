@@ -1,0 +1,259 @@
+//! Drop reasons and the per-worker counters the datapath keeps.
+//!
+//! Every frame the datapath does not transmit is dropped for exactly one [`DropReason`] and counted under
+//! it. Each worker owns one [`DatapathCounters`]: only that worker writes it (plain load + store on
+//! relaxed atomics, no read-modify-write), any thread may read it (the control plane sums the workers).
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flowpin_nat::{AllocError, ParseError, TranslateError};
+
+use super::MAX_UPLINKS;
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The frame could not be parsed as a translatable packet.
+    Malformed(ParseError),
+    /// No port could be allocated for the flow's external endpoint.
+    NatAllocation(AllocError),
+    /// A rewrite of a known flow failed (the frame does not fit its flow).
+    Translate(TranslateError),
+    /// A LAN packet whose source is outside the LAN prefixes (spoofed or misrouted).
+    SpoofedSource,
+    /// An inbound packet that belongs to no flow: unsolicited traffic creates no state.
+    UnsolicitedInbound,
+    /// An ICMP error that belongs to no flow.
+    IcmpErrorWithoutFlow,
+    /// A packet that matched a flow's key of the other direction (e.g. a LAN key arriving on an uplink).
+    WrongDirection,
+    /// A packet from the LAN addressed to the router's own address reached the datapath.
+    AddressedToRouter,
+    /// No uplink is eligible for a new flow.
+    NoUplink,
+    /// The flow table is full; live flows are never evicted.
+    FlowTableFull,
+    /// The new flow's uplink-side key already belongs to another flow.
+    FlowKeyClash,
+    /// The flow's uplink has no resolved gateway MAC yet.
+    GatewayUnresolved,
+    /// The packet is larger than the egress MTU and has DF set: answered with ICMP fragmentation needed.
+    FragmentationNeeded,
+    /// The packet is larger than the egress MTU without DF: flowpin does not fragment.
+    WouldFragment,
+    /// A hairpin packet to an external endpoint that no LAN host holds.
+    HairpinWithoutMapping,
+    /// A hairpin packet whose target host's MAC is not known yet.
+    HairpinNeighbourUnknown,
+    /// The flow's uplink is no longer in the configuration.
+    UplinkGone,
+    /// The egress ring had no room.
+    TxRingFull,
+}
+
+const PARSE_BASE: usize = 0;
+const ALLOC_BASE: usize = PARSE_BASE + ParseError::ALL.len();
+const TRANSLATE_BASE: usize = ALLOC_BASE + AllocError::ALL.len();
+const OTHER_BASE: usize = TRANSLATE_BASE + TranslateError::ALL.len();
+
+/// The reasons that carry no inner error, in counter order.
+const OTHERS: [DropReason; 15] = [
+    DropReason::SpoofedSource,
+    DropReason::UnsolicitedInbound,
+    DropReason::IcmpErrorWithoutFlow,
+    DropReason::WrongDirection,
+    DropReason::AddressedToRouter,
+    DropReason::NoUplink,
+    DropReason::FlowTableFull,
+    DropReason::FlowKeyClash,
+    DropReason::GatewayUnresolved,
+    DropReason::FragmentationNeeded,
+    DropReason::WouldFragment,
+    DropReason::HairpinWithoutMapping,
+    DropReason::HairpinNeighbourUnknown,
+    DropReason::UplinkGone,
+    DropReason::TxRingFull,
+];
+
+impl DropReason {
+    /// Number of distinct reasons (counters).
+    pub const COUNT: usize = OTHER_BASE + OTHERS.len();
+
+    /// Dense counter index in `0..COUNT`.
+    pub fn index(self) -> usize {
+        match self {
+            Self::Malformed(e) => PARSE_BASE + e.index(),
+            Self::NatAllocation(e) => {
+                ALLOC_BASE
+                    + AllocError::ALL
+                        .iter()
+                        .position(|a| *a == e)
+                        .unwrap_or_default()
+            }
+            Self::Translate(e) => TRANSLATE_BASE + e.index(),
+            other => OTHER_BASE + OTHERS.iter().position(|o| *o == other).unwrap_or_default(),
+        }
+    }
+
+    /// The reason of counter `index`.
+    pub fn from_index(index: usize) -> Option<Self> {
+        if index < ALLOC_BASE {
+            ParseError::ALL.get(index).map(|e| Self::Malformed(*e))
+        } else if index < TRANSLATE_BASE {
+            AllocError::ALL
+                .get(index - ALLOC_BASE)
+                .map(|e| Self::NatAllocation(*e))
+        } else if index < OTHER_BASE {
+            TranslateError::ALL
+                .get(index - TRANSLATE_BASE)
+                .map(|e| Self::Translate(*e))
+        } else {
+            OTHERS.get(index - OTHER_BASE).copied()
+        }
+    }
+
+    /// Stable snake_case counter name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Malformed(e) => e.name(),
+            Self::NatAllocation(e) => e.name(),
+            Self::Translate(e) => e.name(),
+            Self::SpoofedSource => "spoofed_source",
+            Self::UnsolicitedInbound => "unsolicited_inbound",
+            Self::IcmpErrorWithoutFlow => "icmp_error_without_flow",
+            Self::WrongDirection => "wrong_direction",
+            Self::AddressedToRouter => "addressed_to_router",
+            Self::NoUplink => "no_uplink",
+            Self::FlowTableFull => "flow_table_full",
+            Self::FlowKeyClash => "flow_key_clash",
+            Self::GatewayUnresolved => "gateway_unresolved",
+            Self::FragmentationNeeded => "fragmentation_needed",
+            Self::WouldFragment => "would_fragment",
+            Self::HairpinWithoutMapping => "hairpin_without_mapping",
+            Self::HairpinNeighbourUnknown => "hairpin_neighbour_unknown",
+            Self::UplinkGone => "uplink_gone",
+            Self::TxRingFull => "tx_ring_full",
+        }
+    }
+}
+
+/// A counter written by one thread only.
+#[derive(Debug, Default)]
+pub struct OwnedCounter(AtomicU64);
+
+impl OwnedCounter {
+    /// Adds `n`. Only the owning worker may call this (load + store, not a read-modify-write).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        let v = self.0.load(Ordering::Relaxed);
+        self.0.store(v.wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Current value (any thread).
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Per-uplink traffic counters of one worker.
+#[derive(Debug, Default)]
+pub struct UplinkCounters {
+    /// Packets sent out of the uplink.
+    pub tx_packets: OwnedCounter,
+    /// Bytes sent out of the uplink.
+    pub tx_bytes: OwnedCounter,
+    /// Packets received on the uplink and delivered to the LAN.
+    pub rx_packets: OwnedCounter,
+    /// Bytes received on the uplink and delivered to the LAN.
+    pub rx_bytes: OwnedCounter,
+    /// Flows this worker pinned to the uplink.
+    pub flows_created: OwnedCounter,
+}
+
+/// Everything one worker's datapath counts.
+#[derive(Debug)]
+pub struct DatapathCounters {
+    /// Drops by [`DropReason::index`].
+    pub drops: Box<[OwnedCounter]>,
+    /// Per uplink slot.
+    pub uplinks: Box<[UplinkCounters]>,
+    /// Frames handed to the datapath.
+    pub frames: OwnedCounter,
+    /// Frames forwarded (transmitted).
+    pub forwarded: OwnedCounter,
+    /// ICMP errors and resets the datapath originated.
+    pub originated: OwnedCounter,
+    /// Hairpinned packets (LAN to LAN through an external mapping).
+    pub hairpinned: OwnedCounter,
+    /// Batches processed.
+    pub batches: OwnedCounter,
+}
+
+impl Default for DatapathCounters {
+    fn default() -> Self {
+        Self {
+            drops: (0..DropReason::COUNT)
+                .map(|_| OwnedCounter::default())
+                .collect(),
+            uplinks: (0..MAX_UPLINKS)
+                .map(|_| UplinkCounters::default())
+                .collect(),
+            frames: OwnedCounter::default(),
+            forwarded: OwnedCounter::default(),
+            originated: OwnedCounter::default(),
+            hairpinned: OwnedCounter::default(),
+            batches: OwnedCounter::default(),
+        }
+    }
+}
+
+impl DatapathCounters {
+    /// Counts one drop.
+    #[inline]
+    pub fn drop(&self, reason: DropReason) {
+        self.drops[reason.index()].add(1);
+    }
+
+    /// Non-zero drop counters as (name, count).
+    pub fn nonzero_drops(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.drops.iter().enumerate().filter_map(|(i, c)| {
+            let n = c.get();
+            (n > 0).then(|| (DropReason::from_index(i).map_or("unknown", |r| r.name()), n))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_reason_has_a_distinct_index_and_name_that_round_trip() {
+        let mut names = HashSet::new();
+        for i in 0..DropReason::COUNT {
+            let r = DropReason::from_index(i).expect("dense indices");
+            assert_eq!(r.index(), i, "{r:?}");
+            assert!(
+                names.insert(r.name()),
+                "duplicate counter name {}",
+                r.name()
+            );
+        }
+        assert_eq!(DropReason::from_index(DropReason::COUNT), None);
+    }
+
+    #[test]
+    fn drops_are_counted_under_their_reason() {
+        let c = DatapathCounters::default();
+        c.drop(DropReason::UnsolicitedInbound);
+        c.drop(DropReason::UnsolicitedInbound);
+        c.drop(DropReason::Malformed(ParseError::Ipv4BadHeaderChecksum));
+        let d: Vec<_> = c.nonzero_drops().collect();
+        assert_eq!(
+            d,
+            vec![("ipv4_bad_header_checksum", 1), ("unsolicited_inbound", 2)]
+        );
+    }
+}

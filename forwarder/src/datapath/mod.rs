@@ -1,0 +1,26 @@
+//! The datapath: the sans-IO per-frame pipeline and the state it reads and writes.
+//!
+//! Depends on `flowpin-nat` and `flowpin-flowtable` and on nothing that does I/O. A worker reads `now`
+//! once per batch, loads the control plane's [`Snapshot`] once per batch, runs [`Pipeline::process`] on
+//! every frame, and acts on the returned [`Verdict`]s.
+#![forbid(unsafe_code)]
+
+pub mod counters;
+pub mod flows;
+pub mod pipeline;
+pub mod record;
+pub mod snapshot;
+pub mod verdict;
+
+#[cfg(test)]
+mod tests;
+
+pub use counters::{DatapathCounters, DropReason};
+pub use flows::Flows;
+pub use pipeline::Pipeline;
+pub use record::{FlowKind, FlowValue, Mac};
+pub use snapshot::{LanView, Snapshot, SnapshotCell, UplinkNat, UplinkView};
+pub use verdict::{PortId, Verdict};
+
+/// The most uplinks one router can have (slots in per-uplink tables and port ids).
+pub const MAX_UPLINKS: usize = 16;

@@ -1,0 +1,501 @@
+//! The sans-IO per-frame pipeline: parse → flow lookup → (first packet: policy → uplink → port →
+//! insert) → rewrite → verdict.
+//!
+//! [`Pipeline::process`] is a pure function of (frame bytes, ingress port, `now`, snapshot, shared flow
+//! state): no syscalls, clocks, allocation, locks or logging. Invariants it keeps:
+//! - a frame leaves on an uplink only after the rewrite of a flow pinned to *that* uplink set its source
+//!   to that uplink's address (nothing un-NATed, never another uplink's address);
+//! - only a packet arriving from the LAN, from a LAN prefix, creates a flow; inbound packets without a
+//!   flow are dropped and create nothing;
+//! - every frame not transmitted is counted under exactly one [`DropReason`].
+#![forbid(unsafe_code)]
+
+use flowpin_flowtable::{FlowHandle, Found, InsertError, Insertion, Side};
+use flowpin_nat::originate::{RouterIdentity, UnreachableKind, build_unreachable};
+use flowpin_nat::{
+    Direction, FlowKey, IpProtocol, MacPair, ParsedFrame, Rewrite, Transport, icmp_error_flow_key,
+    parse_frame, translate_icmp_error,
+};
+
+use super::counters::{DatapathCounters, DropReason};
+use super::flows::Flows;
+use super::record::{FlowKind, FlowValue, Mac};
+use super::snapshot::Snapshot;
+use super::verdict::{PortId, Verdict};
+use crate::select::FlowTuple;
+
+/// The largest frame the in-place ICMP error builder quotes from (RFC 1812: at most 576 bytes of IP).
+const QUOTE_BUFFER: usize = 14 + 4 + 576;
+
+/// Everything one batch's frames are processed against: read once per batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipeline<'a> {
+    /// `now` in ms, read once per batch.
+    pub now_ms: u64,
+    /// The control plane's snapshot, loaded once per batch.
+    pub snapshot: &'a Snapshot,
+    /// The shared flow state.
+    pub flows: &'a Flows,
+    /// This worker's counters.
+    pub counters: &'a DatapathCounters,
+}
+
+/// A flow found or created for a frame, with the side its key matched.
+struct Hit {
+    handle: FlowHandle,
+    side: Side,
+    value: FlowValue,
+}
+
+impl From<Found<FlowValue>> for Hit {
+    fn from(f: Found<FlowValue>) -> Self {
+        Hit {
+            handle: f.handle,
+            side: f.side,
+            value: f.value,
+        }
+    }
+}
+
+impl Pipeline<'_> {
+    /// Processes one frame received on `ingress`; `frame` is the whole frame buffer (its first `len`
+    /// bytes are the received frame; the rest is tailroom the pipeline may use for a longer reply).
+    pub fn process(&self, ingress: PortId, frame: &mut [u8], len: usize) -> Verdict {
+        self.counters.frames.add(1);
+        let verdict = match self.classify(ingress, frame, len) {
+            Ok(v) => v,
+            Err(reason) => Verdict::Drop(reason),
+        };
+        match verdict {
+            Verdict::Drop(reason) => self.counters.drop(reason),
+            Verdict::Transmit { .. } => self.counters.forwarded.add(1),
+        }
+        verdict
+    }
+
+    fn classify(
+        &self,
+        ingress: PortId,
+        frame: &mut [u8],
+        len: usize,
+    ) -> Result<Verdict, DropReason> {
+        let len = len.min(frame.len());
+        let parsed = parse_frame(&frame[..len]).map_err(DropReason::Malformed)?;
+        let lookup_key = icmp_error_flow_key(&parsed).unwrap_or(parsed.key);
+        let found = self.flows.table.lookup(&lookup_key).map(Hit::from);
+        match ingress.uplink_slot() {
+            None => self.arrived_on_lan(frame, len, &parsed, found),
+            Some(_) => self.arrived_on_uplink(frame, &parsed, found),
+        }
+    }
+
+    fn arrived_on_lan(
+        &self,
+        frame: &mut [u8],
+        len: usize,
+        parsed: &ParsedFrame,
+        found: Option<Hit>,
+    ) -> Result<Verdict, DropReason> {
+        if !self.snapshot.lan.owns(parsed.key.source) {
+            return Err(DropReason::SpoofedSource);
+        }
+        let hit = match found {
+            Some(hit) if hit.side == Side::Lan => hit,
+            // A hairpin flow's reply comes from the LAN with the flow's second key.
+            Some(hit) if hit.value.kind == FlowKind::Hairpin => {
+                return self.forward_uplink_side(frame, parsed, &hit);
+            }
+            Some(_) => return Err(DropReason::WrongDirection),
+            None => self.new_flow(frame, parsed)?,
+        };
+        self.forward_lan_side(frame, len, parsed, &hit)
+    }
+
+    fn arrived_on_uplink(
+        &self,
+        frame: &mut [u8],
+        parsed: &ParsedFrame,
+        found: Option<Hit>,
+    ) -> Result<Verdict, DropReason> {
+        match found {
+            Some(hit) if hit.side == Side::Uplink && hit.value.kind == FlowKind::Outbound => {
+                self.forward_uplink_side(frame, parsed, &hit)
+            }
+            Some(_) => Err(DropReason::WrongDirection),
+            None if matches!(parsed.transport, Transport::IcmpError(_)) => {
+                Err(DropReason::IcmpErrorWithoutFlow)
+            }
+            None => Err(DropReason::UnsolicitedInbound),
+        }
+    }
+
+    /// LAN-side packet of a flow: translate and send out of the flow's uplink (or, hairpinned, back to
+    /// the LAN).
+    fn forward_lan_side(
+        &self,
+        frame: &mut [u8],
+        len: usize,
+        parsed: &ParsedFrame,
+        hit: &Hit,
+    ) -> Result<Verdict, DropReason> {
+        let v = &hit.value;
+        let (macs, port, mtu) = match v.kind {
+            FlowKind::Outbound => {
+                let uplink = self
+                    .snapshot
+                    .uplink(v.uplink)
+                    .ok_or(DropReason::UplinkGone)?;
+                let gateway = uplink.gateway_mac.ok_or(DropReason::GatewayUnresolved)?;
+                (
+                    MacPair {
+                        source: uplink.mac,
+                        destination: gateway,
+                    },
+                    PortId::uplink(v.uplink),
+                    uplink.mtu,
+                )
+            }
+            FlowKind::Hairpin => (
+                MacPair {
+                    source: self.snapshot.lan.mac,
+                    destination: v.peer_mac,
+                },
+                PortId::LAN,
+                self.snapshot.lan.mtu,
+            ),
+        };
+        if parsed.ip_total_len > mtu {
+            return self.too_big(frame, len, parsed, mtu);
+        }
+        translate(frame, parsed, &v.lan_side, macs)?;
+        let bytes = u64::from(parsed.ip_total_len);
+        self.flows
+            .table
+            .record_packet(hit.handle, Side::Lan, bytes, self.now_ms);
+        self.track(hit, parsed, Direction::Outbound);
+        match v.kind {
+            FlowKind::Outbound => {
+                let c = &self.counters.uplinks[usize::from(v.uplink)];
+                c.tx_packets.add(1);
+                c.tx_bytes.add(bytes);
+            }
+            FlowKind::Hairpin => self.counters.hairpinned.add(1),
+        }
+        Ok(Verdict::Transmit {
+            port,
+            len: parsed.ip_end(),
+        })
+    }
+
+    /// Uplink-side packet of a flow: reverse-translate and deliver to the LAN host.
+    fn forward_uplink_side(
+        &self,
+        frame: &mut [u8],
+        parsed: &ParsedFrame,
+        hit: &Hit,
+    ) -> Result<Verdict, DropReason> {
+        let v = &hit.value;
+        let macs = MacPair {
+            source: self.snapshot.lan.mac,
+            destination: v.lan_host_mac,
+        };
+        if parsed.ip_total_len > self.snapshot.lan.mtu {
+            return Err(if parsed.dont_fragment {
+                DropReason::FragmentationNeeded
+            } else {
+                DropReason::WouldFragment
+            });
+        }
+        translate(frame, parsed, &v.uplink_side, macs)?;
+        let bytes = u64::from(parsed.ip_total_len);
+        self.flows
+            .table
+            .record_packet(hit.handle, Side::Uplink, bytes, self.now_ms);
+        self.track(hit, parsed, Direction::Inbound);
+        match v.kind {
+            FlowKind::Outbound => {
+                let c = &self.counters.uplinks[usize::from(v.uplink)];
+                c.rx_packets.add(1);
+                c.rx_bytes.add(bytes);
+            }
+            FlowKind::Hairpin => self.counters.hairpinned.add(1),
+        }
+        Ok(Verdict::Transmit {
+            port: PortId::LAN,
+            len: parsed.ip_end(),
+        })
+    }
+
+    /// Protocol state after a translated packet: the TCP tracker, or the outbound refresh stamp.
+    #[inline]
+    fn track(&self, hit: &Hit, parsed: &ParsedFrame, direction: Direction) {
+        match parsed.transport {
+            Transport::Tcp(segment) => {
+                if let Some(tracker) = self.flows.tracker(hit.handle) {
+                    tracker.observe(direction, &segment);
+                    let word = tracker
+                        .phase_word
+                        .load(std::sync::atomic::Ordering::Acquire);
+                    self.flows.publish_tcp_phase(hit.handle, word);
+                }
+            }
+            Transport::Udp { .. } | Transport::IcmpQuery { .. } => {
+                if direction == Direction::Outbound {
+                    self.flows.stamp_outbound(hit.handle, self.now_ms);
+                }
+            }
+            Transport::IcmpError(_) => {}
+        }
+    }
+
+    /// A LAN packet too big for its egress: ICMP fragmentation needed back to the host when DF is set
+    /// (RFC 1191), built in place of the offending frame; otherwise a counted drop (flowpin does not
+    /// fragment).
+    fn too_big(
+        &self,
+        frame: &mut [u8],
+        len: usize,
+        parsed: &ParsedFrame,
+        mtu: u16,
+    ) -> Result<Verdict, DropReason> {
+        if !parsed.dont_fragment {
+            return Err(DropReason::WouldFragment);
+        }
+        let mut quote = [0u8; QUOTE_BUFFER];
+        let copied = len.min(QUOTE_BUFFER);
+        quote[..copied].copy_from_slice(&frame[..copied]);
+        let mut truncated = *parsed;
+        // The builder quotes at most 576 bytes; it reads only what lies inside `copied`.
+        let max_ip = copied.saturating_sub(usize::from(parsed.l3_offset));
+        truncated.ip_total_len = parsed
+            .ip_total_len
+            .min(u16::try_from(max_ip).unwrap_or(u16::MAX));
+        let router = RouterIdentity {
+            mac: self.snapshot.lan.mac,
+            address: self.snapshot.lan.address,
+        };
+        match build_unreachable(
+            frame,
+            &quote[..copied],
+            &truncated,
+            router,
+            UnreachableKind::FragmentationNeeded { next_hop_mtu: mtu },
+        ) {
+            Ok(out_len) => {
+                self.counters.originated.add(1);
+                self.counters.drop(DropReason::FragmentationNeeded);
+                Ok(Verdict::Transmit {
+                    port: PortId::LAN,
+                    len: out_len,
+                })
+            }
+            Err(_) => Err(DropReason::FragmentationNeeded),
+        }
+    }
+
+    /// The first packet of a flow from the LAN: policy → uplink → external port → insert.
+    fn new_flow(&self, frame: &[u8], parsed: &ParsedFrame) -> Result<Hit, DropReason> {
+        match parsed.transport {
+            Transport::IcmpError(_) => return Err(DropReason::IcmpErrorWithoutFlow),
+            // Only an echo request opens an ICMP query flow; a stray reply from the LAN opens nothing.
+            Transport::IcmpQuery { message_type } if message_type != ECHO_REQUEST => {
+                return Err(DropReason::UnsolicitedInbound);
+            }
+            _ => {}
+        }
+        let key = parsed.key;
+        if key.destination == self.snapshot.lan.address {
+            return Err(DropReason::AddressedToRouter);
+        }
+        let lan_host_mac = source_mac(frame);
+        if let Some(slot) = self.snapshot.uplink_with_address(key.destination) {
+            return self.new_hairpin_flow(parsed, slot, lan_host_mac);
+        }
+        let tuple = flow_tuple(&key);
+        let decision = self.snapshot.policy.decide(&tuple, dscp(frame, parsed));
+        let slot = decision
+            .uplink
+            .and_then(|i| u8::try_from(i).ok())
+            .ok_or(DropReason::NoUplink)?;
+        let policy = match decision.group {
+            crate::select::GroupId::Policy(i) => u8::try_from(i).unwrap_or(u8::MAX - 1),
+            crate::select::GroupId::Default => u8::MAX,
+        };
+        let uplink = self.snapshot.uplink(slot).ok_or(DropReason::UplinkGone)?;
+        let pool = uplink.nat.pool(key.protocol);
+        let external_port = pool
+            .acquire(key.source, key.source_port, self.now_ms)
+            .map_err(DropReason::NatAllocation)?;
+        let translated = FlowKey {
+            source: uplink.address,
+            source_port: external_port,
+            destination_port: if key.protocol == IpProtocol::Icmp {
+                external_port
+            } else {
+                key.destination_port
+            },
+            ..key
+        };
+        let release = || {
+            let _ = pool.release(external_port, key.source, key.source_port, self.now_ms);
+        };
+        let Ok(lan_side) = Rewrite::new(key, translated) else {
+            release();
+            return Err(DropReason::Malformed(
+                flowpin_nat::ParseError::IcmpUnsupportedType,
+            ));
+        };
+        let value = FlowValue {
+            lan_side,
+            uplink_side: lan_side.inverse(),
+            lan_host_mac,
+            peer_mac: [0; 6],
+            uplink: slot,
+            policy,
+            kind: FlowKind::Outbound,
+        };
+        let (hit, inserted) = self.insert(value).inspect_err(|_| release())?;
+        if inserted {
+            self.counters.uplinks[usize::from(slot)]
+                .flows_created
+                .add(1);
+        } else {
+            // Another worker won the first-packet race: adopt its flow, give our reference back.
+            release();
+        }
+        Ok(hit)
+    }
+
+    /// A LAN host sending to an external endpoint of the router (hairpinning, RFC 4787 REQ-9 / RFC 5382
+    /// REQ-8): the target LAN host must see the sender's external endpoint as the source.
+    fn new_hairpin_flow(
+        &self,
+        parsed: &ParsedFrame,
+        target_slot: u8,
+        lan_host_mac: Mac,
+    ) -> Result<Hit, DropReason> {
+        let key = parsed.key;
+        let target_uplink = self
+            .snapshot
+            .uplink(target_slot)
+            .ok_or(DropReason::UplinkGone)?;
+        let (target_ip, target_port) = target_uplink
+            .nat
+            .pool(key.protocol)
+            .owner_of(key.destination_port)
+            .ok_or(DropReason::HairpinWithoutMapping)?;
+        let peer_mac = self
+            .snapshot
+            .lan_neighbour(target_ip)
+            .ok_or(DropReason::HairpinNeighbourUnknown)?;
+        // The sender's own external endpoint: its mapping on the uplink its endpoint is pinned to.
+        let tuple = flow_tuple(&key);
+        let slot = self
+            .snapshot
+            .policy
+            .decide(&tuple, 0)
+            .uplink
+            .and_then(|i| u8::try_from(i).ok())
+            .ok_or(DropReason::NoUplink)?;
+        let uplink = self.snapshot.uplink(slot).ok_or(DropReason::UplinkGone)?;
+        let pool = uplink.nat.pool(key.protocol);
+        let external_port = pool
+            .acquire(key.source, key.source_port, self.now_ms)
+            .map_err(DropReason::NatAllocation)?;
+        let translated = FlowKey {
+            protocol: key.protocol,
+            source: uplink.address,
+            source_port: external_port,
+            destination: target_ip,
+            destination_port: target_port,
+        };
+        let release = || {
+            let _ = pool.release(external_port, key.source, key.source_port, self.now_ms);
+        };
+        let Ok(lan_side) = Rewrite::new(key, translated) else {
+            release();
+            return Err(DropReason::HairpinWithoutMapping);
+        };
+        let value = FlowValue {
+            lan_side,
+            uplink_side: lan_side.inverse(),
+            lan_host_mac,
+            peer_mac,
+            uplink: slot,
+            policy: u8::MAX,
+            kind: FlowKind::Hairpin,
+        };
+        let (hit, inserted) = self.insert(value).inspect_err(|_| release())?;
+        if !inserted {
+            release();
+        }
+        Ok(hit)
+    }
+
+    /// Inserts a new flow under both keys; `(hit, true)` if this call created it, `(winner, false)` if
+    /// another worker's first packet of the same flow won the race.
+    fn insert(&self, value: FlowValue) -> Result<(Hit, bool), DropReason> {
+        match self.flows.table.insert_if_absent(
+            value.lan_key(),
+            value.uplink_key(),
+            value,
+            self.now_ms,
+        ) {
+            Ok(Insertion::Inserted(handle)) => {
+                self.flows
+                    .on_inserted(handle, value.protocol(), self.now_ms);
+                let hit = Hit {
+                    handle,
+                    side: Side::Lan,
+                    value,
+                };
+                Ok((hit, true))
+            }
+            Ok(Insertion::Existing(found)) => Ok((found.into(), false)),
+            Err(InsertError::Full) => Err(DropReason::FlowTableFull),
+            Err(InsertError::KeyClash) => Err(DropReason::FlowKeyClash),
+        }
+    }
+}
+
+const ECHO_REQUEST: u8 = 8;
+
+fn translate(
+    frame: &mut [u8],
+    parsed: &ParsedFrame,
+    rewrite: &Rewrite,
+    macs: MacPair,
+) -> Result<(), DropReason> {
+    let result = match parsed.transport {
+        Transport::IcmpError(_) => translate_icmp_error(frame, parsed, rewrite, macs),
+        _ => rewrite.apply(frame, parsed, macs),
+    };
+    result.map_err(DropReason::Translate)
+}
+
+/// The Ethernet source address of a frame that parsed (so it is at least 14 bytes long).
+fn source_mac(frame: &[u8]) -> Mac {
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&frame[6..12]);
+    mac
+}
+
+/// The DSCP of a parsed IPv4 packet (the upper six bits of the TOS byte).
+fn dscp(frame: &[u8], parsed: &ParsedFrame) -> u8 {
+    frame[usize::from(parsed.l3_offset) + 1] >> 2
+}
+
+/// The selector's view of a flow key (ICMP: the echo id is the source "port", destination port 0).
+fn flow_tuple(key: &FlowKey) -> FlowTuple {
+    FlowTuple {
+        proto: key.protocol.number(),
+        src: key.source,
+        dst: key.destination,
+        src_port: key.source_port,
+        dst_port: if key.protocol == IpProtocol::Icmp {
+            0
+        } else {
+            key.destination_port
+        },
+    }
+}

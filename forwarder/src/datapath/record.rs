@@ -1,0 +1,71 @@
+//! The immutable part of a flow record, as stored in the shared flow table.
+//!
+//! Built once, on the flow's first packet, and never changed: the two precomputed rewrites (with their
+//! checksum deltas), the uplink the flow is pinned to, and the Ethernet addresses the uplink snapshot
+//! cannot supply (the LAN host's MAC). Gateway and interface MACs are *not* stored: they come from the
+//! snapshot at transmit time, so a gateway MAC change takes effect for every flow at once.
+#![forbid(unsafe_code)]
+
+use flowpin_nat::{FlowKey, IpProtocol, Rewrite};
+
+/// A MAC address.
+pub type Mac = [u8; 6];
+
+/// How a flow's two keys relate to interfaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowKind {
+    /// LAN host ↔ internet through the pinned uplink: LAN-side key packets arrive on the LAN and leave on
+    /// the uplink; uplink-side key packets arrive on an uplink and leave on the LAN.
+    Outbound,
+    /// LAN host ↔ LAN host through an external mapping (hairpinning, RFC 4787 REQ-9): both keys' packets
+    /// arrive on and leave by the LAN.
+    Hairpin,
+}
+
+/// What the flow table stores per flow (immutable after insertion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowValue {
+    /// Rewrite for packets carrying the LAN-side key.
+    pub lan_side: Rewrite,
+    /// Rewrite for packets carrying the uplink-side key (the inverse of `lan_side`).
+    pub uplink_side: Rewrite,
+    /// The LAN host's MAC, learnt from the flow's first packet: destination of uplink-side packets.
+    pub lan_host_mac: Mac,
+    /// For hairpin flows, the target host's MAC (destination of LAN-side packets); zero otherwise.
+    pub peer_mac: Mac,
+    /// The uplink slot whose address and port pool hold the flow's external endpoint.
+    pub uplink: u8,
+    /// The policy rule that placed the flow (`u8::MAX` = the default group).
+    pub policy: u8,
+    /// Outbound or hairpin.
+    pub kind: FlowKind,
+}
+
+impl FlowValue {
+    /// The LAN host's endpoint as it sent the first packet (address, port or echo id).
+    pub fn internal_endpoint(&self) -> (std::net::Ipv4Addr, u16) {
+        let k = self.lan_side.from();
+        (k.source, k.source_port)
+    }
+
+    /// The external endpoint the LAN host's packets leave with.
+    pub fn external_endpoint(&self) -> (std::net::Ipv4Addr, u16) {
+        let k = self.lan_side.to();
+        (k.source, k.source_port)
+    }
+
+    /// The flow's protocol.
+    pub fn protocol(&self) -> IpProtocol {
+        self.lan_side.from().protocol
+    }
+
+    /// The key packets from the LAN carry.
+    pub fn lan_key(&self) -> FlowKey {
+        self.lan_side.from()
+    }
+
+    /// The key packets from the far side carry.
+    pub fn uplink_key(&self) -> FlowKey {
+        self.uplink_side.from()
+    }
+}

@@ -1,0 +1,124 @@
+//! The control plane's immutable view of the world, loaded by each worker once per batch.
+//!
+//! A snapshot is never mutated: the control plane builds a new one and swaps it in atomically
+//! ([`SnapshotCell`]), so a batch sees one consistent uplink set, policy table and timeouts. The per-uplink
+//! NAT port pools are shared (`Arc`) between consecutive snapshots: mappings outlive reloads.
+#![forbid(unsafe_code)]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use flowpin_nat::{IpProtocol, PortAllocator, Timeouts};
+
+use super::record::Mac;
+use crate::config::Ipv4Prefix;
+use crate::select::PolicyTable;
+
+/// The LAN side of the router.
+#[derive(Debug, Clone)]
+pub struct LanView {
+    /// The router's LAN interface MAC (source of frames sent to LAN hosts).
+    pub mac: Mac,
+    /// The router's LAN address (source of ICMP errors the datapath sends to LAN hosts).
+    pub address: Ipv4Addr,
+    /// The LAN interface MTU.
+    pub mtu: u16,
+    /// Sources allowed from the LAN; anything else is spoofed.
+    pub prefixes: Vec<Ipv4Prefix>,
+}
+
+impl LanView {
+    /// Whether `source` may appear on the LAN.
+    #[inline]
+    pub fn owns(&self, source: Ipv4Addr) -> bool {
+        self.prefixes.iter().any(|p| p.contains(source))
+    }
+}
+
+/// The external port pools of one uplink address, one per protocol (RFC 7857 §5: mappings are per
+/// protocol; ICMP echo ids are the ICMP "ports").
+#[derive(Debug)]
+pub struct UplinkNat {
+    /// TCP ports.
+    pub tcp: PortAllocator,
+    /// UDP ports.
+    pub udp: PortAllocator,
+    /// ICMP echo identifiers.
+    pub icmp: PortAllocator,
+}
+
+impl UplinkNat {
+    /// The pool for `protocol`.
+    #[inline]
+    pub fn pool(&self, protocol: IpProtocol) -> &PortAllocator {
+        match protocol {
+            IpProtocol::Tcp => &self.tcp,
+            IpProtocol::Udp => &self.udp,
+            IpProtocol::Icmp => &self.icmp,
+        }
+    }
+}
+
+/// One uplink as the datapath needs it.
+#[derive(Debug, Clone)]
+pub struct UplinkView {
+    /// Configured name.
+    pub name: String,
+    /// Its external (masquerade) address.
+    pub address: Ipv4Addr,
+    /// Its interface MAC.
+    pub mac: Mac,
+    /// The gateway's MAC; `None` until the neighbour is resolved.
+    pub gateway_mac: Option<Mac>,
+    /// Its MTU.
+    pub mtu: u16,
+    /// Its port pools (shared across snapshots).
+    pub nat: Arc<UplinkNat>,
+}
+
+/// Everything a worker reads per batch.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with every snapshot the control plane publishes.
+    pub generation: u64,
+    /// The LAN side.
+    pub lan: LanView,
+    /// Uplinks by slot (the configuration's order); `None` for a slot no longer configured.
+    pub uplinks: Vec<Option<UplinkView>>,
+    /// Policy rules, stickiness and the per-group weighted choosers (health already applied).
+    pub policy: PolicyTable,
+    /// Flow timeouts.
+    pub timeouts: Timeouts,
+    /// LAN hosts' MACs from the kernel's neighbour table, sorted by address (hairpin targets).
+    pub lan_neighbours: Vec<(Ipv4Addr, Mac)>,
+}
+
+impl Snapshot {
+    /// The uplink in `slot`, if configured.
+    #[inline]
+    pub fn uplink(&self, slot: u8) -> Option<&UplinkView> {
+        self.uplinks.get(usize::from(slot)).and_then(Option::as_ref)
+    }
+
+    /// The MAC of LAN host `address`, if the kernel's neighbour table knew it.
+    #[inline]
+    pub fn lan_neighbour(&self, address: Ipv4Addr) -> Option<Mac> {
+        self.lan_neighbours
+            .binary_search_by_key(&address, |(a, _)| *a)
+            .ok()
+            .map(|i| self.lan_neighbours[i].1)
+    }
+
+    /// The slot of the uplink whose external address is `address` (hairpin detection).
+    #[inline]
+    pub fn uplink_with_address(&self, address: Ipv4Addr) -> Option<u8> {
+        self.uplinks
+            .iter()
+            .position(|u| u.as_ref().is_some_and(|u| u.address == address))
+            .and_then(|i| u8::try_from(i).ok())
+    }
+}
+
+/// The atomically swappable cell holding the current snapshot.
+pub type SnapshotCell = ArcSwap<Snapshot>;

@@ -1,0 +1,526 @@
+//! Pipeline tests without root: real frames (built by `flowpin-nat`'s frame builder), a real snapshot
+//! built from a real configuration, the real flow table and port pools.
+
+use std::net::Ipv4Addr;
+
+use flowpin_nat::frame_builder::{FrameSpec, L4Spec, build_frame};
+use flowpin_nat::parse_frame;
+use flowpin_nat::verify::checksums_valid;
+
+use super::*;
+use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
+use crate::select::KeyHasher;
+
+const LAN_MAC: Mac = [0x02, 0xaa, 0, 0, 0, 1];
+const HOST_MAC: Mac = [0x02, 0x11, 0, 0, 0, 11];
+const HOST2_MAC: Mac = [0x02, 0x11, 0, 0, 0, 12];
+const WAN_MAC: [Mac; 2] = [[0x02, 0xbb, 0, 0, 0, 1], [0x02, 0xbb, 0, 0, 0, 2]];
+const GW_MAC: [Mac; 2] = [[0x02, 0xcc, 0, 0, 0, 1], [0x02, 0xcc, 0, 0, 0, 2]];
+const WAN_ADDR: [[u8; 4]; 2] = [[198, 51, 100, 2], [198, 51, 100, 10]];
+const HOST: [u8; 4] = [10, 77, 0, 11];
+const HOST2: [u8; 4] = [10, 77, 0, 12];
+const SERVER: [u8; 4] = [203, 0, 113, 10];
+
+const CONFIG: &str = r#"
+[lan]
+interface = "lan0"
+prefixes = ["10.77.0.0/24"]
+
+[[uplink]]
+name = "isp1"
+interface = "wan1"
+gateway = "198.51.100.1"
+weight = 1
+
+[[uplink]]
+name = "isp2"
+interface = "wan2"
+gateway = "198.51.100.9"
+weight = 1
+
+[nat]
+port_range = "20000-29999"
+"#;
+
+struct Rig {
+    snapshot: Snapshot,
+    flows: Flows,
+    counters: DatapathCounters,
+    now_ms: u64,
+}
+
+impl Rig {
+    fn new(config: &str, gateways_resolved: bool) -> Self {
+        let config = crate::config::parse(config, "test.toml", None).expect("valid config");
+        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(7));
+        let facts: Vec<_> = (0..config.uplinks.len())
+            .map(|i| {
+                Some(UplinkFacts {
+                    address: Ipv4Addr::from(WAN_ADDR[i]),
+                    mac: WAN_MAC[i],
+                    gateway_mac: gateways_resolved.then_some(GW_MAC[i]),
+                    mtu: 1500,
+                    eligible: true,
+                })
+            })
+            .collect();
+        let lan = LanView {
+            mac: LAN_MAC,
+            address: Ipv4Addr::new(10, 77, 0, 1),
+            mtu: 1500,
+            prefixes: config.lan.prefixes.clone(),
+        };
+        let snapshot = builder.build(
+            &config,
+            lan,
+            &facts,
+            vec![
+                (Ipv4Addr::from(HOST), HOST_MAC),
+                (Ipv4Addr::from(HOST2), HOST2_MAC),
+            ],
+        );
+        Rig {
+            snapshot,
+            flows: Flows::with_capacity(1 << 12).unwrap(),
+            counters: DatapathCounters::default(),
+            now_ms: 1_000_000,
+        }
+    }
+
+    fn process(&self, ingress: PortId, frame: &mut Vec<u8>) -> Verdict {
+        let len = frame.len();
+        frame.resize(2048, 0);
+        let verdict = Pipeline {
+            now_ms: self.now_ms,
+            snapshot: &self.snapshot,
+            flows: &self.flows,
+            counters: &self.counters,
+        }
+        .process(ingress, frame, len);
+        match verdict {
+            Verdict::Transmit { len, .. } => frame.truncate(len),
+            Verdict::Drop(_) => frame.truncate(len),
+        }
+        verdict
+    }
+
+    fn drops(&self, reason: DropReason) -> u64 {
+        self.counters.drops[reason.index()].get()
+    }
+}
+
+fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, mac: Mac) -> Vec<u8> {
+    let mut spec = FrameSpec::new(
+        src,
+        dst,
+        L4Spec::Udp {
+            ports: (sport, dport),
+            payload: b"hello",
+        },
+    );
+    spec.source_mac = mac;
+    spec.destination_mac = LAN_MAC;
+    build_frame(&spec)
+}
+
+fn endpoint(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+    let p = parse_frame(frame).expect("translated frames parse");
+    (
+        p.key.source,
+        p.key.source_port,
+        p.key.destination,
+        p.key.destination_port,
+    )
+}
+
+fn eth(frame: &[u8]) -> (Mac, Mac) {
+    let mut d = [0; 6];
+    let mut s = [0; 6];
+    d.copy_from_slice(&frame[0..6]);
+    s.copy_from_slice(&frame[6..12]);
+    (d, s)
+}
+
+#[test]
+fn outbound_udp_is_snatted_to_its_uplink_and_the_reply_reverse_translated() {
+    let rig = Rig::new(CONFIG, true);
+    let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
+    let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+        panic!(
+            "dropped: {:?}",
+            rig.counters.nonzero_drops().collect::<Vec<_>>()
+        );
+    };
+    let slot = port.uplink_slot().expect("leaves on an uplink");
+    let (src, sport, dst, dport) = endpoint(&out);
+    assert_eq!(
+        src,
+        Ipv4Addr::from(WAN_ADDR[usize::from(slot)]),
+        "source is that uplink's address"
+    );
+    assert_eq!((dst, dport), (Ipv4Addr::from(SERVER), 7777));
+    assert!(
+        (20000..=29999).contains(&sport),
+        "5000 is outside the NAT range: {sport}"
+    );
+    assert!(checksums_valid(&out, &parse_frame(&out).unwrap()));
+    assert_eq!(
+        eth(&out),
+        (GW_MAC[usize::from(slot)], WAN_MAC[usize::from(slot)])
+    );
+
+    let mut reply = udp(
+        SERVER,
+        7777,
+        WAN_ADDR[usize::from(slot)],
+        sport,
+        GW_MAC[usize::from(slot)],
+    );
+    let verdict = rig.process(PortId::uplink(slot), &mut reply);
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Transmit {
+                port: PortId::LAN,
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
+    assert_eq!(
+        endpoint(&reply),
+        (Ipv4Addr::from(SERVER), 7777, Ipv4Addr::from(HOST), 5000)
+    );
+    assert_eq!(eth(&reply), (HOST_MAC, LAN_MAC));
+    assert!(checksums_valid(&reply, &parse_frame(&reply).unwrap()));
+    assert_eq!(rig.flows.table.len(), 1);
+}
+
+#[test]
+fn the_internal_port_is_preserved_when_free_and_in_range() {
+    let rig = Rig::new(CONFIG, true);
+    let mut out = udp(HOST, 25000, SERVER, 7777, HOST_MAC);
+    assert!(matches!(
+        rig.process(PortId::LAN, &mut out),
+        Verdict::Transmit { .. }
+    ));
+    assert_eq!(endpoint(&out).1, 25000);
+}
+
+#[test]
+fn one_internal_endpoint_keeps_one_external_endpoint_for_every_destination() {
+    let rig = Rig::new(CONFIG, true);
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..20u8 {
+        let mut out = udp(HOST, 25001, [203, 0, 113, 10 + i], 7777, HOST_MAC);
+        let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+            panic!("dropped")
+        };
+        let (src, sport, _, _) = endpoint(&out);
+        seen.insert((port, src, sport));
+    }
+    assert_eq!(seen.len(), 1, "EIM: {seen:?}");
+    assert_eq!(rig.flows.table.len(), 20);
+}
+
+#[test]
+fn two_hosts_with_the_same_source_port_get_distinct_external_endpoints() {
+    let rig = Rig::new(CONFIG, true);
+    let mut ext = Vec::new();
+    for (host, mac) in [(HOST, HOST_MAC), (HOST2, HOST2_MAC)] {
+        let mut out = udp(host, 25002, SERVER, 7777, mac);
+        let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+            panic!("dropped")
+        };
+        let (src, sport, _, _) = endpoint(&out);
+        ext.push((port, src, sport));
+    }
+    assert_ne!((ext[0].1, ext[0].2), (ext[1].1, ext[1].2), "{ext:?}");
+    // Both replies reach their own host.
+    for ((port, src, sport), host) in ext.into_iter().zip([HOST, HOST2]) {
+        let mut reply = udp(SERVER, 7777, src.octets(), sport, GW_MAC[0]);
+        assert!(matches!(
+            rig.process(port, &mut reply),
+            Verdict::Transmit {
+                port: PortId::LAN,
+                ..
+            }
+        ));
+        assert_eq!(endpoint(&reply).2, Ipv4Addr::from(host));
+    }
+}
+
+#[test]
+fn unsolicited_inbound_is_dropped_and_creates_nothing() {
+    let rig = Rig::new(CONFIG, true);
+    let mut inbound = udp(SERVER, 7777, WAN_ADDR[0], 25000, GW_MAC[0]);
+    assert_eq!(
+        rig.process(PortId::uplink(0), &mut inbound),
+        Verdict::Drop(DropReason::UnsolicitedInbound)
+    );
+    assert_eq!(rig.flows.table.len(), 0);
+    assert_eq!(rig.drops(DropReason::UnsolicitedInbound), 1);
+}
+
+#[test]
+fn spoofed_lan_sources_are_dropped_and_create_nothing() {
+    let rig = Rig::new(CONFIG, true);
+    let mut out = udp([192, 168, 1, 5], 5000, SERVER, 7777, HOST_MAC);
+    assert_eq!(
+        rig.process(PortId::LAN, &mut out),
+        Verdict::Drop(DropReason::SpoofedSource)
+    );
+    assert_eq!(rig.flows.table.len(), 0);
+}
+
+#[test]
+fn no_flow_leaves_before_its_gateway_is_resolved() {
+    let rig = Rig::new(CONFIG, false);
+    let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
+    // Unresolved gateways make every uplink ineligible for new flows.
+    assert_eq!(
+        rig.process(PortId::LAN, &mut out),
+        Verdict::Drop(DropReason::NoUplink)
+    );
+}
+
+#[test]
+fn malformed_frames_are_counted_under_their_own_reason() {
+    let rig = Rig::new(CONFIG, true);
+    let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
+    out[14 + 10] ^= 0xff; // break the IPv4 header checksum
+    assert_eq!(
+        rig.process(PortId::LAN, &mut out),
+        Verdict::Drop(DropReason::Malformed(
+            flowpin_nat::ParseError::Ipv4BadHeaderChecksum
+        ))
+    );
+    let mut runt = vec![0u8; 10];
+    assert!(matches!(
+        rig.process(PortId::LAN, &mut runt),
+        Verdict::Drop(DropReason::Malformed(_))
+    ));
+}
+
+#[test]
+fn echo_requests_open_icmp_flows_and_replies_come_back_with_the_original_id() {
+    let rig = Rig::new(CONFIG, true);
+    let mut spec = FrameSpec::new(
+        HOST,
+        SERVER,
+        L4Spec::Echo {
+            request: true,
+            id: 0x4242,
+            seq: 1,
+        },
+    );
+    spec.source_mac = HOST_MAC;
+    let mut out = build_frame(&spec);
+    let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+        panic!("dropped")
+    };
+    let (src, id, _, _) = endpoint(&out);
+    assert!(checksums_valid(&out, &parse_frame(&out).unwrap()));
+    let reply_spec = FrameSpec::new(
+        SERVER,
+        src.octets(),
+        L4Spec::Echo {
+            request: false,
+            id,
+            seq: 1,
+        },
+    );
+    let mut reply = build_frame(&reply_spec);
+    assert!(matches!(
+        rig.process(port, &mut reply),
+        Verdict::Transmit {
+            port: PortId::LAN,
+            ..
+        }
+    ));
+    let (_, rid, dst, _) = endpoint(&reply);
+    assert_eq!((dst, rid), (Ipv4Addr::from(HOST), 0x4242));
+    assert!(checksums_valid(&reply, &parse_frame(&reply).unwrap()));
+}
+
+#[test]
+fn an_icmp_port_unreachable_from_the_internet_reaches_the_lan_host_translated() {
+    let rig = Rig::new(CONFIG, true);
+    let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
+    let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+        panic!("dropped")
+    };
+    // The server answers with port unreachable quoting the translated datagram.
+    let quoted = out[14..].to_vec();
+    let (src, _, _, _) = endpoint(&out);
+    let spec = FrameSpec::new(
+        SERVER,
+        src.octets(),
+        L4Spec::IcmpError {
+            message_type: 3,
+            code: 3,
+            rest: [0; 4],
+            quoted: &quoted,
+        },
+    );
+    let mut error = build_frame(&spec);
+    assert!(matches!(
+        rig.process(port, &mut error),
+        Verdict::Transmit {
+            port: PortId::LAN,
+            ..
+        }
+    ));
+    let p = parse_frame(&error).unwrap();
+    assert_eq!(p.key.destination, Ipv4Addr::from(HOST));
+    let flowpin_nat::Transport::IcmpError(info) = p.transport else {
+        panic!("not an ICMP error")
+    };
+    assert_eq!(
+        (info.embedded.source, info.embedded.source_port),
+        (Ipv4Addr::from(HOST), 5000)
+    );
+    assert!(checksums_valid(&error, &p));
+}
+
+#[test]
+fn a_too_big_packet_with_df_gets_fragmentation_needed_with_the_mtu() {
+    let rig = Rig::new(CONFIG, true);
+    let payload = vec![0u8; 1600];
+    let mut spec = FrameSpec::new(
+        HOST,
+        SERVER,
+        L4Spec::Udp {
+            ports: (5000, 7777),
+            payload: &payload,
+        },
+    );
+    spec.source_mac = HOST_MAC;
+    let mut out = build_frame(&spec);
+    let verdict = rig.process(PortId::LAN, &mut out);
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Transmit {
+                port: PortId::LAN,
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
+    let p = parse_frame(&out).unwrap();
+    assert_eq!(p.key.destination, Ipv4Addr::from(HOST));
+    let flowpin_nat::Transport::IcmpError(info) = p.transport else {
+        panic!("not an ICMP error")
+    };
+    assert_eq!((info.message_type, info.code), (3, 4));
+    assert_eq!(
+        u16::from_be_bytes([
+            out[usize::from(p.l4_offset) + 6],
+            out[usize::from(p.l4_offset) + 7]
+        ]),
+        1500
+    );
+    assert!(checksums_valid(&out, &p));
+    assert_eq!(eth(&out).0, HOST_MAC);
+}
+
+#[test]
+fn new_flows_spread_by_weight_and_each_stays_pinned() {
+    let config = CONFIG.replacen("weight = 1", "weight = 3", 1);
+    let rig = Rig::new(&config, true);
+    let mut per_uplink = [0usize; 2];
+    for sport in 30000..34000u16 {
+        let mut out = udp(HOST, sport, SERVER, 7777, HOST_MAC);
+        let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+            panic!("dropped")
+        };
+        let slot = usize::from(port.uplink_slot().unwrap());
+        per_uplink[slot] += 1;
+        let (src, _, _, _) = endpoint(&out);
+        assert_eq!(
+            src,
+            Ipv4Addr::from(WAN_ADDR[slot]),
+            "never another uplink's address"
+        );
+        // The second packet of the flow takes the same uplink.
+        let mut again = udp(HOST, sport, SERVER, 7777, HOST_MAC);
+        assert_eq!(
+            rig.process(PortId::LAN, &mut again),
+            Verdict::Transmit {
+                port,
+                len: again.len()
+            }
+        );
+    }
+    let share = per_uplink[0] as f64 / 4000.0;
+    assert!((share - 0.75).abs() < 0.05, "3:1 split gave {per_uplink:?}");
+}
+
+#[test]
+fn a_hairpinned_packet_reaches_the_target_host_from_the_senders_external_endpoint() {
+    let rig = Rig::new(CONFIG, true);
+    // HOST2 opens a mapping (e.g. to a STUN server).
+    let mut out = udp(HOST2, 25010, SERVER, 3478, HOST2_MAC);
+    let Verdict::Transmit { .. } = rig.process(PortId::LAN, &mut out) else {
+        panic!("dropped")
+    };
+    let (ext2, ext2_port, _, _) = endpoint(&out);
+    // HOST sends to HOST2's external endpoint.
+    let mut hp = udp(HOST, 25011, ext2.octets(), ext2_port, HOST_MAC);
+    let verdict = rig.process(PortId::LAN, &mut hp);
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Transmit {
+                port: PortId::LAN,
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
+    let (src, sport, dst, dport) = endpoint(&hp);
+    assert_eq!((dst, dport), (Ipv4Addr::from(HOST2), 25010));
+    assert!(
+        WAN_ADDR.contains(&src.octets()),
+        "the target sees an external address: {src}"
+    );
+    assert_eq!(sport, 25011);
+    assert_eq!(eth(&hp).0, HOST2_MAC);
+    assert!(checksums_valid(&hp, &parse_frame(&hp).unwrap()));
+    // HOST2's answer to that external endpoint comes back to HOST, from HOST2's external endpoint.
+    let mut back = udp(HOST2, 25010, src.octets(), sport, HOST2_MAC);
+    let verdict = rig.process(PortId::LAN, &mut back);
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Transmit {
+                port: PortId::LAN,
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
+    assert_eq!(
+        endpoint(&back),
+        (ext2, ext2_port, Ipv4Addr::from(HOST), 25011)
+    );
+    assert_eq!(eth(&back).0, HOST_MAC);
+}
+
+#[test]
+fn expiry_follows_the_protocol_timeouts() {
+    let rig = Rig::new(CONFIG, true);
+    let mut out = udp(HOST, 25003, SERVER, 7777, HOST_MAC);
+    let Verdict::Transmit { .. } = rig.process(PortId::LAN, &mut out) else {
+        panic!("dropped")
+    };
+    let t = &rig.snapshot.timeouts;
+    let f = rig.flows.table.snapshot(rig.now_ms).next().unwrap();
+    let d = flows::deadline(t, &f.value, f.protocol_state, f.last_seen_ms);
+    assert_eq!(
+        d,
+        rig.now_ms + 300_000,
+        "UDP: 300 s after the last outbound packet"
+    );
+}
