@@ -3,17 +3,12 @@
 //! would keep that namespace — and its veths — alive after its name is gone), a process the lab
 //! started, a veth with a lab MAC in the root namespace, or the lab's directory.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::Lab;
 use crate::command::run;
 use crate::plan::{MacAddr, Topology};
-
-/// Where a namespace name is bound.
-const NETNS_DIR: &str = "/run/netns";
+use crate::teardown::{is_live_process, processes_in_namespaces};
 
 /// The namespaces (by inode), processes and MACs of one lab.
 #[derive(Debug, Clone)]
@@ -36,23 +31,6 @@ fn macs_of(topology: &Topology) -> Vec<MacAddr> {
     macs
 }
 
-/// Inode of the network namespace a process lives in, from `/proc/<pid>/ns/net` (`net:[N]`).
-fn process_netns_inode(pid_dir: &Path) -> Option<u64> {
-    let link = std::fs::read_link(pid_dir.join("ns/net")).ok()?;
-    let text = link.to_string_lossy();
-    text.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
-}
-
-fn is_live_process(pid: u32) -> bool {
-    // A zombie has released its namespaces and is only waiting for its parent: not "left behind".
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
 impl Footprint {
     /// Records the footprint of `lab`, which must be up.
     pub fn of(lab: &Lab) -> Result<Footprint> {
@@ -61,10 +39,7 @@ impl Footprint {
             .namespaces()
             .into_iter()
             .map(|ns| {
-                let path = Path::new(NETNS_DIR).join(&ns);
-                let inode = std::fs::metadata(&path)
-                    .with_context(|| format!("stat {}", path.display()))?
-                    .ino();
+                let inode = crate::teardown::namespace_inode(&ns)?;
                 Ok((ns, inode))
             })
             .collect::<Result<_>>()?;
@@ -87,23 +62,20 @@ impl Footprint {
         for ns in crate::teardown::lab_namespaces(&self.prefix)? {
             left.push(format!("namespace {ns}"));
         }
-        for entry in std::fs::read_dir("/proc").context("listing /proc")? {
-            let entry = entry?;
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if let Some(inode) = process_netns_inode(&entry.path())
-                && let Some((ns, _)) = self.namespace_inodes.iter().find(|(_, i)| *i == inode)
-                && is_live_process(pid)
-            {
-                left.push(format!(
-                    "process {pid} in the network namespace once named {ns}"
-                ));
-            }
+        let inodes: Vec<u64> = self
+            .namespace_inodes
+            .iter()
+            .map(|(_, inode)| *inode)
+            .collect();
+        for (pid, inode) in processes_in_namespaces(&inodes)? {
+            let ns = self
+                .namespace_inodes
+                .iter()
+                .find(|(_, i)| *i == inode)
+                .map_or("?", |(ns, _)| ns);
+            left.push(format!(
+                "process {pid} in the network namespace once named {ns}"
+            ));
         }
         for pid in &self.pids {
             if is_live_process(*pid) {

@@ -1,14 +1,17 @@
 //! Finding and destroying labs by prefix alone, so teardown works from a `Drop`, a panic hook, a
 //! signal handler or another process (`flowpin-lab down`), with or without the `Lab` value.
 //!
-//! Teardown order: kill (SIGKILL) every process whose network namespace belongs to the lab, until
-//! none is left; delete the namespaces (which destroys every veth and bridge in them, and with a
-//! veth its peer); remove the lab's directory. Every step tolerates "already gone", so teardown is
+//! Teardown order: delete the namespaces' names (so nothing new can enter them by name), then kill
+//! (SIGKILL) every process still inside one of them — found by namespace inode in `/proc` — until
+//! none is left; the kernel then destroys the namespaces with every veth and bridge in them (and
+//! with a veth its peer); finally remove the lab's directory. Every step tolerates "already gone", so teardown is
 //! idempotent.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use std::os::unix::fs::MetadataExt;
+
+use anyhow::{Context, Result, bail};
 
 use crate::command::run;
 use crate::name::{belongs_to_lab, lab_prefix_of};
@@ -48,49 +51,71 @@ pub fn list_labs() -> Result<Vec<String>> {
     Ok(prefixes)
 }
 
-/// Process ids running in namespace `ns` (`ip netns pids`); empty if the namespace is gone.
-pub fn namespace_pids(ns: &str) -> Vec<u32> {
-    run(&["ip", "netns", "pids", ns])
-        .map(|listing| {
-            listing
-                .split_whitespace()
-                .filter_map(|pid| pid.parse().ok())
-                .collect()
+/// Where namespace names are bound (by `ip netns add`).
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// Inode of the named network namespace, which identifies it even after its name is deleted.
+pub fn namespace_inode(ns: &str) -> Result<u64> {
+    let path = std::path::Path::new(NETNS_DIR).join(ns);
+    Ok(std::fs::metadata(&path)
+        .with_context(|| format!("stat {}", path.display()))?
+        .ino())
+}
+
+/// Inode of the network namespace a process lives in, from `/proc/<pid>/ns/net` (`net:[N]`).
+fn process_netns_inode(pid: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    let text = link.to_string_lossy();
+    text.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Whether `pid` is a process that has not exited (zombies have released their namespaces).
+pub fn is_live_process(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
         })
-        .unwrap_or_default()
+        .unwrap_or(false)
+}
+
+/// Live processes whose network namespace is one of `inodes`, with that inode.
+pub fn processes_in_namespaces(inodes: &[u64]) -> Result<Vec<(u32, u64)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("listing /proc")? {
+        let name = entry?.file_name();
+        let Some(pid) = name.to_str() else { continue };
+        let Ok(number) = pid.parse::<u32>() else {
+            continue;
+        };
+        if let Some(inode) = process_netns_inode(pid)
+            && inodes.contains(&inode)
+            && is_live_process(number)
+        {
+            found.push((number, inode));
+        }
+    }
+    Ok(found)
 }
 
 /// Destroys the lab `prefix` (see the module documentation). Safe to call again, or on a lab
 /// that never finished coming up.
 pub fn destroy_lab(prefix: &str) -> Result<()> {
     let namespaces = lab_namespaces(prefix)?;
-    let deadline = Instant::now() + KILL_DEADLINE;
-    loop {
-        let pids: Vec<String> = namespaces
-            .iter()
-            .flat_map(|ns| namespace_pids(ns))
-            .map(|pid| pid.to_string())
-            .collect();
-        if pids.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            bail!("processes {pids:?} of lab {prefix} survive SIGKILL");
-        }
-        let mut argv = vec!["kill", "-s", "KILL"];
-        argv.extend(pids.iter().map(String::as_str));
-        // Some may have exited between listing and killing; the next round re-lists.
-        let _ignored = run(&argv);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut inodes = Vec::new();
     let mut failures = Vec::new();
     for ns in namespaces.iter().rev() {
+        // Unname first, so nothing new can enter by name (`ip netns exec`) while we kill.
+        if let Ok(inode) = namespace_inode(ns) {
+            inodes.push(inode);
+        }
         if let Err(error) = run(&["ip", "netns", "delete", ns])
             && lab_namespaces(prefix)?.contains(ns)
         {
             failures.push(error.to_string());
         }
     }
+    kill_until_empty(prefix, &inodes)?;
     let dir = lab_dir(prefix);
     if dir.exists()
         && let Err(error) = std::fs::remove_dir_all(&dir)
@@ -99,6 +124,33 @@ pub fn destroy_lab(prefix: &str) -> Result<()> {
     }
     if !failures.is_empty() {
         bail!("tearing down lab {prefix}: {}", failures.join("; "));
+    }
+    Ok(())
+}
+
+/// SIGKILLs every process in the namespaces `inodes` until two scans in a row find none (a
+/// process that opened a namespace just before its name went may still be entering it).
+fn kill_until_empty(prefix: &str, inodes: &[u64]) -> Result<()> {
+    let deadline = Instant::now() + KILL_DEADLINE;
+    let mut empty_scans = 0;
+    while empty_scans < 2 {
+        let pids: Vec<String> = processes_in_namespaces(inodes)?
+            .into_iter()
+            .map(|(pid, _)| pid.to_string())
+            .collect();
+        if pids.is_empty() {
+            empty_scans += 1;
+        } else {
+            empty_scans = 0;
+            if Instant::now() >= deadline {
+                bail!("processes {pids:?} of lab {prefix} survive SIGKILL");
+            }
+            let mut argv = vec!["kill", "-s", "KILL"];
+            argv.extend(pids.iter().map(String::as_str));
+            // Some may have exited between listing and killing; the next scan tells.
+            let _ignored = run(&argv);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }

@@ -211,7 +211,8 @@ pub struct EchoReply {
 
 /// The echo client, run with `python3 -c`: `proto port timeout server...`; prints
 /// `server local_port reply` per server (`reply` = `timeout` when nothing came back). UDP uses
-/// one socket for every server (up to 3 tries each); TCP one connection per server.
+/// one socket for every server (up to 5 tries of `timeout` each); TCP one connection per server
+/// (up to 3 tries of 3 × `timeout`, since a lost SYN is only retransmitted after 1 s).
 const ECHO_CLIENT: &str = r#"
 import socket, sys
 proto, port, timeout, servers = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
@@ -221,7 +222,7 @@ if proto == "udp":
     sock.settimeout(timeout)
     for server in servers:
         reply = "timeout"
-        for attempt in range(3):
+        for attempt in range(5):
             sock.sendto(b"ping\n", (server, port))
             try:
                 while True:
@@ -236,16 +237,18 @@ if proto == "udp":
 else:
     for server in servers:
         reply, local_port = "timeout", 0
-        try:
-            conn = socket.create_connection((server, port), timeout)
-            local_port = conn.getsockname()[1]
-            data = b""
-            while chunk := conn.recv(512):
-                data += chunk
-            conn.close()
-            reply = data.decode().strip() or "timeout"
-        except OSError:
-            pass
+        for attempt in range(3):
+            try:
+                conn = socket.create_connection((server, port), 3 * timeout)
+                local_port = conn.getsockname()[1]
+                data = b""
+                while chunk := conn.recv(512):
+                    data += chunk
+                conn.close()
+                reply = data.decode().strip() or "timeout"
+                break
+            except OSError:
+                pass
         print(server, local_port, reply, flush=True)
 "#;
 

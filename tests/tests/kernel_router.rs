@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
-use flowpin_lab::{Footprint, Lab, LabSpec, RouterKind};
+use flowpin_lab::{Footprint, Lab, LabSpec, LanHost, RouterKind};
 use flowpin_tests::{assert_no_leak_or_wrong_uplink, down_and_assert_clean, lab_up};
 
 const HTTP_REQUESTS: usize = 100;
@@ -21,64 +21,71 @@ fn uplink_addrs(lab: &Lab) -> BTreeSet<Ipv4Addr> {
         .collect()
 }
 
+/// Runs `phase` for every LAN host at once and waits for all of them (panics propagate).
+fn on_every_host_at_once(lab: &Lab, phase: impl Fn(usize, &LanHost) + Sync) {
+    std::thread::scope(|scope| {
+        for (index, host) in lab.lan_hosts().iter().enumerate() {
+            let phase = &phase;
+            scope.spawn(move || phase(index, host));
+        }
+    });
+}
+
 #[test]
 fn kernel_router_carries_curl_iperf3_and_echo_from_every_lan_host_without_leaks() {
     let lab = lab_up(LabSpec::default());
+    let servers = &lab.inet().iperf_servers;
+    on_every_host_at_once(&lab, |_, host| {
+        let http = traffic::http_get(&lab, host, HTTP_REQUESTS).expect("curl runs");
+        assert_eq!(
+            http.ok, HTTP_REQUESTS,
+            "{}: failed HTTP requests {:?}",
+            host.ns, http.failed_codes
+        );
+    });
+    on_every_host_at_once(&lab, |index, host| {
+        let tcp = traffic::iperf3(&lab, host, servers[index], IperfMode::Tcp { streams: 4 }, 2)
+            .unwrap_or_else(|e| panic!("iperf3 TCP from {}: {e:#}", host.ns));
+        assert!(
+            tcp.received_bytes > 1_000_000,
+            "{}: TCP moved only {tcp:?}",
+            host.ns
+        );
+    });
+    on_every_host_at_once(&lab, |index, host| {
+        let udp_mode = IperfMode::Udp {
+            bits_per_second: 20_000_000,
+        };
+        let udp = traffic::iperf3(&lab, host, servers[index + 2], udp_mode, 2)
+            .unwrap_or_else(|e| panic!("iperf3 UDP from {}: {e:#}", host.ns));
+        let (packets, lost) = udp.udp_packets.expect("UDP report has packet counts");
+        assert!(
+            packets > 1000,
+            "{}: only {packets} UDP datagrams sent",
+            host.ns
+        );
+        assert!(
+            lost * 100 <= packets * MAX_UDP_LOSS_PERCENT,
+            "{}: lost {lost} of {packets}",
+            host.ns
+        );
+    });
     let masquerade_addrs = uplink_addrs(&lab);
-    std::thread::scope(|scope| {
-        for (index, host) in lab.lan_hosts().iter().enumerate() {
-            let (lab, masquerade_addrs) = (&lab, &masquerade_addrs);
-            scope.spawn(move || {
-                let http = traffic::http_get(lab, host, HTTP_REQUESTS).expect("curl runs");
-                assert_eq!(
-                    http.ok, HTTP_REQUESTS,
-                    "{}: failed HTTP requests {:?}",
-                    host.ns, http.failed_codes
-                );
-
-                let servers = &lab.inet().iperf_servers;
-                let tcp =
-                    traffic::iperf3(lab, host, servers[index], IperfMode::Tcp { streams: 4 }, 2)
-                        .unwrap_or_else(|e| panic!("iperf3 TCP from {}: {e:#}", host.ns));
+    on_every_host_at_once(&lab, |_, host| {
+        for protocol in [EchoProtocol::Udp, EchoProtocol::Tcp] {
+            let replies = traffic::echo(&lab, host, protocol, &lab.inet().server_addrs)
+                .expect("echo client runs");
+            assert_eq!(replies.len(), lab.inet().server_addrs.len());
+            for reply in replies {
+                let seen = reply.seen_as.unwrap_or_else(|| {
+                    panic!("{}: no {protocol:?} echo from {}", host.ns, reply.server)
+                });
                 assert!(
-                    tcp.received_bytes > 1_000_000,
-                    "{}: TCP moved only {tcp:?}",
+                    masquerade_addrs.contains(seen.ip()),
+                    "{}: server saw {seen}, not an uplink address",
                     host.ns
                 );
-
-                let udp_mode = IperfMode::Udp {
-                    bits_per_second: 20_000_000,
-                };
-                let udp = traffic::iperf3(lab, host, servers[index + 2], udp_mode, 2)
-                    .unwrap_or_else(|e| panic!("iperf3 UDP from {}: {e:#}", host.ns));
-                let (packets, lost) = udp.udp_packets.expect("UDP report has packet counts");
-                assert!(
-                    packets > 1000,
-                    "{}: only {packets} UDP datagrams sent",
-                    host.ns
-                );
-                assert!(
-                    lost * 100 <= packets * MAX_UDP_LOSS_PERCENT,
-                    "{}: lost {lost} of {packets}",
-                    host.ns
-                );
-
-                for protocol in [EchoProtocol::Udp, EchoProtocol::Tcp] {
-                    let replies = traffic::echo(lab, host, protocol, &lab.inet().server_addrs)
-                        .expect("echo client runs");
-                    assert_eq!(replies.len(), lab.inet().server_addrs.len());
-                    for reply in replies {
-                        let seen = reply.seen_as.unwrap_or_else(|| {
-                            panic!("{}: no {protocol:?} echo from {}", host.ns, reply.server)
-                        });
-                        assert!(
-                            masquerade_addrs.contains(seen.ip()),
-                            "{}: server saw {seen}, not an uplink address",
-                            host.ns
-                        );
-                    }
-                }
-            });
+            }
         }
     });
     let counters = lab.isp_counters().expect("reading ISP counters");
