@@ -501,3 +501,183 @@ fn explain_tells_shares_policies_and_eim() {
     let flow = parse(&format!("{BASE}[nat]\nstickiness = \"flow\"\n"), "f", None).unwrap();
     assert!(explain(&flow).contains("BREAKS endpoint-independent mapping"));
 }
+
+mod generated {
+    //! Round trips of generated valid configurations: every key, every variant.
+
+    use std::net::Ipv4Addr;
+    use std::num::NonZeroU16;
+    use std::path::PathBuf;
+
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    fn uplinks(count: usize) -> impl Strategy<Value = Vec<Uplink>> {
+        let one = (1u32..1000, any::<bool>(), 1u8..250);
+        prop::collection::vec(one, count).prop_map(|raw| {
+            raw.into_iter()
+                .enumerate()
+                .map(|(index, (weight, with_address, host))| Uplink {
+                    name: format!("isp{index}"),
+                    interface: format!("wan{index}"),
+                    gateway: Ipv4Addr::new(192, 0, 2, index as u8 + 1),
+                    address: with_address.then(|| Ipv4Addr::new(198, 51, 100, host)),
+                    weight: if index == 0 { weight } else { weight % 3 },
+                })
+                .collect()
+        })
+    }
+
+    fn matcher() -> impl Strategy<Value = PolicyMatch> {
+        let prefix = |first: u8| {
+            (0u8..=255, 16u8..=32).prop_map(move |(third, len)| {
+                let address = Ipv4Addr::new(first, 0, third, 0);
+                let network = u32::from(address) & (u32::MAX << (32 - u32::from(len)));
+                Ipv4Prefix::new(Ipv4Addr::from(network), len).unwrap()
+            })
+        };
+        let proto = prop::option::of(prop_oneof![
+            Just(Protocol::Tcp),
+            Just(Protocol::Udp),
+            Just(Protocol::Icmp)
+        ]);
+        let ports = prop::option::of(
+            (1024u16..9000, 0u16..100)
+                .prop_map(|(first, extra)| PortRange::new(first, first + extra).unwrap()),
+        );
+        (
+            prop::collection::vec(prefix(10), 0..3),
+            prop::collection::vec(prefix(203), 0..3),
+            proto,
+            ports,
+            prop::option::of(0u8..64),
+        )
+            .prop_map(|(src, dst, proto, dst_port, dscp)| PolicyMatch {
+                src,
+                dst,
+                proto,
+                dst_port: if proto == Some(Protocol::Icmp) {
+                    None
+                } else {
+                    dst_port
+                },
+                dscp,
+            })
+    }
+
+    fn config() -> impl Strategy<Value = Config> {
+        (1usize..5)
+            .prop_flat_map(|count| {
+                let member = (0..count, prop::option::of(1u32..50));
+                let policy = (matcher(), prop::collection::vec(member, 1..4));
+                let nat = (
+                    prop_oneof![
+                        Just(Stickiness::Endpoint),
+                        Just(Stickiness::Host),
+                        Just(Stickiness::HostDest),
+                        Just(Stickiness::Flow)
+                    ],
+                    prop_oneof![
+                        Just(Filtering::AddressDependent),
+                        Just(Filtering::EndpointIndependent)
+                    ],
+                    any::<bool>(),
+                    (1024u16..30000, 0u16..2000),
+                    (120u32..1000, 7440u32..9000, 240u32..500, 60u32..200),
+                );
+                let datapath = (
+                    prop::option::of(1u16..64),
+                    prop_oneof![
+                        Just(XdpMode::Auto),
+                        Just(XdpMode::Copy),
+                        Just(XdpMode::Zerocopy)
+                    ],
+                    prop_oneof![Just(IdleStrategy::Poll), Just(IdleStrategy::BusyPoll)],
+                    1024u32..1_000_000,
+                    9u32..20,
+                );
+                (
+                    uplinks(count),
+                    prop::collection::vec(policy, 0..4),
+                    nat,
+                    datapath,
+                )
+            })
+            .prop_map(|(uplinks, policies, nat, datapath)| {
+                let (
+                    stickiness,
+                    filtering,
+                    refresh,
+                    (first, extra),
+                    (udp, tcp_established, tcp_transitory, icmp),
+                ) = nat;
+                let policies = policies
+                    .into_iter()
+                    .enumerate()
+                    .map(|(number, (matcher, members))| {
+                        let mut group: Vec<PolicyUplink> = Vec::new();
+                        for (index, weight) in members {
+                            if group.iter().all(|member| member.index != index) {
+                                // Keep the group's total positive: uplink 0 always has a weight.
+                                let weight = weight.or((uplinks[index].weight == 0).then_some(1));
+                                group.push(PolicyUplink {
+                                    name: uplinks[index].name.clone(),
+                                    index,
+                                    weight,
+                                });
+                            }
+                        }
+                        Policy {
+                            name: format!("rule-{number}"),
+                            matcher,
+                            uplinks: group,
+                        }
+                    })
+                    .collect();
+                let (workers, mode, idle, flow_capacity, frames_log2) = datapath;
+                Config {
+                    lan: Lan {
+                        interface: "lan0".into(),
+                        prefixes: vec!["10.0.0.0/8".parse().unwrap()],
+                    },
+                    uplinks,
+                    nat: Nat {
+                        port_range: PortRange::new(first, first + extra).unwrap(),
+                        stickiness,
+                        timeouts: Timeouts {
+                            udp,
+                            tcp_established,
+                            tcp_transitory,
+                            icmp,
+                        },
+                        udp_refresh_on_inbound: refresh,
+                        filtering,
+                    },
+                    policies,
+                    datapath: Datapath {
+                        workers: workers
+                            .and_then(NonZeroU16::new)
+                            .map_or(Workers::Auto, Workers::Count),
+                        mode,
+                        idle,
+                        flow_capacity,
+                        frames_per_worker: 1 << frames_log2,
+                    },
+                    control: Control {
+                        socket: PathBuf::from("/run/test/flowpin.sock"),
+                    },
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn every_valid_config_round_trips(config in config()) {
+            let written = config.to_toml();
+            let parsed = parse(&written, "generated.toml", None);
+            prop_assert!(parsed.is_ok(), "{}\n--- written:\n{written}", parsed.unwrap_err());
+            prop_assert_eq!(parsed.unwrap(), config);
+        }
+    }
+}
