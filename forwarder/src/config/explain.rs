@@ -38,23 +38,27 @@ pub fn explain(config: &Config) -> String {
         "\nUplinks (the default group: new flows no policy matches):"
     );
     let weights: Vec<u32> = config.uplinks.iter().map(|uplink| uplink.weight).collect();
-    let name_width = config
-        .uplinks
-        .iter()
-        .map(|uplink| uplink.name.len())
-        .max()
-        .unwrap_or(0);
+    let width = |text: &dyn Fn(&super::Uplink) -> String| {
+        config
+            .uplinks
+            .iter()
+            .map(|uplink| text(uplink).len())
+            .max()
+            .unwrap_or(0)
+    };
+    let name_width = width(&|uplink| uplink.name.clone());
+    let interface_width = width(&|uplink| uplink.interface.clone());
+    let gateway_width = width(&|uplink| uplink.gateway.to_string());
+    let address_width = width(&|uplink| address_text(uplink));
     for (uplink, share) in config.uplinks.iter().zip(weight_shares(&weights)) {
-        let address = match uplink.address {
-            Some(address) => format!("address {address}"),
-            None => "address from the interface".to_owned(),
-        };
         let _ = writeln!(
             out,
-            "  {:name_width$}  on {}  via {}  {address}  weight {}  {}",
+            "  {:name_width$}  on {:interface_width$}  via {:gateway_width$}  {:address_width$}  \
+             weight {}  {}",
             uplink.name,
             uplink.interface,
-            uplink.gateway,
+            uplink.gateway.to_string(),
+            address_text(uplink),
             uplink.weight,
             share_text(uplink.weight, share)
         );
@@ -92,13 +96,13 @@ pub fn explain(config: &Config) -> String {
     );
     let timeouts = &nat.timeouts;
     let refresh = if nat.udp_refresh_on_inbound {
-        "outbound and inbound"
+        "outbound and inbound packets"
     } else {
-        "outbound only"
+        "outbound packets only"
     };
     let _ = writeln!(
         out,
-        "Timeouts: UDP {} s (refreshed by {refresh} packets), TCP established {} s, TCP \
+        "Timeouts: UDP {} s (refreshed by {refresh}), TCP established {} s, TCP \
          transitory {} s, ICMP {} s",
         timeouts.udp, timeouts.tcp_established, timeouts.tcp_transitory, timeouts.icmp
     );
@@ -114,6 +118,13 @@ pub fn explain(config: &Config) -> String {
     );
     let _ = writeln!(out, "Control socket: {}", config.control.socket.display());
     out
+}
+
+fn address_text(uplink: &super::Uplink) -> String {
+    match uplink.address {
+        Some(address) => format!("address {address}"),
+        None => "address from the interface".to_owned(),
+    }
 }
 
 fn share_text(weight: u32, share: f64) -> String {

@@ -494,7 +494,7 @@ fn explain_tells_shares_policies_and_eim() {
         "{text}"
     );
     assert!(
-        text.contains("UDP 300 s (refreshed by outbound only packets)"),
+        text.contains("UDP 300 s (refreshed by outbound packets only)"),
         "{text}"
     );
 
