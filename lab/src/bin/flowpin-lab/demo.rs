@@ -125,6 +125,14 @@ fn echo_loop(lab: &Lab, host: &flowpin_lab::LanHost, stop: &AtomicBool, tally: &
     }
 }
 
+/// `TCP x4` or `UDP 50 Mbit/s`.
+fn describe(mode: IperfMode) -> String {
+    match mode {
+        IperfMode::Tcp { streams } => format!("TCP x{streams}"),
+        IperfMode::Udp { bits_per_second } => format!("UDP {} Mbit/s", bits_per_second / 1_000_000),
+    }
+}
+
 fn iperf_once(
     lab: &Lab,
     host: &flowpin_lab::LanHost,
@@ -140,12 +148,17 @@ fn iperf_once(
                 .map(|(packets, lost)| format!(", {lost} of {packets} datagrams lost"))
                 .unwrap_or_default();
             format!(
-                "iperf3 {mode:?} {} → {server}: {:.1} Mbit/s received{loss}",
+                "iperf3 {} {} → {server}: {:.1} Mbit/s received{loss}",
+                describe(mode),
                 host.ns,
                 report.received_bits_per_second / 1e6
             )
         }
-        Err(error) => format!("iperf3 {mode:?} {} → {server}: FAILED {error:#}", host.ns),
+        Err(error) => format!(
+            "iperf3 {} {} → {server}: FAILED {error:#}",
+            describe(mode),
+            host.ns
+        ),
     };
     tally.note(line);
 }
