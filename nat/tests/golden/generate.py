@@ -221,8 +221,8 @@ def drop(name, frame, reason):
 
 drop("runt_frame", good[:13], "runt_frame")
 drop("runt_vlan_frame", raw(eth_in(vlan=1))[:16], "runt_frame")
-drop("arp", raw(Ether() / ARP()), "unsupported_ethertype")
-drop("ipv6", raw(Ether() / IPv6() / UDP()), "ipv6")
+drop("arp", raw(Ether(src=IN_SRC_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(hwsrc=IN_SRC_MAC, psrc=LAN, pdst="192.168.1.1")), "unsupported_ethertype")
+drop("ipv6", raw(Ether(src=IN_SRC_MAC, dst=IN_DST_MAC) / IPv6(src="fd00::1", dst="2001:db8::1") / UDP()), "ipv6")
 drop("ipv4_truncated", good[:14 + 19], "ipv4_truncated")
 drop("ipv4_bad_version", edit_ip(good, v=(0, 0x55, 1)), "ipv4_bad_version")
 drop("ipv4_ihl_below_5", edit_ip(good, v=(0, 0x44, 1)), "ipv4_header_length_too_short")
@@ -244,7 +244,7 @@ drop("udp_truncated", raw(eth_in() / IP(src=LAN, dst=REMOTE, proto=17) / Raw(b"\
 drop("udp_length_beyond_payload", raw(eth_in() / IP(src=LAN, dst=REMOTE) / UDP(len=13) / Raw(b"abcd")), "udp_length_invalid")
 drop("udp_length_below_header", raw(eth_in() / IP(src=LAN, dst=REMOTE) / UDP(len=7) / Raw(b"abcd")), "udp_length_invalid")
 drop("icmp_truncated", raw(eth_in() / IP(src=LAN, dst=REMOTE, proto=1) / Raw(b"\x08\0\0\0\0\0\0")), "icmp_truncated")
-drop("icmp_timestamp_unsupported", raw(eth_in() / IP(src=LAN, dst=REMOTE) / ICMP(type=13)), "icmp_unsupported_type")
+drop("icmp_timestamp_unsupported", raw(eth_in() / IP(src=LAN, dst=REMOTE) / ICMP(type=13, ts_ori=1, ts_rx=2, ts_tx=3)), "icmp_unsupported_type")
 drop("icmp_redirect_unsupported", raw(eth_in() / IP(src=HOP, dst=EXT) / ICMP(type=5) / Raw(good[14:])),
      "icmp_unsupported_type")
 drop("icmp_error_truncated_quote", raw(eth_in() / IP(src=HOP, dst=EXT) / ICMP(type=11) / Raw(good[14:14 + 27])),
@@ -272,3 +272,12 @@ with open(path, "w") as f:
     for c in cases:
         f.write("\t".join(c) + "\n")
 print(f"wrote {len(cases)} cases to {path}")
+
+# Seeds for the fuzz target (nat/fuzz): 9 selector bytes, then each golden input frame.
+seeds = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fuzz", "seeds")
+os.makedirs(seeds, exist_ok=True)
+for i, (name, _op, _to, inp, _exp) in enumerate(cases):
+    selector = bytes([203, 0, 113, 2, 0xee, 0x49, 198, 51, i % 3])
+    with open(os.path.join(seeds, name), "wb") as f:
+        f.write(selector + bytes.fromhex(inp))
+print(f"wrote {len(cases)} fuzz seeds to {os.path.normpath(seeds)}")
