@@ -7,10 +7,14 @@
 //! - [`select`]: policy classification and weighted, sticky uplink choice.
 //! - [`control`]: the control plane (guard, kernel info, local API, rendering).
 //! - [`datapath`]: the sans-IO pipeline, flow state and counters.
+//! - [`worker`]: a worker thread's batch loop joining `xsk` and `datapath`.
+//! - [`cli`]: the `flowpin` command line.
 
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod datapath;
 pub mod select;
+pub mod worker;
 pub mod xdp;
 pub mod xsk;

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod command;
+pub mod flowpin_router;
 pub mod footprint;
 pub mod isp_counters;
 pub mod kernel_router;
@@ -127,7 +128,22 @@ impl Lab {
         if self.spec.router == RouterKind::Kernel {
             kernel_router::configure(&self.topology)?;
         }
-        self.start_servers()
+        self.start_servers()?;
+        if self.spec.router == RouterKind::Flowpin {
+            self.start_flowpin()?;
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) the forwarder of a [`RouterKind::Flowpin`] lab and waits until it forwards.
+    pub fn start_flowpin(&self) -> Result<LabProcess> {
+        let files = flowpin_router::FlowpinRouter::in_dir(&self.dir())?;
+        flowpin_router::start(&self.topology, &files, |ns, argv| self.spawn(ns, argv))
+    }
+
+    /// The files of this lab's forwarder (configuration, control socket, binary).
+    pub fn flowpin_files(&self) -> Result<flowpin_router::FlowpinRouter> {
+        flowpin_router::FlowpinRouter::in_dir(&self.dir())
     }
 
     fn start_servers(&self) -> Result<()> {

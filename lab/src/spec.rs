@@ -28,6 +28,10 @@ pub enum RouterKind {
     /// kernel itself would forward LAN traffic un-NATed out of `wan1` in this mode: the ISP counters
     /// then count it as a leak, which is what a fail-closed test wants to be able to see.
     None,
+    /// flowpin: the router namespace as for `None` but without permanent neighbours (flowpin resolves
+    /// the gateways through the kernel), then `flowpin run` with a configuration written for the lab
+    /// (see [`crate::flowpin_router`]).
+    Flowpin,
 }
 
 impl std::str::FromStr for RouterKind {
@@ -37,7 +41,8 @@ impl std::str::FromStr for RouterKind {
         match text {
             "kernel" => Ok(RouterKind::Kernel),
             "none" => Ok(RouterKind::None),
-            other => bail!("unknown router kind {other:?} (expected kernel or none)"),
+            "flowpin" => Ok(RouterKind::Flowpin),
+            other => bail!("unknown router kind {other:?} (expected kernel, flowpin or none)"),
         }
     }
 }
@@ -170,6 +175,10 @@ mod tests {
         assert!(parse_weights("3,x").is_err());
         assert_eq!("kernel".parse::<RouterKind>().unwrap(), RouterKind::Kernel);
         assert_eq!("none".parse::<RouterKind>().unwrap(), RouterKind::None);
-        assert!("flowpin".parse::<RouterKind>().is_err());
+        assert_eq!(
+            "flowpin".parse::<RouterKind>().unwrap(),
+            RouterKind::Flowpin
+        );
+        assert!("vpp".parse::<RouterKind>().is_err());
     }
 }

@@ -285,6 +285,31 @@ pub fn prepare_router(topology: &Topology) -> Result<()> {
     let router = &topology.router;
     run_in(&router.ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
     if router.kind == RouterKind::None {
+        permanent_neighbours(topology)?;
+    }
+    if router.kind != RouterKind::Kernel
+        && let Some(first) = topology.uplinks.first()
+    {
+        ip(
+            &router.ns,
+            &[
+                "route",
+                "replace",
+                "default",
+                "via",
+                &first.gateway.to_string(),
+                "dev",
+                &first.router_iface,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Permanent neighbour entries for the gateways and the LAN hosts (router kind `None`).
+fn permanent_neighbours(topology: &Topology) -> Result<()> {
+    let router = &topology.router;
+    {
         for uplink in &topology.uplinks {
             let (gateway, mac) = (uplink.gateway.to_string(), uplink.gateway_mac.to_string());
             ip(
@@ -316,20 +341,6 @@ pub fn prepare_router(topology: &Topology) -> Result<()> {
                     &router.lan_iface,
                     "nud",
                     "permanent",
-                ],
-            )?;
-        }
-        if let Some(first) = topology.uplinks.first() {
-            ip(
-                &router.ns,
-                &[
-                    "route",
-                    "replace",
-                    "default",
-                    "via",
-                    &first.gateway.to_string(),
-                    "dev",
-                    &first.router_iface,
                 ],
             )?;
         }

@@ -9,4 +9,5 @@ pub mod api;
 pub mod guard;
 pub mod netinfo;
 pub mod render;
+pub mod runtime;
 pub mod snapshot;

@@ -211,7 +211,7 @@ impl Default for DatapathCounters {
 impl DatapathCounters {
     /// Counts one drop.
     #[inline]
-    pub fn drop(&self, reason: DropReason) {
+    pub fn count_drop(&self, reason: DropReason) {
         self.drops[reason.index()].add(1);
     }
 
@@ -247,9 +247,9 @@ mod tests {
     #[test]
     fn drops_are_counted_under_their_reason() {
         let c = DatapathCounters::default();
-        c.drop(DropReason::UnsolicitedInbound);
-        c.drop(DropReason::UnsolicitedInbound);
-        c.drop(DropReason::Malformed(ParseError::Ipv4BadHeaderChecksum));
+        c.count_drop(DropReason::UnsolicitedInbound);
+        c.count_drop(DropReason::UnsolicitedInbound);
+        c.count_drop(DropReason::Malformed(ParseError::Ipv4BadHeaderChecksum));
         let d: Vec<_> = c.nonzero_drops().collect();
         assert_eq!(
             d,

@@ -67,7 +67,7 @@ impl Pipeline<'_> {
             Err(reason) => Verdict::Drop(reason),
         };
         match verdict {
-            Verdict::Drop(reason) => self.counters.drop(reason),
+            Verdict::Drop(reason) => self.counters.count_drop(reason),
             Verdict::Transmit { .. } => self.counters.forwarded.add(1),
         }
         verdict
@@ -283,7 +283,7 @@ impl Pipeline<'_> {
         ) {
             Ok(out_len) => {
                 self.counters.originated.add(1);
-                self.counters.drop(DropReason::FragmentationNeeded);
+                self.counters.count_drop(DropReason::FragmentationNeeded);
                 Ok(Verdict::Transmit {
                     port: PortId::LAN,
                     len: out_len,

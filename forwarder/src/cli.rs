@@ -1,0 +1,124 @@
+//! The `flowpin` command line.
+#![forbid(unsafe_code)]
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::control::{api, guard, render, runtime};
+
+/// flowpin: a flow-pinning multi-uplink packet forwarder on XDP and AF_XDP.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the forwarder in the foreground (SIGINT/SIGTERM stop it cleanly).
+    Run {
+        /// Configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and explain what it does.
+    Check {
+        /// Configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Per-uplink state and counters, drops by reason.
+    Status {
+        /// Control socket of the daemon.
+        #[arg(long, default_value = api::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The flows in the table.
+    Flows {
+        /// Control socket of the daemon.
+        #[arg(long, default_value = api::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Only flows pinned to this uplink.
+        #[arg(long)]
+        uplink: Option<String>,
+        /// Only flows of this LAN host.
+        #[arg(long)]
+        host: Option<Ipv4Addr>,
+        /// Only this protocol (tcp, udp, icmp).
+        #[arg(long)]
+        proto: Option<String>,
+        /// At most this many flows.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the kernel forward guard flowpin installs (only when decommissioning flowpin).
+    RemoveGuard,
+}
+
+/// Runs the command line.
+pub fn main(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { config } => runtime::run(&config),
+        Command::Check { config } => {
+            let config = runtime::load_config(&config)?;
+            print!("{}", crate::config::explain(&config));
+            Ok(())
+        }
+        Command::Status { socket, json } => match api::call(&socket, &api::Request::Status)? {
+            api::Response::Status(s) if json => print_json(&s),
+            api::Response::Status(s) => {
+                print!("{}", render::status(&s));
+                Ok(())
+            }
+            other => unexpected(other),
+        },
+        Command::Flows {
+            socket,
+            uplink,
+            host,
+            proto,
+            limit,
+            json,
+        } => {
+            let filter = api::FlowFilter {
+                uplink,
+                host,
+                proto,
+                limit: Some(limit),
+            };
+            match api::call(&socket, &api::Request::Flows(filter))? {
+                api::Response::Flows(f) if json => print_json(&f),
+                api::Response::Flows(f) => {
+                    print!("{}", render::flows(&f));
+                    Ok(())
+                }
+                other => unexpected(other),
+            }
+        }
+        Command::RemoveGuard => Ok(guard::remove()?),
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn unexpected(response: api::Response) -> Result<()> {
+    match response {
+        api::Response::Error { message } => bail!("the daemon refused: {message}"),
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
