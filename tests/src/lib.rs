@@ -45,3 +45,26 @@ pub fn assert_no_leak_or_wrong_uplink(lab: &Lab, counters: &[IspCounters]) {
         );
     }
 }
+
+/// `flowpin status --json` of a lab whose router is flowpin.
+pub fn flowpin_status(lab: &Lab) -> serde_json::Value {
+    flowpin_query(lab, &["status", "--json"])
+}
+
+/// `flowpin flows --json` of a lab whose router is flowpin.
+pub fn flowpin_flows(lab: &Lab) -> serde_json::Value {
+    flowpin_query(lab, &["flows", "--json"])
+}
+
+fn flowpin_query(lab: &Lab, args: &[&str]) -> serde_json::Value {
+    let files = lab.flowpin_files().expect("the flowpin binary");
+    let binary = files.binary.to_string_lossy().into_owned();
+    let socket = files.socket.to_string_lossy().into_owned();
+    let mut argv = vec![binary.as_str()];
+    argv.extend_from_slice(args);
+    argv.extend(["--socket", socket.as_str()]);
+    let out = lab
+        .exec_ok(&lab.router().ns, &argv)
+        .unwrap_or_else(|e| panic!("flowpin {args:?}: {e:#}"));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("flowpin {args:?} printed {out:?}: {e}"))
+}

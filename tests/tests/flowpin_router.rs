@@ -1,0 +1,472 @@
+//! flowpin in the router's place, end to end (issue "The forwarder" §8): real clients on the LAN hosts
+//! (curl, iperf3, an echo client, ping, traceroute, mausezahn, hping3) against real servers in inet,
+//! through `flowpin run` in the router namespace. Every test also asserts that no ISP saw a private
+//! (leaked) or another uplink's source address.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
+use flowpin_lab::{IspCounters, Lab, LabSpec, LanHost, RouterKind};
+use flowpin_tests::{
+    assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_flows, flowpin_status, lab_up,
+};
+
+fn flowpin_lab(weights: &[u32]) -> Lab {
+    lab_up(LabSpec {
+        router: RouterKind::Flowpin,
+        ..LabSpec::with_weights(weights)
+    })
+}
+
+fn counters(lab: &Lab) -> Vec<IspCounters> {
+    lab.isp_counters().expect("reading the ISP counters")
+}
+
+fn on_every_host_at_once(lab: &Lab, phase: impl Fn(usize, &LanHost) + Sync) {
+    std::thread::scope(|scope| {
+        for (index, host) in lab.lan_hosts().iter().enumerate() {
+            let phase = &phase;
+            scope.spawn(move || phase(index, host));
+        }
+    });
+}
+
+fn drops(lab: &Lab, reason: &str) -> u64 {
+    flowpin_status(lab)["drops"]
+        .as_array()
+        .expect("drops")
+        .iter()
+        .find(|d| d[0] == reason)
+        .map_or(0, |d| d[1].as_u64().unwrap_or(0))
+}
+
+/// (a) + (b): 200 curl requests, iperf3 TCP and UDP, from two LAN hosts at once.
+#[test]
+fn flowpin_carries_curl_and_iperf3_from_two_hosts_without_leaks() {
+    let lab = flowpin_lab(&[1, 1]);
+    let servers = &lab.inet().iperf_servers;
+    on_every_host_at_once(&lab, |_, host| {
+        let http = traffic::http_get(&lab, host, 200).expect("curl runs");
+        assert_eq!(
+            http.ok, 200,
+            "{}: failed requests {:?}",
+            host.ns, http.failed_codes
+        );
+    });
+    on_every_host_at_once(&lab, |index, host| {
+        let tcp = traffic::iperf3(&lab, host, servers[index], IperfMode::Tcp { streams: 2 }, 2)
+            .unwrap_or_else(|e| panic!("iperf3 TCP from {}: {e:#}", host.ns));
+        assert!(
+            tcp.received_bytes > 1_000_000,
+            "{}: TCP moved only {tcp:?}",
+            host.ns
+        );
+    });
+    on_every_host_at_once(&lab, |index, host| {
+        let udp = traffic::iperf3(
+            &lab,
+            host,
+            servers[index + 2],
+            IperfMode::Udp {
+                bits_per_second: 10_000_000,
+            },
+            2,
+        )
+        .unwrap_or_else(|e| panic!("iperf3 UDP from {}: {e:#}", host.ns));
+        let (packets, lost) = udp.udp_packets.expect("UDP report");
+        assert!(packets > 1000, "{}: {udp:?}", host.ns);
+        assert!(
+            lost * 100 <= packets * 10,
+            "{}: lost {lost} of {packets}",
+            host.ns
+        );
+    });
+    let c = counters(&lab);
+    assert_no_leak_or_wrong_uplink(&lab, &c);
+    assert!(
+        c.iter().all(|c| c.good > 100),
+        "both uplinks carry flows: {c:?}"
+    );
+    down_and_assert_clean(lab);
+}
+
+/// (c): new internal endpoints spread by weight, each uplink within 15 % of its share, none at 0.
+#[test]
+fn new_endpoints_split_by_weight_1_1_2_1_and_11_45() {
+    for weights in [[1u32, 1], [2, 1], [11, 45]] {
+        let lab = flowpin_lab(&weights);
+        let before = counters(&lab);
+        let router_mac = lab.router().lan_mac.to_string();
+        // 2 × 3000 new internal endpoints (source ports 1024..=4023), one UDP datagram each.
+        on_every_host_at_once(&lab, |_, host| {
+            let src = host.addr.to_string();
+            lab.exec_ok(
+                &host.ns,
+                &[
+                    "mausezahn",
+                    "eth0",
+                    "-q",
+                    "-b",
+                    &router_mac,
+                    "-A",
+                    &src,
+                    "-B",
+                    "203.0.113.10",
+                    "-t",
+                    "udp",
+                    "sp=1024-4023,dp=7777",
+                    "-d",
+                    "200usec",
+                ],
+            )
+            .expect("mausezahn runs");
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let after = counters(&lab);
+        assert_no_leak_or_wrong_uplink(&lab, &after);
+        let sent: Vec<u64> = after
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| a.good - b.good)
+            .collect();
+        let total: u64 = sent.iter().sum();
+        assert!(
+            total >= 5000,
+            "{weights:?}: only {total} endpoints reached the ISPs ({sent:?})"
+        );
+        let weight_sum: u32 = weights.iter().sum();
+        for (i, (&n, &w)) in sent.iter().zip(&weights).enumerate() {
+            let share = n as f64 / total as f64;
+            let expected = f64::from(w) / f64::from(weight_sum);
+            assert!(n > 0, "{weights:?}: uplink {} got nothing", i + 1);
+            assert!(
+                (share - expected).abs() <= 0.15 * expected,
+                "{weights:?}: uplink {} got {:.1} % instead of {:.1} % ({sent:?})",
+                i + 1,
+                share * 100.0,
+                expected * 100.0
+            );
+        }
+        down_and_assert_clean(lab);
+    }
+}
+
+/// Captures, in every ISP, the source endpoints of TCP packets to `server:port` while `during` runs.
+fn capture_sources(
+    lab: &Lab,
+    server: SocketAddrV4,
+    during: impl FnOnce(),
+) -> Vec<BTreeMap<SocketAddrV4, u64>> {
+    let filter = format!(
+        "tcp and dst host {} and dst port {}",
+        server.ip(),
+        server.port()
+    );
+    let captures: Vec<_> = lab
+        .uplinks()
+        .iter()
+        .map(|u| {
+            lab.spawn(
+                &u.isp_ns,
+                &[
+                    "tcpdump",
+                    "-i",
+                    &u.isp_router_iface,
+                    "-nn",
+                    "-l",
+                    "-q",
+                    "-p",
+                    &filter,
+                ],
+            )
+            .expect("tcpdump starts")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    during();
+    std::thread::sleep(Duration::from_millis(500));
+    captures
+        .into_iter()
+        .map(|c| {
+            c.signal("INT").expect("stop tcpdump");
+            let _ = c.wait(Duration::from_secs(5));
+            let mut seen = BTreeMap::new();
+            for line in c.stdout().unwrap_or_default().lines() {
+                // "12:00:00.000000 IP 198.51.100.2.10001 > 203.0.113.10.5201: tcp 0"
+                if let Some(src) = line.split_whitespace().nth(2)
+                    && let Some((ip, port)) = src.rsplit_once('.')
+                    && let (Ok(ip), Ok(port)) = (ip.parse::<Ipv4Addr>(), port.parse::<u16>())
+                {
+                    *seen.entry(SocketAddrV4::new(ip, port)).or_insert(0) += 1;
+                }
+            }
+            seen
+        })
+        .collect()
+}
+
+/// (d): every packet of a long iperf3 flow leaves on one uplink with one external address:port.
+#[test]
+fn a_long_flow_stays_on_one_uplink_with_one_external_endpoint() {
+    let lab = flowpin_lab(&[1, 1]);
+    let server = lab.inet().iperf_servers[0];
+    let host = &lab.lan_hosts()[0];
+    let seen = capture_sources(&lab, server, || {
+        let tcp = traffic::iperf3(&lab, host, server, IperfMode::Tcp { streams: 1 }, 4)
+            .expect("iperf3 runs");
+        assert!(tcp.received_bytes > 1_000_000, "{tcp:?}");
+    });
+    // iperf3 opens a control and a data connection: two internal endpoints, two external ones, and
+    // each external endpoint seen by exactly one ISP.
+    let all: Vec<&SocketAddrV4> = seen.iter().flat_map(|m| m.keys()).collect();
+    let distinct: BTreeSet<_> = all.iter().collect();
+    assert_eq!(
+        all.len(),
+        distinct.len(),
+        "an external endpoint appeared on two uplinks: {seen:?}"
+    );
+    assert_eq!(distinct.len(), 2, "control + data connection: {seen:?}");
+    for (uplink, endpoints) in lab.uplinks().iter().zip(&seen) {
+        for ep in endpoints.keys() {
+            assert_eq!(
+                *ep.ip(),
+                uplink.router_addr,
+                "{} carried {ep}",
+                uplink.isp_ns
+            );
+        }
+    }
+    let data_packets = seen
+        .iter()
+        .flat_map(|m| m.values())
+        .max()
+        .copied()
+        .unwrap_or(0);
+    assert!(data_packets > 1000, "the data connection is long: {seen:?}");
+    assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
+    down_and_assert_clean(lab);
+}
+
+/// (e) EIM: one UDP socket talking to many servers is seen by all at one external address:port;
+/// (f) two LAN hosts using the same source port get distinct external endpoints and both get replies.
+#[test]
+fn one_socket_has_one_external_endpoint_and_equal_source_ports_stay_apart() {
+    let lab = flowpin_lab(&[1, 1]);
+    let servers = lab.inet().server_addrs.clone();
+    assert!(servers.len() >= 4);
+    let replies = traffic::echo(&lab, &lab.lan_hosts()[0], EchoProtocol::Udp, &servers)
+        .expect("echo client runs");
+    let seen: BTreeSet<_> = replies
+        .iter()
+        .map(|r| r.seen_as.expect("every server answered"))
+        .collect();
+    assert_eq!(
+        seen.len(),
+        1,
+        "EIM: one socket, one external endpoint for every server: {replies:?}"
+    );
+
+    let port = lab.inet().echo_port;
+    let seen_by_host: Vec<SocketAddrV4> = lab
+        .lan_hosts()
+        .iter()
+        .map(|host| {
+            let out = lab
+                .exec_ok(
+                    &host.ns,
+                    &[
+                        "python3", "-c",
+                        "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                         s.bind(('0.0.0.0',40000));s.settimeout(1)\n\
+                         for i in range(5):\n  s.sendto(b'x',(sys.argv[1],int(sys.argv[2])))\n  \
+                         try:\n    print(s.recv(100).decode().strip());break\n  except socket.timeout: pass\n",
+                        "203.0.113.10", &port.to_string(),
+                    ],
+                )
+                .expect("client runs");
+            out.trim().parse().unwrap_or_else(|_| panic!("{}: no reply ({out:?})", host.ns))
+        })
+        .collect();
+    assert_ne!(
+        seen_by_host[0], seen_by_host[1],
+        "two hosts, one source port: {seen_by_host:?}"
+    );
+    assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
+    down_and_assert_clean(lab);
+}
+
+/// (g): ping through; traceroute shows the hops; a port unreachable from inet reaches the host.
+#[test]
+fn icmp_echo_traceroute_and_port_unreachable_work_through_flowpin() {
+    let lab = flowpin_lab(&[1, 1]);
+    let host = &lab.lan_hosts()[0];
+    let ping = lab
+        .exec(
+            &host.ns,
+            &["ping", "-c", "3", "-i", "0.2", "-W", "1", "203.0.113.11"],
+        )
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "ping: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+
+    let trace = lab
+        .exec_ok(
+            &host.ns,
+            &[
+                "traceroute",
+                "-n",
+                "-q",
+                "1",
+                "-w",
+                "1",
+                "-m",
+                "6",
+                "203.0.113.12",
+            ],
+        )
+        .expect("traceroute runs");
+    let router = lab.router().lan_addr.to_string();
+    assert!(trace.contains(&router), "first hop is the router: {trace}");
+    let isp_hop = lab
+        .uplinks()
+        .iter()
+        .any(|u| trace.contains(&u.gateway.to_string()));
+    assert!(isp_hop, "an ISP gateway is a hop: {trace}");
+    let last = trace.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("203.0.113.12"),
+        "the destination answers: {trace}"
+    );
+
+    // A connected UDP socket sees ECONNREFUSED when the translated port unreachable arrives.
+    let refused = lab
+        .exec_ok(
+            &host.ns,
+            &[
+                "python3",
+                "-c",
+                "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(1)\n\
+                 s.connect(('203.0.113.10',9))\nr='timeout'\n\
+                 for i in range(5):\n  s.send(b'x')\n  \
+                 try:\n    s.recv(10)\n  except ConnectionRefusedError:\n    r='refused';break\n  \
+                 except socket.timeout: pass\nprint(r)\n",
+            ],
+        )
+        .expect("client runs");
+    assert_eq!(
+        refused.trim(),
+        "refused",
+        "ICMP port unreachable reached the LAN host translated"
+    );
+    assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
+    down_and_assert_clean(lab);
+}
+
+/// (h): unsolicited inbound traffic to the uplink addresses creates no flow and reaches no LAN host.
+#[test]
+fn unsolicited_inbound_creates_no_flow_and_reaches_no_lan_host() {
+    let lab = flowpin_lab(&[1, 1]);
+    let host = &lab.lan_hosts()[0];
+    // A LAN host listens on the port the attack aims at; nothing may reach it.
+    let listener = lab
+        .spawn(&host.ns, &["socat", "-u", "UDP-RECV:20000", "STDOUT"])
+        .expect("listener starts");
+    let before = drops(&lab, "unsolicited_inbound");
+    for uplink in lab.uplinks() {
+        let target = uplink.router_addr.to_string();
+        for (proto, flag) in [("udp", "-2"), ("tcp", "-S")] {
+            // hping3 exits 1 when nothing answers, which is the point here.
+            let out = lab
+                .exec(
+                    &uplink.isp_ns,
+                    &[
+                        "hping3", "-q", flag, "-p", "20000", "-c", "20", "-i", "u2000", &target,
+                    ],
+                )
+                .unwrap_or_else(|e| panic!("hping3 {proto}: {e:#}"));
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                text.contains("20 packets transmitted, 0 packets received"),
+                "{proto}: {text}"
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let flows = flowpin_flows(&lab);
+    assert_eq!(
+        flows["matched"], 0,
+        "unsolicited traffic created flows: {flows}"
+    );
+    let after = drops(&lab, "unsolicited_inbound");
+    assert!(
+        after >= before + 70,
+        "dropped as unsolicited: {before} -> {after}"
+    );
+    listener.kill().expect("stop listener");
+    assert_eq!(
+        listener.stdout().unwrap_or_default(),
+        "",
+        "a LAN host received unsolicited data"
+    );
+    down_and_assert_clean(lab);
+}
+
+/// (i): `kill -9` of flowpin mid-traffic: nothing un-NATed leaves; a restart resumes forwarding.
+#[test]
+fn killing_flowpin_fails_closed_and_a_restart_resumes() {
+    let lab = flowpin_lab(&[1, 1]);
+    let host = &lab.lan_hosts()[0];
+    let ok = traffic::http_get(&lab, host, 10).expect("curl runs");
+    assert_eq!(ok.ok, 10);
+    // Traffic keeps flowing from the LAN while flowpin dies.
+    let flood = lab
+        .spawn(
+            &host.ns,
+            &[
+                "hping3",
+                "-q",
+                "-2",
+                "-p",
+                "7777",
+                "-i",
+                "u500",
+                "-c",
+                "6000",
+                "203.0.113.10",
+            ],
+        )
+        .expect("hping3 starts");
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = lab
+        .exec_ok(&lab.router().ns, &["pgrep", "-f", "flowpin run"])
+        .expect("flowpin is running");
+    let pid = pid.lines().next().expect("a pid").trim().to_owned();
+    lab.exec_ok(&lab.router().ns, &["kill", "-9", &pid])
+        .expect("kill -9");
+    std::thread::sleep(Duration::from_millis(1500));
+    let dead = traffic::http_get(&lab, host, 3).expect("curl runs");
+    assert_eq!(dead.ok, 0, "nothing may be forwarded while flowpin is dead");
+    let _ = flood.wait(Duration::from_secs(20));
+    assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
+
+    let started = std::time::Instant::now();
+    lab.start_flowpin().expect("flowpin restarts");
+    let back = traffic::http_get(&lab, host, 10).expect("curl runs");
+    assert_eq!(
+        back.ok,
+        10,
+        "forwarding resumed after {:?}",
+        started.elapsed()
+    );
+    assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
+    down_and_assert_clean(lab);
+}
