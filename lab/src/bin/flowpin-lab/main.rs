@@ -32,7 +32,7 @@ struct ShapeArgs {
     /// Comma-separated uplink weights, one per uplink (e.g. 3,1).
     #[arg(long, default_value = "1,1")]
     uplinks: String,
-    /// Who routes: `kernel` (the reference router) or `none` (empty router for flowpin).
+    /// Who routes: `kernel` (the reference router), `flowpin` (the forwarder of this workspace) or `none` (empty router).
     #[arg(long, default_value = "kernel")]
     router: RouterKind,
     /// Lab name (namespace prefix); generated when absent.
