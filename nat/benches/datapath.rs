@@ -5,25 +5,41 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use flowpin_nat::frame_builder::{FrameSpec, L4Spec, build_frame};
 use flowpin_nat::{
-    FlowKey, MacPair, PortAllocator, PortAllocatorConfig, PortRange, Rewrite, Transport, parse_frame, translate_icmp_error,
+    FlowKey, MacPair, PortAllocator, PortAllocatorConfig, PortRange, Rewrite, Transport,
+    parse_frame, translate_icmp_error,
 };
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
-const MACS: MacPair = MacPair { source: [2, 0, 0, 0, 0, 0xaa], destination: [2, 0, 0, 0, 0, 0xbb] };
+const MACS: MacPair = MacPair {
+    source: [2, 0, 0, 0, 0, 0xaa],
+    destination: [2, 0, 0, 0, 0, 0xbb],
+};
 const EXTERNAL: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 
 fn min_frame() -> Vec<u8> {
-    let frame = build_frame(&FrameSpec::new([192, 168, 1, 10], [198, 51, 100, 7], L4Spec::Udp {
-        ports: (5000, 4433),
-        payload: &[0x5A; 18],
-    }));
+    let frame = build_frame(&FrameSpec::new(
+        [192, 168, 1, 10],
+        [198, 51, 100, 7],
+        L4Spec::Udp {
+            ports: (5000, 4433),
+            payload: &[0x5A; 18],
+        },
+    ));
     assert_eq!(frame.len(), 60);
     frame
 }
 
 fn snat_rewrite(key: FlowKey) -> Rewrite {
-    Rewrite::new(key, FlowKey { source: EXTERNAL, source_port: 61000, ..key }).expect("rewrite")
+    Rewrite::new(
+        key,
+        FlowKey {
+            source: EXTERNAL,
+            source_port: 61000,
+            ..key
+        },
+    )
+    .expect("rewrite")
 }
 
 fn benches(c: &mut Criterion) {
@@ -31,7 +47,9 @@ fn benches(c: &mut Criterion) {
     let parsed = parse_frame(&template).expect("parse");
     let rewrite = snat_rewrite(parsed.key);
 
-    c.bench_function("parse_frame/udp_60B", |b| b.iter(|| parse_frame(black_box(&template))));
+    c.bench_function("parse_frame/udp_60B", |b| {
+        b.iter(|| parse_frame(black_box(&template)))
+    });
 
     let mut frame = template.clone();
     c.bench_function("copy_60B (baseline of the next two)", |b| {
@@ -56,14 +74,20 @@ fn benches(c: &mut Criterion) {
 
     let mut wan = template.clone();
     rewrite.apply(&mut wan, &parsed, MACS).expect("snat");
-    let error_template = build_frame(&FrameSpec::new([203, 0, 113, 254], EXTERNAL.octets(), L4Spec::IcmpError {
-        message_type: 11,
-        code: 0,
-        rest: [0; 4],
-        quoted: &wan[14..],
-    }));
+    let error_template = build_frame(&FrameSpec::new(
+        [203, 0, 113, 254],
+        EXTERNAL.octets(),
+        L4Spec::IcmpError {
+            message_type: 11,
+            code: 0,
+            rest: [0; 4],
+            quoted: &wan[14..],
+        },
+    ));
     let error_parsed = parse_frame(&error_template).expect("parse");
-    let Transport::IcmpError(_) = error_parsed.transport else { panic!("not an ICMP error") };
+    let Transport::IcmpError(_) = error_parsed.transport else {
+        panic!("not an ICMP error")
+    };
     let inbound = rewrite.inverse();
     let mut error = error_template.clone();
     c.bench_function("icmp_error/parse+translate (+copy)", |b| {
