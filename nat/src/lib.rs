@@ -39,6 +39,24 @@
 //! | UDP ≥ 120 s (default 300 s), outbound refresh only | [`Timeouts`] | RFC 4787 REQ-5, REQ-6 |
 //! | TCP established 7440 s, transitory 240 s | [`Timeouts`] | RFC 5382 REQ-5 |
 //! | ICMP query ≥ 60 s | [`Timeouts`] | RFC 5508 REQ-2 |
+//!
+//! # For the datapath
+//! Per frame: [`parse_frame`] → look the flow up by `parsed.key` (or, for ICMP errors,
+//! [`icmp_error_flow_key`]) → [`Rewrite::apply`] (or [`translate_icmp_error`]) with the egress MACs →
+//! feed TCP segments to the flow's [`AtomicTcpTracker`]. Per new flow: [`PortAllocator::acquire`] on the
+//! uplink's allocator for the protocol, then one [`Rewrite`] per direction (`Rewrite::new(lan_key,
+//! uplink_key)` and its [`Rewrite::inverse`]). Drops are counted by [`ParseError::name`],
+//! [`TranslateError::name`] and [`AllocError::name`]; each enum has an `ALL` list.
+//!
+//! # Tests, golden tables, fuzzing, benches
+//! - `cargo test -p flowpin-nat`: unit and property tests beside the code; `tests/golden.rs` checks
+//!   `tests/golden/cases.tsv` byte for byte; `tests/no_allocation.rs` proves the per-packet path never
+//!   allocates.
+//! - `python3 nat/tests/golden/generate.py` regenerates the golden table (scapy is the oracle) and the
+//!   fuzz seeds; the output is committed, so tests need no scapy.
+//! - `cd nat/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse_rewrite corpus/parse_rewrite seeds --
+//!   -max_total_time=60` (stable toolchain; `RUSTC_BOOTSTRAP=1` admits the sanitizer flags).
+//! - `cargo bench -p flowpin-nat --bench datapath`.
 #![forbid(unsafe_code)]
 
 pub mod checksum;

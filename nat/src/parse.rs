@@ -403,6 +403,41 @@ mod tests {
         assert_eq!(parse_frame(&bad), Err(ParseError::Ipv4BadHeaderChecksum));
     }
 
+    proptest::proptest! {
+        /// Arbitrary bytes and single-byte corruptions of valid frames never panic the parser, and
+        /// whatever it accepts keeps every offset inside the frame.
+        #[test]
+        fn never_panics_and_offsets_stay_in_bounds(
+            random in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            value in proptest::prelude::any::<u8>(),
+            kind in 0usize..4,
+        ) {
+            let original = build_frame(&spec(L4Spec::Udp { ports: (1, 2), payload: b"x" }));
+            let valid = [
+                build_frame(&spec(L4Spec::Udp { ports: (5000, 53), payload: b"payload" })),
+                build_frame(&spec(L4Spec::Tcp { ports: (1, 2), seq: 3, ack: 4, flags: 0x10, payload: b"p" })),
+                build_frame(&spec(L4Spec::Echo { request: true, id: 9, seq: 1 })),
+                build_frame(&FrameSpec::new([203, 0, 113, 1], [10, 0, 0, 2], L4Spec::IcmpError {
+                    message_type: 3, code: 1, rest: [0; 4], quoted: &original[14..],
+                })),
+            ];
+            for mut frame in [random, valid[kind].clone()] {
+                let i = at.index(frame.len().max(1)).min(frame.len().saturating_sub(1));
+                if let Some(byte) = frame.get_mut(i) {
+                    *byte = value;
+                }
+                if let Ok(p) = parse_frame(&frame) {
+                    proptest::prop_assert!(p.ip_end() <= frame.len());
+                    proptest::prop_assert!(usize::from(p.l4_offset) < p.ip_end());
+                    if let Transport::IcmpError(e) = p.transport {
+                        proptest::prop_assert!(usize::from(e.embedded_l4_offset) + 8 <= p.ip_end());
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn refuses_icmp_errors_about_icmp_errors_and_truncated_quotes() {
         let original = build_frame(&spec(L4Spec::Udp {

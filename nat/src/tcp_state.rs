@@ -55,6 +55,13 @@ pub enum TcpPhase {
 }
 
 impl TcpPhase {
+    /// The phase encoded in a tracker's phase word (bits 0–3; the flag bits are ignored), e.g. the
+    /// word a flow table keeps for expiry.
+    #[must_use]
+    pub const fn from_phase_word(word: u32) -> Self {
+        Self::from_bits(word)
+    }
+
     const fn from_bits(bits: u32) -> Self {
         match bits & 0xF {
             1 => Self::SynOut,
