@@ -146,6 +146,9 @@ impl Index {
             cleared.is_ok(),
             "a record's slot was cleared by someone else"
         );
+        if cleared.is_err() {
+            return; // never lower counters for a slot this call did not clear
+        }
         let count = self.buckets.len();
         let home = hash.home_bucket(count);
         let passed = (position.bucket + count - home) % count;

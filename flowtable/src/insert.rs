@@ -34,6 +34,17 @@ enum LanRival {
     Moved,
 }
 
+/// The decision taken for the incarnation `pending`, given the record's sequence word `now`
+/// (which differs from `pending`). Only `Aborted` and `Clashed` mean "lost": `Dead`, `Free` or a
+/// newer generation mean the flow went live and has been removed since, which can happen before
+/// its inserter even returns (its record is then no longer the inserter's to touch).
+fn decided_status(now: Seq, pending: Seq) -> Status {
+    match now.status() {
+        Status::Aborted | Status::Clashed if now.same_generation(pending) => now.status(),
+        _ => Status::Live,
+    }
+}
+
 impl<K, V> FlowTable<K, V>
 where
     K: Copy + Eq + Hash,
@@ -135,20 +146,16 @@ where
     }
 
     /// Decides the pending incarnation `pending` of record `number` (any thread may call this)
-    /// and returns its final status, or the status it had moved to already.
+    /// and returns the decision: `Live`, `Aborted` or `Clashed`.
     fn resolve(&self, number: u32, pending: Seq) -> Status {
         let record = &self.records[number as usize];
         let Some((_, body)) = record.read_body(Ordering::SeqCst) else {
-            return Status::Free; // not that incarnation any more
+            return decided_status(record.load_seq(Ordering::SeqCst), pending);
         };
         loop {
             let now = record.load_seq(Ordering::SeqCst);
             if now != pending {
-                return if now.same_generation(pending) {
-                    now.status()
-                } else {
-                    Status::Free
-                };
+                return decided_status(now, pending);
             }
             match self.scan_lan_rivals(number, &body) {
                 Some(LanRival::Live) => {
