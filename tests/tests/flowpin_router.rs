@@ -470,3 +470,55 @@ fn killing_flowpin_fails_closed_and_a_restart_resumes() {
     assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
     down_and_assert_clean(lab);
 }
+
+/// SIGTERM: flowpin exits 0, detaches XDP from every interface, removes its socket, and leaves the
+/// forward guard, so transit stays closed.
+#[test]
+fn sigterm_detaches_everything_but_the_forward_guard() {
+    let lab = flowpin_lab(&[1, 1]);
+    let host = &lab.lan_hosts()[0];
+    assert_eq!(traffic::http_get(&lab, host, 5).expect("curl runs").ok, 5);
+    let status = flowpin_status(&lab);
+    let xdp = status["xdp"].as_array().expect("XDP decisions in status");
+    assert!(
+        xdp.iter()
+            .any(|d| d[0] == "redirect_lan_transit" && d[1].as_u64() > Some(0)),
+        "the XDP program redirected LAN transit: {xdp:?}"
+    );
+    let router = &lab.router().ns;
+    lab.exec_ok(router, &["pkill", "-TERM", "-f", "flowpin run"])
+        .expect("SIGTERM sent");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lab
+        .exec(router, &["pgrep", "-f", "flowpin run"])
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flowpin did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let links = lab
+        .exec_ok(router, &["ip", "-j", "link", "show"])
+        .expect("ip link");
+    let links: serde_json::Value = serde_json::from_str(&links).expect("ip -j output");
+    for link in links.as_array().expect("links") {
+        assert!(link.get("xdp").is_none(), "XDP still attached: {link}");
+    }
+    assert!(
+        !lab.flowpin_files().unwrap().socket.exists(),
+        "control socket removed"
+    );
+    lab.exec_ok(router, &["nft", "list", "table", "inet", "flowpin_guard"])
+        .expect("the forward guard stays after a clean stop");
+    assert_eq!(
+        traffic::http_get(&lab, host, 2).expect("curl runs").ok,
+        0,
+        "transit stays closed"
+    );
+    assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
+    down_and_assert_clean(lab);
+}

@@ -67,6 +67,8 @@ pub struct StatusReport {
     pub flow_capacity: u64,
     /// Drops by reason (only non-zero reasons), sorted by name.
     pub drops: Vec<(String, u64)>,
+    /// The XDP program's decisions (packets, summed over CPUs; only non-zero ones).
+    pub xdp: Vec<(String, u64)>,
     /// Packets handed to the datapath per worker and other per-worker figures.
     pub workers: Vec<WorkerStatus>,
 }

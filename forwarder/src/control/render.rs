@@ -51,6 +51,12 @@ pub fn status(s: &StatusReport) -> String {
             let _ = writeln!(out, "  {reason:<32} {n:>12}");
         }
     }
+    if !s.xdp.is_empty() {
+        let _ = writeln!(out, "\nXDP decisions (packets):");
+        for (decision, n) in &s.xdp {
+            let _ = writeln!(out, "  {decision:<32} {n:>12}");
+        }
+    }
     for w in &s.workers {
         let _ = writeln!(
             out,

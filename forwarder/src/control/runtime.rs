@@ -60,6 +60,8 @@ struct Daemon {
     lan: InterfaceInfo,
     lan_address: Ipv4Addr,
     facts: Vec<Option<UplinkFacts>>,
+    /// The attached program (detached when dropped at shutdown).
+    xdp: Option<XdpProgram>,
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
@@ -175,6 +177,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         lan,
         lan_address,
         facts,
+        xdp: Some(xdp),
     }));
     let socket_path = daemon
         .lock()
@@ -199,9 +202,12 @@ pub fn run(config_path: &Path) -> Result<()> {
 
     tracing::info!("stopping");
     stop.store(true, Ordering::Relaxed);
+    let mut xdp = daemon.lock().expect("daemon lock").xdp.take();
     for t in threads {
         let xsk = t.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?;
-        let _ = xdp.unregister_worker(&xsk);
+        if let Some(xdp) = xdp.as_mut() {
+            let _ = xdp.unregister_worker(&xsk);
+        }
     }
     drop(xdp);
     let _ = std::fs::remove_file(&socket_path);
@@ -466,7 +472,19 @@ impl Daemon {
                 }
             })
             .collect();
+        let xdp = self
+            .xdp
+            .as_ref()
+            .and_then(|x| x.counters().ok())
+            .map(|c| {
+                c.iter()
+                    .filter(|(_, n)| n.packets > 0)
+                    .map(|(d, n)| (d.name().to_owned(), n.packets))
+                    .collect()
+            })
+            .unwrap_or_default();
         StatusReport {
+            xdp,
             uptime_s: now / 1000,
             uplinks,
             flows,
