@@ -1,0 +1,445 @@
+//! The lab runner: one topology per configuration (built once), one generator, alternating
+//! configurations inside every round (A B C D A B C D ...) to cancel drift.
+//!
+//! Configurations (issue 7 §2): G = generator → sink on the router's `lan0` (the generator's ceiling);
+//! X = XDP redirect `lan0` → `wan1` (the plumbing ceiling); K0 = kernel ECMP forwarding; K1 = kernel
+//! ECMP + conntrack + nft masquerade (the lab's kernel router), RPS on `lan0` so it may use the second
+//! core; O = flowpin (`flowpin run` in the router namespace, one worker, copy-mode AF_XDP).
+//!
+//! Measurement: the generator runs pinned to CPU 0 in LAN host 1; XDP sinks on every ISP's router-
+//! facing interface count (and drop) the frames addressed to [`SINK_DESTINATION`], so forwarding is
+//! measured where it leaves the router. Per trial: offered = generator completions, forwarded = sink
+//! delta, loss = 1 − forwarded / offered, CPU = busy seconds of all cores (/proc/stat) per million
+//! forwarded packets. The ≤ 0.5 % loss rate is found by [`RateSearch`] starting at the generator's
+//! ceiling. Latency is measured at a fixed moderate rate with timestamped frames.
+#![forbid(unsafe_code)]
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use flowpin_lab::{Lab, LabSpec, RouterKind};
+use serde::{Deserialize, Serialize};
+
+use crate::cpu_time;
+use crate::generator::{GenProtocol, GeneratorReport};
+use crate::rate_search::RateSearch;
+use crate::report::{self, Measurement, Report};
+use crate::service::Service;
+use crate::stats::histogram_quantile;
+
+/// Where generated traffic goes (TEST-NET-3, routed by every router; no server has it).
+pub const SINK_DESTINATION: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 200);
+/// First generated source address (LAN hosts 100..=199 do not exist; the router does not care).
+const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
+/// Loss allowed at the reported rate.
+pub const LOSS_LIMIT: f64 = 0.005;
+
+/// Command-line options of `flowpin-bench run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunOptions {
+    /// CI smoke mode: one workload, one run, short trials (< 3 minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Runs per configuration and workload (full mode).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Seconds per trial.
+    #[arg(long)]
+    pub trial_seconds: Option<f64>,
+    /// Markdown report to write.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    pub report: PathBuf,
+    /// JSON results to write.
+    #[arg(long, default_value = "docs/benchmarks.json")]
+    pub json: PathBuf,
+    /// Configurations to run (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub configs: Vec<Config>,
+}
+
+/// A router configuration under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Config {
+    /// Generator → sink, no router.
+    G,
+    /// XDP redirect only.
+    X,
+    /// Kernel plain ECMP forwarding.
+    K0,
+    /// Kernel ECMP + conntrack + masquerade, RPS.
+    K1,
+    /// flowpin.
+    O,
+}
+
+impl Config {
+    /// All, in alternation order.
+    pub const ALL: [Config; 5] = [Config::G, Config::X, Config::K0, Config::K1, Config::O];
+
+    /// Short description for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Config::G => "generator → XDP sink on lan0 (no router): the generator's ceiling",
+            Config::X => "XDP redirect lan0 → wan1 only: the plumbing ceiling",
+            Config::K0 => "kernel: ip_forward + ECMP multipath (L4 hash), RPS on lan0",
+            Config::K1 => "kernel: ECMP + conntrack + nft masquerade per uplink, RPS on lan0",
+            Config::O => "flowpin: XDP → AF_XDP (copy mode), 1 worker, SNAT per uplink",
+        }
+    }
+}
+
+/// A traffic pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Name in reports.
+    pub name: &'static str,
+    /// Frame length without FCS.
+    pub frame_len: usize,
+    /// Established flows (ignored for new-flow workloads).
+    pub flows: u32,
+    /// A new flow on every packet.
+    pub new_flow_per_packet: bool,
+    /// UDP or TCP SYN.
+    pub protocol: GenProtocol,
+}
+
+/// The workloads of the full run.
+pub const WORKLOADS: [Workload; 5] = [
+    Workload {
+        name: "64B 1k flows",
+        frame_len: 60,
+        flows: 1_000,
+        new_flow_per_packet: false,
+        protocol: GenProtocol::Udp,
+    },
+    Workload {
+        name: "64B 100k flows",
+        frame_len: 60,
+        flows: 100_000,
+        new_flow_per_packet: false,
+        protocol: GenProtocol::Udp,
+    },
+    Workload {
+        name: "1518B 1k flows",
+        frame_len: 1514,
+        flows: 1_000,
+        new_flow_per_packet: false,
+        protocol: GenProtocol::Udp,
+    },
+    Workload {
+        name: "64B new flow per packet",
+        frame_len: 60,
+        flows: 0,
+        new_flow_per_packet: true,
+        protocol: GenProtocol::Udp,
+    },
+    Workload {
+        name: "64B TCP SYN flood",
+        frame_len: 60,
+        flows: 0,
+        new_flow_per_packet: true,
+        protocol: GenProtocol::TcpSyn,
+    },
+];
+
+/// One configuration's lab and its sinks.
+struct Rig {
+    config: Config,
+    lab: Lab,
+    sinks: Vec<Service>,
+    _redirect: Option<Service>,
+}
+
+fn run_in(ns: &str, argv: &[&str]) -> Result<String> {
+    flowpin_lab::command::run_in(ns, argv)
+}
+
+impl Rig {
+    fn up(config: Config) -> Result<Rig> {
+        let router = match config {
+            Config::K1 => RouterKind::Kernel,
+            Config::O => RouterKind::Flowpin,
+            Config::G | Config::X | Config::K0 => RouterKind::None,
+        };
+        let lab = Lab::up(LabSpec {
+            lan_hosts: 1,
+            router,
+            ..LabSpec::default()
+        })
+        .with_context(|| format!("lab for {config:?}"))?;
+        let t = lab.topology().clone();
+        let rns = &t.router.ns;
+        let mut redirect = None;
+        match config {
+            Config::K0 => {
+                let route = flowpin_lab::kernel_router::default_route_args(&t);
+                let mut argv = vec!["ip", "route", "replace"];
+                argv.extend(route.iter().map(String::as_str));
+                run_in(rns, &argv)?;
+                run_in(
+                    rns,
+                    &["sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1"],
+                )?;
+            }
+            Config::X => {
+                let u = &t.uplinks[0];
+                redirect = Some(Service::start(
+                    rns,
+                    &[
+                        "redirect".into(),
+                        "--from".into(),
+                        t.router.lan_iface.clone(),
+                        "--to".into(),
+                        u.router_iface.clone(),
+                        "--destination-mac".into(),
+                        u.gateway_mac.to_string(),
+                        "--source-mac".into(),
+                        u.router_mac.to_string(),
+                    ],
+                )?);
+            }
+            _ => {}
+        }
+        if matches!(config, Config::K0 | Config::K1) {
+            // The router's work on the second core (design.md §8).
+            let path = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", t.router.lan_iface);
+            run_in(rns, &["sh", "-c", &format!("echo 2 > {path}")])?;
+        }
+        let sink_at = |ns: &str, iface: &str| {
+            Service::start(
+                ns,
+                &[
+                    "sink".into(),
+                    "--interface".into(),
+                    iface.to_owned(),
+                    "--destination".into(),
+                    SINK_DESTINATION.to_string(),
+                ],
+            )
+        };
+        let sinks = if config == Config::G {
+            vec![sink_at(rns, &t.router.lan_iface)?]
+        } else {
+            t.uplinks
+                .iter()
+                .map(|u| sink_at(&u.isp_ns, &u.isp_router_iface))
+                .collect::<Result<_>>()?
+        };
+        Ok(Rig {
+            config,
+            lab,
+            sinks,
+            _redirect: redirect,
+        })
+    }
+}
+
+impl Rig {
+    fn reading(&mut self) -> Result<crate::xdp_programs::SinkReading> {
+        let mut total = crate::xdp_programs::SinkReading::default();
+        for sink in &mut self.sinks {
+            total.add(&sink.read()?);
+        }
+        Ok(total)
+    }
+
+    /// One trial: `rate` (None = as fast as possible) for `seconds`.
+    fn trial(
+        &mut self,
+        workload: &Workload,
+        rate: Option<u64>,
+        seconds: f64,
+        timestamps: bool,
+    ) -> Result<Trial> {
+        let t = self.lab.topology().clone();
+        let host = &t.lan_hosts[0];
+        let exe = std::env::current_exe()?;
+        let before = self.reading()?;
+        let cpu_before = cpu_time::read()?;
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &host.ns, "taskset", "-c", "0"])
+            .arg(&exe)
+            .args([
+                "gen",
+                "--interface",
+                &host.iface,
+                "--frame-len",
+                &workload.frame_len.to_string(),
+                "--flows",
+                &workload.flows.max(1).to_string(),
+                "--duration",
+                &seconds.to_string(),
+                "--first-source",
+                &FIRST_SOURCE.to_string(),
+                "--destination",
+                &SINK_DESTINATION.to_string(),
+                "--source-mac",
+                &host.mac.to_string(),
+                "--destination-mac",
+                &t.router.lan_mac.to_string(),
+                "--protocol",
+                match workload.protocol {
+                    GenProtocol::Udp => "udp",
+                    GenProtocol::TcpSyn => "tcp-syn",
+                },
+            ]);
+        if let Some(rate) = rate {
+            command.args(["--rate", &rate.to_string()]);
+        }
+        if workload.new_flow_per_packet {
+            command.arg("--new-flow-per-packet");
+        }
+        if timestamps {
+            command.arg("--timestamps");
+        }
+        let output = command.output().context("running the generator")?;
+        if !output.status.success() {
+            bail!(
+                "generator failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let generated: GeneratorReport =
+            serde_json::from_slice(&output.stdout).context("generator report")?;
+        // Frames still in flight through the router.
+        std::thread::sleep(Duration::from_millis(100));
+        let cpu_after = cpu_time::read()?;
+        let delta = self.reading()?.since(&before);
+        Ok(Trial {
+            offered_pps: generated.pps,
+            forwarded_pps: delta.packets as f64 / generated.seconds.max(1e-9),
+            loss: if generated.sent == 0 {
+                1.0
+            } else {
+                1.0 - delta.packets.min(generated.sent) as f64 / generated.sent as f64
+            },
+            cpu_s_per_mpkt: if delta.packets == 0 {
+                f64::NAN
+            } else {
+                cpu_time::busy_seconds(cpu_before, cpu_after) / (delta.packets as f64 / 1e6)
+            },
+            latency_p50_us: histogram_quantile(&delta.latency_us, 0.5).map(|b| b as f64),
+            latency_p99_us: histogram_quantile(&delta.latency_us, 0.99).map(|b| b as f64),
+        })
+    }
+}
+
+/// What one trial measured.
+#[derive(Debug, Clone, Copy)]
+struct Trial {
+    offered_pps: f64,
+    forwarded_pps: f64,
+    loss: f64,
+    cpu_s_per_mpkt: f64,
+    latency_p50_us: Option<f64>,
+    latency_p99_us: Option<f64>,
+}
+
+/// Runs the benchmark and writes the report.
+pub fn run(options: &RunOptions) -> Result<()> {
+    anyhow::ensure!(
+        flowpin_lab::command::running_as_root()?,
+        "flowpin-bench run needs root (network namespaces, XDP)"
+    );
+    let pktgen = crate::kernel_pktgen::availability(std::path::Path::new("/proc/net/pktgen"));
+    let configs: Vec<Config> = if options.configs.is_empty() {
+        Config::ALL.to_vec()
+    } else {
+        options.configs.clone()
+    };
+    let (workloads, runs, seconds, steps): (&[Workload], usize, f64, usize) = if options.quick {
+        (&WORKLOADS[..1], 1, options.trial_seconds.unwrap_or(0.5), 3)
+    } else {
+        (
+            &WORKLOADS[..],
+            options.runs.max(3),
+            options.trial_seconds.unwrap_or(1.0),
+            7,
+        )
+    };
+    let progress = |text: &str| eprintln!("[flowpin-bench] {text}");
+    progress(&match &pktgen {
+        Ok(()) => {
+            "kernel pktgen present (the AF_XDP generator is used for every figure here)".to_owned()
+        }
+        Err(why) => format!("kernel pktgen unavailable: {why}; using flowpin's AF_XDP generator"),
+    });
+    let mut rigs = Vec::new();
+    for &config in &configs {
+        progress(&format!(
+            "building the lab for {config:?}: {}",
+            config.describe()
+        ));
+        rigs.push(Rig::up(config)?);
+    }
+    let mut measurements = Vec::new();
+    for workload in workloads {
+        for run in 0..runs {
+            // Alternate the configurations within each run, rotating the start to cancel order effects.
+            let count = rigs.len();
+            for i in 0..count {
+                let rig = &mut rigs[(i + run) % count];
+                let config = rig.config;
+                progress(&format!(
+                    "{}: run {}/{runs}: {config:?}",
+                    workload.name,
+                    run + 1
+                ));
+                let max = rig.trial(workload, None, seconds, false)?;
+                let ceiling = max.offered_pps as u64;
+                let mut search = RateSearch::new(ceiling, LOSS_LIMIT, 0.02, steps);
+                let mut at_limit = None;
+                while let Some(rate) = search.next_rate() {
+                    let trial = if rate == ceiling {
+                        max
+                    } else {
+                        rig.trial(workload, Some(rate), seconds, false)?
+                    };
+                    search.record(rate, trial.loss);
+                    if trial.loss <= LOSS_LIMIT {
+                        at_limit = Some(trial);
+                    }
+                }
+                let latency =
+                    if workload.protocol == GenProtocol::Udp && !workload.new_flow_per_packet {
+                        Some(rig.trial(workload, Some(report::LATENCY_LOAD_PPS), seconds, true)?)
+                    } else {
+                        None
+                    };
+                let m = Measurement {
+                    workload: workload.name.to_owned(),
+                    config,
+                    run,
+                    generator_pps: max.offered_pps,
+                    max_forwarded_pps: max.forwarded_pps,
+                    max_loss: max.loss,
+                    forwarded_pps_at_limit: at_limit.map_or(0.0, |t| t.forwarded_pps),
+                    cpu_s_per_mpkt: at_limit.map_or(max.cpu_s_per_mpkt, |t| t.cpu_s_per_mpkt),
+                    latency_p50_us: latency.and_then(|t| t.latency_p50_us),
+                    latency_p99_us: latency.and_then(|t| t.latency_p99_us),
+                };
+                progress(&format!(
+                    "  offered {:.0} pps, forwarded at max {:.0} pps (loss {:.2} %), at <= 0.5 % loss {:.0} pps",
+                    m.generator_pps,
+                    m.max_forwarded_pps,
+                    m.max_loss * 100.0,
+                    m.forwarded_pps_at_limit
+                ));
+                measurements.push(m);
+            }
+        }
+    }
+    drop(rigs);
+    let report = Report::new(measurements, report::machine(), options.quick, pktgen.err());
+    report::write(&report, &options.report, &options.json)?;
+    progress(&format!(
+        "wrote {} and {}",
+        options.report.display(),
+        options.json.display()
+    ));
+    Ok(())
+}

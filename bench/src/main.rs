@@ -1,0 +1,170 @@
+//! `flowpin-bench`: the benchmark's one command.
+//!
+//! - `flowpin-bench run [--quick]`: the lab runner (X, K0, K1, O side by side; report to
+//!   docs/benchmarks.md, JSON and a plot);
+//! - `flowpin-bench gen ...`: the AF_XDP generator alone (prints a JSON report);
+//! - `flowpin-bench sink ...` / `redirect ...`: the XDP sink and the X program as line-driven services;
+//! - `flowpin-bench pktgen-check`: whether kernel pktgen is available here.
+#![forbid(unsafe_code)]
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use flowpin_bench::flow_set::Addressing;
+use flowpin_bench::generator::{self, GenProtocol, GeneratorSpec};
+use flowpin_bench::sink_service::{parse_mac, serve_redirect, serve_sink};
+use flowpin_bench::{kernel_pktgen, lab_runner};
+
+#[derive(Parser, Debug)]
+#[command(name = "flowpin-bench", about = "flowpin's benchmark harness")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the side-by-side lab benchmark and writes the report.
+    Run(lab_runner::RunOptions),
+    /// Sends traffic with the AF_XDP generator (run it inside the namespace of the interface).
+    Gen {
+        /// Interface to send on (queue 0).
+        #[arg(long)]
+        interface: String,
+        /// Frame length without FCS (60 = "64-byte" frames, 1514 = "1518-byte" frames).
+        #[arg(long, default_value_t = 60)]
+        frame_len: usize,
+        /// Packets per second (omit: as fast as possible).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Flows to cycle through.
+        #[arg(long, default_value_t = 1000)]
+        flows: u32,
+        /// A new flow on every packet.
+        #[arg(long)]
+        new_flow_per_packet: bool,
+        /// Seconds to send.
+        #[arg(long, default_value_t = 1.0)]
+        duration: f64,
+        /// First source address (hosts are consecutive from here).
+        #[arg(long, default_value = "10.77.0.100")]
+        first_source: Ipv4Addr,
+        /// Number of source hosts.
+        #[arg(long, default_value_t = 100)]
+        source_hosts: u32,
+        /// Destination address.
+        #[arg(long, default_value = "203.0.113.200")]
+        destination: Ipv4Addr,
+        /// Source MAC.
+        #[arg(long, default_value = "02:00:00:00:00:01")]
+        source_mac: String,
+        /// Destination MAC (the next hop).
+        #[arg(long)]
+        destination_mac: String,
+        /// UDP or TCP SYN.
+        #[arg(long, value_enum, default_value_t = GenProtocol::Udp)]
+        protocol: GenProtocol,
+        /// Put a send timestamp in every UDP payload (latency at the sink).
+        #[arg(long)]
+        timestamps: bool,
+    },
+    /// Counts (and drops) IPv4 frames arriving on interfaces; one JSON reading per stdin line.
+    Sink {
+        /// Interfaces (in the current namespace).
+        #[arg(long = "interface", required = true)]
+        interfaces: Vec<String>,
+        /// Count only frames to this address (others pass to the kernel).
+        #[arg(long)]
+        destination: Option<Ipv4Addr>,
+    },
+    /// The X configuration: redirects every frame from one interface to another.
+    Redirect {
+        /// Ingress interface.
+        #[arg(long)]
+        from: String,
+        /// Egress interface.
+        #[arg(long)]
+        to: String,
+        /// Destination MAC written into every frame.
+        #[arg(long)]
+        destination_mac: String,
+        /// Source MAC written into every frame.
+        #[arg(long)]
+        source_mac: String,
+    },
+    /// Says whether kernel pktgen (/proc/net/pktgen) is available.
+    PktgenCheck {
+        /// Where pktgen lives.
+        #[arg(long, default_value = "/proc/net/pktgen")]
+        root: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Run(options) => lab_runner::run(&options),
+        Command::Gen {
+            interface,
+            frame_len,
+            rate,
+            flows,
+            new_flow_per_packet,
+            duration,
+            first_source,
+            source_hosts,
+            destination,
+            source_mac,
+            destination_mac,
+            protocol,
+            timestamps,
+        } => {
+            let spec = GeneratorSpec {
+                interface,
+                frame_len,
+                rate_pps: rate,
+                flows,
+                addressing: Addressing {
+                    first_source,
+                    source_hosts,
+                    first_destination: destination,
+                    destinations: 1,
+                },
+                duration: Duration::from_secs_f64(duration),
+                new_flow_per_packet,
+                protocol,
+                timestamps,
+                source_mac: parse_mac(&source_mac)?,
+                destination_mac: parse_mac(&destination_mac)?,
+                copy_mode: true,
+            };
+            let report = generator::run(&spec)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Sink {
+            interfaces,
+            destination,
+        } => serve_sink(&interfaces, destination),
+        Command::Redirect {
+            from,
+            to,
+            destination_mac,
+            source_mac,
+        } => serve_redirect(
+            &from,
+            &to,
+            parse_mac(&destination_mac)?,
+            parse_mac(&source_mac)?,
+        ),
+        Command::PktgenCheck { root } => {
+            match kernel_pktgen::availability(&root) {
+                Ok(()) => println!("kernel pktgen available at {}", root.display()),
+                Err(why) => println!("kernel pktgen unavailable: {why}"),
+            }
+            Ok(())
+        }
+    }
+}

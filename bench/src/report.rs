@@ -1,0 +1,286 @@
+//! The benchmark report: per-trial measurements → per (workload, configuration) medians and spreads,
+//! ratios O/K1, O/K0, O/X, the generator's ceiling beside every figure; written as Markdown and JSON.
+//!
+//! Invariants: every figure in the Markdown comes from the measurements in the same JSON file; a
+//! missing figure is printed as "—", never as 0; the generator ceiling shown for a workload is the
+//! median offered rate of that workload's trials.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::lab_runner::Config;
+use crate::stats::{Summary, ratio, summarize};
+
+/// The "fixed moderate load" of the latency trials (packets per second).
+pub const LATENCY_LOAD_PPS: u64 = 100_000;
+
+/// One configuration, one workload, one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Workload name.
+    pub workload: String,
+    /// Configuration.
+    pub config: Config,
+    /// Run number (0-based).
+    pub run: usize,
+    /// What the generator offered, unthrottled (its ceiling in this run).
+    pub generator_pps: f64,
+    /// Forwarded at the unthrottled rate.
+    pub max_forwarded_pps: f64,
+    /// Loss at the unthrottled rate.
+    pub max_loss: f64,
+    /// Forwarded at the highest rate with ≤ 0.5 % loss (0: no rate passed).
+    pub forwarded_pps_at_limit: f64,
+    /// Busy CPU seconds (all cores) per million forwarded packets.
+    pub cpu_s_per_mpkt: f64,
+    /// One-way latency p50 at [`LATENCY_LOAD_PPS`] (µs, 1 µs buckets).
+    pub latency_p50_us: Option<f64>,
+    /// One-way latency p99 at [`LATENCY_LOAD_PPS`].
+    pub latency_p99_us: Option<f64>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// `uname -a`, CPU model, core count.
+    pub machine: String,
+    /// Quick (smoke) mode.
+    pub quick: bool,
+    /// Why kernel pktgen was not used, if it was not available.
+    pub pktgen_unavailable: Option<String>,
+    /// Every trial.
+    pub measurements: Vec<Measurement>,
+}
+
+/// Describes the machine.
+pub fn machine() -> String {
+    let uname = std::process::Command::new("uname")
+        .arg("-srvm")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    format!("{uname}; {model}; {cores} cores")
+}
+
+impl Report {
+    /// A report over `measurements`.
+    pub fn new(
+        measurements: Vec<Measurement>,
+        machine: String,
+        quick: bool,
+        pktgen_unavailable: Option<String>,
+    ) -> Self {
+        Self {
+            machine,
+            quick,
+            pktgen_unavailable,
+            measurements,
+        }
+    }
+
+    fn workloads(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for m in &self.measurements {
+            if !names.contains(&m.workload) {
+                names.push(m.workload.clone());
+            }
+        }
+        names
+    }
+
+    /// The summary of `field` over the runs of (`workload`, `config`).
+    pub fn summary(
+        &self,
+        workload: &str,
+        config: Config,
+        field: impl Fn(&Measurement) -> Option<f64>,
+    ) -> Option<Summary> {
+        let values: Vec<f64> = self
+            .measurements
+            .iter()
+            .filter(|m| m.workload == workload && m.config == config)
+            .filter_map(field)
+            .collect();
+        summarize(&values)
+    }
+
+    /// The Markdown report.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# flowpin benchmarks\n");
+        let _ = writeln!(
+            md,
+            "Produced by `flowpin-bench run{}` (bench/). Machine: {}.\n",
+            if self.quick { " --quick" } else { "" },
+            self.machine
+        );
+        if let Some(why) = &self.pktgen_unavailable {
+            let _ = writeln!(
+                md,
+                "Generator: flowpin's AF_XDP generator (copy mode). Kernel pktgen: {why}.\n"
+            );
+        }
+        let _ = writeln!(md, "Configurations:\n");
+        for c in Config::ALL {
+            let _ = writeln!(md, "- **{c:?}**: {}", c.describe());
+        }
+        let _ = writeln!(
+            md,
+            "\nForwarded packets/s at ≤ 0.5 % loss measured at the XDP sinks behind the router; median \
+             over runs, spread = (max − min) / median; CPU = busy seconds of all cores per million \
+             forwarded packets; latency = one-way p50/p99 at {LATENCY_LOAD_PPS} pps (1 µs buckets).\n"
+        );
+        for workload in self.workloads() {
+            let _ = writeln!(md, "## {workload}\n");
+            let generator = self
+                .summary(&workload, Config::G, |m| Some(m.generator_pps))
+                .or_else(|| {
+                    let all: Vec<f64> = self
+                        .measurements
+                        .iter()
+                        .filter(|m| m.workload == workload)
+                        .map(|m| m.generator_pps)
+                        .collect();
+                    summarize(&all)
+                });
+            let _ = writeln!(
+                md,
+                "Generator ceiling (offered, unthrottled): {}\n",
+                fmt_pps(generator)
+            );
+            let _ = writeln!(
+                md,
+                "| config | fwd pps @ ≤0.5 % loss | fwd pps unthrottled (loss) | CPU s / Mpkt | p50 / p99 µs | generator pps |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|");
+            for c in Config::ALL {
+                let Some(limit) = self.summary(&workload, c, |m| Some(m.forwarded_pps_at_limit))
+                else {
+                    continue;
+                };
+                let max = self.summary(&workload, c, |m| Some(m.max_forwarded_pps));
+                let loss = self.summary(&workload, c, |m| Some(m.max_loss * 100.0));
+                let cpu = self.summary(&workload, c, |m| Some(m.cpu_s_per_mpkt));
+                let p50 = self.summary(&workload, c, |m| m.latency_p50_us);
+                let p99 = self.summary(&workload, c, |m| m.latency_p99_us);
+                let offered = self.summary(&workload, c, |m| Some(m.generator_pps));
+                let _ = writeln!(
+                    md,
+                    "| {c:?} | {} | {} ({}) | {} | {} / {} | {} |",
+                    fmt_pps(Some(limit)),
+                    fmt_pps(max),
+                    loss.map_or("—".into(), |l| format!("{:.2} %", l.median)),
+                    cpu.map_or("—".into(), |s| format!("{:.3}", s.median)),
+                    p50.map_or("—".into(), |s| format!("{:.0}", s.median)),
+                    p99.map_or("—".into(), |s| format!("{:.0}", s.median)),
+                    fmt_pps(offered),
+                );
+            }
+            let _ = writeln!(md);
+            for (label, base) in [
+                ("O/K1", Config::K1),
+                ("O/K0", Config::K0),
+                ("O/X", Config::X),
+            ] {
+                let o = self.summary(&workload, Config::O, |m| Some(m.forwarded_pps_at_limit));
+                let b = self.summary(&workload, base, |m| Some(m.forwarded_pps_at_limit));
+                let text = match (o, b) {
+                    (Some(o), Some(b)) => ratio(&o, &b).map_or("—".into(), |r| {
+                        format!("{:.2} (range {:.2}–{:.2})", r.median, r.min, r.max)
+                    }),
+                    _ => "—".into(),
+                };
+                let _ = writeln!(md, "- {label}: {text}");
+            }
+            let _ = writeln!(md);
+        }
+        md
+    }
+}
+
+fn fmt_pps(summary: Option<Summary>) -> String {
+    match summary {
+        None => "—".into(),
+        Some(s) if s.runs > 1 => format!("{:.3} Mpps ±{:.1} %", s.median / 1e6, s.spread * 50.0),
+        Some(s) => format!("{:.3} Mpps", s.median / 1e6),
+    }
+}
+
+/// Writes the Markdown and the JSON.
+pub fn write(report: &Report, markdown: &Path, json: &Path) -> Result<()> {
+    std::fs::write(markdown, report.markdown())
+        .with_context(|| format!("writing {}", markdown.display()))?;
+    std::fs::write(json, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(config: Config, run: usize, fwd: f64) -> Measurement {
+        Measurement {
+            workload: "64B 1k flows".into(),
+            config,
+            run,
+            generator_pps: 1_000_000.0,
+            max_forwarded_pps: fwd,
+            max_loss: 0.0,
+            forwarded_pps_at_limit: fwd,
+            cpu_s_per_mpkt: 1.5,
+            latency_p50_us: Some(12.0),
+            latency_p99_us: None,
+        }
+    }
+
+    #[test]
+    fn markdown_has_medians_ratios_and_dashes_for_missing() {
+        let report = Report::new(
+            vec![
+                m(Config::K1, 0, 500_000.0),
+                m(Config::K1, 1, 600_000.0),
+                m(Config::K1, 2, 550_000.0),
+                m(Config::O, 0, 900_000.0),
+                m(Config::O, 1, 1_000_000.0),
+                m(Config::O, 2, 1_100_000.0),
+            ],
+            "test box".into(),
+            false,
+            Some("no pktgen".into()),
+        );
+        let md = report.markdown();
+        assert!(md.contains("| K1 | 0.550 Mpps ±9.1 % |"), "{md}");
+        assert!(md.contains("| O | 1.000 Mpps ±10.0 % |"), "{md}");
+        assert!(md.contains("- O/K1: 1.82 (range 1.50–2.20)"), "{md}");
+        assert!(md.contains("- O/K0: —"), "{md}");
+        assert!(md.contains("12 / —"), "{md}");
+        assert!(md.contains("Kernel pktgen: no pktgen"), "{md}");
+        assert!(
+            !md.contains("| X |"),
+            "configurations without data are left out"
+        );
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let report = Report::new(vec![m(Config::X, 0, 1.0)], "box".into(), true, None);
+        let text = serde_json::to_string(&report).unwrap();
+        let back: Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.measurements, report.measurements);
+    }
+}
