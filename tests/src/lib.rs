@@ -4,7 +4,7 @@
 //! skip.
 #![forbid(unsafe_code)]
 
-use flowpin_lab::{Footprint, IspCounters, Lab, LabSpec};
+use flowpin_lab::{Footprint, IspCounters, Lab, LabSpec, LanHost};
 
 /// Brings up a lab or fails the test with the full error chain (which names any missing
 /// prerequisite, e.g. root or a tool).
@@ -67,4 +67,14 @@ fn flowpin_query(lab: &Lab, args: &[&str]) -> serde_json::Value {
         .exec_ok(&lab.router().ns, &argv)
         .unwrap_or_else(|e| panic!("flowpin {args:?}: {e:#}"));
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("flowpin {args:?} printed {out:?}: {e}"))
+}
+
+/// Runs `phase` for every LAN host at once and waits for all of them (panics propagate).
+pub fn on_every_host_at_once(lab: &Lab, phase: impl Fn(usize, &LanHost) + Sync) {
+    std::thread::scope(|scope| {
+        for (index, host) in lab.lan_hosts().iter().enumerate() {
+            let phase = &phase;
+            scope.spawn(move || phase(index, host));
+        }
+    });
 }

@@ -8,9 +8,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
-use flowpin_lab::{IspCounters, Lab, LabSpec, LanHost, RouterKind};
+use flowpin_lab::{IspCounters, Lab, LabSpec, RouterKind};
 use flowpin_tests::{
     assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_flows, flowpin_status, lab_up,
+    on_every_host_at_once,
 };
 
 fn flowpin_lab(weights: &[u32]) -> Lab {
@@ -22,15 +23,6 @@ fn flowpin_lab(weights: &[u32]) -> Lab {
 
 fn counters(lab: &Lab) -> Vec<IspCounters> {
     lab.isp_counters().expect("reading the ISP counters")
-}
-
-fn on_every_host_at_once(lab: &Lab, phase: impl Fn(usize, &LanHost) + Sync) {
-    std::thread::scope(|scope| {
-        for (index, host) in lab.lan_hosts().iter().enumerate() {
-            let phase = &phase;
-            scope.spawn(move || phase(index, host));
-        }
-    });
 }
 
 fn drops(lab: &Lab, reason: &str) -> u64 {

@@ -8,7 +8,9 @@ use std::net::Ipv4Addr;
 
 use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
 use flowpin_lab::{Footprint, Lab, LabSpec, LanHost, RouterKind};
-use flowpin_tests::{assert_no_leak_or_wrong_uplink, down_and_assert_clean, lab_up};
+use flowpin_tests::{
+    assert_no_leak_or_wrong_uplink, down_and_assert_clean, lab_up, on_every_host_at_once,
+};
 
 const HTTP_REQUESTS: usize = 100;
 /// Most UDP datagrams iperf3 may lose at 20 Mbit/s through the router (2 CPUs shared by everything).
@@ -19,16 +21,6 @@ fn uplink_addrs(lab: &Lab) -> BTreeSet<Ipv4Addr> {
         .iter()
         .map(|uplink| uplink.router_addr)
         .collect()
-}
-
-/// Runs `phase` for every LAN host at once and waits for all of them (panics propagate).
-fn on_every_host_at_once(lab: &Lab, phase: impl Fn(usize, &LanHost) + Sync) {
-    std::thread::scope(|scope| {
-        for (index, host) in lab.lan_hosts().iter().enumerate() {
-            let phase = &phase;
-            scope.spawn(move || phase(index, host));
-        }
-    });
 }
 
 #[test]

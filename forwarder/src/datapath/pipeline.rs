@@ -168,23 +168,7 @@ impl Pipeline<'_> {
             return self.too_big(frame, len, parsed, mtu);
         }
         translate(frame, parsed, &v.lan_side, macs)?;
-        let bytes = u64::from(parsed.ip_total_len);
-        self.flows
-            .table
-            .record_packet(hit.handle, Side::Lan, bytes, self.now_ms);
-        self.track(hit, parsed, Direction::Outbound);
-        match v.kind {
-            FlowKind::Outbound => {
-                let c = &self.counters.uplinks[usize::from(v.uplink)];
-                c.tx_packets.add(1);
-                c.tx_bytes.add(bytes);
-            }
-            FlowKind::Hairpin => self.counters.hairpinned.add(1),
-        }
-        Ok(Verdict::Transmit {
-            port,
-            len: parsed.ip_end(),
-        })
+        Ok(self.account(hit, parsed, Side::Lan, port))
     }
 
     /// Uplink-side packet of a flow: reverse-translate and deliver to the LAN host.
@@ -207,23 +191,39 @@ impl Pipeline<'_> {
             });
         }
         translate(frame, parsed, &v.uplink_side, macs)?;
+        Ok(self.account(hit, parsed, Side::Uplink, PortId::LAN))
+    }
+
+    /// After a successful translation of a packet that arrived on `side`: the flow's counters and
+    /// protocol state, the uplink's counters, and the verdict to send it out of `egress`.
+    #[inline]
+    fn account(&self, hit: &Hit, parsed: &ParsedFrame, side: Side, egress: PortId) -> Verdict {
         let bytes = u64::from(parsed.ip_total_len);
         self.flows
             .table
-            .record_packet(hit.handle, Side::Uplink, bytes, self.now_ms);
-        self.track(hit, parsed, Direction::Inbound);
-        match v.kind {
-            FlowKind::Outbound => {
-                let c = &self.counters.uplinks[usize::from(v.uplink)];
+            .record_packet(hit.handle, side, bytes, self.now_ms);
+        let direction = match side {
+            Side::Lan => Direction::Outbound,
+            Side::Uplink => Direction::Inbound,
+        };
+        self.track(hit, parsed, direction);
+        match (hit.value.kind, side) {
+            (FlowKind::Outbound, Side::Lan) => {
+                let c = &self.counters.uplinks[usize::from(hit.value.uplink)];
+                c.tx_packets.add(1);
+                c.tx_bytes.add(bytes);
+            }
+            (FlowKind::Outbound, Side::Uplink) => {
+                let c = &self.counters.uplinks[usize::from(hit.value.uplink)];
                 c.rx_packets.add(1);
                 c.rx_bytes.add(bytes);
             }
-            FlowKind::Hairpin => self.counters.hairpinned.add(1),
+            (FlowKind::Hairpin, _) => self.counters.hairpinned.add(1),
         }
-        Ok(Verdict::Transmit {
-            port: PortId::LAN,
+        Verdict::Transmit {
+            port: egress,
             len: parsed.ip_end(),
-        })
+        }
     }
 
     /// Protocol state after a translated packet: the TCP tracker, or the outbound refresh stamp.
