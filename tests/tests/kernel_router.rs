@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
-use flowpin_lab::{Footprint, Lab, LabSpec, LanHost, RouterKind};
+use flowpin_lab::{Footprint, Lab, LabSpec, RouterKind};
 use flowpin_tests::{
     assert_no_leak_or_wrong_uplink, down_and_assert_clean, lab_up, on_every_host_at_once,
 };
