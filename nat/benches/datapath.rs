@@ -98,19 +98,25 @@ fn benches(c: &mut Criterion) {
         });
     });
 
-    let mut config = PortAllocatorConfig::new(PortRange::new(1024, 32767).expect("range"));
-    config.quarantine_ms = 0;
-    let allocator = PortAllocator::new(config);
-    let mut next = 0u32;
-    c.bench_function("port_alloc/acquire+release_new_endpoint", |b| {
-        b.iter(|| {
-            next = next.wrapping_add(1);
-            let host = Ipv4Addr::from_bits(0x0A00_0000 | (next & 0xFF));
-            let port = 40000 + (next >> 8 & 0x3FFF) as u16;
-            let external = allocator.acquire(host, port, 0).expect("acquire");
-            allocator.release(external, host, port, 0).expect("release")
-        });
-    });
+    for candidates in [8, 32, 128] {
+        let mut config = PortAllocatorConfig::new(PortRange::new(1024, 32767).expect("range"));
+        config.quarantine_ms = 0;
+        config.candidates = candidates;
+        let allocator = PortAllocator::new(config);
+        let mut next = 0u32;
+        c.bench_function(
+            &format!("port_alloc/acquire+release_new_endpoint_k{candidates}"),
+            |b| {
+                b.iter(|| {
+                    next = next.wrapping_add(1);
+                    let host = Ipv4Addr::from_bits(0x0A00_0000 | (next & 0xFF));
+                    let port = 40000 + (next >> 8 & 0x3FFF) as u16;
+                    let external = allocator.acquire(host, port, 0).expect("acquire");
+                    allocator.release(external, host, port, 0).expect("release")
+                });
+            },
+        );
+    }
 }
 
 criterion_group!(nat, benches);

@@ -12,11 +12,13 @@
 //!
 //! # Candidates
 //! For internal endpoint `E = (address, port)` the candidate external ports are, in order: `E.port`
-//! itself when it lies in the range (port preservation, RFC 4787 REQ-3), then `K` ports of an arithmetic
-//! progression `start + i·step (mod n)` over the ports of `E.port`'s class (< 1024 or ≥ 1024, REQ-3a,
-//! falling back to the whole range when the class has no port in it), where `start` and `step` (coprime
-//! with `n`, so the `K` ports are distinct) come from a keyed hash of `E` with a per-allocator secret
-//! key: the choice is unpredictable from outside (RFC 6056 §4), not sequential.
+//! itself when it lies in the range (port preservation, RFC 4787 REQ-3), then `K` ports (rounded up to
+//! whole blocks of 8) of `E.port`'s class (< 1024 or ≥ 1024, REQ-3a, falling back to the whole range when
+//! the class has no port in it): the class is cut into blocks of 8 consecutive ports (one cache line of
+//! slots), and the blocks are visited in the order `start + i·step (mod blocks)`, where `start` and `step`
+//! (coprime with the number of blocks, so no block repeats) come from a keyed hash of `E` with a
+//! per-allocator secret key: which ports an endpoint gets is unpredictable from outside (RFC 6056 §4) and
+//! unrelated between endpoints, yet probing `K` candidates touches only about `K / 8` cache lines.
 //!
 //! # Invariants
 //! - EIM (RFC 4787 REQ-1, RFC 5382 REQ-1): an endpoint owns at most one port; `acquire` returns it (and
@@ -30,7 +32,9 @@
 //!   endpoint may spin briefly until one of them publishes.
 //! - Exhaustion is reported when all candidates of an endpoint are owned or quarantined. With `K`
 //!   candidates this can happen before the whole range is used: at occupancy `q` the chance is `q^K`
-//!   (`K` = 128: 0.14 % at 95 % occupancy). Setting `candidates >= range length` makes it exact.
+//!   (`K` = 128: 0.14 % at 95 % occupancy, 2 % at 97 %). Setting `candidates >= range length` makes it exact.
+//! - Cost: `acquire` of a new endpoint reads its `K` candidate slots twice (claim, then check), so it
+//!   grows linearly with `K` (see `benches/datapath.rs`); `release` and `owner_of` are O(1).
 
 use crate::port_range::PortRange;
 use std::hash::{BuildHasher, RandomState};
@@ -43,6 +47,8 @@ const TAG_CLAIMING: u64 = 0b11 << 62;
 const ENDPOINT_SHIFT: u32 = 14;
 const ENDPOINT_MASK: u64 = ((1 << 48) - 1) << ENDPOINT_SHIFT;
 const REFS_MASK: u64 = (1 << ENDPOINT_SHIFT) - 1;
+/// Bits that say "owned or claimed, by this endpoint": the high tag bit and the endpoint.
+const OWNER_MASK: u64 = (1 << 63) | ENDPOINT_MASK;
 /// The most references one mapping can hold (flows sharing one internal endpoint).
 pub const MAX_REFERENCES: u32 = (1 << ENDPOINT_SHIFT) - 1;
 const MAX_QUARANTINE_DEADLINE: u64 = (1 << 62) - 1;
@@ -186,34 +192,73 @@ const fn gcd(mut a: usize, mut b: usize) -> usize {
     a
 }
 
+/// Candidate ports are visited in blocks of this many consecutive slots (one 64-byte cache line of
+/// `AtomicU64`s), so probing `K` candidates touches about `K / 8` cache lines.
+const BLOCK: usize = 8;
+
 /// The candidate ports of one endpoint, in claim order (see the module docs). Cheap to copy.
 #[derive(Debug, Clone, Copy)]
 struct Candidates {
     preserved: Option<u16>,
     class: PortRange,
-    start: usize,
-    step: usize,
-    count: usize,
+    start_block: usize,
+    block_step: usize,
+    blocks: usize,
+    positions: usize,
 }
 
 impl Candidates {
-    /// The port at `position` (0 = preserved port, if any), or `None` past the end. Hashed positions
-    /// that hit the preserved port are skipped by the caller via `is_duplicate`.
-    fn port(&self, position: usize) -> Option<u16> {
-        let hashed = match self.preserved {
-            Some(port) if position == 0 => return Some(port),
-            Some(_) => position - 1,
-            None => position,
-        };
-        if hashed >= self.count {
+    /// Every candidate in claim order as `(position, port)`, with `None` for a position to skip (past
+    /// the class's last port, or the preserved port met again). Division-free: blocks advance by
+    /// addition.
+    fn iter(&self) -> CandidateIter {
+        CandidateIter {
+            candidates: *self,
+            position: 0,
+            hashed: 0,
+            block: self.start_block,
+        }
+    }
+}
+
+/// Iterator of [`Candidates::iter`].
+#[derive(Debug, Clone, Copy)]
+struct CandidateIter {
+    candidates: Candidates,
+    position: usize,
+    hashed: usize,
+    block: usize,
+}
+
+impl Iterator for CandidateIter {
+    type Item = (usize, Option<u16>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let c = &self.candidates;
+        let position = self.position;
+        self.position += 1;
+        if position == 0
+            && let Some(port) = c.preserved
+        {
+            return Some((position, Some(port)));
+        }
+        if self.hashed >= c.positions {
             return None;
         }
-        let offset = (self.start + hashed * self.step) % self.class.len();
-        u16::try_from(usize::from(self.class.first()) + offset).ok()
-    }
-
-    fn is_duplicate(&self, position: usize, port: u16) -> bool {
-        position > 0 && self.preserved == Some(port)
+        let within = self.hashed % BLOCK;
+        let offset = self.block * BLOCK + within;
+        self.hashed += 1;
+        if within == BLOCK - 1 {
+            self.block += c.block_step;
+            if self.block >= c.blocks {
+                self.block -= c.blocks;
+            }
+        }
+        if offset >= c.class.len() {
+            return Some((position, None));
+        }
+        let port = u16::try_from(usize::from(c.class.first()) + offset).ok();
+        Some((position, port.filter(|&p| c.preserved != Some(p))))
     }
 }
 
@@ -254,33 +299,32 @@ impl PortAllocator {
     }
 
     fn candidates(&self, endpoint: u64, internal_port: u16) -> Candidates {
-        let class = if !self.config.keep_port_class || internal_port >= 1024 {
+        let class = if !self.config.keep_port_class {
+            self.config.range
+        } else if internal_port >= 1024 {
             self.high_class
         } else {
             self.low_class
         };
-        let class = if self.config.keep_port_class {
-            class
-        } else {
-            self.config.range
-        };
-        let n = class.len();
+        let blocks = class.len().div_ceil(BLOCK);
         let hash = self.secret.hash_one(endpoint);
-        let start = usize::try_from(hash % n as u64).unwrap_or(0);
-        let mut step = usize::try_from((hash >> 32) % n as u64).unwrap_or(1).max(1);
-        while gcd(step, n) != 1 {
-            step = step % n + 1;
+        let start_block = usize::try_from(hash % blocks as u64).unwrap_or(0);
+        let mut block_step = usize::try_from((hash >> 32) % blocks as u64)
+            .unwrap_or(1)
+            .max(1);
+        while gcd(block_step, blocks) != 1 {
+            block_step = block_step % blocks + 1;
         }
-        let count = usize::try_from(self.config.candidates)
-            .unwrap_or(usize::MAX)
-            .min(n);
+        let wanted = usize::try_from(self.config.candidates).unwrap_or(usize::MAX);
+        let positions = wanted.div_ceil(BLOCK).min(blocks) * BLOCK;
         let preserved = class.contains(internal_port).then_some(internal_port);
         Candidates {
             preserved,
             class,
-            start,
-            step,
-            count,
+            start_block,
+            block_step,
+            blocks,
+            positions,
         }
     }
 
@@ -296,20 +340,26 @@ impl PortAllocator {
         let candidates = self.candidates(endpoint, port);
         'attempt: loop {
             // Phase 1: an existing mapping, or the first claimable candidate.
+            let mine = owned(endpoint, 0);
             let mut claimable: Option<(usize, u16, u64)> = None;
-            let mut position = 0;
-            while let Some(candidate) = candidates.port(position) {
-                let current = position;
-                position += 1;
-                if candidates.is_duplicate(current, candidate) {
+            for (current, candidate) in candidates.iter() {
+                let Some(candidate) = candidate else {
                     continue;
-                }
+                };
                 let Some(slot) = self.slot(candidate) else {
                     continue;
                 };
                 let raw = slot.load(Ordering::SeqCst);
+                if raw & OWNER_MASK != mine {
+                    // Neither owned nor claimed by this endpoint: only claimability matters.
+                    let claimable_now = raw == 0 || (raw & TAG_MASK == 0 && raw <= now);
+                    if claimable_now && claimable.is_none() {
+                        claimable = Some((current, candidate, raw));
+                    }
+                    continue;
+                }
                 match decode(raw) {
-                    Slot::Owned { endpoint: e, refs } if e == endpoint => {
+                    Slot::Owned { refs, .. } => {
                         if refs >= MAX_REFERENCES {
                             return Err(AllocError::ReferencesExhausted);
                         }
@@ -321,17 +371,11 @@ impl PortAllocator {
                         }
                         continue 'attempt;
                     }
-                    Slot::Claiming { endpoint: e } if e == endpoint => {
+                    _ => {
+                        // Claimed by a concurrent acquire for this endpoint: wait for it to publish.
                         std::hint::spin_loop();
                         continue 'attempt;
                     }
-                    Slot::Free if claimable.is_none() => {
-                        claimable = Some((current, candidate, raw))
-                    }
-                    Slot::Quarantined(until) if claimable.is_none() && until <= now => {
-                        claimable = Some((current, candidate, raw));
-                    }
-                    _ => {}
                 }
             }
             let Some((claim_position, claim_port, observed)) = claimable else {
@@ -368,11 +412,11 @@ impl PortAllocator {
     /// True when `endpoint` owns another candidate, or claims one at a lower position. A claim at a
     /// higher position is waited for (it backs out when it sees ours, or publishes first).
     fn conflicting_claim(&self, endpoint: u64, candidates: &Candidates, mine: usize) -> bool {
-        let mut position = 0;
-        while let Some(candidate) = candidates.port(position) {
-            let current = position;
-            position += 1;
-            if current == mine || candidates.is_duplicate(current, candidate) {
+        for (current, candidate) in candidates.iter() {
+            let Some(candidate) = candidate else {
+                continue;
+            };
+            if current == mine {
                 continue;
             }
             let Some(slot) = self.slot(candidate) else {
@@ -659,6 +703,38 @@ mod tests {
             0,
             "a failed acquire holds no quota"
         );
+    }
+
+    #[test]
+    fn exact_mode_fills_an_odd_sized_range_completely() {
+        let a = allocator(2000, 2012, |c| c.candidates = 13);
+        let ports: HashSet<u16> = (0..13)
+            .map(|i| a.acquire(Ipv4Addr::new(10, 0, 0, 1), 40000 + i, 0).unwrap())
+            .collect();
+        assert_eq!(ports, (2000..=2012).collect());
+        assert_eq!(
+            a.acquire(Ipv4Addr::new(10, 0, 0, 1), 50000, 0),
+            Err(AllocError::Exhausted)
+        );
+    }
+
+    #[test]
+    fn the_default_candidates_fill_most_of_a_range_before_exhaustion() {
+        let a = allocator(10240, 11263, |c| c.per_host_quota = 100_000);
+        let mut mapped = 0u32;
+        for i in 0.. {
+            let host = Ipv4Addr::from_bits(0x0A00_0000 | (i >> 10));
+            match a.acquire(host, 20000 + (i & 0x3FF) as u16, 0) {
+                Ok(_) => mapped += 1,
+                Err(AllocError::Exhausted) => break,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert!(
+            mapped >= 1024 * 9 / 10,
+            "only {mapped} of 1024 ports mapped before the first exhaustion"
+        );
+        assert_eq!(usize::try_from(mapped).unwrap(), a.mapped_ports());
     }
 
     #[test]
