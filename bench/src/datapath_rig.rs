@@ -10,15 +10,20 @@
 //!   external endpoint from the translated frame, so the reply templates are what a server would send;
 //! - [`FrameBatch::run`] restores each frame from its template before processing it (the pipeline
 //!   rewrites in place), so a batch can be replayed forever; the restore copy is part of what is timed,
-//!   like the kernel's copy into the UMEM in copy mode.
+//!   like the kernel's copy into the UMEM in copy mode. It reports every verdict it saw as a
+//!   [`BatchOutcome`], so a bench can insist that what it timed was forwarding, not dropping;
+//! - the rig's clock only moves when told ([`DatapathRig::advance_clock`]): released NAT ports stay
+//!   quarantined (RFC 6888 REQ-8, 120 s by default) until the clock passes their deadline, exactly as in
+//!   the daemon, so a bench that recycles flows must advance the clock past the quarantine.
 #![forbid(unsafe_code)]
 
+use std::cell::Cell;
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result, bail, ensure};
 use flowpin::control::snapshot::{SnapshotBuilder, UplinkFacts};
 use flowpin::datapath::{
-    DatapathCounters, Flows, LanView, Mac, Pipeline, PortId, Snapshot, Verdict,
+    DatapathCounters, DropReason, Flows, LanView, Mac, Pipeline, PortId, Snapshot, Verdict,
 };
 use flowpin::select::KeyHasher;
 use flowpin_nat::frame_builder::{FrameSpec, L4Spec, build_frame};
@@ -91,7 +96,7 @@ pub struct DatapathRig {
     snapshot: Snapshot,
     flows: Flows,
     counters: DatapathCounters,
-    now_ms: u64,
+    now_ms: Cell<u64>,
 }
 
 impl DatapathRig {
@@ -123,14 +128,14 @@ impl DatapathRig {
             snapshot,
             flows,
             counters: DatapathCounters::default(),
-            now_ms: 1_000_000,
+            now_ms: Cell::new(1_000_000),
         })
     }
 
-    /// The pipeline over this rig's state at its fixed `now`.
+    /// The pipeline over this rig's state at the rig's current `now`.
     pub fn pipeline(&self) -> Pipeline<'_> {
         Pipeline {
-            now_ms: self.now_ms,
+            now_ms: self.now_ms.get(),
             snapshot: &self.snapshot,
             flows: &self.flows,
             counters: &self.counters,
@@ -142,27 +147,66 @@ impl DatapathRig {
         self.counters.forwarded.get()
     }
 
+    /// The rig's `now` in milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+
+    /// Moves the rig's clock forward by `ms`.
+    pub fn advance_clock(&self, ms: u64) {
+        self.now_ms.set(self.now_ms.get() + ms);
+    }
+
+    /// The longest port quarantine of any uplink's pools: after [`DatapathRig::remove_all_flows`],
+    /// advancing the clock by this plus one makes every released port allocatable again.
+    pub fn quarantine_ms(&self) -> u64 {
+        (0..=u8::MAX)
+            .map_while(|slot| self.snapshot.uplink(slot))
+            .flat_map(|uplink| [&uplink.nat.tcp, &uplink.nat.udp, &uplink.nat.icmp])
+            .map(|pool| pool.config().quarantine_ms)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// How many frames were dropped for `reason` so far.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.counters.drops[reason.index()].get()
+    }
+
+    /// Every non-zero drop counter as `name=count`, for failure messages.
+    pub fn drop_summary(&self) -> String {
+        let drops: Vec<String> = self
+            .counters
+            .nonzero_drops()
+            .map(|(name, count)| format!("{name}={count}"))
+            .collect();
+        if drops.is_empty() {
+            "no drops".into()
+        } else {
+            drops.join(", ")
+        }
+    }
+
     /// Removes every flow and gives its external port back, as the daemon's sweeper does when flows
     /// expire; returns how many were removed. Not a per-packet operation (it walks the whole table).
     pub fn remove_all_flows(&self) -> usize {
         let table = &self.flows.table;
+        let now_ms = self.now_ms.get();
         let mut removed = 0;
         for _ in 0..table.capacity().div_ceil(SWEEP_RUN) {
             removed += table
                 .sweep(
-                    self.now_ms,
+                    now_ms,
                     SWEEP_RUN,
                     |_, _, _| true,
                     |value| {
                         if let Some(uplink) = self.snapshot.uplink(value.uplink) {
                             let (address, port) = value.internal_endpoint();
                             let (_, external) = value.external_endpoint();
-                            let _ = uplink.nat.pool(value.protocol()).release(
-                                external,
-                                address,
-                                port,
-                                self.now_ms,
-                            );
+                            let _ = uplink
+                                .nat
+                                .pool(value.protocol())
+                                .release(external, address, port, now_ms);
                         }
                     },
                 )
@@ -275,18 +319,53 @@ impl FrameBatch {
         self.templates.is_empty()
     }
 
-    /// Restores and processes every frame once; returns how many were transmitted.
-    pub fn run(&mut self, pipeline: &Pipeline<'_>) -> usize {
-        let mut transmitted = 0;
+    /// Restores and processes every frame once; returns what the pipeline decided.
+    pub fn run(&mut self, pipeline: &Pipeline<'_>) -> BatchOutcome {
+        let mut outcome = BatchOutcome {
+            frames: self.templates.len(),
+            ..BatchOutcome::default()
+        };
         for (ingress, template) in &self.templates {
             self.buffer[..template.len()].copy_from_slice(template);
-            if let Verdict::Transmit { .. } =
-                pipeline.process(*ingress, &mut self.buffer, template.len())
-            {
-                transmitted += 1;
+            match pipeline.process(*ingress, &mut self.buffer, template.len()) {
+                Verdict::Transmit { .. } => outcome.transmitted += 1,
+                Verdict::Drop(reason) => {
+                    outcome.first_drop.get_or_insert(reason);
+                }
             }
         }
-        transmitted
+        outcome
+    }
+}
+
+/// What the pipeline decided for one pass over a [`FrameBatch`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Frames processed.
+    pub frames: usize,
+    /// Frames with a transmit verdict.
+    pub transmitted: usize,
+    /// The reason of the first dropped frame, if any frame was dropped.
+    pub first_drop: Option<DropReason>,
+}
+
+impl BatchOutcome {
+    /// Whether every frame was transmitted.
+    pub fn all_transmitted(&self) -> bool {
+        self.transmitted == self.frames
+    }
+
+    /// Panics, naming the first drop reason, unless every frame was transmitted. Benches call this
+    /// after every timed pass, so a figure can never come from a pipeline that was dropping.
+    #[track_caller]
+    pub fn assert_all_transmitted(&self, what: &str) {
+        assert!(
+            self.all_transmitted(),
+            "{what}: {} of {} frames transmitted; first drop: {:?}",
+            self.transmitted,
+            self.frames,
+            self.first_drop
+        );
     }
 }
 
@@ -302,8 +381,14 @@ mod tests {
         assert_eq!(batches.inbound.len(), 100);
         let pipeline = rig.pipeline();
         for _ in 0..3 {
-            assert_eq!(batches.outbound.run(&pipeline), 100);
-            assert_eq!(batches.inbound.run(&pipeline), 100);
+            batches
+                .outbound
+                .run(&pipeline)
+                .assert_all_transmitted("outbound");
+            batches
+                .inbound
+                .run(&pipeline)
+                .assert_all_transmitted("inbound");
         }
         assert_eq!(rig.forwarded(), 1000 + 600);
     }
@@ -312,16 +397,46 @@ mod tests {
     fn new_flow_batches_create_flows_once() {
         let rig = DatapathRig::new(4096).unwrap();
         let mut batch = FrameBatch::new_flows(FlowSet::new(1000), 0, 500, 1514);
-        assert_eq!(batch.run(&rig.pipeline()), 500);
+        batch.run(&rig.pipeline()).assert_all_transmitted("new");
         // Replayed, they are hits now, still forwarded.
-        assert_eq!(batch.run(&rig.pipeline()), 500);
+        batch
+            .run(&rig.pipeline())
+            .assert_all_transmitted("replayed");
         assert_eq!(rig.remove_all_flows(), 500);
         assert_eq!(rig.remove_all_flows(), 0);
-        // Removed, they are new flows again; the released ports are available again.
-        for _ in 0..20 {
-            assert_eq!(batch.run(&rig.pipeline()), 500);
+        // Removed, they are new flows again; once the quarantine has passed, the released ports are
+        // available again, however often the batch is recycled.
+        for _ in 0..50 {
+            rig.advance_clock(rig.quarantine_ms() + 1);
+            batch
+                .run(&rig.pipeline())
+                .assert_all_transmitted("recycled");
             assert_eq!(rig.remove_all_flows(), 500);
         }
+    }
+
+    #[test]
+    fn recycling_flows_without_waiting_out_the_quarantine_exhausts_the_pools() {
+        // The failure the miss bench once hit: a fixed clock keeps every released port quarantined.
+        let rig = DatapathRig::new(8192).unwrap();
+        assert_eq!(rig.quarantine_ms(), 120_000, "RFC 6888 REQ-8 default");
+        let mut batch = FrameBatch::new_flows(FlowSet::new(4096), 0, 4096, 60);
+        let mut first_failure = None;
+        for round in 0..200 {
+            let outcome = batch.run(&rig.pipeline());
+            rig.remove_all_flows();
+            if !outcome.all_transmitted() {
+                first_failure = Some((round, outcome));
+                break;
+            }
+        }
+        let (round, outcome) = first_failure.expect("pools ran dry with a fixed clock");
+        assert!(round > 0, "the first round has fresh pools");
+        assert!(
+            matches!(outcome.first_drop, Some(DropReason::NatAllocation(_))),
+            "{outcome:?}"
+        );
+        assert!(rig.drop_summary().contains('='), "{}", rig.drop_summary());
     }
 
     #[test]
