@@ -39,7 +39,24 @@
 use crate::port_range::PortRange;
 use std::hash::{BuildHasher, RandomState};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use sync::{AtomicU64, Ordering, spin};
+
+/// The atomics and the spin hint, swapped for shuttle's under `--cfg shuttle` so its scheduler can
+/// explore the interleavings of concurrent acquires (see the `shuttle_tests` module).
+mod sync {
+    #[cfg(all(test, shuttle))]
+    pub use shuttle::sync::atomic::{AtomicU64, Ordering};
+    #[cfg(not(all(test, shuttle)))]
+    pub use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Waits politely for a concurrent acquire of the same endpoint.
+    pub fn spin() {
+        #[cfg(all(test, shuttle))]
+        shuttle::thread::yield_now();
+        #[cfg(not(all(test, shuttle)))]
+        std::hint::spin_loop();
+    }
+}
 
 const TAG_MASK: u64 = 0b11 << 62;
 const TAG_OWNED: u64 = 0b10 << 62;
@@ -373,7 +390,7 @@ impl PortAllocator {
                     }
                     _ => {
                         // Claimed by a concurrent acquire for this endpoint: wait for it to publish.
-                        std::hint::spin_loop();
+                        spin();
                         continue 'attempt;
                     }
                 }
@@ -401,7 +418,7 @@ impl PortAllocator {
             if self.conflicting_claim(endpoint, &candidates, claim_position) {
                 slot.store(observed, Ordering::SeqCst);
                 self.give_quota(address);
-                std::hint::spin_loop();
+                spin();
                 continue 'attempt;
             }
             slot.store(owned(endpoint, 1), Ordering::SeqCst);
@@ -429,7 +446,7 @@ impl PortAllocator {
                         if current < mine {
                             return true;
                         }
-                        std::hint::spin_loop();
+                        spin();
                     }
                     _ => break,
                 }
@@ -872,5 +889,58 @@ mod tests {
         for i in 1..=4 {
             assert_eq!(a.host_mappings(Ipv4Addr::new(10, 0, 0, i)), 0);
         }
+    }
+}
+
+/// Randomised-scheduler exploration of the first-packet race (shuttle, random schedules):
+/// `RUSTFLAGS="--cfg shuttle" cargo test -p flowpin-nat --lib shuttle_tests`.
+#[cfg(all(test, shuttle))]
+mod shuttle_tests {
+    use super::*;
+    use shuttle::sync::Arc;
+
+    /// Two ports, one block: every endpoint's candidates are 5000 then 5001. A third thread takes and
+    /// frees 5000 while two threads acquire the same endpoint, so one of them can see 5000 busy (and
+    /// pick 5001) while the other sees it free: only the claim check keeps them on one port.
+    fn race(iterations: usize) {
+        shuttle::check_random(
+            || {
+                let mut config = PortAllocatorConfig::new(PortRange::new(5000, 5001).unwrap());
+                config.quarantine_ms = 0;
+                let allocator = Arc::new(PortAllocator::new(config));
+                let host = Ipv4Addr::new(10, 0, 0, 1);
+                let handles: Vec<_> = (0..3)
+                    .map(|i| {
+                        let allocator = Arc::clone(&allocator);
+                        shuttle::thread::spawn(move || {
+                            if i == 2 {
+                                let other = Ipv4Addr::new(10, 0, 0, 2);
+                                if let Ok(p) = allocator.acquire(other, 7000, 0) {
+                                    allocator.release(p, other, 7000, 0).unwrap();
+                                }
+                                None
+                            } else {
+                                allocator.acquire(host, 7001, 0).ok()
+                            }
+                        })
+                    })
+                    .collect();
+                let ports: Vec<u16> = handles
+                    .into_iter()
+                    .filter_map(|h| h.join().unwrap())
+                    .collect();
+                assert_eq!(ports.len(), 2, "an acquire failed with a free port left");
+                assert_eq!(ports[0], ports[1], "EIM broken: one endpoint got two ports");
+                assert_eq!(allocator.references(ports[0]), 2);
+                assert_eq!(allocator.owner_of(ports[0]), Some((host, 7001)));
+                assert_eq!(allocator.mapped_ports(), 1);
+            },
+            iterations,
+        );
+    }
+
+    #[test]
+    fn racing_acquires_of_one_endpoint_agree_under_every_explored_schedule() {
+        race(20_000);
     }
 }
