@@ -135,6 +135,8 @@ impl SnapshotBuilder {
             policy: PolicyTable::build(config, &status, self.hasher.clone()),
             timeouts: timeouts(config),
             lan_neighbours,
+            endpoint_independent_filtering: config.nat.filtering
+                == crate::config::Filtering::EndpointIndependent,
         }
     }
 }

@@ -46,6 +46,8 @@ pub enum DropReason {
     HairpinWithoutMapping,
     /// A hairpin packet whose target host's MAC is not known yet.
     HairpinNeighbourUnknown,
+    /// An inbound packet admitted by endpoint-independent filtering whose LAN host's MAC is unknown.
+    InboundNeighbourUnknown,
     /// The flow's uplink is no longer in the configuration.
     UplinkGone,
     /// The egress ring had no room.
@@ -58,7 +60,7 @@ const TRANSLATE_BASE: usize = ALLOC_BASE + AllocError::ALL.len();
 const OTHER_BASE: usize = TRANSLATE_BASE + TranslateError::ALL.len();
 
 /// The reasons that carry no inner error, in counter order.
-const OTHERS: [DropReason; 15] = [
+const OTHERS: [DropReason; 16] = [
     DropReason::SpoofedSource,
     DropReason::UnsolicitedInbound,
     DropReason::IcmpErrorWithoutFlow,
@@ -72,6 +74,7 @@ const OTHERS: [DropReason; 15] = [
     DropReason::WouldFragment,
     DropReason::HairpinWithoutMapping,
     DropReason::HairpinNeighbourUnknown,
+    DropReason::InboundNeighbourUnknown,
     DropReason::UplinkGone,
     DropReason::TxRingFull,
 ];
@@ -132,6 +135,7 @@ impl DropReason {
             Self::WouldFragment => "would_fragment",
             Self::HairpinWithoutMapping => "hairpin_without_mapping",
             Self::HairpinNeighbourUnknown => "hairpin_neighbour_unknown",
+            Self::InboundNeighbourUnknown => "inbound_neighbour_unknown",
             Self::UplinkGone => "uplink_gone",
             Self::TxRingFull => "tx_ring_full",
         }

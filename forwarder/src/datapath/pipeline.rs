@@ -85,7 +85,7 @@ impl Pipeline<'_> {
         let found = self.flows.table.lookup(&lookup_key).map(Hit::from);
         match ingress.uplink_slot() {
             None => self.arrived_on_lan(frame, len, &parsed, found),
-            Some(_) => self.arrived_on_uplink(frame, &parsed, found),
+            Some(slot) => self.arrived_on_uplink(slot, frame, &parsed, found),
         }
     }
 
@@ -113,6 +113,7 @@ impl Pipeline<'_> {
 
     fn arrived_on_uplink(
         &self,
+        ingress_slot: u8,
         frame: &mut [u8],
         parsed: &ParsedFrame,
         found: Option<Hit>,
@@ -125,8 +126,73 @@ impl Pipeline<'_> {
             None if matches!(parsed.transport, Transport::IcmpError(_)) => {
                 Err(DropReason::IcmpErrorWithoutFlow)
             }
-            None => Err(DropReason::UnsolicitedInbound),
+            None => {
+                let hit = self.admit_inbound(ingress_slot, parsed)?;
+                self.forward_uplink_side(frame, parsed, &hit)
+            }
         }
+    }
+
+    /// An inbound TCP/UDP packet that belongs to no flow. With endpoint-independent filtering (RFC 4787
+    /// REQ-8, RFC 5382) it opens a flow when its destination is a live mapping of an internal endpoint;
+    /// otherwise (the default) it is unsolicited and creates nothing.
+    fn admit_inbound(&self, slot: u8, parsed: &ParsedFrame) -> Result<Hit, DropReason> {
+        let key = parsed.key;
+        if !self.snapshot.endpoint_independent_filtering || key.protocol == IpProtocol::Icmp {
+            return Err(DropReason::UnsolicitedInbound);
+        }
+        let uplink = self.snapshot.uplink(slot).ok_or(DropReason::UplinkGone)?;
+        if key.destination != uplink.address {
+            return Err(DropReason::UnsolicitedInbound);
+        }
+        let pool = uplink.nat.pool(key.protocol);
+        let (internal, internal_port) = pool
+            .owner_of(key.destination_port)
+            .ok_or(DropReason::UnsolicitedInbound)?;
+        let lan_host_mac = self
+            .snapshot
+            .lan_neighbour(internal)
+            .ok_or(DropReason::InboundNeighbourUnknown)?;
+        // One more reference on the existing mapping (EIM returns the same external port).
+        let external_port = pool
+            .acquire(internal, internal_port, self.now_ms)
+            .map_err(DropReason::NatAllocation)?;
+        let release = || {
+            let _ = pool.release(external_port, internal, internal_port, self.now_ms);
+        };
+        if external_port != key.destination_port {
+            release();
+            return Err(DropReason::UnsolicitedInbound);
+        }
+        let lan_key = FlowKey {
+            protocol: key.protocol,
+            source: internal,
+            source_port: internal_port,
+            destination: key.source,
+            destination_port: key.source_port,
+        };
+        let Ok(lan_side) = Rewrite::new(lan_key, key.reversed()) else {
+            release();
+            return Err(DropReason::UnsolicitedInbound);
+        };
+        let value = FlowValue {
+            lan_side,
+            uplink_side: lan_side.inverse(),
+            lan_host_mac,
+            peer_mac: [0; 6],
+            uplink: slot,
+            policy: u8::MAX,
+            kind: FlowKind::Outbound,
+        };
+        let (hit, inserted) = self.insert(value).inspect_err(|_| release())?;
+        if !inserted {
+            release();
+        }
+        // The caller matched this packet's key, which is the flow's uplink-side key.
+        Ok(Hit {
+            side: Side::Uplink,
+            ..hit
+        })
     }
 
     /// LAN-side packet of a flow: translate and send out of the flow's uplink (or, hairpinned, back to
@@ -486,7 +552,8 @@ fn dscp(frame: &[u8], parsed: &ParsedFrame) -> u8 {
 }
 
 /// The selector's view of a flow key (ICMP: the echo id is the source "port", destination port 0).
-fn flow_tuple(key: &FlowKey) -> FlowTuple {
+/// The selection tuple of a flow key (ICMP: destination port 0).
+pub fn flow_tuple(key: &FlowKey) -> FlowTuple {
     FlowTuple {
         proto: key.protocol.number(),
         src: key.source,

@@ -92,6 +92,10 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     /// LAN hosts' MACs from the kernel's neighbour table, sorted by address (hairpin targets).
     pub lan_neighbours: Vec<(Ipv4Addr, Mac)>,
+    /// Whether inbound packets from any remote endpoint may reach a mapped internal endpoint (RFC 4787
+    /// endpoint-independent filtering). When false, only the remote address:port a flow was opened to
+    /// may answer (address- and port-dependent filtering, the strictest).
+    pub endpoint_independent_filtering: bool,
 }
 
 impl Snapshot {

@@ -524,3 +524,70 @@ fn expiry_follows_the_protocol_timeouts() {
         "UDP: 300 s after the last outbound packet"
     );
 }
+
+#[test]
+fn by_default_only_the_remote_a_flow_was_opened_to_may_answer() {
+    let rig = Rig::new(CONFIG, true);
+    let mut out = udp(HOST, 25020, SERVER, 3478, HOST_MAC);
+    let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+        panic!("dropped")
+    };
+    let (ext, ext_port, _, _) = endpoint(&out);
+    let mut stranger = udp([203, 0, 113, 99], 5555, ext.octets(), ext_port, GW_MAC[0]);
+    assert_eq!(
+        rig.process(port, &mut stranger),
+        Verdict::Drop(DropReason::UnsolicitedInbound)
+    );
+    assert_eq!(rig.flows.table.len(), 1, "the stranger created nothing");
+}
+
+#[test]
+fn endpoint_independent_filtering_lets_any_remote_reach_a_live_mapping() {
+    let config = format!("{CONFIG}filtering = \"endpoint-independent\"\n");
+    let rig = Rig::new(&config, true);
+    let mut out = udp(HOST, 25021, SERVER, 3478, HOST_MAC);
+    let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+        panic!("dropped")
+    };
+    let (ext, ext_port, _, _) = endpoint(&out);
+    let mut peer = udp([203, 0, 113, 99], 5555, ext.octets(), ext_port, GW_MAC[0]);
+    let verdict = rig.process(port, &mut peer);
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Transmit {
+                port: PortId::LAN,
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
+    assert_eq!(
+        endpoint(&peer),
+        (
+            Ipv4Addr::new(203, 0, 113, 99),
+            5555,
+            Ipv4Addr::from(HOST),
+            25021
+        )
+    );
+    assert_eq!(eth(&peer).0, HOST_MAC);
+    assert!(checksums_valid(&peer, &parse_frame(&peer).unwrap()));
+    // The host's answer leaves with the same external endpoint (EIM).
+    let mut answer = udp(HOST, 25021, [203, 0, 113, 99], 5555, HOST_MAC);
+    assert_eq!(
+        rig.process(PortId::LAN, &mut answer),
+        Verdict::Transmit {
+            port,
+            len: answer.len()
+        }
+    );
+    assert_eq!(endpoint(&answer).0, ext);
+    assert_eq!(endpoint(&answer).1, ext_port);
+    // A port nobody holds stays closed.
+    let mut probe = udp([203, 0, 113, 99], 5555, ext.octets(), 29999, GW_MAC[0]);
+    assert_eq!(
+        rig.process(port, &mut probe),
+        Verdict::Drop(DropReason::UnsolicitedInbound)
+    );
+}
