@@ -13,6 +13,7 @@
 //!   publish and then scan always see at least one of each other's slots (the store-buffering
 //!   argument in the crate docs relies on it).
 
+use crate::memory::FixedArray;
 use crate::slot::{KeyHash, SlotWord};
 use crate::sync::{AtomicU32, Ordering};
 use core::ops::ControlFlow;
@@ -51,7 +52,7 @@ impl Bucket {
 pub(crate) struct IndexFull;
 
 pub(crate) struct Index {
-    buckets: Box<[Bucket]>,
+    buckets: FixedArray<Bucket>,
 }
 
 impl Index {
@@ -59,7 +60,7 @@ impl Index {
     pub(crate) fn with_capacity_for(keys: usize) -> Self {
         let count = keys.div_ceil(KEYS_PER_BUCKET_AT_CAPACITY).max(2);
         Index {
-            buckets: (0..count).map(|_| Bucket::new()).collect(),
+            buckets: FixedArray::new(count, |_| Bucket::new()),
         }
     }
 

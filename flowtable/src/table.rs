@@ -5,6 +5,7 @@
 use crate::guarded::{PAYLOAD_MAX, tag_of};
 use crate::handle::{FlowCounters, FlowHandle, Found, Side};
 use crate::index::Index;
+use crate::memory::FixedArray;
 use crate::record::{Body, Record, expand_last_seen};
 use crate::slot::{KeyHash, MAX_RECORDS, SlotWord};
 use crate::status::{Seq, Status};
@@ -34,7 +35,7 @@ pub enum CapacityError {
 ///
 /// `K` is a key (both of a flow's keys have the same type), `V` the immutable per-flow value.
 pub struct FlowTable<K, V> {
-    pub(crate) records: Box<[Record<K, V>]>,
+    pub(crate) records: FixedArray<Record<K, V>>,
     pub(crate) index: Index,
     hasher: RandomState,
     /// Records not `Free` (reserved before claiming, released after freeing).
@@ -76,7 +77,7 @@ where
             });
         }
         Ok(FlowTable {
-            records: (0..capacity).map(|_| Record::new()).collect(),
+            records: FixedArray::new(capacity, |_| Record::new()),
             index: Index::with_capacity_for(2 * capacity),
             hasher: RandomState::default(),
             occupied: AtomicUsize::new(0),
