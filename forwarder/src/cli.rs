@@ -63,8 +63,45 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-read the daemon's configuration file; an invalid file is refused and the running one kept.
+    Reload {
+        /// Control socket of the daemon.
+        #[arg(long, default_value = api::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Operator actions on one uplink.
+    Uplink {
+        /// Control socket of the daemon.
+        #[arg(long, default_value = api::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// What to do.
+        #[command(subcommand)]
+        action: UplinkCli,
+    },
     /// Remove the kernel forward guard flowpin installs (only when decommissioning flowpin).
     RemoveGuard,
+}
+
+/// `flowpin uplink ...`.
+#[derive(Debug, Subcommand)]
+pub enum UplinkCli {
+    /// No new flows on NAME; its existing flows stay.
+    Drain {
+        /// Uplink name.
+        name: String,
+    },
+    /// NAME takes new flows again.
+    Undrain {
+        /// Uplink name.
+        name: String,
+    },
+    /// Override NAME's weight (no WEIGHT: back to the configured one).
+    SetWeight {
+        /// Uplink name.
+        name: String,
+        /// New weight.
+        weight: Option<u32>,
+    },
 }
 
 /// Runs the command line.
@@ -107,7 +144,29 @@ pub fn main(cli: Cli) -> Result<()> {
                 other => unexpected(other),
             }
         }
+        Command::Reload { socket } => done(api::call(&socket, &api::Request::Reload)?),
+        Command::Uplink { socket, action } => {
+            let (name, action) = match action {
+                UplinkCli::Drain { name } => (name, api::UplinkAction::Drain),
+                UplinkCli::Undrain { name } => (name, api::UplinkAction::Undrain),
+                UplinkCli::SetWeight { name, weight } => {
+                    (name, api::UplinkAction::SetWeight { weight })
+                }
+            };
+            let request = api::Request::Uplink(api::UplinkCommand { name, action });
+            done(api::call(&socket, &request)?)
+        }
         Command::RemoveGuard => Ok(guard::remove()?),
+    }
+}
+
+fn done(response: api::Response) -> Result<()> {
+    match response {
+        api::Response::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        other => unexpected(other),
     }
 }
 

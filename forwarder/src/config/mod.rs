@@ -15,9 +15,7 @@
 //!   `ip_local_port_range`, which the NAT range must avoid, is an argument (read it with
 //!   [`PortRange::from_proc_local_port_range`]).
 //!
-//! Room for issue 6: uplink health checks (`[uplink.health]`) and failover classes will be new
-//! optional fields of [`raw`] and [`model`] structures; until then those keys are refused as
-//! unknown.
+//! Uplink health, failover, failback and metrics live in [`resilience`].
 #![forbid(unsafe_code)]
 
 mod error;
@@ -28,6 +26,7 @@ mod port_range;
 mod prefix;
 mod protocol;
 mod raw;
+pub mod resilience;
 mod stickiness;
 mod validate;
 
@@ -45,6 +44,9 @@ pub use model::{
 pub use port_range::PortRange;
 pub use prefix::Ipv4Prefix;
 pub use protocol::Protocol;
+pub use resilience::{
+    Failback, FailbackMode, Failover, FailoverAction, Health, Metrics, ProbeKind, ProbeTarget,
+};
 pub use stickiness::Stickiness;
 pub use validate::{
     DEFAULT_NAT_PORT_RANGE, FLOW_CAPACITY_RANGE, FRAMES_PER_WORKER_RANGE, MAX_WEIGHT, MIN_NAT_PORT,

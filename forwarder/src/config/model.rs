@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Ipv4Prefix, PortRange, Protocol, Stickiness};
+use super::{Failback, Failover, Health, Ipv4Prefix, Metrics, PortRange, Protocol, Stickiness};
 
 /// The whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -37,6 +37,14 @@ pub struct Config {
     pub datapath: Datapath,
     /// The control socket.
     pub control: Control,
+    /// Uplink health checking.
+    pub health: Health,
+    /// What happens to a dead uplink's flows.
+    pub failover: Failover,
+    /// What happens when an uplink comes back.
+    pub failback: Failback,
+    /// The Prometheus endpoint.
+    pub metrics: Metrics,
 }
 
 /// `[lan]`: the interface facing the hosts and the prefixes they use.

@@ -1,8 +1,7 @@
 //! The file as written: serde structures that keep every value's byte span.
 //!
 //! Everything is optional here so that [`super::validate`] can name the missing key with its
-//! table's line; unknown keys are refused at every level (`deny_unknown_fields`). Issue 6 will add
-//! `[[uplink]]` health tables and failover classes as new optional fields.
+//! table's line; unknown keys are refused at every level (`deny_unknown_fields`).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -11,6 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::model::{Filtering, IdleStrategy, Workers, XdpMode};
+use super::resilience::{FailbackMode, FailoverAction, ProbeKind};
 use super::{PortRange, Protocol, Stickiness};
 
 /// A value with its byte span in the file. Only values whose errors are raised by validation
@@ -29,6 +29,10 @@ pub(super) struct RawConfig {
     pub policy: Vec<S<RawPolicy>>,
     pub datapath: Option<RawDatapath>,
     pub control: Option<RawControl>,
+    pub health: Option<RawHealth>,
+    pub failover: Option<RawFailover>,
+    pub failback: Option<S<RawFailback>>,
+    pub metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,4 +153,52 @@ pub(super) struct RawDatapath {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawControl {
     pub socket: Option<S<PathBuf>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    pub interval_ms: Option<S<u32>>,
+    pub timeout_ms: Option<S<u32>>,
+    pub min_answers: Option<S<u32>>,
+    pub down_after: Option<S<u32>>,
+    pub up_after: Option<S<u32>>,
+    pub window: Option<S<u32>>,
+    pub down_loss_percent: Option<S<u8>>,
+    pub up_loss_percent: Option<S<u8>>,
+    pub down_rtt_ms: Option<S<u32>>,
+    pub up_rtt_ms: Option<S<u32>>,
+    #[serde(default)]
+    pub target: Vec<S<RawProbeTarget>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProbeTarget {
+    pub kind: Option<S<ProbeKind>>,
+    pub address: Option<S<Ipv4Addr>>,
+    pub port: Option<S<u16>>,
+    pub query: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFailover {
+    pub tcp: Option<S<FailoverAction>>,
+    pub udp: Option<S<FailoverAction>>,
+    pub icmp: Option<S<FailoverAction>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFailback {
+    pub mode: Option<S<FailbackMode>>,
+    pub after_s: Option<S<u32>>,
+    pub udp_ports: Option<S<PortRange>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: Option<S<String>>,
 }

@@ -150,9 +150,9 @@ fn unknown_keys_at_every_level() {
         "unknown field `tcp`",
     );
     assert_single_error(
-        &format!("{BASE}[health]\n"),
-        "flowpin.toml:16: health: ",
-        "unknown field `health`",
+        &format!("{BASE}[health]\ninterval = 5\n"),
+        "flowpin.toml:17: health.interval: ",
+        "unknown field `interval`",
     );
     assert_single_error(
         &format!("{BASE}[[policy]]\nname = \"p\"\nuplinks = [\"isp1\"]\nmatch = {{ port = 80 }}\n"),
@@ -667,6 +667,10 @@ mod generated {
                     control: Control {
                         socket: PathBuf::from("/run/test/flowpin.sock"),
                     },
+                    health: Health::default(),
+                    failover: Failover::default(),
+                    failback: Failback::default(),
+                    metrics: Metrics::default(),
                 }
             })
     }
@@ -680,4 +684,63 @@ mod generated {
             prop_assert_eq!(parsed.unwrap(), config);
         }
     }
+}
+
+#[test]
+fn health_failover_failback_and_metrics_parse_with_their_defaults() {
+    let config = parse(BASE, "flowpin.toml", None).unwrap();
+    assert_eq!(config.health, Health::DEFAULT);
+    assert_eq!(config.failover.tcp, FailoverAction::Reset);
+    assert_eq!(config.failover.udp, FailoverAction::Move);
+    assert_eq!(config.failback.mode, FailbackMode::Stay);
+    assert_eq!(config.metrics.listen, Some(Metrics::DEFAULT_LISTEN));
+    let text = format!(
+        "{BASE}[health]\ninterval_ms = 500\ntimeout_ms = 300\nmin_answers = 2\n\
+         [[health.target]]\nkind = \"icmp\"\naddress = \"203.0.113.10\"\n\
+         [[health.target]]\nkind = \"dns\"\naddress = \"203.0.113.11\"\nquery = \"probe.test\"\n\
+         [failover]\ntcp = \"keep\"\n[failback]\nmode = \"move-after\"\nafter_s = 30\nudp_ports = \"500-4500\"\n\
+         [metrics]\nlisten = \"off\"\n"
+    );
+    let config = parse(&text, "flowpin.toml", None).unwrap();
+    assert_eq!(config.health.interval_ms, 500);
+    assert_eq!(config.health.targets.len(), 2);
+    assert_eq!(config.health.targets[1].port, 53);
+    assert_eq!(config.failover.tcp, FailoverAction::Keep);
+    assert_eq!(config.failback.after_s, 30);
+    assert_eq!(config.metrics.listen, None);
+    assert_eq!(
+        parse(&config.to_toml(), "again.toml", None).unwrap(),
+        config
+    );
+}
+
+#[test]
+fn health_errors_name_their_line_and_field() {
+    assert_single_error(
+        &format!("{BASE}[health]\ninterval_ms = 500\ntimeout_ms = 500\n"),
+        "flowpin.toml:18: health.timeout_ms: ",
+        "not below interval_ms",
+    );
+    assert_single_error(
+        &format!("{BASE}[failover]\nudp = \"reset\"\n"),
+        "flowpin.toml:17: failover.udp: ",
+        "TCP action",
+    );
+    assert_single_error(
+        &format!("{BASE}[[health.target]]\nkind = \"dns\"\naddress = \"203.0.113.10\"\n"),
+        "flowpin.toml:16: health.target[0].query: ",
+        "required for dns",
+    );
+    assert_single_error(
+        &format!(
+            "{BASE}[health]\nmin_answers = 2\n[[health.target]]\nkind = \"icmp\"\naddress = \"203.0.113.10\"\n"
+        ),
+        "flowpin.toml:17: health.min_answers: ",
+        "can never come from 1 target",
+    );
+    assert_single_error(
+        &format!("{BASE}[metrics]\nlisten = \"localhost\"\n"),
+        "flowpin.toml:17: metrics.listen: ",
+        "not `address:port`",
+    );
 }

@@ -16,6 +16,10 @@ use super::raw::{
     RawConfig, RawControl, RawDatapath, RawLan, RawMatch, RawNat, RawPolicy, RawPolicyUplink,
     RawTimeouts, RawUplink, S,
 };
+use super::raw::{RawFailback, RawFailover, RawHealth, RawMetrics};
+use super::resilience::{
+    Failback, FailbackMode, Failover, FailoverAction, Health, Metrics, ProbeKind, ProbeTarget,
+};
 use super::{ConfigError, ConfigErrors, Ipv4Prefix, PortRange};
 
 /// The highest weight an uplink or a policy member may have.
@@ -46,6 +50,10 @@ pub(super) fn validate(
     let policies = checker.policies(raw.policy, &lan, &uplinks);
     let datapath = checker.datapath(raw.datapath);
     let control = checker.control(raw.control);
+    let health = checker.health(raw.health);
+    let failover = checker.failover(raw.failover);
+    let failback = checker.failback(raw.failback);
+    let metrics = checker.metrics(raw.metrics);
     if checker.errors.is_empty() {
         Ok(Config {
             lan,
@@ -54,6 +62,10 @@ pub(super) fn validate(
             policies,
             datapath,
             control,
+            health,
+            failover,
+            failback,
+            metrics,
         })
     } else {
         let mut errors = checker.errors;
@@ -580,5 +592,269 @@ impl Checker<'_> {
             let message = format!("{} is above the maximum of {MAX_WEIGHT}", weight.get_ref());
             self.fail(weight.span(), field, message);
         }
+    }
+}
+
+/// `[health]`, `[failover]`, `[failback]`, `[metrics]`.
+impl Checker<'_> {
+    fn health(&mut self, raw: Option<RawHealth>) -> Health {
+        let mut health = Health::DEFAULT;
+        let Some(raw) = raw else { return health };
+        let mut min_answers_span = None;
+        let counts = [
+            (
+                raw.interval_ms,
+                &mut health.interval_ms,
+                10,
+                3_600_000,
+                "interval_ms",
+            ),
+            (
+                raw.timeout_ms,
+                &mut health.timeout_ms,
+                1,
+                3_600_000,
+                "timeout_ms",
+            ),
+            (
+                raw.down_after,
+                &mut health.down_after,
+                1,
+                1000,
+                "down_after",
+            ),
+            (raw.up_after, &mut health.up_after, 1, 1000, "up_after"),
+            (raw.window, &mut health.window, 1, 1000, "window"),
+            (
+                raw.down_rtt_ms,
+                &mut health.down_rtt_ms,
+                1,
+                3_600_000,
+                "down_rtt_ms",
+            ),
+            (
+                raw.up_rtt_ms,
+                &mut health.up_rtt_ms,
+                1,
+                3_600_000,
+                "up_rtt_ms",
+            ),
+            (
+                raw.min_answers,
+                &mut health.min_answers,
+                1,
+                64,
+                "min_answers",
+            ),
+        ];
+        let mut spans = HashMap::new();
+        for (value, slot, low, high, key) in counts {
+            let Some(value) = value else { continue };
+            if !(low..=high).contains(value.get_ref()) {
+                let message = format!("{}: must be {low}-{high}", value.get_ref());
+                self.fail(value.span(), &format!("health.{key}"), message);
+            }
+            spans.insert(key, value.span());
+            if key == "min_answers" {
+                min_answers_span = Some(value.span());
+            }
+            *slot = value.into_inner();
+        }
+        for (value, slot, key) in [
+            (
+                raw.down_loss_percent,
+                &mut health.down_loss_percent,
+                "down_loss_percent",
+            ),
+            (
+                raw.up_loss_percent,
+                &mut health.up_loss_percent,
+                "up_loss_percent",
+            ),
+        ] {
+            let Some(value) = value else { continue };
+            if *value.get_ref() > 100 {
+                let message = format!("{} %: must be 0-100", value.get_ref());
+                self.fail(value.span(), &format!("health.{key}"), message);
+            }
+            spans.insert(key, value.span());
+            *slot = value.into_inner();
+        }
+        let span_of = |key: &str| spans.get(key).cloned().unwrap_or(0..0);
+        if health.timeout_ms >= health.interval_ms {
+            let message = format!(
+                "{} ms is not below interval_ms ({} ms): a probe must end before the next round",
+                health.timeout_ms, health.interval_ms
+            );
+            self.fail(span_of("timeout_ms"), "health.timeout_ms", message);
+        }
+        if health.up_loss_percent > health.down_loss_percent {
+            let message = format!(
+                "{} % is above down_loss_percent ({} %): the up threshold must not be looser",
+                health.up_loss_percent, health.down_loss_percent
+            );
+            self.fail(
+                span_of("up_loss_percent"),
+                "health.up_loss_percent",
+                message,
+            );
+        }
+        if health.up_rtt_ms > health.down_rtt_ms {
+            let message = format!(
+                "{} ms is above down_rtt_ms ({} ms): the up threshold must not be looser",
+                health.up_rtt_ms, health.down_rtt_ms
+            );
+            self.fail(span_of("up_rtt_ms"), "health.up_rtt_ms", message);
+        }
+        for (index, target) in raw.target.into_iter().enumerate() {
+            let span = target.span();
+            let target = target.into_inner();
+            let field = |key: &str| format!("health.target[{index}].{key}");
+            let kind = self
+                .required(target.kind, &span, &field("kind"))
+                .map_or(ProbeKind::Icmp, S::into_inner);
+            let address = self.required(target.address, &span, &field("address"));
+            let address = match address {
+                Some(address) => {
+                    let value = *address.get_ref();
+                    if value.is_unspecified() || value.is_broadcast() || value.is_multicast() {
+                        self.fail(
+                            address.span(),
+                            &field("address"),
+                            format!("{value} is not a unicast host address"),
+                        );
+                    }
+                    value
+                }
+                None => Ipv4Addr::UNSPECIFIED,
+            };
+            let port = match target.port {
+                Some(port) if kind == ProbeKind::Icmp => {
+                    self.fail(port.span(), &field("port"), "ICMP probes have no port");
+                    0
+                }
+                Some(port) if *port.get_ref() == 0 => {
+                    self.fail(port.span(), &field("port"), "port 0 cannot be probed");
+                    0
+                }
+                Some(port) => port.into_inner(),
+                None => kind.default_port(),
+            };
+            let query = match (kind, target.query) {
+                (ProbeKind::Dns, Some(query)) => {
+                    let text = query.get_ref();
+                    let valid = !text.is_empty()
+                        && text.len() <= 253
+                        && text
+                            .trim_end_matches('.')
+                            .split('.')
+                            .all(|label| (1..=63).contains(&label.len()) && label.is_ascii());
+                    if !valid {
+                        let message = format!("`{text}` is not a domain name");
+                        self.fail(query.span(), &field("query"), message);
+                    }
+                    query.into_inner()
+                }
+                (ProbeKind::Dns, None) => {
+                    self.fail(span, &field("query"), "missing (required for dns targets)");
+                    String::new()
+                }
+                (_, Some(query)) => {
+                    self.fail(
+                        query.span(),
+                        &field("query"),
+                        "only dns targets have a query",
+                    );
+                    String::new()
+                }
+                (_, None) => String::new(),
+            };
+            health.targets.push(ProbeTarget {
+                kind,
+                address,
+                port,
+                query,
+            });
+        }
+        if let Some(span) = min_answers_span
+            && !health.targets.is_empty()
+            && health.min_answers as usize > health.targets.len()
+        {
+            let message = format!(
+                "{} answers can never come from {} target(s)",
+                health.min_answers,
+                health.targets.len()
+            );
+            self.fail(span, "health.min_answers", message);
+        }
+        health
+    }
+
+    fn failover(&mut self, raw: Option<RawFailover>) -> Failover {
+        let mut failover = Failover::default();
+        let Some(raw) = raw else { return failover };
+        for (value, slot, key) in [
+            (raw.tcp, &mut failover.tcp, "tcp"),
+            (raw.udp, &mut failover.udp, "udp"),
+            (raw.icmp, &mut failover.icmp, "icmp"),
+        ] {
+            let Some(value) = value else { continue };
+            if *value.get_ref() == FailoverAction::Reset && key != "tcp" {
+                let message = "`reset` is a TCP action (an RST); use `move` or `keep`";
+                self.fail(value.span(), &format!("failover.{key}"), message);
+            }
+            *slot = value.into_inner();
+        }
+        failover
+    }
+
+    fn failback(&mut self, raw: Option<S<RawFailback>>) -> Failback {
+        let mut failback = Failback::default();
+        let Some(raw) = raw else { return failback };
+        let span = raw.span();
+        let raw = raw.into_inner();
+        if let Some(mode) = raw.mode {
+            failback.mode = mode.into_inner();
+        }
+        if let Some(after) = raw.after_s {
+            failback.after_s = after.into_inner();
+        } else if failback.mode == FailbackMode::MoveAfter {
+            self.fail(
+                span,
+                "failback.after_s",
+                "missing (required with mode = \"move-after\")",
+            );
+        }
+        if let Some(ports) = raw.udp_ports {
+            if failback.mode == FailbackMode::Stay {
+                self.fail(
+                    ports.span(),
+                    "failback.udp_ports",
+                    "only with mode = \"move-after\"",
+                );
+            }
+            failback.udp_ports = Some(ports.into_inner());
+        }
+        failback
+    }
+
+    fn metrics(&mut self, raw: Option<RawMetrics>) -> Metrics {
+        let mut metrics = Metrics::default();
+        let Some(listen) = raw.and_then(|raw| raw.listen) else {
+            return metrics;
+        };
+        let text = listen.get_ref();
+        if text == "off" {
+            metrics.listen = None;
+        } else {
+            match text.parse() {
+                Ok(address) => metrics.listen = Some(address),
+                Err(_) => {
+                    let message = format!("`{text}` is not `address:port` or \"off\"");
+                    self.fail(listen.span(), "metrics.listen", message);
+                }
+            }
+        }
+        metrics
     }
 }

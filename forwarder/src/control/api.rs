@@ -24,6 +24,34 @@ pub enum Request {
     Status,
     /// The flows in the table, filtered.
     Flows(FlowFilter),
+    /// Re-read the configuration file and apply it if valid.
+    Reload,
+    /// An operator action on one uplink.
+    Uplink(UplinkCommand),
+}
+
+/// `flowpin uplink ACTION NAME [WEIGHT]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkCommand {
+    /// The uplink's name.
+    pub name: String,
+    /// What to do.
+    pub action: UplinkAction,
+}
+
+/// Operator actions on an uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum UplinkAction {
+    /// No new flows; existing flows stay.
+    Drain,
+    /// Back to normal.
+    Undrain,
+    /// Weight override (`None`: back to the configured weight). Kept across reloads.
+    SetWeight {
+        /// The new weight.
+        weight: Option<u32>,
+    },
 }
 
 /// Which flows `flows` lists.
@@ -47,6 +75,11 @@ pub enum Response {
     Status(StatusReport),
     /// Answer to [`Request::Flows`].
     Flows(FlowsReport),
+    /// A command was carried out.
+    Done {
+        /// What was done.
+        message: String,
+    },
     /// The request could not be served.
     Error {
         /// Why.
@@ -71,6 +104,10 @@ pub struct StatusReport {
     pub xdp: Vec<(String, u64)>,
     /// Packets handed to the datapath per worker and other per-worker figures.
     pub workers: Vec<WorkerStatus>,
+    /// Reloads applied since start.
+    pub reloads: u64,
+    /// Reloads refused (invalid configuration) since start.
+    pub reloads_failed: u64,
 }
 
 /// One uplink's state and counters.
@@ -82,10 +119,26 @@ pub struct UplinkStatus {
     pub interface: String,
     /// External address.
     pub address: String,
-    /// `up`, `down`, `draining`.
+    /// `up`, `down`, `probing`, or `draining` (up, but drained by the operator).
     pub state: String,
-    /// Configured weight.
+    /// Whether it takes new flows now.
+    pub eligible: bool,
+    /// Weight in force (configured, or the operator's override).
     pub weight: u32,
+    /// Probe loss over the health window, in percent (`None`: no active probing).
+    pub probe_loss_percent: Option<f64>,
+    /// Mean probe RTT over the window, in milliseconds.
+    pub probe_rtt_ms: Option<f64>,
+    /// Health state changes since start.
+    pub state_changes: u64,
+    /// Times its flows were failed over.
+    pub failovers: u64,
+    /// Flows moved or reset away from it by failover.
+    pub flows_failed_over: u64,
+    /// Flows moved back to it by failback.
+    pub flows_failed_back: u64,
+    /// Flows created on it since start.
+    pub flows_created: u64,
     /// Live flows pinned to it.
     pub flows: u64,
     /// Packets and bytes sent out of it (LAN → internet).
@@ -224,6 +277,9 @@ mod tests {
                 Request::Flows(f) => Response::Error {
                     message: format!("limit {:?}", f.limit),
                 },
+                Request::Reload | Request::Uplink(_) => Response::Done {
+                    message: "ok".into(),
+                },
             })
             .unwrap();
         });
@@ -233,6 +289,21 @@ mod tests {
         }
         server.join().unwrap();
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn uplink_commands_have_a_readable_wire_format() {
+        let command = Request::Uplink(UplinkCommand {
+            name: "isp1".into(),
+            action: UplinkAction::SetWeight { weight: Some(3) },
+        });
+        let text = serde_json::to_string(&command).unwrap();
+        assert!(text.contains("\"action\":\"set-weight\""), "{text}");
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), command);
+        assert_eq!(
+            serde_json::from_str::<Request>("{\"cmd\":\"reload\"}").unwrap(),
+            Request::Reload
+        );
     }
 
     #[test]

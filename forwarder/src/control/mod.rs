@@ -6,7 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod failover;
 pub mod guard;
+pub mod health;
+pub mod metrics;
 pub mod netinfo;
 pub mod render;
 pub mod runtime;

@@ -43,6 +43,24 @@ pub fn status(s: &StatusReport) -> String {
             u.rx_bytes
         );
     }
+    let _ = writeln!(
+        out,
+        "\n{:<10} {:>10} {:>10} {:>8} {:>10} {:>10}",
+        "health", "loss %", "rtt ms", "changes", "failovers", "moved off"
+    );
+    for u in &s.uplinks {
+        let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+        let _ = writeln!(
+            out,
+            "{:<10} {:>10} {:>10} {:>8} {:>10} {:>10}",
+            u.name,
+            show(u.probe_loss_percent),
+            show(u.probe_rtt_ms),
+            u.state_changes,
+            u.failovers,
+            u.flows_failed_over
+        );
+    }
     if s.drops.is_empty() {
         let _ = writeln!(out, "\ndrops: none");
     } else {

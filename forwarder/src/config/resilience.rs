@@ -1,0 +1,217 @@
+//! The validated `[health]`, `[failover]`, `[failback]` and `[metrics]` sections: how flowpin decides an
+//! uplink is dead or alive, what happens to a dead uplink's flows, when flows move back, and where the
+//! Prometheus endpoint listens.
+//!
+//! Invariants (established by validation): `timeout_ms < interval_ms`; `1 <= min_answers <= targets`
+//! when there are targets (`min_answers` is ignored without targets); `up_loss_percent <= down_loss_percent <= 100`; `up_rtt_ms <= down_rtt_ms`;
+//! `down_after`, `up_after`, `window` are at least 1; `reset` is only a TCP action; a DNS target has a
+//! query name. With no target, active probing is off and an uplink's state follows its carrier only.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use super::PortRange;
+
+/// `[health]`: active probing, the same targets probed through every uplink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// Milliseconds between probe rounds.
+    pub interval_ms: u32,
+    /// A probe not answered within this many milliseconds is lost.
+    pub timeout_ms: u32,
+    /// A round is answered when at least this many targets answered (M of N).
+    pub min_answers: u32,
+    /// An up uplink goes down after this many bad rounds in a row (D).
+    pub down_after: u32,
+    /// A recovering uplink is up again after this many good rounds in a row (U).
+    pub up_after: u32,
+    /// Loss and RTT are measured over the last `window` rounds.
+    pub window: u32,
+    /// A round is bad when the window's loss reaches this percentage.
+    pub down_loss_percent: u8,
+    /// A round is good only when the window's loss is at or below this percentage.
+    pub up_loss_percent: u8,
+    /// A round is bad when the window's mean RTT reaches this many milliseconds.
+    pub down_rtt_ms: u32,
+    /// A round is good only when the window's mean RTT is at or below this many milliseconds.
+    pub up_rtt_ms: u32,
+    /// Probe targets; empty: no active probing.
+    #[serde(rename = "target", skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<ProbeTarget>,
+}
+
+impl Health {
+    /// The defaults of every `[health]` key (no targets).
+    pub const DEFAULT: Health = Health {
+        interval_ms: 1000,
+        timeout_ms: 800,
+        min_answers: 1,
+        down_after: 3,
+        up_after: 5,
+        window: 20,
+        down_loss_percent: 60,
+        up_loss_percent: 20,
+        down_rtt_ms: 1500,
+        up_rtt_ms: 1000,
+        targets: Vec::new(),
+    };
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// `[[health.target]]`: one probe target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProbeTarget {
+    /// How to probe it.
+    pub kind: ProbeKind,
+    /// Its address.
+    pub address: Ipv4Addr,
+    /// TCP port (default 80) or DNS port (default 53); 0 for ICMP.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub port: u16,
+    /// The name a DNS probe asks for (type A); empty for other kinds.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub query: String,
+}
+
+/// The kinds of probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// ICMP echo request; answered by an echo reply.
+    Icmp,
+    /// TCP connect; answered by a SYN-ACK (connected) or an RST (refused: the path works).
+    Tcp,
+    /// DNS query over UDP; answered by any response with the query's id.
+    Dns,
+}
+
+impl ProbeKind {
+    /// The default port of a target of this kind.
+    pub const fn default_port(self) -> u16 {
+        match self {
+            ProbeKind::Icmp => 0,
+            ProbeKind::Tcp => 80,
+            ProbeKind::Dns => 53,
+        }
+    }
+}
+
+impl fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProbeKind::Icmp => "icmp",
+            ProbeKind::Tcp => "tcp",
+            ProbeKind::Dns => "dns",
+        })
+    }
+}
+
+/// What happens to a dead uplink's flows of one protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverAction {
+    /// Remove the flow and free its port: the next packet opens a new flow on a healthy uplink.
+    Move,
+    /// TCP only: send an RST to the LAN host, then remove the flow.
+    Reset,
+    /// Leave the flow pinned (for links that flap).
+    Keep,
+}
+
+impl fmt::Display for FailoverAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailoverAction::Move => "move",
+            FailoverAction::Reset => "reset",
+            FailoverAction::Keep => "keep",
+        })
+    }
+}
+
+/// `[failover]`: per protocol action when an uplink goes down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Failover {
+    /// TCP flows (default `reset`).
+    pub tcp: FailoverAction,
+    /// UDP flows (default `move`).
+    pub udp: FailoverAction,
+    /// ICMP query flows (default `move`).
+    pub icmp: FailoverAction,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Self {
+            tcp: FailoverAction::Reset,
+            udp: FailoverAction::Move,
+            icmp: FailoverAction::Move,
+        }
+    }
+}
+
+/// `[failback]`: what happens when an uplink comes back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Failback {
+    /// `stay` (default) or `move-after`.
+    pub mode: FailbackMode,
+    /// `move-after`: seconds the uplink must have been up before flows move back.
+    pub after_s: u32,
+    /// `move-after`: the UDP class (destination ports) that moves back; `None`: every UDP flow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp_ports: Option<PortRange>,
+}
+
+/// Failback modes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailbackMode {
+    /// Existing flows stay where they are; only new flows use the recovered uplink.
+    #[default]
+    Stay,
+    /// UDP flows of the class that are not on the uplink the chooser now picks for them are moved
+    /// (removed; the next packet opens a new flow) once the recovered uplink has been up `after_s`.
+    MoveAfter,
+}
+
+/// `[metrics]`: the Prometheus text endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Metrics {
+    /// Listen address; `None` (`listen = "off"`): no endpoint.
+    #[serde(serialize_with = "serialize_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Metrics {
+    /// The default listen address: loopback only.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::V4(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9469));
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            listen: Some(Self::DEFAULT_LISTEN),
+        }
+    }
+}
+
+fn serialize_listen<S: serde::Serializer>(
+    listen: &Option<SocketAddr>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match listen {
+        Some(address) => serializer.collect_str(address),
+        None => serializer.serialize_str("off"),
+    }
+}
+
+fn is_zero(port: &u16) -> bool {
+    *port == 0
+}

@@ -1,0 +1,334 @@
+//! One uplink's health verdict from probe rounds and carrier: the pure state machine.
+//!
+//! States: `up` (takes new flows), `down` (takes none; its flows fail over), `probing` (was down, has
+//! answered again, takes no new flows until `up_after` good rounds in a row). Transitions:
+//! - any state → `down` at once when the carrier drops;
+//! - `up` → `down` after `down_after` bad rounds in a row;
+//! - `down` → `probing` on the first good round, `probing` → `up` after `up_after` good rounds in a
+//!   row (counting that first one), `probing` → `down` on any bad round;
+//! - with no probe targets, the state follows the carrier alone (`up` ⇔ carrier).
+//!
+//! A round is *bad* when fewer than `min_answers` targets answered, or the window's loss reached
+//! `down_loss_percent`, or its mean RTT reached `down_rtt_ms`. It is *good* when at least `min_answers`
+//! answered and the window's loss is at most `up_loss_percent` and its RTT at most `up_rtt_ms`. Between
+//! the two thresholds a round is neutral: it breaks a streak of the other kind and starts none, so loss
+//! hovering around one threshold cannot make the state flap.
+//!
+//! A new uplink starts `up` when its carrier is up (flowpin starts forwarding at once; probes take it
+//! down within `down_after` rounds if it is dead).
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+
+use crate::config::Health;
+
+/// An uplink's health state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    /// Healthy: takes new flows.
+    Up,
+    /// Dead: takes no new flows; its pinned flows fail over.
+    Down,
+    /// Answering again after being down; not yet trusted with new flows.
+    Probing,
+}
+
+impl HealthState {
+    /// The name shown by `flowpin status` and the metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            HealthState::Up => "up",
+            HealthState::Down => "down",
+            HealthState::Probing => "probing",
+        }
+    }
+}
+
+/// What one probe round measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundResult {
+    /// Targets probed.
+    pub sent: u32,
+    /// Targets that answered in time.
+    pub answered: u32,
+    /// Sum of the answered probes' RTTs (µs).
+    pub rtt_sum_us: u64,
+}
+
+/// How a round was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundVerdict {
+    /// Meets the up thresholds.
+    Good,
+    /// Meets a down threshold.
+    Bad,
+    /// Between the thresholds.
+    Neutral,
+}
+
+/// One uplink's health tracker.
+#[derive(Debug, Clone)]
+pub struct UplinkHealth {
+    state: HealthState,
+    carrier: bool,
+    good_streak: u32,
+    bad_streak: u32,
+    window: VecDeque<RoundResult>,
+    /// State changes so far (for the flap counter in the metrics).
+    pub transitions: u64,
+}
+
+impl UplinkHealth {
+    /// A tracker for an uplink whose carrier is `carrier`.
+    pub fn new(carrier: bool) -> Self {
+        Self {
+            state: if carrier {
+                HealthState::Up
+            } else {
+                HealthState::Down
+            },
+            carrier,
+            good_streak: 0,
+            bad_streak: 0,
+            window: VecDeque::new(),
+            transitions: 0,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> HealthState {
+        self.state
+    }
+
+    /// Loss over the window, in percent (0 with no round yet).
+    pub fn loss_percent(&self) -> f64 {
+        let (sent, answered) = self.window.iter().fold((0u64, 0u64), |(s, a), r| {
+            (s + u64::from(r.sent), a + u64::from(r.answered))
+        });
+        if sent == 0 {
+            0.0
+        } else {
+            (sent - answered) as f64 * 100.0 / sent as f64
+        }
+    }
+
+    /// Mean RTT of the window's answered probes, in milliseconds (`None` with no answer).
+    pub fn rtt_ms(&self) -> Option<f64> {
+        let (answered, sum) = self.window.iter().fold((0u64, 0u64), |(a, s), r| {
+            (a + u64::from(r.answered), s + r.rtt_sum_us)
+        });
+        (answered > 0).then(|| sum as f64 / answered as f64 / 1000.0)
+    }
+
+    /// Records the carrier; returns the new state if it changed.
+    pub fn carrier(&mut self, carrier: bool, settings: &Health) -> Option<HealthState> {
+        if carrier == self.carrier {
+            return None;
+        }
+        self.carrier = carrier;
+        self.good_streak = 0;
+        self.bad_streak = 0;
+        let next = if !carrier {
+            HealthState::Down
+        } else if settings.targets.is_empty() {
+            HealthState::Up
+        } else {
+            // Carrier back: the probes decide, starting from scratch.
+            self.window.clear();
+            HealthState::Down
+        };
+        self.set(next)
+    }
+
+    /// Judges a finished round and returns the new state if it changed. Rounds are ignored while the
+    /// carrier is down.
+    pub fn round(&mut self, result: RoundResult, settings: &Health) -> Option<HealthState> {
+        if !self.carrier {
+            return None;
+        }
+        self.window.push_back(result);
+        while self.window.len() > settings.window.max(1) as usize {
+            self.window.pop_front();
+        }
+        match self.judge(result, settings) {
+            RoundVerdict::Good => {
+                self.good_streak += 1;
+                self.bad_streak = 0;
+            }
+            RoundVerdict::Bad => {
+                self.bad_streak += 1;
+                self.good_streak = 0;
+            }
+            RoundVerdict::Neutral => {
+                self.good_streak = 0;
+                self.bad_streak = 0;
+            }
+        }
+        let next = match self.state {
+            HealthState::Up if self.bad_streak >= settings.down_after => HealthState::Down,
+            HealthState::Down if self.good_streak >= 1 => HealthState::Probing,
+            HealthState::Probing if self.bad_streak >= 1 => HealthState::Down,
+            _ => self.state,
+        };
+        let next = if next == HealthState::Probing && self.good_streak >= settings.up_after {
+            HealthState::Up
+        } else {
+            next
+        };
+        self.set(next)
+    }
+
+    /// The verdict on `result` given the window (which already includes it).
+    pub fn judge(&self, result: RoundResult, settings: &Health) -> RoundVerdict {
+        let answered = result.answered >= settings.min_answers;
+        let loss = self.loss_percent();
+        let rtt = self.rtt_ms().unwrap_or(0.0);
+        if !answered
+            || loss >= f64::from(settings.down_loss_percent)
+            || rtt >= f64::from(settings.down_rtt_ms)
+        {
+            RoundVerdict::Bad
+        } else if loss <= f64::from(settings.up_loss_percent)
+            && rtt <= f64::from(settings.up_rtt_ms)
+        {
+            RoundVerdict::Good
+        } else {
+            RoundVerdict::Neutral
+        }
+    }
+
+    fn set(&mut self, next: HealthState) -> Option<HealthState> {
+        if next == self.state {
+            return None;
+        }
+        self.state = next;
+        self.transitions += 1;
+        Some(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ProbeKind, ProbeTarget};
+
+    fn settings(targets: usize) -> Health {
+        Health {
+            targets: (0..targets)
+                .map(|i| ProbeTarget {
+                    kind: ProbeKind::Icmp,
+                    address: std::net::Ipv4Addr::new(203, 0, 113, 10 + i as u8),
+                    port: 0,
+                    query: String::new(),
+                })
+                .collect(),
+            ..Health::DEFAULT
+        }
+    }
+
+    fn round(sent: u32, answered: u32, rtt_ms: u64) -> RoundResult {
+        RoundResult {
+            sent,
+            answered,
+            rtt_sum_us: u64::from(answered) * rtt_ms * 1000,
+        }
+    }
+
+    #[test]
+    fn goes_down_after_exactly_down_after_bad_rounds() {
+        let s = settings(3);
+        let mut h = UplinkHealth::new(true);
+        for _ in 0..20 {
+            assert_eq!(h.round(round(3, 3, 5), &s), None);
+        }
+        assert_eq!(h.round(round(3, 0, 0), &s), None);
+        assert_eq!(h.round(round(3, 0, 0), &s), None);
+        assert_eq!(h.round(round(3, 0, 0), &s), Some(HealthState::Down));
+        assert_eq!(h.state(), HealthState::Down);
+    }
+
+    #[test]
+    fn recovers_through_probing_only_after_up_after_good_rounds() {
+        let s = Health {
+            window: 1,
+            ..settings(2)
+        };
+        let mut h = UplinkHealth::new(true);
+        for _ in 0..3 {
+            h.round(round(2, 0, 0), &s);
+        }
+        assert_eq!(h.state(), HealthState::Down);
+        assert_eq!(h.round(round(2, 2, 5), &s), Some(HealthState::Probing));
+        for _ in 1..s.up_after - 1 {
+            assert_eq!(h.round(round(2, 2, 5), &s), None);
+        }
+        assert_eq!(h.round(round(2, 2, 5), &s), Some(HealthState::Up));
+        // A bad round while probing sends it back down at once.
+        let mut h2 = UplinkHealth::new(true);
+        for _ in 0..3 {
+            h2.round(round(2, 0, 0), &s);
+        }
+        h2.round(round(2, 2, 5), &s);
+        assert_eq!(h2.round(round(2, 0, 0), &s), Some(HealthState::Down));
+    }
+
+    #[test]
+    fn carrier_loss_is_immediate_and_carrier_return_needs_probes() {
+        let s = settings(1);
+        let mut h = UplinkHealth::new(true);
+        assert_eq!(h.carrier(false, &s), Some(HealthState::Down));
+        assert_eq!(
+            h.round(round(1, 1, 1), &s),
+            None,
+            "rounds ignored without carrier"
+        );
+        assert_eq!(h.carrier(true, &s), None, "still down until probes answer");
+        assert_eq!(h.round(round(1, 1, 1), &s), Some(HealthState::Probing));
+        // Without targets the carrier alone decides.
+        let none = settings(0);
+        let mut c = UplinkHealth::new(false);
+        assert_eq!(c.state(), HealthState::Down);
+        assert_eq!(c.carrier(true, &none), Some(HealthState::Up));
+    }
+
+    #[test]
+    fn latency_above_the_down_threshold_is_bad_and_between_thresholds_is_neutral() {
+        let s = Health {
+            window: 1,
+            ..settings(1)
+        };
+        let mut h = UplinkHealth::new(true);
+        assert_eq!(
+            h.judge(round(1, 1, 2000), &s),
+            RoundVerdict::Good,
+            "empty window"
+        );
+        h.round(round(1, 1, 2000), &s);
+        assert_eq!(h.judge(round(1, 1, 2000), &s), RoundVerdict::Bad);
+        h.round(round(1, 1, 1200), &s);
+        assert_eq!(h.judge(round(1, 1, 1200), &s), RoundVerdict::Neutral);
+        h.round(round(1, 1, 10), &s);
+        assert_eq!(h.judge(round(1, 1, 10), &s), RoundVerdict::Good);
+    }
+
+    /// 30 % independent probe loss over 3 targets (M = 1) for 2000 rounds never takes the uplink down:
+    /// window loss stays below 60 %, and a round with no answer at all needs three losses at once.
+    #[test]
+    fn thirty_percent_probe_loss_does_not_flap() {
+        use rand::{Rng, SeedableRng};
+        let s = settings(3);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut h = UplinkHealth::new(true);
+        for _ in 0..2000 {
+            let answered = (0..3).filter(|_| rng.random::<f64>() >= 0.3).count() as u32;
+            h.round(round(3, answered, 5), &s);
+        }
+        assert_eq!(h.transitions, 0, "state changed under 30 % loss");
+        assert_eq!(h.state(), HealthState::Up);
+        assert!(
+            (20.0..40.0).contains(&h.loss_percent()),
+            "{}",
+            h.loss_percent()
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! The Prometheus text exposition (format 0.0.4) of a [`StatusReport`], and the tiny HTTP server that
+//! serves it on the configured address (loopback by default).
+//!
+//! Invariants: every sample belongs to a family announced by `# HELP` and `# TYPE` lines; label values
+//! are escaped; counters only grow for the life of the daemon; the server answers every request path
+//! with the metrics (it has nothing else) and closes the connection after each answer.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use super::api::StatusReport;
+
+/// A family being written: its samples follow its HELP/TYPE header.
+struct Family<'a> {
+    out: &'a mut String,
+    name: &'static str,
+}
+
+impl Family<'_> {
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        let _ = write!(self.out, "{}", self.name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let escaped = value
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(self.out, "{key}=\"{escaped}\"");
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+fn family<'a>(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Family<'a> {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    Family { out, name }
+}
+
+/// The metrics text of `status`.
+pub fn render(status: &StatusReport) -> String {
+    let mut out = String::new();
+    const STATES: [&str; 4] = ["up", "down", "probing", "draining"];
+    let mut f = family(
+        &mut out,
+        "flowpin_uplink_state",
+        "gauge",
+        "1 for the uplink's current state (up, down, probing, draining).",
+    );
+    for u in &status.uplinks {
+        for state in STATES {
+            let on = if u.state == state { 1.0 } else { 0.0 };
+            f.sample(&[("uplink", &u.name), ("state", state)], on);
+        }
+    }
+    type Field = fn(&super::api::UplinkStatus) -> Option<f64>;
+    let per_uplink: [(&'static str, &str, &str, Field); 14] = [
+        (
+            "flowpin_uplink_eligible",
+            "gauge",
+            "1 when the uplink takes new flows.",
+            |u| Some(f64::from(u8::from(u.eligible))),
+        ),
+        ("flowpin_uplink_weight", "gauge", "Weight in force.", |u| {
+            Some(f64::from(u.weight))
+        }),
+        (
+            "flowpin_uplink_probe_loss_ratio",
+            "gauge",
+            "Probe loss over the health window (0-1).",
+            |u| u.probe_loss_percent.map(|p| p / 100.0),
+        ),
+        (
+            "flowpin_uplink_probe_rtt_seconds",
+            "gauge",
+            "Mean probe RTT over the health window.",
+            |u| u.probe_rtt_ms.map(|ms| ms / 1000.0),
+        ),
+        (
+            "flowpin_uplink_flows",
+            "gauge",
+            "Live flows pinned to the uplink.",
+            |u| Some(u.flows as f64),
+        ),
+        (
+            "flowpin_uplink_flows_created_total",
+            "counter",
+            "Flows created on the uplink.",
+            |u| Some(u.flows_created as f64),
+        ),
+        (
+            "flowpin_uplink_tx_packets_total",
+            "counter",
+            "Packets sent out of the uplink (LAN to internet).",
+            |u| Some(u.tx_packets as f64),
+        ),
+        (
+            "flowpin_uplink_tx_bytes_total",
+            "counter",
+            "Bytes sent out of the uplink.",
+            |u| Some(u.tx_bytes as f64),
+        ),
+        (
+            "flowpin_uplink_rx_packets_total",
+            "counter",
+            "Packets received on the uplink and delivered to the LAN.",
+            |u| Some(u.rx_packets as f64),
+        ),
+        (
+            "flowpin_uplink_rx_bytes_total",
+            "counter",
+            "Bytes received on the uplink and delivered to the LAN.",
+            |u| Some(u.rx_bytes as f64),
+        ),
+        (
+            "flowpin_uplink_state_changes_total",
+            "counter",
+            "Health state changes.",
+            |u| Some(u.state_changes as f64),
+        ),
+        (
+            "flowpin_uplink_failovers_total",
+            "counter",
+            "Times the uplink's flows were failed over.",
+            |u| Some(u.failovers as f64),
+        ),
+        (
+            "flowpin_uplink_flows_failed_over_total",
+            "counter",
+            "Flows moved or reset away by failover.",
+            |u| Some(u.flows_failed_over as f64),
+        ),
+        (
+            "flowpin_uplink_flows_failed_back_total",
+            "counter",
+            "Flows moved back by failback.",
+            |u| Some(u.flows_failed_back as f64),
+        ),
+    ];
+    for (name, kind, help, field) in per_uplink {
+        let mut f = family(&mut out, name, kind, help);
+        for u in &status.uplinks {
+            if let Some(value) = field(u) {
+                f.sample(&[("uplink", &u.name)], value);
+            }
+        }
+    }
+    let mut f = family(
+        &mut out,
+        "flowpin_flows",
+        "gauge",
+        "Live flows in the table.",
+    );
+    f.sample(&[], status.flows as f64);
+    let mut f = family(
+        &mut out,
+        "flowpin_flow_capacity",
+        "gauge",
+        "Capacity of the flow table.",
+    );
+    f.sample(&[], status.flow_capacity as f64);
+    let mut f = family(
+        &mut out,
+        "flowpin_drops_total",
+        "counter",
+        "Frames the datapath dropped, by reason.",
+    );
+    for (reason, n) in &status.drops {
+        f.sample(&[("reason", reason)], *n as f64);
+    }
+    let mut f = family(
+        &mut out,
+        "flowpin_xdp_decisions_total",
+        "counter",
+        "The XDP program's decisions, in packets.",
+    );
+    for (decision, n) in &status.xdp {
+        f.sample(&[("decision", decision)], *n as f64);
+    }
+    type WorkerField = fn(&super::api::WorkerStatus) -> u64;
+    let per_worker: [(&'static str, &str, WorkerField); 3] = [
+        (
+            "flowpin_worker_rx_frames_total",
+            "Frames the worker received.",
+            |w| w.rx_frames,
+        ),
+        (
+            "flowpin_worker_tx_frames_total",
+            "Frames the worker transmitted.",
+            |w| w.tx_frames,
+        ),
+        (
+            "flowpin_worker_batches_total",
+            "Batches the worker processed.",
+            |w| w.batches,
+        ),
+    ];
+    for (name, help, field) in per_worker {
+        let mut f = family(&mut out, name, "counter", help);
+        for w in &status.workers {
+            f.sample(&[("worker", &w.index.to_string())], field(w) as f64);
+        }
+    }
+    let mut f = family(
+        &mut out,
+        "flowpin_reloads_total",
+        "counter",
+        "Configuration reloads, by result.",
+    );
+    f.sample(&[("result", "applied")], status.reloads as f64);
+    f.sample(&[("result", "rejected")], status.reloads_failed as f64);
+    let mut f = family(
+        &mut out,
+        "flowpin_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    );
+    f.sample(&[], status.uptime_s as f64);
+    out
+}
+
+/// Serves `metrics()` to every HTTP request on `listener`, one connection at a time, forever.
+pub fn serve(listener: TcpListener, metrics: &dyn Fn() -> String) {
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut request = [0u8; 2048];
+        let mut read = 0;
+        // Read the request head (we need nothing from it).
+        while read < request.len() {
+            match conn.read(&mut request[read..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    read += n;
+                    if request[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+        let body = metrics();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(body.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::api::{UplinkStatus, WorkerStatus};
+
+    /// Every line is a comment or `name{labels} value` with a parsable value, and each sample's family
+    /// was announced before it.
+    pub fn assert_prometheus_text(text: &str) {
+        let mut announced = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                announced.insert(rest.split(' ').next().unwrap().to_owned());
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect(line);
+            value.parse::<f64>().expect(line);
+            let name = series.split('{').next().unwrap();
+            assert!(announced.contains(name), "{name} sampled before its TYPE");
+            assert!(!series.contains('{') || series.ends_with('}'), "{line}");
+        }
+    }
+
+    #[test]
+    fn status_renders_as_prometheus_text_with_escaped_labels() {
+        let status = StatusReport {
+            flows: 3,
+            uplinks: vec![UplinkStatus {
+                name: "isp\"1".into(),
+                state: "down".into(),
+                probe_loss_percent: Some(50.0),
+                tx_packets: 42,
+                ..Default::default()
+            }],
+            drops: vec![("no_uplink".into(), 9)],
+            workers: vec![WorkerStatus {
+                index: 0,
+                batches: 5,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = render(&status);
+        assert_prometheus_text(&text);
+        assert!(
+            text.contains("flowpin_uplink_state{uplink=\"isp\\\"1\",state=\"down\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("flowpin_uplink_state{uplink=\"isp\\\"1\",state=\"up\"} 0\n"));
+        assert!(text.contains("flowpin_uplink_tx_packets_total{uplink=\"isp\\\"1\"} 42\n"));
+        assert!(text.contains("flowpin_uplink_probe_loss_ratio{uplink=\"isp\\\"1\"} 0.5\n"));
+        assert!(
+            !text.contains("flowpin_uplink_probe_rtt_seconds{"),
+            "no RTT without answers"
+        );
+        assert!(text.contains("flowpin_drops_total{reason=\"no_uplink\"} 9\n"));
+        assert!(text.contains("flowpin_worker_batches_total{worker=\"0\"} 5\n"));
+    }
+
+    #[test]
+    fn the_server_answers_http_on_loopback() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || serve(listener, &|| "flowpin_flows 1\n".to_owned()));
+        let mut conn = std::net::TcpStream::connect(address).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("version=0.0.4"));
+        assert!(answer.ends_with("\r\n\r\nflowpin_flows 1\n"), "{answer}");
+    }
+}
