@@ -29,8 +29,8 @@ const BATCH: usize = 64;
 /// TCP SYN flag.
 const TCP_SYN: u8 = 0x02;
 /// Offsets in an untagged Ethernet/IPv4 frame without options.
-const IP: usize = 14;
-const L4: usize = IP + 20;
+pub(crate) const IP: usize = 14;
+pub(crate) const L4: usize = IP + 20;
 
 /// Transport of generated frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -39,6 +39,33 @@ pub enum GenProtocol {
     Udp,
     /// TCP SYNs (a flood when combined with new flows).
     TcpSyn,
+}
+
+/// Which program generates the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum GeneratorTool {
+    /// flowpin's own AF_XDP generator ([`run`]).
+    Afxdp,
+    /// netsniff-ng's trafgen ([`crate::trafgen::run`]).
+    Trafgen,
+}
+
+impl GeneratorTool {
+    /// Sends `spec`'s traffic with this tool.
+    pub fn run(self, spec: &GeneratorSpec) -> Result<GeneratorReport> {
+        match self {
+            GeneratorTool::Afxdp => run(spec),
+            GeneratorTool::Trafgen => crate::trafgen::run(spec),
+        }
+    }
+
+    /// The name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            GeneratorTool::Afxdp => "afxdp",
+            GeneratorTool::Trafgen => "trafgen",
+        }
+    }
 }
 
 /// What to send.
@@ -83,16 +110,16 @@ pub struct GeneratorReport {
     pub ring_full: u64,
 }
 
-/// Frame template and per-packet writer.
+/// Frame template and per-packet writer (shared with the trafgen configuration writer).
 #[derive(Debug)]
-struct FrameWriter {
+pub(crate) struct FrameWriter {
     template: Vec<u8>,
     protocol: GenProtocol,
     timestamps: bool,
 }
 
 impl FrameWriter {
-    fn new(spec: &GeneratorSpec) -> Self {
+    pub(crate) fn new(spec: &GeneratorSpec) -> Self {
         let first = FlowSet::with_addressing(1, spec.addressing).flow(0);
         let template = match spec.protocol {
             GenProtocol::Udp => {
@@ -138,12 +165,12 @@ impl FrameWriter {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.template.len()
     }
 
     /// Writes the frame of `flow` into `out` (at least `len()` bytes).
-    fn write(&self, out: &mut [u8], flow: &SyntheticFlow, now_ns: u64) {
+    pub(crate) fn write(&self, out: &mut [u8], flow: &SyntheticFlow, now_ns: u64) {
         let out = &mut out[..self.template.len()];
         out.copy_from_slice(&self.template);
         out[IP + 12..IP + 16].copy_from_slice(&flow.source.octets());

@@ -23,8 +23,9 @@ use anyhow::{Context, Result, bail};
 use flowpin_lab::{Lab, LabSpec, RouterKind};
 use serde::{Deserialize, Serialize};
 
+use crate::core_split::{self, GENERATOR_CPU, ROUTER_CPU};
 use crate::cpu_time;
-use crate::generator::{GenProtocol, GeneratorReport};
+use crate::generator::{GenProtocol, GeneratorReport, GeneratorTool};
 use crate::rate_search::RateSearch;
 use crate::report::{self, Measurement, Report};
 use crate::service::Service;
@@ -34,6 +35,8 @@ use crate::stats::histogram_quantile;
 pub const SINK_DESTINATION: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 200);
 /// First generated source address (LAN hosts 100..=199 do not exist; the router does not care).
 const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
+/// The name of flowpin's (only) datapath worker thread in the lab.
+const FLOWPIN_WORKER_THREAD: &str = "flowpin-w0";
 /// Loss allowed at the reported rate.
 pub const LOSS_LIMIT: f64 = 0.005;
 
@@ -55,6 +58,10 @@ pub struct RunOptions {
     /// JSON results to write.
     #[arg(long, default_value = "docs/benchmarks.json")]
     pub json: PathBuf,
+    /// The generator of every throughput trial (latency trials need send timestamps, which only the
+    /// AF_XDP generator writes).
+    #[arg(long, value_enum, default_value_t = GeneratorTool::Afxdp)]
+    pub generator: GeneratorTool,
     /// Configurations to run (default: all).
     #[arg(long, value_delimiter = ',')]
     pub configs: Vec<Config>,
@@ -84,9 +91,25 @@ impl Config {
         match self {
             Config::G => "generator → XDP sink on lan0 (no router): the generator's ceiling",
             Config::X => "XDP redirect lan0 → wan1 only: the plumbing ceiling",
-            Config::K0 => "kernel: ip_forward + ECMP multipath (L4 hash), RPS on lan0",
-            Config::K1 => "kernel: ECMP + conntrack + nft masquerade per uplink, RPS on lan0",
-            Config::O => "flowpin: XDP → AF_XDP (copy mode), 1 worker, SNAT per uplink",
+            Config::K0 => "kernel: ip_forward + ECMP multipath (L4 hash)",
+            Config::K1 => "kernel: ECMP + conntrack + nft masquerade per uplink",
+            Config::O => {
+                "flowpin: XDP → AF_XDP (copy mode), 1 worker sleeping in poll(), SNAT per uplink"
+            }
+        }
+    }
+
+    /// Where this configuration's work runs (the generator always runs on CPU 0).
+    pub fn core_split(self) -> &'static str {
+        match self {
+            Config::G => "sink's NAPI thread (threaded NAPI on lan0) pinned to CPU 1",
+            Config::X => "redirect's NAPI thread (threaded NAPI on lan0) pinned to CPU 1",
+            Config::K0 | Config::K1 => {
+                "RPS on lan0 → CPU 1 (IP stack, forwarding, transmit into the uplink veth)"
+            }
+            Config::O => {
+                "lan0's NAPI thread (XDP + copy into the AF_XDP ring) and the flowpin worker both pinned to CPU 1"
+            }
         }
     }
 }
@@ -203,11 +226,6 @@ impl Rig {
             }
             _ => {}
         }
-        if matches!(config, Config::K0 | Config::K1) {
-            // The router's work on the second core (design.md §8).
-            let path = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", t.router.lan_iface);
-            run_in(rns, &["sh", "-c", &format!("echo 2 > {path}")])?;
-        }
         let sink_at = |ns: &str, iface: &str| {
             Service::start(
                 ns,
@@ -228,6 +246,27 @@ impl Rig {
                 .map(|u| sink_at(&u.isp_ns, &u.isp_router_iface))
                 .collect::<Result<_>>()?
         };
+        // The same core split for every configuration (see `core_split`): generator on CPU 0, the
+        // router's work on CPU 1. XDP programs are attached by now, so their ports have NAPI.
+        let lan = &t.router.lan_iface;
+        let split = match config {
+            Config::K0 | Config::K1 => {
+                core_split::steer_rps(rns, lan, ROUTER_CPU)?;
+                format!("RPS on {lan} → CPU {ROUTER_CPU}")
+            }
+            Config::G | Config::X | Config::O => {
+                let napi = core_split::thread_napi(rns, lan, ROUTER_CPU)?;
+                let mut text = format!("NAPI threads {napi:?} of {lan} → CPU {ROUTER_CPU}");
+                if config == Config::O {
+                    let workers = core_split::pin_threads(rns, FLOWPIN_WORKER_THREAD, ROUTER_CPU)?;
+                    text += &format!(", {workers} × {FLOWPIN_WORKER_THREAD} → CPU {ROUTER_CPU}");
+                }
+                text
+            }
+        };
+        eprintln!(
+            "[flowpin-bench]   core split of {config:?}: {split}; generator on CPU {GENERATOR_CPU}"
+        );
         Ok(Rig {
             config,
             lab,
@@ -249,6 +288,7 @@ impl Rig {
     /// One trial: `rate` (None = as fast as possible) for `seconds`.
     fn trial(
         &mut self,
+        tool: GeneratorTool,
         workload: &Workload,
         rate: Option<u64>,
         seconds: f64,
@@ -259,12 +299,15 @@ impl Rig {
         let exe = std::env::current_exe()?;
         let before = self.reading()?;
         let cpu_before = cpu_time::read()?;
+        let generator_cpu = GENERATOR_CPU.to_string();
         let mut command = Command::new("ip");
         command
-            .args(["netns", "exec", &host.ns, "taskset", "-c", "0"])
+            .args(["netns", "exec", &host.ns, "taskset", "-c", &generator_cpu])
             .arg(&exe)
             .args([
                 "gen",
+                "--tool",
+                tool.name(),
                 "--interface",
                 &host.iface,
                 "--frame-len",
@@ -345,6 +388,10 @@ pub fn run(options: &RunOptions) -> Result<()> {
         flowpin_lab::command::running_as_root()?,
         "flowpin-bench run needs root (network namespaces, XDP)"
     );
+    core_split::available()?;
+    if options.generator == GeneratorTool::Trafgen {
+        crate::trafgen::available()?;
+    }
     let pktgen = crate::kernel_pktgen::availability(std::path::Path::new("/proc/net/pktgen"));
     let configs: Vec<Config> = if options.configs.is_empty() {
         Config::ALL.to_vec()
@@ -363,10 +410,14 @@ pub fn run(options: &RunOptions) -> Result<()> {
     };
     let progress = |text: &str| eprintln!("[flowpin-bench] {text}");
     progress(&match &pktgen {
-        Ok(()) => {
-            "kernel pktgen present (the AF_XDP generator is used for every figure here)".to_owned()
-        }
-        Err(why) => format!("kernel pktgen unavailable: {why}; using flowpin's AF_XDP generator"),
+        Ok(()) => format!(
+            "kernel pktgen present (not driven by this runner); generator: {}",
+            options.generator.name()
+        ),
+        Err(why) => format!(
+            "kernel pktgen unavailable: {why}; generator: {}",
+            options.generator.name()
+        ),
     });
     let mut rigs = Vec::new();
     for &config in &configs {
@@ -389,7 +440,7 @@ pub fn run(options: &RunOptions) -> Result<()> {
                     workload.name,
                     run + 1
                 ));
-                let max = rig.trial(workload, None, seconds, false)?;
+                let max = rig.trial(options.generator, workload, None, seconds, false)?;
                 let ceiling = max.offered_pps as u64;
                 let mut search = RateSearch::new(ceiling, LOSS_LIMIT, 0.02, steps);
                 let mut at_limit = None;
@@ -397,7 +448,7 @@ pub fn run(options: &RunOptions) -> Result<()> {
                     let trial = if rate == ceiling {
                         max
                     } else {
-                        rig.trial(workload, Some(rate), seconds, false)?
+                        rig.trial(options.generator, workload, Some(rate), seconds, false)?
                     };
                     search.record(rate, trial.loss);
                     if trial.loss <= LOSS_LIMIT {
@@ -406,7 +457,13 @@ pub fn run(options: &RunOptions) -> Result<()> {
                 }
                 let latency =
                     if workload.protocol == GenProtocol::Udp && !workload.new_flow_per_packet {
-                        Some(rig.trial(workload, Some(report::LATENCY_LOAD_PPS), seconds, true)?)
+                        Some(rig.trial(
+                            GeneratorTool::Afxdp,
+                            workload,
+                            Some(report::LATENCY_LOAD_PPS),
+                            seconds,
+                            true,
+                        )?)
                     } else {
                         None
                     };
@@ -434,7 +491,8 @@ pub fn run(options: &RunOptions) -> Result<()> {
         }
     }
     drop(rigs);
-    let report = Report::new(measurements, report::machine(), options.quick, pktgen.err());
+    let report = Report::new(measurements, report::machine(), options.quick, pktgen.err())
+        .with_generator(options.generator);
     report::write(&report, &options.report, &options.json)?;
     progress(&format!(
         "wrote {} and {}",

@@ -2,21 +2,26 @@
 //!
 //! - [`flow_set`]: the synthetic flow population shared by every generator and bench;
 //! - [`datapath_rig`]: an in-memory router (real snapshot, flow table, NAT pools) for criterion benches;
-//! - [`generator`]: flowpin's own AF_XDP packet generator; [`kernel_pktgen`]: kernel pktgen where present;
+//! - [`generator`]: flowpin's own AF_XDP packet generator; [`trafgen`]: netsniff-ng's trafgen with the
+//!   same frames; [`kernel_pktgen`]: kernel pktgen where present;
 //! - [`xdp_programs`], [`sink_service`], [`service`]: the XDP sink / redirect programs and their processes;
 //! - [`stats`], [`rate_search`], [`cpu_time`]: the pure measurement math;
-//! - [`lab_runner`], [`report`]: the side-by-side lab benchmark and its report.
+//! - [`core_split`]: the same generator/router core split for every configuration;
+//! - [`lab_runner`], [`report`], [`plot`]: the side-by-side lab benchmark, its report and PNG plot.
 #![forbid(unsafe_code)]
 
+pub mod core_split;
 pub mod cpu_time;
 pub mod datapath_rig;
 pub mod flow_set;
 pub mod generator;
 pub mod kernel_pktgen;
 pub mod lab_runner;
+pub mod plot;
 pub mod rate_search;
 pub mod report;
 pub mod service;
 pub mod sink_service;
 pub mod stats;
+pub mod trafgen;
 pub mod xdp_programs;

@@ -2,7 +2,7 @@
 //!
 //! - `flowpin-bench run [--quick]`: the lab runner (X, K0, K1, O side by side; report to
 //!   docs/benchmarks.md, JSON and a plot);
-//! - `flowpin-bench gen ...`: the AF_XDP generator alone (prints a JSON report);
+//! - `flowpin-bench gen [--tool afxdp|trafgen] ...`: a generator alone (prints a JSON report);
 //! - `flowpin-bench sink ...` / `redirect ...`: the XDP sink and the X program as line-driven services;
 //! - `flowpin-bench pktgen-check`: whether kernel pktgen is available here.
 #![forbid(unsafe_code)]
@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use flowpin_bench::flow_set::Addressing;
-use flowpin_bench::generator::{self, GenProtocol, GeneratorSpec};
+use flowpin_bench::generator::{GenProtocol, GeneratorSpec, GeneratorTool};
 use flowpin_bench::sink_service::{parse_mac, serve_redirect, serve_sink};
 use flowpin_bench::{kernel_pktgen, lab_runner};
 
@@ -29,8 +29,11 @@ struct Cli {
 enum Command {
     /// Runs the side-by-side lab benchmark and writes the report.
     Run(lab_runner::RunOptions),
-    /// Sends traffic with the AF_XDP generator (run it inside the namespace of the interface).
+    /// Sends traffic with a generator (run it inside the namespace of the interface).
     Gen {
+        /// The generator: flowpin's AF_XDP generator or netsniff-ng's trafgen.
+        #[arg(long, value_enum, default_value_t = GeneratorTool::Afxdp)]
+        tool: GeneratorTool,
         /// Interface to send on (queue 0).
         #[arg(long)]
         interface: String,
@@ -107,6 +110,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run(options) => lab_runner::run(&options),
         Command::Gen {
+            tool,
             interface,
             frame_len,
             rate,
@@ -140,7 +144,7 @@ fn main() -> Result<()> {
                 destination_mac: parse_mac(&destination_mac)?,
                 copy_mode: true,
             };
-            let report = generator::run(&spec)?;
+            let report = tool.run(&spec)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }

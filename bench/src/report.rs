@@ -12,6 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::generator::GeneratorTool;
 use crate::lab_runner::Config;
 use crate::stats::{Summary, ratio, summarize};
 
@@ -52,8 +53,15 @@ pub struct Report {
     pub quick: bool,
     /// Why kernel pktgen was not used, if it was not available.
     pub pktgen_unavailable: Option<String>,
+    /// The generator of the throughput trials (`afxdp` or `trafgen`).
+    #[serde(default = "default_generator")]
+    pub generator: String,
     /// Every trial.
     pub measurements: Vec<Measurement>,
+}
+
+fn default_generator() -> String {
+    GeneratorTool::Afxdp.name().into()
 }
 
 /// Describes the machine.
@@ -88,7 +96,16 @@ impl Report {
             machine,
             quick,
             pktgen_unavailable,
+            generator: default_generator(),
             measurements,
+        }
+    }
+
+    /// The same report, its throughput trials made by `tool`.
+    pub fn with_generator(self, tool: GeneratorTool) -> Self {
+        Self {
+            generator: tool.name().into(),
+            ..self
         }
     }
 
@@ -120,6 +137,11 @@ impl Report {
 
     /// The Markdown report.
     pub fn markdown(&self) -> String {
+        self.markdown_with_plot(None)
+    }
+
+    /// The Markdown report, showing the PNG plot `plot` (a path relative to the Markdown file).
+    pub fn markdown_with_plot(&self, plot: Option<&str>) -> String {
         let mut md = String::new();
         let _ = writeln!(md, "# flowpin benchmarks\n");
         let _ = writeln!(
@@ -128,15 +150,31 @@ impl Report {
             if self.quick { " --quick" } else { "" },
             self.machine
         );
-        if let Some(why) = &self.pktgen_unavailable {
+        let generator = if self.generator == GeneratorTool::Trafgen.name() {
+            "netsniff-ng trafgen (`-P 1`, CPU 0, `--no-sock-mem`)"
+        } else {
+            "flowpin's AF_XDP generator (copy mode, CPU 0)"
+        };
+        let _ = writeln!(
+            md,
+            "Generator of the throughput trials: {generator}; latency trials: the AF_XDP generator \
+             (send timestamps).{}\n",
+            self.pktgen_unavailable
+                .as_ref()
+                .map_or(String::new(), |why| format!(" Kernel pktgen: {why}."))
+        );
+        if let Some(plot) = plot {
             let _ = writeln!(
                 md,
-                "Generator: flowpin's AF_XDP generator (copy mode). Kernel pktgen: {why}.\n"
+                "![forwarded 64-byte packets/s at ≤ 0.5 % loss vs established flows]({plot})\n"
             );
         }
-        let _ = writeln!(md, "Configurations:\n");
+        let _ = writeln!(
+            md,
+            "Configurations (the generator always runs on CPU 0; every router gets CPU 1):\n"
+        );
         for c in Config::ALL {
-            let _ = writeln!(md, "- **{c:?}**: {}", c.describe());
+            let _ = writeln!(md, "- **{c:?}**: {}; {}", c.describe(), c.core_split());
         }
         let _ = writeln!(
             md,
@@ -220,9 +258,18 @@ fn fmt_pps(summary: Option<Summary>) -> String {
     }
 }
 
-/// Writes the Markdown and the JSON.
+/// Writes the Markdown, the JSON and, beside the Markdown (same name, `.png`), the plot. A plot that
+/// cannot be drawn is reported in the Markdown instead of failing the whole run.
 pub fn write(report: &Report, markdown: &Path, json: &Path) -> Result<()> {
-    std::fs::write(markdown, report.markdown())
+    let png = markdown.with_extension("png");
+    let plot = match crate::plot::write_png(report, &png) {
+        Ok(()) => png.file_name().map(|n| n.to_string_lossy().into_owned()),
+        Err(error) => {
+            eprintln!("[flowpin-bench] no plot: {error:#}");
+            None
+        }
+    };
+    std::fs::write(markdown, report.markdown_with_plot(plot.as_deref()))
         .with_context(|| format!("writing {}", markdown.display()))?;
     std::fs::write(json, serde_json::to_string_pretty(report)?)
         .with_context(|| format!("writing {}", json.display()))?;
@@ -269,7 +316,13 @@ mod tests {
         assert!(md.contains("- O/K1: 1.82 (range 1.50–2.20)"), "{md}");
         assert!(md.contains("- O/K0: —"), "{md}");
         assert!(md.contains("12 / —"), "{md}");
-        assert!(md.contains("Kernel pktgen: no pktgen"), "{md}");
+        assert!(md.contains("Kernel pktgen: no pktgen."), "{md}");
+        assert!(md.contains("AF_XDP generator (copy mode, CPU 0)"), "{md}");
+        assert!(!md.contains("!["), "no plot was asked for");
+        let with_trafgen = report.clone().with_generator(GeneratorTool::Trafgen);
+        let md = with_trafgen.markdown_with_plot(Some("b.png"));
+        assert!(md.contains("netsniff-ng trafgen"), "{md}");
+        assert!(md.contains("](b.png)"), "{md}");
         assert!(
             !md.contains("| X |"),
             "configurations without data are left out"
