@@ -135,17 +135,19 @@ impl Default for Timeouts {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Filtering {
-    /// Inbound packets only from addresses the internal endpoint has sent to (default).
+    /// Inbound packets only from the remote address *and port* a flow was opened to (default): the
+    /// strictest filtering of RFC 4787 §5, and what a flow table keyed by the full 5-tuple gives.
     #[default]
-    AddressDependent,
-    /// Inbound packets from anyone once the mapping exists ("full cone").
+    AddressAndPortDependent,
+    /// Inbound TCP/UDP packets from anyone to a live mapping open a flow to its internal endpoint
+    /// ("full cone"; RFC 4787 REQ-8 recommends it where application transparency matters most).
     EndpointIndependent,
 }
 
 impl fmt::Display for Filtering {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Filtering::AddressDependent => "address-dependent",
+            Filtering::AddressAndPortDependent => "address-and-port-dependent",
             Filtering::EndpointIndependent => "endpoint-independent",
         })
     }

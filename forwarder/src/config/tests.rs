@@ -88,7 +88,7 @@ fn defaults_fill_everything_optional() {
     let config = parse(BASE, "f", None).unwrap();
     assert_eq!(config.nat.port_range, PortRange::new(10000, 32767).unwrap());
     assert_eq!(config.nat.stickiness, Stickiness::Endpoint);
-    assert_eq!(config.nat.filtering, Filtering::AddressDependent);
+    assert_eq!(config.nat.filtering, Filtering::AddressAndPortDependent);
     assert!(!config.nat.udp_refresh_on_inbound);
     assert_eq!(
         config.nat.timeouts,
@@ -579,7 +579,7 @@ mod generated {
                         Just(Stickiness::Flow)
                     ],
                     prop_oneof![
-                        Just(Filtering::AddressDependent),
+                        Just(Filtering::AddressAndPortDependent),
                         Just(Filtering::EndpointIndependent)
                     ],
                     any::<bool>(),
