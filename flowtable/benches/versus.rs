@@ -47,7 +47,8 @@ fn key(id: u64) -> FiveTuple {
 
 fn uplink_key(id: u64) -> FiveTuple {
     let mut uplink = key(id);
-    uplink.destination = [uplink.source[1], uplink.source[2], uplink.source[3], 7];
+    let last = uplink.destination[3];
+    uplink.destination = [uplink.source[1], uplink.source[2], uplink.source[3], last];
     uplink.source = [203, 0, 113, 1];
     uplink
 }

@@ -91,12 +91,19 @@ impl Index {
         let mut bucket = hash.home_bucket(count);
         for _ in 0..count {
             let cell = &self.buckets[bucket];
-            for (slot, word) in cell.slots.iter().enumerate() {
-                let word = SlotWord(word.load(order));
-                if word.0 != 0
-                    && word.tag() == tag
-                    && let ControlFlow::Break(found) = visit(word, SlotPosition { bucket, slot })
-                {
+            // Read the whole line first, then compare all tags without branches; only tag
+            // matches (usually none or one) are visited.
+            let words: [u32; SLOTS_PER_BUCKET] =
+                core::array::from_fn(|slot| cell.slots[slot].load(order));
+            let mut matches = 0u32;
+            for (slot, word) in words.iter().enumerate() {
+                matches |= u32::from(SlotWord(*word).tag() == tag) << slot;
+            }
+            while matches != 0 {
+                let slot = matches.trailing_zeros() as usize;
+                matches &= matches - 1;
+                let position = SlotPosition { bucket, slot };
+                if let ControlFlow::Break(found) = visit(SlotWord(words[slot]), position) {
                     return Some(found);
                 }
             }
