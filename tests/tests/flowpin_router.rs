@@ -25,6 +25,13 @@ fn counters(lab: &Lab) -> Vec<IspCounters> {
     lab.isp_counters().expect("reading the ISP counters")
 }
 
+/// A `pgrep -f` pattern matching this lab's forwarder only (network namespaces do not separate
+/// processes: other labs' forwarders run in parallel tests).
+fn this_labs_flowpin(lab: &Lab) -> String {
+    let config = lab.flowpin_files().expect("flowpin files").config;
+    format!("run -c {}", config.display())
+}
+
 fn drops(lab: &Lab, reason: &str) -> u64 {
     flowpin_status(lab)["drops"]
         .as_array()
@@ -439,7 +446,7 @@ fn killing_flowpin_fails_closed_and_a_restart_resumes() {
         .expect("hping3 starts");
     std::thread::sleep(Duration::from_millis(500));
     let pid = lab
-        .exec_ok(&lab.router().ns, &["pgrep", "-f", "flowpin run"])
+        .exec_ok(&lab.router().ns, &["pgrep", "-f", &this_labs_flowpin(&lab)])
         .expect("flowpin is running");
     let pid = pid.lines().next().expect("a pid").trim().to_owned();
     lab.exec_ok(&lab.router().ns, &["kill", "-9", &pid])
@@ -478,11 +485,12 @@ fn sigterm_detaches_everything_but_the_forward_guard() {
         "the XDP program redirected LAN transit: {xdp:?}"
     );
     let router = &lab.router().ns;
-    lab.exec_ok(router, &["pkill", "-TERM", "-f", "flowpin run"])
+    let pattern = this_labs_flowpin(&lab);
+    lab.exec_ok(router, &["pkill", "-TERM", "-f", &pattern])
         .expect("SIGTERM sent");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while lab
-        .exec(router, &["pgrep", "-f", "flowpin run"])
+        .exec(router, &["pgrep", "-f", &pattern])
         .unwrap()
         .status
         .success()
