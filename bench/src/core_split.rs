@@ -12,6 +12,13 @@
 //! - flowpin (O): additionally its datapath worker thread pinned to `ROUTER_CPU` ([`pin_threads`]), since
 //!   the daemon pins worker `i` to core `i % ncores` (worker 0 would share the generator's core).
 //!
+//! Priority: RPS work runs in softirq context, ahead of every task on its CPU, while a NAPI kthread or
+//! a worker thread is an ordinary task that other load (the machine is shared) can preempt. So that the
+//! configurations compete on equal terms, the threads this module pins also get the real-time policy
+//! `SCHED_FIFO` at [`ROUTER_PRIORITY`] (the kernel's real-time throttling still leaves 5 % to other
+//! tasks). The generator keeps the normal policy in every configuration; its ceiling is measured in
+//! every trial.
+//!
 //! Invariants: each function either did what it says or returns an error naming what failed; nothing
 //! here changes anything outside the namespace it is given except the CPU affinity of the threads it
 //! names (NAPI kthreads live in the root pid namespace, identified as the threads that appeared when
@@ -27,6 +34,8 @@ use anyhow::{Context, Result, bail, ensure};
 pub const GENERATOR_CPU: usize = 0;
 /// The core the router's work is moved to.
 pub const ROUTER_CPU: usize = 1;
+/// The `SCHED_FIFO` priority of the router threads this module pins.
+pub const ROUTER_PRIORITY: u8 = 50;
 
 /// Whether this machine has the two cores the split needs.
 pub fn available() -> Result<()> {
@@ -53,7 +62,8 @@ pub fn steer_rps(ns: &str, iface: &str, cpu: usize) -> Result<()> {
     write_sysfs(ns, &path, &cpu_mask(cpu))
 }
 
-/// Switches `iface` (in namespace `ns`) to threaded NAPI and pins its NAPI kthreads to `cpu`; returns
+/// Switches `iface` (in namespace `ns`) to threaded NAPI and pins its NAPI kthreads to `cpu` (at
+/// [`ROUTER_PRIORITY`]); returns
 /// their thread ids. The port must have NAPI active (an XDP program attached, or GRO on).
 pub fn thread_napi(ns: &str, iface: &str, cpu: usize) -> Result<Vec<u32>> {
     let prefix = format!("napi/{iface}-");
@@ -80,7 +90,8 @@ pub fn thread_napi(ns: &str, iface: &str, cpu: usize) -> Result<Vec<u32>> {
     Ok(ours)
 }
 
-/// Pins every thread named `comm` of the processes in namespace `ns` to `cpu`; returns how many.
+/// Pins every thread named `comm` of the processes in namespace `ns` to `cpu` (at [`ROUTER_PRIORITY`]);
+/// returns how many.
 pub fn pin_threads(ns: &str, comm: &str, cpu: usize) -> Result<usize> {
     let pids = flowpin_lab::command::run(&["ip", "netns", "pids", ns])?;
     let mut pinned = 0;
@@ -117,11 +128,18 @@ pub fn allowed_cpus(tid: u32) -> Result<String> {
 }
 
 fn pin_thread(tid: u32, cpu: usize) -> Result<()> {
-    flowpin_lab::command::run(&["taskset", "-pc", &cpu.to_string(), &tid.to_string()])?;
+    let tid_text = tid.to_string();
+    flowpin_lab::command::run(&["taskset", "-pc", &cpu.to_string(), &tid_text])?;
     let allowed = allowed_cpus(tid)?;
     ensure!(
         allowed == cpu.to_string(),
         "thread {tid} still runs on CPUs {allowed} after pinning it to {cpu}"
+    );
+    flowpin_lab::command::run(&["chrt", "-f", "-p", &ROUTER_PRIORITY.to_string(), &tid_text])?;
+    let policy = flowpin_lab::command::run(&["chrt", "-p", &tid_text])?;
+    ensure!(
+        policy.contains("SCHED_FIFO"),
+        "thread {tid} is not SCHED_FIFO after chrt: {policy}"
     );
     Ok(())
 }

@@ -85,6 +85,10 @@ pub struct GeneratorSpec {
     pub duration: Duration,
     /// Every packet starts a flow never seen before (flow setup rate).
     pub new_flow_per_packet: bool,
+    /// The flow of the first packet (a run continues where the previous one stopped, so that new-flow
+    /// runs stay new across trials).
+    #[serde(default)]
+    pub first_flow: u32,
     /// UDP or TCP SYN.
     pub protocol: GenProtocol,
     /// Write a send timestamp into every UDP payload.
@@ -236,7 +240,7 @@ pub fn run(spec: &GeneratorSpec) -> Result<GeneratorReport> {
     let port = PortId(0);
     let start = Instant::now();
     let mut queued: u64 = 0;
-    let mut next_flow: u32 = 0;
+    let mut next_flow: u32 = spec.first_flow % flows.len();
     let mut ring_full = 0;
     loop {
         let elapsed = start.elapsed();
@@ -320,6 +324,7 @@ mod tests {
             addressing: Addressing::RIG,
             duration: Duration::from_secs(1),
             new_flow_per_packet: false,
+            first_flow: 0,
             protocol,
             timestamps: true,
             source_mac: [2, 0, 0, 0, 0, 1],

@@ -104,6 +104,7 @@ mod tests {
             },
             duration: Duration::from_secs(1),
             new_flow_per_packet: false,
+            first_flow: 0,
             protocol: GenProtocol::Udp,
             timestamps: false,
             source_mac: [2, 0, 0, 0, 0, 1],

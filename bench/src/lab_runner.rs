@@ -102,13 +102,16 @@ impl Config {
     /// Where this configuration's work runs (the generator always runs on CPU 0).
     pub fn core_split(self) -> &'static str {
         match self {
-            Config::G => "sink's NAPI thread (threaded NAPI on lan0) pinned to CPU 1",
-            Config::X => "redirect's NAPI thread (threaded NAPI on lan0) pinned to CPU 1",
+            Config::G => "sink's NAPI thread (threaded NAPI on lan0) pinned to CPU 1, SCHED_FIFO",
+            Config::X => {
+                "redirect's NAPI thread (threaded NAPI on lan0) pinned to CPU 1, SCHED_FIFO"
+            }
             Config::K0 | Config::K1 => {
-                "RPS on lan0 → CPU 1 (IP stack, forwarding, transmit into the uplink veth)"
+                "RPS on lan0 → CPU 1 (softirq: IP stack, forwarding, transmit into the uplink veth)"
             }
             Config::O => {
-                "lan0's NAPI thread (XDP + copy into the AF_XDP ring) and the flowpin worker both pinned to CPU 1"
+                "lan0's NAPI thread (XDP + copy into the AF_XDP ring) and the flowpin worker both \
+                 pinned to CPU 1, SCHED_FIFO"
             }
         }
     }
@@ -171,6 +174,9 @@ pub const WORKLOADS: [Workload; 5] = [
 /// One configuration's lab and its sinks.
 struct Rig {
     config: Config,
+    /// The flow the next new-flow trial starts with: every trial continues the sequence, so "new flow
+    /// per packet" stays new across the trials of a run (and across runs) on one lab.
+    next_new_flow: u32,
     lab: Lab,
     sinks: Vec<Service>,
     _redirect: Option<Service>,
@@ -256,7 +262,8 @@ impl Rig {
             }
             Config::G | Config::X | Config::O => {
                 let napi = core_split::thread_napi(rns, lan, ROUTER_CPU)?;
-                let mut text = format!("NAPI threads {napi:?} of {lan} → CPU {ROUTER_CPU}");
+                let mut text =
+                    format!("NAPI threads {napi:?} of {lan} → CPU {ROUTER_CPU} (SCHED_FIFO)");
                 if config == Config::O {
                     let workers = core_split::pin_threads(rns, FLOWPIN_WORKER_THREAD, ROUTER_CPU)?;
                     text += &format!(", {workers} × {FLOWPIN_WORKER_THREAD} → CPU {ROUTER_CPU}");
@@ -269,6 +276,7 @@ impl Rig {
         );
         Ok(Rig {
             config,
+            next_new_flow: 0,
             lab,
             sinks,
             _redirect: redirect,
@@ -334,7 +342,11 @@ impl Rig {
             command.args(["--rate", &rate.to_string()]);
         }
         if workload.new_flow_per_packet {
-            command.arg("--new-flow-per-packet");
+            command.args([
+                "--new-flow-per-packet",
+                "--first-flow",
+                &self.next_new_flow.to_string(),
+            ]);
         }
         if timestamps {
             command.arg("--timestamps");
@@ -348,6 +360,9 @@ impl Rig {
         }
         let generated: GeneratorReport =
             serde_json::from_slice(&output.stdout).context("generator report")?;
+        if workload.new_flow_per_packet {
+            self.next_new_flow = self.next_new_flow.wrapping_add(generated.sent as u32);
+        }
         // Frames still in flight through the router.
         std::thread::sleep(Duration::from_millis(100));
         let cpu_after = cpu_time::read()?;

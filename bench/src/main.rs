@@ -49,6 +49,9 @@ enum Command {
         /// A new flow on every packet.
         #[arg(long)]
         new_flow_per_packet: bool,
+        /// The flow of the first packet (continue a previous run's flow sequence).
+        #[arg(long, default_value_t = 0)]
+        first_flow: u32,
         /// Seconds to send.
         #[arg(long, default_value_t = 1.0)]
         duration: f64,
@@ -116,6 +119,7 @@ fn main() -> Result<()> {
             rate,
             flows,
             new_flow_per_packet,
+            first_flow,
             duration,
             first_source,
             source_hosts,
@@ -138,6 +142,7 @@ fn main() -> Result<()> {
                 },
                 duration: Duration::from_secs_f64(duration),
                 new_flow_per_packet,
+                first_flow,
                 protocol,
                 timestamps,
                 source_mac: parse_mac(&source_mac)?,

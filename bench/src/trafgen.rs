@@ -15,10 +15,13 @@
 //! - what was offered is what the sending veth handed on or dropped (`tx_packets + tx_dropped`, so a
 //!   frame the router's ring refused counts as offered and lost); the window starts at the first
 //!   transmitted frame, after trafgen has compiled its configuration;
-//! - there are no timestamps: latency is measured with the AF_XDP generator only.
+//! - trafgen runs in its own process group, which is what is stopped (SIGINT) at the end of the window;
+//! - there are no timestamps: latency is measured with the AF_XDP generator only; `first_flow` is
+//!   ignored (trafgen's counters restart with every run).
 #![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,15 +38,11 @@ const NEW_FLOW_PORT_HIGH: u8 = 1;
 /// How long trafgen may take to compile its configuration and send its first frame.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Whether trafgen is installed.
+/// Whether trafgen is installed (on `PATH`).
 pub fn available() -> Result<()> {
-    match Command::new(TRAFGEN).arg("--version").output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => bail!(
-            "trafgen --version failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => bail!("missing prerequisite: trafgen (apt-get install netsniff-ng): {e}"),
+    match flowpin_lab::command::find_tool(TRAFGEN) {
+        Some(_) => Ok(()),
+        None => bail!("missing prerequisite: trafgen (apt-get install netsniff-ng) is not on PATH"),
     }
 }
 
@@ -137,6 +136,7 @@ pub fn run(spec: &GeneratorSpec) -> Result<GeneratorReport> {
         .with_context(|| format!("writing {}", file.0.display()))?;
     let before = tx_counter(&spec.interface)?;
     let mut child = trafgen_command(&spec.interface, &file.0, spec.rate_pps)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -162,8 +162,10 @@ pub fn run(spec: &GeneratorSpec) -> Result<GeneratorReport> {
         std::thread::sleep(Duration::from_micros(500));
     };
     std::thread::sleep(spec.duration.saturating_sub(first.elapsed()));
+    // trafgen's sending processes are children of the one we started, all in its process group: stop
+    // the group, as Ctrl-C would (signalling the parent alone leaves it waiting for a child that sends).
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", "--", &format!("-{}", child.id())])
         .status()
         .context("stopping trafgen")?;
     let output = child.wait_with_output()?;
@@ -223,6 +225,7 @@ mod tests {
             },
             duration: Duration::from_secs(1),
             new_flow_per_packet,
+            first_flow: 0,
             protocol,
             timestamps: false,
             source_mac: [2, 0, 0, 0, 0, 1],
