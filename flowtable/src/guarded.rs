@@ -37,6 +37,11 @@ impl GuardedWord {
         (word >> PAYLOAD_BITS == tag).then_some(word & PAYLOAD_MAX)
     }
 
+    /// The payload whatever the incarnation (the free list's link while the record is free).
+    pub(crate) fn load_any(&self) -> u64 {
+        self.0.load(Ordering::Relaxed) & PAYLOAD_MAX
+    }
+
     /// Adds `amount` (wrapping at 2^48) unless the word belongs to another incarnation.
     pub(crate) fn add(&self, tag: u64, amount: u64) -> bool {
         let mut word = self.0.load(Ordering::Relaxed);

@@ -49,9 +49,10 @@
 //! flow, so skipping it is a correct miss). `lookup_batch` hashes a round of 16 keys and prefetches
 //! their home buckets, then finds each first tag match and prefetches its record, then verifies.
 //!
-//! **Inserts** (`insert_if_absent`) are lock-free. The inserter claims a free record (a shared
-//! cursor walks the records round-robin; a reservation counter makes `Full` a fast, exact answer
-//! and guarantees the walk finds a record), writes the body, publishes both slot words, moves the
+//! **Inserts** (`insert_if_absent`) are lock-free. The inserter claims a free record (a reservation
+//! counter makes `Full` a fast, exact answer; the free records form a lock-free tagged Treiber
+//! stack threaded through the records themselves, so claiming is O(1) even when nearly full),
+//! writes the body, publishes both slot words, moves the
 //! record to `Pending`, and *resolves* it: it scans the LAN key's probe path for other records
 //! with the same LAN key and the uplink key's path for records with the same uplink key, then
 //! decides `Pending -> Live | Aborted | Clashed` by compare-and-swap of the sequence word.
@@ -152,6 +153,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod batch;
+mod free_list;
 mod guarded;
 mod handle;
 mod index;

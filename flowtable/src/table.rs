@@ -2,6 +2,7 @@
 //! Inserting, sweeping, batch lookups and snapshots live in their own modules as further `impl`
 //! blocks of [`FlowTable`].
 
+use crate::free_list::FreeList;
 use crate::guarded::{PAYLOAD_MAX, tag_of};
 use crate::handle::{FlowCounters, FlowHandle, Found, Side};
 use crate::index::Index;
@@ -14,9 +15,6 @@ use core::fmt;
 use core::hash::{BuildHasher, Hash};
 use core::ops::ControlFlow;
 use foldhash::fast::RandomState;
-
-/// Records scanned per claim of the allocation cursor.
-const ALLOCATION_CHUNK: usize = 64;
 
 /// Why a table could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -40,7 +38,7 @@ pub struct FlowTable<K, V> {
     hasher: RandomState,
     /// Records not `Free` (reserved before claiming, released after freeing).
     pub(crate) occupied: AtomicUsize,
-    allocation_cursor: AtomicUsize,
+    free: FreeList,
     pub(crate) sweep_cursor: AtomicUsize,
 }
 
@@ -76,12 +74,14 @@ where
                 max: Self::MAX_CAPACITY,
             });
         }
+        let records = FixedArray::new(capacity, |_| Record::new());
+        let free = FreeList::full(&records);
         Ok(FlowTable {
-            records: FixedArray::new(capacity, |_| Record::new()),
+            records,
             index: Index::with_capacity_for(2 * capacity),
             hasher: RandomState::default(),
             occupied: AtomicUsize::new(0),
-            allocation_cursor: AtomicUsize::new(0),
+            free,
             sweep_cursor: AtomicUsize::new(0),
         })
     }
@@ -260,24 +260,22 @@ where
         }
     }
 
-    /// Claims a free record for a new incarnation; the caller has already reserved one in
-    /// `occupied`, so a free record exists until this claim takes one.
+    /// Claims a free record for a new incarnation. The caller has already reserved one in
+    /// `occupied`, and a record's reservation is released only after it is back on the free
+    /// stack, so the stack holds a record for every outstanding reservation.
     pub(crate) fn claim_record(&self) -> (u32, Seq) {
-        let capacity = self.records.len();
         loop {
-            let start = self
-                .allocation_cursor
-                .fetch_add(ALLOCATION_CHUNK, Ordering::Relaxed);
-            for step in 0..ALLOCATION_CHUNK {
-                let number = (start.wrapping_add(step)) % capacity;
-                let record = &self.records[number];
-                let seq = record.load_seq(Ordering::Relaxed);
-                if seq.status() == Status::Free
-                    && record.transition(seq, seq.next_incarnation()).is_ok()
-                {
-                    return (number as u32, seq.next_incarnation());
-                }
-            }
+            let Some(number) = self.free.pop(&self.records) else {
+                // Unreachable by the counting argument above; never spin on it.
+                core::hint::spin_loop();
+                continue;
+            };
+            let record = &self.records[number as usize];
+            let seq = record.load_seq(Ordering::Relaxed);
+            debug_assert_eq!(seq.status(), Status::Free);
+            let claimed = seq.next_incarnation();
+            record.seq.store(claimed.0, Ordering::SeqCst);
+            return (number, claimed);
         }
     }
 
@@ -286,6 +284,7 @@ where
         self.records[record as usize]
             .seq
             .store(seq.with_status(Status::Free).0, Ordering::SeqCst);
+        self.free.push(&self.records, record);
         self.occupied.fetch_sub(1, Ordering::SeqCst);
     }
 }
