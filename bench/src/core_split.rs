@@ -187,10 +187,16 @@ mod tests {
 
     #[test]
     fn this_thread_is_found_by_name_and_its_affinity_read() {
+        // The new thread names itself before its closure runs: wait for the closure to start.
+        let (started, running) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("fpb-probe-thr".into())
-            .spawn(|| std::thread::sleep(Duration::from_millis(500)))
+            .spawn(move || {
+                started.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+            })
             .unwrap();
+        running.recv().unwrap();
         let found = threads_named(|c| c == "fpb-probe-thr").unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
         let tid = *found.iter().next().unwrap();
