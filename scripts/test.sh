@@ -20,7 +20,7 @@ step "build (release binaries used by the end-to-end tests)"
 cargo build --release --locked -p flowpin -p flowpin-lab
 
 step "tests"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 step "model check: the NAT port allocator's races under shuttle (20,000 schedules)"
 RUSTFLAGS="--cfg shuttle" CARGO_TARGET_DIR=target/model \
