@@ -18,7 +18,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use flowpin_bench::datapath_rig::{DatapathRig, FrameBatch};
 use flowpin_bench::flow_set::FlowSet;
 
@@ -93,4 +93,10 @@ criterion_group! {
     config = configured();
     targets = hit_path, miss_path
 }
-criterion_main!(benches);
+
+fn main() {
+    // criterion draws its plots with plotters, whose text needs a registered font in this build.
+    flowpin_bench::plot::register_font().expect("a font for criterion's plots");
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

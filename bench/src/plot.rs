@@ -55,7 +55,13 @@ pub fn series(report: &Report) -> Vec<(Config, Series)> {
         .collect()
 }
 
-fn register_font() -> Result<()> {
+/// Registers the system's DejaVu Sans as plotters' `sans-serif` family (once per process).
+///
+/// With plotters' `ab_glyph` feature (which this crate turns on), plotters draws text only in
+/// registered fonts, and feature unification turns it on for every crate built together with this
+/// one — criterion's own plots included: a criterion bench built alongside this crate must call this
+/// first (as `benches/datapath.rs` does) or run with `--noplot`.
+pub fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {
