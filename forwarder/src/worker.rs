@@ -1,7 +1,7 @@
 //! A datapath worker: one thread, one queue, one AF_XDP UMEM shared by its LAN and uplink sockets.
 //!
-//! Each loop iteration: receive a batch; read `now` once; load the control plane's snapshot once; run
-//! the sans-IO pipeline on every frame; queue each frame for transmission on its egress port or recycle
+//! Each loop iteration: receive a batch; read `now` once; load the control plane's snapshot once; parse
+//! the batch and look all its flows up at once; run the sans-IO pipeline on every frame; queue each frame for transmission on its egress port or recycle
 //! it; flush the rings once. When nothing arrives it sleeps in `poll()` (idle = poll) or spins
 //! (idle = busy-poll). No allocation, lock, syscall (other than the ring wakeups) or log per packet.
 #![forbid(unsafe_code)]
@@ -12,12 +12,10 @@ use std::time::Instant;
 
 use crate::config::IdleStrategy;
 use crate::datapath::{
-    DatapathCounters, DropReason, Flows, Pipeline, PortId, SnapshotCell, Verdict,
+    BATCH, DatapathCounters, DropReason, Flows, Pipeline, PortId, PreparedBatch, SnapshotCell,
+    Verdict,
 };
 use crate::xsk::{self, XskWorker};
-
-/// Frames received per batch.
-pub const BATCH: usize = 64;
 
 /// How long an idle worker sleeps in `poll()` before looking at the stop flag again.
 const IDLE_POLL_MS: i32 = 100;
@@ -65,6 +63,7 @@ pub fn run(
     idle: IdleStrategy,
 ) -> XskWorker {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut prepared = PreparedBatch::new();
     while !shared.stop.load(Ordering::Relaxed) {
         let received = xsk.receive(BATCH, &mut batch);
         if received == 0 {
@@ -85,7 +84,12 @@ pub fn run(
             counters: &counters,
         };
         counters.batches.add(1);
-        for mut frame in batch.drain(..) {
+        prepared.clear();
+        for frame in &batch {
+            prepared.push(xsk.data(frame));
+        }
+        pipeline.look_up(&mut prepared);
+        for (index, mut frame) in batch.drain(..).enumerate() {
             let Some(rx) = frame.rx_port() else {
                 xsk.recycle(frame);
                 continue;
@@ -95,7 +99,7 @@ pub fn run(
             let len = frame.len() as usize;
             let verdict = {
                 let chunk = xsk.chunk_mut(&mut frame);
-                pipeline.process(ingress, &mut chunk[start..], len)
+                pipeline.process_prepared(&prepared, index, ingress, &mut chunk[start..], len)
             };
             match verdict {
                 Verdict::Transmit { port, len } => {

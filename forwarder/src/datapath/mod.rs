@@ -1,8 +1,9 @@
 //! The datapath: the sans-IO per-frame pipeline and the state it reads and writes.
 //!
 //! Depends on `flowpin-nat` and `flowpin-flowtable` and on nothing that does I/O. A worker reads `now`
-//! once per batch, loads the control plane's [`Snapshot`] once per batch, runs [`Pipeline::process`] on
-//! every frame, and acts on the returned [`Verdict`]s.
+//! once per batch, loads the control plane's [`Snapshot`] once per batch, parses the batch and looks all
+//! its flows up at once ([`PreparedBatch`], [`Pipeline::look_up`]), decides and rewrites every frame
+//! ([`Pipeline::process_prepared`]), and acts on the returned [`Verdict`]s.
 #![forbid(unsafe_code)]
 
 pub mod counters;
@@ -17,7 +18,7 @@ mod tests;
 
 pub use counters::{DatapathCounters, DropReason};
 pub use flows::Flows;
-pub use pipeline::Pipeline;
+pub use pipeline::{BATCH, Pipeline, PreparedBatch};
 pub use record::{FlowKind, FlowValue, Mac};
 pub use snapshot::{LanView, Snapshot, SnapshotCell, UplinkNat, UplinkView};
 pub use verdict::{PortId, Verdict};

@@ -13,8 +13,8 @@
 use flowpin_flowtable::{FlowHandle, Found, InsertError, Insertion, Side};
 use flowpin_nat::originate::{RouterIdentity, UnreachableKind, build_unreachable};
 use flowpin_nat::{
-    Direction, FlowKey, IpProtocol, MacPair, ParsedFrame, Rewrite, Transport, icmp_error_flow_key,
-    parse_frame, translate_icmp_error,
+    Direction, FlowKey, IpProtocol, MacPair, ParseError, ParsedFrame, Rewrite, Transport,
+    icmp_error_flow_key, parse_frame, translate_icmp_error,
 };
 
 use super::counters::{DatapathCounters, DropReason};
@@ -57,36 +57,133 @@ impl From<Found<FlowValue>> for Hit {
     }
 }
 
-impl Pipeline<'_> {
-    /// Processes one frame received on `ingress`; `frame` is the whole frame buffer (its first `len`
-    /// bytes are the received frame; the rest is tailroom the pipeline may use for a longer reply).
-    pub fn process(&self, ingress: PortId, frame: &mut [u8], len: usize) -> Verdict {
-        self.counters.frames.add(1);
-        let verdict = match self.classify(ingress, frame, len) {
-            Ok(v) => v,
-            Err(reason) => Verdict::Drop(reason),
+/// The most frames one batch holds.
+pub const BATCH: usize = 64;
+
+/// A key no flow has (TCP from 0.0.0.0:0 to 0.0.0.0:0 is a martian that never parses): the lookup slot
+/// of a frame that did not parse.
+const NO_KEY: FlowKey = FlowKey {
+    protocol: IpProtocol::Tcp,
+    source: std::net::Ipv4Addr::UNSPECIFIED,
+    destination: std::net::Ipv4Addr::UNSPECIFIED,
+    source_port: 0,
+    destination_port: 0,
+};
+
+/// The first stage of a batch: every frame parsed, and every frame's flow looked up at once, so the
+/// table can hash the whole batch and prefetch its buckets and records before probing (the memory
+/// misses of a batch overlap instead of queueing). Allocated once per worker.
+#[derive(Debug)]
+pub struct PreparedBatch {
+    parsed: [Result<ParsedFrame, ParseError>; BATCH],
+    keys: [FlowKey; BATCH],
+    found: [Option<Found<FlowValue>>; BATCH],
+    len: usize,
+}
+
+impl PreparedBatch {
+    /// An empty batch (boxed: it is a few KiB).
+    pub fn new() -> Box<Self> {
+        Box::new(Self {
+            parsed: [Err(ParseError::RuntFrame); BATCH],
+            keys: [NO_KEY; BATCH],
+            found: [None; BATCH],
+            len: 0,
+        })
+    }
+
+    /// Forgets the previous batch.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Number of frames parsed so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no frame was parsed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Parses the next frame (frame `self.len()` of the batch). Returns `false`, doing nothing, when the
+    /// batch is full.
+    pub fn push(&mut self, frame: &[u8]) -> bool {
+        if self.len == BATCH {
+            return false;
+        }
+        let parsed = parse_frame(frame);
+        self.keys[self.len] = match &parsed {
+            Ok(p) => icmp_error_flow_key(p).unwrap_or(p.key),
+            Err(_) => NO_KEY,
         };
+        self.parsed[self.len] = parsed;
+        self.len += 1;
+        true
+    }
+}
+
+impl Pipeline<'_> {
+    /// Looks up the flows of every frame of `batch` at once (stage one, after the frames were pushed).
+    pub fn look_up(&self, batch: &mut PreparedBatch) {
+        let n = batch.len;
+        self.flows
+            .table
+            .lookup_batch(&batch.keys[..n], &mut batch.found[..n]);
+    }
+
+    /// Stage two: decides frame `index` of a prepared batch and rewrites it in place. `frame` is the
+    /// whole frame buffer (its first `len` bytes are the received frame — the bytes that were pushed; the
+    /// rest is tailroom the pipeline may use for a longer reply).
+    pub fn process_prepared(
+        &self,
+        batch: &PreparedBatch,
+        index: usize,
+        ingress: PortId,
+        frame: &mut [u8],
+        len: usize,
+    ) -> Verdict {
+        let parsed = batch.parsed[index].map_err(DropReason::Malformed);
+        self.finish(ingress, frame, len, parsed, batch.found[index])
+    }
+
+    /// Processes one frame received on `ingress` on its own (parse, look up, decide); the same result as
+    /// a batch of one.
+    pub fn process(&self, ingress: PortId, frame: &mut [u8], len: usize) -> Verdict {
+        let len = len.min(frame.len());
+        let parsed = parse_frame(&frame[..len]).map_err(DropReason::Malformed);
+        let found = parsed.as_ref().ok().and_then(|p| {
+            let key = icmp_error_flow_key(p).unwrap_or(p.key);
+            self.flows.table.lookup(&key)
+        });
+        self.finish(ingress, frame, len, parsed, found)
+    }
+
+    fn finish(
+        &self,
+        ingress: PortId,
+        frame: &mut [u8],
+        len: usize,
+        parsed: Result<ParsedFrame, DropReason>,
+        found: Option<Found<FlowValue>>,
+    ) -> Verdict {
+        self.counters.frames.add(1);
+        let verdict = parsed
+            .and_then(|parsed| {
+                let len = len.min(frame.len());
+                let found = found.map(Hit::from);
+                match ingress.uplink_slot() {
+                    None => self.arrived_on_lan(frame, len, &parsed, found),
+                    Some(slot) => self.arrived_on_uplink(slot, frame, &parsed, found),
+                }
+            })
+            .unwrap_or_else(Verdict::Drop);
         match verdict {
             Verdict::Drop(reason) => self.counters.count_drop(reason),
             Verdict::Transmit { .. } => self.counters.forwarded.add(1),
         }
         verdict
-    }
-
-    fn classify(
-        &self,
-        ingress: PortId,
-        frame: &mut [u8],
-        len: usize,
-    ) -> Result<Verdict, DropReason> {
-        let len = len.min(frame.len());
-        let parsed = parse_frame(&frame[..len]).map_err(DropReason::Malformed)?;
-        let lookup_key = icmp_error_flow_key(&parsed).unwrap_or(parsed.key);
-        let found = self.flows.table.lookup(&lookup_key).map(Hit::from);
-        match ingress.uplink_slot() {
-            None => self.arrived_on_lan(frame, len, &parsed, found),
-            Some(slot) => self.arrived_on_uplink(slot, frame, &parsed, found),
-        }
     }
 
     fn arrived_on_lan(

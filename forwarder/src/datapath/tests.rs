@@ -591,3 +591,64 @@ fn endpoint_independent_filtering_lets_any_remote_reach_a_live_mapping() {
         Verdict::Drop(DropReason::UnsolicitedInbound)
     );
 }
+
+#[test]
+fn a_prepared_batch_decides_like_frame_by_frame_processing() {
+    let rig = Rig::new(CONFIG, true);
+    let pipeline = Pipeline {
+        now_ms: rig.now_ms,
+        snapshot: &rig.snapshot,
+        flows: &rig.flows,
+        counters: &rig.counters,
+    };
+    // Two packets of one new flow, a malformed frame and an unsolicited inbound one, in one batch: the
+    // batch's lookups all happen before the first packet creates the flow.
+    let mut frames = vec![
+        (PortId::LAN, udp(HOST, 25030, SERVER, 7777, HOST_MAC)),
+        (PortId::LAN, udp(HOST, 25030, SERVER, 7777, HOST_MAC)),
+        (PortId::LAN, vec![0u8; 20]),
+        (
+            PortId::uplink(0),
+            udp(SERVER, 7777, WAN_ADDR[0], 29000, GW_MAC[0]),
+        ),
+    ];
+    let mut batch = PreparedBatch::new();
+    for (_, f) in &frames {
+        assert!(batch.push(f));
+    }
+    pipeline.look_up(&mut batch);
+    let verdicts: Vec<Verdict> = frames
+        .iter_mut()
+        .enumerate()
+        .map(|(i, (port, f))| {
+            let len = f.len();
+            f.resize(2048, 0);
+            pipeline.process_prepared(&batch, i, *port, f, len)
+        })
+        .collect();
+    let Verdict::Transmit { port, .. } = verdicts[0] else {
+        panic!("{verdicts:?}")
+    };
+    assert_eq!(
+        verdicts[1], verdicts[0],
+        "the second packet adopts the flow the first created"
+    );
+    assert!(matches!(
+        verdicts[2],
+        Verdict::Drop(DropReason::Malformed(_))
+    ));
+    assert_eq!(verdicts[3], Verdict::Drop(DropReason::UnsolicitedInbound));
+    assert!(port.uplink_slot().is_some());
+    assert_eq!(rig.flows.table.len(), 1);
+    assert_eq!(
+        rig.flows
+            .table
+            .snapshot(rig.now_ms)
+            .next()
+            .unwrap()
+            .counters
+            .packets[0],
+        2,
+        "both packets counted on the one flow"
+    );
+}
