@@ -22,9 +22,11 @@ cargo build --release --locked -p flowpin -p flowpin-lab
 step "tests"
 cargo test --workspace --locked --no-fail-fast
 
-step "model check: the NAT port allocator's races under shuttle (20,000 schedules)"
+step "model checks under shuttle: the NAT port allocator's and the flow table's races"
 RUSTFLAGS="--cfg shuttle" CARGO_TARGET_DIR=target/model \
   cargo test --locked -p flowpin-nat --lib shuttle_tests
+RUSTFLAGS="--cfg shuttle" CARGO_TARGET_DIR=target/model \
+  cargo test --locked --release -p flowpin-flowtable --test shuttle_model
 
 step "fuzz: parse + rewrite + ICMP error translation + originated packets, 60 s"
 (
