@@ -127,8 +127,9 @@ fn blackholed_isp_is_detected_within_the_bound_and_recovers_after_hysteresis() {
 
     lab.exec_ok(&isp2, &["nft", "delete table inet fp_blackhole"])
         .unwrap();
-    // Back up only after probing: down → probing → up takes at least up_after rounds.
-    let took = wait_for(&lab, Duration::from_secs(5), |s| state(s, 1) == "up")
+    // Back up only after probing: down → probing → up takes at least up_after rounds. The upper bound
+    // is only liveness: on a loaded machine late probes make neutral rounds that restart the streak.
+    let took = wait_for(&lab, Duration::from_secs(20), |s| state(s, 1) == "up")
         .unwrap_or_else(|s| panic!("isp2 did not recover: {s:#}"));
     assert!(
         took >= Duration::from_millis(2 * INTERVAL_MS),
