@@ -272,19 +272,8 @@ impl Pipeline<'_> {
             release();
             return Err(DropReason::UnsolicitedInbound);
         };
-        let value = FlowValue {
-            lan_side,
-            uplink_side: lan_side.inverse(),
-            lan_host_mac,
-            peer_mac: [0; 6],
-            uplink: slot,
-            policy: u8::MAX,
-            kind: FlowKind::Outbound,
-        };
-        let (hit, inserted) = self.insert(value).inspect_err(|_| release())?;
-        if !inserted {
-            release();
-        }
+        let value = FlowValue::new(lan_side, lan_host_mac, slot, u8::MAX, FlowKind::Outbound);
+        let (hit, _) = self.pin(value, release)?;
         // The caller matched this packet's key, which is the flow's uplink-side key.
         Ok(Hit {
             side: Side::Uplink,
@@ -508,23 +497,12 @@ impl Pipeline<'_> {
                 flowpin_nat::ParseError::IcmpUnsupportedType,
             ));
         };
-        let value = FlowValue {
-            lan_side,
-            uplink_side: lan_side.inverse(),
-            lan_host_mac,
-            peer_mac: [0; 6],
-            uplink: slot,
-            policy,
-            kind: FlowKind::Outbound,
-        };
-        let (hit, inserted) = self.insert(value).inspect_err(|_| release())?;
+        let value = FlowValue::new(lan_side, lan_host_mac, slot, policy, FlowKind::Outbound);
+        let (hit, inserted) = self.pin(value, release)?;
         if inserted {
             self.counters.uplinks[usize::from(slot)]
                 .flows_created
                 .add(1);
-        } else {
-            // Another worker won the first-packet race: adopt its flow, give our reference back.
-            release();
         }
         Ok(hit)
     }
@@ -580,19 +558,21 @@ impl Pipeline<'_> {
             return Err(DropReason::HairpinWithoutMapping);
         };
         let value = FlowValue {
-            lan_side,
-            uplink_side: lan_side.inverse(),
-            lan_host_mac,
             peer_mac,
-            uplink: slot,
-            policy: u8::MAX,
-            kind: FlowKind::Hairpin,
+            ..FlowValue::new(lan_side, lan_host_mac, slot, u8::MAX, FlowKind::Hairpin)
         };
+        Ok(self.pin(value, release)?.0)
+    }
+
+    /// Pins a new flow: inserts it under both keys. `release` gives back the port reference taken for
+    /// it; it runs when the insert fails, and when another worker's first packet of the same flow won
+    /// the race (its flow is adopted). Returns the flow and whether this call created it.
+    fn pin(&self, value: FlowValue, release: impl Fn()) -> Result<(Hit, bool), DropReason> {
         let (hit, inserted) = self.insert(value).inspect_err(|_| release())?;
         if !inserted {
             release();
         }
-        Ok(hit)
+        Ok((hit, inserted))
     }
 
     /// Inserts a new flow under both keys; `(hit, true)` if this call created it, `(winner, false)` if

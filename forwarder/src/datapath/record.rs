@@ -42,6 +42,26 @@ pub struct FlowValue {
 }
 
 impl FlowValue {
+    /// The value of a new flow whose LAN-side packets take `lan_side`; the other direction gets its
+    /// inverse. `peer_mac` is zero (set it for hairpin flows).
+    pub fn new(
+        lan_side: Rewrite,
+        lan_host_mac: Mac,
+        uplink: u8,
+        policy: u8,
+        kind: FlowKind,
+    ) -> Self {
+        Self {
+            lan_side,
+            uplink_side: lan_side.inverse(),
+            lan_host_mac,
+            peer_mac: [0; 6],
+            uplink,
+            policy,
+            kind,
+        }
+    }
+
     /// The LAN host's endpoint as it sent the first packet (address, port or echo id).
     pub fn internal_endpoint(&self) -> (std::net::Ipv4Addr, u16) {
         let k = self.lan_side.from();
