@@ -47,7 +47,7 @@ pub struct Measurement {
 /// The whole run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
-    /// `uname -a`, CPU model, core count.
+    /// `uname -srvm`, CPU model, core count, load average at the start.
     pub machine: String,
     /// Quick (smoke) mode.
     pub quick: bool,
@@ -81,7 +81,12 @@ pub fn machine() -> String {
         .lines()
         .filter(|l| l.starts_with("processor"))
         .count();
-    format!("{uname}; {model}; {cores} cores")
+    // The load before the run says how much of the machine others were using (a shared VM).
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    format!("{uname}; {model}; {cores} cores; 1-minute load average at the start {load}")
 }
 
 impl Report {
