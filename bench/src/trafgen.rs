@@ -8,7 +8,10 @@
 //! - the new-flow-per-packet workload lists every internal endpoint of the set once, with the low byte
 //!   of the destination port a trafgen runtime counter (`dinc`) and the high byte 1, so each pass over
 //!   the list is 256 destination ports further and every packet is a flow not seen in the last 255
-//!   passes; TCP SYNs get their checksum from trafgen at runtime (`csumtcp`), UDP carries none;
+//!   passes; TCP SYNs get their checksum from trafgen at runtime (`csumtcp`), UDP carries none.
+//!   trafgen's `csumtcp` takes the segment length from the frame length, so a SYN padded with an
+//!   Ethernet trailer would get a wrong checksum: new-flow SYNs are sent as 54-byte frames without the
+//!   trailer (a NIC pads them to the 60-byte minimum on the wire; veth does not need it);
 //! - trafgen runs with `-P 1` (one process, which pins itself to CPU 0 and ignores taskset),
 //!   `--no-sock-mem` (it cannot tune socket memory inside a network namespace; Debian's build rejects
 //!   the short `-A`), `--notouch-irq` and the qdisc bypass (its default);
@@ -33,6 +36,8 @@ use crate::generator::{FrameWriter, GenProtocol, GeneratorReport, GeneratorSpec,
 
 /// The trafgen binary.
 pub const TRAFGEN: &str = "trafgen";
+/// A TCP header without options.
+const TCP_HEADER: usize = 20;
 /// Destination port high byte of new-flow packets (ports 256..=511).
 const NEW_FLOW_PORT_HIGH: u8 = 1;
 /// How long trafgen may take to compile its configuration and send its first frame.
@@ -69,10 +74,16 @@ pub fn config_text(spec: &GeneratorSpec) -> String {
             ""
         }
     );
+    // See the module docs: no trailer behind a SYN whose checksum trafgen computes.
+    let sent_len = if spec.new_flow_per_packet && spec.protocol == GenProtocol::TcpSyn {
+        L4 + TCP_HEADER
+    } else {
+        writer.len()
+    };
     for index in 0..flows.len() {
         writer.write(&mut frame, &flows.flow(index), 0);
         text.push('{');
-        for (offset, byte) in frame.iter().enumerate() {
+        for (offset, byte) in frame[..sent_len].iter().enumerate() {
             let element = if spec.new_flow_per_packet && offset == L4 + 2 {
                 format!("{NEW_FLOW_PORT_HIGH:#04x}")
             } else if spec.new_flow_per_packet && offset == L4 + 3 {
@@ -289,7 +300,11 @@ mod tests {
                 assert_eq!(packet[L4 + 3], "dinc(0,255,1)");
                 if protocol == GenProtocol::TcpSyn {
                     assert_eq!(packet[L4 + 16], "csumtcp(14,34)");
-                    assert_eq!(packet.len(), 59, "two checksum bytes are one element");
+                    assert_eq!(
+                        packet.len(),
+                        53,
+                        "54 bytes without trailer; two checksum bytes are one element"
+                    );
                 } else {
                     assert_eq!(packet.len(), 60);
                 }
