@@ -8,8 +8,8 @@
  *   other IP protocol is dropped (the kernel would forward it un-NATed).
  * - The XSKMAP miss action is XDP_DROP: a queue without a socket drops what it would redirect
  *   (fail closed), counted as FLOWPIN_DROP_NO_SOCKET.
- * - The router's own traffic (ARP, ND, DHCP, packets to its addresses outside the NAT ranges,
- *   TTL <= 1) always reaches the kernel.
+ * - The router's own traffic (ARP, ND, DHCP, packets to its addresses outside the NAT ranges) and
+ *   LAN transit with TTL <= 1 (the kernel answers Time Exceeded) always reach the kernel.
  * - Every packet increments exactly one decision counter.
  */
 #include <linux/bpf.h>
@@ -220,9 +220,12 @@ int flowpin_xdp(struct xdp_md *ctx)
 	    (bpf_ntohl(ip->daddr) >> 28) == 0xe)
 		return count(ctx, FLOWPIN_PASS_BROADCAST, XDP_PASS);
 
-	if (ip->ttl <= 1)
-		return count(ctx, FLOWPIN_PASS_TTL, XDP_PASS);
-
+	/*
+	 * TTL <= 1 is the kernel's only for transit (it answers Time Exceeded before its forward hook).
+	 * Return traffic and hairpin packets to a NAT address go to AF_XDP whatever their TTL: handed to
+	 * the kernel they would be delivered locally and answered with an RST or a port unreachable from
+	 * the router itself; the datapath drops them, counted as ttl_exceeded.
+	 */
 	if (iface->role == FLOWPIN_ROLE_UPLINK) {
 		if (ip->daddr == iface->uplink_addr) {
 			if (ip->frag_off & bpf_htons(IP_OFFSET))
@@ -247,6 +250,9 @@ int flowpin_xdp(struct xdp_md *ctx)
 			return to_socket(ctx, iface->slot, FLOWPIN_REDIRECT_HAIRPIN);
 		return count(ctx, FLOWPIN_PASS_LOCAL, XDP_PASS);
 	}
+
+	if (ip->ttl <= 1)
+		return count(ctx, FLOWPIN_PASS_TTL, XDP_PASS);
 
 	if (!is_translatable(ip->protocol))
 		return count(ctx, FLOWPIN_DROP_UNTRANSLATABLE, XDP_DROP);
