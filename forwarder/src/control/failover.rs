@@ -18,7 +18,6 @@ use flowpin_nat::{FlowKey, IpProtocol, MacPair, TcpPhase};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::config::{Failback, FailbackMode, Failover, FailoverAction};
-use crate::datapath::pipeline::flow_tuple;
 use crate::datapath::{FlowKind, FlowValue, Flows, Snapshot};
 
 /// What one failover pass did.
@@ -156,7 +155,7 @@ pub fn move_back(
         {
             continue;
         }
-        let chosen = snapshot.policy.decide(&flow_tuple(&key), 0).uplink;
+        let chosen = snapshot.policy.decide(&key, 0).uplink;
         if chosen == Some(usize::from(slot))
             && remove_and_release(flows, snapshot, flow.handle, now_ms)
         {

@@ -22,7 +22,6 @@ use super::flows::Flows;
 use super::record::{FlowKind, FlowValue, Mac};
 use super::snapshot::Snapshot;
 use super::verdict::{PortId, Verdict};
-use crate::select::FlowTuple;
 
 /// The largest frame the in-place ICMP error builder quotes from (RFC 1812: at most 576 bytes of IP).
 const QUOTE_BUFFER: usize = 14 + 4 + 576;
@@ -463,8 +462,7 @@ impl Pipeline<'_> {
         if let Some(slot) = self.snapshot.uplink_with_address(key.destination) {
             return self.new_hairpin_flow(parsed, slot, lan_host_mac);
         }
-        let tuple = flow_tuple(&key);
-        let decision = self.snapshot.policy.decide(&tuple, dscp(frame, parsed));
+        let decision = self.snapshot.policy.decide(&key, dscp(frame, parsed));
         let slot = decision
             .uplink
             .and_then(|i| u8::try_from(i).ok())
@@ -530,11 +528,10 @@ impl Pipeline<'_> {
             .lan_neighbour(target_ip)
             .ok_or(DropReason::HairpinNeighbourUnknown)?;
         // The sender's own external endpoint: its mapping on the uplink its endpoint is pinned to.
-        let tuple = flow_tuple(&key);
         let slot = self
             .snapshot
             .policy
-            .decide(&tuple, 0)
+            .decide(&key, 0)
             .uplink
             .and_then(|i| u8::try_from(i).ok())
             .ok_or(DropReason::NoUplink)?;
@@ -626,20 +623,4 @@ fn source_mac(frame: &[u8]) -> Mac {
 /// The DSCP of a parsed IPv4 packet (the upper six bits of the TOS byte).
 fn dscp(frame: &[u8], parsed: &ParsedFrame) -> u8 {
     frame[usize::from(parsed.l3_offset) + 1] >> 2
-}
-
-/// The selector's view of a flow key (ICMP: the echo id is the source "port", destination port 0).
-/// The selection tuple of a flow key (ICMP: destination port 0).
-pub fn flow_tuple(key: &FlowKey) -> FlowTuple {
-    FlowTuple {
-        proto: key.protocol.number(),
-        src: key.source,
-        dst: key.destination,
-        src_port: key.source_port,
-        dst_port: if key.protocol == IpProtocol::Icmp {
-            0
-        } else {
-            key.destination_port
-        },
-    }
 }

@@ -4,13 +4,16 @@
 //! (up to 64-bit hash collisions); the hash is keyed with a per-process secret seed so that LAN
 //! hosts cannot predict, hence cannot steer, which uplink a crafted endpoint lands on. The seed
 //! lives as long as the process: rebuilding the selection objects on reload keeps the same
-//! [`KeyHasher`], so keys keep their uplinks across reloads.
+//! [`KeyHasher`], so keys keep their uplinks across reloads. The hashed fields come from the
+//! flow's [`FlowKey`]; for ICMP queries only the echo id (the source "port") counts, because the
+//! key repeats it as the destination port, which names no destination service.
 
 use std::hash::BuildHasher;
 
 use foldhash::quality::FixedState;
 
-use super::FlowTuple;
+use flowpin_nat::{FlowKey, IpProtocol};
+
 use crate::config::Stickiness;
 
 /// The hashed stickiness key of a flow.
@@ -36,19 +39,29 @@ impl KeyHasher {
         }
     }
 
-    /// The key of `tuple` under `stickiness`. No allocation.
+    /// The key of the flow `key` under `stickiness`. No allocation.
     #[inline]
-    pub fn key(&self, stickiness: Stickiness, tuple: &FlowTuple) -> StickinessKey {
-        let src = u32::from(tuple.src);
-        let dst = u32::from(tuple.dst);
+    pub fn key(&self, stickiness: Stickiness, key: &FlowKey) -> StickinessKey {
+        let protocol = key.protocol.number();
+        let source = u32::from(key.source);
+        let destination = u32::from(key.destination);
+        // ICMP: the destination "port" repeats the echo id; only the source side identifies it.
+        let destination_port = if key.protocol == IpProtocol::Icmp {
+            0
+        } else {
+            key.destination_port
+        };
         StickinessKey(match stickiness {
-            Stickiness::Endpoint => self.state.hash_one((tuple.proto, src, tuple.src_port)),
-            Stickiness::Host => self.state.hash_one(src),
-            Stickiness::HostDest => self.state.hash_one((src, dst)),
-            Stickiness::Flow => {
-                self.state
-                    .hash_one((tuple.proto, src, dst, tuple.src_port, tuple.dst_port))
-            }
+            Stickiness::Endpoint => self.state.hash_one((protocol, source, key.source_port)),
+            Stickiness::Host => self.state.hash_one(source),
+            Stickiness::HostDest => self.state.hash_one((source, destination)),
+            Stickiness::Flow => self.state.hash_one((
+                protocol,
+                source,
+                destination,
+                key.source_port,
+                destination_port,
+            )),
         })
     }
 }
@@ -59,43 +72,49 @@ mod tests {
 
     use super::*;
 
-    const BASE: FlowTuple = FlowTuple {
-        proto: 6,
-        src: Ipv4Addr::new(10, 0, 0, 7),
-        dst: Ipv4Addr::new(198, 51, 100, 9),
-        src_port: 40000,
-        dst_port: 443,
+    const BASE: FlowKey = FlowKey {
+        protocol: IpProtocol::Tcp,
+        source: Ipv4Addr::new(10, 0, 0, 7),
+        destination: Ipv4Addr::new(198, 51, 100, 9),
+        source_port: 40000,
+        destination_port: 443,
     };
 
-    /// The tuple with one field changed, for each field, named.
-    fn variants() -> [(&'static str, FlowTuple); 5] {
+    /// The key with one field changed, for each field, named.
+    fn variants() -> [(&'static str, FlowKey); 5] {
         [
-            ("proto", FlowTuple { proto: 17, ..BASE }),
+            (
+                "proto",
+                FlowKey {
+                    protocol: IpProtocol::Udp,
+                    ..BASE
+                },
+            ),
             (
                 "src",
-                FlowTuple {
-                    src: Ipv4Addr::new(10, 0, 0, 8),
+                FlowKey {
+                    source: Ipv4Addr::new(10, 0, 0, 8),
                     ..BASE
                 },
             ),
             (
                 "dst",
-                FlowTuple {
-                    dst: Ipv4Addr::new(198, 51, 100, 10),
+                FlowKey {
+                    destination: Ipv4Addr::new(198, 51, 100, 10),
                     ..BASE
                 },
             ),
             (
                 "src_port",
-                FlowTuple {
-                    src_port: 40001,
+                FlowKey {
+                    source_port: 40001,
                     ..BASE
                 },
             ),
             (
                 "dst_port",
-                FlowTuple {
-                    dst_port: 80,
+                FlowKey {
+                    destination_port: 80,
                     ..BASE
                 },
             ),
@@ -105,8 +124,8 @@ mod tests {
     fn assert_key_fields(stickiness: Stickiness, fields: &[&str]) {
         let hasher = KeyHasher::from_seed(7);
         let base = hasher.key(stickiness, &BASE);
-        for (field, tuple) in variants() {
-            let changed = hasher.key(stickiness, &tuple) != base;
+        for (field, key) in variants() {
+            let changed = hasher.key(stickiness, &key) != base;
             assert_eq!(
                 changed,
                 fields.contains(&field),
@@ -135,6 +154,38 @@ mod tests {
         assert_key_fields(
             Stickiness::Flow,
             &["proto", "src", "dst", "src_port", "dst_port"],
+        );
+    }
+
+    #[test]
+    fn icmp_keys_ignore_the_repeated_echo_id_in_the_destination_port() {
+        let hasher = KeyHasher::from_seed(7);
+        let echo = FlowKey {
+            protocol: IpProtocol::Icmp,
+            source_port: 0x1234,
+            destination_port: 0x1234,
+            ..BASE
+        };
+        let other_destination_port = FlowKey {
+            destination_port: 0,
+            ..echo
+        };
+        let other_id = FlowKey {
+            source_port: 0x1235,
+            destination_port: 0x1235,
+            ..echo
+        };
+        for stickiness in [Stickiness::Flow, Stickiness::HostDest] {
+            assert_eq!(
+                hasher.key(stickiness, &echo),
+                hasher.key(stickiness, &other_destination_port),
+                "{stickiness}"
+            );
+        }
+        assert_ne!(
+            hasher.key(Stickiness::Flow, &echo),
+            hasher.key(Stickiness::Flow, &other_id),
+            "the echo id still separates ICMP flows"
         );
     }
 

@@ -1,6 +1,7 @@
 //! Policy classification and weighted, sticky, minimally disruptive uplink choice for new flows.
 //!
-//! A new flow (a LAN-side flow table miss) is placed in three steps, all without allocation:
+//! A new flow (a LAN-side flow table miss), seen as the [`FlowKey`](flowpin_nat::FlowKey) parsed
+//! from its first packet, is placed in three steps, all without allocation:
 //! 1. [`PolicyTable::classify`]: the first `[[policy]]` rule that matches picks an uplink group;
 //!    no match picks the default group (every uplink with its weight);
 //! 2. [`KeyHasher::key`]: the flow's [`StickinessKey`] is the secret-keyed hash of the fields the
@@ -26,9 +27,7 @@
 mod key;
 mod policy;
 mod rendezvous;
-mod tuple;
 
 pub use key::{KeyHasher, StickinessKey};
 pub use policy::{Decision, GroupId, PolicyTable, UplinkStatus};
 pub use rendezvous::{Candidate, UplinkChooser};
-pub use tuple::FlowTuple;

@@ -10,8 +10,10 @@
 //! only (an ICMP flow never matches a rule with a port range); `dscp` is the 6-bit code point of
 //! the flow's first packet (`tos >> 2`).
 
-use super::{Candidate, FlowTuple, KeyHasher, StickinessKey, UplinkChooser};
-use crate::config::{Config, PolicyMatch, Protocol, Stickiness};
+use flowpin_nat::{FlowKey, IpProtocol};
+
+use super::{Candidate, KeyHasher, StickinessKey, UplinkChooser};
+use crate::config::{Config, PolicyMatch, Stickiness};
 
 /// The run-time state of one configured uplink, as the control plane sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,10 +112,10 @@ impl PolicyTable {
 
     /// The group of a new flow: the first rule that matches, else the default group.
     #[inline]
-    pub fn classify(&self, tuple: &FlowTuple, dscp: u8) -> GroupId {
+    pub fn classify(&self, key: &FlowKey, dscp: u8) -> GroupId {
         self.rules
             .iter()
-            .position(|rule| rule_matches(rule, tuple, dscp))
+            .position(|rule| rule_matches(rule, key, dscp))
             .map_or(GroupId::Default, GroupId::Policy)
     }
 
@@ -127,15 +129,15 @@ impl PolicyTable {
 
     /// The stickiness key of a flow under the configured mode.
     #[inline]
-    pub fn key(&self, tuple: &FlowTuple) -> StickinessKey {
-        self.hasher.key(self.stickiness, tuple)
+    pub fn key(&self, key: &FlowKey) -> StickinessKey {
+        self.hasher.key(self.stickiness, key)
     }
 
     /// Classifies a new flow and chooses its uplink. No allocation.
     #[inline]
-    pub fn decide(&self, tuple: &FlowTuple, dscp: u8) -> Decision {
-        let group = self.classify(tuple, dscp);
-        let key = self.key(tuple);
+    pub fn decide(&self, flow: &FlowKey, dscp: u8) -> Decision {
+        let group = self.classify(flow, dscp);
+        let key = self.key(flow);
         Decision {
             group,
             key,
@@ -146,17 +148,20 @@ impl PolicyTable {
 
 /// Whether every criterion present in `rule` holds for the flow.
 #[inline]
-fn rule_matches(rule: &PolicyMatch, tuple: &FlowTuple, dscp: u8) -> bool {
-    let has_ports =
-        tuple.proto == Protocol::Tcp.ip_number() || tuple.proto == Protocol::Udp.ip_number();
-    (rule.src.is_empty() || rule.src.iter().any(|prefix| prefix.contains(tuple.src)))
-        && (rule.dst.is_empty() || rule.dst.iter().any(|prefix| prefix.contains(tuple.dst)))
+fn rule_matches(rule: &PolicyMatch, key: &FlowKey, dscp: u8) -> bool {
+    let has_ports = matches!(key.protocol, IpProtocol::Tcp | IpProtocol::Udp);
+    (rule.src.is_empty() || rule.src.iter().any(|prefix| prefix.contains(key.source)))
+        && (rule.dst.is_empty()
+            || rule
+                .dst
+                .iter()
+                .any(|prefix| prefix.contains(key.destination)))
         && rule
             .proto
-            .is_none_or(|proto| proto.ip_number() == tuple.proto)
+            .is_none_or(|proto| proto.ip_number() == key.protocol.number())
         && rule
             .dst_port
-            .is_none_or(|range| has_ports && range.contains(tuple.dst_port))
+            .is_none_or(|range| has_ports && range.contains(key.destination_port))
         && rule.dscp.is_none_or(|code_point| code_point == dscp)
 }
 
@@ -219,13 +224,13 @@ uplinks = ["isp2"]
         )
     }
 
-    fn tuple(proto: u8, src: [u8; 4], dst: [u8; 4], dst_port: u16) -> FlowTuple {
-        FlowTuple {
-            proto,
-            src: Ipv4Addr::from(src),
-            dst: Ipv4Addr::from(dst),
-            src_port: 40000,
-            dst_port,
+    fn flow(protocol: IpProtocol, src: [u8; 4], dst: [u8; 4], dst_port: u16) -> FlowKey {
+        FlowKey {
+            protocol,
+            source: Ipv4Addr::from(src),
+            destination: Ipv4Addr::from(dst),
+            source_port: 40000,
+            destination_port: dst_port,
         }
     }
 
@@ -234,22 +239,31 @@ uplinks = ["isp2"]
         let table = table();
         // 10.0.9.7 matches lab-rest and never; lab-rest comes first.
         assert_eq!(
-            table.classify(&tuple(6, [10, 0, 9, 7], [8, 8, 8, 8], 80), 0),
+            table.classify(&flow(IpProtocol::Tcp, [10, 0, 9, 7], [8, 8, 8, 8], 80), 0),
             GroupId::Policy(2)
         );
         // The same host to a lab-web destination on 443 matches lab-web before lab-rest.
         assert_eq!(
-            table.classify(&tuple(6, [10, 0, 9, 7], [203, 0, 113, 1], 443), 0),
+            table.classify(
+                &flow(IpProtocol::Tcp, [10, 0, 9, 7], [203, 0, 113, 1], 443),
+                0
+            ),
             GroupId::Policy(1)
         );
         // Voice from that host still matches voice first.
         assert_eq!(
-            table.classify(&tuple(17, [10, 0, 9, 7], [8, 8, 8, 8], 5060), 46),
+            table.classify(
+                &flow(IpProtocol::Udp, [10, 0, 9, 7], [8, 8, 8, 8], 5060),
+                46
+            ),
             GroupId::Policy(0)
         );
         // Nothing matches an ordinary host's web flow.
         assert_eq!(
-            table.classify(&tuple(6, [10, 0, 1, 1], [203, 0, 113, 1], 443), 0),
+            table.classify(
+                &flow(IpProtocol::Tcp, [10, 0, 1, 1], [203, 0, 113, 1], 443),
+                0
+            ),
             GroupId::Default
         );
     }
@@ -257,18 +271,24 @@ uplinks = ["isp2"]
     #[test]
     fn every_criterion_must_hold() {
         let table = table();
-        let voice = tuple(17, [10, 0, 1, 1], [8, 8, 8, 8], 5061);
+        let voice = flow(IpProtocol::Udp, [10, 0, 1, 1], [8, 8, 8, 8], 5061);
         assert_eq!(table.classify(&voice, 46), GroupId::Policy(0));
         assert_eq!(table.classify(&voice, 0), GroupId::Default, "dscp");
         assert_eq!(
-            table.classify(&FlowTuple { proto: 6, ..voice }, 46),
+            table.classify(
+                &FlowKey {
+                    protocol: IpProtocol::Tcp,
+                    ..voice
+                },
+                46
+            ),
             GroupId::Default,
             "proto"
         );
         assert_eq!(
             table.classify(
-                &FlowTuple {
-                    dst_port: 5062,
+                &FlowKey {
+                    destination_port: 5062,
                     ..voice
                 },
                 46
@@ -276,12 +296,12 @@ uplinks = ["isp2"]
             GroupId::Default,
             "port"
         );
-        let web = tuple(6, [10, 0, 9, 1], [192, 0, 2, 200], 443);
+        let web = flow(IpProtocol::Tcp, [10, 0, 9, 1], [192, 0, 2, 200], 443);
         assert_eq!(table.classify(&web, 0), GroupId::Policy(1));
         assert_eq!(
             table.classify(
-                &FlowTuple {
-                    dst: Ipv4Addr::new(192, 0, 2, 100),
+                &FlowKey {
+                    destination: Ipv4Addr::new(192, 0, 2, 100),
                     ..web
                 },
                 0
@@ -291,8 +311,8 @@ uplinks = ["isp2"]
         );
         assert_eq!(
             table.classify(
-                &FlowTuple {
-                    src: Ipv4Addr::new(10, 0, 8, 1),
+                &FlowKey {
+                    source: Ipv4Addr::new(10, 0, 8, 1),
                     ..web
                 },
                 0
@@ -310,35 +330,40 @@ uplinks = ["isp2"]
             &UplinkStatus::all_configured(&config),
             KeyHasher::from_seed(1),
         );
-        let udp = tuple(17, [10, 0, 1, 1], [8, 8, 8, 8], 5060);
+        let udp = flow(IpProtocol::Udp, [10, 0, 1, 1], [8, 8, 8, 8], 5060);
         assert_eq!(table.classify(&udp, 46), GroupId::Policy(0));
-        let icmp = FlowTuple { proto: 1, ..udp };
+        // An ICMP echo flow carries its id in both port fields, here one inside the range.
+        let icmp = FlowKey {
+            protocol: IpProtocol::Icmp,
+            source_port: 5060,
+            ..udp
+        };
         assert_eq!(table.classify(&icmp, 46), GroupId::Default);
     }
 
     #[test]
     fn groups_choose_among_their_own_members() {
         let table = table();
-        let hosts = (0..2000u16).map(|port| FlowTuple {
-            src_port: 1024 + port,
-            ..tuple(17, [10, 0, 1, 1], [8, 8, 8, 8], 5060)
+        let hosts = (0..2000u16).map(|port| FlowKey {
+            source_port: 1024 + port,
+            ..flow(IpProtocol::Udp, [10, 0, 1, 1], [8, 8, 8, 8], 5060)
         });
         let mut per_uplink = [0; 2];
-        for flow in hosts {
-            let decision = table.decide(&flow, 46);
+        for key in hosts {
+            let decision = table.decide(&key, 46);
             assert_eq!(decision.group, GroupId::Policy(0));
-            assert_eq!(decision.key, table.key(&flow));
+            assert_eq!(decision.key, table.key(&key));
             per_uplink[decision.uplink.unwrap()] += 1;
         }
         assert_eq!(per_uplink, [0, 2000], "voice only uses isp2");
 
         let mut default_split = [0usize; 2];
         for port in 0..20_000u16 {
-            let flow = FlowTuple {
-                src_port: 1024 + port,
-                ..tuple(6, [10, 0, 1, 1], [8, 8, 8, 8], 80)
+            let key = FlowKey {
+                source_port: 1024 + port,
+                ..flow(IpProtocol::Tcp, [10, 0, 1, 1], [8, 8, 8, 8], 80)
             };
-            default_split[table.decide(&flow, 0).uplink.unwrap()] += 1;
+            default_split[table.decide(&key, 0).uplink.unwrap()] += 1;
         }
         let share = default_split[0] as f64 / 20_000.0;
         assert!(
@@ -348,11 +373,11 @@ uplinks = ["isp2"]
 
         let mut lab_split = [0usize; 2];
         for port in 0..20_000u16 {
-            let flow = FlowTuple {
-                src_port: 1024 + port,
-                ..tuple(6, [10, 0, 9, 1], [203, 0, 113, 9], 443)
+            let key = FlowKey {
+                source_port: 1024 + port,
+                ..flow(IpProtocol::Tcp, [10, 0, 9, 1], [203, 0, 113, 9], 443)
             };
-            lab_split[table.decide(&flow, 0).uplink.unwrap()] += 1;
+            lab_split[table.decide(&key, 0).uplink.unwrap()] += 1;
         }
         let share = lab_split[0] as f64 / 20_000.0;
         assert!(
@@ -373,13 +398,13 @@ uplinks = ["isp2"]
                 eligible: false,
             },
         ]);
-        let voice = tuple(17, [10, 0, 1, 1], [8, 8, 8, 8], 5060);
+        let voice = flow(IpProtocol::Udp, [10, 0, 1, 1], [8, 8, 8, 8], 5060);
         assert_eq!(
             isp2_down.decide(&voice, 46).uplink,
             None,
             "voice's only uplink is down"
         );
-        let web = tuple(6, [10, 0, 9, 1], [203, 0, 113, 9], 443);
+        let web = flow(IpProtocol::Tcp, [10, 0, 9, 1], [203, 0, 113, 9], 443);
         assert_eq!(isp2_down.decide(&web, 0).uplink, Some(0));
 
         // A run-time weight of 0 for isp1 makes it standby in the default group.
@@ -423,11 +448,11 @@ uplinks = ["isp2"]
             &UplinkStatus::all_configured(&config),
             KeyHasher::from_seed(5),
         );
-        let one = tuple(6, [10, 0, 1, 1], [8, 8, 8, 8], 80);
-        let other = FlowTuple {
-            src_port: 1,
-            dst: Ipv4Addr::new(1, 1, 1, 1),
-            proto: 17,
+        let one = flow(IpProtocol::Tcp, [10, 0, 1, 1], [8, 8, 8, 8], 80);
+        let other = FlowKey {
+            source_port: 1,
+            destination: Ipv4Addr::new(1, 1, 1, 1),
+            protocol: IpProtocol::Udp,
             ..one
         };
         assert_eq!(table.key(&one), table.key(&other));

@@ -126,7 +126,9 @@ mod tests {
 
     use super::*;
     use crate::config::Stickiness;
-    use crate::select::{FlowTuple, KeyHasher};
+    use flowpin_nat::{FlowKey, IpProtocol};
+
+    use crate::select::KeyHasher;
 
     const KEYS: usize = 100_000;
     const NAMES: [&str; 6] = ["isp1", "isp2", "isp3", "lte", "dsl", "sat"];
@@ -136,14 +138,14 @@ mod tests {
         let hasher = KeyHasher::from_seed(seed);
         (0..count)
             .map(|index| {
-                let tuple = FlowTuple {
-                    proto: 6,
-                    src: std::net::Ipv4Addr::from(0x0a00_0000 + (index as u32 >> 12)),
-                    dst: std::net::Ipv4Addr::new(203, 0, 113, 5),
-                    src_port: 1024 + (index & 0xfff) as u16,
-                    dst_port: 443,
+                let flow = FlowKey {
+                    protocol: IpProtocol::Tcp,
+                    source: std::net::Ipv4Addr::from(0x0a00_0000 + (index as u32 >> 12)),
+                    destination: std::net::Ipv4Addr::new(203, 0, 113, 5),
+                    source_port: 1024 + (index & 0xfff) as u16,
+                    destination_port: 443,
                 };
-                hasher.key(Stickiness::Endpoint, &tuple)
+                hasher.key(Stickiness::Endpoint, &flow)
             })
             .collect()
     }
