@@ -14,7 +14,7 @@
 //! An uplink takes new flows when its gateway is resolved, its health state is `up` and the operator has
 //! not drained it. When it goes down, its flows fail over per `[failover]` (see [`super::failover`]),
 //! unless no other uplink is eligible (then nothing is evicted; they fail over once one is back).
-//! SIGHUP and `flowpin reload` re-read the configuration (see [`Daemon::reload`]).
+//! SIGHUP and `flowpin reload` re-read the configuration (the daemon's `reload`: an invalid file is refused and the running configuration kept).
 //!
 //! SIGINT/SIGTERM stop the workers, detach the program, remove the socket and the probe routes; the
 //! guard stays.
