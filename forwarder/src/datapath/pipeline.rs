@@ -271,7 +271,14 @@ impl Pipeline<'_> {
             release();
             return Err(DropReason::UnsolicitedInbound);
         };
-        let value = FlowValue::new(lan_side, lan_host_mac, slot, u8::MAX, FlowKind::Outbound);
+        let value = FlowValue::new(
+            lan_side,
+            lan_host_mac,
+            slot,
+            u8::MAX,
+            FlowKind::Outbound,
+            self.snapshot.generation,
+        );
         let (hit, _) = self.pin(value, release)?;
         // The caller matched this packet's key, which is the flow's uplink-side key.
         Ok(Hit {
@@ -495,7 +502,14 @@ impl Pipeline<'_> {
                 flowpin_nat::ParseError::IcmpUnsupportedType,
             ));
         };
-        let value = FlowValue::new(lan_side, lan_host_mac, slot, policy, FlowKind::Outbound);
+        let value = FlowValue::new(
+            lan_side,
+            lan_host_mac,
+            slot,
+            policy,
+            FlowKind::Outbound,
+            self.snapshot.generation,
+        );
         let (hit, inserted) = self.pin(value, release)?;
         if inserted {
             self.counters.uplinks[usize::from(slot)]
@@ -556,7 +570,14 @@ impl Pipeline<'_> {
         };
         let value = FlowValue {
             peer_mac,
-            ..FlowValue::new(lan_side, lan_host_mac, slot, u8::MAX, FlowKind::Hairpin)
+            ..FlowValue::new(
+                lan_side,
+                lan_host_mac,
+                slot,
+                u8::MAX,
+                FlowKind::Hairpin,
+                self.snapshot.generation,
+            )
         };
         Ok(self.pin(value, release)?.0)
     }

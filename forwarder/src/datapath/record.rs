@@ -39,17 +39,26 @@ pub struct FlowValue {
     pub policy: u8,
     /// Outbound or hairpin.
     pub kind: FlowKind,
+    /// The generation (low 32 bits) of the snapshot the flow was decided under: `flowpin explain` finds
+    /// the uplink states and weights of that moment in the control plane's snapshot history.
+    pub generation: u32,
 }
+
+// The value is copied on every lookup: keep it compact. Two rewrites of 32 bytes, two MACs, three bytes
+// and the 4-byte generation make 83 bytes; the generation's alignment pads that to 84 (1 byte spare).
+const _: () = assert!(std::mem::size_of::<FlowValue>() == 84);
 
 impl FlowValue {
     /// The value of a new flow whose LAN-side packets take `lan_side`; the other direction gets its
-    /// inverse. `peer_mac` is zero (set it for hairpin flows).
+    /// inverse. `peer_mac` is zero (set it for hairpin flows). `generation` is the deciding snapshot's
+    /// [`super::Snapshot::generation`] (truncated to 32 bits).
     pub fn new(
         lan_side: Rewrite,
         lan_host_mac: Mac,
         uplink: u8,
         policy: u8,
         kind: FlowKind,
+        generation: u64,
     ) -> Self {
         Self {
             lan_side,
@@ -59,6 +68,7 @@ impl FlowValue {
             uplink,
             policy,
             kind,
+            generation: generation as u32,
         }
     }
 
