@@ -27,6 +27,7 @@
 //! | Never an ICMP error about an ICMP error, a fragment or a broadcast | [`originate`] | RFC 1812 §4.3.2.7 |
 //! | ICMP error quotes up to 576 bytes | [`originate`] | RFC 1812 §4.3.2.3 |
 //! | Fragmentation needed carries next-hop MTU | [`originate::build_unreachable`] | RFC 1191 §4 |
+//! | Net unreachable (3/0) when no route (no uplink) exists | [`originate::build_unreachable`] | RFC 1812 §5.2.7.1 |
 //! | One external port per internal endpoint, any destination (EIM) | [`PortAllocator`] | RFC 4787 REQ-1, RFC 5382 REQ-1 |
 //! | Mappings per protocol | one [`PortAllocator`] per (address, protocol) | RFC 7857 §5 |
 //! | Port preservation, never two endpoints on one port | [`PortAllocator`] | RFC 4787 REQ-3 |

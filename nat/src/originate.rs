@@ -1,6 +1,7 @@
 //! Packets the datapath originates towards a LAN host: ICMP "fragmentation needed" (3/4, RFC 1191),
-//! ICMP host unreachable (3/1) and administratively prohibited (3/13, RFC 1812 §5.2.7.1, e.g. when the NAT
-//! has no port left), and a TCP RST for a flow (failover: the application reconnects at once).
+//! ICMP net unreachable (3/0, RFC 1812 §5.2.7.1: no uplink can carry a new flow), host unreachable (3/1)
+//! and administratively prohibited (3/13, RFC 1812 §5.2.7.1, e.g. when the NAT has no port left), and a
+//! TCP RST for a flow (failover: the application reconnects at once).
 //!
 //! Invariants: builders write into a caller-provided buffer and return the frame length; they never
 //! allocate or panic; on error nothing meaningful was written. No ICMP error is ever built about an ICMP
@@ -33,6 +34,8 @@ pub enum UnreachableKind {
         /// The MTU of the uplink the packet did not fit.
         next_hop_mtu: u16,
     },
+    /// 3/0: the router has no route (no usable uplink) towards the destination's network.
+    NetUnreachable,
     /// 3/1.
     HostUnreachable,
     /// 3/13.
@@ -126,6 +129,7 @@ pub fn build_unreachable(
                 [0, 0, mtu[0], mtu[1]],
             )
         }
+        UnreachableKind::NetUnreachable => (unreachable_code::NET, [0; 4]),
         UnreachableKind::HostUnreachable => (unreachable_code::HOST, [0; 4]),
         UnreachableKind::AdministrativelyProhibited => (unreachable_code::ADMIN_PROHIBITED, [0; 4]),
     };
@@ -303,6 +307,48 @@ mod tests {
         assert_eq!(reply.l3_offset, 18);
         assert!(checksums_valid(&out[..len], &reply));
         assert_eq!(&out[18 + 28..len], &offending[18..]);
+    }
+
+    #[test]
+    fn net_unreachable_is_type_3_code_0_about_the_offender() {
+        let offending = build_frame(&FrameSpec::new(
+            [192, 168, 1, 10],
+            [198, 51, 100, 7],
+            L4Spec::Echo {
+                request: true,
+                id: 0x1234,
+                seq: 1,
+            },
+        ));
+        let parsed = parse_frame(&offending).unwrap();
+        let mut out = [0u8; 200];
+        let len = build_unreachable(
+            &mut out,
+            &offending,
+            &parsed,
+            ROUTER,
+            UnreachableKind::NetUnreachable,
+        )
+        .unwrap();
+        // Ethernet + IP + ICMP header + the whole 36-byte echo request (8 bytes of data) quoted.
+        assert_eq!(len, 14 + 20 + 8 + 36);
+        let reply = parse_frame(&out[..len]).unwrap();
+        assert!(checksums_valid(&out[..len], &reply));
+        assert_eq!(reply.key.source, ROUTER.address);
+        assert_eq!(reply.key.destination, Ipv4Addr::new(192, 168, 1, 10));
+        assert_eq!(&out[0..6], &offending[6..12], "back to the sender's MAC");
+        assert_eq!(&out[6..12], &ROUTER.mac);
+        let Transport::IcmpError(e) = reply.transport else {
+            panic!("{reply:?}")
+        };
+        assert_eq!((e.message_type, e.code), (3, 0));
+        assert_eq!(
+            &out[14 + 20 + 4..14 + 20 + 8],
+            &[0; 4],
+            "unused word is zero"
+        );
+        assert_eq!(e.embedded, parsed.key);
+        assert_eq!(&out[14 + 28..len], &offending[14..]);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub mod message_type {
 
 /// Codes of destination unreachable used here.
 pub mod unreachable_code {
+    /// Net unreachable (RFC 1812 §5.2.7.1: no route to the destination network).
+    pub const NET: u8 = 0;
     /// Host unreachable.
     pub const HOST: u8 = 1;
     /// Fragmentation needed and DF set (RFC 1191: carries the next-hop MTU).
