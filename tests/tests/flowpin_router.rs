@@ -455,6 +455,13 @@ fn killing_flowpin_fails_closed_and_a_restart_resumes() {
     let dead = traffic::http_get(&lab, host, 3).expect("curl runs");
     assert_eq!(dead.ok, 0, "nothing may be forwarded while flowpin is dead");
     let _ = flood.wait(Duration::from_secs(20));
+    // What the kernel itself sends from uplink 2's address (its answers to replies that arrive while
+    // flowpin is down) follows the default route via uplink 1: the guard must drop it there.
+    let second = lab.uplinks()[1].router_addr.to_string();
+    let _ = lab.exec(
+        &lab.router().ns,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", &second, "203.0.113.10"],
+    );
     assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
 
     let started = std::time::Instant::now();

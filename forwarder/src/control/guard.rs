@@ -9,8 +9,19 @@
 //! it to do. The router's own traffic (input/output hooks) is untouched, and packets with TTL <= 1 still get
 //! their ICMP Time Exceeded, because `ip_forward()` checks the TTL before the forward hook runs.
 //!
-//! Invariant: while the guard is installed, no packet arriving on the LAN interface is forwarded by the
-//! kernel to an uplink, and none arriving on an uplink is forwarded to the LAN.
+//! The guard's second chain covers what the kernel *originates*. Replies to flowpin's flows that arrive
+//! while the XDP program is detached (a crash, a restart) are the kernel's to answer: a TCP RST or an ICMP
+//! port unreachable from the uplink address they were sent to. The kernel routes those by its own table,
+//! whose default route names one uplink, so an answer from uplink 2's address could leave by uplink 1 —
+//! a packet with another uplink's source, which the ISP drops as spoofed. The postrouting chain drops any
+//! IPv4 packet leaving an uplink whose source is not an address of that very interface (`fib saddr . oif
+//! type local` asks the kernel's local table exactly that, so DHCP address changes need no update).
+//! Source 0.0.0.0 (a DHCP client's discover) is let through.
+//!
+//! Invariants: while the guard is installed, no packet arriving on the LAN interface is forwarded by the
+//! kernel to an uplink, none arriving on an uplink is forwarded to the LAN, and no IPv4 packet the kernel
+//! sends leaves an uplink with a source address that is not that uplink's. (flowpin's own transmissions
+//! bypass netfilter; the datapath keeps the same invariant for them.)
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -45,6 +56,10 @@ impl GuardSpec {
              \t\ttype filter hook forward priority filter - 10; policy accept;\n\
              \t\tiifname \"{lan}\" oifname {{ {uplinks} }} counter drop comment \"flowpin: LAN to uplink transit is flowpin's, never the kernel's\"\n\
              \t\tiifname {{ {uplinks} }} oifname \"{lan}\" counter drop comment \"flowpin: uplink to LAN transit is flowpin's, never the kernel's\"\n\
+             \t}}\n\
+             \tchain postrouting {{\n\
+             \t\ttype filter hook postrouting priority filter + 10; policy accept;\n\
+             \t\tmeta nfproto ipv4 oifname {{ {uplinks} }} ip saddr != 0.0.0.0 fib saddr . oif type != local counter drop comment \"flowpin: only an uplink's own address leaves that uplink\"\n\
              \t}}\n\
              }}\n",
             lan = self.lan
@@ -122,6 +137,9 @@ mod tests {
         assert!(r.contains("iifname \"lan0\" oifname { \"wan1\", \"wan2\" } counter drop"));
         assert!(r.contains("iifname { \"wan1\", \"wan2\" } oifname \"lan0\" counter drop"));
         assert!(r.contains("hook forward"));
+        assert!(r.contains(
+            "oifname { \"wan1\", \"wan2\" } ip saddr != 0.0.0.0 fib saddr . oif type != local counter drop"
+        ));
         // Re-installation replaces the table in the same transaction.
         assert!(r.find("delete table").unwrap() < r.find("chain forward").unwrap());
     }
