@@ -168,6 +168,8 @@ pub(super) struct RawHealth {
     pub up_loss_percent: Option<S<u8>>,
     pub down_rtt_ms: Option<S<u32>>,
     pub up_rtt_ms: Option<S<u32>>,
+    pub passive_down_after_unanswered: Option<S<u32>>,
+    pub passive_answer_window_ms: Option<S<u32>>,
     #[serde(default)]
     pub target: Vec<S<RawProbeTarget>>,
 }
@@ -187,6 +189,8 @@ pub(super) struct RawFailover {
     pub tcp: Option<S<FailoverAction>>,
     pub udp: Option<S<FailoverAction>>,
     pub icmp: Option<S<FailoverAction>>,
+    pub net_unreachable_per_s: Option<S<u32>>,
+    pub net_unreachable_burst: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,9 @@
 //! when there are targets (`min_answers` is ignored without targets); `up_loss_percent <= down_loss_percent <= 100`; `up_rtt_ms <= down_rtt_ms`;
 //! `down_after`, `up_after`, `window` are at least 1; `reset` is only a TCP action; a DNS target has a
 //! query name. With no target, active probing is off and an uplink's state follows its carrier only.
+//! The passive trigger (`passive_down_after_unanswered > 0`) needs targets (only probes bring an uplink
+//! it took down back) and `passive_answer_window_ms >= 100` (the control plane samples every 100 ms).
+//! `net_unreachable_per_s == 0` switches the viability guard's ICMP off; otherwise its burst is >= 1.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -37,6 +40,11 @@ pub struct Health {
     pub down_rtt_ms: u32,
     /// A round is good only when the window's mean RTT is at or below this many milliseconds.
     pub up_rtt_ms: u32,
+    /// Passive trigger: an up uplink goes down when this many new TCP flows in a row opened on it got no
+    /// SYN-ACK within `passive_answer_window_ms` while none was answered; 0 (default): off.
+    pub passive_down_after_unanswered: u32,
+    /// How long a new TCP flow's SYN waits for the SYN-ACK before it counts as unanswered.
+    pub passive_answer_window_ms: u32,
     /// Probe targets; empty: no active probing.
     #[serde(rename = "target", skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<ProbeTarget>,
@@ -55,8 +63,15 @@ impl Health {
         up_loss_percent: 20,
         down_rtt_ms: 1500,
         up_rtt_ms: 1000,
+        passive_down_after_unanswered: 0,
+        passive_answer_window_ms: 3000,
         targets: Vec::new(),
     };
+
+    /// Whether the passive handshake signal may take uplinks down.
+    pub const fn passive_trigger_enabled(&self) -> bool {
+        self.passive_down_after_unanswered > 0
+    }
 }
 
 impl Default for Health {
@@ -135,7 +150,8 @@ impl fmt::Display for FailoverAction {
     }
 }
 
-/// `[failover]`: per protocol action when an uplink goes down.
+/// `[failover]`: per protocol action when an uplink goes down, and the viability guard's answer when
+/// none is left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Failover {
     /// TCP flows (default `reset`).
@@ -144,6 +160,18 @@ pub struct Failover {
     pub udp: FailoverAction,
     /// ICMP query flows (default `move`).
     pub icmp: FailoverAction,
+    /// With no usable uplink, new flows are dropped and their LAN hosts get an ICMP net unreachable: at
+    /// most this many per second per worker (0: none is sent).
+    pub net_unreachable_per_s: u32,
+    /// ... and at most this many at once (the token bucket's depth).
+    pub net_unreachable_burst: u32,
+}
+
+impl Failover {
+    /// Default sustained rate of net-unreachable answers per worker.
+    pub const DEFAULT_NET_UNREACHABLE_PER_S: u32 = 100;
+    /// Default burst of net-unreachable answers per worker.
+    pub const DEFAULT_NET_UNREACHABLE_BURST: u32 = 50;
 }
 
 impl Default for Failover {
@@ -152,6 +180,8 @@ impl Default for Failover {
             tcp: FailoverAction::Reset,
             udp: FailoverAction::Move,
             icmp: FailoverAction::Move,
+            net_unreachable_per_s: Self::DEFAULT_NET_UNREACHABLE_PER_S,
+            net_unreachable_burst: Self::DEFAULT_NET_UNREACHABLE_BURST,
         }
     }
 }

@@ -743,4 +743,49 @@ fn health_errors_name_their_line_and_field() {
         "flowpin.toml:17: metrics.listen: ",
         "not `address:port`",
     );
+    assert_single_error(
+        &format!("{BASE}[health]\npassive_down_after_unanswered = 5\n"),
+        "flowpin.toml:17: health.passive_down_after_unanswered: ",
+        "needs [[health.target]]",
+    );
+    assert_single_error(
+        &format!(
+            "{BASE}[health]\npassive_answer_window_ms = 50\n[[health.target]]\nkind = \"icmp\"\naddress = \"203.0.113.10\"\n"
+        ),
+        "flowpin.toml:17: health.passive_answer_window_ms: ",
+        "must be 100-600000",
+    );
+    assert_single_error(
+        &format!("{BASE}[failover]\nnet_unreachable_burst = 0\n"),
+        "flowpin.toml:17: failover.net_unreachable_burst: ",
+        "would never send one",
+    );
+}
+
+#[test]
+fn the_passive_trigger_is_off_and_net_unreachable_limited_by_default_and_both_configurable() {
+    let config = parse(BASE, "flowpin.toml", None).unwrap();
+    assert!(!config.health.passive_trigger_enabled());
+    assert_eq!(config.health.passive_answer_window_ms, 3000);
+    assert_eq!(
+        (
+            config.failover.net_unreachable_per_s,
+            config.failover.net_unreachable_burst
+        ),
+        (100, 50)
+    );
+    let text = format!(
+        "{BASE}[health]\npassive_down_after_unanswered = 8\npassive_answer_window_ms = 2000\n\
+         [[health.target]]\nkind = \"icmp\"\naddress = \"203.0.113.10\"\n\
+         [failover]\nnet_unreachable_per_s = 0\nnet_unreachable_burst = 0\n"
+    );
+    let config = parse(&text, "flowpin.toml", None).unwrap();
+    assert!(config.health.passive_trigger_enabled());
+    assert_eq!(config.health.passive_down_after_unanswered, 8);
+    assert_eq!(config.health.passive_answer_window_ms, 2000);
+    assert_eq!(config.failover.net_unreachable_per_s, 0, "switched off");
+    assert_eq!(
+        parse(&config.to_toml(), "again.toml", None).unwrap(),
+        config
+    );
 }

@@ -646,6 +646,20 @@ impl Checker<'_> {
                 64,
                 "min_answers",
             ),
+            (
+                raw.passive_down_after_unanswered,
+                &mut health.passive_down_after_unanswered,
+                0,
+                1_000_000,
+                "passive_down_after_unanswered",
+            ),
+            (
+                raw.passive_answer_window_ms,
+                &mut health.passive_answer_window_ms,
+                100,
+                600_000,
+                "passive_answer_window_ms",
+            ),
         ];
         let mut spans = HashMap::new();
         for (value, slot, low, high, key) in counts {
@@ -787,6 +801,15 @@ impl Checker<'_> {
             );
             self.fail(span, "health.min_answers", message);
         }
+        if health.passive_trigger_enabled() && health.targets.is_empty() {
+            let message = "needs [[health.target]]: only probes bring back an uplink the passive \
+                           signal took down";
+            self.fail(
+                span_of("passive_down_after_unanswered"),
+                "health.passive_down_after_unanswered",
+                message,
+            );
+        }
         health
     }
 
@@ -804,6 +827,38 @@ impl Checker<'_> {
                 self.fail(value.span(), &format!("failover.{key}"), message);
             }
             *slot = value.into_inner();
+        }
+        let mut burst_span = None;
+        for (value, slot, key) in [
+            (
+                raw.net_unreachable_per_s,
+                &mut failover.net_unreachable_per_s,
+                "net_unreachable_per_s",
+            ),
+            (
+                raw.net_unreachable_burst,
+                &mut failover.net_unreachable_burst,
+                "net_unreachable_burst",
+            ),
+        ] {
+            let Some(value) = value else { continue };
+            if *value.get_ref() > 1_000_000 {
+                let message = format!("{}: must be 0-1000000", value.get_ref());
+                self.fail(value.span(), &format!("failover.{key}"), message);
+            }
+            if key == "net_unreachable_burst" {
+                burst_span = Some(value.span());
+            }
+            *slot = value.into_inner();
+        }
+        if failover.net_unreachable_per_s > 0 && failover.net_unreachable_burst == 0 {
+            let message =
+                "0 would never send one; set net_unreachable_per_s = 0 to switch them off";
+            self.fail(
+                burst_span.unwrap_or(0..0),
+                "failover.net_unreachable_burst",
+                message,
+            );
         }
         failover
     }

@@ -9,6 +9,7 @@
 pub mod counters;
 pub mod flows;
 pub mod pipeline;
+pub mod rate_limit;
 pub mod record;
 pub mod snapshot;
 pub mod verdict;
@@ -19,6 +20,7 @@ mod tests;
 pub use counters::{DatapathCounters, DropReason};
 pub use flows::Flows;
 pub use pipeline::{BATCH, Pipeline, PreparedBatch};
+pub use rate_limit::{RateLimit, TokenBucket};
 pub use record::{FlowKind, FlowValue, Mac};
 pub use snapshot::{LanView, Snapshot, SnapshotCell, UplinkNat, UplinkView};
 pub use verdict::{PortId, Verdict};
