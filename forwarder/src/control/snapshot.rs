@@ -137,6 +137,10 @@ impl SnapshotBuilder {
             lan_neighbours,
             endpoint_independent_filtering: config.nat.filtering
                 == crate::config::Filtering::EndpointIndependent,
+            net_unreachable: crate::datapath::RateLimit {
+                per_second: config.failover.net_unreachable_per_s,
+                burst: config.failover.net_unreachable_burst,
+            },
         }
     }
 }

@@ -96,6 +96,8 @@ pub struct Snapshot {
     /// endpoint-independent filtering). When false, only the remote address:port a flow was opened to
     /// may answer (address- and port-dependent filtering, the strictest).
     pub endpoint_independent_filtering: bool,
+    /// How many ICMP net unreachable answers each worker may send while no uplink is usable.
+    pub net_unreachable: super::RateLimit,
 }
 
 impl Snapshot {
