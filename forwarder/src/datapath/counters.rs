@@ -3,6 +3,11 @@
 //! Every frame the datapath does not transmit is dropped for exactly one [`DropReason`] and counted under
 //! it. Each worker owns one [`DatapathCounters`]: only that worker writes it (plain load + store on
 //! relaxed atomics, no read-modify-write), any thread may read it (the control plane sums the workers).
+//!
+//! The passive health signal is two of those per-uplink counters: new TCP flows opened by a SYN from the
+//! LAN ([`UplinkCounters::tcp_handshakes_started`]) and those whose first SYN-ACK came back
+//! ([`UplinkCounters::tcp_handshakes_answered`]). The control plane derives "unanswered within a window"
+//! from the two sums over time (`control::health::passive`); the datapath keeps no timer for it.
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use flowpin_nat::{AllocError, ParseError, TranslateError};
 
 use super::MAX_UPLINKS;
+use super::rate_limit::TokenBucket;
 
 /// Why a frame was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -173,6 +179,11 @@ pub struct UplinkCounters {
     pub rx_bytes: OwnedCounter,
     /// Flows this worker pinned to the uplink.
     pub flows_created: OwnedCounter,
+    /// New outbound TCP flows this worker pinned to the uplink whose first packet was a SYN.
+    pub tcp_handshakes_started: OwnedCounter,
+    /// Outbound TCP flows on the uplink whose first SYN-ACK from outside this worker saw (the tracker
+    /// moved from "SYN sent" to established on it).
+    pub tcp_handshakes_answered: OwnedCounter,
 }
 
 /// Everything one worker's datapath counts.
@@ -192,6 +203,12 @@ pub struct DatapathCounters {
     pub hairpinned: OwnedCounter,
     /// Batches processed.
     pub batches: OwnedCounter,
+    /// The worker's budget of ICMP net unreachable answers (viability guard), refilled per
+    /// [`Snapshot::net_unreachable`](super::Snapshot::net_unreachable). Kept here because it is
+    /// per-worker state written only by its worker, like the counters.
+    pub net_unreachable_budget: TokenBucket,
+    /// New flows refused for want of an uplink whose host got no net unreachable (rate limit).
+    pub net_unreachable_suppressed: OwnedCounter,
 }
 
 impl Default for DatapathCounters {
@@ -208,6 +225,8 @@ impl Default for DatapathCounters {
             originated: OwnedCounter::default(),
             hairpinned: OwnedCounter::default(),
             batches: OwnedCounter::default(),
+            net_unreachable_budget: TokenBucket::default(),
+            net_unreachable_suppressed: OwnedCounter::default(),
         }
     }
 }

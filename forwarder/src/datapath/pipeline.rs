@@ -7,13 +7,19 @@
 //!   to that uplink's address (nothing un-NATed, never another uplink's address);
 //! - only a packet arriving from the LAN, from a LAN prefix, creates a flow; inbound packets without a
 //!   flow are dropped and create nothing;
-//! - every frame not transmitted is counted under exactly one [`DropReason`].
+//! - every frame not transmitted is counted under exactly one [`DropReason`];
+//! - viability guard: a new LAN flow that no uplink can take is dropped (`no_uplink`) and, within the
+//!   worker's token bucket ([`Snapshot::net_unreachable`]), answered in place with an ICMP net unreachable
+//!   to the host; nothing is evicted for it;
+//! - passive health signal: a new outbound TCP flow opened by a SYN counts as a handshake started on its
+//!   uplink, and the first SYN-ACK that moves its tracker from "SYN sent" to established as answered
+//!   (two workers racing on one retransmitted SYN-ACK may both count it: a rare overcount of answers).
 #![forbid(unsafe_code)]
 
 use flowpin_flowtable::{FlowHandle, Found, InsertError, Insertion, Side};
 use flowpin_nat::originate::{RouterIdentity, UnreachableKind, build_unreachable};
 use flowpin_nat::{
-    Direction, FlowKey, IpProtocol, MacPair, ParseError, ParsedFrame, Rewrite, Transport,
+    Direction, FlowKey, IpProtocol, MacPair, ParseError, ParsedFrame, Rewrite, TcpPhase, Transport,
     icmp_error_flow_key, parse_frame, translate_icmp_error,
 };
 
@@ -202,7 +208,11 @@ impl Pipeline<'_> {
                 return self.forward_uplink_side(frame, parsed, &hit);
             }
             Some(_) => return Err(DropReason::WrongDirection),
-            None => self.new_flow(frame, parsed)?,
+            None => match self.new_flow(frame, parsed) {
+                Ok(hit) => hit,
+                Err(DropReason::NoUplink) => return self.no_uplink(frame, len, parsed),
+                Err(reason) => return Err(reason),
+            },
         };
         self.forward_lan_side(frame, len, parsed, &hit)
     }
@@ -390,7 +400,25 @@ impl Pipeline<'_> {
         match parsed.transport {
             Transport::Tcp(segment) => {
                 if let Some(tracker) = self.flows.tracker(hit.handle) {
-                    tracker.observe(direction, &segment);
+                    let syn_ack = direction == Direction::Inbound
+                        && segment.flags.syn()
+                        && segment.flags.ack();
+                    let before = syn_ack.then(|| {
+                        TcpPhase::from_phase_word(
+                            tracker
+                                .phase_word
+                                .load(std::sync::atomic::Ordering::Acquire),
+                        )
+                    });
+                    let after = tracker.observe(direction, &segment);
+                    if before == Some(TcpPhase::SynOut)
+                        && after == TcpPhase::Established
+                        && hit.value.kind == FlowKind::Outbound
+                    {
+                        self.counters.uplinks[usize::from(hit.value.uplink)]
+                            .tcp_handshakes_answered
+                            .add(1);
+                    }
                     let word = tracker
                         .phase_word
                         .load(std::sync::atomic::Ordering::Acquire);
@@ -419,8 +447,54 @@ impl Pipeline<'_> {
         if !parsed.dont_fragment {
             return Err(DropReason::WouldFragment);
         }
+        self.answer_unreachable(
+            frame,
+            len,
+            parsed,
+            UnreachableKind::FragmentationNeeded { next_hop_mtu: mtu },
+            DropReason::FragmentationNeeded,
+        )
+    }
+
+    /// Viability guard: a new LAN flow no uplink can take. Nothing is evicted; the frame is dropped
+    /// (`no_uplink`) and, while the worker's budget lasts, answered with an ICMP net unreachable so the
+    /// host fails at once instead of retransmitting into the void.
+    fn no_uplink(
+        &self,
+        frame: &mut [u8],
+        len: usize,
+        parsed: &ParsedFrame,
+    ) -> Result<Verdict, DropReason> {
+        if !self
+            .counters
+            .net_unreachable_budget
+            .take(self.now_ms, self.snapshot.net_unreachable)
+        {
+            self.counters.net_unreachable_suppressed.add(1);
+            return Err(DropReason::NoUplink);
+        }
+        self.answer_unreachable(
+            frame,
+            len,
+            parsed,
+            UnreachableKind::NetUnreachable,
+            DropReason::NoUplink,
+        )
+    }
+
+    /// Replaces the offending LAN frame (its first `len` bytes) by an ICMP destination unreachable of
+    /// `kind` to its sender, sent back on the LAN; the offending packet still counts as dropped for
+    /// `reason`. When no error can be built (RFC 1812 §4.3.2.7 forbids it, or no room), a plain drop.
+    fn answer_unreachable(
+        &self,
+        frame: &mut [u8],
+        len: usize,
+        parsed: &ParsedFrame,
+        kind: UnreachableKind,
+        reason: DropReason,
+    ) -> Result<Verdict, DropReason> {
         let mut quote = [0u8; QUOTE_BUFFER];
-        let copied = len.min(QUOTE_BUFFER);
+        let copied = len.min(QUOTE_BUFFER).min(frame.len());
         quote[..copied].copy_from_slice(&frame[..copied]);
         let mut truncated = *parsed;
         // The builder quotes at most 576 bytes; it reads only what lies inside `copied`.
@@ -432,22 +506,16 @@ impl Pipeline<'_> {
             mac: self.snapshot.lan.mac,
             address: self.snapshot.lan.address,
         };
-        match build_unreachable(
-            frame,
-            &quote[..copied],
-            &truncated,
-            router,
-            UnreachableKind::FragmentationNeeded { next_hop_mtu: mtu },
-        ) {
+        match build_unreachable(frame, &quote[..copied], &truncated, router, kind) {
             Ok(out_len) => {
                 self.counters.originated.add(1);
-                self.counters.count_drop(DropReason::FragmentationNeeded);
+                self.counters.count_drop(reason);
                 Ok(Verdict::Transmit {
                     port: PortId::LAN,
                     len: out_len,
                 })
             }
-            Err(_) => Err(DropReason::FragmentationNeeded),
+            Err(_) => Err(reason),
         }
     }
 
@@ -512,9 +580,14 @@ impl Pipeline<'_> {
         );
         let (hit, inserted) = self.pin(value, release)?;
         if inserted {
-            self.counters.uplinks[usize::from(slot)]
-                .flows_created
-                .add(1);
+            let counters = &self.counters.uplinks[usize::from(slot)];
+            counters.flows_created.add(1);
+            if let Transport::Tcp(segment) = parsed.transport
+                && segment.flags.syn()
+                && !segment.flags.ack()
+            {
+                counters.tcp_handshakes_started.add(1);
+            }
         }
         Ok(hit)
     }

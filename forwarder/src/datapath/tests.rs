@@ -47,12 +47,35 @@ struct Rig {
     flows: Flows,
     counters: DatapathCounters,
     now_ms: u64,
+    config: crate::config::Config,
+    builder: SnapshotBuilder,
+    gateways_resolved: bool,
 }
+
+const LAN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 
 impl Rig {
     fn new(config: &str, gateways_resolved: bool) -> Self {
         let config = crate::config::parse(config, "test.toml", None).expect("valid config");
         let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(7));
+        let snapshot = Self::snapshot(&mut builder, &config, gateways_resolved, true);
+        Rig {
+            snapshot,
+            flows: Flows::with_capacity(1 << 12).unwrap(),
+            counters: DatapathCounters::default(),
+            now_ms: 1_000_000,
+            config,
+            builder,
+            gateways_resolved,
+        }
+    }
+
+    fn snapshot(
+        builder: &mut SnapshotBuilder,
+        config: &crate::config::Config,
+        gateways_resolved: bool,
+        eligible: bool,
+    ) -> Snapshot {
         let facts: Vec<_> = (0..config.uplinks.len())
             .map(|i| {
                 Some(UplinkFacts {
@@ -60,31 +83,41 @@ impl Rig {
                     mac: WAN_MAC[i],
                     gateway_mac: gateways_resolved.then_some(GW_MAC[i]),
                     mtu: 1500,
-                    eligible: true,
+                    eligible,
                 })
             })
             .collect();
         let lan = LanView {
             mac: LAN_MAC,
-            address: Ipv4Addr::new(10, 77, 0, 1),
+            address: LAN_ADDR,
             mtu: 1500,
             prefixes: config.lan.prefixes.clone(),
         };
-        let snapshot = builder.build(
-            &config,
+        builder.build(
+            config,
             lan,
             &facts,
             vec![
                 (Ipv4Addr::from(HOST), HOST_MAC),
                 (Ipv4Addr::from(HOST2), HOST2_MAC),
             ],
+        )
+    }
+
+    /// Publishes a snapshot in which every uplink is (or none is) eligible for new flows, as the control
+    /// plane does when health changes; flows and port pools carry over.
+    fn set_eligible(&mut self, eligible: bool) {
+        self.snapshot = Self::snapshot(
+            &mut self.builder,
+            &self.config,
+            self.gateways_resolved,
+            eligible,
         );
-        Rig {
-            snapshot,
-            flows: Flows::with_capacity(1 << 12).unwrap(),
-            counters: DatapathCounters::default(),
-            now_ms: 1_000_000,
-        }
+    }
+
+    /// Sums one per-uplink counter over the uplinks.
+    fn uplink_sum(&self, f: fn(&super::counters::UplinkCounters) -> u64) -> u64 {
+        self.counters.uplinks.iter().map(f).sum()
     }
 
     fn process(&self, ingress: PortId, frame: &mut Vec<u8>) -> Verdict {
@@ -277,11 +310,188 @@ fn spoofed_lan_sources_are_dropped_and_create_nothing() {
 fn no_flow_leaves_before_its_gateway_is_resolved() {
     let rig = Rig::new(CONFIG, false);
     let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
-    // Unresolved gateways make every uplink ineligible for new flows.
+    // Unresolved gateways make every uplink ineligible for new flows: the host is told.
+    assert_eq!(rig.process(PortId::LAN, &mut out).port(), Some(PortId::LAN));
+    assert_net_unreachable(&out, &udp(HOST, 5000, SERVER, 7777, HOST_MAC));
+    assert_eq!(rig.drops(DropReason::NoUplink), 1);
+    assert_eq!(rig.flows.table.len(), 0);
+}
+
+/// Asserts `answer` is an ICMP net unreachable (3/0) from the router's LAN side to the sender of
+/// `offending`, quoting it whole, with valid checksums.
+fn assert_net_unreachable(answer: &[u8], offending: &[u8]) {
+    let p = parse_frame(answer).expect("the answer parses");
+    let flowpin_nat::Transport::IcmpError(info) = p.transport else {
+        panic!("not an ICMP error: {p:?}")
+    };
+    assert_eq!((info.message_type, info.code), (3, 0), "net unreachable");
     assert_eq!(
-        rig.process(PortId::LAN, &mut out),
-        Verdict::Drop(DropReason::NoUplink)
+        (p.key.source, p.key.destination),
+        (LAN_ADDR, Ipv4Addr::from(HOST))
     );
+    assert_eq!(eth(answer), (HOST_MAC, LAN_MAC));
+    assert!(checksums_valid(answer, &p));
+    assert_eq!(info.embedded, parse_frame(offending).unwrap().key);
+    assert_eq!(
+        &answer[14 + 28..],
+        &offending[14..],
+        "quotes the packet whole"
+    );
+}
+
+/// The lab's rate limit for the viability guard's answers: 10 per second, 3 at once.
+fn limited(config: &str) -> String {
+    format!("{config}\n[failover]\nnet_unreachable_per_s = 10\nnet_unreachable_burst = 3\n")
+}
+
+#[test]
+fn with_no_usable_uplink_new_flows_get_net_unreachable_and_pinned_flows_stay() {
+    let mut rig = Rig::new(&limited(CONFIG), true);
+    let mut pinned = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
+    let Some(uplink) = rig.process(PortId::LAN, &mut pinned).port() else {
+        panic!("the first flow leaves while uplinks are healthy")
+    };
+    rig.set_eligible(false);
+    // The pinned flow still leaves by its uplink, both ways: nothing is evicted.
+    let mut again = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
+    assert_eq!(rig.process(PortId::LAN, &mut again).port(), Some(uplink));
+    let (src, sport, _, _) = endpoint(&again);
+    let mut reply = udp(SERVER, 7777, src.octets(), sport, GW_MAC[0]);
+    assert_eq!(rig.process(uplink, &mut reply).port(), Some(PortId::LAN));
+    // A new flow (UDP, TCP SYN, echo request) is dropped and its host told, nothing created.
+    let mut syn_spec = FrameSpec::new(
+        HOST,
+        SERVER,
+        L4Spec::Tcp {
+            ports: (40000, 80),
+            seq: 1,
+            ack: 0,
+            flags: 0x02,
+            payload: b"",
+        },
+    );
+    syn_spec.source_mac = HOST_MAC;
+    let mut echo_spec = FrameSpec::new(
+        HOST,
+        SERVER,
+        L4Spec::Echo {
+            request: true,
+            id: 9,
+            seq: 1,
+        },
+    );
+    echo_spec.source_mac = HOST_MAC;
+    for offending in [
+        udp(HOST, 5001, SERVER, 7777, HOST_MAC),
+        build_frame(&syn_spec),
+        build_frame(&echo_spec),
+    ] {
+        let mut frame = offending.clone();
+        assert_eq!(
+            rig.process(PortId::LAN, &mut frame).port(),
+            Some(PortId::LAN)
+        );
+        assert_net_unreachable(&frame, &offending);
+    }
+    assert_eq!(rig.drops(DropReason::NoUplink), 3);
+    assert_eq!(rig.counters.originated.get(), 3);
+    assert_eq!(rig.flows.table.len(), 1, "only the pinned flow");
+    // An uplink back: new flows leave again.
+    rig.set_eligible(true);
+    let mut new = udp(HOST, 5002, SERVER, 7777, HOST_MAC);
+    assert!(
+        rig.process(PortId::LAN, &mut new)
+            .port()
+            .is_some_and(|p| p != PortId::LAN)
+    );
+}
+
+#[test]
+fn net_unreachable_answers_are_rate_limited_per_worker() {
+    let mut rig = Rig::new(&limited(CONFIG), true);
+    rig.set_eligible(false);
+    let answered = |rig: &Rig, first_port: u16| {
+        (0..20)
+            .filter(|i| {
+                let mut frame = udp(HOST, first_port + i, SERVER, 7777, HOST_MAC);
+                rig.process(PortId::LAN, &mut frame).port() == Some(PortId::LAN)
+            })
+            .count()
+    };
+    assert_eq!(answered(&rig, 1000), 3, "the burst");
+    assert_eq!(rig.drops(DropReason::NoUplink), 20, "every one dropped");
+    assert_eq!(rig.counters.net_unreachable_suppressed.get(), 17);
+    rig.now_ms += 99;
+    assert_eq!(answered(&rig, 2000), 0, "10 per second: not before 100 ms");
+    rig.now_ms += 1;
+    assert_eq!(answered(&rig, 3000), 1);
+    rig.now_ms += 60_000;
+    assert_eq!(answered(&rig, 4000), 3, "refilled to the burst, not beyond");
+    // Switched off: dropped and counted, never answered.
+    let mut off = Rig::new(
+        &format!("{CONFIG}\n[failover]\nnet_unreachable_per_s = 0\n"),
+        true,
+    );
+    off.set_eligible(false);
+    assert_eq!(answered(&off, 1000), 0);
+    assert_eq!(off.drops(DropReason::NoUplink), 20);
+}
+
+fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, mac: Mac) -> Vec<u8> {
+    let mut spec = FrameSpec::new(
+        src,
+        dst,
+        L4Spec::Tcp {
+            ports: (sport, dport),
+            seq: 1000,
+            ack: if flags & 0x10 != 0 { 5001 } else { 0 },
+            flags,
+            payload: b"",
+        },
+    );
+    spec.source_mac = mac;
+    spec.destination_mac = LAN_MAC;
+    build_frame(&spec)
+}
+
+const SYN: u8 = 0x02;
+const SYN_ACK: u8 = 0x12;
+const ACK: u8 = 0x10;
+
+#[test]
+fn tcp_handshakes_started_and_answered_are_counted_on_their_uplink() {
+    let rig = Rig::new(CONFIG, true);
+    let started = |rig: &Rig| rig.uplink_sum(|c| c.tcp_handshakes_started.get());
+    let answered = |rig: &Rig| rig.uplink_sum(|c| c.tcp_handshakes_answered.get());
+    let mut syn = tcp(HOST, 40000, SERVER, 80, SYN, HOST_MAC);
+    let Some(port) = rig.process(PortId::LAN, &mut syn).port() else {
+        panic!("the SYN leaves")
+    };
+    let slot = usize::from(port.uplink_slot().unwrap());
+    let (src, sport, _, _) = endpoint(&syn);
+    assert_eq!(rig.counters.uplinks[slot].tcp_handshakes_started.get(), 1);
+    assert_eq!(answered(&rig), 0);
+    // A retransmitted SYN opens nothing new; a flow picked up mid-stream is no handshake.
+    let mut again = tcp(HOST, 40000, SERVER, 80, SYN, HOST_MAC);
+    rig.process(PortId::LAN, &mut again);
+    let mut midstream = tcp(HOST, 40001, SERVER, 80, ACK, HOST_MAC);
+    assert!(rig.process(PortId::LAN, &mut midstream).port().is_some());
+    assert_eq!(started(&rig), 1);
+    // The SYN-ACK answers it, once, on its uplink; a retransmitted one counts no more.
+    for _ in 0..2 {
+        let mut syn_ack = tcp(SERVER, 80, src.octets(), sport, SYN_ACK, GW_MAC[slot]);
+        assert_eq!(rig.process(port, &mut syn_ack).port(), Some(PortId::LAN));
+    }
+    assert_eq!(rig.counters.uplinks[slot].tcp_handshakes_answered.get(), 1);
+    assert_eq!(answered(&rig), 1);
+    // A SYN that gets no answer stays started only.
+    let mut lonely = tcp(HOST, 40002, SERVER, 80, SYN, HOST_MAC);
+    assert!(rig.process(PortId::LAN, &mut lonely).port().is_some());
+    assert_eq!((started(&rig), answered(&rig)), (2, 1));
+    // UDP flows are no handshakes.
+    let mut datagram = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
+    rig.process(PortId::LAN, &mut datagram);
+    assert_eq!(started(&rig), 2);
 }
 
 #[test]

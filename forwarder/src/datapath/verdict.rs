@@ -38,3 +38,13 @@ pub enum Verdict {
     /// Drop the frame; the reason has been counted.
     Drop(DropReason),
 }
+
+impl Verdict {
+    /// The egress port of a transmit verdict, `None` for a drop.
+    pub const fn port(self) -> Option<PortId> {
+        match self {
+            Verdict::Transmit { port, .. } => Some(port),
+            Verdict::Drop(_) => None,
+        }
+    }
+}
