@@ -63,6 +63,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Why a flow is on its uplink: the policy rule it matched, its stickiness key, and the uplinks'
+    /// states and weights when it was pinned. FLOW is `PROTO INTERNAL REMOTE` (the LAN-side 5-tuple,
+    /// e.g. `udp 10.0.1.2:5000 203.0.113.10:7`) or `PROTO EXTERNAL` (its translated endpoint, e.g.
+    /// `udp 198.51.100.2:10000`, which may name several flows); for ICMP the port is the echo id.
+    Explain {
+        /// Control socket of the daemon.
+        #[arg(long, default_value = api::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// PROTO ENDPOINT [REMOTE].
+        #[arg(required = true, num_args = 2..=3, value_name = "FLOW")]
+        flow: Vec<String>,
+    },
     /// Re-read the daemon's configuration file; an invalid file is refused and the running one kept.
     Reload {
         /// Control socket of the daemon.
@@ -139,6 +154,17 @@ pub fn main(cli: Cli) -> Result<()> {
                 api::Response::Flows(f) if json => print_json(&f),
                 api::Response::Flows(f) => {
                     print!("{}", render::flows(&f));
+                    Ok(())
+                }
+                other => unexpected(other),
+            }
+        }
+        Command::Explain { socket, json, flow } => {
+            let query = api::FlowQuery::parse(&flow).map_err(anyhow::Error::msg)?;
+            match api::call(&socket, &api::Request::Explain(query))? {
+                api::Response::Explain(e) if json => print_json(&e),
+                api::Response::Explain(e) => {
+                    print!("{}", render::explain(&e));
                     Ok(())
                 }
                 other => unexpected(other),

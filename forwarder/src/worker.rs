@@ -4,10 +4,19 @@
 //! the batch and look all its flows up at once; run the sans-IO pipeline on every frame; queue each frame for transmission on its egress port or recycle
 //! it; flush the rings once. When nothing arrives it sleeps in `poll()` (idle = poll) or spins
 //! (idle = busy-poll). No allocation, lock, syscall (other than the ring wakeups) or log per packet.
+//!
+//! Datapath ports and AF_XDP ports differ once uplinks come and go at run time: the datapath names an
+//! egress by uplink *slot* ([`PortId`] `1 + slot`, slots stable for an uplink's whole life), while a
+//! worker's sockets are only the interfaces configured now. A [`PortMap`] translates both ways.
+//!
+//! A [`WorkerPool`] is the set of running workers of one I/O generation: stopping it (the stop flag,
+//! then each worker's [`crate::xsk::XskWaker`] so none sleeps out its poll timeout) hands the AF_XDP
+//! workers back, so the control plane can close them and open a new set for a new uplink set.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::config::IdleStrategy;
@@ -54,10 +63,149 @@ pub struct WorkerShared {
     pub clock: Clock,
 }
 
-/// Runs a worker until `shared.stop` is set. `xsk`'s ports must be in datapath port order: the LAN
-/// first, then uplink slot 0, 1, ... (so an xsk port index equals the datapath [`PortId`]).
+/// Translation between datapath ports (0 = LAN, `1 + slot` = uplink slot) and a worker's AF_XDP ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMap {
+    /// By datapath port: the AF_XDP port serving it (`None`: no socket, e.g. a retired slot).
+    to_xsk: Box<[Option<xsk::PortId>]>,
+    /// By AF_XDP port: the datapath port.
+    to_datapath: Box<[PortId]>,
+}
+
+impl PortMap {
+    /// The map of a worker whose AF_XDP ports serve `datapath_ports` in order (`datapath_ports[i]` is
+    /// the datapath port of AF_XDP port `i`).
+    ///
+    /// # Panics
+    /// When a datapath port appears twice.
+    pub fn new(datapath_ports: &[PortId]) -> Self {
+        let len = datapath_ports
+            .iter()
+            .map(|p| usize::from(p.0) + 1)
+            .max()
+            .unwrap_or(0);
+        let mut to_xsk = vec![None; len];
+        for (index, port) in datapath_ports.iter().enumerate() {
+            let slot = &mut to_xsk[usize::from(port.0)];
+            assert!(slot.is_none(), "datapath port {} served twice", port.0);
+            *slot = Some(xsk::PortId(index as u16));
+        }
+        Self {
+            to_xsk: to_xsk.into(),
+            to_datapath: datapath_ports.into(),
+        }
+    }
+
+    /// The AF_XDP port that transmits for datapath port `port`, if any.
+    #[inline]
+    pub fn xsk_port(&self, port: PortId) -> Option<xsk::PortId> {
+        self.to_xsk.get(usize::from(port.0)).copied().flatten()
+    }
+
+    /// The datapath port of a frame received on AF_XDP port `port`.
+    #[inline]
+    pub fn datapath_port(&self, port: xsk::PortId) -> PortId {
+        self.to_datapath[usize::from(port.0)]
+    }
+}
+
+/// The running workers of one I/O generation.
+#[derive(Debug)]
+pub struct WorkerPool {
+    stop: Arc<AtomicBool>,
+    wakers: Vec<xsk::XskWaker>,
+    threads: Vec<JoinHandle<XskWorker>>,
+}
+
+impl WorkerPool {
+    /// Starts one thread per AF_XDP worker; worker `i` counts into `counters[i]` and is pinned to
+    /// `cores[i % len]` when `cores` is not empty.
+    ///
+    /// # Panics
+    /// When `counters` has fewer entries than `workers`.
+    pub fn start(
+        workers: Vec<(XskWorker, PortMap)>,
+        snapshot: &Arc<SnapshotCell>,
+        flows: &Arc<Flows>,
+        clock: Clock,
+        counters: &[Arc<DatapathCounters>],
+        idle: IdleStrategy,
+        cores: &[core_affinity::CoreId],
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = WorkerShared {
+            snapshot: snapshot.clone(),
+            flows: flows.clone(),
+            stop: stop.clone(),
+            clock,
+        };
+        let mut pool = Self {
+            stop,
+            wakers: Vec::new(),
+            threads: Vec::new(),
+        };
+        for (index, (xsk, ports)) in workers.into_iter().enumerate() {
+            pool.wakers.push(xsk.waker());
+            let shared = shared.clone();
+            let counters = counters[index].clone();
+            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+            let spawned = std::thread::Builder::new()
+                .name(format!("flowpin-w{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    run(xsk, ports, shared, counters, idle)
+                });
+            match spawned {
+                Ok(thread) => pool.threads.push(thread),
+                Err(error) => {
+                    let _ = pool.stop();
+                    return Err(error);
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// Number of workers.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether the pool has no worker.
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// Stops every worker (each finishes its batch and flushes) and returns their AF_XDP workers.
+    ///
+    /// # Errors
+    /// When a worker thread panicked (the others are still joined).
+    pub fn stop(self) -> anyhow::Result<Vec<XskWorker>> {
+        self.stop.store(true, Ordering::Relaxed);
+        for waker in &self.wakers {
+            waker.wake();
+        }
+        let mut workers = Vec::with_capacity(self.threads.len());
+        let mut panicked = false;
+        for thread in self.threads {
+            match thread.join() {
+                Ok(xsk) => workers.push(xsk),
+                Err(_) => panicked = true,
+            }
+        }
+        if panicked {
+            anyhow::bail!("a worker panicked");
+        }
+        Ok(workers)
+    }
+}
+
+/// Runs a worker until `shared.stop` is set. `ports` maps its AF_XDP ports to datapath ports.
 pub fn run(
     mut xsk: XskWorker,
+    ports: PortMap,
     shared: WorkerShared,
     counters: Arc<DatapathCounters>,
     idle: IdleStrategy,
@@ -94,7 +242,7 @@ pub fn run(
                 xsk.recycle(frame);
                 continue;
             };
-            let ingress = PortId(rx.0 as u8);
+            let ingress = ports.datapath_port(rx);
             let start = frame.start() as usize;
             let len = frame.len() as usize;
             let verdict = {
@@ -102,13 +250,17 @@ pub fn run(
                 pipeline.process_prepared(&prepared, index, ingress, &mut chunk[start..], len)
             };
             match verdict {
-                Verdict::Transmit { port, len } => {
-                    if !frame.set_len(len as u32)
-                        || !xsk.transmit(frame, xsk::PortId(u16::from(port.0)))
-                    {
-                        counters.count_drop(DropReason::TxRingFull);
+                Verdict::Transmit { port, len } => match ports.xsk_port(port) {
+                    Some(egress) => {
+                        if !frame.set_len(len as u32) || !xsk.transmit(frame, egress) {
+                            counters.count_drop(DropReason::TxRingFull);
+                        }
                     }
-                }
+                    None => {
+                        counters.count_drop(DropReason::UplinkGone);
+                        xsk.recycle(frame);
+                    }
+                },
                 Verdict::Drop(_) => xsk.recycle(frame),
             }
         }
@@ -120,6 +272,24 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_map_skips_retired_slots_both_ways() {
+        // LAN, uplink slot 0 and slot 2 (slot 1 retired).
+        let map = PortMap::new(&[PortId(0), PortId(1), PortId(3)]);
+        assert_eq!(map.xsk_port(PortId(0)), Some(xsk::PortId(0)));
+        assert_eq!(map.xsk_port(PortId(1)), Some(xsk::PortId(1)));
+        assert_eq!(map.xsk_port(PortId(2)), None);
+        assert_eq!(map.xsk_port(PortId(3)), Some(xsk::PortId(2)));
+        assert_eq!(map.xsk_port(PortId(9)), None);
+        assert_eq!(map.datapath_port(xsk::PortId(2)), PortId(3));
+    }
+
+    #[test]
+    #[should_panic(expected = "served twice")]
+    fn a_port_map_refuses_a_port_served_twice() {
+        let _ = PortMap::new(&[PortId(0), PortId(0)]);
+    }
 
     #[test]
     fn the_clock_never_reads_zero_and_never_goes_back() {

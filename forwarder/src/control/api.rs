@@ -28,6 +28,141 @@ pub enum Request {
     Reload,
     /// An operator action on one uplink.
     Uplink(UplinkCommand),
+    /// Why the matching flows are on their uplinks.
+    Explain(FlowQuery),
+}
+
+/// Which flows `flowpin explain` explains: `PROTO INTERNAL REMOTE` (the LAN-side 5-tuple, as the LAN
+/// host sent its first packet) or `PROTO EXTERNAL` (the translated endpoint on the uplink, which may be
+/// shared by several flows of one internal endpoint). Endpoints are `address:port`; for ICMP the port
+/// is the echo identifier and the remote's port is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowQuery {
+    /// The protocol: `tcp`, `udp` or `icmp`.
+    pub proto: String,
+    /// The LAN host's endpoint, or the external endpoint when `remote` is `None`.
+    pub endpoint: std::net::SocketAddrV4,
+    /// The remote endpoint of a LAN-side 5-tuple.
+    pub remote: Option<std::net::SocketAddrV4>,
+}
+
+impl FlowQuery {
+    /// Parses `PROTO ENDPOINT [REMOTE]` (e.g. `udp 10.0.1.2:5000 203.0.113.10:7`, or
+    /// `tcp 198.51.100.2:10001`).
+    pub fn parse(words: &[String]) -> Result<Self, String> {
+        let usage = "expected PROTO ENDPOINT [REMOTE], e.g. `udp 10.0.1.2:5000 203.0.113.10:7` (LAN-side 5-tuple) or `udp 198.51.100.2:10000` (external endpoint)";
+        let (proto, endpoints) = match words {
+            [proto, rest @ ..] if (1..=2).contains(&rest.len()) => (proto, rest),
+            _ => return Err(usage.to_owned()),
+        };
+        let proto = proto.to_ascii_lowercase();
+        if protocol_named(&proto).is_none() {
+            return Err(format!(
+                "unknown protocol `{proto}` (tcp, udp or icmp); {usage}"
+            ));
+        }
+        let endpoint = |text: &String| {
+            text.parse::<std::net::SocketAddrV4>()
+                .map_err(|_| format!("`{text}` is not an IPv4 address:port; {usage}"))
+        };
+        Ok(Self {
+            proto,
+            endpoint: endpoint(&endpoints[0])?,
+            remote: endpoints.get(1).map(endpoint).transpose()?,
+        })
+    }
+
+    /// Whether a flow whose LAN-side key is `lan` and external endpoint `external` matches.
+    pub fn matches(&self, lan: &flowpin_nat::FlowKey, external: std::net::SocketAddrV4) -> bool {
+        let Some(proto) = protocol_named(&self.proto) else {
+            return false;
+        };
+        if lan.protocol != proto {
+            return false;
+        }
+        match self.remote {
+            None => external == self.endpoint,
+            Some(remote) => {
+                lan.source == *self.endpoint.ip()
+                    && lan.source_port == self.endpoint.port()
+                    && lan.destination == *remote.ip()
+                    && (proto == flowpin_nat::IpProtocol::Icmp
+                        || lan.destination_port == remote.port())
+            }
+        }
+    }
+}
+
+/// The protocol of a lower-case name (`tcp`, `udp`, `icmp`).
+pub fn protocol_named(name: &str) -> Option<flowpin_nat::IpProtocol> {
+    match name {
+        "tcp" => Some(flowpin_nat::IpProtocol::Tcp),
+        "udp" => Some(flowpin_nat::IpProtocol::Udp),
+        "icmp" => Some(flowpin_nat::IpProtocol::Icmp),
+        _ => None,
+    }
+}
+
+/// The lower-case name of a protocol.
+pub fn protocol_name(protocol: flowpin_nat::IpProtocol) -> &'static str {
+    match protocol {
+        flowpin_nat::IpProtocol::Tcp => "tcp",
+        flowpin_nat::IpProtocol::Udp => "udp",
+        flowpin_nat::IpProtocol::Icmp => "icmp",
+    }
+}
+
+/// Answer to [`Request::Explain`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExplainReport {
+    /// One explanation per matching flow (at most 100).
+    pub flows: Vec<FlowExplanation>,
+    /// How many snapshots the daemon remembers, and the oldest generation among them.
+    pub history: usize,
+    /// The oldest remembered generation.
+    pub oldest_generation: u64,
+}
+
+/// Why one flow is on its uplink.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlowExplanation {
+    /// The flow as `flowpin flows` shows it.
+    pub flow: FlowEntry,
+    /// `outbound` (LAN host to the internet) or `hairpin` (LAN host to another through a mapping).
+    pub kind: String,
+    /// The policy rule the flow matched (`policy[INDEX] NAME: MATCH`), or `default group`.
+    pub rule: String,
+    /// The stickiness mode in force at the decision.
+    pub stickiness: String,
+    /// The fields the stickiness key hashes, with their values.
+    pub stickiness_fields: String,
+    /// The keyed hash itself (hex).
+    pub stickiness_key: String,
+    /// The snapshot generation the flow was decided under.
+    pub generation: u64,
+    /// Whether that snapshot is still in the daemon's history (else the rest is unknown).
+    pub decision_known: bool,
+    /// Seconds since that snapshot was published.
+    pub decided_s_ago: Option<f64>,
+    /// What the rule's group chose for this key under that snapshot.
+    pub chooser_pick: Option<String>,
+    /// The uplinks of that snapshot: state, weight, whether they took new flows.
+    pub uplinks: Vec<UplinkAtDecision>,
+    /// A sentence summing the decision up.
+    pub summary: String,
+}
+
+/// One uplink as a published snapshot saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkAtDecision {
+    /// Name.
+    pub name: String,
+    /// `up`, `down`, `probing`, `draining`.
+    pub state: String,
+    /// Weight in force.
+    pub weight: u32,
+    /// Whether it took new flows.
+    pub eligible: bool,
 }
 
 /// `flowpin uplink ACTION NAME [WEIGHT]`.
@@ -75,6 +210,8 @@ pub enum Response {
     Status(StatusReport),
     /// Answer to [`Request::Flows`].
     Flows(FlowsReport),
+    /// Answer to [`Request::Explain`].
+    Explain(ExplainReport),
     /// A command was carried out.
     Done {
         /// What was done.
@@ -277,7 +414,7 @@ mod tests {
                 Request::Flows(f) => Response::Error {
                     message: format!("limit {:?}", f.limit),
                 },
-                Request::Reload | Request::Uplink(_) => Response::Done {
+                Request::Reload | Request::Uplink(_) | Request::Explain(_) => Response::Done {
                     message: "ok".into(),
                 },
             })
@@ -304,6 +441,54 @@ mod tests {
             serde_json::from_str::<Request>("{\"cmd\":\"reload\"}").unwrap(),
             Request::Reload
         );
+    }
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn key(proto: flowpin_nat::IpProtocol, s: &str, d: &str) -> flowpin_nat::FlowKey {
+        let s: std::net::SocketAddrV4 = s.parse().unwrap();
+        let d: std::net::SocketAddrV4 = d.parse().unwrap();
+        flowpin_nat::FlowKey {
+            protocol: proto,
+            source: *s.ip(),
+            destination: *d.ip(),
+            source_port: s.port(),
+            destination_port: d.port(),
+        }
+    }
+
+    #[test]
+    fn a_flow_query_names_a_lan_side_tuple_or_an_external_endpoint() {
+        use flowpin_nat::IpProtocol::{Icmp, Tcp, Udp};
+        let ext: std::net::SocketAddrV4 = "198.51.100.2:10001".parse().unwrap();
+        let q = FlowQuery::parse(&words("udp 10.0.1.2:5000 203.0.113.10:7")).unwrap();
+        assert!(q.matches(&key(Udp, "10.0.1.2:5000", "203.0.113.10:7"), ext));
+        assert!(!q.matches(&key(Udp, "10.0.1.2:5000", "203.0.113.10:8"), ext));
+        assert!(!q.matches(&key(Tcp, "10.0.1.2:5000", "203.0.113.10:7"), ext));
+        assert!(!q.matches(&key(Udp, "10.0.1.3:5000", "203.0.113.10:7"), ext));
+
+        let q = FlowQuery::parse(&words("TCP 198.51.100.2:10001")).unwrap();
+        assert!(q.matches(&key(Tcp, "10.0.1.2:1", "203.0.113.10:7"), ext));
+        assert!(!q.matches(
+            &key(Tcp, "10.0.1.2:1", "203.0.113.10:7"),
+            "198.51.100.2:10002".parse().unwrap()
+        ));
+
+        // ICMP: the remote's "port" is the echo id again; it is not compared.
+        let q = FlowQuery::parse(&words("icmp 10.0.1.2:77 203.0.113.10:0")).unwrap();
+        assert!(q.matches(&key(Icmp, "10.0.1.2:77", "203.0.113.10:77"), ext));
+
+        for bad in [
+            "",
+            "udp",
+            "sctp 1.2.3.4:5",
+            "udp 1.2.3.4",
+            "udp 1.2.3.4:5 6.7.8.9:1 x",
+        ] {
+            assert!(FlowQuery::parse(&words(bad)).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -1,9 +1,71 @@
-//! Human-readable tables for `flowpin status` and `flowpin flows`.
+//! Human-readable tables for `flowpin status`, `flowpin flows` and `flowpin explain`.
 #![forbid(unsafe_code)]
 
 use std::fmt::Write;
 
-use super::api::{FlowsReport, StatusReport};
+use super::api::{ExplainReport, FlowsReport, StatusReport};
+
+/// Renders `flowpin explain` for a terminal: per flow, the rule, the stickiness key, the decision and
+/// the uplinks as they were at that moment.
+pub fn explain(report: &ExplainReport) -> String {
+    let mut out = String::new();
+    if report.flows.is_empty() {
+        let _ = writeln!(out, "no flow matches");
+    }
+    for e in &report.flows {
+        let f = &e.flow;
+        let _ = writeln!(
+            out,
+            "{} {} → {} as {} on {} ({}, {})",
+            f.proto, f.internal, f.remote, f.external, f.uplink, e.kind, f.state
+        );
+        let _ = writeln!(out, "  rule:        {}", e.rule);
+        let _ = writeln!(
+            out,
+            "  stickiness:  {} — key of {}{}",
+            e.stickiness,
+            e.stickiness_fields,
+            if e.stickiness_key.is_empty() {
+                String::new()
+            } else {
+                format!(" = {}", e.stickiness_key)
+            }
+        );
+        match e.decided_s_ago {
+            Some(ago) => {
+                let _ = writeln!(
+                    out,
+                    "  decided:     snapshot {} ({ago:.1} s ago); the group chose {}",
+                    e.generation,
+                    e.chooser_pick.as_deref().unwrap_or("-")
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  decided:     snapshot {} (forgotten: the daemon remembers {} snapshots, from {})",
+                    e.generation, report.history, report.oldest_generation
+                );
+            }
+        }
+        for u in &e.uplinks {
+            let _ = writeln!(
+                out,
+                "    {:<10} {:<9} weight {:<5} {}",
+                u.name,
+                u.state,
+                u.weight,
+                if u.eligible {
+                    "took new flows"
+                } else {
+                    "took no new flows"
+                }
+            );
+        }
+        let _ = writeln!(out, "  why:         {}\n", e.summary);
+    }
+    out
+}
 
 /// Renders `flowpin status` for a terminal.
 pub fn status(s: &StatusReport) -> String {

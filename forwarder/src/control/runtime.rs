@@ -20,11 +20,12 @@
 //! guard stays.
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwap;
@@ -37,16 +38,20 @@ use super::failover::{self, RstSender};
 use super::guard::GuardSpec;
 use super::health::{self, HealthState, ProbeSource, ProberInputs, UplinkHealth};
 use super::netinfo::{self, InterfaceInfo};
-use super::snapshot::{SnapshotBuilder, UplinkFacts};
+use super::snapshot::{Moment, SnapshotBuilder, SnapshotHistory, UplinkFacts};
 use crate::config::{self, Config, XdpMode};
+use crate::datapath::PortId;
 use crate::datapath::{DatapathCounters, Flows, LanView, Mac, Snapshot, SnapshotCell};
 use crate::select::KeyHasher;
-use crate::worker::{self, Clock, WorkerShared};
+use crate::worker::{Clock, PortMap, WorkerPool};
 use crate::xdp::{AttachMode, XdpProgram};
 use crate::xsk::{XskConfig, XskMode, XskWorker};
 
 /// Flow records the sweeper visits per 100 ms tick (bounded work per call).
 const SWEEP_BATCH: usize = 16_384;
+
+/// Published snapshots `flowpin explain` remembers (generation → uplink states and weights).
+const SNAPSHOT_HISTORY: usize = 1024;
 
 /// Reads `net.ipv4.ip_local_port_range` of the current network namespace.
 pub fn local_port_range() -> Result<config::PortRange> {
@@ -74,6 +79,20 @@ struct Daemon {
     facts: Vec<Option<UplinkFacts>>,
     /// The attached program (detached when dropped at shutdown).
     xdp: Option<XdpProgram>,
+    /// The running workers (`None` only while the I/O is rebuilt and after shutdown).
+    workers: Option<WorkerPool>,
+    /// The receive queues served (one worker each).
+    queues: Vec<u32>,
+    /// The AF_XDP settings every worker is opened with.
+    xsk_config: XskConfig,
+    /// The cores workers are pinned to (round robin).
+    cores: Vec<core_affinity::CoreId>,
+    /// The last published snapshots, for `flowpin explain`.
+    history: SnapshotHistory,
+    /// How long the last I/O rebuild paused the workers.
+    last_io_pause: Option<Duration>,
+    /// The configuration the current snapshot was built from (operator weights applied).
+    published_config: Arc<Config>,
     /// The file `reload` re-reads.
     config_path: std::path::PathBuf,
     /// Per uplink slot: health, operator overrides and failover figures.
@@ -91,6 +110,9 @@ struct Daemon {
 /// The control plane's per-uplink state beyond the kernel facts.
 #[derive(Debug)]
 struct UplinkRuntime {
+    /// The slot's uplink was removed by a reload: it keeps the slot number taken (so other uplinks'
+    /// flows keep theirs) but takes no flows, has no socket and no XDP attachment.
+    retired: bool,
     health: UplinkHealth,
     drained: bool,
     weight_override: Option<u32>,
@@ -101,6 +123,34 @@ struct UplinkRuntime {
     failovers: u64,
     flows_failed_over: u64,
     flows_failed_back: u64,
+}
+
+impl UplinkRuntime {
+    /// A live uplink, `up` when `up` (its carrier and gateway are there), else down.
+    fn new(up: bool) -> Self {
+        Self {
+            retired: false,
+            health: UplinkHealth::new(up),
+            drained: false,
+            weight_override: None,
+            up_since_ms: 0,
+            failed_back: true,
+            failovers: 0,
+            flows_failed_over: 0,
+            flows_failed_back: 0,
+        }
+    }
+
+    /// The `state` word status and explain show.
+    fn state_name(&self, fact: Option<&UplinkFacts>) -> &'static str {
+        match fact {
+            _ if self.retired => "removed",
+            Some(f) if f.gateway_mac.is_none() => "down",
+            None => "down",
+            _ if self.drained && self.health.state() == HealthState::Up => "draining",
+            _ => self.health.state().name(),
+        }
+    }
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
@@ -155,20 +205,8 @@ pub fn run(config_path: &Path) -> Result<()> {
         },
         ..XskConfig::default()
     };
-    let mut sockets = Vec::new();
-    for queue in &queues {
-        let mut ports: Vec<(&str, u32)> = vec![(config.lan.interface.as_str(), *queue)];
-        ports.extend(
-            config
-                .uplinks
-                .iter()
-                .map(|u| (u.interface.as_str(), *queue)),
-        );
-        let worker = XskWorker::new(&xsk_config, &ports)
-            .with_context(|| format!("opening AF_XDP sockets for queue {queue}"))?;
-        xdp.register_worker(&worker)?;
-        sockets.push(worker);
-    }
+    let live = vec![false; config.uplinks.len()];
+    let sockets = open_io(&config, &live, &mut xdp, &queues, &xsk_config)?;
     let interfaces = std::iter::once(config.lan.interface.clone())
         .chain(config.uplinks.iter().map(|u| u.interface.clone()));
     for name in interfaces {
@@ -176,35 +214,22 @@ pub fn run(config_path: &Path) -> Result<()> {
         tracing::info!(interface = %name, ?mode, "XDP attached");
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
     let clock = Clock::start();
-    let shared = WorkerShared {
-        snapshot: cell.clone(),
-        flows: flows.clone(),
-        stop: stop.clone(),
-        clock,
-    };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let mut counters = Vec::new();
-    let mut threads = Vec::new();
-    for (index, socket) in sockets.into_iter().enumerate() {
-        let c = Arc::new(DatapathCounters::default());
-        counters.push(c.clone());
-        let shared = shared.clone();
-        let idle = config.datapath.idle;
-        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("flowpin-w{index}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    worker::run(socket, shared, c, idle)
-                })?,
-        );
-    }
-    tracing::info!(workers = threads.len(), "forwarding");
+    let counters: Vec<Arc<DatapathCounters>> = queues
+        .iter()
+        .map(|_| Arc::new(DatapathCounters::default()))
+        .collect();
+    let workers = WorkerPool::start(
+        sockets,
+        &cell,
+        &flows,
+        clock,
+        &counters,
+        config.datapath.idle,
+        &cores,
+    )?;
+    tracing::info!(workers = workers.len(), "forwarding");
 
     let prober = Arc::new(ProberInputs {
         settings: ArcSwap::from_pointee(config.health.clone()),
@@ -212,16 +237,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     });
     let uplinks = facts
         .iter()
-        .map(|f| UplinkRuntime {
-            health: UplinkHealth::new(f.as_ref().is_some_and(|f| f.eligible)),
-            drained: false,
-            weight_override: None,
-            up_since_ms: 0,
-            failed_back: true,
-            failovers: 0,
-            flows_failed_over: 0,
-            flows_failed_back: 0,
-        })
+        .map(|f| UplinkRuntime::new(f.as_ref().is_some_and(|f| f.eligible)))
         .collect();
     let rst = RstSender::open()
         .inspect_err(|e| tracing::warn!(error = %e, "no raw socket for TCP resets; reset flows are only removed"))
@@ -233,6 +249,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         ),
         None => None,
     };
+    let published_config = Arc::new(config.clone());
     let mut daemon = Daemon {
         config,
         clock,
@@ -244,6 +261,13 @@ pub fn run(config_path: &Path) -> Result<()> {
         lan_address,
         facts,
         xdp: Some(xdp),
+        workers: Some(workers),
+        queues,
+        xsk_config,
+        cores,
+        history: SnapshotHistory::new(SNAPSHOT_HISTORY),
+        last_io_pause: None,
+        published_config,
         config_path: config_path.to_path_buf(),
         uplinks,
         prober,
@@ -253,6 +277,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         reloads_failed: 0,
     };
     daemon.update_probing();
+    daemon.record_history();
     let daemon = Arc::new(std::sync::Mutex::new(daemon));
     if let Some(listener) = metrics_listener {
         tracing::info!(address = %listener.local_addr()?, "metrics endpoint");
@@ -287,22 +312,54 @@ pub fn run(config_path: &Path) -> Result<()> {
     runtime.block_on(control_loop(daemon.clone()))?;
 
     tracing::info!("stopping");
-    stop.store(true, Ordering::Relaxed);
-    let mut xdp = {
+    let (mut xdp, workers) = {
         let mut d = daemon.lock().expect("daemon lock");
         d.remove_probe_routes();
-        d.xdp.take()
+        (d.xdp.take(), d.workers.take())
     };
-    for t in threads {
-        let xsk = t.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?;
-        if let Some(xdp) = xdp.as_mut() {
-            let _ = xdp.unregister_worker(&xsk);
+    if let Some(workers) = workers {
+        for xsk in workers.stop()? {
+            if let Some(xdp) = xdp.as_mut() {
+                let _ = xdp.unregister_worker(&xsk);
+            }
         }
     }
     drop(xdp);
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped; XDP detached, forward guard left in place");
     Ok(())
+}
+
+/// Opens every worker's AF_XDP sockets for the LAN and every live uplink slot (`retired[slot]` false)
+/// and registers them in the program's XSKMAP. Port order: the LAN, then the live slots in slot order.
+fn open_io(
+    config: &Config,
+    retired: &[bool],
+    xdp: &mut XdpProgram,
+    queues: &[u32],
+    xsk_config: &XskConfig,
+) -> Result<Vec<(XskWorker, PortMap)>> {
+    let live: Vec<(usize, &config::Uplink)> = config
+        .uplinks
+        .iter()
+        .enumerate()
+        .filter(|(slot, _)| !retired.get(*slot).copied().unwrap_or(false))
+        .collect();
+    let datapath_ports: Vec<PortId> = std::iter::once(PortId(0))
+        .chain(live.iter().map(|(slot, _)| PortId(1 + *slot as u8)))
+        .collect();
+    let mut workers = Vec::with_capacity(queues.len());
+    for queue in queues {
+        let ports: Vec<(&str, u32)> = std::iter::once(config.lan.interface.as_str())
+            .chain(live.iter().map(|(_, u)| u.interface.as_str()))
+            .map(|name| (name, *queue))
+            .collect();
+        let worker = XskWorker::new(xsk_config, &ports)
+            .with_context(|| format!("opening AF_XDP sockets for queue {queue}"))?;
+        xdp.register_worker(&worker)?;
+        workers.push((worker, PortMap::new(&datapath_ports)));
+    }
+    Ok(workers)
 }
 
 /// The receive queues to serve: one worker per queue of the LAN interface, or the configured count.
@@ -492,7 +549,9 @@ impl Daemon {
             .config
             .uplinks
             .iter()
-            .map(|u| match uplink_facts(u) {
+            .zip(&self.uplinks)
+            .map(|(u, runtime)| match uplink_facts(u) {
+                _ if runtime.retired => None,
                 Ok(f) => {
                     if f.gateway_mac.is_none() {
                         let _ = netinfo::solicit_neighbour(u.gateway);
@@ -542,9 +601,20 @@ impl Daemon {
                 uplink.weight = weight;
             }
         }
-        if config.uplinks.iter().all(|u| u.weight == 0) {
+        let live = |slot: usize| !self.uplinks[slot].retired;
+        if config
+            .uplinks
+            .iter()
+            .enumerate()
+            .all(|(slot, u)| !live(slot) || u.weight == 0)
+        {
             // Every weight overridden to 0: treat all as standby with equal weights.
-            config.uplinks.iter_mut().for_each(|u| u.weight = 1);
+            config
+                .uplinks
+                .iter_mut()
+                .enumerate()
+                .filter(|(slot, _)| live(*slot))
+                .for_each(|(_, u)| u.weight = 1);
         }
         let snapshot = build_snapshot(
             &mut self.builder,
@@ -554,15 +624,42 @@ impl Daemon {
             &facts,
         );
         self.cell.store(Arc::new(snapshot));
+        self.published_config = Arc::new(config);
+        self.record_history();
+    }
+
+    /// Remembers the current snapshot with the uplink states and weights it was built from.
+    fn record_history(&mut self) {
+        let uplinks = (0..self.uplinks.len())
+            .map(|slot| {
+                let runtime = &self.uplinks[slot];
+                (!runtime.retired).then(|| api::UplinkAtDecision {
+                    name: self.config.uplinks[slot].name.clone(),
+                    state: runtime
+                        .state_name(self.facts.get(slot).and_then(Option::as_ref))
+                        .to_owned(),
+                    weight: self.published_config.uplinks[slot].weight,
+                    eligible: self.eligible(slot),
+                })
+            })
+            .collect();
+        self.history.record(Moment {
+            at_ms: self.clock.now_ms(),
+            config: self.published_config.clone(),
+            uplinks,
+            snapshot: self.cell.load_full(),
+        });
     }
 
     /// Whether uplink `slot` takes new flows under the current facts, health and drain.
     fn eligible(&self, slot: usize) -> bool {
         let runtime = &self.uplinks[slot];
-        self.facts
-            .get(slot)
-            .and_then(Option::as_ref)
-            .is_some_and(|f| f.gateway_mac.is_some())
+        !runtime.retired
+            && self
+                .facts
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|f| f.gateway_mac.is_some())
             && runtime.health.state() == HealthState::Up
             && !runtime.drained
     }
@@ -617,13 +714,12 @@ impl Daemon {
             .config
             .uplinks
             .iter()
+            .zip(self.uplinks.iter_mut())
             .enumerate()
-            .map(|(slot, u)| {
+            .filter(|(_, (_, runtime))| !runtime.retired)
+            .map(|(slot, (u, runtime))| {
                 let up = carrier(&u.interface);
-                (
-                    slot,
-                    self.uplinks[slot].health.carrier(up, &self.config.health),
-                )
+                (slot, runtime.health.carrier(up, &self.config.health))
             })
             .collect();
         self.apply_changes(changes);
@@ -676,7 +772,7 @@ impl Daemon {
         // Every uplink not up gets its flows failed over (a no-op when it has none): the one that
         // just went down, and ones whose flows were kept while no uplink was healthy.
         for slot in 0..self.uplinks.len() {
-            if self.uplinks[slot].health.state() != HealthState::Up {
+            if !self.uplinks[slot].retired && self.uplinks[slot].health.state() != HealthState::Up {
                 self.fail_over(slot);
             }
         }
@@ -739,26 +835,245 @@ impl Daemon {
     /// Re-reads the configuration file. Invalid, or changing what needs a restart: an error naming why,
     /// and the running configuration stays. Valid: weights, policies, health, failover, failback and
     /// timeouts are swapped in one snapshot; pinned flows keep their uplink and external address:port.
+    ///
+    /// Uplinks added or removed change the I/O: see [`Self::apply_uplink_set`].
     pub fn reload(&mut self) -> std::result::Result<String, String> {
+        let current: Vec<(config::Uplink, bool)> = self
+            .config
+            .uplinks
+            .iter()
+            .cloned()
+            .zip(self.uplinks.iter().map(|u| u.retired))
+            .collect();
         let result = load_config(&self.config_path)
             .map_err(|e| format!("{e:#}"))
             .and_then(|new| {
                 restart_needed(&self.config, &new).map_or(Ok(new), |what| {
                     Err(format!("{what} changed: restart flowpin to apply it"))
                 })
-            });
-        match result {
-            Ok(new) => {
-                self.config = new;
+            })
+            .and_then(|new| plan_slots(&current, new));
+        let result = result.and_then(|plan| {
+            if plan.added.is_empty() && plan.removed.is_empty() {
+                self.config = plan.config;
                 self.update_probing();
                 self.publish();
-                self.reloads += 1;
                 Ok(format!("reloaded {}", self.config_path.display()))
+            } else {
+                self.apply_uplink_set(plan)
+            }
+        });
+        match result {
+            Ok(message) => {
+                self.reloads += 1;
+                Ok(message)
             }
             Err(message) => {
                 self.reloads_failed += 1;
                 Err(message)
             }
+        }
+    }
+
+    /// Applies a reload that adds or removes uplinks. Before anything changes, the added uplinks'
+    /// interfaces are read (an error refuses the reload) and the forward guard is re-installed for the
+    /// new uplink set. Then the workers are stopped (the pause starts), the removed uplinks' flows fail
+    /// over per class (`keep` acts as `move`: the uplink is gone), their XDP is detached and their
+    /// sockets closed with all the others; the new layout is published, every worker's sockets are
+    /// opened for the new set, the workers restart (the pause ends) and the added uplinks' XDP is
+    /// attached. Flows on other uplinks keep their slot, uplink and external address:port (the flow
+    /// table and the port pools live in the process, untouched).
+    fn apply_uplink_set(&mut self, plan: SlotPlan) -> std::result::Result<String, String> {
+        let added_facts: Vec<(usize, UplinkFacts)> = plan
+            .added
+            .iter()
+            .map(|&slot| {
+                let u = &plan.config.uplinks[slot];
+                let _ = netinfo::solicit_neighbour(u.gateway);
+                uplink_facts(u)
+                    .map(|f| (slot, f))
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        let guard = GuardSpec {
+            lan: plan.config.lan.interface.clone(),
+            uplinks: plan
+                .config
+                .uplinks
+                .iter()
+                .zip(&plan.retired)
+                .filter(|(_, retired)| !**retired)
+                .map(|(u, _)| u.interface.clone())
+                .collect(),
+        };
+        guard.install().map_err(|e| {
+            format!("re-installing the forward guard for the new uplink set: {e:#}")
+        })?;
+        let Some(mut xdp) = self.xdp.take() else {
+            return Err("the XDP program is gone (shutting down)".to_owned());
+        };
+        let result = self.rebuild_io(&mut xdp, plan, added_facts);
+        self.xdp = Some(xdp);
+        result
+    }
+
+    /// The part of [`Self::apply_uplink_set`] that runs with the workers stopped.
+    fn rebuild_io(
+        &mut self,
+        xdp: &mut XdpProgram,
+        plan: SlotPlan,
+        added_facts: Vec<(usize, UplinkFacts)>,
+    ) -> std::result::Result<String, String> {
+        let paused = Instant::now();
+        if let Some(workers) = self.workers.take() {
+            for xsk in workers.stop().map_err(|e| format!("{e:#}"))? {
+                let _ = xdp.unregister_worker(&xsk);
+            }
+        }
+        let stopped = paused.elapsed();
+        // No worker runs: no flow can be pinned to a removed uplink behind the failover's back.
+        let old_snapshot = self.cell.load_full();
+        let now = self.clock.now_ms();
+        let mut policy = self.config.failover;
+        for action in [&mut policy.tcp, &mut policy.udp, &mut policy.icmp] {
+            if *action == config::FailoverAction::Keep {
+                *action = config::FailoverAction::Move;
+            }
+        }
+        let mut failed_over = 0;
+        for &slot in &plan.removed {
+            let name = self.config.uplinks[slot].name.clone();
+            let report = failover::fail_over(
+                &self.flows,
+                &old_snapshot,
+                slot as u8,
+                &policy,
+                self.rst.as_ref(),
+                now,
+            );
+            let hairpins = remove_remaining_flows(&self.flows, &old_snapshot, slot as u8, now);
+            failed_over += report.moved + report.reset + hairpins;
+            tracing::info!(uplink = %name, moved = report.moved, reset = report.reset, hairpin = hairpins, "uplink removed: its flows failed over");
+            if let Err(error) = xdp.remove_interface(&self.config.uplinks[slot].interface) {
+                tracing::warn!(uplink = %name, %error, "detaching XDP from the removed uplink");
+            }
+            if self.probe_routes {
+                health::routes::remove(slot as u8);
+            }
+            self.builder.forget(&name);
+        }
+        // The new layout: slots kept keep their runtime; slots (re)filled start fresh.
+        let mut uplinks = Vec::with_capacity(plan.config.uplinks.len());
+        let mut facts = Vec::with_capacity(plan.config.uplinks.len());
+        let mut old_uplinks: Vec<Option<UplinkRuntime>> = std::mem::take(&mut self.uplinks)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for slot in 0..plan.config.uplinks.len() {
+            let added = added_facts.iter().find(|(s, _)| *s == slot);
+            let kept = old_uplinks
+                .get_mut(slot)
+                .and_then(Option::take)
+                .filter(|_| added.is_none() && !plan.removed.contains(&slot));
+            let mut runtime = match (kept, added) {
+                (Some(runtime), _) => runtime,
+                (None, Some((_, f))) => UplinkRuntime::new(f.eligible && f.gateway_mac.is_some()),
+                (None, None) => UplinkRuntime::new(false),
+            };
+            runtime.retired = plan.retired[slot];
+            uplinks.push(runtime);
+            facts.push(match added {
+                Some((_, f)) => Some(f.clone()),
+                None if plan.retired[slot] => None,
+                None => self.facts.get(slot).cloned().flatten(),
+            });
+        }
+        self.uplinks = uplinks;
+        self.facts = facts;
+        self.config = plan.config;
+        let ports = self.config.nat.port_range;
+        let mut errors = Vec::new();
+        for (slot, fact) in &added_facts {
+            let u = &self.config.uplinks[*slot];
+            if let Err(e) =
+                xdp.configure_uplink(&u.interface, fact.address, ports.first()..=ports.last())
+            {
+                errors.push(format!("uplink {}: {e}", u.name));
+            }
+        }
+        self.publish();
+        let retired: Vec<bool> = self.uplinks.iter().map(|u| u.retired).collect();
+        let opened = open_io(&self.config, &retired, xdp, &self.queues, &self.xsk_config)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|sockets| {
+                WorkerPool::start(
+                    sockets,
+                    &self.cell,
+                    &self.flows,
+                    self.clock,
+                    &self.counters,
+                    self.config.datapath.idle,
+                    &self.cores,
+                )
+                .map_err(|e| format!("starting the workers: {e}"))
+            });
+        let pause = paused.elapsed();
+        match opened {
+            Ok(workers) => self.workers = Some(workers),
+            Err(error) => {
+                tracing::error!(%error, "the new uplink set's I/O could not be opened; forwarding is stopped");
+                return Err(format!(
+                    "{error} (forwarding is stopped: fix the cause and reload, or restart flowpin)"
+                ));
+            }
+        }
+        for (slot, _) in &added_facts {
+            let u = &self.config.uplinks[*slot];
+            match xdp.attach(&u.interface, AttachMode::Auto) {
+                Ok(mode) => {
+                    tracing::info!(uplink = %u.name, interface = %u.interface, ?mode, "uplink added: XDP attached")
+                }
+                Err(e) => errors.push(format!(
+                    "uplink {}: attaching XDP to {}: {e}",
+                    u.name, u.interface
+                )),
+            }
+        }
+        self.update_probing();
+        self.last_io_pause = Some(pause);
+        tracing::info!(
+            pause_ms = pause.as_secs_f64() * 1000.0,
+            stop_ms = stopped.as_secs_f64() * 1000.0,
+            failed_over,
+            "uplink set changed: I/O rebuilt"
+        );
+        let names = |slots: &[usize], config: &Config| {
+            slots
+                .iter()
+                .map(|&s| config.uplinks[s].name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut message = format!("reloaded {}", self.config_path.display());
+        if !plan.added.is_empty() {
+            let _ = write!(message, "; added {}", names(&plan.added, &self.config));
+        }
+        if !plan.removed.is_empty() {
+            let _ = write!(
+                message,
+                "; removed {} ({failed_over} flows failed over)",
+                plan.removed_names.join(", ")
+            );
+        }
+        let _ = write!(
+            message,
+            "; workers paused {:.1} ms while the I/O was rebuilt",
+            pause.as_secs_f64() * 1000.0
+        );
+        if errors.is_empty() {
+            Ok(message)
+        } else {
+            Err(format!("{message}, but: {}", errors.join("; ")))
         }
     }
 
@@ -768,7 +1083,8 @@ impl Daemon {
             .config
             .uplinks
             .iter()
-            .position(|u| u.name == command.name)
+            .enumerate()
+            .position(|(slot, u)| u.name == command.name && !self.uplinks[slot].retired)
         else {
             return Err(format!("no uplink named `{}`", command.name));
         };
@@ -826,6 +1142,7 @@ impl Daemon {
             .uplinks
             .iter()
             .enumerate()
+            .filter(|(i, _)| !self.uplinks[*i].retired)
             .map(|(i, u)| {
                 let sum = |f: fn(&crate::datapath::counters::UplinkCounters) -> u64| {
                     self.counters.iter().map(|c| f(&c.uplinks[i])).sum()
@@ -838,13 +1155,7 @@ impl Daemon {
                         .uplink(i as u8)
                         .map(|v| v.address.to_string())
                         .unwrap_or_default(),
-                    state: match (fact, &self.uplinks[i]) {
-                        (Some(f), _) if f.gateway_mac.is_none() => "down",
-                        (None, _) => "down",
-                        (_, r) if r.drained && r.health.state() == HealthState::Up => "draining",
-                        (_, r) => r.health.state().name(),
-                    }
-                    .to_owned(),
+                    state: self.uplinks[i].state_name(fact).to_owned(),
                     eligible: self.eligible(i),
                     weight: self.uplinks[i].weight_override.unwrap_or(u.weight),
                     probe_loss_percent: (!self.config.health.targets.is_empty())
@@ -903,58 +1214,124 @@ impl Daemon {
         let mut report = FlowsReport::default();
         for f in self.flows.table.snapshot(now) {
             let v = &f.value;
-            let uplink = self
-                .config
-                .uplinks
-                .get(usize::from(v.uplink))
-                .map(|u| u.name.as_str())
-                .unwrap_or("?");
-            let proto = match v.protocol() {
-                flowpin_nat::IpProtocol::Tcp => "tcp",
-                flowpin_nat::IpProtocol::Udp => "udp",
-                flowpin_nat::IpProtocol::Icmp => "icmp",
-            };
-            let (ip, port) = v.internal_endpoint();
-            if filter.uplink.as_deref().is_some_and(|u| u != uplink)
+            let (ip, _) = v.internal_endpoint();
+            if filter
+                .uplink
+                .as_deref()
+                .is_some_and(|u| u != self.uplink_name(v.uplink))
                 || filter.host.is_some_and(|h| h != ip)
-                || filter.proto.as_deref().is_some_and(|p| p != proto)
+                || filter
+                    .proto
+                    .as_deref()
+                    .is_some_and(|p| p != api::protocol_name(v.protocol()))
             {
                 continue;
             }
             report.matched += 1;
-            if report.flows.len() >= limit {
-                continue;
+            if report.flows.len() < limit {
+                report.flows.push(self.flow_entry(&f, now));
             }
-            let (eip, eport) = v.external_endpoint();
-            let remote = v.lan_key();
-            let state = if v.protocol() == flowpin_nat::IpProtocol::Tcp {
-                format!(
-                    "{:?}",
-                    flowpin_nat::TcpTracker {
-                        phase_word: f.protocol_state as u32,
-                        inside: 0,
-                        outside: 0,
-                    }
-                    .phase()
-                )
-                .to_lowercase()
-            } else {
-                "active".to_owned()
-            };
-            report.flows.push(FlowEntry {
-                proto: proto.to_owned(),
-                internal: format!("{ip}:{port}"),
-                external: format!("{eip}:{eport}"),
-                remote: format!("{}:{}", remote.destination, remote.destination_port),
-                uplink: uplink.to_owned(),
-                state,
-                idle_ms: now.saturating_sub(f.last_seen_ms),
-                packets_out: f.counters.packets[0],
-                packets_in: f.counters.packets[1],
-            });
         }
         report
     }
+
+    /// The name of the uplink in `slot` (`?` when none).
+    fn uplink_name(&self, slot: u8) -> &str {
+        self.config
+            .uplinks
+            .get(usize::from(slot))
+            .map_or("?", |u| u.name.as_str())
+    }
+
+    /// One flow as `flowpin flows` shows it.
+    fn flow_entry(
+        &self,
+        f: &flowpin_flowtable::FlowSnapshot<flowpin_nat::FlowKey, crate::datapath::FlowValue>,
+        now: u64,
+    ) -> FlowEntry {
+        let v = &f.value;
+        let (ip, port) = v.internal_endpoint();
+        let (eip, eport) = v.external_endpoint();
+        let remote = v.lan_key();
+        let state = if v.protocol() == flowpin_nat::IpProtocol::Tcp {
+            format!(
+                "{:?}",
+                flowpin_nat::TcpTracker {
+                    phase_word: f.protocol_state as u32,
+                    inside: 0,
+                    outside: 0,
+                }
+                .phase()
+            )
+            .to_lowercase()
+        } else {
+            "active".to_owned()
+        };
+        FlowEntry {
+            proto: api::protocol_name(v.protocol()).to_owned(),
+            internal: format!("{ip}:{port}"),
+            external: format!("{eip}:{eport}"),
+            remote: format!("{}:{}", remote.destination, remote.destination_port),
+            uplink: self.uplink_name(v.uplink).to_owned(),
+            state,
+            idle_ms: now.saturating_sub(f.last_seen_ms),
+            packets_out: f.counters.packets[0],
+            packets_in: f.counters.packets[1],
+        }
+    }
+
+    /// `flowpin explain`: why each flow matching `query` is on its uplink (at most 100 flows).
+    fn explain(&self, query: &api::FlowQuery) -> api::ExplainReport {
+        let now = self.clock.now_ms();
+        let flows = self
+            .flows
+            .table
+            .snapshot(now)
+            .filter(|f| {
+                let (ip, port) = f.value.external_endpoint();
+                query.matches(&f.value.lan_key(), std::net::SocketAddrV4::new(ip, port))
+            })
+            .take(100)
+            .map(|f| {
+                super::snapshot::explain(
+                    &f.value,
+                    self.flow_entry(&f, now),
+                    self.history.find(f.value.generation),
+                    &self.config,
+                    now,
+                )
+            })
+            .collect();
+        api::ExplainReport {
+            flows,
+            history: self.history.len(),
+            oldest_generation: self.history.oldest_generation(),
+        }
+    }
+}
+
+/// Removes the flows still pinned to `slot` after its failover (hairpin flows through its address),
+/// giving their ports back to the pools of `snapshot`. Returns how many.
+fn remove_remaining_flows(flows: &Flows, snapshot: &Snapshot, slot: u8, now_ms: u64) -> u64 {
+    let mut removed = 0;
+    for flow in flows.table.snapshot(now_ms) {
+        if flow.value.uplink != slot {
+            continue;
+        }
+        let Some(value) = flows.table.remove(flow.handle) else {
+            continue;
+        };
+        removed += 1;
+        if let Some(uplink) = snapshot.uplink(slot) {
+            let (ip, port) = value.internal_endpoint();
+            let (_, external) = value.external_endpoint();
+            let _ = uplink
+                .nat
+                .pool(value.protocol())
+                .release(external, ip, port, now_ms);
+        }
+    }
+    removed
 }
 
 fn same_facts(a: &[Option<UplinkFacts>], b: &[Option<UplinkFacts>]) -> bool {
@@ -988,6 +1365,7 @@ fn serve_api(listener: std::os::unix::net::UnixListener, daemon: Arc<std::sync::
                     match req {
                         Request::Status => Response::Status(d.status()),
                         Request::Flows(filter) => Response::Flows(d.flows(&filter)),
+                        Request::Explain(query) => Response::Explain(d.explain(&query)),
                         Request::Reload => {
                             let result = d.reload();
                             if let Err(error) = &result {
@@ -1004,17 +1382,8 @@ fn serve_api(listener: std::os::unix::net::UnixListener, daemon: Arc<std::sync::
 
 /// What differs between `old` and `new` that a reload cannot apply (`None`: reloadable).
 fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
-    let same_uplinks = old.uplinks.len() == new.uplinks.len()
-        && old.uplinks.iter().zip(&new.uplinks).all(|(a, b)| {
-            a.name == b.name
-                && a.interface == b.interface
-                && a.gateway == b.gateway
-                && a.address == b.address
-        });
     if old.lan != new.lan {
         Some("[lan]")
-    } else if !same_uplinks {
-        Some("the uplink set (names, interfaces, gateways, addresses, order)")
     } else if old.nat.port_range != new.nat.port_range {
         Some("nat.port_range")
     } else if old.datapath != new.datapath {
@@ -1025,5 +1394,258 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
         Some("metrics.listen")
     } else {
         None
+    }
+}
+
+/// How a reloaded configuration's uplinks map onto the running slots.
+#[derive(Debug, Clone)]
+struct SlotPlan {
+    /// The new configuration with its uplinks in slot order (retired slots hold their old uplink with
+    /// weight 0) and its policies' uplink indices turned into slots.
+    config: Config,
+    /// By slot: no uplink there any more.
+    retired: Vec<bool>,
+    /// Slots that get a new uplink.
+    added: Vec<usize>,
+    /// Slots whose uplink this reload removes.
+    removed: Vec<usize>,
+    /// Their names.
+    removed_names: Vec<String>,
+}
+
+/// Lays the uplinks of `new` onto the running slots `current` (uplink, retired) so that every uplink
+/// that stays keeps its slot, a removed one leaves its slot retired, and an added one takes a slot
+/// retired by an *earlier* reload (its flows are long gone) or a new one. Trailing retired slots are
+/// dropped. An uplink whose interface, gateway or address changed, or an interface passed from one
+/// uplink to another, is refused (two reloads, remove then add, or a restart apply it).
+fn plan_slots(
+    current: &[(config::Uplink, bool)],
+    new: Config,
+) -> std::result::Result<SlotPlan, String> {
+    let live = |name: &str| {
+        current
+            .iter()
+            .position(|(u, retired)| !retired && u.name == name)
+    };
+    for u in &new.uplinks {
+        if let Some(slot) = live(&u.name) {
+            let old = &current[slot].0;
+            let changed = if old.interface != u.interface {
+                Some(format!("interface ({} → {})", old.interface, u.interface))
+            } else if old.gateway != u.gateway {
+                Some(format!("gateway ({} → {})", old.gateway, u.gateway))
+            } else if old.address != u.address {
+                Some(format!("address ({:?} → {:?})", old.address, u.address))
+            } else {
+                None
+            };
+            if let Some(what) = changed {
+                return Err(format!(
+                    "uplink {}: its {what} changed: that needs its flows re-pinned; remove the uplink in one reload and add it back in another, or restart flowpin",
+                    u.name
+                ));
+            }
+        } else if let Some((old, _)) = current
+            .iter()
+            .find(|(old, retired)| !retired && old.interface == u.interface)
+        {
+            return Err(format!(
+                "interface {} passes from uplink {} to uplink {}: remove {} in one reload and add {} in another, or restart flowpin",
+                u.interface, old.name, u.name, old.name, u.name
+            ));
+        }
+    }
+    let mut slots: Vec<Option<config::Uplink>> = current
+        .iter()
+        .map(|(u, retired)| (!retired).then(|| u.clone()))
+        .collect();
+    let mut retired: Vec<bool> = current.iter().map(|(_, r)| *r).collect();
+    let mut removed = Vec::new();
+    let mut removed_names = Vec::new();
+    for (slot, (u, was_retired)) in current.iter().enumerate() {
+        if !was_retired && !new.uplinks.iter().any(|n| n.name == u.name) {
+            removed.push(slot);
+            removed_names.push(u.name.clone());
+            retired[slot] = true;
+        }
+    }
+    let mut added = Vec::new();
+    let mut slot_of = HashMap::new();
+    for u in &new.uplinks {
+        let slot = match live(&u.name) {
+            Some(slot) => slot,
+            None => {
+                let reusable = (0..retired.len()).find(|s| {
+                    retired[*s] && current.get(*s).is_some_and(|(_, r)| *r) && !added.contains(s)
+                });
+                let slot = reusable.unwrap_or_else(|| {
+                    retired.push(false);
+                    slots.push(None);
+                    retired.len() - 1
+                });
+                if slot >= crate::datapath::MAX_UPLINKS {
+                    return Err(format!(
+                        "uplink {}: no free uplink slot (at most {} uplinks, counting slots of uplinks removed earlier whose flows are gone only after a restart)",
+                        u.name,
+                        crate::datapath::MAX_UPLINKS
+                    ));
+                }
+                added.push(slot);
+                retired[slot] = false;
+                slot
+            }
+        };
+        slots[slot] = Some(u.clone());
+        slot_of.insert(u.name.clone(), slot);
+    }
+    // Retired slots keep their last uplink (weight 0, never eligible) as a placeholder.
+    let mut uplinks: Vec<config::Uplink> = Vec::with_capacity(slots.len());
+    for (slot, u) in slots.into_iter().enumerate() {
+        uplinks.push(match u {
+            Some(u) if !retired[slot] => u,
+            _ => config::Uplink {
+                weight: 0,
+                ..current[slot].0.clone()
+            },
+        });
+    }
+    while retired.last() == Some(&true) {
+        retired.pop();
+        uplinks.pop();
+    }
+    let mut config = new;
+    for policy in &mut config.policies {
+        for member in &mut policy.uplinks {
+            member.index = slot_of[&member.name];
+        }
+    }
+    config.uplinks = uplinks;
+    Ok(SlotPlan {
+        config,
+        retired,
+        added,
+        removed,
+        removed_names,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uplink(n: u8) -> String {
+        format!(
+            "[[uplink]]\nname = \"isp{n}\"\ninterface = \"wan{n}\"\ngateway = \"198.51.100.{n}\"\nweight = {n}\n"
+        )
+    }
+
+    fn config(uplinks: &[u8], policy_on: Option<u8>) -> Config {
+        let mut text = "[lan]\ninterface = \"lan0\"\nprefixes = [\"10.77.0.0/24\"]\n".to_owned();
+        for n in uplinks {
+            text.push_str(&uplink(*n));
+        }
+        if let Some(n) = policy_on {
+            text.push_str(&format!(
+                "[[policy]]\nname = \"web\"\nuplinks = [\"isp{n}\"]\n[policy.match]\nproto = \"tcp\"\n"
+            ));
+        }
+        text.push_str("[nat]\nport_range = \"20000-29999\"\n");
+        config::parse(&text, "t.toml", None).expect("valid test config")
+    }
+
+    fn running(plan: &SlotPlan) -> Vec<(config::Uplink, bool)> {
+        plan.config
+            .uplinks
+            .iter()
+            .cloned()
+            .zip(plan.retired.iter().copied())
+            .collect()
+    }
+
+    fn names(plan: &SlotPlan) -> Vec<String> {
+        plan.config
+            .uplinks
+            .iter()
+            .zip(&plan.retired)
+            .map(|(u, r)| {
+                if *r {
+                    format!("({})", u.name)
+                } else {
+                    u.name.clone()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn uplinks_that_stay_keep_their_slots_whatever_the_file_order() {
+        let start = running(&plan_slots(&[], config(&[1, 2, 3], None)).unwrap());
+        let plan = plan_slots(&start, config(&[3, 1], Some(3))).unwrap();
+        // isp2 leaves slot 1 retired (isp3 keeps slot 2), nothing is added.
+        assert_eq!(names(&plan), ["isp1", "(isp2)", "isp3"]);
+        assert_eq!(plan.removed, [1]);
+        assert_eq!(plan.removed_names, ["isp2"]);
+        assert!(plan.added.is_empty());
+        assert_eq!(
+            plan.config.uplinks[1].weight, 0,
+            "a retired slot takes no flows"
+        );
+        // The policy names isp3: its member index is isp3's slot, not its file position (0).
+        assert_eq!(plan.config.policies[0].uplinks[0].index, 2);
+
+        // Next reload adds isp4: it takes the slot retired earlier, not a new one.
+        let plan = plan_slots(&running(&plan), config(&[1, 3, 4], None)).unwrap();
+        assert_eq!(names(&plan), ["isp1", "isp4", "isp3"]);
+        assert_eq!(plan.added, [1]);
+        assert!(plan.removed.is_empty());
+    }
+
+    #[test]
+    fn a_slot_removed_by_this_reload_is_not_reused_by_it_and_trailing_ones_go() {
+        let start = running(&plan_slots(&[], config(&[1, 2], None)).unwrap());
+        let plan = plan_slots(&start, config(&[1, 3], None)).unwrap();
+        // isp2's flows still hold slot 1 while this reload fails them over: isp3 gets slot 2.
+        assert_eq!(names(&plan), ["isp1", "(isp2)", "isp3"]);
+        assert_eq!(
+            (plan.added.as_slice(), plan.removed.as_slice()),
+            (&[2][..], &[1][..])
+        );
+
+        let plan = plan_slots(&running(&plan), config(&[1], None)).unwrap();
+        // isp3 removed: slots 1 and 2 are retired and trailing, so they are dropped.
+        assert_eq!(names(&plan), ["isp1"]);
+        assert_eq!(plan.removed, [2]);
+    }
+
+    #[test]
+    fn changed_uplink_definitions_and_moved_interfaces_are_refused_with_the_reason() {
+        let start = running(&plan_slots(&[], config(&[1, 2], None)).unwrap());
+        let mut moved = config(&[1, 2], None);
+        moved.uplinks[1].gateway = "198.51.100.77".parse().unwrap();
+        let error = plan_slots(&start, moved).unwrap_err();
+        assert!(
+            error.contains("uplink isp2: its gateway (198.51.100.2 → 198.51.100.77) changed"),
+            "{error}"
+        );
+
+        let mut renamed = config(&[1, 2], None);
+        renamed.uplinks[1].name = "isp9".into();
+        let error = plan_slots(&start, renamed).unwrap_err();
+        assert!(
+            error.contains("interface wan2 passes from uplink isp2 to uplink isp9"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn restart_is_still_needed_for_the_lan_the_port_range_and_the_datapath() {
+        let old = config(&[1, 2], None);
+        let mut new = config(&[1], None);
+        assert_eq!(restart_needed(&old, &new), None, "the uplink set reloads");
+        new.lan.interface = "lan9".into();
+        assert_eq!(restart_needed(&old, &new), Some("[lan]"));
+        let mut new = config(&[1, 2], None);
+        new.datapath.flow_capacity += 1;
+        assert_eq!(restart_needed(&old, &new), Some("[datapath]"));
     }
 }

@@ -167,6 +167,32 @@ impl XdpProgram {
             })
     }
 
+    /// Forgets a configured interface (live removal of an uplink): detaches the program, removes it
+    /// from the interface map (the program then passes everything it receives there, should it ever be
+    /// attached again by someone else) and its NAT address from the local-address map, and frees its
+    /// slot. Its sockets must already be closed or removed from the XSKMAP. Unknown name: no-op.
+    pub fn remove_interface(&mut self, name: &str) -> Result<(), XdpError> {
+        let Ok(index) = self.position(name) else {
+            return Ok(());
+        };
+        self.detach(name)?;
+        let ifindex = self.interfaces[index].info.ifindex;
+        match ifaces_map(&mut self.ebpf)?.remove(&ifindex) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(source) => {
+                return Err(XdpError::Map {
+                    map: MAP_IFACES,
+                    source,
+                });
+            }
+        }
+        if let Some(address) = self.interfaces[index].nat_address {
+            self.remove_local_address(address)?;
+        }
+        self.interfaces.remove(index);
+        Ok(())
+    }
+
     /// The configured interfaces.
     pub fn interfaces(&self) -> impl Iterator<Item = &InterfaceInfo> {
         self.interfaces.iter().map(|interface| &interface.info)

@@ -45,4 +45,4 @@ pub use counters::{PortCounters, WorkerCounters};
 pub use error::XskError;
 pub use frame::{Frame, PortId};
 pub use sys::interface_index;
-pub use worker::{ALLOC_HEADROOM, KernelSocketStats, PortInfo, XskWorker};
+pub use worker::{ALLOC_HEADROOM, KernelSocketStats, PortInfo, XskWaker, XskWorker};

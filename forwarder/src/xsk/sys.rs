@@ -101,6 +101,38 @@ pub fn wake_rx(fd: RawFd) {
     }
 }
 
+/// A non-blocking, close-on-exec eventfd (counter 0): a worker polls it beside its sockets so the
+/// control plane can wake it (see [`super::XskWaker`]).
+pub fn eventfd() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor we own.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds 1 to an eventfd's counter (makes it readable). Errors (counter overflow) are ignored: the
+/// descriptor is readable then anyway.
+pub fn eventfd_signal(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes the 8 bytes of a live `u64`, as eventfd requires.
+    unsafe {
+        libc::write(fd, (&raw const one).cast(), size_of::<u64>());
+    }
+}
+
+/// Resets an eventfd's counter to 0 (non-blocking read; nothing to read is fine).
+pub fn eventfd_drain(fd: RawFd) {
+    let mut value: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a live, writable `u64`.
+    unsafe {
+        libc::read(fd, (&raw mut value).cast(), size_of::<u64>());
+    }
+}
+
 /// Waits up to `timeout_ms` for one of `fds` to become readable. Returns how many are.
 pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     // SAFETY: `fds` is a live, writable slice of `fds.len()` pollfd structures.

@@ -22,7 +22,8 @@ use std::collections::VecDeque;
 use std::ffi::CString;
 use std::io;
 use std::num::NonZeroU32;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use xdpilone::xdp::XdpDesc;
@@ -79,6 +80,18 @@ pub struct KernelSocketStats {
     pub tx_ring_empty_descs: u64,
 }
 
+/// Wakes a worker sleeping in [`XskWorker::wait`] from another thread (an eventfd polled beside the
+/// sockets), so a stop request is seen at once instead of after the poll timeout.
+#[derive(Debug, Clone)]
+pub struct XskWaker(Arc<OwnedFd>);
+
+impl XskWaker {
+    /// Makes the worker's current or next `wait` return immediately.
+    pub fn wake(&self) {
+        sys::eventfd_signal(self.0.as_raw_fd());
+    }
+}
+
 /// A worker's AF_XDP sockets over one shared UMEM. Not `Sync`: one thread drives it.
 pub struct XskWorker {
     // Field order is drop order: sockets close before the UMEM registration, the mapping last.
@@ -87,7 +100,9 @@ pub struct XskWorker {
     free: Vec<u64>,
     ledger: FrameLedger,
     counters: WorkerCounters,
+    /// One per port, then the waker's eventfd.
     pollfds: Vec<libc::pollfd>,
+    waker: Arc<OwnedFd>,
     fill_target: u32,
     alloc_reserve: u32,
     frame_size: u32,
@@ -162,10 +177,13 @@ impl XskWorker {
             .map(|frame| frame * u64::from(config.frame_size))
             .rev()
             .collect();
+        let waker = Arc::new(sys::eventfd().map_err(|e| XskError::os("eventfd", "-", 0, e))?);
         let pollfds = bound
             .iter()
-            .map(|port| libc::pollfd {
-                fd: port.fd,
+            .map(|port| port.fd)
+            .chain([waker.as_raw_fd()])
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
@@ -180,6 +198,7 @@ impl XskWorker {
             },
             counters: WorkerCounters::default(),
             pollfds,
+            waker,
             fill_target: config.effective_fill_target(ports.len()),
             alloc_reserve: config.alloc_reserve,
             frame_size: config.frame_size,
@@ -361,14 +380,23 @@ impl XskWorker {
         self.debug_check_accounting();
     }
 
-    /// Sleeps in `poll()` until a port has received frames or `timeout_ms` passes (−1: forever).
-    /// Returns whether a port is readable. Flush before waiting so no transmission is left
-    /// staged.
+    /// Sleeps in `poll()` until a port has received frames, the [`XskWaker`] is woken, or
+    /// `timeout_ms` passes (−1: forever). Returns whether a port is readable or the waker fired.
+    /// Flush before waiting so no transmission is left staged.
     pub fn wait(&mut self, timeout_ms: i32) -> io::Result<bool> {
         for pollfd in &mut self.pollfds {
             pollfd.revents = 0;
         }
-        Ok(sys::poll(&mut self.pollfds, timeout_ms)? > 0)
+        let ready = sys::poll(&mut self.pollfds, timeout_ms)? > 0;
+        if self.pollfds.last().is_some_and(|p| p.revents != 0) {
+            sys::eventfd_drain(self.waker.as_raw_fd());
+        }
+        Ok(ready)
+    }
+
+    /// A handle that wakes this worker's [`Self::wait`] from another thread.
+    pub fn waker(&self) -> XskWaker {
+        XskWaker(self.waker.clone())
     }
 
     /// Whether any transmission is staged or not yet completed.
