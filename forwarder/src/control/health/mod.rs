@@ -1,7 +1,9 @@
 //! Uplink health: active probes through each uplink, the per-uplink state machine, and the source routes
 //! that make probes leave by the uplink they test.
 //!
-//! - [`state`]: the pure verdict (`up` / `down` / `probing`) from probe rounds and carrier;
+//! - [`state`]: the pure verdict (`up` / `down` / `probing`) from probe rounds, carrier and the passive
+//!   signal;
+//! - [`passive`]: new TCP flows answered by a SYN-ACK or not, per uplink, from the datapath's counters;
 //! - [`probe`]: ICMP echo, TCP connect and DNS probes bound to an uplink's interface and address;
 //! - [`routes`]: per-uplink source routing tables for the router's own traffic;
 //! - [`run_prober`]: the task that probes every uplink's targets once per interval and reports rounds.
@@ -11,6 +13,7 @@
 //! (`timeout_ms < interval_ms`); settings are re-read each round, so a reload takes effect at the next.
 #![forbid(unsafe_code)]
 
+pub mod passive;
 pub mod probe;
 pub mod routes;
 pub mod state;
@@ -21,6 +24,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
+pub use passive::{HandshakeCounts, PassiveSignal};
 pub use probe::ProbeSource;
 pub use state::{HealthState, RoundResult, UplinkHealth};
 

@@ -6,7 +6,10 @@
 //! - `up` → `down` after `down_after` bad rounds in a row;
 //! - `down` → `probing` on the first good round, `probing` → `up` after `up_after` good rounds in a
 //!   row (counting that first one), `probing` → `down` on any bad round;
-//! - with no probe targets, the state follows the carrier alone (`up` ⇔ carrier).
+//! - with no probe targets, the state follows the carrier alone (`up` ⇔ carrier);
+//! - `up` → `down` when the passive trigger is on (`passive_down_after_unanswered = N > 0`) and N new TCP
+//!   flows in a row got no SYN-ACK within the window while none was answered ([`super::passive`]); the
+//!   streak then restarts, and only probes bring the uplink back (validation requires targets).
 //!
 //! A round is *bad* when fewer than `min_answers` targets answered, or the window's loss reached
 //! `down_loss_percent`, or its mean RTT reached `down_rtt_ms`. It is *good* when at least `min_answers`
@@ -20,6 +23,7 @@
 
 use std::collections::VecDeque;
 
+use super::passive::{HandshakeCounts, PassiveSignal};
 use crate::config::Health;
 
 /// An uplink's health state.
@@ -74,8 +78,11 @@ pub struct UplinkHealth {
     good_streak: u32,
     bad_streak: u32,
     window: VecDeque<RoundResult>,
+    passive: PassiveSignal,
     /// State changes so far (for the flap counter in the metrics).
     pub transitions: u64,
+    /// Times the passive trigger took the uplink down.
+    pub passive_downs: u64,
 }
 
 impl UplinkHealth {
@@ -91,8 +98,39 @@ impl UplinkHealth {
             good_streak: 0,
             bad_streak: 0,
             window: VecDeque::new(),
+            passive: PassiveSignal::default(),
             transitions: 0,
+            passive_downs: 0,
         }
+    }
+
+    /// The passive handshake signal.
+    pub fn passive(&self) -> &PassiveSignal {
+        &self.passive
+    }
+
+    /// Feeds the uplink's summed handshake counters at `now_ms` (every control tick); returns the new
+    /// state if the passive trigger took an up uplink down.
+    pub fn handshakes(
+        &mut self,
+        now_ms: u64,
+        counts: HandshakeCounts,
+        settings: &Health,
+    ) -> Option<HealthState> {
+        let streak = self
+            .passive
+            .observe(now_ms, counts, settings.passive_answer_window_ms);
+        if !settings.passive_trigger_enabled()
+            || self.state != HealthState::Up
+            || streak < u64::from(settings.passive_down_after_unanswered)
+        {
+            return None;
+        }
+        self.passive.restart();
+        self.good_streak = 0;
+        self.bad_streak = 0;
+        self.passive_downs += 1;
+        self.set(HealthState::Down)
     }
 
     /// The current state.
@@ -309,6 +347,68 @@ mod tests {
         assert_eq!(h.judge(round(1, 1, 1200), &s), RoundVerdict::Neutral);
         h.round(round(1, 1, 10), &s);
         assert_eq!(h.judge(round(1, 1, 10), &s), RoundVerdict::Good);
+    }
+
+    fn passive(n: u32) -> Health {
+        Health {
+            passive_down_after_unanswered: n,
+            passive_answer_window_ms: 1000,
+            ..settings(2)
+        }
+    }
+
+    fn handshakes(started: u64, answered: u64) -> HandshakeCounts {
+        HandshakeCounts { started, answered }
+    }
+
+    #[test]
+    fn the_passive_trigger_is_off_by_default() {
+        let s = settings(2);
+        let mut h = UplinkHealth::new(true);
+        h.handshakes(0, handshakes(0, 0), &s);
+        for t in 1..100 {
+            assert_eq!(h.handshakes(t * 100, handshakes(t * 10, 0), &s), None);
+        }
+        assert!(h.passive().unanswered_in_a_row() > 100, "still measured");
+        assert_eq!(h.state(), HealthState::Up);
+    }
+
+    #[test]
+    fn n_unanswered_handshakes_in_a_row_take_the_uplink_down_and_probes_bring_it_back() {
+        let s = passive(5);
+        let mut h = UplinkHealth::new(true);
+        h.handshakes(0, handshakes(0, 0), &s);
+        // Four SYNs unanswered for a window: not yet.
+        h.handshakes(100, handshakes(4, 0), &s);
+        assert_eq!(h.handshakes(1100, handshakes(4, 0), &s), None);
+        // An answer in between resets the count: 4 + 4 unanswered, but not in a row.
+        h.handshakes(1200, handshakes(5, 1), &s);
+        h.handshakes(1300, handshakes(9, 1), &s);
+        assert_eq!(h.handshakes(2300, handshakes(9, 1), &s), None);
+        assert_eq!(h.passive().unanswered_in_a_row(), 4);
+        // The fifth in a row, a window later: down.
+        h.handshakes(2400, handshakes(10, 1), &s);
+        assert_eq!(
+            h.handshakes(3400, handshakes(10, 1), &s),
+            Some(HealthState::Down)
+        );
+        assert_eq!(h.passive_downs, 1);
+        assert_eq!(h.passive().unanswered_in_a_row(), 0, "streak restarts");
+        // Probes answering bring it back through probing.
+        let mut next = None;
+        for _ in 0..s.up_after {
+            next = h.round(round(2, 2, 5), &s).or(next);
+        }
+        assert_eq!(h.state(), HealthState::Up, "{next:?}");
+        // Slow but answered handshakes (within the window) never trigger.
+        for t in 0..100u64 {
+            let now = 4000 + t * 100;
+            assert_eq!(
+                h.handshakes(now, handshakes(10 + t, 1 + t.saturating_sub(5)), &s),
+                None
+            );
+        }
+        assert_eq!(h.state(), HealthState::Up);
     }
 
     /// 30 % independent probe loss over 3 targets (M = 1) for 2000 rounds never takes the uplink down:
