@@ -286,6 +286,19 @@ pub struct UplinkStatus {
     pub rx_packets: u64,
     /// Bytes received on it and delivered to the LAN.
     pub rx_bytes: u64,
+    /// Passive signal: new TCP flows opened on it by a SYN.
+    #[serde(default)]
+    pub tcp_handshakes_started: u64,
+    /// Passive signal: those whose SYN-ACK came back.
+    #[serde(default)]
+    pub tcp_handshakes_answered: u64,
+    /// Passive signal: new TCP flows in a row, since the last answer, with no SYN-ACK within
+    /// `health.passive_answer_window_ms`.
+    #[serde(default)]
+    pub tcp_handshakes_unanswered_in_a_row: u64,
+    /// Times the passive trigger took it down.
+    #[serde(default)]
+    pub passive_downs: u64,
 }
 
 /// One worker's figures.

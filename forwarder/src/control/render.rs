@@ -107,20 +107,31 @@ pub fn status(s: &StatusReport) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<10} {:>10} {:>10} {:>8} {:>10} {:>10}",
-        "health", "loss %", "rtt ms", "changes", "failovers", "moved off"
+        "\n{:<10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "health",
+        "loss %",
+        "rtt ms",
+        "changes",
+        "failovers",
+        "moved off",
+        "syn sent",
+        "syn-ack",
+        "unanswered"
     );
     for u in &s.uplinks {
         let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         let _ = writeln!(
             out,
-            "{:<10} {:>10} {:>10} {:>8} {:>10} {:>10}",
+            "{:<10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
             u.name,
             show(u.probe_loss_percent),
             show(u.probe_rtt_ms),
             u.state_changes,
             u.failovers,
-            u.flows_failed_over
+            u.flows_failed_over,
+            u.tcp_handshakes_started,
+            u.tcp_handshakes_answered,
+            u.tcp_handshakes_unanswered_in_a_row
         );
     }
     if s.drops.is_empty() {

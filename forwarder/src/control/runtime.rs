@@ -708,8 +708,10 @@ impl Daemon {
         }
     }
 
-    /// Feeds every uplink's carrier to its health tracker (every 100 ms: link down acts at once).
+    /// Feeds every uplink's carrier and passive handshake counts to its health tracker (every 100 ms:
+    /// link down acts at once).
     fn check_carriers(&mut self) {
+        let now = self.clock.now_ms();
         let changes: Vec<(usize, Option<HealthState>)> = self
             .config
             .uplinks
@@ -719,7 +721,10 @@ impl Daemon {
             .filter(|(_, (_, runtime))| !runtime.retired)
             .map(|(slot, (u, runtime))| {
                 let up = carrier(&u.interface);
-                (slot, runtime.health.carrier(up, &self.config.health))
+                let carrier_change = runtime.health.carrier(up, &self.config.health);
+                let counts = health::HandshakeCounts::sum(&self.counters, slot);
+                let passive_change = runtime.health.handshakes(now, counts, &self.config.health);
+                (slot, passive_change.or(carrier_change))
             })
             .collect();
         self.apply_changes(changes);
@@ -1171,6 +1176,13 @@ impl Daemon {
                     tx_bytes: sum(|c| c.tx_bytes.get()),
                     rx_packets: sum(|c| c.rx_packets.get()),
                     rx_bytes: sum(|c| c.rx_bytes.get()),
+                    tcp_handshakes_started: sum(|c| c.tcp_handshakes_started.get()),
+                    tcp_handshakes_answered: sum(|c| c.tcp_handshakes_answered.get()),
+                    tcp_handshakes_unanswered_in_a_row: self.uplinks[i]
+                        .health
+                        .passive()
+                        .unanswered_in_a_row(),
+                    passive_downs: self.uplinks[i].health.passive_downs,
                 }
             })
             .collect();
