@@ -62,7 +62,7 @@ pub fn render(status: &StatusReport) -> String {
         }
     }
     type Field = fn(&super::api::UplinkStatus) -> Option<f64>;
-    let per_uplink: [(&'static str, &str, &str, Field); 14] = [
+    let per_uplink: [(&'static str, &str, &str, Field); 18] = [
         (
             "flowpin_uplink_eligible",
             "gauge",
@@ -143,6 +143,30 @@ pub fn render(status: &StatusReport) -> String {
             "counter",
             "Flows moved back by failback.",
             |u| Some(u.flows_failed_back as f64),
+        ),
+        (
+            "flowpin_uplink_tcp_handshakes_started_total",
+            "counter",
+            "New TCP flows opened on the uplink by a SYN (passive health signal).",
+            |u| Some(u.tcp_handshakes_started as f64),
+        ),
+        (
+            "flowpin_uplink_tcp_handshakes_answered_total",
+            "counter",
+            "New TCP flows on the uplink whose SYN-ACK came back (passive health signal).",
+            |u| Some(u.tcp_handshakes_answered as f64),
+        ),
+        (
+            "flowpin_uplink_tcp_handshakes_unanswered_in_a_row",
+            "gauge",
+            "New TCP flows in a row since the last SYN-ACK that got none within the answer window.",
+            |u| Some(u.tcp_handshakes_unanswered_in_a_row as f64),
+        ),
+        (
+            "flowpin_uplink_passive_downs_total",
+            "counter",
+            "Times the passive handshake trigger took the uplink down.",
+            |u| Some(u.passive_downs as f64),
         ),
     ];
     for (name, kind, help, field) in per_uplink {
@@ -290,6 +314,10 @@ mod tests {
                 state: "down".into(),
                 probe_loss_percent: Some(50.0),
                 tx_packets: 42,
+                tcp_handshakes_started: 12,
+                tcp_handshakes_answered: 4,
+                tcp_handshakes_unanswered_in_a_row: 8,
+                passive_downs: 1,
                 ..Default::default()
             }],
             drops: vec![("no_uplink".into(), 9)],
@@ -314,6 +342,15 @@ mod tests {
             "no RTT without answers"
         );
         assert!(text.contains("flowpin_drops_total{reason=\"no_uplink\"} 9\n"));
+        for (family, value) in [
+            ("flowpin_uplink_tcp_handshakes_started_total", 12),
+            ("flowpin_uplink_tcp_handshakes_answered_total", 4),
+            ("flowpin_uplink_tcp_handshakes_unanswered_in_a_row", 8),
+            ("flowpin_uplink_passive_downs_total", 1),
+        ] {
+            let sample = format!("{family}{{uplink=\"isp\\\"1\"}} {value}\n");
+            assert!(text.contains(&sample), "{sample} in {text}");
+        }
         assert!(text.contains("flowpin_worker_batches_total{worker=\"0\"} 5\n"));
     }
 
