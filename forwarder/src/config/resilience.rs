@@ -7,7 +7,7 @@
 //! `down_after`, `up_after`, `window` are at least 1; `reset` is only a TCP action; a DNS target has a
 //! query name. With no target, active probing is off and an uplink's state follows its carrier only.
 //! The passive trigger (`passive_down_after_unanswered > 0`) needs targets (only probes bring an uplink
-//! it took down back) and `passive_answer_window_ms >= 100` (the control plane samples every 100 ms).
+//! it took down back) and `passive_answer_window_ms >= 100`.
 //! `net_unreachable_per_s == 0` switches the viability guard's ICMP off; otherwise its burst is >= 1.
 
 use std::fmt;

@@ -1,6 +1,6 @@
 //! The passive health signal: per uplink, new TCP flows whose SYN got a SYN-ACK versus those that got
 //! none within `passive_answer_window_ms`, from the datapath's per-worker counters summed by the control
-//! plane every 100 ms tick.
+//! plane at each control tick (whenever it reads the carriers: at least every second).
 //!
 //! The datapath counts two things per uplink and keeps no timer: handshakes *started* (a new outbound TCP
 //! flow opened by a SYN) and handshakes *answered* (its first SYN-ACK came back). This tracker samples the
@@ -11,7 +11,7 @@
 //! Invariants: the streak only counts flows older than the window (a slow but working path is not
 //! blamed before its SYN-ACK could arrive); flows started before the tracker's first sample or before
 //! [`PassiveSignal::restart`] are never counted; samples older than the window are dropped, so memory is
-//! bounded by `window / tick`.
+//! bounded by `window / tick`. Sampling more rarely only delays the verdict by up to one tick.
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
