@@ -9,6 +9,7 @@ pub mod api;
 pub mod failover;
 pub mod guard;
 pub mod health;
+pub mod link_events;
 pub mod metrics;
 pub mod netinfo;
 pub mod render;

@@ -7,9 +7,10 @@
 //! 4. build the first snapshot and the flow table;
 //! 5. load the XDP program, describe the interfaces to it, open every worker's AF_XDP sockets and
 //!    register them, then attach the program to the LAN and every uplink;
-//! 6. start the workers, the API server, the metrics endpoint, the prober, and the control loop (sweep
-//!    expired flows and read every uplink's carrier every 100 ms; every second re-read interfaces and
-//!    neighbours; apply each probe round; publish a new snapshot whenever eligibility changes).
+//! 6. start the workers, the API server, the metrics endpoint, the prober, the rtnetlink watcher and the
+//!    control loop (sweep expired flows every 100 ms; re-read carriers, interfaces and neighbours on every
+//!    link or address event and every second; apply each probe round; publish a new snapshot whenever
+//!    eligibility changes).
 //!
 //! An uplink takes new flows when its gateway is resolved, its health state is `up` and the operator has
 //! not drained it. When it goes down, its flows fail over per `[failover]` (see [`super::failover`]),
@@ -469,8 +470,9 @@ fn build_snapshot(
     builder.build(config, view, facts, lan_neighbours(&lan.name))
 }
 
-/// Sweeps expired flows and reads carriers every 100 ms, refreshes the kernel facts every second, applies
-/// probe rounds as they come, reloads on SIGHUP, until SIGINT/SIGTERM.
+/// Sweeps expired flows every 100 ms, re-reads carriers and the kernel facts on every rtnetlink link or
+/// address event and every second, applies probe rounds as they come, reloads on SIGHUP, until
+/// SIGINT/SIGTERM.
 async fn control_loop(daemon: Arc<std::sync::Mutex<Daemon>>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -479,6 +481,7 @@ async fn control_loop(daemon: Arc<std::sync::Mutex<Daemon>>) -> Result<()> {
     let (round_tx, mut rounds) = tokio::sync::mpsc::channel(4);
     let inputs = daemon.lock().expect("daemon lock").prober.clone();
     let prober = tokio::spawn(health::run_prober(inputs, round_tx));
+    let link_changed = super::link_events::watch()?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut ticks: u64 = 0;
     let result = loop {
@@ -495,12 +498,18 @@ async fn control_loop(daemon: Arc<std::sync::Mutex<Daemon>>) -> Result<()> {
             Some(round) = rounds.recv() => {
                 daemon.lock().expect("daemon lock").apply_round(&round);
             }
+            () = link_changed.notified() => {
+                let mut d = daemon.lock().expect("daemon lock");
+                d.check_carriers();
+                d.refresh();
+            }
             _ = tick.tick() => {
                 ticks += 1;
                 let mut d = daemon.lock().expect("daemon lock");
                 d.sweep();
-                d.check_carriers();
                 if ticks.is_multiple_of(10) {
+                    // The safety net behind the rtnetlink events.
+                    d.check_carriers();
                     d.refresh();
                     d.fail_back();
                 }
@@ -982,7 +991,7 @@ impl Daemon {
                 .filter(|_| added.is_none() && !plan.removed.contains(&slot));
             let mut runtime = match (kept, added) {
                 (Some(runtime), _) => runtime,
-                (None, Some((_, f))) => UplinkRuntime::new(f.eligible && f.gateway_mac.is_some()),
+                (None, Some((_, f))) => UplinkRuntime::new(f.eligible),
                 (None, None) => UplinkRuntime::new(false),
             };
             runtime.retired = plan.retired[slot];
