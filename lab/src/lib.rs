@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod command;
+pub mod faults;
 pub mod flowpin_router;
 pub mod footprint;
 pub mod isp_counters;
@@ -39,6 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 
+pub use faults::{Fault, FaultCounters};
 pub use footprint::Footprint;
 pub use isp_counters::IspCounters;
 pub use plan::{InetNode, LanHost, MacAddr, RouterNode, Topology, Uplink};

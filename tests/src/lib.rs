@@ -78,3 +78,84 @@ pub fn on_every_host_at_once(lab: &Lab, phase: impl Fn(usize, &LanHost) + Sync) 
         }
     });
 }
+
+pub mod long_flows;
+pub mod prometheus;
+
+/// Runs the `flowpin` CLI against `lab`'s daemon: `args[0]` is the subcommand, which takes
+/// `--socket` (`flowpin uplink --socket S drain NAME`).
+pub fn flowpin_cli(lab: &Lab, args: &[&str]) -> std::process::Output {
+    let files = lab.flowpin_files().expect("the flowpin binary");
+    let binary = files.binary.to_string_lossy().into_owned();
+    let socket = files.socket.to_string_lossy().into_owned();
+    let mut argv = vec![binary.as_str(), args[0], "--socket", socket.as_str()];
+    argv.extend_from_slice(&args[1..]);
+    lab.exec(&lab.router().ns, &argv).expect("running flowpin")
+}
+
+/// Appends `toml` to the lab's flowpin configuration and reloads it; panics unless the reload is
+/// applied.
+pub fn append_config_and_reload(lab: &Lab, toml: &str) {
+    let files = lab.flowpin_files().expect("flowpin files");
+    let mut text = std::fs::read_to_string(&files.config).expect("reading the config");
+    text.push('\n');
+    text.push_str(toml);
+    std::fs::write(&files.config, text).expect("writing the config");
+    let out = flowpin_cli(lab, &["reload"]);
+    assert!(
+        out.status.success(),
+        "reload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `[health]` section the failover tests use: three targets in inet (two ICMP, one TCP), any one
+/// answering makes a round good.
+pub fn health_section(interval_ms: u64, down_after: u64, up_after: u64, window: u64) -> String {
+    format!(
+        "[health]\ninterval_ms = {interval_ms}\ntimeout_ms = 200\ndown_after = {down_after}\nup_after = {up_after}\nmin_answers = 1\nwindow = {window}\n\
+         [[health.target]]\nkind = \"icmp\"\naddress = \"203.0.113.10\"\n\
+         [[health.target]]\nkind = \"icmp\"\naddress = \"203.0.113.11\"\n\
+         [[health.target]]\nkind = \"tcp\"\naddress = \"203.0.113.12\"\nport = 80\n"
+    )
+}
+
+/// The state (`up`, `down`, `probing`, `draining`) of uplink `index` in a status report.
+pub fn uplink_state(status: &serde_json::Value, index: usize) -> String {
+    status["uplinks"][index]["state"]
+        .as_str()
+        .expect("uplink state")
+        .to_owned()
+}
+
+/// Polls `flowpin status` every 50 ms until `done` holds; returns how long it took, or the last
+/// status after `limit`.
+pub fn wait_for_status(
+    lab: &Lab,
+    limit: std::time::Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Result<std::time::Duration, serde_json::Value> {
+    let start = std::time::Instant::now();
+    loop {
+        let status = flowpin_status(lab);
+        if done(&status) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return Err(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits until every uplink is up with its probes answered (loss measured at 0, an RTT known).
+pub fn wait_for_probes_answered(lab: &Lab) {
+    wait_for_status(lab, std::time::Duration::from_secs(5), |s| {
+        s["uplinks"].as_array().expect("uplinks").iter().all(|u| {
+            u["state"] == "up"
+                && u["probe_loss_percent"].as_f64() == Some(0.0)
+                && u["probe_rtt_ms"].is_number()
+        })
+    })
+    .unwrap_or_else(|s| panic!("probes not answered through every uplink: {s:#}"));
+}

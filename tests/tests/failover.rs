@@ -4,9 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use flowpin_lab::{Lab, LabSpec, RouterKind};
+use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
+use flowpin_lab::{Fault, Lab, LabSpec, RouterKind};
+use flowpin_tests::long_flows::epoch_seconds;
 use flowpin_tests::{
-    assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_status, lab_up,
+    append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_cli,
+    flowpin_status, health_section, lab_up, on_every_host_at_once, prometheus, uplink_state,
+    wait_for_probes_answered, wait_for_status,
 };
 
 /// Probe interval, timeout and down hysteresis the tests configure.
@@ -21,67 +25,26 @@ fn flowpin_lab() -> Lab {
 }
 
 fn flowpin(lab: &Lab, args: &[&str]) -> std::process::Output {
-    let files = lab.flowpin_files().expect("the flowpin binary");
-    let binary = files.binary.to_string_lossy().into_owned();
-    let socket = files.socket.to_string_lossy().into_owned();
-    // `--socket` belongs to the first subcommand (`uplink --socket S drain NAME`).
-    let mut argv = vec![binary.as_str(), args[0], "--socket", socket.as_str()];
-    argv.extend_from_slice(&args[1..]);
-    lab.exec(&lab.router().ns, &argv).expect("running flowpin")
+    flowpin_cli(lab, args)
 }
 
 /// Appends probe settings to the lab's configuration and reloads it.
 fn enable_probing(lab: &Lab) {
-    let files = lab.flowpin_files().unwrap();
-    let mut text = std::fs::read_to_string(&files.config).unwrap();
-    text.push_str(&format!(
-        "\n[health]\ninterval_ms = {INTERVAL_MS}\ntimeout_ms = 200\ndown_after = {DOWN_AFTER}\nup_after = 3\nmin_answers = 1\n\
-         [[health.target]]\nkind = \"icmp\"\naddress = \"203.0.113.10\"\n\
-         [[health.target]]\nkind = \"icmp\"\naddress = \"203.0.113.11\"\n\
-         [[health.target]]\nkind = \"tcp\"\naddress = \"203.0.113.12\"\nport = 80\n"
-    ));
-    std::fs::write(&files.config, text).unwrap();
-    let out = flowpin(lab, &["reload"]);
-    assert!(
-        out.status.success(),
-        "reload: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    append_config_and_reload(lab, &health_section(INTERVAL_MS, DOWN_AFTER, 3, 20));
     // Probes answer: loss is measured and both uplinks stay up.
-    wait_for(lab, Duration::from_secs(5), |s| {
-        s["uplinks"].as_array().unwrap().iter().all(|u| {
-            u["state"] == "up"
-                && u["probe_loss_percent"].as_f64() == Some(0.0)
-                && u["probe_rtt_ms"].is_number()
-        })
-    })
-    .expect("probes answered through both uplinks");
+    wait_for_probes_answered(lab);
 }
 
 fn state(status: &serde_json::Value, uplink: usize) -> String {
-    status["uplinks"][uplink]["state"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    uplink_state(status, uplink)
 }
 
-/// Polls `flowpin status` until `done` holds; returns how long it took.
 fn wait_for(
     lab: &Lab,
     limit: Duration,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> Result<Duration, serde_json::Value> {
-    let start = Instant::now();
-    loop {
-        let status = flowpin_status(lab);
-        if done(&status) {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            return Err(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_status(lab, limit, done)
 }
 
 fn ping_ok(lab: &Lab, target: &str) -> bool {
@@ -212,5 +175,243 @@ fn link_down_fails_over_at_once_and_invalid_reloads_are_refused() {
         "{metrics}"
     );
     assert_no_leak_or_wrong_uplink(&lab, &lab.isp_counters().unwrap());
+    down_and_assert_clean(lab);
+}
+
+/// Opens a new UDP socket (a new internal endpoint, hence a new flow) every `period` seconds for
+/// `seconds`, sends a datagram to the echo (up to 3 times, on the same socket: one flow) and prints
+/// `first-send-time seen-as` (or `timeout`).
+const NEW_UDP_FLOWS: &str = r#"
+import socket, sys, time
+server, port, period, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+end = time.time() + seconds
+while time.time() < end:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 0))
+    s.settimeout(0.5)
+    sent = time.time()
+    seen = "timeout"
+    for attempt in range(3):
+        s.sendto(b"new\n", (server, port))
+        try:
+            seen = s.recvfrom(512)[0].decode().strip()
+            break
+        except socket.timeout:
+            pass
+    print(sent, seen, flush=True)
+    s.close()
+    time.sleep(period)
+"#;
+
+/// Probe settings of the flapping test: a short window so loss is judged on the last 5 rounds.
+const FLAP_WINDOW: u64 = 5;
+const FLAP_UP_AFTER: u64 = 3;
+
+#[test]
+fn thirty_percent_probe_loss_never_flaps_and_recovery_waits_for_the_up_hysteresis() {
+    let lab = flowpin_lab();
+    append_config_and_reload(
+        &lab,
+        &health_section(INTERVAL_MS, DOWN_AFTER, FLAP_UP_AFTER, FLAP_WINDOW),
+    );
+    wait_for_probes_answered(&lab);
+    let changes = |s: &serde_json::Value| s["uplinks"][1]["state_changes"].as_u64().unwrap();
+
+    // 1. 30 % of isp2's probe packets dropped for 25 rounds: the state never changes. A round is bad
+    // only when no target answers (0.3³ ≈ 3 %) or the window's loss reaches 60 %; three bad rounds
+    // in a row are needed to go down.
+    lab.inject_fault(1, Fault::ProbeLoss { percent: 30 })
+        .unwrap();
+    let changes_before = changes(&flowpin_status(&lab));
+    let rounds = 25;
+    let start = Instant::now();
+    let mut worst_loss: f64 = 0.0;
+    while start.elapsed() < Duration::from_millis(rounds * INTERVAL_MS) {
+        let status = flowpin_status(&lab);
+        assert_eq!(
+            state(&status, 1),
+            "up",
+            "flapped under 30 % probe loss: {status:#}"
+        );
+        assert_eq!(status["uplinks"][1]["eligible"], true);
+        worst_loss = worst_loss.max(status["uplinks"][1]["probe_loss_percent"].as_f64().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = flowpin_status(&lab);
+    assert_eq!(
+        changes(&status),
+        changes_before,
+        "state changes under loss: {status:#}"
+    );
+    // The loss was real: about 30 % of the router's probe packets were dropped (15-45 % allows for
+    // the sampling spread of ~100 packets).
+    let faults = lab.fault_counters(1).unwrap();
+    let (seen, dropped) = (faults.probes_seen, faults.probes_dropped);
+    assert!(seen >= 50, "only {seen} probe packets in {rounds} rounds");
+    assert!(
+        dropped * 100 >= seen * 15 && dropped * 100 <= seen * 45,
+        "{dropped} of {seen} probe packets dropped"
+    );
+    assert!(worst_loss > 0.0, "the window never showed the loss");
+    eprintln!(
+        "30 % probe loss: {dropped} of {seen} probe packets dropped, worst window loss {worst_loss:.0} %, no state change"
+    );
+
+    // 2. A real outage, then a real recovery: new flows go to isp2 only once it is up again.
+    lab.inject_fault(1, Fault::Blackhole).unwrap();
+    wait_for(&lab, Duration::from_secs(5), |s| state(s, 1) == "down")
+        .unwrap_or_else(|s| panic!("isp2 not down: {s:#}"));
+    let changes_down = changes(&flowpin_status(&lab));
+    let host = &lab.lan_hosts()[0];
+    let isp1 = lab.uplinks()[0].router_addr;
+    let isp2 = lab.uplinks()[1].router_addr;
+    // A new UDP endpoint every 50 ms from now on, through the recovery.
+    let (server, port) = (
+        lab.inet().server_addrs[0].to_string(),
+        lab.inet().echo_port.to_string(),
+    );
+    let new_flows = lab
+        .spawn(
+            &host.ns,
+            &["python3", "-c", NEW_UDP_FLOWS, &server, &port, "0.05", "8"],
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    lab.inject_fault(1, Fault::None).unwrap();
+    let lifted = Instant::now();
+    let lifted_at = epoch_seconds();
+    // The start of the last `flowpin status` that still showed isp2 not up: a flow whose first
+    // packet left before it was placed with a snapshot that did not offer isp2.
+    let mut last_not_up = epoch_seconds();
+    let recovered = loop {
+        let asked = epoch_seconds();
+        let status = flowpin_status(&lab);
+        if state(&status, 1) == "up" {
+            break lifted.elapsed();
+        }
+        last_not_up = asked;
+        assert!(
+            lifted.elapsed() < Duration::from_secs(20),
+            "isp2 did not recover: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let up_seen = epoch_seconds();
+    let output = new_flows
+        .wait_success(Duration::from_secs(30))
+        .expect("the new-flow client");
+    let drops = flowpin_status(&lab)["drops"].clone();
+    let (mut checked, mut after_up, mut on_isp2_after_up) = (0, 0, 0);
+    for line in output.lines() {
+        let (sent, seen) = line.split_once(' ').expect(line);
+        let sent: f64 = sent.parse().expect(line);
+        let seen: Option<std::net::SocketAddrV4> = seen.parse().ok();
+        if sent < last_not_up {
+            assert_eq!(
+                seen.map(|s| *s.ip()),
+                Some(isp1),
+                "a new flow before isp2 was up again did not leave by isp1: {line} (lifted, last not up, up seen at {lifted_at:.3}, {last_not_up:.3}, {up_seen:.3}), drops {drops}:\n{output}"
+            );
+            checked += 1;
+        } else if sent > up_seen + 0.2 {
+            after_up += 1;
+            on_isp2_after_up += usize::from(seen.map(|s| *s.ip()) == Some(isp2));
+        }
+    }
+    assert!(
+        checked >= 5,
+        "only {checked} new flows checked during recovery"
+    );
+    assert!(
+        after_up >= 10 && on_isp2_after_up > 0,
+        "{on_isp2_after_up} of {after_up} new flows on the recovered isp2"
+    );
+    assert!(
+        recovered >= Duration::from_millis((FLAP_UP_AFTER - 1) * INTERVAL_MS),
+        "recovered after {recovered:?}: faster than {FLAP_UP_AFTER} good rounds allow"
+    );
+    assert_eq!(
+        changes(&flowpin_status(&lab)) - changes_down,
+        2,
+        "recovery is down → probing → up, nothing else"
+    );
+    eprintln!(
+        "recovery took {recovered:?}; {checked} new flows before it all on isp1; {on_isp2_after_up} of {after_up} new flows after it on isp2"
+    );
+    assert_no_leak_or_wrong_uplink(&lab, &lab.isp_counters().unwrap());
+    down_and_assert_clean(lab);
+}
+
+fn metrics(lab: &Lab) -> prometheus::Exposition {
+    let text = lab
+        .exec_ok(
+            &lab.router().ns,
+            &["curl", "-sf", "http://127.0.0.1:9469/metrics"],
+        )
+        .expect("the metrics endpoint answers");
+    prometheus::parse(&text).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"))
+}
+
+/// The metrics endpoint is strict Prometheus text, and its per-uplink packet counters agree with what
+/// the ISPs saw. Probing stays off, so the router itself sends nothing from its uplink addresses and
+/// every packet an ISP counts as `good` is one flowpin translated: the counts must match exactly
+/// (packets and bytes — both count IP total lengths).
+#[test]
+fn metrics_parse_as_prometheus_text_and_match_the_isp_counters() {
+    let lab = flowpin_lab();
+    let before = metrics(&lab);
+    let isp_before = lab.isp_counters().unwrap();
+    on_every_host_at_once(&lab, |index, host| {
+        let http = traffic::http_get(&lab, host, 40).expect("curl runs");
+        assert_eq!(http.ok, 40, "{http:?}");
+        let servers: Vec<std::net::Ipv4Addr> = lab.inet().server_addrs.clone();
+        for protocol in [EchoProtocol::Udp, EchoProtocol::Tcp] {
+            let replies = traffic::echo(&lab, host, protocol, &servers).unwrap();
+            assert!(replies.iter().all(|r| r.seen_as.is_some()), "{replies:?}");
+        }
+        let udp = traffic::iperf3(
+            &lab,
+            host,
+            lab.inet().iperf_servers[index],
+            IperfMode::Udp {
+                bits_per_second: 2_000_000,
+            },
+            1,
+        )
+        .expect("iperf3 UDP");
+        assert!(udp.udp_packets.unwrap().0 > 100);
+    });
+    // Let late packets (FINs, the last ACKs) pass before reading both sides.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = metrics(&lab);
+    let isp_after = lab.isp_counters().unwrap();
+    for (index, uplink) in lab.uplinks().iter().enumerate() {
+        let name = format!("isp{}", uplink.number);
+        let delta = |e: &prometheus::Exposition, metric: &str| {
+            e.value(metric, &[("uplink", &name)])
+                .unwrap_or_else(|| panic!("{metric} for {name}"))
+        };
+        let tx_packets = delta(&after, "flowpin_uplink_tx_packets_total")
+            - delta(&before, "flowpin_uplink_tx_packets_total");
+        let tx_bytes = delta(&after, "flowpin_uplink_tx_bytes_total")
+            - delta(&before, "flowpin_uplink_tx_bytes_total");
+        let seen = isp_after[index].since(&isp_before[index]);
+        eprintln!(
+            "{name}: flowpin tx {tx_packets} packets / {tx_bytes} bytes, ISP saw {} / {}",
+            seen.good, seen.good_bytes
+        );
+        assert!(seen.good > 100, "{name} carried traffic: {seen:?}");
+        assert_eq!(tx_packets as u64, seen.good, "{name}: packets out vs ISP");
+        assert_eq!(tx_bytes as u64, seen.good_bytes, "{name}: bytes out vs ISP");
+        assert_eq!(
+            after.value(
+                "flowpin_uplink_state",
+                &[("uplink", &name), ("state", "up")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(after.kinds["flowpin_uplink_tx_packets_total"], "counter");
+    }
+    assert_no_leak_or_wrong_uplink(&lab, &isp_after);
     down_and_assert_clean(lab);
 }

@@ -1,0 +1,225 @@
+//! Faults injected into an ISP namespace, for the failover tests: a black hole (the ISP drops
+//! everything), and the loss of a share of the router's own probe traffic. Both live in one nft
+//! table per ISP, [`FAULT_TABLE`], which also counts the router's *translated* packets (TCP/UDP from
+//! the uplink's address with a source port inside the NAT range) so a test can tell flowpin's
+//! forwarding from the router's own probes.
+//!
+//! Invariants:
+//! - the fault chains run at prerouting priority -300, after the ISP's leak counters (-400, see
+//!   [`crate::isp_counters`]), so the counters still see every packet the router sent into a fault;
+//! - the translated-packet counter runs at -390, also before any fault drop;
+//! - a probe is recognised by its first packet from the router's own address: an ICMP echo request
+//!   with an identifier below 1024, a TCP SYN or a UDP datagram from a source port outside the NAT
+//!   range ([`NAT_PORT_RANGE`]); flowpin's translated traffic never matches (its ports and echo ids
+//!   are inside the range). Dropping the first packet loses the whole probe, so the drop share is the
+//!   probe loss;
+//! - [`Lab::clear_faults`] removes the whole table; injecting a fault replaces the previous one.
+
+use anyhow::{Context, Result, bail};
+
+use crate::Lab;
+use crate::flowpin_router::NAT_PORT_RANGE;
+use crate::plan::{ISP_ROUTER_IFACE, Uplink};
+
+/// nft table holding the faults and the translated-packet counter in an ISP namespace.
+pub const FAULT_TABLE: &str = "flowpin_fault";
+
+/// A fault an ISP can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// No fault; only the translated-packet counter.
+    None,
+    /// The ISP drops every packet it receives, in both directions.
+    Blackhole,
+    /// The ISP drops this share (in percent, 0..=100) of the router's probe packets, at random.
+    ProbeLoss {
+        /// Percent of probe packets dropped.
+        percent: u8,
+    },
+}
+
+/// The nft ruleset (a whole table, to be loaded with `nft -f -`) that injects `fault` into the
+/// ISP of `uplink`.
+pub fn fault_ruleset(uplink: &Uplink, fault: Fault) -> String {
+    let (first, last) = NAT_PORT_RANGE;
+    let router = uplink.router_addr;
+    let iface = ISP_ROUTER_IFACE;
+    let fault_chain = match fault {
+        Fault::None => String::new(),
+        Fault::Blackhole => {
+            "  chain blackhole {\n    type filter hook prerouting priority -300; policy drop;\n  }\n"
+                .to_owned()
+        }
+        Fault::ProbeLoss { percent } => format!(
+            "  chain probe_loss {{
+    type filter hook prerouting priority -300; policy accept;
+    iifname \"{iface}\" ip saddr {router} icmp type echo-request icmp id < 1024 jump probe
+    iifname \"{iface}\" ip saddr {router} tcp sport != {first}-{last} tcp flags & (syn | ack) == syn jump probe
+    iifname \"{iface}\" ip saddr {router} udp sport != {first}-{last} jump probe
+  }}
+  chain probe {{
+    counter name \"probes_seen\"
+    numgen random mod 100 < {percent} counter name \"probes_dropped\" drop
+  }}
+"
+        ),
+    };
+    format!(
+        "table ip {FAULT_TABLE} {{
+  counter translated {{}}
+  counter probes_seen {{}}
+  counter probes_dropped {{}}
+  chain observe {{
+    type filter hook prerouting priority -390; policy accept;
+    iifname \"{iface}\" ip saddr {router} meta l4proto {{ tcp, udp }} th sport {first}-{last} counter name \"translated\"
+  }}
+{fault_chain}}}
+"
+    )
+}
+
+/// What the fault table of one ISP counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounters {
+    /// TCP/UDP packets from the uplink's address with a source port in the NAT range.
+    pub translated: u64,
+    /// The router's probes [`Fault::ProbeLoss`] saw (first packets from the uplink's address: ICMP
+    /// echo requests with an id below 1024, TCP SYNs and UDP from outside the NAT range).
+    pub probes_seen: u64,
+    /// Probes dropped by [`Fault::ProbeLoss`].
+    pub probes_dropped: u64,
+}
+
+/// Parses `nft -j list counters table ip flowpin_fault`.
+pub fn parse_fault_counters(json: &str) -> Result<FaultCounters> {
+    let document: serde_json::Value =
+        serde_json::from_str(json).context("nft -j output is not JSON")?;
+    let items = document
+        .get("nftables")
+        .and_then(serde_json::Value::as_array)
+        .context("nft -j output has no \"nftables\" array")?;
+    let packets = |name: &str| -> Result<u64> {
+        items
+            .iter()
+            .filter_map(|item| item.get("counter"))
+            .filter(|c| c.get("table").and_then(serde_json::Value::as_str) == Some(FAULT_TABLE))
+            .find(|c| c.get("name").and_then(serde_json::Value::as_str) == Some(name))
+            .and_then(|c| c.get("packets"))
+            .and_then(serde_json::Value::as_u64)
+            .with_context(|| format!("nft -j output lacks counter {name:?}"))
+    };
+    Ok(FaultCounters {
+        translated: packets("translated")?,
+        probes_seen: packets("probes_seen")?,
+        probes_dropped: packets("probes_dropped")?,
+    })
+}
+
+impl Lab {
+    fn uplink_by_index(&self, index: usize) -> Result<&Uplink> {
+        match self.uplinks().get(index) {
+            Some(uplink) => Ok(uplink),
+            None => bail!(
+                "lab {} has no uplink #{index} (it has {})",
+                self.prefix(),
+                self.uplinks().len()
+            ),
+        }
+    }
+
+    /// Injects `fault` into the ISP of uplink `index` (0-based), replacing any earlier fault there.
+    /// The fault counters start from zero.
+    pub fn inject_fault(&self, index: usize, fault: Fault) -> Result<()> {
+        let uplink = self.uplink_by_index(index)?;
+        self.clear_faults(index)?;
+        let ruleset = fault_ruleset(uplink, fault);
+        crate::command::run_with_input(
+            &["ip", "netns", "exec", &uplink.isp_ns, "nft", "-f", "-"],
+            &ruleset,
+        )
+        .with_context(|| format!("injecting {fault:?} into {}", uplink.isp_ns))?;
+        Ok(())
+    }
+
+    /// Removes every fault (and the fault counters) from the ISP of uplink `index`. Idempotent.
+    pub fn clear_faults(&self, index: usize) -> Result<()> {
+        let uplink = self.uplink_by_index(index)?;
+        let tables = self.exec_ok(&uplink.isp_ns, &["nft", "list", "tables"])?;
+        if tables
+            .lines()
+            .any(|line| line.trim() == format!("table ip {FAULT_TABLE}"))
+        {
+            self.exec_ok(
+                &uplink.isp_ns,
+                &["nft", "delete", "table", "ip", FAULT_TABLE],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The fault counters of the ISP of uplink `index` (a fault, possibly [`Fault::None`], must be
+    /// injected there).
+    pub fn fault_counters(&self, index: usize) -> Result<FaultCounters> {
+        let uplink = self.uplink_by_index(index)?;
+        let json = self.exec_ok(
+            &uplink.isp_ns,
+            &["nft", "-j", "list", "counters", "table", "ip", FAULT_TABLE],
+        )?;
+        parse_fault_counters(&json).with_context(|| format!("fault counters of {}", uplink.isp_ns))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Topology;
+    use crate::spec::LabSpec;
+
+    fn uplink() -> Uplink {
+        Topology::plan("fpfault", &LabSpec::default()).uplinks[1].clone()
+    }
+
+    #[test]
+    fn probe_loss_drops_only_the_routers_own_packets_at_random() {
+        let rules = fault_ruleset(&uplink(), Fault::ProbeLoss { percent: 30 });
+        let router = uplink().router_addr.to_string();
+        assert!(rules.contains("numgen random mod 100 < 30"), "{rules}");
+        assert!(rules.contains("icmp id < 1024"));
+        assert!(rules.contains("tcp sport != 10000-32767 tcp flags & (syn | ack) == syn"));
+        assert!(rules.contains("udp sport != 10000-32767"));
+        assert_eq!(rules.matches(&format!("ip saddr {router}")).count(), 4);
+        assert_eq!(rules.matches("jump probe").count(), 3);
+        assert!(rules.contains("counter name \"probes_seen\"\n    numgen"));
+        assert!(rules.contains("priority -300; policy accept"));
+        assert!(!rules.contains("policy drop"));
+    }
+
+    #[test]
+    fn blackhole_drops_everything_after_the_counters() {
+        let rules = fault_ruleset(&uplink(), Fault::Blackhole);
+        assert!(rules.contains("priority -300; policy drop;"), "{rules}");
+        assert!(rules.contains("priority -390"));
+        assert!(rules.contains("th sport 10000-32767 counter name \"translated\""));
+        let none = fault_ruleset(&uplink(), Fault::None);
+        assert!(!none.contains("-300"), "{none}");
+    }
+
+    #[test]
+    fn fault_counters_parse_from_nft_json() {
+        let json = r#"{"nftables": [
+            {"counter": {"family": "ip", "name": "probes_dropped", "table": "flowpin_fault", "packets": 7, "bytes": 1}},
+            {"counter": {"family": "ip", "name": "translated", "table": "flowpin_fault", "packets": 42, "bytes": 1}},
+            {"counter": {"family": "ip", "name": "probes_seen", "table": "flowpin_fault", "packets": 20, "bytes": 1}},
+            {"counter": {"family": "ip", "name": "translated", "table": "other", "packets": 9, "bytes": 1}}
+        ]}"#;
+        assert_eq!(
+            parse_fault_counters(json).unwrap(),
+            FaultCounters {
+                translated: 42,
+                probes_seen: 20,
+                probes_dropped: 7
+            }
+        );
+        assert!(parse_fault_counters(r#"{"nftables": []}"#).is_err());
+    }
+}
