@@ -4,6 +4,8 @@
 //! permanent neighbour entries, so flowpin resolves the gateways' MACs through the kernel as it would on a
 //! real router. [`start`] writes the configuration into the lab's directory, starts the forwarder and
 //! waits until it serves its control socket with every uplink up; [`FlowpinRouter`] names the files.
+//! [`config_for`] and [`start_with_uplinks`] configure only some of the lab's uplinks, with chosen
+//! weights (the reload tests add and remove the others at run time).
 #![forbid(unsafe_code)]
 
 use std::fmt::Write;
@@ -63,6 +65,18 @@ pub fn binary() -> Result<PathBuf> {
 
 /// The flowpin configuration for `topology`, with the lab's weights.
 pub fn config_text(topology: &Topology, socket: &Path) -> String {
+    let uplinks: Vec<(usize, u32)> = topology
+        .uplinks
+        .iter()
+        .enumerate()
+        .map(|(index, u)| (index, u.weight))
+        .collect();
+    config_for(topology, socket, &uplinks)
+}
+
+/// The flowpin configuration for `topology` with only the uplinks `(index, weight)` of `uplinks`
+/// (indices into `topology.uplinks`; named `isp<number>` as always), in that order.
+pub fn config_for(topology: &Topology, socket: &Path, uplinks: &[(usize, u32)]) -> String {
     let r = &topology.router;
     let mut text = String::new();
     let _ = writeln!(
@@ -73,11 +87,12 @@ pub fn config_text(topology: &Topology, socket: &Path) -> String {
         network(r.lan_addr, r.lan_prefix_len),
         r.lan_prefix_len
     );
-    for u in &topology.uplinks {
+    for &(index, weight) in uplinks {
+        let u = &topology.uplinks[index];
         let _ = writeln!(
             text,
             "[[uplink]]\nname = \"isp{}\"\ninterface = \"{}\"\ngateway = \"{}\"\nweight = {}\n",
-            u.number, u.router_iface, u.gateway, u.weight
+            u.number, u.router_iface, u.gateway, weight
         );
     }
     let _ = writeln!(
@@ -102,12 +117,34 @@ pub fn start(
     files: &FlowpinRouter,
     spawn: impl FnOnce(&str, &[&str]) -> Result<LabProcess>,
 ) -> Result<LabProcess> {
-    std::fs::write(&files.config, config_text(topology, &files.socket))
+    let all: Vec<usize> = (0..topology.uplinks.len()).collect();
+    start_with_uplinks(topology, files, spawn, &all)
+}
+
+/// Like [`start`], but flowpin is configured with only the uplinks whose indices (into
+/// `topology.uplinks`) are in `uplinks`, with the lab's weights; waits until those are up.
+pub fn start_with_uplinks(
+    topology: &Topology,
+    files: &FlowpinRouter,
+    spawn: impl FnOnce(&str, &[&str]) -> Result<LabProcess>,
+    uplinks: &[usize],
+) -> Result<LabProcess> {
+    let chosen: Vec<(usize, u32)> = uplinks
+        .iter()
+        .map(|&index| (index, topology.uplinks[index].weight))
+        .collect();
+    std::fs::write(&files.config, config_for(topology, &files.socket, &chosen))
         .with_context(|| format!("writing {}", files.config.display()))?;
     let binary = files.binary.to_string_lossy().into_owned();
     let config = files.config.to_string_lossy().into_owned();
     let process = spawn(&topology.router.ns, &[&binary, "run", "-c", &config])?;
-    wait_ready(topology, files, &process, Duration::from_secs(20))?;
+    wait_ready_with(
+        topology,
+        files,
+        &process,
+        Duration::from_secs(20),
+        uplinks.len(),
+    )?;
     Ok(process)
 }
 
@@ -118,6 +155,18 @@ pub fn wait_ready(
     process: &LabProcess,
     timeout: Duration,
 ) -> Result<()> {
+    wait_ready_with(topology, files, process, timeout, topology.uplinks.len())
+}
+
+/// Waits until `flowpin status` answers with `uplinks` uplinks, all up.
+fn wait_ready_with(
+    topology: &Topology,
+    files: &FlowpinRouter,
+    process: &LabProcess,
+    timeout: Duration,
+    uplinks: usize,
+) -> Result<()> {
+    let expected = uplinks;
     let deadline = Instant::now() + timeout;
     let socket = files.socket.to_string_lossy().into_owned();
     let binary = files.binary.to_string_lossy().into_owned();
@@ -137,8 +186,7 @@ pub fn wait_ready(
         if out.status.success() {
             let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
             let uplinks = status["uplinks"].as_array().cloned().unwrap_or_default();
-            if uplinks.len() == topology.uplinks.len() && uplinks.iter().all(|u| u["state"] == "up")
-            {
+            if uplinks.len() == expected && uplinks.iter().all(|u| u["state"] == "up") {
                 return Ok(());
             }
         }
@@ -171,5 +219,19 @@ mod tests {
         assert!(text.contains("weight = 45"));
         assert!(text.contains(&format!("gateway = \"{}\"", topology.uplinks[0].gateway)));
         assert!(text.contains("socket = \"/run/x.sock\""));
+    }
+
+    #[test]
+    fn a_partial_config_names_only_the_chosen_uplinks_with_their_weights() {
+        let spec = LabSpec {
+            router: RouterKind::Flowpin,
+            ..LabSpec::with_weights(&[1, 1])
+        };
+        let topology = Topology::plan("fptest02", &spec);
+        let text = config_for(&topology, Path::new("/run/x.sock"), &[(1, 7)]);
+        assert!(text.contains("name = \"isp2\""), "{text}");
+        assert!(text.contains("interface = \"wan2\"\ngateway"), "{text}");
+        assert!(text.contains("weight = 7"), "{text}");
+        assert!(!text.contains("isp1") && !text.contains("wan1"), "{text}");
     }
 }

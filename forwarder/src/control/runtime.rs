@@ -51,6 +51,9 @@ use crate::xsk::{XskConfig, XskMode, XskWorker};
 /// Flow records the sweeper visits per 100 ms tick (bounded work per call).
 const SWEEP_BATCH: usize = 16_384;
 
+/// How long an I/O rebuild waits for the kernel to release the closed sockets' queues.
+const QUEUE_RELEASE_WAIT: Duration = Duration::from_secs(2);
+
 /// Published snapshots `flowpin explain` remembers (generation → uplink states and weights).
 const SNAPSHOT_HISTORY: usize = 1024;
 
@@ -355,8 +358,20 @@ fn open_io(
             .chain(live.iter().map(|(_, u)| u.interface.as_str()))
             .map(|name| (name, *queue))
             .collect();
-        let worker = XskWorker::new(xsk_config, &ports)
-            .with_context(|| format!("opening AF_XDP sockets for queue {queue}"))?;
+        // Right after the previous sockets closed (an I/O rebuild) the kernel may still be releasing
+        // their queues: retry a busy bind for a while.
+        let deadline = Instant::now() + QUEUE_RELEASE_WAIT;
+        let worker = loop {
+            match XskWorker::new(xsk_config, &ports) {
+                Err(e) if e.is_queue_busy() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                result => {
+                    break result
+                        .with_context(|| format!("opening AF_XDP sockets for queue {queue}"))?;
+                }
+            }
+        };
         xdp.register_worker(&worker)?;
         workers.push((worker, PortMap::new(&datapath_ports)));
     }

@@ -24,6 +24,13 @@ pub enum XskError {
 }
 
 impl XskError {
+    /// Whether the (interface, queue) is still held by a socket being released: the kernel frees a
+    /// closed socket's buffer pool from deferred work, so a new bind right after a close may see
+    /// `EBUSY` for a few milliseconds. Retrying shortly is the cure.
+    pub fn is_queue_busy(&self) -> bool {
+        matches!(self, Self::Os { what: "bind", source, .. } if source.raw_os_error() == Some(libc::EBUSY))
+    }
+
     pub(super) fn os(what: &'static str, interface: &str, queue: u32, source: io::Error) -> Self {
         Self::Os {
             what,
