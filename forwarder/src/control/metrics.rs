@@ -93,7 +93,7 @@ pub fn render(status: &StatusReport) -> String {
         (
             "flowpin_uplink_flows_created_total",
             "counter",
-            "Flows created on the uplink.",
+            "Flows created on the uplink (its rate is the uplink's new flows per second).",
             |u| Some(u.flows_created as f64),
         ),
         (
@@ -235,6 +235,17 @@ pub fn render(status: &StatusReport) -> String {
     }
     let mut f = family(
         &mut out,
+        "flowpin_worker_batch_size_mean",
+        "gauge",
+        "Mean frames per received batch since start; rate(flowpin_worker_rx_frames_total) / rate(flowpin_worker_batches_total) gives it over any window.",
+    );
+    for w in &status.workers {
+        if let Some(mean) = mean_batch_size(w) {
+            f.sample(&[("worker", &w.index.to_string())], mean);
+        }
+    }
+    let mut f = family(
+        &mut out,
         "flowpin_reloads_total",
         "counter",
         "Configuration reloads, by result.",
@@ -249,6 +260,12 @@ pub fn render(status: &StatusReport) -> String {
     );
     f.sample(&[], status.uptime_s as f64);
     out
+}
+
+/// A worker's mean batch size since start: every frame it received was processed in one of its
+/// batches. `None` before its first batch.
+fn mean_batch_size(worker: &super::api::WorkerStatus) -> Option<f64> {
+    (worker.batches > 0).then(|| worker.rx_frames as f64 / worker.batches as f64)
 }
 
 /// Serves `metrics()` to every HTTP request on `listener`, one connection at a time, forever.
@@ -352,6 +369,60 @@ mod tests {
             assert!(text.contains(&sample), "{sample} in {text}");
         }
         assert!(text.contains("flowpin_worker_batches_total{worker=\"0\"} 5\n"));
+    }
+
+    #[test]
+    fn new_flows_per_uplink_and_batch_sizes_per_worker_are_exported() {
+        let status = StatusReport {
+            uplinks: vec![
+                UplinkStatus {
+                    name: "isp1".into(),
+                    flows_created: 17,
+                    ..Default::default()
+                },
+                UplinkStatus {
+                    name: "isp2".into(),
+                    flows_created: 0,
+                    ..Default::default()
+                },
+            ],
+            workers: vec![
+                WorkerStatus {
+                    index: 0,
+                    rx_frames: 96,
+                    batches: 32,
+                    ..Default::default()
+                },
+                WorkerStatus {
+                    index: 1,
+                    rx_frames: 0,
+                    batches: 0,
+                    ..Default::default()
+                },
+                WorkerStatus {
+                    index: 2,
+                    rx_frames: 5,
+                    batches: 2,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let text = render(&status);
+        assert_prometheus_text(&text);
+        // New flows per second is the rate of a counter, one series per uplink.
+        assert!(text.contains("# TYPE flowpin_uplink_flows_created_total counter\n"));
+        assert!(text.contains("flowpin_uplink_flows_created_total{uplink=\"isp1\"} 17\n"));
+        assert!(text.contains("flowpin_uplink_flows_created_total{uplink=\"isp2\"} 0\n"));
+        // The mean batch size is frames per batch; a worker with no batch yet has no sample.
+        assert!(text.contains("# TYPE flowpin_worker_batch_size_mean gauge\n"));
+        assert!(
+            text.contains("flowpin_worker_batch_size_mean{worker=\"0\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("flowpin_worker_batch_size_mean{worker=\"2\"} 2.5\n"));
+        assert!(!text.contains("flowpin_worker_batch_size_mean{worker=\"1\"}"));
+        assert!(text.contains("flowpin_worker_batches_total{worker=\"1\"} 0\n"));
     }
 
     #[test]
