@@ -1,8 +1,9 @@
 //! Long-lived TCP and UDP flows from one LAN host, watched packet by packet across a failover.
 //!
 //! A python client on the host opens TCP connections to a *held* echo in inet (it first prints the
-//! client's address:port as it saw it, then echoes everything back) and UDP sockets to the lab's
-//! UDP echo (which answers every datagram with the source it saw). It keeps opening flows until at
+//! client's address:port as it saw it, then echoes everything back) — busy ones (`tcp`, a byte every
+//! period) and idle ones (`tcp-idle`, silent after the greeting) — and UDP sockets to the lab's UDP
+//! echo (which answers every datagram with the source it saw). It keeps opening flows until at
 //! least `min_per_uplink` of each kind sit on every uplink (the uplink is known from the address the
 //! server saw), then sends one small message per flow every `period_ms` until `seconds` have passed,
 //! and prints, per flow, every reply (with the source the UDP echo saw) and the error that ended a
@@ -29,18 +30,19 @@ def endpoint(text):
 flows = []
 def enough(proto):
     return all(sum(1 for f in flows if f["proto"] == proto and f["seen"].split(":")[0] == u) >= min_per for u in uplinks)
-opened = 0
-while not enough("tcp") and opened < max_flows:
-    opened += 1
-    s = socket.create_connection(endpoint(tcp_server), 5)
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = s.recv(100)
-        if not chunk:
-            raise SystemExit("held echo closed before naming the peer")
-        line += chunk
-    s.setblocking(False)
-    flows.append({"proto": "tcp", "sock": s, "local_port": s.getsockname()[1], "seen": line.decode().strip(), "replies": [], "end": None, "sent": 0})
+for kind in ("tcp", "tcp-idle"):
+    opened = 0
+    while not enough(kind) and opened < max_flows:
+        opened += 1
+        s = socket.create_connection(endpoint(tcp_server), 5)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = s.recv(100)
+            if not chunk:
+                raise SystemExit("held echo closed before naming the peer")
+            line += chunk
+        s.setblocking(False)
+        flows.append({"proto": kind, "sock": s, "local_port": s.getsockname()[1], "seen": line.decode().strip(), "replies": [], "end": None, "sent": 0})
 opened = 0
 while not enough("udp") and opened < max_flows:
     opened += 1
@@ -68,7 +70,7 @@ while time.time() - start < seconds:
     if now >= next_send:
         next_send += period
         for f in flows:
-            if f["end"] is not None:
+            if f["end"] is not None or f["proto"] == "tcp-idle":
                 continue
             try:
                 if f["proto"] == "tcp":
@@ -86,7 +88,7 @@ while time.time() - start < seconds:
         if f["sock"] not in readable:
             continue
         try:
-            if f["proto"] == "tcp":
+            if f["proto"] != "udp":
                 data = f["sock"].recv(4096)
                 if not data:
                     f["end"] = [time.time(), "eof"]
@@ -108,7 +110,7 @@ print(json.dumps({"flows": flows}), flush=True)
 /// One long-lived flow as the client saw it.
 #[derive(Debug, Clone)]
 pub struct LongFlow {
-    /// `tcp` or `udp`.
+    /// `tcp`, `tcp-idle` or `udp`.
     pub proto: String,
     /// The client's local port.
     pub local_port: u16,
@@ -148,15 +150,18 @@ pub struct LongFlowClient {
 pub fn start_held_echo(lab: &Lab) {
     let inet = lab.inet().ns.clone();
     let listen = format!("TCP4-LISTEN:{HELD_ECHO_PORT},reuseaddr,fork");
+    // A script, because socat splits its address arguments at ':'.
+    let script = lab.dir().join("held-echo.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"$SOCAT_PEERADDR:$SOCAT_PEERPORT\"\nexec cat\n",
+    )
+    .expect("writing the held echo script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("making the held echo script executable");
+    let system = format!("SYSTEM:{}", script.display());
     let server = lab
-        .spawn(
-            &inet,
-            &[
-                "socat",
-                &listen,
-                "SYSTEM:echo $SOCAT_PEERADDR:$SOCAT_PEERPORT; exec cat",
-            ],
-        )
+        .spawn(&inet, &["socat", &listen, &system])
         .expect("starting the held echo");
     wait_until_listening(
         &inet,
