@@ -2,6 +2,9 @@
 // - bench_sink: counts and drops every IPv4 frame addressed to the configured destination (any IPv4
 //   frame when it is 0) and passes everything else (ARP, the router's health checks); frames carrying a generator
 //   timestamp (UDP payload starting with STAMP_MAGIC) add their one-way latency to a histogram.
+//   Frames of the watched flow (TCP/UDP to the configured destination port, any address) are counted
+//   apart and passed on to the kernel, so a real flow (e.g. the established flow beside a SYN flood)
+//   keeps running through the sink's interface while it is measured.
 // - bench_redirect: the "X" configuration, the plumbing ceiling: rewrites the Ethernet addresses
 //   and redirects every frame to one interface, with no lookup at all.
 // Counters are per-CPU arrays, summed by the reader; nothing here takes a lock.
@@ -18,7 +21,13 @@
 // One bucket per microsecond up to LATENCY_BUCKETS - 1; the last bucket holds everything above.
 #define LATENCY_BUCKETS 4096
 
-enum count_slot { COUNT_PACKETS = 0, COUNT_BYTES = 1, COUNT_STAMPED = 2, COUNT_SLOTS = 3 };
+enum count_slot {
+    COUNT_PACKETS = 0,
+    COUNT_BYTES = 1,
+    COUNT_STAMPED = 2,
+    COUNT_WATCHED = 3,
+    COUNT_SLOTS = 4
+};
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -40,6 +49,14 @@ struct {
     __type(key, __u32);
     __type(value, __u32);
 } bench_sink_match SEC(".maps");
+
+// The watched destination port in network byte order (0: none).
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u32);
+} bench_sink_watch_port SEC(".maps");
 
 struct redirect_target {
     __u8 destination[ETH_ALEN];
@@ -85,6 +102,22 @@ static __always_inline void record_latency(struct iphdr *ip, void *data_end)
     add(COUNT_STAMPED, 1);
 }
 
+// Whether the frame is TCP or UDP to the watched destination port.
+static __always_inline int watched(struct iphdr *ip, void *data_end)
+{
+    __u32 zero = 0;
+    __u32 *port = bpf_map_lookup_elem(&bench_sink_watch_port, &zero);
+    if (!port || !*port || ip->ihl != 5)
+        return 0;
+    if (ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_TCP)
+        return 0;
+    // Both headers start with the source and destination ports.
+    __be16 *ports = (void *)(ip + 1);
+    if ((void *)(ports + 2) > data_end)
+        return 0;
+    return ports[1] == (__be16)*port;
+}
+
 SEC("xdp")
 int bench_sink(struct xdp_md *ctx)
 {
@@ -97,6 +130,10 @@ int bench_sink(struct xdp_md *ctx)
     struct iphdr *ip = (void *)(eth + 1);
     if ((void *)(ip + 1) > data_end)
         return XDP_PASS;
+    if (watched(ip, data_end)) {
+        add(COUNT_WATCHED, 1);
+        return XDP_PASS;
+    }
     __u32 *match = bpf_map_lookup_elem(&bench_sink_match, &zero);
     if (match && *match && ip->daddr != *match)
         return XDP_PASS;

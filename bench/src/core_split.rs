@@ -64,11 +64,14 @@ pub fn steer_rps(ns: &str, iface: &str, cpu: usize) -> Result<()> {
 
 /// Switches `iface` (in namespace `ns`) to threaded NAPI and pins its NAPI kthreads to `cpu` (at
 /// [`ROUTER_PRIORITY`]); returns
-/// their thread ids. The port must have NAPI active (an XDP program attached, or GRO on).
+/// their thread ids. The port must have NAPI active (an XDP program attached, or GRO on). Threaded
+/// NAPI is switched off first, so calling it again (e.g. after the XDP program was re-attached) pins
+/// the port's current kthreads.
 pub fn thread_napi(ns: &str, iface: &str, cpu: usize) -> Result<Vec<u32>> {
     let prefix = format!("napi/{iface}-");
-    let before = threads_named(|comm| comm.starts_with(&prefix))?;
     let path = format!("/sys/class/net/{iface}/threaded");
+    write_sysfs(ns, &path, "0").with_context(|| format!("plain NAPI on {iface}"))?;
+    let before = threads_named(|comm| comm.starts_with(&prefix))?;
     write_sysfs(ns, &path, "1")
         .with_context(|| format!("threaded NAPI on {iface} (is an XDP program attached?)"))?;
     // The kthread is created by the write; give the scheduler a moment to make it visible.

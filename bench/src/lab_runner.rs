@@ -12,6 +12,14 @@
 //! delta, loss = 1 − forwarded / offered, CPU = busy seconds of all cores (/proc/stat) per million
 //! forwarded packets. The ≤ 0.5 % loss rate is found by [`RateSearch`] starting at the generator's
 //! ceiling. Latency is measured at a fixed moderate rate with timestamped frames.
+//!
+//! Connection tables (see [`router_tables`]): the new-flow workload sizes flowpin's flow capacity and
+//! K1's `nf_conntrack_max` alike at [`NEW_FLOW_TABLE`] and empties both before every run, so neither
+//! fills during a run (the table use at the end of each run is recorded): the figure is the flow
+//! setup rate. The SYN-flood workload sizes both at [`SYN_FLOOD_TABLE`] so the flood fills them, and
+//! measures what survives beside it (O and K1 only): an established flow's delivered fraction (the
+//! sinks count its destination port apart), the flood's forwarded rate, and whether fresh TCP
+//! connections still get through (see [`crate::legit_traffic`]).
 #![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
@@ -20,14 +28,16 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use flowpin_lab::{Lab, LabSpec, RouterKind};
+use flowpin_lab::{Lab, LabProcess, LabSpec, RouterKind};
 use serde::{Deserialize, Serialize};
 
 use crate::core_split::{self, GENERATOR_CPU, ROUTER_CPU};
 use crate::cpu_time;
 use crate::generator::{GenProtocol, GeneratorReport, GeneratorTool};
+use crate::legit_traffic::{ESTABLISHED_PORT, LegitReading};
 use crate::rate_search::RateSearch;
-use crate::report::{self, Measurement, Report};
+use crate::report::{self, FloodMeasurement, Measurement, Report};
+use crate::router_tables::{self, ConntrackMax};
 use crate::service::Service;
 use crate::stats::histogram_quantile;
 
@@ -39,6 +49,15 @@ const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
 const FLOWPIN_WORKER_THREAD: &str = "flowpin-w0";
 /// Loss allowed at the reported rate.
 pub const LOSS_LIMIT: f64 = 0.005;
+/// The lab's flowpin flow capacity (the table of every workload that does not size its own).
+pub const LAB_FLOW_CAPACITY: u32 = 262_144;
+/// Both routers' table size in the new-flow workload: more than a run of it creates (at most 7 trials
+/// of ≤ 1.5 s at the generator's ceiling, < 0.5 Mpps here), so neither table fills.
+pub const NEW_FLOW_TABLE: u32 = 4 << 20;
+/// Both routers' table size in the SYN-flood workload: small, so the flood fills it at once.
+pub const SYN_FLOOD_TABLE: u32 = 8192;
+/// Datagrams per second of the established flow beside the SYN flood (a moderate rate).
+pub const ESTABLISHED_RATE_PPS: u32 = 2000;
 
 /// Command-line options of `flowpin-bench run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -117,6 +136,18 @@ impl Config {
     }
 }
 
+/// What a workload measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    /// Forwarding of `flows` established flows (rate search for ≤ 0.5 % loss, latency).
+    Established,
+    /// A new flow on every packet: the flow setup rate (rate search), tables sized not to fill.
+    NewFlows,
+    /// An unthrottled flood of new flows against small tables while an established flow and fresh
+    /// connections run beside it (O and K1 only).
+    SynFlood,
+}
+
 /// A traffic pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Workload {
@@ -126,50 +157,68 @@ pub struct Workload {
     pub frame_len: usize,
     /// Established flows (ignored for new-flow workloads).
     pub flows: u32,
-    /// A new flow on every packet.
-    pub new_flow_per_packet: bool,
+    /// What it measures.
+    pub kind: WorkloadKind,
     /// UDP or TCP SYN.
     pub protocol: GenProtocol,
+    /// Flows in flowpin's table and in K1's conntrack (`nf_conntrack_max`); `None`: the lab's flowpin
+    /// capacity and the machine's conntrack limit.
+    pub table: Option<u32>,
 }
 
-/// The workloads of the full run.
+impl Workload {
+    /// Whether every packet starts a new flow.
+    pub fn new_flow_per_packet(&self) -> bool {
+        self.kind != WorkloadKind::Established
+    }
+}
+
+/// The workloads of the full run (the SYN flood last: it leaves both tables full).
 pub const WORKLOADS: [Workload; 5] = [
     Workload {
         name: "64B 1k flows",
         frame_len: 60,
         flows: 1_000,
-        new_flow_per_packet: false,
+        kind: WorkloadKind::Established,
         protocol: GenProtocol::Udp,
+        table: None,
     },
     Workload {
         name: "64B 100k flows",
         frame_len: 60,
         flows: 100_000,
-        new_flow_per_packet: false,
+        kind: WorkloadKind::Established,
         protocol: GenProtocol::Udp,
+        table: None,
     },
     Workload {
         name: "1518B 1k flows",
         frame_len: 1514,
         flows: 1_000,
-        new_flow_per_packet: false,
+        kind: WorkloadKind::Established,
         protocol: GenProtocol::Udp,
+        table: None,
     },
     Workload {
         name: "64B new flow per packet",
         frame_len: 60,
         flows: 0,
-        new_flow_per_packet: true,
+        kind: WorkloadKind::NewFlows,
         protocol: GenProtocol::Udp,
+        table: Some(NEW_FLOW_TABLE),
     },
-    Workload {
-        name: "64B TCP SYN flood",
-        frame_len: 60,
-        flows: 0,
-        new_flow_per_packet: true,
-        protocol: GenProtocol::TcpSyn,
-    },
+    SYN_FLOOD,
 ];
+
+/// The SYN flood beside an established flow.
+pub const SYN_FLOOD: Workload = Workload {
+    name: "64B TCP SYN flood beside an established flow",
+    frame_len: 60,
+    flows: 0,
+    kind: WorkloadKind::SynFlood,
+    protocol: GenProtocol::TcpSyn,
+    table: Some(SYN_FLOOD_TABLE),
+};
 
 /// One configuration's lab and its sinks.
 struct Rig {
@@ -180,6 +229,14 @@ struct Rig {
     lab: Lab,
     sinks: Vec<Service>,
     _redirect: Option<Service>,
+    /// O's forwarder (restarted when a workload sizes its table).
+    flowpin: Option<LabProcess>,
+    /// O's flow capacity now.
+    flow_capacity: u32,
+    /// The established flow and fresh connections from LAN host 2 (SYN-flood workload).
+    legit: Option<Service>,
+    /// The established flow's reflector in the internet namespace.
+    reflector: Option<Service>,
 }
 
 fn run_in(ns: &str, argv: &[&str]) -> Result<String> {
@@ -194,7 +251,7 @@ impl Rig {
             Config::G | Config::X | Config::K0 => RouterKind::None,
         };
         let lab = Lab::up(LabSpec {
-            lan_hosts: 1,
+            lan_hosts: 2,
             router,
             ..LabSpec::default()
         })
@@ -241,6 +298,8 @@ impl Rig {
                     iface.to_owned(),
                     "--destination".into(),
                     SINK_DESTINATION.to_string(),
+                    "--watch-port".into(),
+                    ESTABLISHED_PORT.to_string(),
                 ],
             )
         };
@@ -252,9 +311,32 @@ impl Rig {
                 .map(|u| sink_at(&u.isp_ns, &u.isp_router_iface))
                 .collect::<Result<_>>()?
         };
-        // The same core split for every configuration (see `core_split`): generator on CPU 0, the
-        // router's work on CPU 1. XDP programs are attached by now, so their ports have NAPI.
-        let lan = &t.router.lan_iface;
+        let flowpin = if config == Config::O {
+            Some(router_tables::lab_flowpin(&lab)?)
+        } else {
+            None
+        };
+        let rig = Rig {
+            config,
+            next_new_flow: 0,
+            lab,
+            sinks,
+            _redirect: redirect,
+            flowpin,
+            flow_capacity: LAB_FLOW_CAPACITY,
+            legit: None,
+            reflector: None,
+        };
+        rig.split_cores()?;
+        Ok(rig)
+    }
+
+    /// The same core split for every configuration (see `core_split`): generator on CPU 0, the
+    /// router's work on CPU 1. XDP programs are attached by now, so their ports have NAPI.
+    fn split_cores(&self) -> Result<()> {
+        let config = self.config;
+        let rns = &self.lab.router().ns;
+        let lan = &self.lab.router().lan_iface;
         let split = match config {
             Config::K0 | Config::K1 => {
                 core_split::steer_rps(rns, lan, ROUTER_CPU)?;
@@ -274,12 +356,93 @@ impl Rig {
         eprintln!(
             "[flowpin-bench]   core split of {config:?}: {split}; generator on CPU {GENERATOR_CPU}"
         );
-        Ok(Rig {
-            config,
-            next_new_flow: 0,
-            lab,
-            sinks,
-            _redirect: redirect,
+        Ok(())
+    }
+
+    /// Empties this router's connection table, sized `capacity` flows (flowpin restarts with that
+    /// capacity; for K1 the machine-wide `nf_conntrack_max` is the caller's [`ConntrackMax`]).
+    fn empty_table(&mut self, capacity: u32) -> Result<()> {
+        match self.config {
+            Config::O => {
+                let running = self.flowpin.take().context("O has no forwarder")?;
+                self.flowpin = Some(router_tables::restart_flowpin(
+                    &self.lab, &running, capacity,
+                )?);
+                self.flow_capacity = capacity;
+                self.split_cores()
+            }
+            Config::K1 => router_tables::flush_conntrack(&self.lab.router().ns),
+            Config::G | Config::X | Config::K0 => Ok(()),
+        }
+    }
+
+    /// Entries in this router's connection table and its capacity (`None`: it has none).
+    fn table_use(&self) -> Result<Option<(u64, u64)>> {
+        match self.config {
+            Config::O => router_tables::flowpin_table(&self.lab).map(Some),
+            Config::K1 => Ok(Some((
+                router_tables::conntrack_count(&self.lab.router().ns)?,
+                router_tables::read_conntrack_max()?,
+            ))),
+            Config::G | Config::X | Config::K0 => Ok(None),
+        }
+    }
+
+    /// Starts the established flow (from LAN host 2 to a reflector in the internet namespace) and the
+    /// fresh connections; returns once the flow has been answered for the warm-up time.
+    fn start_legit(&mut self) -> Result<()> {
+        let t = self.lab.topology().clone();
+        let server = t.inet.server_addrs[0];
+        self.legit = None;
+        if self.reflector.is_none() {
+            self.reflector = Some(Service::start(
+                &t.inet.ns,
+                &[
+                    "reflect".into(),
+                    "--address".into(),
+                    format!("{server}:{ESTABLISHED_PORT}"),
+                ],
+            )?);
+        }
+        self.legit = Some(Service::start(
+            &t.lan_hosts[1].ns,
+            &[
+                "legit".into(),
+                "--established".into(),
+                format!("{server}:{ESTABLISHED_PORT}"),
+                "--rate".into(),
+                ESTABLISHED_RATE_PPS.to_string(),
+                "--probe".into(),
+                format!("{server}:{}", t.inet.echo_port),
+            ],
+        )?);
+        Ok(())
+    }
+
+    /// One SYN-flood trial: the flood unthrottled for `seconds` beside the legitimate traffic.
+    fn flood_trial(
+        &mut self,
+        tool: GeneratorTool,
+        workload: &Workload,
+        seconds: f64,
+        run: usize,
+    ) -> Result<FloodMeasurement> {
+        anyhow::ensure!(self.legit.is_some(), "no legit traffic");
+        let trial = self.trial(tool, workload, None, seconds, false)?;
+        let legit = trial.legit.unwrap_or_default();
+        let table = self.table_use()?;
+        Ok(FloodMeasurement {
+            config: self.config,
+            run,
+            flood_offered_pps: trial.offered_pps,
+            flood_forwarded_pps: trial.forwarded_pps,
+            established_sent: legit.established_sent,
+            established_delivered: trial.watched,
+            established_replies: legit.established_replies,
+            probes_tried: legit.probes_tried,
+            probes_connected: legit.probes_connected,
+            table_entries: table.map(|(used, _)| used),
+            table_capacity: table.map(|(_, capacity)| capacity),
         })
     }
 }
@@ -291,6 +454,10 @@ impl Rig {
             total.add(&sink.read()?);
         }
         Ok(total)
+    }
+
+    fn legit_reading(&mut self) -> Result<Option<LegitReading>> {
+        self.legit.as_mut().map(Service::read).transpose()
     }
 
     /// One trial: `rate` (None = as fast as possible) for `seconds`.
@@ -306,6 +473,8 @@ impl Rig {
         let host = &t.lan_hosts[0];
         let exe = std::env::current_exe()?;
         let before = self.reading()?;
+        // The legitimate traffic (if running) is read right after the sinks, so both windows match.
+        let legit_before = self.legit_reading()?;
         let cpu_before = cpu_time::read()?;
         let generator_cpu = GENERATOR_CPU.to_string();
         let mut command = Command::new("ip");
@@ -341,7 +510,7 @@ impl Rig {
         if let Some(rate) = rate {
             command.args(["--rate", &rate.to_string()]);
         }
-        if workload.new_flow_per_packet {
+        if workload.new_flow_per_packet() {
             command.args([
                 "--new-flow-per-packet",
                 "--first-flow",
@@ -360,13 +529,17 @@ impl Rig {
         }
         let generated: GeneratorReport =
             serde_json::from_slice(&output.stdout).context("generator report")?;
-        if workload.new_flow_per_packet {
+        if workload.new_flow_per_packet() {
             self.next_new_flow = self.next_new_flow.wrapping_add(generated.sent as u32);
         }
         // Frames still in flight through the router.
         std::thread::sleep(Duration::from_millis(100));
         let cpu_after = cpu_time::read()?;
         let delta = self.reading()?.since(&before);
+        let legit = match (self.legit_reading()?, legit_before) {
+            (Some(after), Some(before)) => Some(after.since(&before)),
+            _ => None,
+        };
         Ok(Trial {
             offered_pps: generated.pps,
             forwarded_pps: delta.packets as f64 / generated.seconds.max(1e-9),
@@ -382,6 +555,8 @@ impl Rig {
             },
             latency_p50_us: histogram_quantile(&delta.latency_us, 0.5).map(|b| b as f64),
             latency_p99_us: histogram_quantile(&delta.latency_us, 0.99).map(|b| b as f64),
+            watched: delta.watched,
+            legit,
         })
     }
 }
@@ -395,6 +570,10 @@ struct Trial {
     cpu_s_per_mpkt: f64,
     latency_p50_us: Option<f64>,
     latency_p99_us: Option<f64>,
+    /// Frames of the watched (established) flow the sinks counted.
+    watched: u64,
+    /// What the legitimate traffic saw over the same window (when it runs).
+    legit: Option<LegitReading>,
 }
 
 /// Runs the benchmark and writes the report.
@@ -413,8 +592,9 @@ pub fn run(options: &RunOptions) -> Result<()> {
     } else {
         options.configs.clone()
     };
+    const QUICK_WORKLOADS: [Workload; 2] = [WORKLOADS[0], SYN_FLOOD];
     let (workloads, runs, seconds, steps): (&[Workload], usize, f64, usize) = if options.quick {
-        (&WORKLOADS[..1], 1, options.trial_seconds.unwrap_or(0.5), 3)
+        (&QUICK_WORKLOADS, 1, options.trial_seconds.unwrap_or(0.5), 3)
     } else {
         (
             &WORKLOADS[..],
@@ -423,6 +603,8 @@ pub fn run(options: &RunOptions) -> Result<()> {
             7,
         )
     };
+    // A flood trial is longer than a rate-search trial, so the flood dominates its window.
+    let flood_seconds = seconds * 3.0;
     let progress = |text: &str| eprintln!("[flowpin-bench] {text}");
     progress(&match &pktgen {
         Ok(()) => format!(
@@ -442,8 +624,68 @@ pub fn run(options: &RunOptions) -> Result<()> {
         ));
         rigs.push(Rig::up(config)?);
     }
+    let conntrack_default = router_tables::read_conntrack_max()?;
     let mut measurements = Vec::new();
+    let mut floods = Vec::new();
     for workload in workloads {
+        // K1's table limit is machine-wide: set only while this workload runs, restored on drop.
+        let _conntrack_max = match workload.table {
+            Some(entries) if configs.contains(&Config::K1) => {
+                progress(&format!(
+                    "{}: nf_conntrack_max = {entries} (machine-wide, was {conntrack_default}) and \
+                     flowpin's flow_capacity = {entries}",
+                    workload.name
+                ));
+                Some(ConntrackMax::set(entries.into())?)
+            }
+            _ => None,
+        };
+        let capacity = workload.table.unwrap_or(LAB_FLOW_CAPACITY);
+        if workload.kind == WorkloadKind::SynFlood {
+            let mut flood_rigs: Vec<&mut Rig> = rigs
+                .iter_mut()
+                .filter(|r| matches!(r.config, Config::O | Config::K1))
+                .collect();
+            for rig in flood_rigs.iter_mut() {
+                progress(&format!(
+                    "{}: {:?}: empty table of {capacity}, established flow warming up",
+                    workload.name, rig.config
+                ));
+                rig.empty_table(capacity)?;
+                rig.start_legit()?;
+            }
+            for run in 0..runs {
+                let count = flood_rigs.len();
+                for i in 0..count {
+                    let rig = &mut flood_rigs[(i + run) % count];
+                    progress(&format!(
+                        "{}: run {}/{runs}: {:?}",
+                        workload.name,
+                        run + 1,
+                        rig.config
+                    ));
+                    let m = rig.flood_trial(options.generator, workload, flood_seconds, run)?;
+                    progress(&format!(
+                        "  flood offered {:.0} pps, forwarded {:.0} pps; established flow \
+                         {}/{} delivered, {} answered; fresh connections {}/{}; table {:?}/{:?}",
+                        m.flood_offered_pps,
+                        m.flood_forwarded_pps,
+                        m.established_delivered,
+                        m.established_sent,
+                        m.established_replies,
+                        m.probes_connected,
+                        m.probes_tried,
+                        m.table_entries,
+                        m.table_capacity
+                    ));
+                    floods.push(m);
+                }
+            }
+            for rig in flood_rigs {
+                rig.legit = None;
+            }
+            continue;
+        }
         for run in 0..runs {
             // Alternate the configurations within each run, rotating the start to cancel order effects.
             let count = rigs.len();
@@ -455,6 +697,13 @@ pub fn run(options: &RunOptions) -> Result<()> {
                     workload.name,
                     run + 1
                 ));
+                // New-flow runs start from empty tables of the workload's size; other workloads
+                // run on the lab's table.
+                if workload.kind == WorkloadKind::NewFlows
+                    || (config == Config::O && rig.flow_capacity != capacity)
+                {
+                    rig.empty_table(capacity)?;
+                }
                 let max = rig.trial(options.generator, workload, None, seconds, false)?;
                 let ceiling = max.offered_pps as u64;
                 let mut search = RateSearch::new(ceiling, LOSS_LIMIT, 0.02, steps);
@@ -470,18 +719,24 @@ pub fn run(options: &RunOptions) -> Result<()> {
                         at_limit = Some(trial);
                     }
                 }
-                let latency =
-                    if workload.protocol == GenProtocol::Udp && !workload.new_flow_per_packet {
-                        Some(rig.trial(
-                            GeneratorTool::Afxdp,
-                            workload,
-                            Some(report::LATENCY_LOAD_PPS),
-                            seconds,
-                            true,
-                        )?)
-                    } else {
-                        None
-                    };
+                let latency = if workload.protocol == GenProtocol::Udp
+                    && workload.kind == WorkloadKind::Established
+                {
+                    Some(rig.trial(
+                        GeneratorTool::Afxdp,
+                        workload,
+                        Some(report::LATENCY_LOAD_PPS),
+                        seconds,
+                        true,
+                    )?)
+                } else {
+                    None
+                };
+                let table = if workload.kind == WorkloadKind::NewFlows {
+                    rig.table_use()?
+                } else {
+                    None
+                };
                 let m = Measurement {
                     workload: workload.name.to_owned(),
                     config,
@@ -493,13 +748,18 @@ pub fn run(options: &RunOptions) -> Result<()> {
                     cpu_s_per_mpkt: at_limit.map_or(max.cpu_s_per_mpkt, |t| t.cpu_s_per_mpkt),
                     latency_p50_us: latency.and_then(|t| t.latency_p50_us),
                     latency_p99_us: latency.and_then(|t| t.latency_p99_us),
+                    table_entries: table.map(|(used, _)| used),
+                    table_capacity: table.map(|(_, capacity)| capacity),
                 };
                 progress(&format!(
-                    "  offered {:.0} pps, forwarded at max {:.0} pps (loss {:.2} %), at <= 0.5 % loss {:.0} pps",
+                    "  offered {:.0} pps, forwarded at max {:.0} pps (loss {:.2} %), at <= 0.5 % loss {:.0} pps{}",
                     m.generator_pps,
                     m.max_forwarded_pps,
                     m.max_loss * 100.0,
-                    m.forwarded_pps_at_limit
+                    m.forwarded_pps_at_limit,
+                    table.map_or(String::new(), |(used, capacity)| format!(
+                        "; table {used}/{capacity} at the end of the run"
+                    ))
                 ));
                 measurements.push(m);
             }
@@ -507,7 +767,8 @@ pub fn run(options: &RunOptions) -> Result<()> {
     }
     drop(rigs);
     let report = Report::new(measurements, report::machine(), options.quick, pktgen.err())
-        .with_generator(options.generator);
+        .with_generator(options.generator)
+        .with_floods(floods, flood_seconds);
     report::write(&report, &options.report, &options.json)?;
     progress(&format!(
         "wrote {} and {}",

@@ -7,7 +7,9 @@
 //! - [`xdp_programs`], [`sink_service`], [`service`]: the XDP sink / redirect programs and their processes;
 //! - [`stats`], [`rate_search`], [`cpu_time`]: the pure measurement math;
 //! - [`core_split`]: the same generator/router core split for every configuration;
-//! - [`lab_runner`], [`report`], [`plot`]: the side-by-side lab benchmark, its report and PNG plot.
+//! - [`lab_runner`], [`report`], [`plot`]: the side-by-side lab benchmark, its report and PNG plot;
+//! - [`router_tables`]: flowpin's flow capacity and conntrack's limit, sized alike per workload;
+//! - [`legit_traffic`]: the established flow and fresh connections that run beside a SYN flood.
 #![forbid(unsafe_code)]
 
 pub mod core_split;
@@ -17,9 +19,11 @@ pub mod flow_set;
 pub mod generator;
 pub mod kernel_pktgen;
 pub mod lab_runner;
+pub mod legit_traffic;
 pub mod plot;
 pub mod rate_search;
 pub mod report;
+pub mod router_tables;
 pub mod service;
 pub mod sink_service;
 pub mod stats;

@@ -4,10 +4,12 @@
 //!   docs/benchmarks.md, JSON and a plot);
 //! - `flowpin-bench gen [--tool afxdp|trafgen] ...`: a generator alone (prints a JSON report);
 //! - `flowpin-bench sink ...` / `redirect ...`: the XDP sink and the X program as line-driven services;
+//! - `flowpin-bench legit ...` / `reflect ...`: the legitimate traffic beside a SYN flood and its
+//!   UDP reflector;
 //! - `flowpin-bench pktgen-check`: whether kernel pktgen is available here.
 #![forbid(unsafe_code)]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use flowpin_bench::flow_set::Addressing;
 use flowpin_bench::generator::{GenProtocol, GeneratorSpec, GeneratorTool};
+use flowpin_bench::legit_traffic::{LegitSpec, serve_legit, serve_reflector};
 use flowpin_bench::sink_service::{parse_mac, serve_redirect, serve_sink};
 use flowpin_bench::{kernel_pktgen, lab_runner};
 
@@ -85,6 +88,36 @@ enum Command {
         /// Count only frames to this address (others pass to the kernel).
         #[arg(long)]
         destination: Option<Ipv4Addr>,
+        /// Count TCP/UDP frames to this destination port apart and pass them on.
+        #[arg(long)]
+        watch_port: Option<u16>,
+    },
+    /// An established UDP flow to a reflector plus fresh TCP connections; one JSON reading per stdin line.
+    Legit {
+        /// The reflector of the established flow.
+        #[arg(long)]
+        established: SocketAddrV4,
+        /// Datagrams per second of the established flow.
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+        /// The TCP server of the fresh connections.
+        #[arg(long)]
+        probe: SocketAddrV4,
+        /// Milliseconds between fresh connections.
+        #[arg(long, default_value_t = 100)]
+        probe_interval_ms: u64,
+        /// Milliseconds a fresh connection gets to complete.
+        #[arg(long, default_value_t = 500)]
+        probe_timeout_ms: u64,
+        /// Seconds the established flow must have been answered before `ready`.
+        #[arg(long, default_value_t = 3.0)]
+        warm_up: f64,
+    },
+    /// Sends every UDP datagram arriving at an address back to its sender.
+    Reflect {
+        /// UDP address and port to serve (a server address of the namespace).
+        #[arg(long)]
+        address: SocketAddrV4,
     },
     /// The X configuration: redirects every frame from one interface to another.
     Redirect {
@@ -156,7 +189,24 @@ fn main() -> Result<()> {
         Command::Sink {
             interfaces,
             destination,
-        } => serve_sink(&interfaces, destination),
+            watch_port,
+        } => serve_sink(&interfaces, destination, watch_port),
+        Command::Legit {
+            established,
+            rate,
+            probe,
+            probe_interval_ms,
+            probe_timeout_ms,
+            warm_up,
+        } => serve_legit(&LegitSpec {
+            established_server: established,
+            rate_pps: rate,
+            probe_server: probe,
+            probe_interval: Duration::from_millis(probe_interval_ms),
+            probe_timeout: Duration::from_millis(probe_timeout_ms),
+            warm_up: Duration::from_secs_f64(warm_up),
+        }),
+        Command::Reflect { address } => serve_reflector(address),
         Command::Redirect {
             from,
             to,

@@ -36,7 +36,7 @@ pub type Series = Vec<(u32, f64, f64, f64)>;
 pub fn series(report: &Report) -> Vec<(Config, Series)> {
     let workloads: Vec<_> = WORKLOADS
         .iter()
-        .filter(|w| w.frame_len == PLOTTED_FRAME_LEN && !w.new_flow_per_packet)
+        .filter(|w| w.frame_len == PLOTTED_FRAME_LEN && !w.new_flow_per_packet())
         .collect();
     Config::ALL
         .iter()
@@ -188,6 +188,8 @@ mod tests {
             cpu_s_per_mpkt: 1.0,
             latency_p50_us: None,
             latency_p99_us: None,
+            table_entries: None,
+            table_capacity: None,
         }
     }
 

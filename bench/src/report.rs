@@ -42,6 +42,60 @@ pub struct Measurement {
     pub latency_p50_us: Option<f64>,
     /// One-way latency p99 at [`LATENCY_LOAD_PPS`].
     pub latency_p99_us: Option<f64>,
+    /// Entries in the router's connection table at the end of the run (workloads that size it).
+    #[serde(default)]
+    pub table_entries: Option<u64>,
+    /// The table's capacity (flowpin's flow capacity, K1's `nf_conntrack_max`).
+    #[serde(default)]
+    pub table_capacity: Option<u64>,
+}
+
+/// One SYN-flood trial of one configuration: the flood and what survived beside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FloodMeasurement {
+    /// Configuration (O or K1).
+    pub config: Config,
+    /// Run number (0-based).
+    pub run: usize,
+    /// SYNs per second the generator offered (unthrottled).
+    pub flood_offered_pps: f64,
+    /// SYNs per second forwarded (at the sinks).
+    pub flood_forwarded_pps: f64,
+    /// Datagrams of the established flow sent during the trial.
+    pub established_sent: u64,
+    /// Of them, counted at the sinks behind the router.
+    pub established_delivered: u64,
+    /// Of them, answered back through the router to the sender.
+    pub established_replies: u64,
+    /// Fresh TCP connections attempted during the trial.
+    pub probes_tried: u64,
+    /// Of them, completed within the probe timeout.
+    pub probes_connected: u64,
+    /// Entries in the router's table after the trial.
+    pub table_entries: Option<u64>,
+    /// The table's capacity.
+    pub table_capacity: Option<u64>,
+}
+
+impl FloodMeasurement {
+    /// The established flow's delivered fraction (0..=1; `None` when nothing was sent).
+    pub fn delivered_fraction(&self) -> Option<f64> {
+        fraction(self.established_delivered, self.established_sent)
+    }
+
+    /// The established flow's answered (round-trip) fraction.
+    pub fn replied_fraction(&self) -> Option<f64> {
+        fraction(self.established_replies, self.established_sent)
+    }
+
+    /// The fraction of fresh connections that got through.
+    pub fn connected_fraction(&self) -> Option<f64> {
+        fraction(self.probes_connected, self.probes_tried)
+    }
+}
+
+fn fraction(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| (part.min(whole)) as f64 / whole as f64)
 }
 
 /// The whole run.
@@ -58,6 +112,12 @@ pub struct Report {
     pub generator: String,
     /// Every trial.
     pub measurements: Vec<Measurement>,
+    /// Every SYN-flood trial.
+    #[serde(default)]
+    pub floods: Vec<FloodMeasurement>,
+    /// Seconds of flood per SYN-flood trial.
+    #[serde(default)]
+    pub flood_seconds: f64,
 }
 
 fn default_generator() -> String {
@@ -103,6 +163,17 @@ impl Report {
             pktgen_unavailable,
             generator: default_generator(),
             measurements,
+            floods: Vec::new(),
+            flood_seconds: 0.0,
+        }
+    }
+
+    /// The same report with the SYN-flood trials (`seconds` of flood each).
+    pub fn with_floods(self, floods: Vec<FloodMeasurement>, seconds: f64) -> Self {
+        Self {
+            floods,
+            flood_seconds: seconds,
+            ..self
         }
     }
 
@@ -249,9 +320,122 @@ impl Report {
                 };
                 let _ = writeln!(md, "- {label}: {text}");
             }
+            self.table_note(&mut md, &workload);
             let _ = writeln!(md);
         }
+        self.flood_section(&mut md);
         md
+    }
+
+    /// For workloads that sized the routers' tables: how full each got by the end of a run.
+    fn table_note(&self, md: &mut String, workload: &str) {
+        for c in [Config::K1, Config::O] {
+            let rows: Vec<&Measurement> = self
+                .measurements
+                .iter()
+                .filter(|m| m.workload == workload && m.config == c)
+                .collect();
+            let used: Vec<u64> = rows.iter().filter_map(|m| m.table_entries).collect();
+            let Some(capacity) = rows.iter().find_map(|m| m.table_capacity) else {
+                continue;
+            };
+            let peak = used.iter().copied().max().unwrap_or(0);
+            let table = if c == Config::O {
+                "flowpin flow_capacity"
+            } else {
+                "nf_conntrack_max"
+            };
+            let _ = writeln!(
+                md,
+                "- {c:?} table ({table} = {capacity}, emptied before every run): at most {peak} entries \
+                 ({:.1} %) at the end of a run{}",
+                peak as f64 * 100.0 / capacity.max(1) as f64,
+                if peak >= capacity {
+                    " — it filled, so this figure is bounded by the table, not by flow setup"
+                } else {
+                    " — it never filled: the figure is the flow setup rate"
+                }
+            );
+        }
+    }
+
+    /// The SYN-flood table: the flood and what survived beside it, per configuration.
+    fn flood_section(&self, md: &mut String) {
+        if self.floods.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "## TCP SYN flood against a small table, beside an established flow\n"
+        );
+        let capacity = self.floods.iter().find_map(|f| f.table_capacity);
+        let _ = writeln!(
+            md,
+            "Both tables sized alike ({} entries: flowpin's `[datapath] flow_capacity`, K1's \
+             `nf_conntrack_max`), emptied once before the first trial. Per trial: 64-byte TCP SYNs, a \
+             new flow (source address/port) on every packet, unthrottled for {:.1} s, while one \
+             established UDP flow (LAN host 2 → a reflector in the internet namespace, answered before \
+             the flood) runs at {} pps and a fresh TCP connection is tried every 100 ms (it succeeds \
+             only if its first SYN gets through: 500 ms timeout, below the 1 s SYN retransmission). \
+             Delivered = counted at the sinks behind the router (the sinks count the established \
+             flow's port apart and pass it on); answered = the reflector's reply came back through \
+             the router. Medians over trials, ±half the range.\n",
+            capacity.map_or("—".into(), |c| c.to_string()),
+            self.flood_seconds,
+            crate::lab_runner::ESTABLISHED_RATE_PPS,
+        );
+        let _ = writeln!(
+            md,
+            "| config | trials | flood offered | flood forwarded | established delivered | established answered | fresh connections through | table after trial |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        for c in Config::ALL {
+            let rows: Vec<&FloodMeasurement> =
+                self.floods.iter().filter(|f| f.config == c).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let pps = |f: fn(&FloodMeasurement) -> f64| {
+                fmt_pps(summarize(&rows.iter().map(|m| f(m)).collect::<Vec<_>>()))
+            };
+            let percent = |f: fn(&FloodMeasurement) -> Option<f64>| {
+                fmt_percent(summarize(
+                    &rows.iter().filter_map(|m| f(m)).collect::<Vec<_>>(),
+                ))
+            };
+            let tried: u64 = rows.iter().map(|m| m.probes_tried).sum();
+            let connected: u64 = rows.iter().map(|m| m.probes_connected).sum();
+            let table = rows
+                .iter()
+                .filter_map(|m| Some((m.table_entries?, m.table_capacity?)))
+                .max()
+                .map_or("—".into(), |(used, capacity)| {
+                    format!("{used} / {capacity}")
+                });
+            let _ = writeln!(
+                md,
+                "| {c:?} | {} | {} | {} | {} | {} | {} ({connected} / {tried}) | {table} |",
+                rows.len(),
+                pps(|m| m.flood_offered_pps),
+                pps(|m| m.flood_forwarded_pps),
+                percent(FloodMeasurement::delivered_fraction),
+                percent(FloodMeasurement::replied_fraction),
+                percent(FloodMeasurement::connected_fraction),
+            );
+        }
+        let _ = writeln!(md);
+    }
+}
+
+fn fmt_percent(summary: Option<Summary>) -> String {
+    match summary {
+        None => "—".into(),
+        Some(s) if s.runs > 1 => format!(
+            "{:.1} % ±{:.1} pp",
+            s.median * 100.0,
+            (s.max - s.min) * 50.0
+        ),
+        Some(s) => format!("{:.1} %", s.median * 100.0),
     }
 }
 
@@ -297,7 +481,69 @@ mod tests {
             cpu_s_per_mpkt: 1.5,
             latency_p50_us: Some(12.0),
             latency_p99_us: None,
+            table_entries: None,
+            table_capacity: None,
         }
+    }
+
+    fn flood(config: Config, run: usize, delivered: u64, connected: u64) -> FloodMeasurement {
+        FloodMeasurement {
+            config,
+            run,
+            flood_offered_pps: 200_000.0,
+            flood_forwarded_pps: 100_000.0,
+            established_sent: 1000,
+            established_delivered: delivered,
+            established_replies: delivered,
+            probes_tried: 10,
+            probes_connected: connected,
+            table_entries: Some(8192),
+            table_capacity: Some(8192),
+        }
+    }
+
+    #[test]
+    fn flood_section_has_fractions_per_configuration() {
+        let report = Report::new(vec![], "box".into(), false, None).with_floods(
+            vec![
+                flood(Config::K1, 0, 900, 10),
+                flood(Config::K1, 1, 1000, 8),
+                flood(Config::K1, 2, 950, 9),
+                flood(Config::O, 0, 1000, 0),
+                flood(Config::O, 1, 1000, 0),
+                flood(Config::O, 2, 1000, 0),
+            ],
+            3.0,
+        );
+        let md = report.markdown();
+        assert!(
+            md.contains("## TCP SYN flood against a small table"),
+            "{md}"
+        );
+        assert!(md.contains("(8192 entries"), "{md}");
+        assert!(
+            md.contains("| K1 | 3 | 0.200 Mpps ±0.0 % | 0.100 Mpps ±0.0 % | 95.0 % ±5.0 pp | 95.0 % ±5.0 pp | 90.0 % ±10.0 pp (27 / 30) | 8192 / 8192 |"),
+            "{md}"
+        );
+        assert!(md.contains("| O | 3 |"), "{md}");
+        assert!(md.contains("0.0 % ±0.0 pp (0 / 30)"), "{md}");
+        let back: Report = serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+        assert_eq!(back.floods, report.floods);
+    }
+
+    #[test]
+    fn table_note_says_whether_the_table_filled() {
+        let mut k1 = m(Config::K1, 0, 1.0);
+        k1.workload = "new".into();
+        k1.table_entries = Some(100);
+        k1.table_capacity = Some(1000);
+        let mut o = m(Config::O, 0, 1.0);
+        o.workload = "new".into();
+        o.table_entries = Some(1000);
+        o.table_capacity = Some(1000);
+        let md = Report::new(vec![k1, o], "box".into(), false, None).markdown();
+        assert!(md.contains("- K1 table (nf_conntrack_max = 1000, emptied before every run): at most 100 entries (10.0 %) at the end of a run — it never filled"), "{md}");
+        assert!(md.contains("- O table (flowpin flow_capacity = 1000, emptied before every run): at most 1000 entries (100.0 %) at the end of a run — it filled"), "{md}");
     }
 
     #[test]

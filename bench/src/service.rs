@@ -1,4 +1,4 @@
-//! A `flowpin-bench sink`/`redirect` child process in a lab namespace, read line by line.
+//! A `flowpin-bench sink`/`redirect`/`legit`/`reflect` child process in a lab namespace, read line by line.
 //!
 //! Invariant: the child is killed and reaped when the [`Service`] drops, so its XDP program detaches.
 #![forbid(unsafe_code)]
@@ -7,8 +7,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 
 use anyhow::{Context, Result, bail};
-
-use crate::xdp_programs::SinkReading;
 
 /// A running service.
 #[derive(Debug)]
@@ -53,8 +51,8 @@ impl Service {
         })
     }
 
-    /// The service's current counters.
-    pub fn read(&mut self) -> Result<SinkReading> {
+    /// The service's current counters (one JSON line per request line).
+    pub fn read<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         writeln!(self.stdin)?;
         self.stdin.flush()?;
         let mut line = String::new();

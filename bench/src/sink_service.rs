@@ -11,14 +11,22 @@ use anyhow::{Context, Result};
 use crate::xdp_programs::{AttachedXdp, BenchProgram, SinkReading};
 
 /// Attaches the sink to every interface of `interfaces` (counting frames to `destination`, or all
-/// IPv4 frames) and serves readings until stdin closes.
-pub fn serve_sink(interfaces: &[String], destination: Option<std::net::Ipv4Addr>) -> Result<()> {
+/// IPv4 frames; frames to `watched_port` counted apart and passed on) and serves readings until stdin
+/// closes.
+pub fn serve_sink(
+    interfaces: &[String],
+    destination: Option<std::net::Ipv4Addr>,
+    watched_port: Option<u16>,
+) -> Result<()> {
     let sinks = interfaces
         .iter()
         .map(|name| {
             let mut sink = AttachedXdp::attach(BenchProgram::Sink, name)?;
             if let Some(destination) = destination {
                 sink.set_sink_destination(destination)?;
+            }
+            if let Some(port) = watched_port {
+                sink.set_sink_watched_port(port)?;
             }
             Ok(sink)
         })

@@ -1,6 +1,7 @@
 //! The benchmark's own XDP programs (`c/bench_xdp.c`), loaded with aya: a counting sink (with a
 //! one-way latency histogram for timestamped frames) and the "X" configuration's redirect-everything
-//! program.
+//! program. The sink can also watch one destination port: frames to it are counted apart and passed
+//! on to the kernel (a real flow keeps running through the sink while it is measured).
 //!
 //! Invariants: a program stays attached exactly as long as its [`AttachedXdp`] lives (the aya link is
 //! owned, so a dying process detaches it); counters are per-CPU and summed on read, so reading never
@@ -49,6 +50,9 @@ pub struct SinkReading {
     pub bytes: u64,
     /// Frames that carried a generator timestamp.
     pub stamped: u64,
+    /// Frames to the watched destination port (counted and passed on, not in `packets`).
+    #[serde(default)]
+    pub watched: u64,
     /// Timestamped frames per microsecond of one-way latency (last bucket: that or more).
     pub latency_us: Vec<u64>,
 }
@@ -60,6 +64,7 @@ impl SinkReading {
             packets: self.packets.saturating_sub(earlier.packets),
             bytes: self.bytes.saturating_sub(earlier.bytes),
             stamped: self.stamped.saturating_sub(earlier.stamped),
+            watched: self.watched.saturating_sub(earlier.watched),
             latency_us: self
                 .latency_us
                 .iter()
@@ -74,6 +79,7 @@ impl SinkReading {
         self.packets += other.packets;
         self.bytes += other.bytes;
         self.stamped += other.stamped;
+        self.watched += other.watched;
         if self.latency_us.len() < other.latency_us.len() {
             self.latency_us.resize(other.latency_us.len(), 0);
         }
@@ -125,6 +131,19 @@ impl AttachedXdp {
         Ok(())
     }
 
+    /// Makes the sink count TCP/UDP frames to destination port `port` apart and pass them on.
+    pub fn set_sink_watched_port(&mut self, port: u16) -> Result<()> {
+        anyhow::ensure!(self.program == BenchProgram::Sink, "not the sink program");
+        let mut watch: Array<_, u32> = Array::try_from(
+            self.ebpf
+                .map_mut("bench_sink_watch_port")
+                .context("bench_sink_watch_port map")?,
+        )?;
+        // The program compares with the header's network-order half-word as loaded on this host.
+        watch.set(0, u32::from(u16::from_ne_bytes(port.to_be_bytes())), 0)?;
+        Ok(())
+    }
+
     /// Points the redirect program at `egress`, writing `destination`/`source` MACs into every frame.
     pub fn set_redirect(
         &mut self,
@@ -167,6 +186,7 @@ impl AttachedXdp {
             packets: sum(0)?,
             bytes: sum(1)?,
             stamped: sum(2)?,
+            watched: sum(3)?,
             latency_us: Vec::new(),
         };
         if self.program == BenchProgram::Sink && reading.stamped > 0 {

@@ -1,6 +1,7 @@
 //! Root smoke test of the one command: `flowpin-bench run --quick` builds a lab per configuration, runs
 //! the quick workload and writes the report, the JSON and the plot into a temporary directory in under
-//! three minutes. Needs root and the release `flowpin` binary (or `FLOWPIN_BIN`); without them it fails
+//! three minutes, including the SYN-flood workload's structure: the established flow beside the flood
+//! reaches the sinks through both O and K1, and the small tables are really full. Needs root and the release `flowpin` binary (or `FLOWPIN_BIN`); without them it fails
 //! naming the missing prerequisite.
 
 use std::path::{Path, PathBuf};
@@ -101,6 +102,33 @@ fn quick_run_reports_every_configuration_with_traffic_through_g_k1_and_o() {
             );
         }
     }
+    for config in [Config::K1, Config::O] {
+        let floods: Vec<_> = report
+            .floods
+            .iter()
+            .filter(|f| f.config == config)
+            .collect();
+        assert_eq!(floods.len(), 1, "{config:?}: one quick SYN-flood trial");
+        let f = floods[0];
+        assert!(
+            f.established_sent > 0 && f.established_delivered > 0,
+            "{config:?}: the established flow did not reach the sinks during the flood: {f:?}"
+        );
+        assert!(f.flood_offered_pps > 0.0, "{config:?}: no flood: {f:?}");
+        assert!(
+            f.probes_tried > 0,
+            "{config:?}: no fresh connection tried: {f:?}"
+        );
+        assert_eq!(
+            f.table_capacity,
+            Some(u64::from(flowpin_bench::lab_runner::SYN_FLOOD_TABLE)),
+            "{config:?}: the table was not sized for the flood: {f:?}"
+        );
+    }
+    assert!(
+        text.contains("| O | 1 |") && text.contains("| K1 | 1 |"),
+        "no SYN-flood rows:\n{text}"
+    );
     let png = std::fs::read(markdown.with_extension("png")).expect("the plot was written");
     assert_eq!(&png[1..4], b"PNG");
     assert!(text.contains("](benchmarks.png)"), "{text}");

@@ -1,0 +1,160 @@
+//! Sizing the routers' connection tables identically per workload: flowpin's `[datapath]
+//! flow_capacity` and kernel conntrack's `nf_conntrack_max`, and reading how full they are.
+//!
+//! - flowpin's capacity is fixed at start, so [`restart_flowpin`] stops the lab's forwarder and starts
+//!   it again with the same lab configuration but another capacity (an empty table);
+//! - `nf_conntrack_max` is read-only inside a network namespace on this kernel: it is the machine-wide
+//!   limit, enforced per namespace (each namespace counts its own entries). [`ConntrackMax`] sets it and
+//!   puts the previous value back when dropped (also on panic), so the change lasts only as long as the
+//!   workload that needs it; [`flush_conntrack`] empties one namespace's table.
+//!
+//! Invariants: every function acts only on the namespace it is given, except [`ConntrackMax`], which
+//! changes one machine-wide sysctl and always restores it.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use flowpin_lab::{Lab, LabProcess};
+
+/// The machine-wide conntrack limit.
+const CONNTRACK_MAX: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+/// How long a restarted forwarder may take to serve with every uplink up.
+const FLOWPIN_READY_LIMIT: Duration = Duration::from_secs(30);
+
+/// `nf_conntrack_max`, set for as long as this value lives.
+#[derive(Debug)]
+pub struct ConntrackMax {
+    previous: u64,
+}
+
+impl ConntrackMax {
+    /// Sets `nf_conntrack_max` to `entries`; the value before comes back on drop.
+    pub fn set(entries: u64) -> Result<Self> {
+        let previous = read_conntrack_max()?;
+        write_conntrack_max(entries)?;
+        Ok(Self { previous })
+    }
+}
+
+impl Drop for ConntrackMax {
+    fn drop(&mut self) {
+        if let Err(error) = write_conntrack_max(self.previous) {
+            eprintln!(
+                "[flowpin-bench] could not restore nf_conntrack_max to {}: {error:#}",
+                self.previous
+            );
+        }
+    }
+}
+
+/// The machine-wide `nf_conntrack_max`.
+pub fn read_conntrack_max() -> Result<u64> {
+    let text = std::fs::read_to_string(CONNTRACK_MAX)
+        .with_context(|| format!("reading {CONNTRACK_MAX} (is nf_conntrack loaded?)"))?;
+    text.trim().parse().context("nf_conntrack_max")
+}
+
+fn write_conntrack_max(entries: u64) -> Result<()> {
+    std::fs::write(CONNTRACK_MAX, entries.to_string())
+        .with_context(|| format!("writing {entries} to {CONNTRACK_MAX}"))
+}
+
+/// Entries in namespace `ns`'s conntrack table.
+pub fn conntrack_count(ns: &str) -> Result<u64> {
+    let text =
+        flowpin_lab::command::run_in(ns, &["cat", "/proc/sys/net/netfilter/nf_conntrack_count"])?;
+    text.trim().parse().context("nf_conntrack_count")
+}
+
+/// Empties namespace `ns`'s conntrack table.
+pub fn flush_conntrack(ns: &str) -> Result<()> {
+    flowpin_lab::command::run_in(ns, &["conntrack", "-F"])
+        .with_context(|| format!("flushing conntrack in {ns}"))?;
+    Ok(())
+}
+
+/// The lab's flowpin configuration with `[datapath] flow_capacity = capacity`.
+pub fn config_with_capacity(lab_config: &str, capacity: u32) -> Result<String> {
+    let mut replaced = false;
+    let text: Vec<String> = lab_config
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("flow_capacity") {
+                replaced = true;
+                format!("flow_capacity = {capacity}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    if !replaced {
+        bail!("the lab's flowpin configuration has no flow_capacity line");
+    }
+    Ok(text.join("\n") + "\n")
+}
+
+/// Stops `running` (the lab's forwarder) and starts it again with `capacity` flows; returns the new
+/// process. The caller re-pins its threads.
+pub fn restart_flowpin(lab: &Lab, running: &LabProcess, capacity: u32) -> Result<LabProcess> {
+    running.signal("TERM")?;
+    if running.wait(Duration::from_secs(10)).is_err() {
+        running.kill()?;
+    }
+    let files = lab.flowpin_files()?;
+    let lab_config = flowpin_lab::flowpin_router::config_text(lab.topology(), &files.socket);
+    let config = lab.dir().join(format!("flowpin-{capacity}.toml"));
+    std::fs::write(&config, config_with_capacity(&lab_config, capacity)?)
+        .with_context(|| format!("writing {}", config.display()))?;
+    let binary = files.binary.to_string_lossy().into_owned();
+    let config = config.to_string_lossy().into_owned();
+    let process = lab.spawn(&lab.router().ns, &[&binary, "run", "-c", &config])?;
+    flowpin_lab::flowpin_router::wait_ready(lab.topology(), &files, &process, FLOWPIN_READY_LIMIT)?;
+    Ok(process)
+}
+
+/// The forwarder the lab started (the one running `flowpin run`).
+pub fn lab_flowpin(lab: &Lab) -> Result<LabProcess> {
+    lab.processes()
+        .into_iter()
+        .rev()
+        .find(|p| p.description().contains(" run -c ") && p.is_running().unwrap_or(false))
+        .context("no running flowpin in the lab")
+}
+
+/// Flows in a running flowpin's table and its capacity (from `flowpin status --json`).
+pub fn flowpin_table(lab: &Lab) -> Result<(u64, u64)> {
+    let files = lab.flowpin_files()?;
+    let status = flowpin_lab::command::run_in(
+        &lab.router().ns,
+        &[
+            &files.binary.to_string_lossy(),
+            "status",
+            "--json",
+            "--socket",
+            &files.socket.to_string_lossy(),
+        ],
+    )?;
+    let status: serde_json::Value = serde_json::from_str(&status).context("flowpin status")?;
+    let field = |name: &str| {
+        status[name]
+            .as_u64()
+            .with_context(|| format!("flowpin status has no {name}"))
+    };
+    Ok((field("flows")?, field("flow_capacity")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_replaces_the_lab_value_and_only_it() {
+        let lab = "[datapath]\nworkers = 1\nflow_capacity = 262144\n\n[control]\nsocket = \"/x\"";
+        let text = config_with_capacity(lab, 8192).unwrap();
+        assert!(text.contains("flow_capacity = 8192\n"), "{text}");
+        assert!(!text.contains("262144"), "{text}");
+        assert!(text.contains("workers = 1\n") && text.contains("socket = \"/x\""));
+        assert!(config_with_capacity("[datapath]\n", 8192).is_err());
+    }
+}
