@@ -36,6 +36,10 @@ pub enum Fault {
         /// Percent of probe packets dropped.
         percent: u8,
     },
+    /// The ISP silently drops the TCP the router forwards for the LAN (from the uplink's address,
+    /// source port in the NAT range) and passes everything else, the router's own probes included:
+    /// a failure only the passive handshake signal sees.
+    TranslatedTcpDrop,
 }
 
 /// The nft ruleset (a whole table, to be loaded with `nft -f -`) that injects `fault` into the
@@ -50,6 +54,13 @@ pub fn fault_ruleset(uplink: &Uplink, fault: Fault) -> String {
             "  chain blackhole {\n    type filter hook prerouting priority -300; policy drop;\n  }\n"
                 .to_owned()
         }
+        Fault::TranslatedTcpDrop => format!(
+            "  chain translated_tcp_drop {{
+    type filter hook prerouting priority -300; policy accept;
+    iifname \"{iface}\" ip saddr {router} tcp sport {first}-{last} drop
+  }}
+"
+        ),
         Fault::ProbeLoss { percent } => format!(
             "  chain probe_loss {{
     type filter hook prerouting priority -300; policy accept;
