@@ -281,7 +281,11 @@ fn blackhole_during_iperf3_curl_and_long_flows_fails_over_only_the_dead_uplinks_
         .expect("the curl loop ends");
     let translated_at_end = lab.fault_counters(1).unwrap().translated;
 
-    // Detection then nothing on the dead uplink.
+    // Detection then nothing on the dead uplink (which did carry translated traffic before).
+    assert!(
+        translated_after_detection > 100,
+        "isp2 carried only {translated_after_detection} translated packets before the black hole"
+    );
     assert_eq!(
         translated_at_end, translated_after_detection,
         "flowpin sent translated packets out of isp2 after it was declared down"
@@ -417,10 +421,8 @@ fn blackhole_during_iperf3_curl_and_long_flows_fails_over_only_the_dead_uplinks_
         detected_at - blackholed_at
     );
     let status = flowpin_status(&lab);
-    eprintln!(
-        "drops {} xdp {} workers {}",
-        status["drops"], status["xdp"], status["workers"]
-    );
+    // For the record (lost echo datagrams are noise outside flowpin when it counts no drop).
+    eprintln!("flowpin drops during the test: {}", status["drops"]);
     assert!(
         status["uplinks"][1]["flows_failed_over"].as_u64().unwrap() >= 4,
         "{status:#}"
