@@ -74,7 +74,7 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// PROTO ENDPOINT [REMOTE].
+        /// PROTO ENDPOINT (REMOTE optional).
         #[arg(required = true, num_args = 2..=3, value_name = "FLOW")]
         flow: Vec<String>,
     },

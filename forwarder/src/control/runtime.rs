@@ -17,6 +17,20 @@
 //! unless no other uplink is eligible (then nothing is evicted; they fail over once one is back).
 //! SIGHUP and `flowpin reload` re-read the configuration (the daemon's `reload`: an invalid file is refused and the running configuration kept).
 //!
+//! Uplink slots are stable for an uplink's whole life: its flows store the slot. A reload that adds or
+//! removes uplinks keeps every remaining uplink in its slot (whatever the file order), leaves a removed
+//! uplink's slot retired (no flows, no socket, no XDP) and gives an added one a slot retired by an earlier
+//! reload or a new one. Because one AF_XDP UMEM serves all of a worker's sockets, the workers are stopped
+//! and every socket reopened for the new set: a pause of tens of milliseconds (logged with its parts, and
+//! reported by `flowpin reload`) during which arriving frames are dropped by XDP (the XSKMAP is empty),
+//! never forwarded by the kernel. What a reload cannot apply (the LAN, the NAT port range, `[datapath]`,
+//! the control socket, the metrics address, an uplink's interface, gateway or address) is refused with
+//! what to do instead.
+//!
+//! Every published snapshot is remembered (the last 1024) with the uplink states and
+//! weights it was built from; `flowpin explain` reconstructs a flow's decision from the generation its
+//! record stores.
+//!
 //! SIGINT/SIGTERM stop the workers, detach the program, remove the socket and the probe routes; the
 //! guard stays.
 #![forbid(unsafe_code)]
@@ -1032,6 +1046,7 @@ impl Daemon {
         }
         self.publish();
         let retired: Vec<bool> = self.uplinks.iter().map(|u| u.retired).collect();
+        let reorganised = paused.elapsed();
         let opened = open_io(&self.config, &retired, xdp, &self.queues, &self.xsk_config)
             .map_err(|e| format!("{e:#}"))
             .and_then(|sockets| {
@@ -1073,6 +1088,8 @@ impl Daemon {
         tracing::info!(
             pause_ms = pause.as_secs_f64() * 1000.0,
             stop_ms = stopped.as_secs_f64() * 1000.0,
+            failover_and_publish_ms = (reorganised - stopped).as_secs_f64() * 1000.0,
+            open_ms = (pause - reorganised).as_secs_f64() * 1000.0,
             failed_over,
             "uplink set changed: I/O rebuilt"
         );
