@@ -375,8 +375,9 @@ impl Report {
              `nf_conntrack_max`), emptied once before the first trial. Per trial: 64-byte TCP SYNs, a \
              new flow (source address/port) on every packet, unthrottled for {:.1} s, while one \
              established UDP flow (LAN host 2 → a reflector in the internet namespace, answered before \
-             the flood) runs at {} pps and a fresh TCP connection is tried every 100 ms (it succeeds \
-             only if its first SYN gets through: 500 ms timeout, below the 1 s SYN retransmission). \
+             the flood) runs at {} pps and fresh TCP connections are tried one at a time, 100 ms apart \
+             (each succeeds only if its first SYN gets through: 500 ms timeout, below the 1 s SYN \
+             retransmission). \
              Delivered = counted at the sinks behind the router (the sinks count the established \
              flow's port apart and pass it on); answered = the reflector's reply came back through \
              the router. Medians over trials, ±half the range.\n",
