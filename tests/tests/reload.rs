@@ -20,6 +20,21 @@ use flowpin_tests::{
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 
+/// The long flows' message period.
+const PERIOD_MS: u32 = 50;
+
+/// Noise of the end-to-end checks on a shared, loaded 2-core machine (load average 9 while others
+/// compile). The same traffic with `flowpin status` calls in place of the reloads once showed a 2.03 s
+/// silence on a UDP flow and 7 % fewer echoes than its reference phase: the lab's UDP echo forks a
+/// process per datagram, and nothing on the router side had dropped a packet. So the strict check is
+/// the datapath's (no drop at all); these bounds only catch stalls and losses well above the noise.
+const MAX_SILENCE_S: f64 = 3.0;
+/// See [`MAX_SILENCE_S`]: echoed share during the reloads may trail the reference phase by this much.
+const LOSS_NOISE: f64 = 0.10;
+
+/// How long the reload test runs its traffic without reloads first, to measure the lab's own loss.
+const REFERENCE_PHASE: Duration = Duration::from_secs(8);
+
 fn flowpin_lab() -> Lab {
     lab_up(LabSpec {
         router: RouterKind::Flowpin,
@@ -181,7 +196,7 @@ fn fifty_reloads_during_traffic_keep_every_flow_and_refuse_every_mistake() {
     start_held_echo(&lab);
     let host = lab.lan_hosts()[0].clone();
     let addresses: Vec<Ipv4Addr> = lab.uplinks().iter().map(|u| u.router_addr).collect();
-    let client = LongFlowClient::start(&lab, &host, SERVER, &addresses, 1, 50, 40);
+    let client = LongFlowClient::start(&lab, &host, SERVER, &addresses, 1, PERIOD_MS, 45);
     let before = pinned(&lab);
     let counters_before = lab.isp_counters().unwrap();
     let config_path = lab.flowpin_files().unwrap().config;
@@ -189,6 +204,7 @@ fn fifty_reloads_during_traffic_keep_every_flow_and_refuse_every_mistake() {
     let from = epoch_seconds();
 
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut reloads_from = from;
     let (http, reload_times) = std::thread::scope(|scope| {
         let http = scope.spawn(|| {
             let mut reports = Vec::new();
@@ -198,6 +214,10 @@ fn fifty_reloads_during_traffic_keep_every_flow_and_refuse_every_mistake() {
             }
             reports
         });
+        // Phase 1, the reference: the same traffic without reloads.
+        std::thread::sleep(REFERENCE_PHASE);
+        reloads_from = epoch_seconds();
+        // Phase 2: the reloads.
         let mut times = Vec::new();
         for round in 0..50u32 {
             // Valid rounds use weights (1 + round % 3, 5); invalid rounds break that text.
@@ -263,19 +283,35 @@ fn fifty_reloads_during_traffic_keep_every_flow_and_refuse_every_mistake() {
         "flowpin dropped packets during the reloads"
     );
     // ... and on the server's: no flow ended, changed source or stalled (1 s of silence), and UDP loss
-    // stays within the noise of the lab's UDP echo (socat forks a process per datagram): the same run
-    // without reloads lost 2.3 % (55 of 2400) on this shared 2-core machine. Bound 5 %: a worker stalled
-    // for a second would lose far more, and the gap check catches it first.
+    // during the reloads stays within the noise: the lab's UDP echo (socat forks a process per datagram)
+    // loses a few percent on a busy 2-core machine by itself, so the reference phase, with the same
+    // traffic and no reload, measures that noise in the same run.
     let flows = client.finish();
     for flow in &flows {
-        assert_flow_kept(flow, from, to, 1.0);
+        assert_flow_kept(flow, from, to, MAX_SILENCE_S);
     }
     let udp: Vec<_> = flows.iter().filter(|f| f.proto == "udp").collect();
-    let sent: u64 = udp.iter().map(|f| f.sent).sum();
-    let answered: u64 = udp.iter().map(|f| f.replies.len() as u64).sum();
+    let expected_per_s = udp.len() as f64 * 1000.0 / f64::from(PERIOD_MS);
+    let answered_share = |from: f64, to: f64| {
+        let answered = udp
+            .iter()
+            .flat_map(|f| &f.replies)
+            .filter(|(t, _)| *t >= from && *t < to)
+            .count();
+        answered as f64 / ((to - from) * expected_per_s)
+    };
+    let reference = answered_share(from, reloads_from);
+    let during = answered_share(reloads_from, to);
+    eprintln!(
+        "UDP echoed: {:.1} % without reloads, {:.1} % during the reloads",
+        reference * 100.0,
+        during * 100.0
+    );
     assert!(
-        answered * 100 >= sent * 95,
-        "UDP: {answered} of {sent} echoed (more than 5 % lost)"
+        during >= reference - LOSS_NOISE,
+        "UDP lost more during the reloads ({:.1} % echoed) than without ({:.1} %)",
+        during * 100.0,
+        reference * 100.0
     );
     let requests: usize = http.iter().map(|r| r.requests).sum();
     let ok: usize = http.iter().map(|r| r.ok).sum();
@@ -284,7 +320,7 @@ fn fifty_reloads_during_traffic_keep_every_flow_and_refuse_every_mistake() {
     let mut times = reload_times;
     times.sort();
     eprintln!(
-        "reload round trip (CLI included): median {:?}, max {:?}; UDP {answered}/{sent} echoed; {requests} HTTP requests",
+        "reload round trip (CLI included): median {:?}, max {:?}; {requests} HTTP requests",
         times[times.len() / 2],
         times[times.len() - 1]
     );
@@ -452,7 +488,7 @@ fn uplinks_added_and_removed_by_reload_attach_detach_and_keep_other_flows() {
     }
     let to = epoch_seconds();
     for flow in old_client.finish() {
-        assert_flow_kept(&flow, from, to, 1.5);
+        assert_flow_kept(&flow, from, to, MAX_SILENCE_S);
     }
     // isp2's flows failed over per class: TCP reset within seconds, UDP answered again via isp1.
     for flow in new_client
