@@ -504,6 +504,29 @@ impl PortAllocator {
         }
     }
 
+    /// The external port of internal endpoint `(address, port)`'s live mapping, if it has one; changes
+    /// nothing. O(1) when the host holds no mapping here, else one pass over the endpoint's candidates
+    /// (as [`Self::acquire`] makes). The answer can be stale by the time it is used: a caller that then
+    /// acquires gets the same port (one more reference) or, if the mapping was released meanwhile, a
+    /// new one.
+    #[must_use]
+    pub fn mapping_of(&self, address: Ipv4Addr, port: u16) -> Option<u16> {
+        if self.host_mappings(address) == 0 {
+            return None;
+        }
+        let endpoint = endpoint_of(address, port);
+        let mine = owned(endpoint, 0);
+        self.candidates(endpoint, port)
+            .iter()
+            .filter_map(|(_, candidate)| candidate)
+            .find(|&candidate| {
+                self.slot(candidate).is_some_and(|slot| {
+                    let raw = slot.load(Ordering::SeqCst);
+                    raw & OWNER_MASK == mine && matches!(decode(raw), Slot::Owned { .. })
+                })
+            })
+    }
+
     /// The internal endpoint owning `external_port`, in O(1) (for hairpinning and endpoint-independent
     /// filtering).
     #[must_use]
@@ -620,6 +643,26 @@ mod tests {
         let mut config = PortAllocatorConfig::new(PortRange::new(first, last).unwrap());
         edit(&mut config);
         PortAllocator::new(config)
+    }
+
+    #[test]
+    fn mapping_of_finds_a_live_mapping_without_taking_a_reference() {
+        let a = allocator(1024, 65535, |_| {});
+        assert_eq!(a.mapping_of(HOST, 40000), None, "no mapping yet");
+        // Not preserved: OTHER holds 40000, so HOST's mapping sits on an unpredictable candidate.
+        assert_eq!(a.acquire(OTHER, 40000, 0), Ok(40000));
+        let port = a.acquire(HOST, 40000, 0).unwrap();
+        assert_ne!(port, 40000);
+        assert_eq!(a.mapping_of(HOST, 40000), Some(port));
+        assert_eq!(a.mapping_of(OTHER, 40000), Some(40000));
+        assert_eq!(
+            a.mapping_of(HOST, 40001),
+            None,
+            "another endpoint of the host"
+        );
+        assert_eq!(a.references(port), 1, "looking takes no reference");
+        a.release(port, HOST, 40000, 10).unwrap();
+        assert_eq!(a.mapping_of(HOST, 40000), None, "quarantined is not live");
     }
 
     #[test]

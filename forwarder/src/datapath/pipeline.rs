@@ -28,6 +28,7 @@ use super::flows::Flows;
 use super::record::{FlowKind, FlowValue, Mac};
 use super::snapshot::Snapshot;
 use super::verdict::{PortId, Verdict};
+use crate::select::Decision;
 
 /// The largest frame the in-place ICMP error builder quotes from (RFC 1812: at most 576 bytes of IP).
 const QUOTE_BUFFER: usize = 14 + 4 + 576;
@@ -519,6 +520,41 @@ impl Pipeline<'_> {
         }
     }
 
+    /// The uplink of a new flow whose policy decision is `decision`: the group's member on which the
+    /// flow's internal endpoint already has a live mapping, else the group's choice. A mapping outlives
+    /// the weights and states it was chosen under (a reload, `set-weight`, an uplink coming back would
+    /// otherwise send the endpoint's next flow elsewhere with a second mapping), so this keeps one
+    /// external endpoint per internal endpoint (RFC 4787 REQ-1, RFC 5382 REQ-1) for as long as the
+    /// mapping lives on an uplink the group may use. When the endpoint holds mappings on two members
+    /// (policies that steer by destination do that), the group's choice wins. Costs one quota-table
+    /// probe per other member, plus a candidate scan where the host holds mappings.
+    fn uplink_for(&self, key: &FlowKey, decision: &Decision) -> Result<u8, DropReason> {
+        let chosen = decision
+            .uplink
+            .and_then(|i| u8::try_from(i).ok())
+            .ok_or(DropReason::NoUplink)?;
+        let has_mapping = |slot: u8| {
+            self.snapshot.uplink(slot).is_some_and(|uplink| {
+                uplink
+                    .nat
+                    .pool(key.protocol)
+                    .mapping_of(key.source, key.source_port)
+                    .is_some()
+            })
+        };
+        let elsewhere = self
+            .snapshot
+            .policy
+            .group(decision.group)
+            .members()
+            .filter_map(|member| u8::try_from(member).ok())
+            .find(|&member| member != chosen && has_mapping(member));
+        Ok(match elsewhere {
+            Some(mapped) if !has_mapping(chosen) => mapped,
+            _ => chosen,
+        })
+    }
+
     /// The first packet of a flow from the LAN: policy → uplink → external port → insert.
     fn new_flow(&self, frame: &[u8], parsed: &ParsedFrame) -> Result<Hit, DropReason> {
         match parsed.transport {
@@ -538,10 +574,7 @@ impl Pipeline<'_> {
             return self.new_hairpin_flow(parsed, slot, lan_host_mac);
         }
         let decision = self.snapshot.policy.decide(&key, dscp(frame, parsed));
-        let slot = decision
-            .uplink
-            .and_then(|i| u8::try_from(i).ok())
-            .ok_or(DropReason::NoUplink)?;
+        let slot = self.uplink_for(&key, &decision)?;
         let policy = match decision.group {
             crate::select::GroupId::Policy(i) => u8::try_from(i).unwrap_or(u8::MAX - 1),
             crate::select::GroupId::Default => u8::MAX,
@@ -615,13 +648,7 @@ impl Pipeline<'_> {
             .lan_neighbour(target_ip)
             .ok_or(DropReason::HairpinNeighbourUnknown)?;
         // The sender's own external endpoint: its mapping on the uplink its endpoint is pinned to.
-        let slot = self
-            .snapshot
-            .policy
-            .decide(&key, 0)
-            .uplink
-            .and_then(|i| u8::try_from(i).ok())
-            .ok_or(DropReason::NoUplink)?;
+        let slot = self.uplink_for(&key, &self.snapshot.policy.decide(&key, 0))?;
         let uplink = self.snapshot.uplink(slot).ok_or(DropReason::UplinkGone)?;
         let pool = uplink.nat.pool(key.protocol);
         let external_port = pool

@@ -667,6 +667,56 @@ fn new_flows_spread_by_weight_and_each_stays_pinned() {
     assert!((share - 0.75).abs() < 0.05, "3:1 split gave {per_uplink:?}");
 }
 
+/// RFC 4787 REQ-1 across a weight change: the next flow of an internal endpoint whose mapping lives on
+/// uplink A stays on A with the same external endpoint, though the new weights would choose B for it.
+#[test]
+fn an_endpoints_new_flows_follow_its_live_mapping_after_a_weight_change() {
+    let mut rig = Rig::new(CONFIG, true);
+    let mut first = udp(HOST, 40000, SERVER, 7777, HOST_MAC);
+    let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut first) else {
+        panic!("dropped")
+    };
+    let slot = usize::from(port.uplink_slot().unwrap());
+    let (external, external_port, _, _) = endpoint(&first);
+    // Weights that put nearly every key on the other uplink.
+    let other = 1 - slot;
+    let weights = if other == 0 { (1000, 1) } else { (1, 1000) };
+    let config = CONFIG
+        .replacen("weight = 1", &format!("weight = {}", weights.0), 1)
+        .replacen(
+            "weight = 1\n\n[nat]",
+            &format!("weight = {}\n\n[nat]", weights.1),
+            1,
+        );
+    rig.config = crate::config::parse(&config, "test.toml", None).expect("valid config");
+    rig.set_eligible(true);
+    let mut fresh_on_other = 0;
+    for sport in 41000..41100u16 {
+        let mut out = udp(HOST, sport, SERVER, 7777, HOST_MAC);
+        let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+            panic!("dropped")
+        };
+        fresh_on_other += usize::from(usize::from(port.uplink_slot().unwrap()) == other);
+    }
+    assert!(
+        fresh_on_other > 95,
+        "the new weights are in force: {fresh_on_other}/100"
+    );
+    for destination in [[203, 0, 113, 11], [203, 0, 113, 12], [192, 0, 2, 33]] {
+        let mut next = udp(HOST, 40000, destination, 53, HOST_MAC);
+        let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut next) else {
+            panic!("dropped")
+        };
+        assert_eq!(usize::from(port.uplink_slot().unwrap()), slot);
+        let (source, source_port, _, _) = endpoint(&next);
+        assert_eq!(
+            (source, source_port),
+            (external, external_port),
+            "one external endpoint"
+        );
+    }
+}
+
 #[test]
 fn a_hairpinned_packet_reaches_the_target_host_from_the_senders_external_endpoint() {
     let rig = Rig::new(CONFIG, true);
