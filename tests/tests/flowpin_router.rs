@@ -460,7 +460,18 @@ fn killing_flowpin_fails_closed_and_a_restart_resumes() {
     let second = lab.uplinks()[1].router_addr.to_string();
     let _ = lab.exec(
         &lab.router().ns,
-        &["ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", &second, "203.0.113.10"],
+        &[
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "-I",
+            &second,
+            "203.0.113.10",
+        ],
     );
     assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
 
