@@ -138,12 +138,16 @@ impl Lab {
         }
     }
 
-    /// Injects `fault` into the ISP of uplink `index` (0-based), replacing any earlier fault there.
-    /// The fault counters start from zero.
+    /// Injects `fault` into the ISP of uplink `index` (0-based), replacing any earlier fault there
+    /// atomically (one nft transaction). The fault counters start from zero. The fault is in force
+    /// when this returns.
     pub fn inject_fault(&self, index: usize, fault: Fault) -> Result<()> {
         let uplink = self.uplink_by_index(index)?;
-        self.clear_faults(index)?;
-        let ruleset = fault_ruleset(uplink, fault);
+        // One transaction: the old table (if any) goes and the new one comes at the same instant.
+        let ruleset = format!(
+            "add table ip {FAULT_TABLE}\ndelete table ip {FAULT_TABLE}\n{}",
+            fault_ruleset(uplink, fault)
+        );
         crate::command::run_with_input(
             &["ip", "netns", "exec", &uplink.isp_ns, "nft", "-f", "-"],
             &ruleset,

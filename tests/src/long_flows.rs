@@ -6,8 +6,9 @@
 //! echo (which answers every datagram with the source it saw). It keeps opening flows until at
 //! least `min_per_uplink` of each kind sit on every uplink (the uplink is known from the address the
 //! server saw), then sends one small message per flow every `period_ms` until `seconds` have passed,
-//! and prints, per flow, every reply (with the source the UDP echo saw) and the error that ended a
-//! TCP connection (`reset` for ECONNRESET, `eof`). Timestamps are the wall clock (seconds since the
+//! reads for 1.5 s more (so every echo in flight arrives), and prints, per flow, every reply (with
+//! the source the UDP echo saw) and the error that ended a TCP connection (`reset` for ECONNRESET,
+//! `eof`). Timestamps are the wall clock (seconds since the
 //! epoch), comparable with [`epoch_seconds`] in the test process.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -64,24 +65,29 @@ while not enough("udp") and opened < max_flows:
     flows.append({"proto": "udp", "sock": s, "local_port": s.getsockname()[1], "seen": seen, "replies": [], "end": None, "sent": 0})
 print(json.dumps({"ready": [{"proto": f["proto"], "local_port": f["local_port"], "seen": f["seen"]} for f in flows]}), flush=True)
 start = time.time()
-next_send = start
-while time.time() - start < seconds:
+# Each flow sends at its own offset within the period, so the echoes never get a burst.
+for i, f in enumerate(flows):
+    f["next"] = start + period * i / len(flows)
+# Send for `seconds`, then only read for DRAIN seconds so every echo in flight arrives.
+DRAIN = 1.5
+while time.time() - start < seconds + DRAIN:
     now = time.time()
-    if now >= next_send:
-        next_send += period
-        for f in flows:
-            if f["end"] is not None or f["proto"] == "tcp-idle":
-                continue
-            try:
-                if f["proto"] == "tcp":
-                    f["sock"].send(b"x")
-                else:
-                    f["sock"].sendto(b"ping\n", endpoint(udp_server))
-                f["sent"] += 1
-            except BlockingIOError:
-                pass
-            except OSError as e:
-                f["end"] = [time.time(), "reset" if isinstance(e, ConnectionResetError) else "error:" + str(e)]
+    sending = now - start < seconds
+    for f in flows:
+        if f["end"] is not None or f["proto"] == "tcp-idle" or now < f["next"] or not sending:
+            continue
+        f["next"] += period
+        try:
+            if f["proto"] == "tcp":
+                f["sock"].send(b"x")
+            else:
+                f["sock"].sendto(b"ping\n", endpoint(udp_server))
+            f["sent"] += 1
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            f["end"] = [time.time(), "reset" if isinstance(e, ConnectionResetError) else "error:" + str(e)]
+    next_send = min(f["next"] for f in flows) if sending else start + seconds + DRAIN
     live = [f for f in flows if f["end"] is None]
     readable, _, _ = select.select([f["sock"] for f in live], [], [], max(0.0, next_send - time.time()))
     for f in live:
@@ -103,7 +109,7 @@ while time.time() - start < seconds:
         except OSError as e:
             f["end"] = [time.time(), "error:" + str(e)]
 for f in flows:
-    del f["sock"]
+    del f["sock"], f["next"]
 print(json.dumps({"flows": flows}), flush=True)
 "#;
 

@@ -62,16 +62,31 @@ fn on(flow: &LongFlow, lab: &Lab, uplink: usize) -> bool {
     *flow.seen_at_start.ip() == address(lab, uplink)
 }
 
-/// Black-holes uplink 2's ISP and returns (black hole time, detection time) on the wall clock, after
-/// asserting detection within the bound.
-fn blackhole_and_detect(lab: &Lab) -> (f64, f64) {
-    let blackholed_at = epoch_seconds();
+/// When the black hole on isp2 began and was noticed, on the wall clock.
+struct Blackhole {
+    /// Just before the nft transaction that installs it (detection is measured from here).
+    started: f64,
+    /// When the transaction had returned: from here nothing crosses isp2.
+    in_force: f64,
+    /// When `flowpin status` first showed isp2 down.
+    detected: f64,
+}
+
+/// Black-holes uplink 2's ISP and asserts detection within the bound.
+fn blackhole_and_detect(lab: &Lab) -> Blackhole {
+    let started = epoch_seconds();
     lab.inject_fault(1, Fault::Blackhole)
         .expect("black-holing isp2");
+    let in_force = epoch_seconds();
     let bound = detection_bound();
-    let took = wait_for_status(lab, bound, |s| uplink_state(s, 1) == "down")
+    wait_for_status(lab, bound, |s| uplink_state(s, 1) == "down")
         .unwrap_or_else(|s| panic!("isp2 not down within {bound:?}: {s:#}"));
-    let detected_at = epoch_seconds();
+    let detected = epoch_seconds();
+    let took = Duration::from_secs_f64(detected - started);
+    assert!(
+        took <= bound,
+        "isp2 down only {took:?} after the black hole"
+    );
     eprintln!("black hole detected after {took:?} (bound {bound:?})");
     let status = flowpin_status(lab);
     assert_eq!(
@@ -79,7 +94,11 @@ fn blackhole_and_detect(lab: &Lab) -> (f64, f64) {
         "up",
         "the healthy uplink stays up"
     );
-    (blackholed_at, detected_at)
+    Blackhole {
+        started,
+        in_force,
+        detected,
+    }
 }
 
 /// Starts an iperf3 client in the background (JSON output).
@@ -201,7 +220,8 @@ fn blackhole_during_iperf3_curl_and_long_flows_fails_over_only_the_dead_uplinks_
         "iperf3 UDP: control + 1 stream, found {iperf_udp_uplinks:?}"
     );
 
-    let (blackholed_at, detected_at) = blackhole_and_detect(&lab);
+    let blackhole = blackhole_and_detect(&lab);
+    let (blackholed_at, detected_at) = (blackhole.started, blackhole.detected);
     // One second for the failover pass and in-flight batches; from then on nothing of flowpin's
     // may leave by isp2.
     std::thread::sleep(Duration::from_secs(1));
@@ -226,9 +246,6 @@ fn blackhole_during_iperf3_curl_and_long_flows_fails_over_only_the_dead_uplinks_
         let output = process
             .wait_output(Duration::from_secs(1))
             .expect("iperf3 ended");
-        if std::env::var_os("FAILOVER_DEBUG").is_some() {
-            eprintln!("iperf3 {name}: {} {}", output.stdout, output.stderr);
-        }
         // iperf3 --json may exit 0 after an error; the JSON's "error" is its verdict.
         let error = serde_json::from_str::<serde_json::Value>(&output.stdout)
             .ok()
@@ -281,10 +298,12 @@ fn blackhole_during_iperf3_curl_and_long_flows_fails_over_only_the_dead_uplinks_
         .expect("the curl loop ends");
     let translated_at_end = lab.fault_counters(1).unwrap().translated;
 
-    // Detection then nothing on the dead uplink (which did carry translated traffic before).
+    // Detection, then nothing on the dead uplink. The fault counters restarted with the black hole:
+    // what they hold at detection was sent into it before detection (the busy long-lived flows on
+    // isp2 alone send 10 packets a second), which also proves the counter sees translated traffic.
     assert!(
-        translated_after_detection > 100,
-        "isp2 carried only {translated_after_detection} translated packets before the black hole"
+        translated_after_detection >= 5,
+        "only {translated_after_detection} translated packets went into the black hole before detection"
     );
     assert_eq!(
         translated_at_end, translated_after_detection,
@@ -345,7 +364,7 @@ fn blackhole_during_iperf3_curl_and_long_flows_fails_over_only_the_dead_uplinks_
                     "TCP flow on the healthy isp1 ended: {flow:?}"
                 );
                 assert!(
-                    flow.replies.len() as u64 >= flow.sent.saturating_sub(2),
+                    flow.replies.len() as u64 == flow.sent,
                     "TCP flow on isp1 echoed {} of {}",
                     flow.replies.len(),
                     flow.sent
@@ -357,8 +376,8 @@ fn blackhole_during_iperf3_curl_and_long_flows_fails_over_only_the_dead_uplinks_
                 let after: Vec<_> = flow
                     .replies
                     .iter()
-                    // 0.3 s: replies already past isp2 when the black hole started may still arrive.
-                    .filter(|(t, _)| *t > blackholed_at + 0.3)
+                    // 0.3 s: replies already past isp2 when the black hole began may still arrive.
+                    .filter(|(t, _)| *t > blackhole.in_force + 0.3)
                     .collect();
                 let first = after
                     .first()
@@ -390,7 +409,7 @@ fn blackhole_during_iperf3_curl_and_long_flows_fails_over_only_the_dead_uplinks_
                         "a UDP flow on the healthy isp1 changed its external endpoint"
                     );
                 }
-                let lost = flow.sent - flow.replies.len() as u64;
+                let lost = flow.sent.saturating_sub(flow.replies.len() as u64);
                 if lost > 0 {
                     let gaps: Vec<String> = flow
                         .replies
@@ -403,8 +422,10 @@ fn blackhole_during_iperf3_curl_and_long_flows_fails_over_only_the_dead_uplinks_
                         flow.local_port, flow.sent
                     );
                 }
-                // Noise: under the iperf3 load a datagram is now and then lost outside flowpin
-                // (which counts no drop in these runs), typically 0-6 of 80.
+                // Noise, not flowpin's: the lab's UDP echo (socat UDP4-RECVFROM,fork) now and then
+                // answers one datagram twice, to the peer of the one before, and another not at all
+                // (seen as a flow with more replies than datagrams). flowpin counts no drop and its
+                // per-flow packets_in equals what the client got. Typically 0-6 of 80.
                 assert!(
                     lost * 100 <= flow.sent * 10,
                     "UDP flow on isp1 lost {lost} of {}",
@@ -438,7 +459,7 @@ fn failback_move_after_brings_long_udp_flows_back_and_leaves_tcp_where_it_is() {
     let hosts = lab.lan_hosts().to_vec();
     let server = lab.inet().server_addrs[1];
     let before = LongFlowClient::start(&lab, &hosts[0], server, &all_uplinks(&lab), 2, 200, 22);
-    let (_, _) = blackhole_and_detect(&lab);
+    blackhole_and_detect(&lab);
     // Flows opened during the outage all sit on isp1 (the client is told isp1 is the only uplink).
     let during = LongFlowClient::start(&lab, &hosts[1], server, &[address(&lab, 0)], 6, 200, 16);
     std::thread::sleep(Duration::from_secs(1));
