@@ -625,6 +625,7 @@ pub fn run(options: &RunOptions) -> Result<()> {
         rigs.push(Rig::up(config)?);
     }
     let conntrack_default = router_tables::read_conntrack_max()?;
+    let machine = report::machine();
     let mut measurements = Vec::new();
     let mut floods = Vec::new();
     for workload in workloads {
@@ -766,7 +767,8 @@ pub fn run(options: &RunOptions) -> Result<()> {
         }
     }
     drop(rigs);
-    let report = Report::new(measurements, report::machine(), options.quick, pktgen.err())
+    let machine = format!("{machine}, at the end {}", report::load_average());
+    let report = Report::new(measurements, machine, options.quick, pktgen.err())
         .with_generator(options.generator)
         .with_floods(floods, flood_seconds);
     report::write(&report, &options.report, &options.json)?;

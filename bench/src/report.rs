@@ -124,7 +124,15 @@ fn default_generator() -> String {
     GeneratorTool::Afxdp.name().into()
 }
 
-/// Describes the machine.
+/// The 1-minute load average now (`?` if unreadable).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Describes the machine (call it before the run: it records the load average at the start).
 pub fn machine() -> String {
     let uname = std::process::Command::new("uname")
         .arg("-srvm")
@@ -142,11 +150,10 @@ pub fn machine() -> String {
         .filter(|l| l.starts_with("processor"))
         .count();
     // The load before the run says how much of the machine others were using (a shared VM).
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into());
-    format!("{uname}; {model}; {cores} cores; 1-minute load average at the start {load}")
+    format!(
+        "{uname}; {model}; {cores} cores; 1-minute load average at the start {}",
+        load_average()
+    )
 }
 
 impl Report {
