@@ -158,9 +158,13 @@ fn with_the_trigger_off_unanswered_handshakes_are_counted_and_the_uplink_stays_u
         assert_eq!(status["uplinks"][FAULTY]["eligible"], true);
         assert_eq!(uplink_u64(&status, FAULTY, "passive_downs"), 0);
         assert_eq!(uplink_u64(&status, FAULTY, "state_changes"), changes_before);
-        assert_eq!(
-            status["uplinks"][FAULTY]["probe_loss_percent"].as_f64(),
-            Some(0.0),
+        // One target of three is TCP: were its probes hit by the fault, loss would be >= 33 %. A probe
+        // timing out on a loaded box costs less than that.
+        let loss = status["uplinks"][FAULTY]["probe_loss_percent"]
+            .as_f64()
+            .expect("probe loss");
+        assert!(
+            loss < 33.0,
             "the probes must not see this failure: {status:#}"
         );
         std::thread::sleep(Duration::from_millis(200));

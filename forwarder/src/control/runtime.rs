@@ -536,6 +536,7 @@ async fn control_loop(daemon: Arc<std::sync::Mutex<Daemon>>) -> Result<()> {
                 ticks += 1;
                 let mut d = daemon.lock().expect("daemon lock");
                 d.sweep();
+                d.check_handshakes();
                 if ticks.is_multiple_of(10) {
                     // The safety net behind the rtnetlink events.
                     d.check_carriers();
@@ -547,6 +548,20 @@ async fn control_loop(daemon: Arc<std::sync::Mutex<Daemon>>) -> Result<()> {
     };
     prober.abort();
     result
+}
+
+/// The uplinks that are not retired, with their slot and configuration.
+fn live_uplinks<'a>(
+    config: &'a Config,
+    uplinks: &'a mut [UplinkRuntime],
+) -> impl Iterator<Item = (usize, &'a config::Uplink, &'a mut UplinkRuntime)> {
+    config
+        .uplinks
+        .iter()
+        .zip(uplinks.iter_mut())
+        .enumerate()
+        .filter(|(_, (_, runtime))| !runtime.retired)
+        .map(|(slot, (u, runtime))| (slot, u, runtime))
 }
 
 /// Whether interface `name` has carrier now (`/sys/class/net/NAME/carrier`; unreadable = no carrier).
@@ -746,23 +761,31 @@ impl Daemon {
         }
     }
 
-    /// Feeds every uplink's carrier and passive handshake counts to its health tracker (every 100 ms:
-    /// link down acts at once).
+    /// Feeds every uplink's carrier to its health tracker (on every rtnetlink link or address event, and
+    /// every second as the safety net).
     fn check_carriers(&mut self) {
+        let settings = &self.config.health;
+        let changes = live_uplinks(&self.config, &mut self.uplinks)
+            .map(|(slot, u, runtime)| {
+                (
+                    slot,
+                    runtime.health.carrier(carrier(&u.interface), settings),
+                )
+            })
+            .collect();
+        self.apply_changes(changes);
+    }
+
+    /// Feeds every uplink's passive handshake counts to its health tracker (every 100 ms tick, so the
+    /// passive trigger acts within a tick of its window).
+    fn check_handshakes(&mut self) {
         let now = self.clock.now_ms();
-        let changes: Vec<(usize, Option<HealthState>)> = self
-            .config
-            .uplinks
-            .iter()
-            .zip(self.uplinks.iter_mut())
-            .enumerate()
-            .filter(|(_, (_, runtime))| !runtime.retired)
-            .map(|(slot, (u, runtime))| {
-                let up = carrier(&u.interface);
-                let carrier_change = runtime.health.carrier(up, &self.config.health);
-                let counts = health::HandshakeCounts::sum(&self.counters, slot);
-                let passive_change = runtime.health.handshakes(now, counts, &self.config.health);
-                (slot, passive_change.or(carrier_change))
+        let settings = &self.config.health;
+        let counters = &self.counters;
+        let changes = live_uplinks(&self.config, &mut self.uplinks)
+            .map(|(slot, _, runtime)| {
+                let counts = health::HandshakeCounts::sum(counters, slot);
+                (slot, runtime.health.handshakes(now, counts, settings))
             })
             .collect();
         self.apply_changes(changes);
