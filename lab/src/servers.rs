@@ -3,8 +3,11 @@
 //! - HTTP (`python3 -m http.server`) on port 80 of every server address, serving a small page;
 //! - iperf3 servers, server i on `server_addrs[i]:IPERF_PORTS[i]` (one test at a time each);
 //! - an echo on TCP and UDP port 7777 that answers with the `address:port` it saw the client as
-//!   (`socat ... SYSTEM:'echo $SOCAT_PEERADDR:$SOCAT_PEERPORT'`). The TCP echo listens on the
-//!   wildcard address; the UDP echo runs once per server address, bound to it, so its replies
+//!   (TCP: `socat ... SYSTEM:'echo $SOCAT_PEERADDR:$SOCAT_PEERPORT'`, one process per connection;
+//!   UDP: [`UDP_ECHO_PY`], one datagram in, one `address:port` line back to its sender, in a single
+//!   process — socat's `UDP4-RECVFROM,fork` forks a shell per datagram and, under load, now and then
+//!   answered one datagram twice, to the previous peer, and another not at all). The TCP echo listens
+//!   on the wildcard address; the UDP echo runs once per server address, bound to it, so its replies
 //!   leave from the address the client sent to (an unbound UDP socket would answer from the
 //!   address the route picks, which no NAT would match).
 
@@ -21,6 +24,16 @@ const READY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The echo's reply script: prints the peer as the server saw it.
 pub const ECHO_SCRIPT: &str = "#!/bin/sh\necho \"$SOCAT_PEERADDR:$SOCAT_PEERPORT\"\n";
+
+/// The UDP echo (`python3 -c UDP_ECHO_PY ADDRESS PORT`): answers every datagram with the sender's
+/// `address:port` and a newline, to that sender, from the bound address.
+pub const UDP_ECHO_PY: &str = "import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+while True:
+    _, peer = s.recvfrom(65535)
+    s.sendto(('%s:%d' % peer + chr(10)).encode(), peer)
+";
 
 /// A socket a server must have open before the lab is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,9 +109,11 @@ pub fn server_commands(
     for addr in &inet.server_addrs {
         commands.push(
             [
-                "socat",
-                &format!("UDP4-RECVFROM:{echo},bind={addr},fork"),
-                echo_reply,
+                "python3",
+                "-c",
+                UDP_ECHO_PY,
+                &addr.to_string(),
+                &echo.to_string(),
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -206,14 +221,14 @@ tcp   LISTEN 0      5           0.0.0.0:7777       0.0.0.0:*
         let (commands, listeners) = server_commands(&topology, "/srv", "/srv/echo.sh");
         let udp_echoes: Vec<&Vec<String>> = commands
             .iter()
-            .filter(|c| c[1].starts_with("UDP4-RECVFROM"))
+            .filter(|c| c[0] == "python3" && c[2] == UDP_ECHO_PY)
             .collect();
         assert_eq!(udp_echoes.len(), topology.inet.server_addrs.len());
         for addr in &topology.inet.server_addrs {
             assert!(
                 udp_echoes
                     .iter()
-                    .any(|c| c[1].contains(&format!("bind={addr}"))),
+                    .any(|c| c[3] == addr.to_string() && c[4] == "7777"),
                 "{addr}"
             );
         }
