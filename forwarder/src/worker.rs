@@ -12,6 +12,12 @@
 //! A [`WorkerPool`] is the set of running workers of one I/O generation: stopping it (the stop flag,
 //! then each worker's [`crate::xsk::XskWaker`] so none sleeps out its poll timeout) hands the AF_XDP
 //! workers back, so the control plane can close them and open a new set for a new uplink set.
+//!
+//! Each worker publishes where its UMEM frames are ([`crate::xsk::FrameAccounting`]) into its
+//! [`FrameGauges`] every [`PUBLISH_EVERY_BATCHES`] batches and whenever it goes idle with batches
+//! unpublished (so an idle worker's figures are current, a busy one's at most that many batches
+//! old); [`WorkerPool::frame_states`] reads them. Publishing reads the rings' heads and does a few
+//! relaxed stores: no lock, no syscall.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -24,10 +30,43 @@ use crate::datapath::{
     BATCH, DatapathCounters, DropReason, Flows, Pipeline, PortId, PreparedBatch, SnapshotCell,
     Verdict,
 };
-use crate::xsk::{self, XskWorker};
+use crate::xsk::{self, FrameAccounting, FrameGauges, XskWorker};
 
 /// How long an idle worker sleeps in `poll()` before looking at the stop flag again.
 const IDLE_POLL_MS: i32 = 100;
+
+/// A busy worker publishes its frame states once per this many batches.
+pub const PUBLISH_EVERY_BATCHES: u32 = 64;
+
+/// When a worker publishes its frame states: after every [`PUBLISH_EVERY_BATCHES`]-th batch, and
+/// when it goes idle with batches processed since the last publication.
+#[derive(Debug, Default)]
+struct PublishCadence {
+    unpublished_batches: u32,
+}
+
+impl PublishCadence {
+    /// A batch was processed: whether to publish now.
+    #[inline]
+    fn batch_done(&mut self) -> bool {
+        self.unpublished_batches += 1;
+        self.take(self.unpublished_batches >= PUBLISH_EVERY_BATCHES)
+    }
+
+    /// No frame arrived: whether to publish now.
+    #[inline]
+    fn idle(&mut self) -> bool {
+        self.take(self.unpublished_batches > 0)
+    }
+
+    #[inline]
+    fn take(&mut self, publish: bool) -> bool {
+        if publish {
+            self.unpublished_batches = 0;
+        }
+        publish
+    }
+}
 
 /// The time base every worker and the control plane share: milliseconds since the daemon started.
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +154,8 @@ pub struct WorkerPool {
     stop: Arc<AtomicBool>,
     wakers: Vec<xsk::XskWaker>,
     threads: Vec<JoinHandle<XskWorker>>,
+    /// By worker: its published frame states.
+    gauges: Vec<Arc<FrameGauges>>,
 }
 
 impl WorkerPool {
@@ -143,19 +184,28 @@ impl WorkerPool {
             stop,
             wakers: Vec::new(),
             threads: Vec::new(),
+            gauges: Vec::new(),
         };
         for (index, (xsk, ports)) in workers.into_iter().enumerate() {
             pool.wakers.push(xsk.waker());
+            let gauges = Arc::new(FrameGauges::default());
+            pool.gauges.push(gauges.clone());
             let shared = shared.clone();
             let counters = counters[index].clone();
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
             let spawned = std::thread::Builder::new()
                 .name(format!("flowpin-w{index}"))
                 .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
+                    if let Some(core) = core
+                        && !core_affinity::set_for_current(core)
+                    {
+                        tracing::warn!(
+                            worker = index,
+                            cpu = core.id,
+                            "could not pin the worker to its CPU"
+                        );
                     }
-                    run(xsk, ports, shared, counters, idle)
+                    run(xsk, ports, shared, counters, &gauges, idle)
                 });
             match spawned {
                 Ok(thread) => pool.threads.push(thread),
@@ -176,6 +226,11 @@ impl WorkerPool {
     /// Whether the pool has no worker.
     pub fn is_empty(&self) -> bool {
         self.threads.is_empty()
+    }
+
+    /// By worker: where its UMEM frames were at its last publication (`None` before its first).
+    pub fn frame_states(&self) -> Vec<Option<FrameAccounting>> {
+        self.gauges.iter().map(|g| g.read()).collect()
     }
 
     /// Stops every worker (each finishes its batch and flushes) and returns their AF_XDP workers.
@@ -202,20 +257,27 @@ impl WorkerPool {
     }
 }
 
-/// Runs a worker until `shared.stop` is set. `ports` maps its AF_XDP ports to datapath ports.
+/// Runs a worker until `shared.stop` is set. `ports` maps its AF_XDP ports to datapath ports; its
+/// frame states are published into `gauges` (at start, per [`PublishCadence`], and at the end).
 pub fn run(
     mut xsk: XskWorker,
     ports: PortMap,
     shared: WorkerShared,
     counters: Arc<DatapathCounters>,
+    gauges: &FrameGauges,
     idle: IdleStrategy,
 ) -> XskWorker {
     let mut batch = Vec::with_capacity(BATCH);
     let mut prepared = PreparedBatch::new();
+    let mut cadence = PublishCadence::default();
+    gauges.publish(&xsk.accounting());
     while !shared.stop.load(Ordering::Relaxed) {
         let received = xsk.receive(BATCH, &mut batch);
         if received == 0 {
             xsk.flush();
+            if cadence.idle() {
+                gauges.publish(&xsk.accounting());
+            }
             match idle {
                 IdleStrategy::Poll if !xsk.tx_outstanding() => {
                     let _ = xsk.wait(IDLE_POLL_MS);
@@ -265,7 +327,11 @@ pub fn run(
             }
         }
         xsk.flush();
+        if cadence.batch_done() {
+            gauges.publish(&xsk.accounting());
+        }
     }
+    gauges.publish(&xsk.accounting());
     xsk
 }
 
@@ -289,6 +355,20 @@ mod tests {
     #[should_panic(expected = "served twice")]
     fn a_port_map_refuses_a_port_served_twice() {
         let _ = PortMap::new(&[PortId(0), PortId(0)]);
+    }
+
+    #[test]
+    fn a_busy_worker_publishes_every_nth_batch_and_an_idle_one_once() {
+        let mut cadence = PublishCadence::default();
+        assert!(!cadence.idle(), "nothing to publish before a batch");
+        for _ in 1..PUBLISH_EVERY_BATCHES {
+            assert!(!cadence.batch_done());
+        }
+        assert!(cadence.batch_done(), "the Nth batch publishes");
+        assert!(!cadence.idle(), "just published");
+        assert!(!cadence.batch_done());
+        assert!(cadence.idle(), "going idle publishes the unpublished batch");
+        assert!(!cadence.idle(), "and only once while idle");
     }
 
     #[test]

@@ -312,6 +312,58 @@ pub struct WorkerStatus {
     pub tx_frames: u64,
     /// Batches processed.
     pub batches: u64,
+    /// Where its UMEM frames are, as it last published (`None`: not published yet, or the workers
+    /// are stopped while the I/O is rebuilt).
+    #[serde(default)]
+    pub frames: Option<WorkerFrames>,
+}
+
+/// Where a worker's UMEM frames are: every frame is in exactly one state, so the states sum to
+/// `total` (see [`crate::xsk::FrameAccounting`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerFrames {
+    /// Frames in the UMEM.
+    pub total: u64,
+    /// In the free pool.
+    pub free: u64,
+    /// In fill rings (given to the kernel for reception).
+    pub fill: u64,
+    /// Received by the kernel, waiting in RX rings.
+    pub rx: u64,
+    /// Held by the datapath (no verdict yet).
+    pub in_flight: u64,
+    /// Queued for or in TX rings.
+    pub tx: u64,
+    /// Transmitted, waiting in completion rings.
+    pub completion: u64,
+}
+
+impl WorkerFrames {
+    /// The states, named as the metrics label them, in frame-flow order.
+    pub fn states(&self) -> [(&'static str, u64); 6] {
+        [
+            ("free", self.free),
+            ("fill", self.fill),
+            ("rx", self.rx),
+            ("in_flight", self.in_flight),
+            ("tx", self.tx),
+            ("completion", self.completion),
+        ]
+    }
+}
+
+impl From<crate::xsk::FrameAccounting> for WorkerFrames {
+    fn from(a: crate::xsk::FrameAccounting) -> Self {
+        Self {
+            total: a.total,
+            free: a.free,
+            fill: a.fill,
+            rx: a.rx,
+            in_flight: a.in_flight,
+            tx: a.tx,
+            completion: a.completion,
+        }
+    }
 }
 
 /// Answer to `flows`.

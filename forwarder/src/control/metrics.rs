@@ -246,6 +246,31 @@ pub fn render(status: &StatusReport) -> String {
     }
     let mut f = family(
         &mut out,
+        "flowpin_worker_frames",
+        "gauge",
+        "UMEM frames of the worker in each state (free, fill, rx, in_flight, tx, completion; they sum to flowpin_worker_umem_frames), as the worker last published them (every 64 batches and when idle).",
+    );
+    for w in &status.workers {
+        if let Some(frames) = &w.frames {
+            let worker = w.index.to_string();
+            for (state, n) in frames.states() {
+                f.sample(&[("worker", &worker), ("state", state)], n as f64);
+            }
+        }
+    }
+    let mut f = family(
+        &mut out,
+        "flowpin_worker_umem_frames",
+        "gauge",
+        "Frames in the worker's UMEM.",
+    );
+    for w in &status.workers {
+        if let Some(frames) = &w.frames {
+            f.sample(&[("worker", &w.index.to_string())], frames.total as f64);
+        }
+    }
+    let mut f = family(
+        &mut out,
         "flowpin_reloads_total",
         "counter",
         "Configuration reloads, by result.",
@@ -423,6 +448,54 @@ mod tests {
         assert!(text.contains("flowpin_worker_batch_size_mean{worker=\"2\"} 2.5\n"));
         assert!(!text.contains("flowpin_worker_batch_size_mean{worker=\"1\"}"));
         assert!(text.contains("flowpin_worker_batches_total{worker=\"1\"} 0\n"));
+    }
+
+    #[test]
+    fn frames_per_state_are_exported_per_worker_and_sum_to_the_umem() {
+        use crate::control::api::WorkerFrames;
+        let frames = WorkerFrames {
+            total: 4096,
+            free: 1000,
+            fill: 2900,
+            rx: 60,
+            in_flight: 0,
+            tx: 100,
+            completion: 36,
+        };
+        let status = StatusReport {
+            workers: vec![
+                WorkerStatus {
+                    index: 0,
+                    frames: Some(frames),
+                    ..Default::default()
+                },
+                WorkerStatus {
+                    index: 1,
+                    frames: None,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let text = render(&status);
+        assert_prometheus_text(&text);
+        assert!(text.contains("# TYPE flowpin_worker_frames gauge\n"));
+        let mut sum = 0.0;
+        for state in ["free", "fill", "rx", "in_flight", "tx", "completion"] {
+            let prefix = format!("flowpin_worker_frames{{worker=\"0\",state=\"{state}\"}} ");
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {text}"));
+            sum += line[prefix.len()..].parse::<f64>().unwrap();
+        }
+        assert_eq!(sum, 4096.0, "the states sum to the UMEM");
+        assert!(text.contains("flowpin_worker_frames{worker=\"0\",state=\"fill\"} 2900\n"));
+        assert!(text.contains("flowpin_worker_umem_frames{worker=\"0\"} 4096\n"));
+        assert!(
+            !text.contains("flowpin_worker_frames{worker=\"1\""),
+            "a worker that has not published has no sample"
+        );
     }
 
     #[test]

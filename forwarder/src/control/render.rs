@@ -149,11 +149,18 @@ pub fn status(s: &StatusReport) -> String {
         }
     }
     for w in &s.workers {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "worker {}: rx {} tx {} batches {}",
             w.index, w.rx_frames, w.tx_frames, w.batches
         );
+        if let Some(frames) = &w.frames {
+            let _ = write!(out, "; UMEM {} frames:", frames.total);
+            for (state, n) in frames.states() {
+                let _ = write!(out, " {state} {n}");
+            }
+        }
+        out.push('\n');
     }
     out
 }
@@ -206,6 +213,36 @@ mod tests {
         assert!(t.contains("isp1"));
         assert!(t.contains("42"));
         assert!(t.contains("no_flow_inbound"));
+    }
+
+    #[test]
+    fn status_shows_each_workers_frames_per_state() {
+        use crate::control::api::{WorkerFrames, WorkerStatus};
+        let s = StatusReport {
+            workers: vec![WorkerStatus {
+                index: 1,
+                batches: 7,
+                frames: Some(WorkerFrames {
+                    total: 512,
+                    free: 10,
+                    fill: 480,
+                    rx: 2,
+                    in_flight: 0,
+                    tx: 15,
+                    completion: 5,
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let t = status(&s);
+        assert!(
+            t.contains("worker 1: rx 0 tx 0 batches 7; UMEM 512 frames: free 10 fill 480 rx 2 in_flight 0 tx 15 completion 5\n"),
+            "{t}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["workers"][0]["frames"]["fill"], 480);
+        assert_eq!(json["workers"][0]["frames"]["total"], 512);
     }
 
     #[test]

@@ -1270,17 +1270,24 @@ impl Daemon {
             flows,
             flow_capacity: self.flows.table.capacity() as u64,
             drops: drops.into_iter().collect(),
-            workers: self
-                .counters
-                .iter()
-                .enumerate()
-                .map(|(index, c)| api::WorkerStatus {
-                    index,
-                    rx_frames: c.frames.get(),
-                    tx_frames: c.forwarded.get(),
-                    batches: c.batches.get(),
-                })
-                .collect(),
+            workers: {
+                let frames = self
+                    .workers
+                    .as_ref()
+                    .map(WorkerPool::frame_states)
+                    .unwrap_or_default();
+                self.counters
+                    .iter()
+                    .enumerate()
+                    .map(|(index, c)| api::WorkerStatus {
+                        index,
+                        rx_frames: c.frames.get(),
+                        tx_frames: c.forwarded.get(),
+                        batches: c.batches.get(),
+                        frames: frames.get(index).copied().flatten().map(Into::into),
+                    })
+                    .collect()
+            },
         }
     }
 

@@ -39,7 +39,7 @@ mod sys;
 mod umem_area;
 mod worker;
 
-pub use accounting::FrameAccounting;
+pub use accounting::{FrameAccounting, FrameGauges};
 pub use config::{XskConfig, XskMode};
 pub use counters::{PortCounters, WorkerCounters};
 pub use error::XskError;
