@@ -23,10 +23,11 @@ const UP_AFTER: u64 = 3;
 const WINDOW: u64 = 5;
 
 /// Detection bound: `down_after` lost rounds, plus one interval for the phase of the round the
-/// black hole started in, plus the probe timeout, plus 500 ms for polling `flowpin status` on a
-/// loaded machine.
+/// black hole started in, plus the probe timeout, plus 1.5 s for installing the black hole and
+/// polling `flowpin status` on a loaded 2-core machine running other lab tests beside this one
+/// (measured 0.86–1.20 s when alone; 500 ms of slack once proved too little under parallel tests).
 fn detection_bound() -> Duration {
-    Duration::from_millis((DOWN_AFTER + 1) * INTERVAL_MS + TIMEOUT_MS + 500)
+    Duration::from_millis((DOWN_AFTER + 1) * INTERVAL_MS + TIMEOUT_MS + 1_500)
 }
 
 fn probing_lab(extra: &str) -> Lab {
@@ -422,12 +423,10 @@ fn blackhole_during_iperf3_curl_and_long_flows_fails_over_only_the_dead_uplinks_
                         flow.local_port, flow.sent
                     );
                 }
-                // Noise, not flowpin's: the lab's UDP echo (socat UDP4-RECVFROM,fork) now and then
-                // answers one datagram twice, to the peer of the one before, and another not at all
-                // (seen as a flow with more replies than datagrams). flowpin counts no drop and its
-                // per-flow packets_in equals what the client got. Typically 0-6 of 80.
+                // A datagram or two may be lost to load on a shared 2-core box (the lab's echo is a
+                // single process now; the forking socat echo used to lose up to 6 of 80 by itself).
                 assert!(
-                    lost * 100 <= flow.sent * 10,
+                    lost * 100 <= flow.sent * 3,
                     "UDP flow on isp1 lost {lost} of {}",
                     flow.sent
                 );

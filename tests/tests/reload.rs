@@ -23,14 +23,13 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 /// The long flows' message period.
 const PERIOD_MS: u32 = 50;
 
-/// Noise of the end-to-end checks on a shared, loaded 2-core machine (load average 9 while others
-/// compile). The same traffic with `flowpin status` calls in place of the reloads once showed a 2.03 s
-/// silence on a UDP flow and 7 % fewer echoes than its reference phase: the lab's UDP echo forks a
-/// process per datagram, and nothing on the router side had dropped a packet. So the strict check is
-/// the datapath's (no drop at all); these bounds only catch stalls and losses well above the noise.
-const MAX_SILENCE_S: f64 = 3.0;
+/// Noise of the end-to-end checks on a shared 2-core machine. The strict check is the datapath's (no
+/// drop at all); these bounds catch stalls and losses beyond what the same traffic shows without
+/// reloads (measured with the lab's single-process UDP echo: 99.7 % echoed without reloads, 99.8 %
+/// during them; the earlier forking socat echo lost up to 7 % by itself).
+const MAX_SILENCE_S: f64 = 1.5;
 /// See [`MAX_SILENCE_S`]: echoed share during the reloads may trail the reference phase by this much.
-const LOSS_NOISE: f64 = 0.10;
+const LOSS_NOISE: f64 = 0.03;
 
 /// How long the reload test runs its traffic without reloads first, to measure the lab's own loss.
 const REFERENCE_PHASE: Duration = Duration::from_secs(8);
