@@ -115,6 +115,8 @@ struct Daemon {
     config_path: std::path::PathBuf,
     /// Per uplink slot: health, operator overrides and failover figures.
     uplinks: Vec<UplinkRuntime>,
+    /// By uplink slot: its datapath counters when its current uplink took it (see [`SlotTotals`]).
+    slot_baselines: Vec<SlotTotals>,
     /// What the prober reads.
     prober: Arc<ProberInputs>,
     /// Raw socket for TCP resets (`None` if it could not be opened).
@@ -288,6 +290,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         published_config,
         config_path: config_path.to_path_buf(),
         uplinks,
+        slot_baselines: Vec::new(),
         prober,
         rst,
         probe_routes: false,
@@ -1028,6 +1031,9 @@ impl Daemon {
             }
             self.builder.forget(&name);
         }
+        // A slot given to a new uplink still counts its earlier uplink's traffic: the new one starts
+        // at 0 (read while no worker counts).
+        rebase_slots(&mut self.slot_baselines, &self.counters, &plan.added);
         // The new layout: slots kept keep their runtime; slots (re)filled start fresh.
         let mut uplinks = Vec::with_capacity(plan.config.uplinks.len());
         let mut facts = Vec::with_capacity(plan.config.uplinks.len());
@@ -1213,9 +1219,8 @@ impl Daemon {
             .enumerate()
             .filter(|(i, _)| !self.uplinks[*i].retired)
             .map(|(i, u)| {
-                let sum = |f: fn(&crate::datapath::counters::UplinkCounters) -> u64| {
-                    self.counters.iter().map(|c| f(&c.uplinks[i])).sum()
-                };
+                let totals = SlotTotals::sum(&self.counters, i)
+                    .since(self.slot_baselines.get(i).copied().unwrap_or_default());
                 let fact = self.facts.get(i).and_then(Option::as_ref);
                 api::UplinkStatus {
                     name: u.name.clone(),
@@ -1234,14 +1239,14 @@ impl Daemon {
                     failovers: self.uplinks[i].failovers,
                     flows_failed_over: self.uplinks[i].flows_failed_over,
                     flows_failed_back: self.uplinks[i].flows_failed_back,
-                    flows_created: sum(|c| c.flows_created.get()),
+                    flows_created: totals.flows_created,
                     flows: flows_per_uplink[i],
-                    tx_packets: sum(|c| c.tx_packets.get()),
-                    tx_bytes: sum(|c| c.tx_bytes.get()),
-                    rx_packets: sum(|c| c.rx_packets.get()),
-                    rx_bytes: sum(|c| c.rx_bytes.get()),
-                    tcp_handshakes_started: sum(|c| c.tcp_handshakes_started.get()),
-                    tcp_handshakes_answered: sum(|c| c.tcp_handshakes_answered.get()),
+                    tx_packets: totals.tx_packets,
+                    tx_bytes: totals.tx_bytes,
+                    rx_packets: totals.rx_packets,
+                    rx_bytes: totals.rx_bytes,
+                    tcp_handshakes_started: totals.tcp_handshakes_started,
+                    tcp_handshakes_answered: totals.tcp_handshakes_answered,
                     tcp_handshakes_unanswered_in_a_row: self.uplinks[i]
                         .health
                         .passive()
@@ -1460,6 +1465,75 @@ fn serve_api(listener: std::os::unix::net::UnixListener, daemon: Arc<std::sync::
                     }
                 });
             });
+    }
+}
+
+/// An uplink slot's datapath counters summed over the workers.
+///
+/// The counters are per slot and only grow, but a reload can give a retired slot (or one past the
+/// end, dropped earlier) to a new uplink: the control plane then keeps the slot's totals at that
+/// moment as its baseline and reports the totals since, so the new uplink's series (labelled by its
+/// name) start at 0 and never go backwards. The passive health signal reads the raw sums: it only
+/// uses their differences.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SlotTotals {
+    tx_packets: u64,
+    tx_bytes: u64,
+    rx_packets: u64,
+    rx_bytes: u64,
+    flows_created: u64,
+    tcp_handshakes_started: u64,
+    tcp_handshakes_answered: u64,
+}
+
+impl SlotTotals {
+    /// Slot `slot`'s counters summed over `workers`.
+    fn sum(workers: &[Arc<DatapathCounters>], slot: usize) -> Self {
+        workers
+            .iter()
+            .filter_map(|w| w.uplinks.get(slot))
+            .fold(Self::default(), |t, c| Self {
+                tx_packets: t.tx_packets + c.tx_packets.get(),
+                tx_bytes: t.tx_bytes + c.tx_bytes.get(),
+                rx_packets: t.rx_packets + c.rx_packets.get(),
+                rx_bytes: t.rx_bytes + c.rx_bytes.get(),
+                flows_created: t.flows_created + c.flows_created.get(),
+                tcp_handshakes_started: t.tcp_handshakes_started + c.tcp_handshakes_started.get(),
+                tcp_handshakes_answered: t.tcp_handshakes_answered
+                    + c.tcp_handshakes_answered.get(),
+            })
+    }
+
+    /// The totals counted since `baseline` was taken.
+    fn since(self, baseline: Self) -> Self {
+        Self {
+            tx_packets: self.tx_packets.saturating_sub(baseline.tx_packets),
+            tx_bytes: self.tx_bytes.saturating_sub(baseline.tx_bytes),
+            rx_packets: self.rx_packets.saturating_sub(baseline.rx_packets),
+            rx_bytes: self.rx_bytes.saturating_sub(baseline.rx_bytes),
+            flows_created: self.flows_created.saturating_sub(baseline.flows_created),
+            tcp_handshakes_started: self
+                .tcp_handshakes_started
+                .saturating_sub(baseline.tcp_handshakes_started),
+            tcp_handshakes_answered: self
+                .tcp_handshakes_answered
+                .saturating_sub(baseline.tcp_handshakes_answered),
+        }
+    }
+}
+
+/// Makes `slots` (given to new uplinks) count from 0: their baselines become their totals now. Call
+/// with the workers stopped.
+fn rebase_slots(
+    baselines: &mut Vec<SlotTotals>,
+    counters: &[Arc<DatapathCounters>],
+    slots: &[usize],
+) {
+    for &slot in slots {
+        if baselines.len() <= slot {
+            baselines.resize(slot + 1, SlotTotals::default());
+        }
+        baselines[slot] = SlotTotals::sum(counters, slot);
     }
 }
 
@@ -1698,6 +1772,45 @@ mod tests {
         // isp3 removed: slots 1 and 2 are retired and trailing, so they are dropped.
         assert_eq!(names(&plan), ["isp1"]);
         assert_eq!(plan.removed, [2]);
+    }
+
+    #[test]
+    fn a_slot_given_to_a_new_uplink_counts_from_zero_and_the_others_keep_counting() {
+        let counters: Vec<Arc<DatapathCounters>> = (0..2)
+            .map(|_| Arc::new(DatapathCounters::default()))
+            .collect();
+        let start = running(&plan_slots(&[], config(&[1, 2], None)).unwrap());
+        // isp1 (slot 0) and isp2 (slot 1) carry traffic on both workers.
+        for c in &counters {
+            c.uplinks[0].tx_packets.add(10);
+            c.uplinks[1].tx_packets.add(7);
+            c.uplinks[1].rx_bytes.add(1500);
+            c.uplinks[1].flows_created.add(3);
+            c.uplinks[1].tcp_handshakes_started.add(2);
+        }
+        let mut baselines = Vec::new();
+        let view = |baselines: &Vec<SlotTotals>, slot: usize| {
+            SlotTotals::sum(&counters, slot).since(baselines.get(slot).copied().unwrap_or_default())
+        };
+        assert_eq!(view(&baselines, 1).tx_packets, 14);
+        // isp2 removed, then isp3 added: it takes slot 1.
+        let removed = plan_slots(&start, config(&[1], None)).unwrap();
+        let plan = plan_slots(&running(&removed), config(&[1, 3], None)).unwrap();
+        assert_eq!(plan.added, vec![1]);
+        assert_eq!(names(&plan)[1], "isp3");
+        rebase_slots(&mut baselines, &counters, &plan.added);
+        assert_eq!(
+            view(&baselines, 1),
+            SlotTotals::default(),
+            "isp3 starts at 0"
+        );
+        assert_eq!(view(&baselines, 0).tx_packets, 20, "isp1 keeps its totals");
+        counters[1].uplinks[1].tx_packets.add(5);
+        counters[0].uplinks[1].flows_created.add(1);
+        let isp3 = view(&baselines, 1);
+        assert_eq!((isp3.tx_packets, isp3.flows_created), (5, 1));
+        assert_eq!(isp3.rx_bytes, 0);
+        assert_eq!(view(&baselines, 0).tx_packets, 20);
     }
 
     #[test]
