@@ -69,7 +69,7 @@ fn blackholed_isp_is_detected_within_the_bound_and_recovers_after_hysteresis() {
     )
     .unwrap();
     // Down after DOWN_AFTER lost rounds: bound = (DOWN_AFTER + 1) intervals + timeout + polling slack.
-    let bound = Duration::from_millis((DOWN_AFTER + 1) * INTERVAL_MS + 200 + 500);
+    let bound = Duration::from_millis((DOWN_AFTER + 1) * INTERVAL_MS + 200 + 1_000);
     let took = wait_for(&lab, bound, |s| state(s, 1) == "down")
         .unwrap_or_else(|s| panic!("isp2 not down within {bound:?}: {s:#}"));
     eprintln!("blackhole detected after {took:?}");
