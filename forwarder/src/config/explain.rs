@@ -116,6 +116,17 @@ pub fn explain(config: &Config) -> String {
         datapath.flow_capacity,
         datapath.frames_per_worker
     );
+    let cpus = if datapath.cpus.is_empty() {
+        "every CPU the daemon may run on".to_owned()
+    } else {
+        let list: Vec<String> = datapath.cpus.iter().map(u32::to_string).collect();
+        format!(
+            "CPUs {} (worker i on cpus[i mod {}])",
+            list.join(", "),
+            list.len()
+        )
+    };
+    let _ = writeln!(out, "Workers pinned to: {cpus}");
     let _ = writeln!(out, "Control socket: {}", config.control.socket.display());
     out
 }

@@ -11,13 +11,15 @@
 //! - unknown keys are errors at every level (a typo never silently becomes a default);
 //! - a [`Config`] that exists is valid (see [`model`] for the exact guarantees) — nothing
 //!   downstream re-checks it;
-//! - this module does no I/O except reading the file in [`load`]: the router's
-//!   `ip_local_port_range`, which the NAT range must avoid, is an argument (read it with
-//!   [`PortRange::from_proc_local_port_range`]).
+//! - this module does no I/O except reading the file in [`load`]: the machine facts a file is
+//!   checked against ([`Host`]: the router's `ip_local_port_range`, which the NAT range must
+//!   avoid, read with [`PortRange::from_proc_local_port_range`]; the online CPUs `[datapath] cpus`
+//!   must name, read with [`parse_cpu_list`]) are an argument.
 //!
 //! Uplink health, failover, failback and metrics live in [`resilience`].
 #![forbid(unsafe_code)]
 
+mod cpus;
 mod error;
 mod explain;
 mod locate;
@@ -35,6 +37,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use cpus::{Host, format_cpu_list, parse_cpu_list};
 pub use error::{ConfigError, ConfigErrors};
 pub use explain::{explain, weight_shares};
 pub use model::{
@@ -54,11 +57,9 @@ pub use validate::{
 
 use locate::Source;
 
-/// Reads and validates the configuration file at `path`.
-///
-/// `local_port_range` is the router's `net.ipv4.ip_local_port_range`; when given, a NAT port
-/// range overlapping it is an error. Errors name the file as `path` displays.
-pub fn load(path: &Path, local_port_range: Option<PortRange>) -> Result<Config, ConfigErrors> {
+/// Reads and validates the configuration file at `path` against the machine facts `host` (see
+/// [`parse_on`]). Errors name the file as `path` displays.
+pub fn load(path: &Path, host: &Host) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
         file: file.clone(),
@@ -66,15 +67,28 @@ pub fn load(path: &Path, local_port_range: Option<PortRange>) -> Result<Config, 
         field: String::new(),
         message: format!("cannot read: {error}"),
     })?;
-    parse(&text, &file, local_port_range)
+    parse_on(&text, &file, host)
 }
 
-/// Validates configuration `text`; `file` is the name errors show.
+/// Validates configuration `text`; `file` is the name errors show. `local_port_range` is the
+/// router's `net.ipv4.ip_local_port_range`; when given, a NAT port range overlapping it is an
+/// error. The CPUs of `[datapath] cpus` are not checked against the machine (see [`parse_on`]).
 pub fn parse(
     text: &str,
     file: &str,
     local_port_range: Option<PortRange>,
 ) -> Result<Config, ConfigErrors> {
+    let host = Host {
+        local_port_range,
+        online_cpus: None,
+    };
+    parse_on(text, file, &host)
+}
+
+/// Validates configuration `text` against the machine facts `host`: a NAT port range overlapping
+/// `host.local_port_range`, or a `[datapath] cpus` id outside `host.online_cpus`, is an error
+/// (facts that are `None` are not checked). `file` is the name errors show.
+pub fn parse_on(text: &str, file: &str, host: &Host) -> Result<Config, ConfigErrors> {
     let source = Source { file, text };
     let raw: raw::RawConfig = toml::from_str(text).map_err(|error| {
         let (line, field) = match error.span() {
@@ -91,5 +105,5 @@ pub fn parse(
             message: error.message().trim().to_owned(),
         }
     })?;
-    validate::validate(source, raw, local_port_range)
+    validate::validate(source, raw, host)
 }

@@ -224,6 +224,11 @@ pub struct Datapath {
     pub flow_capacity: u32,
     /// UMEM frames per worker (a power of two).
     pub frames_per_worker: u32,
+    /// CPU ids workers are pinned to: worker `i` on `cpus[i % len]`. Empty (the key absent): every
+    /// CPU the daemon may run on. Not empty, no duplicate, and (when the machine's online CPUs were
+    /// given to validation) each one online.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cpus: Vec<u32>,
 }
 
 impl Datapath {

@@ -147,6 +147,7 @@ pub(super) struct RawDatapath {
     pub idle: Option<S<IdleStrategy>>,
     pub flow_capacity: Option<S<u32>>,
     pub frames_per_worker: Option<S<u32>>,
+    pub cpus: Option<S<Vec<S<u32>>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -72,9 +72,13 @@ fn the_example_parses_with_the_linux_default_port_range() {
 #[test]
 fn the_example_loads_from_disk() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flowpin.toml");
-    let config = load(&path, None).unwrap();
+    let config = load(&path, &Host::default()).unwrap();
     assert_eq!(config, parse(EXAMPLE, "x", None).unwrap());
-    let missing = load(std::path::Path::new("/nonexistent/flowpin.toml"), None).unwrap_err();
+    let missing = load(
+        std::path::Path::new("/nonexistent/flowpin.toml"),
+        &Host::default(),
+    )
+    .unwrap_err();
     assert!(
         missing
             .to_string()
@@ -596,6 +600,9 @@ mod generated {
                     prop_oneof![Just(IdleStrategy::Poll), Just(IdleStrategy::BusyPoll)],
                     1024u32..1_000_000,
                     9u32..20,
+                    // Distinct CPU ids in any order; empty: every CPU.
+                    prop::collection::btree_set(0u32..256, 0..5)
+                        .prop_map(|ids| ids.into_iter().rev().collect::<Vec<_>>()),
                 );
                 (
                     uplinks(count),
@@ -635,7 +642,7 @@ mod generated {
                         }
                     })
                     .collect();
-                let (workers, mode, idle, flow_capacity, frames_log2) = datapath;
+                let (workers, mode, idle, flow_capacity, frames_log2, cpus) = datapath;
                 Config {
                     lan: Lan {
                         interface: "lan0".into(),
@@ -663,6 +670,7 @@ mod generated {
                         idle,
                         flow_capacity,
                         frames_per_worker: 1 << frames_log2,
+                        cpus,
                     },
                     control: Control {
                         socket: PathBuf::from("/run/test/flowpin.sock"),
@@ -787,5 +795,71 @@ fn the_passive_trigger_is_off_and_net_unreachable_limited_by_default_and_both_co
     assert_eq!(
         parse(&config.to_toml(), "again.toml", None).unwrap(),
         config
+    );
+}
+
+#[test]
+fn datapath_cpus_are_the_pinning_list_in_order_and_round_trip() {
+    let two_cpus = Host {
+        local_port_range: None,
+        online_cpus: Some(vec![0, 1]),
+    };
+    let config = parse(BASE, "f", None).unwrap();
+    assert!(config.datapath.cpus.is_empty(), "default: every CPU");
+    let text = format!("{BASE}[datapath]\ncpus = [1, 0]\n");
+    let config = parse_on(&text, "f", &two_cpus).unwrap();
+    assert_eq!(config.datapath.cpus, vec![1, 0]);
+    assert_eq!(parse(&config.to_toml(), "f", None).unwrap(), config);
+    assert!(
+        explain(&config).contains("CPUs 1, 0"),
+        "{}",
+        explain(&config)
+    );
+    // Without the machine's CPUs (e.g. checking a file for another router) any id is accepted.
+    let elsewhere = format!("{BASE}[datapath]\ncpus = [0, 63]\n");
+    assert_eq!(
+        parse(&elsewhere, "f", None).unwrap().datapath.cpus,
+        vec![0, 63]
+    );
+}
+
+#[test]
+fn datapath_cpus_must_be_online_listed_once_and_not_empty() {
+    let two_cpus = Host {
+        local_port_range: None,
+        online_cpus: Some(vec![0, 1]),
+    };
+    let errors = |text: &str| match parse_on(text, "flowpin.toml", &two_cpus) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(errors) => errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert_eq!(
+        errors(&format!(
+            "{BASE}[datapath]\nworkers = 2\ncpus = [0, 5, 1, 7]\n"
+        )),
+        vec![
+            "flowpin.toml:18: datapath.cpus[1]: CPU 5 is not online on this machine (online CPUs: 0-1)",
+            "flowpin.toml:18: datapath.cpus[3]: CPU 7 is not online on this machine (online CPUs: 0-1)",
+        ]
+    );
+    assert_eq!(
+        errors(&format!("{BASE}[datapath]\ncpus = [1, 0, 1]\n")),
+        vec!["flowpin.toml:17: datapath.cpus[2]: CPU 1 is listed twice"]
+    );
+    let empty = errors(&format!("{BASE}[datapath]\ncpus = []\n"));
+    assert_eq!(empty.len(), 1, "{empty:?}");
+    assert!(
+        empty[0].starts_with("flowpin.toml:17: datapath.cpus: empty"),
+        "{empty:?}"
+    );
+    assert_single_error(
+        &format!("{BASE}[datapath]\ncpus = [-1]\n"),
+        "flowpin.toml:17: datapath.cpus",
+        "",
+    );
+    assert_single_error(
+        &format!("{BASE}[datapath]\ncpus = \"0-1\"\n"),
+        "flowpin.toml:17: datapath.cpus",
+        "",
     );
 }

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::path::PathBuf;
 
+use super::cpus::{Host, format_cpu_list};
 use super::locate::Source;
 use super::model::{
     Config, Control, Datapath, Lan, Nat, Policy, PolicyMatch, PolicyUplink, Timeouts, Uplink,
@@ -38,8 +39,9 @@ pub const FRAMES_PER_WORKER_RANGE: (u32, u32) = (512, 1 << 20);
 pub(super) fn validate(
     source: Source<'_>,
     raw: RawConfig,
-    local_port_range: Option<PortRange>,
+    host: &Host,
 ) -> Result<Config, ConfigErrors> {
+    let local_port_range = host.local_port_range;
     let mut checker = Checker {
         source,
         errors: Vec::new(),
@@ -48,7 +50,7 @@ pub(super) fn validate(
     let uplinks = checker.uplinks(raw.uplink, &lan);
     let nat = checker.nat(raw.nat, local_port_range);
     let policies = checker.policies(raw.policy, &lan, &uplinks);
-    let datapath = checker.datapath(raw.datapath);
+    let datapath = checker.datapath(raw.datapath, host.online_cpus.as_deref());
     let control = checker.control(raw.control);
     let health = checker.health(raw.health);
     let failover = checker.failover(raw.failover);
@@ -471,15 +473,50 @@ impl Checker<'_> {
         group
     }
 
-    fn datapath(&mut self, raw: Option<RawDatapath>) -> Datapath {
+    /// `[datapath] cpus`: not empty, no duplicate, each online (when `online` is known).
+    fn cpus(&mut self, raw: S<Vec<S<u32>>>, online: Option<&[u32]>) -> Vec<u32> {
+        const FIELD: &str = "datapath.cpus";
+        let span = raw.span();
+        let raw = raw.into_inner();
+        if raw.is_empty() {
+            self.fail(
+                span,
+                FIELD,
+                "empty: list at least one CPU id, or remove the key to use every CPU",
+            );
+            return Vec::new();
+        }
+        let mut cpus = Vec::with_capacity(raw.len());
+        for (index, cpu) in raw.into_iter().enumerate() {
+            let field = format!("{FIELD}[{index}]");
+            let id = *cpu.get_ref();
+            if cpus.contains(&id) {
+                self.fail(cpu.span(), &field, format!("CPU {id} is listed twice"));
+            } else if let Some(online) = online.filter(|online| !online.contains(&id)) {
+                let message = format!(
+                    "CPU {id} is not online on this machine (online CPUs: {})",
+                    format_cpu_list(online)
+                );
+                self.fail(cpu.span(), &field, message);
+            }
+            cpus.push(id);
+        }
+        cpus
+    }
+
+    fn datapath(&mut self, raw: Option<RawDatapath>, online_cpus: Option<&[u32]>) -> Datapath {
         let mut datapath = Datapath {
             workers: Workers::Auto,
             mode: Default::default(),
             idle: Default::default(),
             flow_capacity: Datapath::DEFAULT_FLOW_CAPACITY,
             frames_per_worker: Datapath::DEFAULT_FRAMES_PER_WORKER,
+            cpus: Vec::new(),
         };
         let Some(raw) = raw else { return datapath };
+        if let Some(cpus) = raw.cpus {
+            datapath.cpus = self.cpus(cpus, online_cpus);
+        }
         if let Some(workers) = raw.workers {
             datapath.workers = workers.into_inner();
         }

@@ -78,10 +78,35 @@ pub fn local_port_range() -> Result<config::PortRange> {
     config::PortRange::from_proc_local_port_range(&text).map_err(anyhow::Error::msg)
 }
 
-/// Loads and validates a configuration file the way `run` and `check` do.
+/// Reads the online CPU ids (`/sys/devices/system/cpu/online`).
+pub fn online_cpus() -> Result<Vec<u32>> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .context("cannot read /sys/devices/system/cpu/online")?;
+    config::parse_cpu_list(&text).map_err(anyhow::Error::msg)
+}
+
+/// Loads and validates a configuration file the way `run` and `check` do: against this machine's
+/// `ip_local_port_range` and online CPUs (each checked only when readable).
 pub fn load_config(path: &Path) -> Result<Config> {
-    let local = local_port_range().ok();
-    config::load(path, local).map_err(|e| anyhow::anyhow!("{e}"))
+    let host = config::Host {
+        local_port_range: local_port_range().ok(),
+        online_cpus: online_cpus().ok(),
+    };
+    config::load(path, &host).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The CPUs workers are pinned to, round robin: `[datapath] cpus`, or every CPU the daemon may run on.
+fn worker_cores(config: &Config) -> Vec<core_affinity::CoreId> {
+    if config.datapath.cpus.is_empty() {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        config
+            .datapath
+            .cpus
+            .iter()
+            .map(|&id| core_affinity::CoreId { id: id as usize })
+            .collect()
+    }
 }
 
 /// Everything the control plane keeps about the running datapath.
@@ -103,7 +128,7 @@ struct Daemon {
     queues: Vec<u32>,
     /// The AF_XDP settings every worker is opened with.
     xsk_config: XskConfig,
-    /// The cores workers are pinned to (round robin).
+    /// The cores workers are pinned to (round robin; `[datapath] cpus`, fixed until restart).
     cores: Vec<core_affinity::CoreId>,
     /// The last published snapshots, for `flowpin explain`.
     history: SnapshotHistory,
@@ -235,7 +260,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     }
 
     let clock = Clock::start();
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let cores = worker_cores(&config);
     let counters: Vec<Arc<DatapathCounters>> = queues
         .iter()
         .map(|_| Arc::new(DatapathCounters::default()))
