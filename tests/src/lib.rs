@@ -159,3 +159,25 @@ pub fn wait_for_probes_answered(lab: &Lab) {
     })
     .unwrap_or_else(|s| panic!("probes not answered through every uplink: {s:#}"));
 }
+
+/// The lab's flowpin metrics endpoint (`127.0.0.1:9469` in the router namespace), parsed strictly as
+/// Prometheus text; panics when it does not answer or does not parse.
+pub fn flowpin_metrics(lab: &Lab) -> prometheus::Exposition {
+    let text = lab
+        .exec_ok(
+            &lab.router().ns,
+            &["curl", "-sf", "http://127.0.0.1:9469/metrics"],
+        )
+        .expect("the metrics endpoint answers");
+    prometheus::parse(&text).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"))
+}
+
+/// How many packets `flowpin status` counts as dropped for `reason` (0 when absent).
+pub fn status_drops(status: &serde_json::Value, reason: &str) -> u64 {
+    status["drops"]
+        .as_array()
+        .expect("drops in the status")
+        .iter()
+        .find(|d| d[0] == reason)
+        .map_or(0, |d| d[1].as_u64().unwrap_or(0))
+}

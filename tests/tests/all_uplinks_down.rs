@@ -6,37 +6,13 @@ use std::time::{Duration, Instant};
 
 use flowpin_lab::{Lab, LabSpec, RouterKind, traffic};
 use flowpin_tests::{
-    assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_status, lab_up,
+    append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean,
+    flowpin_status, lab_up, status_drops, wait_for_status,
 };
 
 /// The viability guard's rate limit this test configures (the lab runs one worker).
 const PER_S: u64 = 2;
 const BURST: u64 = 4;
-
-fn flowpin(lab: &Lab, args: &[&str]) -> std::process::Output {
-    let files = lab.flowpin_files().expect("the flowpin binary");
-    let binary = files.binary.to_string_lossy().into_owned();
-    let socket = files.socket.to_string_lossy().into_owned();
-    let mut argv = vec![binary.as_str(), args[0], "--socket", socket.as_str()];
-    argv.extend_from_slice(&args[1..]);
-    lab.exec(&lab.router().ns, &argv).expect("running flowpin")
-}
-
-/// Polls `flowpin status` until `done` holds, or panics after `limit` with the last status.
-fn wait_for(lab: &Lab, limit: Duration, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
-    let start = Instant::now();
-    loop {
-        let status = flowpin_status(lab);
-        if done(&status) {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{what} not within {limit:?}: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn all_uplinks(status: &serde_json::Value, state: &str) -> bool {
     status["uplinks"]
@@ -44,15 +20,6 @@ fn all_uplinks(status: &serde_json::Value, state: &str) -> bool {
         .unwrap()
         .iter()
         .all(|u| u["state"] == state)
-}
-
-fn drops(status: &serde_json::Value, reason: &str) -> u64 {
-    status["drops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d[0] == reason)
-        .map_or(0, |d| d[1].as_u64().unwrap())
 }
 
 /// Pings `target` `count` times every `interval` from the first LAN host; returns ping's output and how
@@ -81,17 +48,9 @@ fn with_every_uplink_down_hosts_get_rate_limited_net_unreachable_and_service_ret
         router: RouterKind::Flowpin,
         ..LabSpec::with_weights(&[1, 1])
     });
-    let files = lab.flowpin_files().unwrap();
-    let mut text = std::fs::read_to_string(&files.config).unwrap();
-    text.push_str(&format!(
-        "\n[failover]\nnet_unreachable_per_s = {PER_S}\nnet_unreachable_burst = {BURST}\n"
-    ));
-    std::fs::write(&files.config, text).unwrap();
-    let out = flowpin(&lab, &["reload"]);
-    assert!(
-        out.status.success(),
-        "reload: {}",
-        String::from_utf8_lossy(&out.stderr)
+    append_config_and_reload(
+        &lab,
+        &format!("[failover]\nnet_unreachable_per_s = {PER_S}\nnet_unreachable_burst = {BURST}\n"),
     );
     let host = &lab.lan_hosts()[0];
     let before = traffic::http_get(&lab, host, 4).expect("curl runs");
@@ -105,9 +64,8 @@ fn with_every_uplink_down_hosts_get_rate_limited_net_unreachable_and_service_ret
         )
         .unwrap();
     }
-    wait_for(&lab, Duration::from_secs(3), "both uplinks down", |s| {
-        all_uplinks(s, "down")
-    });
+    wait_for_status(&lab, Duration::from_secs(3), |s| all_uplinks(s, "down"))
+        .unwrap_or_else(|s| panic!("both uplinks not down within 3 s: {s:#}"));
     let counters_at_outage = lab.isp_counters().unwrap();
     let flows_at_outage = flowpin_status(&lab)["flows"].as_u64().unwrap();
 
@@ -156,7 +114,7 @@ fn with_every_uplink_down_hosts_get_rate_limited_net_unreachable_and_service_ret
     // flowpin still runs, counted every refused flow, and nothing left by any uplink.
     let status = flowpin_status(&lab);
     assert!(
-        drops(&status, "no_uplink") >= 42,
+        status_drops(&status, "no_uplink") >= 42,
         "every refused new flow counted: {status:#}"
     );
     assert!(
@@ -178,14 +136,15 @@ fn with_every_uplink_down_hosts_get_rate_limited_net_unreachable_and_service_ret
         lab.exec_ok(&router, &["ip", "link", "set", &uplink.router_iface, "up"])
             .unwrap();
     }
-    wait_for(&lab, Duration::from_secs(15), "both uplinks up", |s| {
+    wait_for_status(&lab, Duration::from_secs(15), |s| {
         all_uplinks(s, "up")
             && s["uplinks"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .all(|u| u["eligible"] == true)
-    });
+    })
+    .unwrap_or_else(|s| panic!("both uplinks not up and eligible within 15 s: {s:#}"));
     let start = Instant::now();
     loop {
         let after = traffic::http_get(&lab, host, 4).expect("curl runs");

@@ -9,8 +9,8 @@ use flowpin_lab::{Fault, Lab, LabSpec, RouterKind};
 use flowpin_tests::long_flows::epoch_seconds;
 use flowpin_tests::{
     append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_cli,
-    flowpin_status, health_section, lab_up, on_every_host_at_once, prometheus, uplink_state,
-    wait_for_probes_answered, wait_for_status,
+    flowpin_metrics, flowpin_status, health_section, lab_up, on_every_host_at_once, prometheus,
+    uplink_state, wait_for_probes_answered, wait_for_status,
 };
 
 /// Probe interval, timeout and down hysteresis the tests configure.
@@ -24,27 +24,11 @@ fn flowpin_lab() -> Lab {
     })
 }
 
-fn flowpin(lab: &Lab, args: &[&str]) -> std::process::Output {
-    flowpin_cli(lab, args)
-}
-
 /// Appends probe settings to the lab's configuration and reloads it.
 fn enable_probing(lab: &Lab) {
     append_config_and_reload(lab, &health_section(INTERVAL_MS, DOWN_AFTER, 3, 20));
     // Probes answer: loss is measured and both uplinks stay up.
     wait_for_probes_answered(lab);
-}
-
-fn state(status: &serde_json::Value, uplink: usize) -> String {
-    uplink_state(status, uplink)
-}
-
-fn wait_for(
-    lab: &Lab,
-    limit: Duration,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> Result<Duration, serde_json::Value> {
-    wait_for_status(lab, limit, done)
 }
 
 fn ping_ok(lab: &Lab, target: &str) -> bool {
@@ -70,11 +54,15 @@ fn blackholed_isp_is_detected_within_the_bound_and_recovers_after_hysteresis() {
     .unwrap();
     // Down after DOWN_AFTER lost rounds: bound = (DOWN_AFTER + 1) intervals + timeout + polling slack.
     let bound = Duration::from_millis((DOWN_AFTER + 1) * INTERVAL_MS + 200 + 1_000);
-    let took = wait_for(&lab, bound, |s| state(s, 1) == "down")
+    let took = wait_for_status(&lab, bound, |s| uplink_state(s, 1) == "down")
         .unwrap_or_else(|s| panic!("isp2 not down within {bound:?}: {s:#}"));
     eprintln!("blackhole detected after {took:?}");
     let status = flowpin_status(&lab);
-    assert_eq!(state(&status, 0), "up", "the healthy uplink stays up");
+    assert_eq!(
+        uplink_state(&status, 0),
+        "up",
+        "the healthy uplink stays up"
+    );
     assert_eq!(status["uplinks"][1]["eligible"], false);
     // New flows only on the healthy uplink: every ping from a new echo id gets through.
     let before = lab.isp_counters().unwrap();
@@ -92,8 +80,10 @@ fn blackholed_isp_is_detected_within_the_bound_and_recovers_after_hysteresis() {
         .unwrap();
     // Back up only after probing: down → probing → up takes at least up_after rounds. The upper bound
     // is only liveness: on a loaded machine late probes make neutral rounds that restart the streak.
-    let took = wait_for(&lab, Duration::from_secs(20), |s| state(s, 1) == "up")
-        .unwrap_or_else(|s| panic!("isp2 did not recover: {s:#}"));
+    let took = wait_for_status(&lab, Duration::from_secs(20), |s| {
+        uplink_state(s, 1) == "up"
+    })
+    .unwrap_or_else(|s| panic!("isp2 did not recover: {s:#}"));
     assert!(
         took >= Duration::from_millis(2 * INTERVAL_MS),
         "recovered after {took:?}: faster than the up hysteresis allows"
@@ -113,15 +103,17 @@ fn link_down_fails_over_at_once_and_invalid_reloads_are_refused() {
     let router = lab.router().ns.clone();
     lab.exec_ok(&router, &["ip", "link", "set", &wan2, "down"])
         .unwrap();
-    let took = wait_for(&lab, Duration::from_secs(1), |s| state(s, 1) == "down")
-        .unwrap_or_else(|s| panic!("link down not acted on within 1 s: {s:#}"));
+    let took = wait_for_status(&lab, Duration::from_secs(1), |s| {
+        uplink_state(s, 1) == "down"
+    })
+    .unwrap_or_else(|s| panic!("link down not acted on within 1 s: {s:#}"));
     eprintln!("link down acted on after {took:?}");
     for _ in 0..6 {
         assert!(ping_ok(&lab, "203.0.113.11"));
     }
     lab.exec_ok(&router, &["ip", "link", "set", &wan2, "up"])
         .unwrap();
-    wait_for(&lab, Duration::from_secs(5), |s| state(s, 1) == "up")
+    wait_for_status(&lab, Duration::from_secs(5), |s| uplink_state(s, 1) == "up")
         .unwrap_or_else(|s| panic!("isp2 not back: {s:#}"));
 
     // An invalid file is refused with file:line:field, and the daemon keeps running its config.
@@ -132,19 +124,23 @@ fn link_down_fails_over_at_once_and_invalid_reloads_are_refused() {
         format!("{good}\n[health]\ntimeout_ms = 5000\n"),
     )
     .unwrap();
-    let out = flowpin(&lab, &["reload"]);
+    let out = flowpin_cli(&lab, &["reload"]);
     assert!(!out.status.success());
     let error = String::from_utf8_lossy(&out.stderr);
     assert!(error.contains("health.timeout_ms"), "{error}");
     std::fs::write(&files.config, &good).unwrap();
-    assert!(flowpin(&lab, &["reload"]).status.success());
+    assert!(flowpin_cli(&lab, &["reload"]).status.success());
     let status = flowpin_status(&lab);
     assert_eq!(status["reloads"], 1);
     assert_eq!(status["reloads_failed"], 1);
 
     // Drain: no new flows on isp1; undrain restores it.
-    assert!(flowpin(&lab, &["uplink", "drain", "isp1"]).status.success());
-    assert_eq!(state(&flowpin_status(&lab), 0), "draining");
+    assert!(
+        flowpin_cli(&lab, &["uplink", "drain", "isp1"])
+            .status
+            .success()
+    );
+    assert_eq!(uplink_state(&flowpin_status(&lab), 0), "draining");
     let before = lab.isp_counters().unwrap();
     for _ in 0..6 {
         assert!(ping_ok(&lab, "203.0.113.12"));
@@ -155,7 +151,7 @@ fn link_down_fails_over_at_once_and_invalid_reloads_are_refused() {
         "a drained uplink takes no new flows"
     );
     assert!(
-        flowpin(&lab, &["uplink", "undrain", "isp1"])
+        flowpin_cli(&lab, &["uplink", "undrain", "isp1"])
             .status
             .success()
     );
@@ -231,7 +227,7 @@ fn thirty_percent_probe_loss_never_flaps_and_recovery_waits_for_the_up_hysteresi
     let faults = loop {
         let status = flowpin_status(&lab);
         assert_eq!(
-            state(&status, 1),
+            uplink_state(&status, 1),
             "up",
             "flapped under 30 % probe loss: {status:#}"
         );
@@ -270,8 +266,10 @@ fn thirty_percent_probe_loss_never_flaps_and_recovery_waits_for_the_up_hysteresi
 
     // 2. A real outage, then a real recovery: new flows go to isp2 only once it is up again.
     lab.inject_fault(1, Fault::Blackhole).unwrap();
-    wait_for(&lab, Duration::from_secs(5), |s| state(s, 1) == "down")
-        .unwrap_or_else(|s| panic!("isp2 not down: {s:#}"));
+    wait_for_status(&lab, Duration::from_secs(5), |s| {
+        uplink_state(s, 1) == "down"
+    })
+    .unwrap_or_else(|s| panic!("isp2 not down: {s:#}"));
     let changes_down = changes(&flowpin_status(&lab));
     let host = &lab.lan_hosts()[0];
     let isp1 = lab.uplinks()[0].router_addr;
@@ -297,7 +295,7 @@ fn thirty_percent_probe_loss_never_flaps_and_recovery_waits_for_the_up_hysteresi
     let recovered = loop {
         let asked = epoch_seconds();
         let status = flowpin_status(&lab);
-        if state(&status, 1) == "up" {
+        if uplink_state(&status, 1) == "up" {
             break lifted.elapsed();
         }
         last_not_up = asked;
@@ -353,16 +351,6 @@ fn thirty_percent_probe_loss_never_flaps_and_recovery_waits_for_the_up_hysteresi
     down_and_assert_clean(lab);
 }
 
-fn metrics(lab: &Lab) -> prometheus::Exposition {
-    let text = lab
-        .exec_ok(
-            &lab.router().ns,
-            &["curl", "-sf", "http://127.0.0.1:9469/metrics"],
-        )
-        .expect("the metrics endpoint answers");
-    prometheus::parse(&text).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"))
-}
-
 /// The metrics endpoint is strict Prometheus text, and its per-uplink packet counters agree with what
 /// the ISPs saw. Probing stays off, so the router itself sends nothing from its uplink addresses and
 /// every packet an ISP counts as `good` is one flowpin translated: the counts must match exactly
@@ -370,7 +358,7 @@ fn metrics(lab: &Lab) -> prometheus::Exposition {
 #[test]
 fn metrics_parse_as_prometheus_text_and_match_the_isp_counters() {
     let lab = flowpin_lab();
-    let before = metrics(&lab);
+    let before = flowpin_metrics(&lab);
     let isp_before = lab.isp_counters().unwrap();
     on_every_host_at_once(&lab, |index, host| {
         let http = traffic::http_get(&lab, host, 40).expect("curl runs");
@@ -394,7 +382,7 @@ fn metrics_parse_as_prometheus_text_and_match_the_isp_counters() {
     });
     // Let late packets (FINs, the last ACKs) pass before reading both sides.
     std::thread::sleep(Duration::from_millis(500));
-    let after = metrics(&lab);
+    let after = flowpin_metrics(&lab);
     let isp_after = lab.isp_counters().unwrap();
     for (index, uplink) in lab.uplinks().iter().enumerate() {
         let name = format!("isp{}", uplink.number);

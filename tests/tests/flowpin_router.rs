@@ -11,7 +11,7 @@ use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
 use flowpin_lab::{IspCounters, Lab, LabSpec, RouterKind};
 use flowpin_tests::{
     assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_flows, flowpin_status, lab_up,
-    on_every_host_at_once,
+    on_every_host_at_once, status_drops,
 };
 
 fn flowpin_lab(weights: &[u32]) -> Lab {
@@ -33,12 +33,7 @@ fn this_labs_flowpin(lab: &Lab) -> String {
 }
 
 fn drops(lab: &Lab, reason: &str) -> u64 {
-    flowpin_status(lab)["drops"]
-        .as_array()
-        .expect("drops")
-        .iter()
-        .find(|d| d[0] == reason)
-        .map_or(0, |d| d[1].as_u64().unwrap_or(0))
+    status_drops(&flowpin_status(lab), reason)
 }
 
 /// (a) + (b): 200 curl requests, iperf3 TCP and UDP, from two LAN hosts at once.

@@ -15,8 +15,8 @@ use flowpin_lab::traffic::{HttpReport, parse_http_codes};
 use flowpin_lab::{Fault, Lab, LabSpec, LanHost, RouterKind};
 use flowpin_tests::{
     append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean,
-    flowpin_status, health_section, lab_up, prometheus, uplink_state, wait_for_probes_answered,
-    wait_for_status,
+    flowpin_metrics, flowpin_status, health_section, lab_up, uplink_state,
+    wait_for_probes_answered, wait_for_status,
 };
 
 /// Probe interval and down hysteresis of the probes (they must never fire here: probes answer).
@@ -93,16 +93,6 @@ fn enable_probing(lab: &Lab, up_after: u64, passive: &str) {
     wait_for_probes_answered(lab);
 }
 
-fn metrics(lab: &Lab) -> prometheus::Exposition {
-    let text = lab
-        .exec_ok(
-            &lab.router().ns,
-            &["curl", "-sf", "http://127.0.0.1:9469/metrics"],
-        )
-        .expect("the metrics endpoint answers");
-    prometheus::parse(&text).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"))
-}
-
 /// Trigger off (the default): the handshakes flowpin sent into the silent drop are counted exactly
 /// (every failed connection is one unanswered handshake on isp1, every successful one an answered
 /// handshake on isp2), the streak reaches them once the default 3 s window has passed, and the
@@ -171,7 +161,7 @@ fn with_the_trigger_off_unanswered_handshakes_are_counted_and_the_uplink_stays_u
     }
 
     // The metrics endpoint carries the same counts.
-    let exposition = metrics(&lab);
+    let exposition = flowpin_metrics(&lab);
     for (uplink, started, answered) in [("isp1", failed, 0), ("isp2", ok, ok)] {
         let labels = [("uplink", uplink)];
         assert_eq!(
