@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::Lab;
 use crate::flowpin_router::NAT_PORT_RANGE;
+use crate::isp_counters::NamedCounters;
 use crate::plan::{ISP_ROUTER_IFACE, Uplink};
 
 /// nft table holding the faults and the translated-packet counter in an ISP namespace.
@@ -103,26 +104,11 @@ pub struct FaultCounters {
 
 /// Parses `nft -j list counters table ip flowpin_fault`.
 pub fn parse_fault_counters(json: &str) -> Result<FaultCounters> {
-    let document: serde_json::Value =
-        serde_json::from_str(json).context("nft -j output is not JSON")?;
-    let items = document
-        .get("nftables")
-        .and_then(serde_json::Value::as_array)
-        .context("nft -j output has no \"nftables\" array")?;
-    let packets = |name: &str| -> Result<u64> {
-        items
-            .iter()
-            .filter_map(|item| item.get("counter"))
-            .filter(|c| c.get("table").and_then(serde_json::Value::as_str) == Some(FAULT_TABLE))
-            .find(|c| c.get("name").and_then(serde_json::Value::as_str) == Some(name))
-            .and_then(|c| c.get("packets"))
-            .and_then(serde_json::Value::as_u64)
-            .with_context(|| format!("nft -j output lacks counter {name:?}"))
-    };
+    let counters = NamedCounters::parse(json, FAULT_TABLE)?;
     Ok(FaultCounters {
-        translated: packets("translated")?,
-        probes_seen: packets("probes_seen")?,
-        probes_dropped: packets("probes_dropped")?,
+        translated: counters.get("translated", "packets")?,
+        probes_seen: counters.get("probes_seen", "packets")?,
+        probes_dropped: counters.get("probes_dropped", "packets")?,
     })
 }
 

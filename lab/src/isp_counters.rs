@@ -10,7 +10,7 @@
 
 use std::net::Ipv4Addr;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 /// nft table holding the counters in every ISP namespace.
@@ -67,30 +67,50 @@ pub fn counter_ruleset(router_iface: &str, router_addr: Ipv4Addr) -> String {
 
 /// Parses the output of `nft -j list counters table ip flowpin_lab`.
 pub fn parse_counters(json: &str) -> Result<IspCounters> {
-    let document: serde_json::Value =
-        serde_json::from_str(json).context("nft -j output is not JSON")?;
-    let items = document
-        .get("nftables")
-        .and_then(serde_json::Value::as_array)
-        .context("nft -j output has no \"nftables\" array")?;
-    let find = |name: &str, field: &str| -> Result<u64> {
-        items
+    let counters = NamedCounters::parse(json, COUNTER_TABLE)?;
+    Ok(IspCounters {
+        good: counters.get("good", "packets")?,
+        good_bytes: counters.get("good", "bytes")?,
+        leak: counters.get("leak", "packets")?,
+        wrong_uplink: counters.get("wrong_uplink", "packets")?,
+    })
+}
+
+/// The named counters of one nft table, from `nft -j list counters table ...` output.
+#[derive(Debug)]
+pub struct NamedCounters {
+    table: String,
+    items: Vec<serde_json::Value>,
+}
+
+impl NamedCounters {
+    /// Parses `nft -j` output, keeping the counters of `table`.
+    pub fn parse(json: &str, table: &str) -> Result<Self> {
+        let mut document: serde_json::Value =
+            serde_json::from_str(json).context("nft -j output is not JSON")?;
+        let items = match document.get_mut("nftables").map(serde_json::Value::take) {
+            Some(serde_json::Value::Array(items)) => items,
+            _ => bail!("nft -j output has no \"nftables\" array"),
+        };
+        Ok(Self {
+            table: table.to_owned(),
+            items,
+        })
+    }
+
+    /// `field` (`packets` or `bytes`) of counter `name`.
+    pub fn get(&self, name: &str, field: &str) -> Result<u64> {
+        self.items
             .iter()
             .filter_map(|item| item.get("counter"))
             .filter(|counter| {
-                counter.get("table").and_then(serde_json::Value::as_str) == Some(COUNTER_TABLE)
+                counter.get("table").and_then(serde_json::Value::as_str) == Some(&self.table)
             })
             .find(|counter| counter.get("name").and_then(serde_json::Value::as_str) == Some(name))
             .and_then(|counter| counter.get(field))
             .and_then(serde_json::Value::as_u64)
             .with_context(|| format!("nft -j output lacks counter {name:?} with {field:?}"))
-    };
-    Ok(IspCounters {
-        good: find("good", "packets")?,
-        good_bytes: find("good", "bytes")?,
-        leak: find("leak", "packets")?,
-        wrong_uplink: find("wrong_uplink", "packets")?,
-    })
+    }
 }
 
 #[cfg(test)]
