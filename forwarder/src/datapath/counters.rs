@@ -209,6 +209,9 @@ pub struct DatapathCounters {
     pub net_unreachable_budget: TokenBucket,
     /// New flows refused for want of an uplink whose host got no net unreachable (rate limit).
     pub net_unreachable_suppressed: OwnedCounter,
+    /// Flows that never got a reply, removed to make room for a new flow while the table was full
+    /// (early drop, as conntrack does for unassured entries).
+    pub flows_early_dropped: OwnedCounter,
 }
 
 impl Default for DatapathCounters {
@@ -227,6 +230,7 @@ impl Default for DatapathCounters {
             batches: OwnedCounter::default(),
             net_unreachable_budget: TokenBucket::default(),
             net_unreachable_suppressed: OwnedCounter::default(),
+            flows_early_dropped: OwnedCounter::default(),
         }
     }
 }
