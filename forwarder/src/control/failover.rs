@@ -11,7 +11,7 @@
 //!   arrives, chosen from the snapshot in force (which no longer offers the dead uplink).
 #![forbid(unsafe_code)]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 use flowpin_nat::originate::build_tcp_rst;
 use flowpin_nat::{FlowKey, IpProtocol, MacPair, TcpPhase};
@@ -174,13 +174,6 @@ fn remove_and_release(
     let Some(value) = flows.table.remove(handle) else {
         return false;
     };
-    if let Some(uplink) = snapshot.uplink(value.uplink) {
-        let (ip, port): (Ipv4Addr, u16) = value.internal_endpoint();
-        let (_, external) = value.external_endpoint();
-        let _ = uplink
-            .nat
-            .pool(value.protocol())
-            .release(external, ip, port, now_ms);
-    }
+    snapshot.release_mapping(&value, now_ms);
     true
 }

@@ -611,16 +611,7 @@ impl Daemon {
             |value, state, last_seen| {
                 now >= crate::datapath::flows::deadline(&timeouts, value, state, last_seen)
             },
-            |value| {
-                if let Some(uplink) = snapshot.uplink(value.uplink) {
-                    let (ip, port) = value.internal_endpoint();
-                    let (_, external) = value.external_endpoint();
-                    let _ = uplink
-                        .nat
-                        .pool(value.protocol())
-                        .release(external, ip, port, now);
-                }
-            },
+            |value| snapshot.release_mapping(value, now),
         );
     }
 
@@ -1435,14 +1426,7 @@ fn remove_remaining_flows(flows: &Flows, snapshot: &Snapshot, slot: u8, now_ms: 
             continue;
         };
         removed += 1;
-        if let Some(uplink) = snapshot.uplink(slot) {
-            let (ip, port) = value.internal_endpoint();
-            let (_, external) = value.external_endpoint();
-            let _ = uplink
-                .nat
-                .pool(value.protocol())
-                .release(external, ip, port, now_ms);
-        }
+        snapshot.release_mapping(&value, now_ms);
     }
     removed
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use flowpin_nat::{IpProtocol, PortAllocator, Timeouts};
 
-use super::record::Mac;
+use super::record::{FlowValue, Mac};
 use crate::config::Ipv4Prefix;
 use crate::select::PolicyTable;
 
@@ -105,6 +105,19 @@ impl Snapshot {
     #[inline]
     pub fn uplink(&self, slot: u8) -> Option<&UplinkView> {
         self.uplinks.get(usize::from(slot)).and_then(Option::as_ref)
+    }
+
+    /// Gives a removed flow's reference on its external mapping back to its uplink's port pool (the
+    /// last reference quarantines the port). Used by every path that removes flows: expiry, early drop.
+    pub fn release_mapping(&self, value: &FlowValue, now_ms: u64) {
+        if let Some(uplink) = self.uplink(value.uplink) {
+            let (address, port) = value.internal_endpoint();
+            let (_, external) = value.external_endpoint();
+            let _ = uplink
+                .nat
+                .pool(value.protocol())
+                .release(external, address, port, now_ms);
+        }
     }
 
     /// The MAC of LAN host `address`, if the kernel's neighbour table knew it.
