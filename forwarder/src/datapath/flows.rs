@@ -6,7 +6,13 @@
 //! - TCP: the tracker's phase word ([`TcpTracker::phase_word`](flowpin_nat::TcpTracker)), so expiry can pick
 //!   the established or transitory timeout without touching the tracker;
 //! - UDP and ICMP: the time (ms) of the last *outbound* packet, because by default only outbound traffic
-//!   refreshes those mappings (RFC 4787 REQ-6), while the table's own last-seen stamp is refreshed both ways.
+//!   refreshes those mappings (RFC 4787 REQ-6), while the table's own last-seen stamp is refreshed both ways;
+//!   bit 47 ([`REPLIED`]) is set once a packet came back from the far side (times stay far below it).
+//!
+//! A flow that never got a reply (TCP still in `SynOut`, UDP/ICMP without [`REPLIED`]) may be removed
+//! early to make room when the table is full ([`Flows::early_drop`]): Linux conntrack's `early_drop` of
+//! unassured entries. The table itself never evicts; this is the forwarder's expiry policy under
+//! pressure, and flows that were answered keep their RFC timeouts.
 //!
 //! The TCP sequence words of each record live beside the table in `tcp`, indexed by record number. They are
 //! reset when a flow is inserted into the record. A worker holding a handle of a flow that has just been
@@ -18,10 +24,16 @@ use std::sync::atomic::Ordering;
 
 use flowpin_flowtable::{FlowHandle, FlowTable};
 use flowpin_nat::{
-    AtomicTcpTracker, FlowActivity, FlowKey, FlowState, IpProtocol, TcpTracker, Timeouts,
+    AtomicTcpTracker, FlowActivity, FlowKey, FlowState, IpProtocol, TcpPhase, TcpTracker, Timeouts,
 };
 
-use super::record::FlowValue;
+use super::record::{FlowKind, FlowValue};
+
+/// The bit of a UDP/ICMP flow's state word that says a packet came back from the far side.
+pub const REPLIED: u64 = 1 << 47;
+
+/// Records a table-full early drop visits at most per attempt (bounded work on the packet path).
+pub const EARLY_DROP_SCAN: usize = 64;
 
 /// Outbound-refresh stamps of UDP/ICMP flows are rewritten at most this often (ms): one compare-and-swap
 /// per second per flow instead of one per packet.
@@ -69,16 +81,44 @@ impl Flows {
         }
     }
 
-    /// Stamps an outbound UDP/ICMP packet (at most once per [`OUTBOUND_STAMP_GRANULARITY_MS`]).
+    /// Stamps an outbound UDP/ICMP packet (at most once per [`OUTBOUND_STAMP_GRANULARITY_MS`]), keeping
+    /// the [`REPLIED`] bit.
     #[inline]
     pub fn stamp_outbound(&self, handle: FlowHandle, now_ms: u64) {
-        if let Some(last) = self.table.protocol_state(handle)
-            && now_ms >= last + OUTBOUND_STAMP_GRANULARITY_MS
+        if let Some(word) = self.table.protocol_state(handle)
+            && now_ms >= (word & !REPLIED) + OUTBOUND_STAMP_GRANULARITY_MS
+        {
+            let _ =
+                self.table
+                    .compare_exchange_protocol_state(handle, word, now_ms | (word & REPLIED));
+        }
+    }
+
+    /// Marks a UDP/ICMP flow answered (its first inbound packet; later ones only read the word). A lost
+    /// race with an outbound stamp leaves the mark to the next inbound packet.
+    #[inline]
+    pub fn mark_replied(&self, handle: FlowHandle) {
+        if let Some(word) = self.table.protocol_state(handle)
+            && word & REPLIED == 0
         {
             let _ = self
                 .table
-                .compare_exchange_protocol_state(handle, last, now_ms);
+                .compare_exchange_protocol_state(handle, word, word | REPLIED);
         }
+    }
+
+    /// Makes room in a full table: removes the never-answered outbound flows among the next
+    /// [`EARLY_DROP_SCAN`] records (shared cursor with the sweeper, so workers scan disjoint runs),
+    /// giving their mappings back through `release`. Returns how many were removed.
+    pub fn early_drop(&self, now_ms: u64, release: impl FnMut(&FlowValue)) -> usize {
+        self.table
+            .sweep(
+                now_ms,
+                EARLY_DROP_SCAN,
+                |value, state, _| value.kind == FlowKind::Outbound && is_unreplied(value, state),
+                release,
+            )
+            .removed
     }
 
     /// Publishes a TCP tracker's new phase word into the table's state word (used by expiry).
@@ -119,10 +159,27 @@ pub fn deadline(timeouts: &Timeouts, value: &FlowValue, state_word: u64, last_se
                 FlowState::IcmpQuery
             },
             FlowActivity {
-                last_outbound_ms: state_word,
+                last_outbound_ms: state_word & !REPLIED,
                 last_inbound_ms: last_seen_ms,
             },
         ),
     };
     timeouts.deadline(state, activity)
+}
+
+/// Whether a flow never got an answer from the far side: TCP still in `SynOut` (its SYN unanswered),
+/// UDP/ICMP without [`REPLIED`].
+pub fn is_unreplied(value: &FlowValue, state_word: u64) -> bool {
+    match value.protocol() {
+        IpProtocol::Tcp => {
+            TcpTracker {
+                phase_word: state_word as u32,
+                inside: 0,
+                outside: 0,
+            }
+            .phase()
+                == TcpPhase::SynOut
+        }
+        IpProtocol::Udp | IpProtocol::Icmp => state_word & REPLIED == 0,
+    }
 }

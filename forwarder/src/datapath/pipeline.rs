@@ -429,6 +429,8 @@ impl Pipeline<'_> {
             Transport::Udp { .. } | Transport::IcmpQuery { .. } => {
                 if direction == Direction::Outbound {
                     self.flows.stamp_outbound(hit.handle, self.now_ms);
+                } else {
+                    self.flows.mark_replied(hit.handle);
                 }
             }
             Transport::IcmpError(_) => {}
@@ -694,8 +696,25 @@ impl Pipeline<'_> {
     }
 
     /// Inserts a new flow under both keys; `(hit, true)` if this call created it, `(winner, false)` if
-    /// another worker's first packet of the same flow won the race.
+    /// another worker's first packet of the same flow won the race. A full table gets one early drop
+    /// of never-answered flows (see [`Flows::early_drop`]) and one more try.
     fn insert(&self, value: FlowValue) -> Result<(Hit, bool), DropReason> {
+        match self.try_insert(value) {
+            Err(DropReason::FlowTableFull) => {
+                let dropped = self.flows.early_drop(self.now_ms, |removed| {
+                    self.snapshot.release_mapping(removed, self.now_ms);
+                });
+                if dropped == 0 {
+                    return Err(DropReason::FlowTableFull);
+                }
+                self.counters.flows_early_dropped.add(dropped as u64);
+                self.try_insert(value)
+            }
+            result => result,
+        }
+    }
+
+    fn try_insert(&self, value: FlowValue) -> Result<(Hit, bool), DropReason> {
         match self.flows.table.insert_if_absent(
             value.lan_key(),
             value.uplink_key(),

@@ -912,3 +912,137 @@ fn a_prepared_batch_decides_like_frame_by_frame_processing() {
         "both packets counted on the one flow"
     );
 }
+
+/// A rig whose flow table holds `capacity` flows.
+fn small_rig(capacity: usize) -> Rig {
+    let mut rig = Rig::new(CONFIG, true);
+    rig.flows = Flows::with_capacity(capacity).unwrap();
+    rig
+}
+
+/// Opens a UDP flow from `host:sport` and answers it from the server; returns its external endpoint.
+fn answered_udp_flow(rig: &Rig, host: [u8; 4], mac: Mac, sport: u16) -> (Ipv4Addr, u16) {
+    let mut out = udp(host, sport, SERVER, 7777, mac);
+    let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+        panic!(
+            "dropped: {:?}",
+            rig.counters.nonzero_drops().collect::<Vec<_>>()
+        )
+    };
+    let slot = port.uplink_slot().unwrap();
+    let (external, external_port, _, _) = endpoint(&out);
+    let mut reply = udp(
+        SERVER,
+        7777,
+        external.octets(),
+        external_port,
+        GW_MAC[usize::from(slot)],
+    );
+    assert_eq!(
+        rig.process(PortId::uplink(slot), &mut reply).port(),
+        Some(PortId::LAN)
+    );
+    (external, external_port)
+}
+
+/// A SYN flood into a full table: each new SYN makes room by early-dropping never-answered flows, so
+/// new connections keep getting through, while answered flows are never touched.
+#[test]
+fn a_full_table_early_drops_unanswered_flows_and_keeps_answered_ones() {
+    let rig = small_rig(64);
+    let answered: Vec<_> = (0..8)
+        .map(|i| {
+            (
+                5000 + i,
+                answered_udp_flow(&rig, HOST2, HOST2_MAC, 5000 + i),
+            )
+        })
+        .collect();
+    for sport in 30000..30300u16 {
+        let mut syn = tcp(HOST, sport, SERVER, 80, SYN, HOST_MAC);
+        assert!(
+            rig.process(PortId::LAN, &mut syn).port().is_some(),
+            "SYN {sport} dropped: {:?}",
+            rig.counters.nonzero_drops().collect::<Vec<_>>()
+        );
+    }
+    assert!(rig.flows.table.len() <= 64);
+    assert_eq!(rig.drops(DropReason::FlowTableFull), 0);
+    let early = rig.counters.flows_early_dropped.get();
+    assert!(early >= 300 - 56, "the flood made its own room: {early}");
+    for (sport, external) in answered {
+        let mut again = udp(HOST2, sport, SERVER, 7777, HOST2_MAC);
+        assert!(rig.process(PortId::LAN, &mut again).port().is_some());
+        let (source, source_port, _, _) = endpoint(&again);
+        assert_eq!(
+            (source, source_port),
+            external,
+            "an answered flow kept its mapping"
+        );
+    }
+    assert_eq!(
+        rig.flows.table.len(),
+        rig.flows.table.snapshot(rig.now_ms).count(),
+        "every counted flow is live"
+    );
+}
+
+/// When every flow was answered, nothing is evicted: the new flow is refused and counted.
+#[test]
+fn a_table_full_of_answered_flows_refuses_new_ones() {
+    let rig = small_rig(16);
+    let answered: Vec<_> = (0..16)
+        .map(|i| answered_udp_flow(&rig, HOST2, HOST2_MAC, 6000 + i))
+        .collect();
+    let mut unsolicited_udp = udp(HOST, 7000, SERVER, 7777, HOST_MAC);
+    assert_eq!(
+        rig.process(PortId::LAN, &mut unsolicited_udp),
+        Verdict::Drop(DropReason::FlowTableFull)
+    );
+    let mut syn = tcp(HOST, 7001, SERVER, 80, SYN, HOST_MAC);
+    assert_eq!(
+        rig.process(PortId::LAN, &mut syn),
+        Verdict::Drop(DropReason::FlowTableFull)
+    );
+    assert_eq!(rig.counters.flows_early_dropped.get(), 0);
+    assert_eq!(rig.flows.table.len(), answered.len());
+}
+
+/// A UDP flow's outbound stamps keep its "answered" mark, and the mark does not disturb its expiry.
+#[test]
+fn the_replied_mark_survives_outbound_stamps_and_leaves_the_timeout_alone() {
+    let mut rig = small_rig(16);
+    let external = answered_udp_flow(&rig, HOST, HOST_MAC, 5000);
+    rig.now_ms += 10 * flows::OUTBOUND_STAMP_GRANULARITY_MS;
+    let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
+    assert!(rig.process(PortId::LAN, &mut out).port().is_some());
+    let flow = rig
+        .flows
+        .table
+        .snapshot(rig.now_ms)
+        .next()
+        .expect("the flow");
+    assert_ne!(
+        flow.protocol_state & flows::REPLIED,
+        0,
+        "still marked answered"
+    );
+    assert!(!flows::is_unreplied(&flow.value, flow.protocol_state));
+    assert_eq!(
+        flow.protocol_state & !flows::REPLIED,
+        rig.now_ms,
+        "stamped now"
+    );
+    let deadline = flows::deadline(
+        &rig.snapshot.timeouts,
+        &flow.value,
+        flow.protocol_state,
+        flow.last_seen_ms,
+    );
+    assert_eq!(
+        deadline,
+        rig.now_ms + 300_000,
+        "UDP timeout from the last outbound packet"
+    );
+    let _ = external;
+}
