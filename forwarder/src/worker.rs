@@ -17,7 +17,11 @@
 //! [`FrameGauges`] every [`PUBLISH_EVERY_BATCHES`] batches and whenever it goes idle with batches
 //! unpublished (so an idle worker's figures are current, a busy one's at most that many batches
 //! old); [`WorkerPool::frame_states`] reads them. Publishing reads the rings' heads and does a few
-//! relaxed stores: no lock, no syscall.
+//! relaxed stores: no lock. At the same cadence it reads the kernel's per-socket counters
+//! ([`crate::xsk::KernelSocketStats`]: RX ring full, fill ring empty, ...) with one `getsockopt`
+//! per port into its [`KernelStatsGauges`], read by [`WorkerPool::kernel_stats`]: the losses
+//! between the XDP program's redirect and the worker, which no datapath counter sees. Those
+//! syscalls are per publication, never per packet.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -30,7 +34,9 @@ use crate::datapath::{
     BATCH, DatapathCounters, DropReason, Flows, Pipeline, PortId, PreparedBatch, SnapshotCell,
     Verdict,
 };
-use crate::xsk::{self, FrameAccounting, FrameGauges, XskWorker};
+use crate::xsk::{
+    self, FrameAccounting, FrameGauges, KernelSocketStats, KernelStatsGauges, XskWorker,
+};
 
 /// How long an idle worker sleeps in `poll()` before looking at the stop flag again.
 const IDLE_POLL_MS: i32 = 100;
@@ -65,6 +71,37 @@ impl PublishCadence {
             self.unpublished_batches = 0;
         }
         publish
+    }
+}
+
+/// What a worker publishes for the control plane: where its frames are and its sockets' kernel
+/// counters.
+#[derive(Debug)]
+pub struct WorkerGauges {
+    /// Its UMEM frames by state.
+    pub frames: FrameGauges,
+    /// By AF_XDP port: the kernel's counters of that socket.
+    pub kernel: KernelStatsGauges,
+}
+
+impl WorkerGauges {
+    /// Gauges for `xsk`'s ports, nothing published yet.
+    pub fn for_worker(xsk: &XskWorker) -> Self {
+        Self {
+            frames: FrameGauges::default(),
+            kernel: KernelStatsGauges::new(xsk.port_count()),
+        }
+    }
+
+    /// Publishes `xsk`'s frame states and reads its sockets' kernel counters (one `getsockopt` per
+    /// port; a failed read keeps the port's previous reading).
+    fn publish(&self, xsk: &XskWorker) {
+        self.frames.publish(&xsk.accounting());
+        for port in xsk.ports().map(|info| info.port) {
+            if let Ok(stats) = xsk.kernel_stats(port) {
+                self.kernel.publish(port, &stats);
+            }
+        }
     }
 }
 
@@ -154,8 +191,10 @@ pub struct WorkerPool {
     stop: Arc<AtomicBool>,
     wakers: Vec<xsk::XskWaker>,
     threads: Vec<JoinHandle<XskWorker>>,
-    /// By worker: its published frame states.
-    gauges: Vec<Arc<FrameGauges>>,
+    /// By worker: what it published.
+    gauges: Vec<Arc<WorkerGauges>>,
+    /// By worker: its port map (to name the ports of its kernel counters).
+    port_maps: Vec<PortMap>,
 }
 
 impl WorkerPool {
@@ -185,11 +224,13 @@ impl WorkerPool {
             wakers: Vec::new(),
             threads: Vec::new(),
             gauges: Vec::new(),
+            port_maps: Vec::new(),
         };
         for (index, (xsk, ports)) in workers.into_iter().enumerate() {
             pool.wakers.push(xsk.waker());
-            let gauges = Arc::new(FrameGauges::default());
+            let gauges = Arc::new(WorkerGauges::for_worker(&xsk));
             pool.gauges.push(gauges.clone());
+            pool.port_maps.push(ports.clone());
             let shared = shared.clone();
             let counters = counters[index].clone();
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
@@ -230,7 +271,27 @@ impl WorkerPool {
 
     /// By worker: where its UMEM frames were at its last publication (`None` before its first).
     pub fn frame_states(&self) -> Vec<Option<FrameAccounting>> {
-        self.gauges.iter().map(|g| g.read()).collect()
+        self.gauges.iter().map(|g| g.frames.read()).collect()
+    }
+
+    /// By worker: each of its ports' datapath port and kernel counters at its last publication
+    /// (ports with no reading yet are left out).
+    pub fn kernel_stats(&self) -> Vec<Vec<(PortId, KernelSocketStats)>> {
+        self.gauges
+            .iter()
+            .zip(&self.port_maps)
+            .map(|(gauges, ports)| {
+                gauges
+                    .kernel
+                    .read()
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(index, stats)| {
+                        Some((ports.datapath_port(xsk::PortId(index as u16)), stats?))
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Stops every worker (each finishes its batch and flushes) and returns their AF_XDP workers.
@@ -258,25 +319,26 @@ impl WorkerPool {
 }
 
 /// Runs a worker until `shared.stop` is set. `ports` maps its AF_XDP ports to datapath ports; its
-/// frame states are published into `gauges` (at start, per [`PublishCadence`], and at the end).
+/// frame states and kernel counters are published into `gauges` (at start, per [`PublishCadence`],
+/// and at the end).
 pub fn run(
     mut xsk: XskWorker,
     ports: PortMap,
     shared: WorkerShared,
     counters: Arc<DatapathCounters>,
-    gauges: &FrameGauges,
+    gauges: &WorkerGauges,
     idle: IdleStrategy,
 ) -> XskWorker {
     let mut batch = Vec::with_capacity(BATCH);
     let mut prepared = PreparedBatch::new();
     let mut cadence = PublishCadence::default();
-    gauges.publish(&xsk.accounting());
+    gauges.publish(&xsk);
     while !shared.stop.load(Ordering::Relaxed) {
         let received = xsk.receive(BATCH, &mut batch);
         if received == 0 {
             xsk.flush();
             if cadence.idle() {
-                gauges.publish(&xsk.accounting());
+                gauges.publish(&xsk);
             }
             match idle {
                 IdleStrategy::Poll if !xsk.tx_outstanding() => {
@@ -328,10 +390,10 @@ pub fn run(
         }
         xsk.flush();
         if cadence.batch_done() {
-            gauges.publish(&xsk.accounting());
+            gauges.publish(&xsk);
         }
     }
-    gauges.publish(&xsk.accounting());
+    gauges.publish(&xsk);
     xsk
 }
 

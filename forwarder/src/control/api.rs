@@ -237,6 +237,9 @@ pub struct StatusReport {
     pub flow_capacity: u64,
     /// Drops by reason (only non-zero reasons), sorted by name.
     pub drops: Vec<(String, u64)>,
+    /// Flows that never got a reply, removed to make room for a new flow while the table was full.
+    #[serde(default)]
+    pub flows_early_dropped: u64,
     /// The XDP program's decisions (packets, summed over CPUs; only non-zero ones).
     pub xdp: Vec<(String, u64)>,
     /// Packets handed to the datapath per worker and other per-worker figures.
@@ -316,6 +319,59 @@ pub struct WorkerStatus {
     /// are stopped while the I/O is rebuilt).
     #[serde(default)]
     pub frames: Option<WorkerFrames>,
+    /// By AF_XDP socket (one per port: the LAN, then the uplinks), the kernel's counters as the
+    /// worker last read them (empty before its first reading, or while the I/O is rebuilt).
+    #[serde(default)]
+    pub sockets: Vec<XskSocketStatus>,
+}
+
+/// The kernel's counters of one of a worker's AF_XDP sockets (`XDP_STATISTICS`), cumulative since
+/// the socket was bound (the sockets are reopened when a reload changes the uplink set). Frames the
+/// XDP program redirected but the kernel could not hand to the worker show here and nowhere else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XskSocketStatus {
+    /// The port: `lan` or the uplink's name.
+    pub port: String,
+    /// Frames the kernel dropped on reception (any cause).
+    pub rx_dropped: u64,
+    /// RX descriptors the kernel found invalid.
+    pub rx_invalid_descs: u64,
+    /// TX descriptors the kernel found invalid.
+    pub tx_invalid_descs: u64,
+    /// Frames that found the RX ring full (the worker does not drain it fast enough).
+    pub rx_ring_full: u64,
+    /// Frames that found the fill ring empty (no UMEM frame to receive into).
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the kernel found the TX ring empty.
+    pub tx_ring_empty_descs: u64,
+}
+
+impl XskSocketStatus {
+    /// Port `port`'s counters from the kernel's reading.
+    pub fn new(port: String, stats: &crate::xsk::KernelSocketStats) -> Self {
+        Self {
+            port,
+            rx_dropped: stats.rx_dropped,
+            rx_invalid_descs: stats.rx_invalid_descs,
+            tx_invalid_descs: stats.tx_invalid_descs,
+            rx_ring_full: stats.rx_ring_full,
+            rx_fill_ring_empty_descs: stats.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: stats.tx_ring_empty_descs,
+        }
+    }
+
+    /// The counters, named as the kernel and the metrics name them.
+    pub fn counters(&self) -> [(&'static str, u64); 6] {
+        crate::xsk::KernelSocketStats {
+            rx_dropped: self.rx_dropped,
+            rx_invalid_descs: self.rx_invalid_descs,
+            tx_invalid_descs: self.tx_invalid_descs,
+            rx_ring_full: self.rx_ring_full,
+            rx_fill_ring_empty_descs: self.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: self.tx_ring_empty_descs,
+        }
+        .named()
+    }
 }
 
 /// Where a worker's UMEM frames are: every frame is in exactly one state, so the states sum to

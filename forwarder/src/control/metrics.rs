@@ -2,7 +2,9 @@
 //! serves it on the configured address (loopback by default).
 //!
 //! Invariants: every sample belongs to a family announced by `# HELP` and `# TYPE` lines; label values
-//! are escaped; counters only grow for the life of the daemon; the server answers every request path
+//! are escaped; counters only grow for the life of the daemon, except the kernel's AF_XDP socket
+//! counters (`flowpin_xsk_kernel_total`), which restart from 0 when a reload reopens the sockets (a
+//! counter reset, which `rate()` handles); the server answers every request path
 //! with the metrics (it has nothing else) and closes the connection after each answer.
 #![forbid(unsafe_code)]
 
@@ -193,6 +195,13 @@ pub fn render(status: &StatusReport) -> String {
     f.sample(&[], status.flow_capacity as f64);
     let mut f = family(
         &mut out,
+        "flowpin_flows_early_dropped_total",
+        "counter",
+        "Flows that never got a reply, removed to make room for a new flow while the table was full.",
+    );
+    f.sample(&[], status.flows_early_dropped as f64);
+    let mut f = family(
+        &mut out,
         "flowpin_drops_total",
         "counter",
         "Frames the datapath dropped, by reason.",
@@ -267,6 +276,27 @@ pub fn render(status: &StatusReport) -> String {
     for w in &status.workers {
         if let Some(frames) = &w.frames {
             f.sample(&[("worker", &w.index.to_string())], frames.total as f64);
+        }
+    }
+    let mut f = family(
+        &mut out,
+        "flowpin_xsk_kernel_total",
+        "counter",
+        "The kernel's counters of each worker's AF_XDP socket per port (lan or uplink name), as the worker last read them (every 64 batches and when idle): rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full (frames lost: the worker did not drain the RX ring in time), rx_fill_ring_empty_descs (frames lost: no UMEM frame in the fill ring), tx_ring_empty_descs. They restart from 0 when a reload reopens the sockets.",
+    );
+    for w in &status.workers {
+        let worker = w.index.to_string();
+        for socket in &w.sockets {
+            for (counter, n) in socket.counters() {
+                f.sample(
+                    &[
+                        ("worker", &worker),
+                        ("port", &socket.port),
+                        ("counter", counter),
+                    ],
+                    n as f64,
+                );
+            }
         }
     }
     let mut f = family(
@@ -496,6 +526,62 @@ mod tests {
             !text.contains("flowpin_worker_frames{worker=\"1\""),
             "a worker that has not published has no sample"
         );
+    }
+
+    #[test]
+    fn kernel_socket_counters_are_exported_per_worker_port_and_counter() {
+        use crate::control::api::XskSocketStatus;
+        let status = StatusReport {
+            flows_early_dropped: 9,
+            workers: vec![
+                WorkerStatus {
+                    index: 0,
+                    sockets: vec![
+                        XskSocketStatus {
+                            port: "lan".into(),
+                            rx_dropped: 120,
+                            rx_ring_full: 100,
+                            rx_fill_ring_empty_descs: 20,
+                            ..Default::default()
+                        },
+                        XskSocketStatus {
+                            port: "isp1".into(),
+                            tx_ring_empty_descs: 3,
+                            ..Default::default()
+                        },
+                    ],
+                    ..Default::default()
+                },
+                WorkerStatus {
+                    index: 1,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let text = render(&status);
+        assert_prometheus_text(&text);
+        assert!(text.contains("# TYPE flowpin_xsk_kernel_total counter\n"));
+        assert!(text.contains(
+            "flowpin_xsk_kernel_total{worker=\"0\",port=\"lan\",counter=\"rx_ring_full\"} 100\n"
+        ));
+        assert!(text.contains(
+            "flowpin_xsk_kernel_total{worker=\"0\",port=\"lan\",counter=\"rx_fill_ring_empty_descs\"} 20\n"
+        ));
+        assert!(text.contains(
+            "flowpin_xsk_kernel_total{worker=\"0\",port=\"isp1\",counter=\"tx_ring_empty_descs\"} 3\n"
+        ));
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("flowpin_xsk_kernel_total{"))
+            .count();
+        assert_eq!(series, 12, "six counters for each of the two sockets");
+        assert!(
+            !text.contains("flowpin_xsk_kernel_total{worker=\"1\""),
+            "a worker with no reading has no sample"
+        );
+        assert!(text.contains("# TYPE flowpin_flows_early_dropped_total counter\n"));
+        assert!(text.contains("flowpin_flows_early_dropped_total 9\n"));
     }
 
     #[test]

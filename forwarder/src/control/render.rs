@@ -142,6 +142,11 @@ pub fn status(s: &StatusReport) -> String {
             let _ = writeln!(out, "  {reason:<32} {n:>12}");
         }
     }
+    let _ = writeln!(
+        out,
+        "flows early-dropped (no reply, table full): {}",
+        s.flows_early_dropped
+    );
     if !s.xdp.is_empty() {
         let _ = writeln!(out, "\nXDP decisions (packets):");
         for (decision, n) in &s.xdp {
@@ -161,6 +166,13 @@ pub fn status(s: &StatusReport) -> String {
             }
         }
         out.push('\n');
+        for socket in &w.sockets {
+            let _ = write!(out, "  AF_XDP socket {} (kernel):", socket.port);
+            for (counter, n) in socket.counters() {
+                let _ = write!(out, " {counter} {n}");
+            }
+            out.push('\n');
+        }
     }
     out
 }
@@ -243,6 +255,56 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["workers"][0]["frames"]["fill"], 480);
         assert_eq!(json["workers"][0]["frames"]["total"], 512);
+    }
+
+    #[test]
+    fn status_shows_each_sockets_kernel_counters_and_early_drops() {
+        use crate::control::api::{WorkerStatus, XskSocketStatus};
+        let s = StatusReport {
+            flows_early_dropped: 17,
+            workers: vec![WorkerStatus {
+                index: 0,
+                sockets: vec![
+                    XskSocketStatus {
+                        port: "lan".into(),
+                        rx_dropped: 13727,
+                        rx_ring_full: 13700,
+                        rx_fill_ring_empty_descs: 27,
+                        ..Default::default()
+                    },
+                    XskSocketStatus {
+                        port: "isp1".into(),
+                        tx_ring_empty_descs: 5,
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let t = status(&s);
+        assert!(
+            t.contains("  AF_XDP socket lan (kernel): rx_dropped 13727 rx_invalid_descs 0 tx_invalid_descs 0 rx_ring_full 13700 rx_fill_ring_empty_descs 27 tx_ring_empty_descs 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  AF_XDP socket isp1 (kernel): rx_dropped 0"),
+            "{t}"
+        );
+        assert!(
+            t.contains("flows early-dropped (no reply, table full): 17\n"),
+            "{t}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["flows_early_dropped"], 17);
+        let lan = &json["workers"][0]["sockets"][0];
+        assert_eq!(lan["port"], "lan");
+        assert_eq!(lan["rx_ring_full"], 13700);
+        assert_eq!(lan["rx_fill_ring_empty_descs"], 27);
+        assert_eq!(json["workers"][0]["sockets"][1]["port"], "isp1");
+        assert_eq!(json["workers"][0]["sockets"][1]["tx_ring_empty_descs"], 5);
+        let back: StatusReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s, "the JSON round-trips");
     }
 
     #[test]

@@ -1291,11 +1291,21 @@ impl Daemon {
             flows,
             flow_capacity: self.flows.table.capacity() as u64,
             drops: drops.into_iter().collect(),
+            flows_early_dropped: self
+                .counters
+                .iter()
+                .map(|c| c.flows_early_dropped.get())
+                .sum(),
             workers: {
                 let frames = self
                     .workers
                     .as_ref()
                     .map(WorkerPool::frame_states)
+                    .unwrap_or_default();
+                let mut sockets = self
+                    .workers
+                    .as_ref()
+                    .map(WorkerPool::kernel_stats)
                     .unwrap_or_default();
                 self.counters
                     .iter()
@@ -1306,6 +1316,19 @@ impl Daemon {
                         tx_frames: c.forwarded.get(),
                         batches: c.batches.get(),
                         frames: frames.get(index).copied().flatten().map(Into::into),
+                        sockets: sockets
+                            .get_mut(index)
+                            .map(std::mem::take)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(port, stats)| {
+                                let name = match port.0.checked_sub(1) {
+                                    None => "lan",
+                                    Some(slot) => self.uplink_name(slot),
+                                };
+                                api::XskSocketStatus::new(name.to_owned(), &stats)
+                            })
+                            .collect(),
                     })
                     .collect()
             },

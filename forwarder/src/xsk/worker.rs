@@ -33,7 +33,8 @@ use super::accounting::FrameLedger;
 use super::port::Port;
 use super::umem_area::UmemArea;
 use super::{
-    Frame, FrameAccounting, PortCounters, PortId, WorkerCounters, XskConfig, XskError, XskMode, sys,
+    Frame, FrameAccounting, KernelSocketStats, PortCounters, PortId, WorkerCounters, XskConfig,
+    XskError, XskMode, sys,
 };
 
 /// Smallest frame the worker transmits: an Ethernet header.
@@ -61,23 +62,6 @@ pub struct PortInfo<'a> {
     pub zerocopy: bool,
     /// Frames one `sendto()` may transmit (32 unless raised).
     pub tx_budget: u32,
-}
-
-/// The kernel's counters of one socket (`XDP_STATISTICS`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KernelSocketStats {
-    /// Received frames dropped (e.g. RX ring full).
-    pub rx_dropped: u64,
-    /// Invalid RX descriptors.
-    pub rx_invalid_descs: u64,
-    /// Invalid TX descriptors.
-    pub tx_invalid_descs: u64,
-    /// Times the RX ring was full.
-    pub rx_ring_full: u64,
-    /// Times the fill ring was empty when a frame arrived (frames dropped for lack of buffers).
-    pub rx_fill_ring_empty_descs: u64,
-    /// Times the TX ring was empty when the kernel looked.
-    pub tx_ring_empty_descs: u64,
 }
 
 /// Wakes a worker sleeping in [`XskWorker::wait`] from another thread (an eventfd polled beside the
