@@ -42,7 +42,8 @@ pub struct XskConfig {
     pub frame_size: u32,
     /// Entries of each port's RX ring, TX ring, fill ring and completion ring.
     pub ring_size: u32,
-    /// Frames each port's fill ring is kept topped up to (0: `ring_size`, capped to a fair share).
+    /// Frames each port's fill ring is kept topped up to (0: `ring_size`, capped to an equal share
+    /// of the frames outside the reserve).
     pub fill_target: u32,
     /// Frames the fill rings leave in the free pool for [`super::XskWorker::alloc_frame`].
     pub alloc_reserve: u32,
@@ -101,13 +102,21 @@ impl XskConfig {
         Ok(())
     }
 
-    /// The fill level kept per port: `fill_target`, or by default the ring size capped to a
-    /// fair half of the frames (the other half circulates through RX, TX and the datapath).
+    /// The fill level kept per port: `fill_target`, or by default the ring size capped to an
+    /// equal share of the frames outside the reserve.
+    ///
+    /// The fill ring is a port's only reception buffer: when the worker is off its CPU for longer
+    /// than the fill ring lasts at the arrival rate, the kernel drops what arrives
+    /// (`rx_fill_ring_empty_descs`). Frames received, in flight, in TX and in completion rings all
+    /// left a fill ring first and return to the pool on their own, so nothing else needs free
+    /// frames kept back (originated packets have `alloc_reserve`): the whole share goes to the
+    /// fill ring. (A share of half the frames lost 10–24 % at 100 kpps of new flows on a loaded
+    /// 2-core lab; see docs/operations.md.)
     pub fn effective_fill_target(&self, ports: usize) -> u32 {
         if self.fill_target != 0 {
             return self.fill_target.min(self.ring_size);
         }
-        let share = self.frame_count.saturating_sub(self.alloc_reserve) / (2 * ports.max(1) as u32);
+        let share = self.frame_count.saturating_sub(self.alloc_reserve) / ports.max(1) as u32;
         self.ring_size.min(share).max(1)
     }
 
@@ -132,6 +141,24 @@ mod tests {
         let target = config.effective_fill_target(3);
         assert!(target * 3 + config.alloc_reserve <= config.frame_count);
         assert!(target > 0 && target <= config.ring_size);
+    }
+
+    #[test]
+    fn the_default_fill_target_gives_each_port_its_whole_share_up_to_the_ring() {
+        let config = XskConfig {
+            frame_count: 4096,
+            alloc_reserve: 256,
+            ring_size: 2048,
+            ..XskConfig::default()
+        };
+        assert_eq!(config.effective_fill_target(3), 1280, "(4096 - 256) / 3");
+        assert_eq!(config.validate(3), Ok(()));
+        assert_eq!(config.effective_fill_target(1), 2048, "capped to the ring");
+        let large = XskConfig {
+            frame_count: 16384,
+            ..config
+        };
+        assert_eq!(large.effective_fill_target(3), 2048);
     }
 
     #[test]
