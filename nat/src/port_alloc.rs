@@ -156,6 +156,8 @@ pub enum Released {
     StillMapped(u32),
     /// That was the last reference: the port is quarantined.
     Quarantined,
+    /// That was the last reference and no quarantine applies: the port is free at once.
+    Freed,
 }
 
 /// The allocator. `Sync`: share it by reference or `Arc` among workers.
@@ -467,6 +469,35 @@ impl PortAllocator {
         port: u16,
         now: u64,
     ) -> Result<Released, ReleaseError> {
+        self.release_for(external_port, address, port, now, self.config.quarantine_ms)
+    }
+
+    /// Like [`Self::release`] for a reference whose flow never got an answer from the far side (an
+    /// early-dropped SYN or unanswered datagram): the last one frees the port at once. Quarantine keeps
+    /// a remote's late packets of an old conversation from reaching the port's next owner; a remote that
+    /// never answered holds no such conversation, and a SYN flood or a scan would otherwise park every
+    /// port of the range in quarantine for 120 s and starve every host of new mappings.
+    ///
+    /// # Errors
+    /// [`ReleaseError::NotOwner`] when the port is not owned by that endpoint (nothing changes).
+    pub fn release_unanswered(
+        &self,
+        external_port: u16,
+        address: Ipv4Addr,
+        port: u16,
+        now: u64,
+    ) -> Result<Released, ReleaseError> {
+        self.release_for(external_port, address, port, now, 0)
+    }
+
+    fn release_for(
+        &self,
+        external_port: u16,
+        address: Ipv4Addr,
+        port: u16,
+        now: u64,
+        quarantine_ms: u64,
+    ) -> Result<Released, ReleaseError> {
         let endpoint = endpoint_of(address, port);
         let slot = self.slot(external_port).ok_or(ReleaseError::NotOwner)?;
         loop {
@@ -487,19 +518,19 @@ impl PortAllocator {
                 continue;
             }
             let until = now
-                .saturating_add(self.config.quarantine_ms)
+                .saturating_add(quarantine_ms)
                 .min(MAX_QUARANTINE_DEADLINE);
-            let quarantined = if self.config.quarantine_ms == 0 {
-                0
-            } else {
-                until.max(1)
-            };
+            let quarantined = if quarantine_ms == 0 { 0 } else { until.max(1) };
             if slot
                 .compare_exchange(raw, quarantined, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
                 self.give_quota(address);
-                return Ok(Released::Quarantined);
+                return Ok(if quarantined == 0 {
+                    Released::Freed
+                } else {
+                    Released::Quarantined
+                });
             }
         }
     }
@@ -643,6 +674,32 @@ mod tests {
         let mut config = PortAllocatorConfig::new(PortRange::new(first, last).unwrap());
         edit(&mut config);
         PortAllocator::new(config)
+    }
+
+    #[test]
+    fn an_unanswered_release_frees_the_port_at_once_and_only_on_the_last_reference() {
+        let a = allocator(1024, 65535, |_| {});
+        assert_eq!(a.acquire(HOST, 40000, 0), Ok(40000));
+        assert_eq!(a.acquire(HOST, 40000, 0), Ok(40000));
+        assert_eq!(
+            a.release_unanswered(40000, HOST, 40000, 10),
+            Ok(Released::StillMapped(1))
+        );
+        assert_eq!(
+            a.release_unanswered(40000, HOST, 40000, 10),
+            Ok(Released::Freed)
+        );
+        assert!(!a.is_quarantined(40000, 10), "free at once");
+        assert_eq!(a.host_mappings(HOST), 0, "quota given back");
+        assert_eq!(
+            a.acquire(OTHER, 40000, 11),
+            Ok(40000),
+            "the next owner may take it"
+        );
+        assert_eq!(
+            a.release_unanswered(40000, HOST, 40000, 12),
+            Err(ReleaseError::NotOwner)
+        );
     }
 
     #[test]

@@ -702,7 +702,8 @@ impl Pipeline<'_> {
         match self.try_insert(value) {
             Err(DropReason::FlowTableFull) => {
                 let dropped = self.flows.early_drop(self.now_ms, |removed| {
-                    self.snapshot.release_mapping(removed, self.now_ms);
+                    self.snapshot
+                        .release_unanswered_mapping(removed, self.now_ms);
                 });
                 if dropped == 0 {
                     return Err(DropReason::FlowTableFull);

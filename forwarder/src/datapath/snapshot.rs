@@ -110,14 +110,29 @@ impl Snapshot {
     /// Gives a removed flow's reference on its external mapping back to its uplink's port pool (the
     /// last reference quarantines the port). Used by every path that removes flows: expiry, early drop.
     pub fn release_mapping(&self, value: &FlowValue, now_ms: u64) {
-        if let Some(uplink) = self.uplink(value.uplink) {
-            let (address, port) = value.internal_endpoint();
-            let (_, external) = value.external_endpoint();
-            let _ = uplink
-                .nat
-                .pool(value.protocol())
-                .release(external, address, port, now_ms);
+        if let Some((pool, (address, port), external)) = self.mapping_of(value) {
+            let _ = pool.release(external, address, port, now_ms);
         }
+    }
+
+    /// Like [`Self::release_mapping`] for a flow that never got an answer (early drop): the last
+    /// reference frees the port at once, without quarantine
+    /// ([`PortAllocator::release_unanswered`]).
+    pub fn release_unanswered_mapping(&self, value: &FlowValue, now_ms: u64) {
+        if let Some((pool, (address, port), external)) = self.mapping_of(value) {
+            let _ = pool.release_unanswered(external, address, port, now_ms);
+        }
+    }
+
+    /// A flow's port pool, internal endpoint and external port.
+    fn mapping_of(&self, value: &FlowValue) -> Option<(&PortAllocator, (Ipv4Addr, u16), u16)> {
+        let uplink = self.uplink(value.uplink)?;
+        let (_, external) = value.external_endpoint();
+        Some((
+            uplink.nat.pool(value.protocol()),
+            value.internal_endpoint(),
+            external,
+        ))
     }
 
     /// The MAC of LAN host `address`, if the kernel's neighbour table knew it.
