@@ -318,7 +318,7 @@ pub struct WorkerStatus {
     /// Where its UMEM frames are, as it last published (`None`: not published yet, or the workers
     /// are stopped while the I/O is rebuilt).
     #[serde(default)]
-    pub frames: Option<WorkerFrames>,
+    pub frames: Option<crate::xsk::FrameAccounting>,
     /// By AF_XDP socket (one per port: the LAN, then the uplinks), the kernel's counters as the
     /// worker last read them (empty before its first reading, or while the I/O is rebuilt).
     #[serde(default)]
@@ -332,93 +332,15 @@ pub struct WorkerStatus {
 pub struct XskSocketStatus {
     /// The port: `lan` or the uplink's name.
     pub port: String,
-    /// Frames the kernel dropped on reception (any cause).
-    pub rx_dropped: u64,
-    /// RX descriptors the kernel found invalid.
-    pub rx_invalid_descs: u64,
-    /// TX descriptors the kernel found invalid.
-    pub tx_invalid_descs: u64,
-    /// Frames that found the RX ring full (the worker does not drain it fast enough).
-    pub rx_ring_full: u64,
-    /// Frames that found the fill ring empty (no UMEM frame to receive into).
-    pub rx_fill_ring_empty_descs: u64,
-    /// Times the kernel found the TX ring empty.
-    pub tx_ring_empty_descs: u64,
+    /// The kernel's counters (flattened into this object in JSON).
+    #[serde(flatten)]
+    pub kernel: crate::xsk::KernelSocketStats,
 }
 
 impl XskSocketStatus {
-    /// Port `port`'s counters from the kernel's reading.
-    pub fn new(port: String, stats: &crate::xsk::KernelSocketStats) -> Self {
-        Self {
-            port,
-            rx_dropped: stats.rx_dropped,
-            rx_invalid_descs: stats.rx_invalid_descs,
-            tx_invalid_descs: stats.tx_invalid_descs,
-            rx_ring_full: stats.rx_ring_full,
-            rx_fill_ring_empty_descs: stats.rx_fill_ring_empty_descs,
-            tx_ring_empty_descs: stats.tx_ring_empty_descs,
-        }
-    }
-
     /// The counters, named as the kernel and the metrics name them.
     pub fn counters(&self) -> [(&'static str, u64); 6] {
-        crate::xsk::KernelSocketStats {
-            rx_dropped: self.rx_dropped,
-            rx_invalid_descs: self.rx_invalid_descs,
-            tx_invalid_descs: self.tx_invalid_descs,
-            rx_ring_full: self.rx_ring_full,
-            rx_fill_ring_empty_descs: self.rx_fill_ring_empty_descs,
-            tx_ring_empty_descs: self.tx_ring_empty_descs,
-        }
-        .named()
-    }
-}
-
-/// Where a worker's UMEM frames are: every frame is in exactly one state, so the states sum to
-/// `total` (see [`crate::xsk::FrameAccounting`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerFrames {
-    /// Frames in the UMEM.
-    pub total: u64,
-    /// In the free pool.
-    pub free: u64,
-    /// In fill rings (given to the kernel for reception).
-    pub fill: u64,
-    /// Received by the kernel, waiting in RX rings.
-    pub rx: u64,
-    /// Held by the datapath (no verdict yet).
-    pub in_flight: u64,
-    /// Queued for or in TX rings.
-    pub tx: u64,
-    /// Transmitted, waiting in completion rings.
-    pub completion: u64,
-}
-
-impl WorkerFrames {
-    /// The states, named as the metrics label them, in frame-flow order.
-    pub fn states(&self) -> [(&'static str, u64); 6] {
-        [
-            ("free", self.free),
-            ("fill", self.fill),
-            ("rx", self.rx),
-            ("in_flight", self.in_flight),
-            ("tx", self.tx),
-            ("completion", self.completion),
-        ]
-    }
-}
-
-impl From<crate::xsk::FrameAccounting> for WorkerFrames {
-    fn from(a: crate::xsk::FrameAccounting) -> Self {
-        Self {
-            total: a.total,
-            free: a.free,
-            fill: a.fill,
-            rx: a.rx,
-            in_flight: a.in_flight,
-            tx: a.tx,
-            completion: a.completion,
-        }
+        self.kernel.named()
     }
 }
 

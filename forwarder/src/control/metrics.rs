@@ -482,8 +482,8 @@ mod tests {
 
     #[test]
     fn frames_per_state_are_exported_per_worker_and_sum_to_the_umem() {
-        use crate::control::api::WorkerFrames;
-        let frames = WorkerFrames {
+        use crate::xsk::FrameAccounting;
+        let frames = FrameAccounting {
             total: 4096,
             free: 1000,
             fill: 2900,
@@ -539,15 +539,19 @@ mod tests {
                     sockets: vec![
                         XskSocketStatus {
                             port: "lan".into(),
-                            rx_dropped: 120,
-                            rx_ring_full: 100,
-                            rx_fill_ring_empty_descs: 20,
-                            ..Default::default()
+                            kernel: crate::xsk::KernelSocketStats {
+                                rx_dropped: 120,
+                                rx_ring_full: 100,
+                                rx_fill_ring_empty_descs: 20,
+                                ..Default::default()
+                            },
                         },
                         XskSocketStatus {
                             port: "isp1".into(),
-                            tx_ring_empty_descs: 3,
-                            ..Default::default()
+                            kernel: crate::xsk::KernelSocketStats {
+                                tx_ring_empty_descs: 3,
+                                ..Default::default()
+                            },
                         },
                     ],
                     ..Default::default()

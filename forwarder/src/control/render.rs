@@ -229,12 +229,13 @@ mod tests {
 
     #[test]
     fn status_shows_each_workers_frames_per_state() {
-        use crate::control::api::{WorkerFrames, WorkerStatus};
+        use crate::control::api::WorkerStatus;
+        use crate::xsk::FrameAccounting;
         let s = StatusReport {
             workers: vec![WorkerStatus {
                 index: 1,
                 batches: 7,
-                frames: Some(WorkerFrames {
+                frames: Some(FrameAccounting {
                     total: 512,
                     free: 10,
                     fill: 480,
@@ -267,15 +268,19 @@ mod tests {
                 sockets: vec![
                     XskSocketStatus {
                         port: "lan".into(),
-                        rx_dropped: 13727,
-                        rx_ring_full: 13700,
-                        rx_fill_ring_empty_descs: 27,
-                        ..Default::default()
+                        kernel: crate::xsk::KernelSocketStats {
+                            rx_dropped: 13727,
+                            rx_ring_full: 13700,
+                            rx_fill_ring_empty_descs: 27,
+                            ..Default::default()
+                        },
                     },
                     XskSocketStatus {
                         port: "isp1".into(),
-                        tx_ring_empty_descs: 5,
-                        ..Default::default()
+                        kernel: crate::xsk::KernelSocketStats {
+                            tx_ring_empty_descs: 5,
+                            ..Default::default()
+                        },
                     },
                 ],
                 ..Default::default()

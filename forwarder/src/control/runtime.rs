@@ -1315,7 +1315,7 @@ impl Daemon {
                         rx_frames: c.frames.get(),
                         tx_frames: c.forwarded.get(),
                         batches: c.batches.get(),
-                        frames: frames.get(index).copied().flatten().map(Into::into),
+                        frames: frames.get(index).copied().flatten(),
                         sockets: sockets
                             .get_mut(index)
                             .map(std::mem::take)
@@ -1326,7 +1326,10 @@ impl Daemon {
                                     None => "lan",
                                     Some(slot) => self.uplink_name(slot),
                                 };
-                                api::XskSocketStatus::new(name.to_owned(), &stats)
+                                api::XskSocketStatus {
+                                    port: name.to_owned(),
+                                    kernel: stats,
+                                }
                             })
                             .collect(),
                     })

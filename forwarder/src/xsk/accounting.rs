@@ -15,8 +15,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-/// Where a worker's frames are, at one instant.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Where a worker's frames are, at one instant (also the status API's per-worker `frames`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FrameAccounting {
     /// Frames in the UMEM.
     pub total: u64,
@@ -43,6 +43,18 @@ impl FrameAccounting {
     /// Whether every frame is in exactly one state.
     pub fn is_consistent(&self) -> bool {
         self.accounted() == self.total
+    }
+
+    /// The states, named as the metrics label them, in frame-flow order.
+    pub fn states(&self) -> [(&'static str, u64); 6] {
+        [
+            ("free", self.free),
+            ("fill", self.fill),
+            ("rx", self.rx),
+            ("in_flight", self.in_flight),
+            ("tx", self.tx),
+            ("completion", self.completion),
+        ]
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::PortId;
 
 /// The kernel's counters of one socket (`XDP_STATISTICS`), cumulative since the socket was bound.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KernelSocketStats {
     /// Received frames dropped (e.g. RX ring full).
     pub rx_dropped: u64,
