@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# A toolchain that setup installed with rustup is not on this shell's PATH yet.
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo build --release --locked -p flowpin-lab -p flowpin
 case " $* " in
   *" --router "*) ;;

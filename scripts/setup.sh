@@ -1,20 +1,18 @@
 #!/usr/bin/env bash
 # Installs what flowpin needs to build, test and run its lab on Debian 12+ (as root), idempotently:
-# apt packages for the XDP program and the lab, bpffs, and cargo tools. It never downloads toolchains:
-# a Rust toolchain >= 1.95 (rustup) must already be on PATH.
+# apt packages for the XDP program and the lab, bpffs, a Rust toolchain when there is none, and cargo tools.
 set -euo pipefail
 
 die() { echo "setup: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (the lab creates network namespaces and attaches XDP programs)"
-command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain >= 1.95 (rustup) first"
-
 # Debian packages: compiler for the XDP program, the lab's tools, real clients and servers.
 apt_packages=(
   clang llvm libbpf-dev bpftool          # build the XDP program
   iproute2 nftables conntrack ethtool    # the lab and the kernel reference router
   iperf3 socat curl netsniff-ng hping3   # real clients, servers and generators
   tcpdump traceroute iputils-ping procps psmisc python3 python3-scapy
+  ca-certificates                        # https for rustup on a machine without Rust
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -26,6 +24,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Rust: Debian's own rustc is older than the MSRV, so a machine without cargo gets the pinned stable
+# toolchain from rustup (static.rust-lang.org). A machine that already has cargo keeps its toolchain.
+RUST_TOOLCHAIN=1.95.0
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found, installing Rust $RUST_TOOLCHAIN with rustup"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
+    | sh -s -- -y --profile minimal --default-toolchain "$RUST_TOOLCHAIN" -c rustfmt -c clippy \
+    || die "rustup could not install Rust $RUST_TOOLCHAIN (needs https access to static.rust-lang.org)"
+  . "$HOME/.cargo/env"
+fi
+rust_version=$(rustc --version | awk '{print $2}')
+printf '%s\n1.95.0\n' "$rust_version" | sort -V -C -r 2>/dev/null \
+  || die "rustc $rust_version is older than the MSRV 1.95: update the toolchain (rustup update)"
 
 # bpffs, for pinned maps and links.
 if ! mountpoint -q /sys/fs/bpf; then

@@ -9,6 +9,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "setup"
 ./scripts/setup.sh
+# A toolchain that setup installed with rustup is not on this shell's PATH yet.
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
 step "format"
 cargo fmt --all --check
