@@ -7,8 +7,8 @@
 //!                                                 wan2 ── to-rtr [isp2] to-inet ── isp2 ┴ [inet] servers
 //! ```
 //!
-//! [`Lab::up`] builds a lab from a [`LabSpec`]; [`Lab::down`] (also run on drop, so on panic)
-//! destroys it. Invariants:
+//! [`Lab::up`] builds a lab from a [`LabSpec`]; [`Lab::down`] (also run on drop, so on panic, and
+//! on SIGINT / SIGTERM by the [`interrupt`] watcher) destroys it. Invariants:
 //! - every namespace is `<prefix>-<role>` with a prefix unique per lab, every interface lives only
 //!   inside namespaces, so labs run in parallel without clashing;
 //! - teardown kills every process in the lab's namespaces, then deletes them; it is idempotent and
@@ -21,6 +21,7 @@ pub mod command;
 pub mod faults;
 pub mod flowpin_router;
 pub mod footprint;
+mod interrupt;
 pub mod isp_counters;
 pub mod kernel_router;
 pub mod name;
@@ -76,8 +77,10 @@ impl Lab {
             name: Some(prefix.clone()),
             ..spec
         };
+        interrupt::arm()?;
+        interrupt::register(&prefix);
         let lab = Lab::from_spec(spec, true);
-        // From here on, an error drops `lab`, which destroys whatever was built.
+        // From here on, an error drops `lab`, which destroys whatever was built (and unregisters it).
         lab.build()
             .with_context(|| format!("bringing up lab {prefix}"))?;
         Ok(lab)
@@ -276,6 +279,7 @@ impl Lab {
     /// [`destroy_lab`] find it again by prefix.
     pub fn persist(self) -> String {
         self.owns_lab.store(false, Ordering::SeqCst);
+        interrupt::unregister(self.prefix());
         self.prefix().to_owned()
     }
 
@@ -288,6 +292,9 @@ impl Lab {
             process.kill()?;
         }
         self.torn_down.store(true, Ordering::SeqCst);
+        if self.owns_lab.load(Ordering::SeqCst) {
+            interrupt::unregister(self.prefix());
+        }
         result
     }
 }

@@ -10,8 +10,6 @@ use anyhow::Result;
 use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
 use flowpin_lab::{IspCounters, Lab, LabSpec, RouterKind};
 
-use crate::guard;
-
 /// Totals the traffic threads report.
 #[derive(Debug, Default)]
 struct Tally {
@@ -39,10 +37,10 @@ pub fn run(spec: &LabSpec, duration: Duration) -> Result<()> {
             "note: with --router none nothing forwards in the router namespace; expect failures"
         );
     }
-    let lab = guard::up_guarded(spec.clone())?;
+    let lab = Lab::up(spec.clone())?;
     crate::print_topology(&lab);
     let outcome = drive(&lab, duration);
-    let teardown = guard::finish(lab);
+    let teardown = lab.down();
     outcome.and(teardown)
 }
 

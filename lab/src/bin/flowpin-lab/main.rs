@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 mod demo;
-mod guard;
 
 use std::time::Duration;
 
@@ -105,9 +104,9 @@ fn run(cli: Cli) -> Result<()> {
 
 fn up(shape: &ShapeArgs) -> Result<()> {
     let spec = shape.spec()?;
-    let lab = guard::up_guarded(spec)?;
+    let lab = Lab::up(spec)?;
     print_topology(&lab);
-    let name = guard::release(lab);
+    let name = lab.persist();
     println!("lab {name} is up; `flowpin-lab down --name {name}` destroys it");
     Ok(())
 }
