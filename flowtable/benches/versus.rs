@@ -1,4 +1,4 @@
-//! Side-by-side benchmark: this flow table against `dashmap` and `papaya`, same keys (a 16-byte
+//! Side-by-side benchmark: this flow table against `dashmap` and `papaya`, same keys (a 14-byte
 //! 5-tuple), same 32-byte values, same hasher (foldhash with a random seed).
 //!
 //! Groups: `lookup_hit`, `lookup_miss`, `insert_remove` (insert a new key, then remove it, on a

@@ -110,13 +110,13 @@
 //!
 //! `size_of::<Record>() = 48 + 2 * size_of::<K>() + size_of::<V>()` (rounded to the alignment),
 //! plus the index: 64 bytes per bucket, `ceil(2 * capacity / 9)` buckets, i.e. 14.2 bytes per flow
-//! for both keys. With the datapath's key padded to 16 bytes:
+//! for both keys. With the datapath's 14-byte 5-tuple key:
 //!
 //! | value size | record | index | per flow |
 //! |---|---|---|---|
 //! | 32 B | 112 B | 14.2 B | **126.2 B** (the ≤ 128 B target; checked by a unit test) |
 //! | 48 B | 128 B | 14.2 B | 142.2 B |
-//! | 64 B | 144 B | 14.2 B | 158.2 B |
+//! | 84 B (flowpin's `FlowValue` today) | 160 B | 14.2 B | 174.2 B |
 //!
 //! [`FlowTable::memory_per_flow`] reports the figure for the actual `K` and `V`. Nothing allocates
 //! after construction.
@@ -137,15 +137,21 @@
 //!   is found first; the datapath's keys of the two directions do not overlap.
 //! - The seqlock copies bodies with volatile reads that may overlap a write. That is the standard
 //!   seqlock technique (as in crossbeam's `AtomicCell` fallback); Rust's memory model formally
-//!   calls such a race undefined, which is why the copy stays `MaybeUninit` until validated and
-//!   why the only `unsafe` code is these two accesses and the prefetch hint.
+//!   calls such a race undefined, which is why the copy stays `MaybeUninit` until validated.
+//! - `unsafe` code lives in three places, each block with its `// SAFETY:` argument: the record
+//!   body's volatile write and seqlocked read (`record.rs`, plus `Sync` for the record), the
+//!   fixed array all records and buckets live in (`memory.rs`: one allocation at construction,
+//!   its initialisation, slice access, deallocation, the huge-page `madvise` hint and `Send` /
+//!   `Sync`), and the prefetch hint of `lookup_batch` (`batch.rs`).
 //!
 //! # Tests
 //!
 //! - `cargo test -p flowpin-flowtable`: unit tests beside the code; `tests/concurrency.rs`
 //!   (stress against a locked `HashMap` oracle, the 128-thread first-packet race, full table under
-//!   concurrent inserts, expiry under concurrent batch lookups); `tests/operations.rs` (proptest
-//!   over random operation sequences against a model).
+//!   concurrent inserts, expiry under concurrent batch lookups with stale-handle checks);
+//!   `tests/operations.rs` (proptest over random operation sequences against a model);
+//!   `tests/no_allocation.rs` (no operation allocates after construction, under a counting
+//!   allocator).
 //! - `RUSTFLAGS="--cfg shuttle" cargo test -p flowpin-flowtable --release --test shuttle_model`:
 //!   the real table code with shuttle's atomics, under random and PCT schedulers (insert races,
 //!   uplink clashes, stale handles after reuse, sweep vs lookups vs re-insert).

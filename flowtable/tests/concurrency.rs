@@ -308,6 +308,7 @@ fn expiry_under_concurrent_lookups_never_shows_a_wrong_or_torn_flow() {
     let inserted = AtomicU64::new(0);
     let released: Mutex<HashSet<(u64, u64)>> = Mutex::new(HashSet::new());
     let deadline = Instant::now() + Duration::from_millis(1_500);
+    let stale_candidates: Mutex<Vec<FlowHandle>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         // Readers: every hit must be the flow looked up, intact, on the right side; packets
         // through possibly stale handles must never land on another flow.
@@ -386,7 +387,30 @@ fn expiry_under_concurrent_lookups_never_shows_a_wrong_or_torn_flow() {
             );
             handles_seen.extend(table.snapshot(now).take(4).map(|flow| flow.handle));
         }
+        *stale_candidates.lock().expect("handles") = handles_seen;
     });
+    // Handles of flows swept during the run now point at records that were freed and, mostly,
+    // re-used by the writer's next incarnation of a flow: none of them may reach that new flow.
+    let mut stale = 0;
+    for handle in stale_candidates.into_inner().expect("handles") {
+        match table.value(handle) {
+            Some(value) => {
+                let current = table
+                    .lookup(&FiveTuple::lan(value.flow))
+                    .expect("live flow");
+                assert_eq!(current.handle, handle, "a handle reached a later flow");
+            }
+            None => {
+                stale += 1;
+                assert!(
+                    !table.record_packet(handle, Side::Lan, 1, 1),
+                    "stale update landed"
+                );
+                assert_eq!(table.remove(handle), None, "stale handle removed a flow");
+            }
+        }
+    }
+    assert!(stale > 0, "the run produced no stale handle to check");
     let released = released.into_inner().expect("released").len() as u64;
     let live = table.snapshot(0).count() as u64;
     assert!(
