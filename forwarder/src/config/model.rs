@@ -104,7 +104,7 @@ pub struct Timeouts {
     pub tcp_established: u32,
     /// TCP connection being opened or closed (RFC 5382 REQ-5: at least 240).
     pub tcp_transitory: u32,
-    /// ICMP query mapping (RFC 5508 REQ-1: at least 60).
+    /// ICMP query mapping (RFC 5508 REQ-2: at least 60).
     pub icmp: u32,
 }
 

@@ -199,6 +199,45 @@ inp = eth_in() / IP(src=LAN2, dst=EXT, ttl=64, id=19) / ICMP(type=3, code=3) / R
 exp = eth_out() / IP(src=EXT, dst=LAN, ttl=63, id=19) / ICMP(type=3, code=3) / Raw(raw(as_lan_sent))
 add("icmp_port_unreachable_hairpin_udp", "icmp", tup("udp", EXT, LAN, 62000, 5000), inp, exp)
 
+# Outbound errors about TCP and about an ICMP echo reply (RFC 5508 REQ-4: the embedded echo id too).
+for proto, lan_ports, ext_ports, t, c in (("tcp", (53, 5000), (53, 61001), 3, 4), ("icmp", (5000, 5000), (61001, 61001), 3, 3)):
+    if proto == "icmp":
+        seen = IP(src=REMOTE, dst=LAN, ttl=49, id=20) / ICMP(type=0, id=5000, seq=7) / Raw(b"data-of-the-echo-reply")
+        wire = IP(src=REMOTE, dst=EXT, ttl=49, id=20) / ICMP(type=0, id=61001, seq=7) / Raw(b"data-of-the-echo-reply")
+        to = tup("icmp", EXT, REMOTE, 61001, 61001)
+    else:
+        seen = IP(src=REMOTE, dst=LAN, ttl=49, id=20) / quoted_l4(proto, *lan_ports)
+        wire = IP(src=REMOTE, dst=EXT, ttl=49, id=20) / quoted_l4(proto, *ext_ports)
+        to = tup(proto, EXT, REMOTE, 61001, 53)
+    extra = {"nexthopmtu": 1400} if c == 4 else {}
+    inp = eth_in() / IP(src=LAN, dst=REMOTE, ttl=64, id=21) / ICMP(type=t, code=c, **extra) / Raw(raw(seen))
+    exp = eth_out() / IP(src=EXT, dst=REMOTE, ttl=63, id=21) / ICMP(type=t, code=c, **extra) / Raw(raw(wire))
+    add(f"icmp_error_outbound_{proto}", "icmp", to, inp, exp)
+
+# Inbound error whose quoted header carries IP options, under a VLAN tag.
+on_wire = IP(src=EXT, dst=REMOTE, ttl=63, id=22, options=opts) / quoted_l4("udp", 61001, 53)
+original = IP(src=LAN, dst=REMOTE, ttl=63, id=22, options=opts) / quoted_l4("udp", 5000, 53)
+inp = eth_in(vlan=7) / IP(src=HOP, dst=EXT, ttl=60, id=23) / ICMP(type=11, code=0) / Raw(raw(on_wire))
+exp = eth_out(vlan=7) / IP(src=HOP, dst=LAN, ttl=59, id=23) / ICMP(type=11, code=0) / Raw(raw(original))
+add("icmp_time_exceeded_inbound_udp_quote_with_options_vlan", "icmp", tup("udp", REMOTE, LAN, 53, 5000), inp, exp)
+
+# Reverse NAT with IP options and a VLAN tag; reverse UDP checksum 0 stays 0; invalid stays invalid.
+inp = eth_in(vlan=42) / IP(src=REMOTE, dst=EXT, ttl=50, id=24, options=opts) / l4("udp", 53, 61001)
+exp = eth_out(vlan=42) / IP(src=REMOTE, dst=LAN, ttl=49, id=24, options=opts) / l4("udp", 53, 5000)
+add("reverse_udp_ip_options_vlan", "rewrite", tup("udp", REMOTE, LAN, 53, 5000), inp, exp)
+inp = eth_in() / IP(src=REMOTE, dst=EXT, ttl=50, id=25) / UDP(sport=53, dport=61001, chksum=0) / Raw(b"nochecksum")
+exp = eth_out() / IP(src=REMOTE, dst=LAN, ttl=49, id=25) / UDP(sport=53, dport=5000, chksum=0) / Raw(b"nochecksum")
+add("reverse_udp_zero_checksum_stays_zero", "rewrite", tup("udp", REMOTE, LAN, 53, 5000), inp, exp)
+inp = with_checksum_error(raw(eth_in() / IP(src=REMOTE, dst=EXT, ttl=50, id=26) / l4("tcp", 443, 61001)), 14 + 20 + 16, 0x0202)
+exp = with_checksum_error(raw(eth_out() / IP(src=REMOTE, dst=LAN, ttl=49, id=26) / l4("tcp", 443, 40000)), 14 + 20 + 16, 0x0202)
+add("reverse_tcp_invalid_checksum_stays_invalid", "rewrite", tup("tcp", REMOTE, LAN, 443, 40000), inp, exp)
+
+# Hairpinned ICMP echo is not a thing (an echo request to a NAT address is for the router), but a
+# hairpinned TCP segment with a trailer keeps the trailer.
+inp = raw(eth_in() / IP(src=LAN, dst=EXT, ttl=64, id=27) / l4("tcp", 5000, 62000, b"x")) + trailer
+exp = raw(eth_out() / IP(src=EXT, dst=LAN2, ttl=63, id=27) / l4("tcp", 61001, 7000, b"x")) + trailer
+add("hairpin_tcp_trailer_untouched", "rewrite", tup("tcp", EXT, LAN2, 61001, 7000), inp, exp)
+
 # --- Malformations: one per ParseError -------------------------------------------------------------
 good = raw(eth_in() / IP(src=LAN, dst=REMOTE, ttl=64, id=20) / UDP(sport=5000, dport=53) / Raw(b"abcd"))
 
@@ -256,6 +295,10 @@ drop("icmp_error_embedded_bad_version", raw(eth_in() / IP(src=HOP, dst=EXT) / IC
                                             Raw(b"\x65" + good[15:14 + 28])), "icmp_error_embedded_malformed")
 drop("icmp_error_embedded_ihl_below_5", raw(eth_in() / IP(src=HOP, dst=EXT) / ICMP(type=11) /
                                             Raw(b"\x44" + good[15:14 + 28])), "icmp_error_embedded_malformed")
+short_quote = bytearray(good[14:14 + 28])
+short_quote[2:4] = (19).to_bytes(2, "big")
+drop("icmp_error_embedded_total_length_below_header", raw(eth_in() / IP(src=HOP, dst=EXT) / ICMP(type=11) /
+                                                          Raw(bytes(short_quote))), "icmp_error_embedded_malformed")
 about_error = raw(IP(src=EXT, dst=REMOTE) / ICMP(type=3, code=3) / Raw(good[14:14 + 28]))
 drop("icmp_error_about_icmp_error", raw(eth_in() / IP(src=HOP, dst=EXT) / ICMP(type=3, code=1) / Raw(about_error)),
      "icmp_error_embedded_unsupported")
