@@ -333,7 +333,7 @@ fn timeouts_below_the_rfc_minimums() {
             "flowpin.toml:17: nat.timeouts.udp: 119 s is below the minimum of 120 s (RFC 4787 REQ-5)",
             "flowpin.toml:18: nat.timeouts.tcp_established: 7439 s is below the minimum of 7440 s (RFC 5382 REQ-5)",
             "flowpin.toml:19: nat.timeouts.tcp_transitory: 239 s is below the minimum of 240 s (RFC 5382 REQ-5)",
-            "flowpin.toml:20: nat.timeouts.icmp: 59 s is below the minimum of 60 s (RFC 5508 REQ-1)",
+            "flowpin.toml:20: nat.timeouts.icmp: 59 s is below the minimum of 60 s (RFC 5508 REQ-2)",
         ]
     );
     let text = format!("{BASE}[nat.timeouts]\nudp = 120\n");

@@ -313,7 +313,7 @@ impl Checker<'_> {
                 &mut timeouts.icmp,
                 minimum.icmp,
                 "icmp",
-                "RFC 5508 REQ-1",
+                "RFC 5508 REQ-2",
             ),
         ];
         for (value, slot, minimum, key, rfc) in entries {
