@@ -31,7 +31,7 @@
 #define FLOWPIN_MAX_IFACES 16        /* interface slots (LAN + uplinks) */
 #define FLOWPIN_MAX_QUEUES 64        /* receive queues per interface */
 #define FLOWPIN_XSKMAP_SIZE (FLOWPIN_MAX_IFACES * FLOWPIN_MAX_QUEUES)
-#define FLOWPIN_MAX_LOCAL_ADDRS 256  /* the router's own IPv4 addresses */
+#define FLOWPIN_MAX_LOCAL_ADDRS 256  /* the router's own IPv4 addresses (every interface's) */
 
 /* What an interface is to flowpin. */
 enum flowpin_role {
@@ -64,15 +64,17 @@ enum flowpin_decision {
 	FLOWPIN_PASS_UNKNOWN_IFACE,     /* ingress interface has no config: kernel */
 	FLOWPIN_PASS_BROADCAST,         /* L2 or L3 broadcast / multicast (DHCP, ...): kernel */
 	FLOWPIN_PASS_TTL,               /* TTL <= 1: kernel (sends Time Exceeded) */
-	FLOWPIN_PASS_LOCAL,             /* addressed to one of the router's addresses: kernel */
+	FLOWPIN_PASS_LOCAL,             /* to one of the router's addresses (LAN side; uplink side
+	                                 * when not the ingress uplink's own): kernel */
 	FLOWPIN_PASS_UPLINK_OWN,        /* to an uplink address, outside the NAT range: kernel */
 	FLOWPIN_PASS_UPLINK_FRAGMENT,   /* non-first fragment to an uplink address: kernel */
 	FLOWPIN_PASS_UPLINK_TRANSIT,    /* on an uplink, not addressed to the router: kernel */
+	FLOWPIN_PASS_UPLINK_MALFORMED,  /* on an uplink, truncated or invalid IPv4 header: kernel */
 	FLOWPIN_REDIRECT_LAN_TRANSIT,   /* LAN TCP/UDP/ICMP transit: AF_XDP */
 	FLOWPIN_REDIRECT_HAIRPIN,       /* LAN to an uplink address inside its NAT range: AF_XDP */
 	FLOWPIN_REDIRECT_UPLINK_RETURN, /* uplink return traffic inside the NAT range: AF_XDP */
 	FLOWPIN_DROP_UNTRANSLATABLE,    /* LAN transit with another IP protocol (GRE, ESP, ...) */
-	FLOWPIN_DROP_MALFORMED,         /* truncated or invalid IPv4 header */
+	FLOWPIN_DROP_MALFORMED,         /* from the LAN, truncated or invalid IPv4 header */
 	FLOWPIN_DROP_NO_SOCKET,         /* chosen for AF_XDP but no socket serves the queue */
 	FLOWPIN_DECISION_COUNT,
 };

@@ -8,8 +8,14 @@
  *   other IP protocol is dropped (the kernel would forward it un-NATed).
  * - The XSKMAP miss action is XDP_DROP: a queue without a socket drops what it would redirect
  *   (fail closed), counted as FLOWPIN_DROP_NO_SOCKET.
- * - The router's own traffic (ARP, ND, DHCP, packets to its addresses outside the NAT ranges) and
- *   LAN transit with TTL <= 1 (the kernel answers Time Exceeded) always reach the kernel.
+ * - The router's own traffic always reaches the kernel: ARP, ND, DHCP, and packets to any of its
+ *   addresses (the `flowpin_local` map holds every IPv4 address of the router's namespace) except
+ *   return and hairpin traffic of translated flows, i.e. TCP/UDP to a NAT address inside its port
+ *   range, echo replies with an identifier inside it, and ICMP errors about such flows. Echo
+ *   requests to any router address are answered by the kernel, whatever their identifier.
+ * - LAN transit with TTL <= 1 reaches the kernel (it answers Time Exceeded).
+ * - On an uplink, what flowpin does not translate is XDP_PASS, malformed IPv4 included: the kernel
+ *   decides. From the LAN, what it cannot translate is dropped.
  * - Every packet increments exactly one decision counter.
  */
 #include <linux/bpf.h>
@@ -102,8 +108,8 @@ static __always_inline int to_socket(struct xdp_md *ctx, __u32 slot, __u32 decis
 }
 
 /*
- * The L4 identifier NAT keys on: the destination port of TCP/UDP, the identifier of an ICMP echo
- * reply or request. Returns 0 if the header is truncated (the caller then lets it be).
+ * The destination port of TCP/UDP, the L4 identifier NAT keys return traffic on. Returns 0 for other
+ * protocols and if the header is truncated (the caller then lets it be).
  */
 static __always_inline int l4_dest_id(void *l4, void *data_end, __u8 protocol, __u16 *id)
 {
@@ -133,23 +139,17 @@ static __always_inline int icmp_is_error(__u8 type)
 }
 
 /*
- * Whether an ICMP message to an address with NAT range [min, max] belongs to a translated flow:
- * an echo request/reply with its identifier in the range, or an error whose embedded (outgoing)
- * packet has its TCP/UDP source port or echo identifier in the range. Errors about the router's
- * own traffic (identifiers outside the range) stay with the kernel.
+ * Whether an ICMP error's embedded packet is one flowpin sent from a NAT address with range
+ * [min, max]: a TCP/UDP source port or an echo REQUEST identifier in the range (flowpin only ever
+ * sends echo requests out; errors about the router's own traffic, identifiers outside the range,
+ * stay with the kernel).
  */
-static __always_inline int icmp_in_range(struct icmphdr *icmp, void *data_end, __u16 min, __u16 max)
+static __always_inline int icmp_error_in_range(struct icmphdr *icmp, void *data_end, __u16 min,
+					       __u16 max)
 {
-	struct iphdr *inner;
+	struct iphdr *inner = (void *)(icmp + 1);
 	void *inner_l4;
 
-	if ((void *)(icmp + 1) > data_end)
-		return 0;
-	if (icmp->type == ICMP_ECHOREPLY || icmp->type == ICMP_ECHO)
-		return in_range(bpf_ntohs(icmp->echo_id), min, max);
-	if (!icmp_is_error(icmp->type))
-		return 0;
-	inner = (void *)(icmp + 1);
 	if ((void *)(inner + 1) > data_end || inner->ihl < 5)
 		return 0;
 	inner_l4 = (void *)inner + inner->ihl * 4;
@@ -166,13 +166,34 @@ static __always_inline int icmp_in_range(struct icmphdr *icmp, void *data_end, _
 
 		if ((void *)(inner_icmp + 1) > data_end)
 			return 0;
-		return (inner_icmp->type == ICMP_ECHO || inner_icmp->type == ICMP_ECHOREPLY) &&
+		return inner_icmp->type == ICMP_ECHO &&
 		       in_range(bpf_ntohs(inner_icmp->echo_id), min, max);
 	}
 	return 0;
 }
 
-/* Whether a packet to a NAT address with range [min, max] belongs to a translated flow. */
+/*
+ * Whether an ICMP message to a NAT address with range [min, max] belongs to a translated flow: an
+ * echo REPLY with its identifier in the range (the only ICMP query flowpin translates, and flows are
+ * only opened by echo requests from the LAN), or an error about such a flow. An echo REQUEST to a
+ * router address is for the router itself, whatever its identifier: the kernel answers it.
+ */
+static __always_inline int icmp_in_range(struct icmphdr *icmp, void *data_end, __u16 min, __u16 max)
+{
+	if ((void *)(icmp + 1) > data_end)
+		return 0;
+	if (icmp->type == ICMP_ECHOREPLY)
+		return in_range(bpf_ntohs(icmp->echo_id), min, max);
+	if (icmp_is_error(icmp->type))
+		return icmp_error_in_range(icmp, data_end, min, max);
+	return 0;
+}
+
+/*
+ * Whether a packet to a NAT address with range [min, max] belongs to a translated flow: TCP/UDP with
+ * its destination port in the range, or ICMP as [`icmp_in_range`] says. Everything else addressed to
+ * the router (echo requests, other protocols, ports outside the range) is the kernel's.
+ */
 static __always_inline int nat_in_range(struct iphdr *ip, void *l4, void *data_end, __u16 min, __u16 max)
 {
 	__u16 id;
@@ -208,12 +229,19 @@ int flowpin_xdp(struct xdp_md *ctx)
 	if (!iface)
 		return count(ctx, FLOWPIN_PASS_UNKNOWN_IFACE, XDP_PASS);
 
+	/*
+	 * A bad IPv4 header: nothing flowpin could translate. On an uplink the kernel decides (it drops
+	 * it, or it is someone else's protocol trick flowpin has no say in); from the LAN it is dropped,
+	 * never handed to a kernel that might forward it (fail closed).
+	 */
 	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5 ||
+	    (void *)ip + ip->ihl * 4 > data_end) {
+		if (iface->role == FLOWPIN_ROLE_UPLINK)
+			return count(ctx, FLOWPIN_PASS_UPLINK_MALFORMED, XDP_PASS);
 		return count(ctx, FLOWPIN_DROP_MALFORMED, XDP_DROP);
+	}
 	l4 = (void *)ip + ip->ihl * 4;
-	if (l4 > data_end)
-		return count(ctx, FLOWPIN_DROP_MALFORMED, XDP_DROP);
 
 	/* Group bit of the destination MAC: broadcast and multicast frames. */
 	if ((eth->h_dest[0] & 1) || ip->daddr == bpf_htonl(0xffffffff) ||
@@ -244,7 +272,11 @@ int flowpin_xdp(struct xdp_md *ctx)
 
 	local = bpf_map_lookup_elem(&flowpin_local, &ip->daddr);
 	if (local) {
-		/* Hairpin: to an uplink's NAT address, inside its range (first fragments only). */
+		/*
+		 * Hairpin: to an uplink's NAT address, TCP/UDP inside its range or an ICMP error about
+		 * such a flow (first fragments only). Everything else to a router address, echo requests
+		 * included, is the router's own: the kernel answers.
+		 */
 		if ((local->flags & FLOWPIN_LOCAL_NAT) && !(ip->frag_off & bpf_htons(IP_OFFSET)) &&
 		    nat_in_range(ip, l4, data_end, local->port_min, local->port_max))
 			return to_socket(ctx, iface->slot, FLOWPIN_REDIRECT_HAIRPIN);

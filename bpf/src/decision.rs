@@ -33,6 +33,8 @@ pub enum Decision {
     PassUplinkFragment = c::PASS_UPLINK_FRAGMENT,
     /// Arrived on an uplink, addressed to neither the uplink nor the router.
     PassUplinkTransit = c::PASS_UPLINK_TRANSIT,
+    /// Arrived on an uplink with a truncated or invalid IPv4 header: the kernel decides.
+    PassUplinkMalformed = c::PASS_UPLINK_MALFORMED,
     /// LAN TCP/UDP/ICMP transit, to AF_XDP.
     RedirectLanTransit = c::REDIRECT_LAN_TRANSIT,
     /// LAN to an uplink's NAT address inside its range (hairpin), to AF_XDP.
@@ -41,7 +43,7 @@ pub enum Decision {
     RedirectUplinkReturn = c::REDIRECT_UPLINK_RETURN,
     /// LAN transit of a protocol NAT cannot translate (GRE, ESP, ...): dropped.
     DropUntranslatable = c::DROP_UNTRANSLATABLE,
-    /// Truncated or invalid IPv4 header: dropped.
+    /// Arrived on the LAN with a truncated or invalid IPv4 header: dropped.
     DropMalformed = c::DROP_MALFORMED,
     /// Chosen for AF_XDP but no socket serves the queue: dropped (fail closed).
     DropNoSocket = c::DROP_NO_SOCKET,
@@ -61,6 +63,7 @@ impl Decision {
         Self::PassUplinkOwn,
         Self::PassUplinkFragment,
         Self::PassUplinkTransit,
+        Self::PassUplinkMalformed,
         Self::RedirectLanTransit,
         Self::RedirectHairpin,
         Self::RedirectUplinkReturn,
@@ -84,7 +87,8 @@ impl Decision {
             | Self::PassLocal
             | Self::PassUplinkOwn
             | Self::PassUplinkFragment
-            | Self::PassUplinkTransit => Action::Pass,
+            | Self::PassUplinkTransit
+            | Self::PassUplinkMalformed => Action::Pass,
             Self::RedirectLanTransit | Self::RedirectHairpin | Self::RedirectUplinkReturn => {
                 Action::Redirect
             }
@@ -103,6 +107,7 @@ impl Decision {
             Self::PassUplinkOwn => "pass_uplink_own",
             Self::PassUplinkFragment => "pass_uplink_fragment",
             Self::PassUplinkTransit => "pass_uplink_transit",
+            Self::PassUplinkMalformed => "pass_uplink_malformed",
             Self::RedirectLanTransit => "redirect_lan_transit",
             Self::RedirectHairpin => "redirect_hairpin",
             Self::RedirectUplinkReturn => "redirect_uplink_return",
