@@ -13,5 +13,6 @@ pub mod link_events;
 pub mod metrics;
 pub mod netinfo;
 pub mod render;
+pub mod router_addresses;
 pub mod runtime;
 pub mod snapshot;

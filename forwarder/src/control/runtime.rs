@@ -5,12 +5,13 @@
 //! 2. install the fail-closed forward guard (before anything is attached);
 //! 3. learn the LAN and uplink interfaces and resolve the gateways' MACs;
 //! 4. build the first snapshot and the flow table;
-//! 5. load the XDP program, describe the interfaces to it, open every worker's AF_XDP sockets and
-//!    register them, then attach the program to the LAN and every uplink;
+//! 5. load the XDP program, describe the interfaces and every address of the router's namespace to it,
+//!    open every worker's AF_XDP sockets and register them, then attach the program to the LAN and
+//!    every uplink;
 //! 6. start the workers, the API server, the metrics endpoint, the prober, the rtnetlink watcher and the
 //!    control loop (sweep expired flows every 100 ms; re-read carriers, interfaces and neighbours on every
-//!    link or address event and every second; apply each probe round; publish a new snapshot whenever
-//!    eligibility changes).
+//!    link or address event and every second, re-writing the XDP maps when an uplink's or the router's
+//!    addresses changed; apply each probe round; publish a new snapshot whenever eligibility changes).
 //!
 //! An uplink takes new flows when its gateway is resolved, its health state is `up` and the operator has
 //! not drained it. When it goes down, its flows fail over per `[failover]` (see [`super::failover`]),
@@ -53,6 +54,7 @@ use super::failover::{self, RstSender};
 use super::guard::GuardSpec;
 use super::health::{self, HealthState, ProbeSource, ProberInputs, UplinkHealth};
 use super::netinfo::{self, InterfaceInfo};
+use super::router_addresses;
 use super::snapshot::{Moment, SnapshotBuilder, SnapshotHistory, UplinkFacts};
 use crate::config::{self, Config, XdpMode};
 use crate::datapath::PortId;
@@ -227,7 +229,7 @@ pub fn run(config_path: &Path) -> Result<()> {
 
     let mut xdp = XdpProgram::load().context("loading the XDP program")?;
     xdp.configure_lan(&config.lan.interface)?;
-    xdp.add_local_address(lan_address)?;
+    xdp.set_host_addresses(&host_addresses(lan_address).unwrap_or_default())?;
     for (uplink, fact) in config.uplinks.iter().zip(&facts) {
         let fact = fact.as_ref().expect("resolve_uplinks returns every uplink");
         let range = config.nat.port_range;
@@ -636,6 +638,8 @@ impl Daemon {
                 }
             })
             .collect();
+        // The maps first: return traffic to a new address must reach AF_XDP before flows use it.
+        self.sync_xdp_addresses(&facts);
         let neighbours = lan_neighbours(&self.lan.name);
         let current = self.cell.load();
         let changed = !same_facts(&facts, &self.facts) || {
@@ -648,6 +652,50 @@ impl Daemon {
             self.facts = facts;
             self.update_probing();
             self.publish();
+        }
+    }
+
+    /// Keeps the XDP maps in step with the kernel's addresses (every refresh, so on every rtnetlink address
+    /// event and every second): an uplink whose address changed (a DHCP renewal with a new address) is
+    /// reconfigured with it, so return traffic to the new address reaches flowpin; the router's host
+    /// addresses (every address of its namespace) are re-set. Each change is logged once, at info.
+    fn sync_xdp_addresses(&mut self, facts: &[Option<UplinkFacts>]) {
+        let Some(xdp) = self.xdp.as_mut() else { return };
+        let ports = self.config.nat.port_range;
+        for (u, fact) in self.config.uplinks.iter().zip(facts) {
+            // Retired or without an address now: the map keeps the last address until a new one.
+            let Some(fact) = fact else { continue };
+            let Some(previous) = xdp.uplink_address(&u.interface) else {
+                continue;
+            };
+            if previous == fact.address {
+                continue;
+            }
+            match xdp.configure_uplink(&u.interface, fact.address, ports.first()..=ports.last()) {
+                Ok(_) => tracing::info!(
+                    uplink = %u.name,
+                    from = %previous,
+                    to = %fact.address,
+                    "uplink address changed: return traffic to the new address goes to flowpin"
+                ),
+                Err(error) => {
+                    tracing::warn!(uplink = %u.name, %error, "configuring XDP for the uplink's new address");
+                }
+            }
+        }
+        let Some(addresses) = host_addresses(self.lan_address) else {
+            return;
+        };
+        match xdp.set_host_addresses(&addresses) {
+            Ok(change) if change.is_empty() => {}
+            Ok(change) => tracing::info!(
+                added = ?change.added,
+                removed = ?change.removed,
+                "router addresses changed: XDP passes traffic to them to the kernel"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "updating the router's addresses in the XDP map");
+            }
         }
     }
 
@@ -1455,6 +1503,15 @@ fn remove_remaining_flows(flows: &Flows, snapshot: &Snapshot, slot: u8, now_ms: 
         snapshot.release_mapping(&value, now_ms);
     }
     removed
+}
+
+/// The router's host addresses for the XDP program: every address of its namespace
+/// ([`router_addresses::read`]), and always the LAN address the snapshot uses (`None` when the
+/// interfaces cannot be listed).
+fn host_addresses(lan_address: Ipv4Addr) -> Option<std::collections::BTreeSet<Ipv4Addr>> {
+    let mut addresses = router_addresses::read()?;
+    addresses.insert(lan_address);
+    Some(addresses)
 }
 
 fn same_facts(a: &[Option<UplinkFacts>], b: &[Option<UplinkFacts>]) -> bool {

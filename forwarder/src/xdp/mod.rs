@@ -3,7 +3,7 @@
 //! One [`XdpProgram`] serves the LAN interface and every uplink: one program object, shared maps
 //! (layout in `bpf/c/flowpin_maps.h`). The usual order is: [`XdpProgram::load`], configure every
 //! interface ([`XdpProgram::configure_lan`], [`XdpProgram::configure_uplink`]) and the router's own
-//! addresses ([`XdpProgram::add_local_address`]), register the AF_XDP sockets
+//! addresses ([`XdpProgram::set_host_addresses`]), register the AF_XDP sockets
 //! ([`XdpProgram::register_worker`]), then [`XdpProgram::attach`] each interface.
 //!
 //! Invariants:
@@ -11,6 +11,8 @@
 //!   packet of an attached interface without knowing its role.
 //! - Every configured interface has its own slot `< MAX_IFACES`; its queue `q` has the XSKMAP key
 //!   `slot * MAX_QUEUES + q`. A queue without a socket drops what the program would redirect.
+//! - The local-address map holds exactly the uplinks' NAT addresses (with their ranges) and the host
+//!   addresses last set; the control plane re-sets both whenever the kernel's addresses change.
 //! - Attachments are bpf_links owned by this process: dropping the [`XdpProgram`] (or the process
 //!   dying, including `kill -9`) detaches the program from every interface. After that the kernel
 //!   sees all traffic again; fail-closed across a crash needs the control plane's forward guard.
@@ -24,4 +26,4 @@ mod program;
 pub use attach_mode::{AttachMode, AttachedMode};
 pub use counters::DecisionCounters;
 pub use error::XdpError;
-pub use program::{InterfaceInfo, XdpProgram};
+pub use program::{HostAddressChange, InterfaceInfo, XdpProgram};

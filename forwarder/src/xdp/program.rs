@@ -1,5 +1,12 @@
 //! The loaded XDP program: interfaces, attachments, the router's addresses and XSK sockets.
+//!
+//! The local-address map (`flowpin_local`) is derived from two sources and kept equal to their union:
+//! the uplinks' NAT addresses (entered with their port range, for return and hairpin traffic) and the
+//! router's host addresses (every other address of its namespace, given as a whole set by the control
+//! plane). An address that is both is a NAT entry; an entry is removed only when neither source
+//! holds its address any more.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -34,8 +41,24 @@ pub struct InterfaceInfo {
 struct Interface {
     info: InterfaceInfo,
     link: Option<XdpLinkId>,
-    /// Uplinks: the NAT address entered into the local-address map for hairpinning.
-    nat_address: Option<Ipv4Addr>,
+    /// Uplinks: the NAT address and port range, entered into the local-address map for hairpinning.
+    nat: Option<(Ipv4Addr, RangeInclusive<u16>)>,
+}
+
+/// What [`XdpProgram::set_host_addresses`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostAddressChange {
+    /// Addresses that were not host addresses before.
+    pub added: Vec<Ipv4Addr>,
+    /// Host addresses that are gone.
+    pub removed: Vec<Ipv4Addr>,
+}
+
+impl HostAddressChange {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
 }
 
 /// The XDP program loaded into the kernel, with its maps. Dropping it detaches every link.
@@ -43,6 +66,8 @@ struct Interface {
 pub struct XdpProgram {
     ebpf: Ebpf,
     interfaces: Vec<Interface>,
+    /// The router's host addresses, as last set (see the module documentation).
+    host_addresses: BTreeSet<Ipv4Addr>,
 }
 
 impl XdpProgram {
@@ -59,6 +84,7 @@ impl XdpProgram {
         Ok(Self {
             ebpf,
             interfaces: Vec::new(),
+            host_addresses: BTreeSet::new(),
         })
     }
 
@@ -71,7 +97,9 @@ impl XdpProgram {
     /// Configures `name` as an uplink translating to `address` with NAT ports / ICMP identifiers
     /// `ports`: return traffic inside the range goes to AF_XDP, the rest to the kernel. The
     /// address is also entered as a local NAT address, so LAN hairpin traffic to it inside the
-    /// range goes to AF_XDP. Reconfiguring keeps the slot. Returns the slot.
+    /// range goes to AF_XDP. Reconfiguring keeps the slot; a new address (a DHCP renewal) replaces
+    /// the previous one in both maps (the previous stays a host address if it still is one).
+    /// Returns the slot.
     pub fn configure_uplink(
         &mut self,
         name: &str,
@@ -85,32 +113,61 @@ impl XdpProgram {
             });
         }
         let slot = self.configure(name, Role::Uplink, Some((address, ports.clone())))?;
-        self.set_local_address(address, LocalAddr::nat(ports))?;
         let interface = self.interface_mut(name)?;
-        let previous = interface.nat_address.replace(address);
+        let previous = interface.nat.replace((address, ports)).map(|(a, _)| a);
+        self.sync_local_address(address)?;
         if let Some(previous) = previous.filter(|&previous| previous != address) {
-            self.remove_local_address(previous)?;
+            self.sync_local_address(previous)?;
         }
         Ok(slot)
+    }
+
+    /// The NAT address uplink `name` is configured with, if it is a configured uplink.
+    pub fn uplink_address(&self, name: &str) -> Option<Ipv4Addr> {
+        let index = self.position(name).ok()?;
+        self.interfaces[index]
+            .nat
+            .as_ref()
+            .map(|(address, _)| *address)
     }
 
     /// Declares one of the router's own addresses (LAN gateway, management, ...): packets to it
     /// go to the kernel. Uplink NAT addresses are entered by [`Self::configure_uplink`].
     pub fn add_local_address(&mut self, address: Ipv4Addr) -> Result<(), XdpError> {
-        self.set_local_address(address, LocalAddr::host())
+        self.host_addresses.insert(address);
+        self.sync_local_address(address)
     }
 
-    /// Removes an address entered by [`Self::add_local_address`] (absent: no error).
+    /// Removes a host address entered by [`Self::add_local_address`] or
+    /// [`Self::set_host_addresses`] (absent: no error). An uplink's NAT address stays.
     pub fn remove_local_address(&mut self, address: Ipv4Addr) -> Result<(), XdpError> {
-        let mut map = local_map(&mut self.ebpf)?;
-        match map.remove(&LocalAddr::key(address)) {
-            Ok(()) => Ok(()),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(source) => Err(XdpError::Map {
-                map: MAP_LOCAL_ADDRS,
-                source,
-            }),
+        self.host_addresses.remove(&address);
+        self.sync_local_address(address)
+    }
+
+    /// Makes `addresses` the router's host addresses: every one not yet entered is added, every
+    /// earlier one not in `addresses` removed (NAT addresses stay whatever this set says). Returns
+    /// what changed; on a map error (e.g. more than `MAX_LOCAL_ADDRS` addresses) the first error,
+    /// after trying every address.
+    pub fn set_host_addresses(
+        &mut self,
+        addresses: &BTreeSet<Ipv4Addr>,
+    ) -> Result<HostAddressChange, XdpError> {
+        let change = HostAddressChange {
+            added: addresses
+                .difference(&self.host_addresses)
+                .copied()
+                .collect(),
+            removed: self.host_addresses.difference(addresses).copied().collect(),
+        };
+        self.host_addresses.clone_from(addresses);
+        let mut first_error = None;
+        for &address in change.removed.iter().chain(&change.added) {
+            if let Err(error) = self.sync_local_address(address) {
+                first_error.get_or_insert(error);
+            }
         }
+        first_error.map_or(Ok(change), Err)
     }
 
     /// Attaches the program to a configured interface (a bpf_link owned by this process).
@@ -186,10 +243,10 @@ impl XdpProgram {
                 });
             }
         }
-        if let Some(address) = self.interfaces[index].nat_address {
-            self.remove_local_address(address)?;
+        let nat = self.interfaces.remove(index).nat;
+        if let Some((address, _)) = nat {
+            self.sync_local_address(address)?;
         }
-        self.interfaces.remove(index);
         Ok(())
     }
 
@@ -313,19 +370,36 @@ impl XdpProgram {
             Err(_) => self.interfaces.push(Interface {
                 info,
                 link: None,
-                nat_address: None,
+                nat: None,
             }),
         }
         Ok(slot)
     }
 
-    fn set_local_address(&mut self, address: Ipv4Addr, value: LocalAddr) -> Result<(), XdpError> {
-        local_map(&mut self.ebpf)?
-            .insert(LocalAddr::key(address), value.to_bytes(), 0)
-            .map_err(|source| XdpError::Map {
-                map: MAP_LOCAL_ADDRS,
-                source,
-            })
+    /// Writes `address`'s entry of the local-address map from the two sources: an uplink's NAT
+    /// address (with its range), else a host address, else no entry.
+    fn sync_local_address(&mut self, address: Ipv4Addr) -> Result<(), XdpError> {
+        let nat = self.interfaces.iter().find_map(|interface| {
+            interface
+                .nat
+                .as_ref()
+                .filter(|(nat_address, _)| *nat_address == address)
+                .map(|(_, ports)| LocalAddr::nat(ports.clone()))
+        });
+        let value = nat.or_else(|| self.host_addresses.contains(&address).then(LocalAddr::host));
+        let mut map = local_map(&mut self.ebpf)?;
+        let key = LocalAddr::key(address);
+        let result = match value {
+            Some(value) => map.insert(key, value.to_bytes(), 0),
+            None => match map.remove(&key) {
+                Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                other => other,
+            },
+        };
+        result.map_err(|source| XdpError::Map {
+            map: MAP_LOCAL_ADDRS,
+            source,
+        })
     }
 
     fn xsk_key(&self, ifindex: u32, queue: u32) -> Result<u32, XdpError> {
