@@ -4,6 +4,8 @@
 //! skip.
 #![forbid(unsafe_code)]
 
+use std::net::Ipv4Addr;
+
 use flowpin_lab::{Footprint, IspCounters, Lab, LabSpec, LanHost};
 
 /// Brings up a lab or fails the test with the full error chain (which names any missing
@@ -180,4 +182,105 @@ pub fn status_drops(status: &serde_json::Value, reason: &str) -> u64 {
         .iter()
         .find(|d| d[0] == reason)
         .map_or(0, |d| d[1].as_u64().unwrap_or(0))
+}
+
+/// Steers every new flow to the uplink named `uplink` (`isp1`, ...): appends a catch-all policy whose
+/// group is that uplink alone and reloads. Flows already pinned keep their uplink.
+pub fn pin_new_flows_to(lab: &Lab, uplink: &str) {
+    append_config_and_reload(
+        lab,
+        &format!("[[policy]]\nname = \"only-{uplink}\"\nuplinks = [\"{uplink}\"]\n"),
+    );
+}
+
+/// The echo client of [`unanswered_echo_ids`]: `target id...`; one raw ICMP echo request per
+/// identifier (so the identifiers are exactly these), then prints the identifiers no echo reply came
+/// back for within 2 s of the last request.
+const ECHO_IDS_CLIENT: &str = r#"
+import socket, struct, sys, time
+target, ids = sys.argv[1], [int(i) for i in sys.argv[2:]]
+def checksum(data):
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+for ident in ids:
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"flowpin-echo-id!"
+    body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+    sock.sendto(body, (target, 0))
+    time.sleep(0.002)
+waiting, deadline = set(ids), time.time() + 2
+while waiting and time.time() < deadline:
+    sock.settimeout(max(0.01, deadline - time.time()))
+    try:
+        packet, peer = sock.recvfrom(2048)
+    except socket.timeout:
+        break
+    icmp = packet[(packet[0] & 15) * 4:]
+    if peer[0] == target and len(icmp) >= 8 and icmp[0] == 0:
+        waiting.discard(struct.unpack("!H", icmp[4:6])[0])
+print(" ".join(str(i) for i in sorted(waiting)))
+"#;
+
+/// Sends one ICMP echo request per identifier in `ids` from namespace `ns` to `target` and returns
+/// the identifiers that got no echo reply within 2 s.
+pub fn unanswered_echo_ids(lab: &Lab, ns: &str, target: Ipv4Addr, ids: &[u16]) -> Vec<u16> {
+    let target = target.to_string();
+    let ids: Vec<String> = ids.iter().map(u16::to_string).collect();
+    let mut argv = vec!["python3", "-c", ECHO_IDS_CLIENT, target.as_str()];
+    argv.extend(ids.iter().map(String::as_str));
+    let out = lab
+        .exec_ok(ns, &argv)
+        .unwrap_or_else(|e| panic!("echo client in {ns}: {e:#}"));
+    out.split_whitespace()
+        .map(|id| id.parse().expect("the client prints identifiers"))
+        .collect()
+}
+
+/// Gives uplink `index`'s router interface the address `address` (same prefix length) instead of
+/// its own, the way a DHCP client applies a renewal that brought another address: the old address is
+/// deleted (the kernel then flushes the interface's routes and neighbours) and the new one added, and
+/// the router's default route via uplink 1 is put back. The uplink's ISP then counts packets from
+/// `address` as `good` (its counters restart at 0).
+pub fn renumber_uplink(lab: &Lab, index: usize, address: Ipv4Addr) {
+    let uplink = &lab.uplinks()[index];
+    let router = &lab.router().ns;
+    let old = format!("{}/{}", uplink.router_addr, uplink.prefix_len);
+    let new = format!("{address}/{}", uplink.prefix_len);
+    for argv in [
+        [
+            "ip",
+            "addr",
+            "del",
+            old.as_str(),
+            "dev",
+            uplink.router_iface.as_str(),
+        ],
+        [
+            "ip",
+            "addr",
+            "add",
+            new.as_str(),
+            "dev",
+            uplink.router_iface.as_str(),
+        ],
+    ] {
+        lab.exec_ok(router, &argv)
+            .unwrap_or_else(|e| panic!("{argv:?}: {e:#}"));
+    }
+    let first_gateway = lab.uplinks()[0].gateway.to_string();
+    lab.exec_ok(
+        router,
+        &["ip", "route", "replace", "default", "via", &first_gateway],
+    )
+    .expect("restoring the router's default route");
+    let table = flowpin_lab::isp_counters::COUNTER_TABLE;
+    lab.exec_ok(&uplink.isp_ns, &["nft", "delete", "table", "ip", table])
+        .expect("removing the ISP counters");
+    let rules = flowpin_lab::isp_counters::counter_ruleset(&uplink.isp_router_iface, address);
+    flowpin_lab::command::run_with_input(
+        &["ip", "netns", "exec", &uplink.isp_ns, "nft", "-f", "-"],
+        &rules,
+    )
+    .expect("ISP counters for the new address");
 }

@@ -11,7 +11,7 @@ use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
 use flowpin_lab::{IspCounters, Lab, LabSpec, RouterKind};
 use flowpin_tests::{
     assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_flows, flowpin_status, lab_up,
-    on_every_host_at_once, status_drops,
+    on_every_host_at_once, pin_new_flows_to, status_drops,
 };
 
 fn flowpin_lab(weights: &[u32]) -> Lab {
@@ -244,7 +244,8 @@ fn a_long_flow_stays_on_one_uplink_with_one_external_endpoint() {
 }
 
 /// (e) EIM: one UDP socket talking to many servers is seen by all at one external address:port;
-/// (f) two LAN hosts using the same source port get distinct external endpoints and both get replies.
+/// (f) two LAN hosts using the same source port, both on one uplink, get distinct external ports and
+/// both get replies.
 #[test]
 fn one_socket_has_one_external_endpoint_and_equal_source_ports_stay_apart() {
     let lab = flowpin_lab(&[1, 1]);
@@ -262,6 +263,8 @@ fn one_socket_has_one_external_endpoint_and_equal_source_ports_stay_apart() {
         "EIM: one socket, one external endpoint for every server: {replies:?}"
     );
 
+    // Both hosts on one uplink: distinct external addresses would hide a shared port.
+    pin_new_flows_to(&lab, "isp1");
     let port = lab.inet().echo_port;
     let seen_by_host: Vec<SocketAddrV4> = lab
         .lan_hosts()
@@ -283,9 +286,15 @@ fn one_socket_has_one_external_endpoint_and_equal_source_ports_stay_apart() {
             out.trim().parse().unwrap_or_else(|_| panic!("{}: no reply ({out:?})", host.ns))
         })
         .collect();
+    let isp1 = lab.uplinks()[0].router_addr;
+    assert!(
+        seen_by_host.iter().all(|seen| *seen.ip() == isp1),
+        "both hosts leave through isp1: {seen_by_host:?}"
+    );
     assert_ne!(
-        seen_by_host[0], seen_by_host[1],
-        "two hosts, one source port: {seen_by_host:?}"
+        seen_by_host[0].port(),
+        seen_by_host[1].port(),
+        "two hosts, one source port, one external address: {seen_by_host:?}"
     );
     assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
     down_and_assert_clean(lab);
@@ -411,6 +420,7 @@ fn unsolicited_inbound_creates_no_flow_and_reaches_no_lan_host() {
         "",
         "a LAN host received unsolicited data"
     );
+    assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
     down_and_assert_clean(lab);
 }
 
