@@ -93,6 +93,18 @@ pub struct Nat {
     pub udp_refresh_on_inbound: bool,
     /// Which inbound packets a mapping admits.
     pub filtering: Filtering,
+    /// A new flow refused because its uplink's ports ran out or its host holds its quota gets an
+    /// ICMP administratively prohibited (3/13): at most this many per second per worker (0: none).
+    pub port_exhausted_icmp_per_s: u32,
+    /// ... and at most this many at once (the token bucket's depth).
+    pub port_exhausted_icmp_burst: u32,
+}
+
+impl Nat {
+    /// Default sustained rate of port-exhaustion answers per worker.
+    pub const DEFAULT_PORT_EXHAUSTED_ICMP_PER_S: u32 = 100;
+    /// Default burst of port-exhaustion answers per worker.
+    pub const DEFAULT_PORT_EXHAUSTED_ICMP_BURST: u32 = 50;
 }
 
 /// `[nat.timeouts]`: idle timeouts in seconds.

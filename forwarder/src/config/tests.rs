@@ -589,6 +589,7 @@ mod generated {
                     any::<bool>(),
                     (1024u16..30000, 0u16..2000),
                     (120u32..1000, 7440u32..9000, 240u32..500, 60u32..200),
+                    (0u32..1000, 1u32..1000),
                 );
                 let datapath = (
                     prop::option::of(1u16..64),
@@ -618,6 +619,7 @@ mod generated {
                     refresh,
                     (first, extra),
                     (udp, tcp_established, tcp_transitory, icmp),
+                    (port_exhausted_icmp_per_s, port_exhausted_icmp_burst),
                 ) = nat;
                 let policies = policies
                     .into_iter()
@@ -660,6 +662,8 @@ mod generated {
                         },
                         udp_refresh_on_inbound: refresh,
                         filtering,
+                        port_exhausted_icmp_per_s,
+                        port_exhausted_icmp_burst,
                     },
                     policies,
                     datapath: Datapath {
@@ -768,6 +772,45 @@ fn health_errors_name_their_line_and_field() {
         "flowpin.toml:17: failover.net_unreachable_burst: ",
         "would never send one",
     );
+    assert_single_error(
+        &format!("{BASE}[nat]\nport_exhausted_icmp_burst = 0\n"),
+        "flowpin.toml:17: nat.port_exhausted_icmp_burst: ",
+        "would never send one; set port_exhausted_icmp_per_s = 0",
+    );
+    assert_single_error(
+        &format!("{BASE}[nat]\nport_exhausted_icmp_per_s = 2000000\n"),
+        "flowpin.toml:17: nat.port_exhausted_icmp_per_s: ",
+        "must be 0-1000000",
+    );
+}
+
+#[test]
+fn port_exhaustion_answers_are_limited_by_default_and_configurable() {
+    let config = parse(BASE, "flowpin.toml", None).unwrap();
+    assert_eq!(
+        (
+            config.nat.port_exhausted_icmp_per_s,
+            config.nat.port_exhausted_icmp_burst
+        ),
+        (100, 50)
+    );
+    let text =
+        format!("{BASE}[nat]\nport_exhausted_icmp_per_s = 7\nport_exhausted_icmp_burst = 3\n");
+    let config = parse(&text, "flowpin.toml", None).unwrap();
+    assert_eq!(
+        (
+            config.nat.port_exhausted_icmp_per_s,
+            config.nat.port_exhausted_icmp_burst
+        ),
+        (7, 3)
+    );
+    let off = parse(
+        &format!("{BASE}[nat]\nport_exhausted_icmp_per_s = 0\nport_exhausted_icmp_burst = 0\n"),
+        "flowpin.toml",
+        None,
+    )
+    .unwrap();
+    assert_eq!(off.nat.port_exhausted_icmp_per_s, 0, "switched off");
 }
 
 #[test]

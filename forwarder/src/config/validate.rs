@@ -221,6 +221,8 @@ impl Checker<'_> {
             timeouts: Timeouts::DEFAULT,
             udp_refresh_on_inbound: false,
             filtering: Default::default(),
+            port_exhausted_icmp_per_s: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_PER_S,
+            port_exhausted_icmp_burst: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_BURST,
         };
         let Some(raw) = raw else {
             self.check_port_range_free(None, nat.port_range, local_port_range);
@@ -254,6 +256,17 @@ impl Checker<'_> {
         if let Some(timeouts) = raw.timeouts {
             nat.timeouts = self.timeouts(timeouts);
         }
+        self.rate_limit(
+            "nat.port_exhausted_icmp",
+            (
+                raw.port_exhausted_icmp_per_s,
+                &mut nat.port_exhausted_icmp_per_s,
+            ),
+            (
+                raw.port_exhausted_icmp_burst,
+                &mut nat.port_exhausted_icmp_burst,
+            ),
+        );
         nat
     }
 
@@ -865,39 +878,53 @@ impl Checker<'_> {
             }
             *slot = value.into_inner();
         }
-        let mut burst_span = None;
-        for (value, slot, key) in [
+        self.rate_limit(
+            "failover.net_unreachable",
             (
                 raw.net_unreachable_per_s,
                 &mut failover.net_unreachable_per_s,
-                "net_unreachable_per_s",
             ),
             (
                 raw.net_unreachable_burst,
                 &mut failover.net_unreachable_burst,
-                "net_unreachable_burst",
             ),
+        );
+        failover
+    }
+
+    /// A token bucket's two keys `{prefix}_per_s` and `{prefix}_burst` (`prefix` is the field path
+    /// without the suffix): each 0-1000000, and a burst of at least 1 when the rate is not 0 (a rate
+    /// of 0 switches the packets off).
+    fn rate_limit(
+        &mut self,
+        prefix: &str,
+        (raw_per_s, per_s): (Option<S<u32>>, &mut u32),
+        (raw_burst, burst): (Option<S<u32>>, &mut u32),
+    ) {
+        let mut burst_span = None;
+        for (value, slot, suffix) in [
+            (raw_per_s, &mut *per_s, "per_s"),
+            (raw_burst, &mut *burst, "burst"),
         ] {
             let Some(value) = value else { continue };
             if *value.get_ref() > 1_000_000 {
                 let message = format!("{}: must be 0-1000000", value.get_ref());
-                self.fail(value.span(), &format!("failover.{key}"), message);
+                self.fail(value.span(), &format!("{prefix}_{suffix}"), message);
             }
-            if key == "net_unreachable_burst" {
+            if suffix == "burst" {
                 burst_span = Some(value.span());
             }
             *slot = value.into_inner();
         }
-        if failover.net_unreachable_per_s > 0 && failover.net_unreachable_burst == 0 {
-            let message =
-                "0 would never send one; set net_unreachable_per_s = 0 to switch them off";
+        if *per_s > 0 && *burst == 0 {
+            let key = prefix.rsplit('.').next().unwrap_or(prefix);
+            let message = format!("0 would never send one; set {key}_per_s = 0 to switch them off");
             self.fail(
                 burst_span.unwrap_or(0..0),
-                "failover.net_unreachable_burst",
+                &format!("{prefix}_burst"),
                 message,
             );
         }
-        failover
     }
 
     fn failback(&mut self, raw: Option<S<RawFailback>>) -> Failback {

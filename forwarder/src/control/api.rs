@@ -240,6 +240,11 @@ pub struct StatusReport {
     /// Flows that never got a reply, removed to make room for a new flow while the table was full.
     #[serde(default)]
     pub flows_early_dropped: u64,
+    /// By kind of ICMP answer the datapath originates (`net_unreachable`: no uplink for a new flow;
+    /// `port_exhausted`: no external port for it): answers its per-worker rate limit suppressed (the
+    /// frame was still dropped and counted under its reason). Every kind listed.
+    #[serde(default)]
+    pub icmp_suppressed: Vec<(String, u64)>,
     /// The XDP program's decisions (packets, summed over CPUs; only non-zero ones).
     pub xdp: Vec<(String, u64)>,
     /// Packets handed to the datapath per worker and other per-worker figures.

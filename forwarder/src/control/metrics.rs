@@ -202,6 +202,15 @@ pub fn render(status: &StatusReport) -> String {
     f.sample(&[], status.flows_early_dropped as f64);
     let mut f = family(
         &mut out,
+        "flowpin_icmp_suppressed_total",
+        "counter",
+        "ICMP answers to refused new flows that the per-worker rate limit suppressed, by kind.",
+    );
+    for (kind, n) in &status.icmp_suppressed {
+        f.sample(&[("kind", kind)], *n as f64);
+    }
+    let mut f = family(
+        &mut out,
         "flowpin_drops_total",
         "counter",
         "Frames the datapath dropped, by reason.",
@@ -533,6 +542,7 @@ mod tests {
         use crate::control::api::XskSocketStatus;
         let status = StatusReport {
             flows_early_dropped: 9,
+            icmp_suppressed: vec![("net_unreachable".into(), 4), ("port_exhausted".into(), 6)],
             workers: vec![
                 WorkerStatus {
                     index: 0,
@@ -586,6 +596,9 @@ mod tests {
         );
         assert!(text.contains("# TYPE flowpin_flows_early_dropped_total counter\n"));
         assert!(text.contains("flowpin_flows_early_dropped_total 9\n"));
+        assert!(text.contains("# TYPE flowpin_icmp_suppressed_total counter\n"));
+        assert!(text.contains("flowpin_icmp_suppressed_total{kind=\"net_unreachable\"} 4\n"));
+        assert!(text.contains("flowpin_icmp_suppressed_total{kind=\"port_exhausted\"} 6\n"));
     }
 
     #[test]

@@ -147,6 +147,18 @@ pub fn status(s: &StatusReport) -> String {
         "flows early-dropped (no reply, table full): {}",
         s.flows_early_dropped
     );
+    if !s.icmp_suppressed.is_empty() {
+        let kinds: Vec<String> = s
+            .icmp_suppressed
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "ICMP answers suppressed (rate limit): {}",
+            kinds.join(", ")
+        );
+    }
     if !s.xdp.is_empty() {
         let _ = writeln!(out, "\nXDP decisions (packets):");
         for (decision, n) in &s.xdp {
@@ -263,6 +275,7 @@ mod tests {
         use crate::control::api::{WorkerStatus, XskSocketStatus};
         let s = StatusReport {
             flows_early_dropped: 17,
+            icmp_suppressed: vec![("net_unreachable".into(), 2), ("port_exhausted".into(), 5)],
             workers: vec![WorkerStatus {
                 index: 0,
                 sockets: vec![
@@ -300,8 +313,16 @@ mod tests {
             t.contains("flows early-dropped (no reply, table full): 17\n"),
             "{t}"
         );
+        assert!(
+            t.contains(
+                "ICMP answers suppressed (rate limit): net_unreachable 2, port_exhausted 5\n"
+            ),
+            "{t}"
+        );
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["flows_early_dropped"], 17);
+        assert_eq!(json["icmp_suppressed"][1][0], "port_exhausted");
+        assert_eq!(json["icmp_suppressed"][1][1], 5);
         let lan = &json["workers"][0]["sockets"][0];
         assert_eq!(lan["port"], "lan");
         assert_eq!(lan["rx_ring_full"], 13700);

@@ -1344,6 +1344,19 @@ impl Daemon {
                 .iter()
                 .map(|c| c.flows_early_dropped.get())
                 .sum(),
+            icmp_suppressed: {
+                let mut sums: Vec<(String, u64)> = Vec::new();
+                for counters in &self.counters {
+                    for (index, (kind, n)) in counters.answers_suppressed().into_iter().enumerate()
+                    {
+                        match sums.get_mut(index) {
+                            Some((_, sum)) => *sum += n,
+                            None => sums.push((kind.to_owned(), n)),
+                        }
+                    }
+                }
+                sums
+            },
             workers: {
                 let frames = self
                     .workers

@@ -154,6 +154,10 @@ impl SnapshotBuilder {
                 per_second: config.failover.net_unreachable_per_s,
                 burst: config.failover.net_unreachable_burst,
             },
+            port_exhausted_icmp: crate::datapath::RateLimit {
+                per_second: config.nat.port_exhausted_icmp_per_s,
+                burst: config.nat.port_exhausted_icmp_burst,
+            },
         }
     }
 }

@@ -209,6 +209,11 @@ pub struct DatapathCounters {
     pub net_unreachable_budget: TokenBucket,
     /// New flows refused for want of an uplink whose host got no net unreachable (rate limit).
     pub net_unreachable_suppressed: OwnedCounter,
+    /// The worker's budget of ICMP administratively prohibited answers to new flows that got no
+    /// external port, refilled per [`Snapshot::port_exhausted_icmp`](super::Snapshot::port_exhausted_icmp).
+    pub port_exhausted_icmp_budget: TokenBucket,
+    /// New flows refused for want of an external port whose host got no answer (rate limit).
+    pub port_exhausted_icmp_suppressed: OwnedCounter,
     /// Flows that never got a reply, removed to make room for a new flow while the table was full
     /// (early drop, as conntrack does for unassured entries).
     pub flows_early_dropped: OwnedCounter,
@@ -230,6 +235,8 @@ impl Default for DatapathCounters {
             batches: OwnedCounter::default(),
             net_unreachable_budget: TokenBucket::default(),
             net_unreachable_suppressed: OwnedCounter::default(),
+            port_exhausted_icmp_budget: TokenBucket::default(),
+            port_exhausted_icmp_suppressed: OwnedCounter::default(),
             flows_early_dropped: OwnedCounter::default(),
         }
     }
@@ -240,6 +247,15 @@ impl DatapathCounters {
     #[inline]
     pub fn count_drop(&self, reason: DropReason) {
         self.drops[reason.index()].add(1);
+    }
+
+    /// By kind of originated answer: how many its token bucket refused, as (name, count), every
+    /// kind listed.
+    pub fn answers_suppressed(&self) -> [(&'static str, u64); 2] {
+        [
+            ("net_unreachable", self.net_unreachable_suppressed.get()),
+            ("port_exhausted", self.port_exhausted_icmp_suppressed.get()),
+        ]
     }
 
     /// Non-zero drop counters as (name, count).

@@ -11,6 +11,9 @@
 //! - viability guard: a new LAN flow that no uplink can take is dropped (`no_uplink`) and, within the
 //!   worker's token bucket ([`Snapshot::net_unreachable`]), answered in place with an ICMP net unreachable
 //!   to the host; nothing is evicted for it;
+//! - a new LAN flow that gets no external port (range exhausted, host quota reached) is dropped under
+//!   its NAT reason and, within its own token bucket ([`Snapshot::port_exhausted_icmp`]), answered with
+//!   an ICMP administratively prohibited (3/13); nothing is evicted for it either;
 //! - passive health signal: a new outbound TCP flow opened by a SYN counts as a handshake started on its
 //!   uplink, and the first SYN-ACK that moves its tracker from "SYN sent" to established as answered
 //!   (two workers racing on one retransmitted SYN-ACK may both count it: a rare overcount of answers).
@@ -19,12 +22,13 @@
 use flowpin_flowtable::{FlowHandle, Found, InsertError, Insertion, Side};
 use flowpin_nat::originate::{RouterIdentity, UnreachableKind, build_unreachable};
 use flowpin_nat::{
-    Direction, FlowKey, IpProtocol, MacPair, ParseError, ParsedFrame, Rewrite, TcpPhase, Transport,
-    icmp_error_flow_key, parse_frame, translate_icmp_error,
+    AllocError, Direction, FlowKey, IpProtocol, MacPair, ParseError, ParsedFrame, Rewrite,
+    TcpPhase, Transport, icmp_error_flow_key, parse_frame, translate_icmp_error,
 };
 
-use super::counters::{DatapathCounters, DropReason};
+use super::counters::{DatapathCounters, DropReason, OwnedCounter};
 use super::flows::Flows;
+use super::rate_limit::{RateLimit, TokenBucket};
 use super::record::{FlowKind, FlowValue, Mac};
 use super::snapshot::Snapshot;
 use super::verdict::{PortId, Verdict};
@@ -44,6 +48,14 @@ pub struct Pipeline<'a> {
     pub flows: &'a Flows,
     /// This worker's counters.
     pub counters: &'a DatapathCounters,
+}
+
+/// A worker's allowance of one kind of originated answer: its bucket, the snapshot's limit, and
+/// what counts the answers the bucket refused.
+struct Budget<'a> {
+    bucket: &'a TokenBucket,
+    limit: RateLimit,
+    suppressed: &'a OwnedCounter,
 }
 
 /// A flow found or created for a frame, with the side its key matched.
@@ -212,6 +224,9 @@ impl Pipeline<'_> {
             None => match self.new_flow(frame, parsed) {
                 Ok(hit) => hit,
                 Err(DropReason::NoUplink) => return self.no_uplink(frame, len, parsed),
+                Err(DropReason::NatAllocation(
+                    error @ (AllocError::Exhausted | AllocError::QuotaExceeded),
+                )) => return self.port_exhausted(frame, len, parsed, error),
                 Err(reason) => return Err(reason),
             },
         };
@@ -468,21 +483,64 @@ impl Pipeline<'_> {
         len: usize,
         parsed: &ParsedFrame,
     ) -> Result<Verdict, DropReason> {
-        if !self
-            .counters
-            .net_unreachable_budget
-            .take(self.now_ms, self.snapshot.net_unreachable)
-        {
-            self.counters.net_unreachable_suppressed.add(1);
-            return Err(DropReason::NoUplink);
-        }
-        self.answer_unreachable(
+        let budget = Budget {
+            bucket: &self.counters.net_unreachable_budget,
+            limit: self.snapshot.net_unreachable,
+            suppressed: &self.counters.net_unreachable_suppressed,
+        };
+        self.refuse_new_flow(
             frame,
             len,
             parsed,
+            budget,
             UnreachableKind::NetUnreachable,
             DropReason::NoUplink,
         )
+    }
+
+    /// A new LAN flow that got no external port: its uplink's range has no candidate left, or its host
+    /// holds its quota (RFC 6888 REQ-4). Nothing is evicted; the frame stays counted under its NAT
+    /// reason and, while the worker's budget lasts, is answered with an ICMP administratively
+    /// prohibited (3/13, RFC 1812 §5.2.7.1), which RFC 4787 and RFC 5382 allow a NAT to send when it
+    /// cannot create a mapping: the host gives up at once instead of retransmitting.
+    fn port_exhausted(
+        &self,
+        frame: &mut [u8],
+        len: usize,
+        parsed: &ParsedFrame,
+        error: AllocError,
+    ) -> Result<Verdict, DropReason> {
+        let budget = Budget {
+            bucket: &self.counters.port_exhausted_icmp_budget,
+            limit: self.snapshot.port_exhausted_icmp,
+            suppressed: &self.counters.port_exhausted_icmp_suppressed,
+        };
+        self.refuse_new_flow(
+            frame,
+            len,
+            parsed,
+            budget,
+            UnreachableKind::AdministrativelyProhibited,
+            DropReason::NatAllocation(error),
+        )
+    }
+
+    /// A new LAN flow refused for `reason`: answered in place with an ICMP unreachable of `kind` to
+    /// its host while `budget` has a token, else a plain drop counted as suppressed.
+    fn refuse_new_flow(
+        &self,
+        frame: &mut [u8],
+        len: usize,
+        parsed: &ParsedFrame,
+        budget: Budget<'_>,
+        kind: UnreachableKind,
+        reason: DropReason,
+    ) -> Result<Verdict, DropReason> {
+        if !budget.bucket.take(self.now_ms, budget.limit) {
+            budget.suppressed.add(1);
+            return Err(reason);
+        }
+        self.answer_unreachable(frame, len, parsed, kind, reason)
     }
 
     /// Replaces the offending LAN frame (its first `len` bytes) by an ICMP destination unreachable of

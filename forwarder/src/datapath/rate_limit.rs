@@ -1,5 +1,6 @@
 //! A per-worker token bucket that bounds how often the datapath originates a packet of one kind (the
-//! ICMP net unreachable it answers new flows with while no uplink can carry them).
+//! ICMP net unreachable it answers new flows with while no uplink can carry them, the ICMP
+//! administratively prohibited it answers new flows with that got no external port, ...).
 //!
 //! Invariants:
 //! - over any interval of `t` ms a bucket grants at most `burst + per_second × t / 1000` tokens; a bucket

@@ -98,6 +98,9 @@ pub struct Snapshot {
     pub endpoint_independent_filtering: bool,
     /// How many ICMP net unreachable answers each worker may send while no uplink is usable.
     pub net_unreachable: super::RateLimit,
+    /// How many ICMP administratively prohibited answers each worker may send to new flows that got
+    /// no external port (range exhausted or host quota reached).
+    pub port_exhausted_icmp: super::RateLimit,
 }
 
 impl Snapshot {

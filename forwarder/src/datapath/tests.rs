@@ -320,11 +320,21 @@ fn no_flow_leaves_before_its_gateway_is_resolved() {
 /// Asserts `answer` is an ICMP net unreachable (3/0) from the router's LAN side to the sender of
 /// `offending`, quoting it whole, with valid checksums.
 fn assert_net_unreachable(answer: &[u8], offending: &[u8]) {
+    assert_unreachable_to_host(answer, offending, 0);
+}
+
+/// Asserts `answer` is an ICMP destination unreachable with `code` from the router's LAN side to the
+/// sender of `offending` (HOST), quoting it whole, with valid checksums.
+fn assert_unreachable_to_host(answer: &[u8], offending: &[u8], code: u8) {
     let p = parse_frame(answer).expect("the answer parses");
     let flowpin_nat::Transport::IcmpError(info) = p.transport else {
         panic!("not an ICMP error: {p:?}")
     };
-    assert_eq!((info.message_type, info.code), (3, 0), "net unreachable");
+    assert_eq!(
+        (info.message_type, info.code),
+        (3, code),
+        "destination unreachable"
+    );
     assert_eq!(
         (p.key.source, p.key.destination),
         (LAN_ADDR, Ipv4Addr::from(HOST))
@@ -435,6 +445,94 @@ fn net_unreachable_answers_are_rate_limited_per_worker() {
     off.set_eligible(false);
     assert_eq!(answered(&off, 1000), 0);
     assert_eq!(off.drops(DropReason::NoUplink), 20);
+}
+
+/// One uplink with a NAT range of four ports, and a port-exhaustion answer budget of 10/s, 3 at once.
+const FOUR_PORTS: &str = r#"
+[lan]
+interface = "lan0"
+prefixes = ["10.77.0.0/24"]
+
+[[uplink]]
+name = "isp1"
+interface = "wan1"
+gateway = "198.51.100.1"
+
+[nat]
+port_range = "20000-20003"
+port_exhausted_icmp_per_s = 10
+port_exhausted_icmp_burst = 3
+"#;
+
+/// RFC 4787 / 5382 let a NAT that cannot create a mapping say so: the new flow (and a new hairpin
+/// flow, which needs a mapping too) is dropped under `nat_ports_exhausted`, nothing is evicted, and
+/// the host gets an ICMP administratively prohibited (3/13), rate limited by its own bucket.
+#[test]
+fn a_new_flow_without_a_free_port_gets_administratively_prohibited_within_its_budget() {
+    let mut rig = Rig::new(FOUR_PORTS, true);
+    // HOST2 holds one port (a hairpin target), HOST the three others.
+    let mut target = udp(HOST2, 6000, SERVER, 3478, HOST2_MAC);
+    assert!(rig.process(PortId::LAN, &mut target).port().is_some());
+    let (target_ip, target_port, _, _) = endpoint(&target);
+    for sport in 5000..5003 {
+        let mut out = udp(HOST, sport, SERVER, 7777, HOST_MAC);
+        assert_eq!(
+            rig.process(PortId::LAN, &mut out).port(),
+            Some(PortId::uplink(0))
+        );
+    }
+    let exhausted = DropReason::NatAllocation(flowpin_nat::AllocError::Exhausted);
+    let outbound = udp(HOST, 5003, SERVER, 7777, HOST_MAC);
+    let hairpin = udp(HOST, 5004, target_ip.octets(), target_port, HOST_MAC);
+    for offending in [outbound.clone(), hairpin] {
+        let mut frame = offending.clone();
+        assert_eq!(
+            rig.process(PortId::LAN, &mut frame).port(),
+            Some(PortId::LAN),
+            "answered on the LAN"
+        );
+        assert_unreachable_to_host(&frame, &offending, 13);
+    }
+    assert_eq!(rig.drops(exhausted), 2, "counted under the NAT reason");
+    assert_eq!(rig.counters.originated.get(), 2);
+    assert_eq!(rig.flows.table.len(), 4, "nothing evicted, nothing created");
+    // The budget: one more token of the burst, then suppressed until the bucket refills.
+    let answered = |rig: &Rig, tries: u16| {
+        (0..tries)
+            .filter(|i| {
+                let mut frame = udp(HOST, 5100 + i, SERVER, 7777, HOST_MAC);
+                rig.process(PortId::LAN, &mut frame).port() == Some(PortId::LAN)
+            })
+            .count()
+    };
+    assert_eq!(answered(&rig, 5), 1);
+    assert_eq!(rig.counters.port_exhausted_icmp_suppressed.get(), 4);
+    assert_eq!(
+        rig.counters.net_unreachable_suppressed.get(),
+        0,
+        "its own bucket"
+    );
+    assert_eq!(rig.drops(exhausted), 7);
+    rig.now_ms += 100;
+    assert_eq!(answered(&rig, 5), 1, "10 per second");
+    // Switched off: dropped and counted, never answered.
+    let off = Rig::new(
+        &FOUR_PORTS.replace(
+            "port_exhausted_icmp_per_s = 10",
+            "port_exhausted_icmp_per_s = 0",
+        ),
+        true,
+    );
+    for sport in 5010..5014 {
+        let mut out = udp(HOST, sport, SERVER, 7777, HOST_MAC);
+        assert!(off.process(PortId::LAN, &mut out).port().is_some());
+    }
+    let mut frame = outbound;
+    assert_eq!(
+        off.process(PortId::LAN, &mut frame),
+        Verdict::Drop(exhausted)
+    );
+    assert_eq!(off.counters.originated.get(), 0);
 }
 
 fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, mac: Mac) -> Vec<u8> {
