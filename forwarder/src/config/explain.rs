@@ -82,9 +82,10 @@ pub fn explain(config: &Config) -> String {
     let nat = &config.nat;
     let _ = writeln!(
         out,
-        "\nNAT: external ports {} ({} per uplink address); filtering {}",
+        "\nNAT: external ports {} ({} per uplink address, at most {} per LAN host); filtering {}",
         nat.port_range,
         nat.port_range.count(),
+        nat.ports_per_host,
         nat.filtering
     );
     let _ = writeln!(

@@ -93,6 +93,9 @@ pub struct Nat {
     pub udp_refresh_on_inbound: bool,
     /// Which inbound packets a mapping admits.
     pub filtering: Filtering,
+    /// Most mappings (external ports) one LAN host may hold per uplink address and protocol (RFC 6888
+    /// REQ-4): one host cannot take a whole uplink's range.
+    pub ports_per_host: u32,
     /// A new flow refused because its uplink's ports ran out or its host holds its quota gets an
     /// ICMP administratively prohibited (3/13): at most this many per second per worker (0: none).
     pub port_exhausted_icmp_per_s: u32,
@@ -101,6 +104,8 @@ pub struct Nat {
 }
 
 impl Nat {
+    /// Default per-host quota of mappings.
+    pub const DEFAULT_PORTS_PER_HOST: u32 = 4096;
     /// Default sustained rate of port-exhaustion answers per worker.
     pub const DEFAULT_PORT_EXHAUSTED_ICMP_PER_S: u32 = 100;
     /// Default burst of port-exhaustion answers per worker.

@@ -490,7 +490,9 @@ fn explain_tells_shares_policies_and_eim() {
         .expect(&text);
     assert!(voip < office);
     assert!(
-        text.contains("external ports 10000-32767 (22768 per uplink address)"),
+        text.contains(
+            "external ports 10000-32767 (22768 per uplink address, at most 4096 per LAN host)"
+        ),
         "{text}"
     );
     assert!(
@@ -590,6 +592,7 @@ mod generated {
                     (1024u16..30000, 0u16..2000),
                     (120u32..1000, 7440u32..9000, 240u32..500, 60u32..200),
                     (0u32..1000, 1u32..1000),
+                    1u32..=1024,
                 );
                 let datapath = (
                     prop::option::of(1u16..64),
@@ -620,6 +623,7 @@ mod generated {
                     (first, extra),
                     (udp, tcp_established, tcp_transitory, icmp),
                     (port_exhausted_icmp_per_s, port_exhausted_icmp_burst),
+                    ports_per_host,
                 ) = nat;
                 let policies = policies
                     .into_iter()
@@ -662,6 +666,7 @@ mod generated {
                         },
                         udp_refresh_on_inbound: refresh,
                         filtering,
+                        ports_per_host: ports_per_host.min(u32::from(extra) + 1),
                         port_exhausted_icmp_per_s,
                         port_exhausted_icmp_burst,
                     },
@@ -781,6 +786,31 @@ fn health_errors_name_their_line_and_field() {
         &format!("{BASE}[nat]\nport_exhausted_icmp_per_s = 2000000\n"),
         "flowpin.toml:17: nat.port_exhausted_icmp_per_s: ",
         "must be 0-1000000",
+    );
+}
+
+#[test]
+fn the_per_host_port_quota_defaults_to_4096_and_is_bounded_by_the_range() {
+    let config = parse(BASE, "flowpin.toml", None).unwrap();
+    assert_eq!(config.nat.ports_per_host, 4096);
+    let text = format!("{BASE}[nat]\nport_range = \"20000-20999\"\nports_per_host = 1000\n");
+    assert_eq!(
+        parse(&text, "flowpin.toml", None)
+            .unwrap()
+            .nat
+            .ports_per_host,
+        1000,
+        "the whole range"
+    );
+    assert_single_error(
+        &format!("{BASE}[nat]\nport_range = \"20000-20999\"\nports_per_host = 1001\n"),
+        "flowpin.toml:18: nat.ports_per_host: ",
+        "1001: must be 1-1000 (the size of port_range 20000-20999; RFC 6888 REQ-4)",
+    );
+    assert_single_error(
+        &format!("{BASE}[nat]\nports_per_host = 0\n"),
+        "flowpin.toml:17: nat.ports_per_host: ",
+        "must be 1-",
     );
 }
 

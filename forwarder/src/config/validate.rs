@@ -221,6 +221,7 @@ impl Checker<'_> {
             timeouts: Timeouts::DEFAULT,
             udp_refresh_on_inbound: false,
             filtering: Default::default(),
+            ports_per_host: Nat::DEFAULT_PORTS_PER_HOST,
             port_exhausted_icmp_per_s: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_PER_S,
             port_exhausted_icmp_burst: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_BURST,
         };
@@ -255,6 +256,18 @@ impl Checker<'_> {
         }
         if let Some(timeouts) = raw.timeouts {
             nat.timeouts = self.timeouts(timeouts);
+        }
+        if let Some(quota) = raw.ports_per_host {
+            let range_len = u32::from(nat.port_range.last() - nat.port_range.first()) + 1;
+            if !(1..=range_len).contains(quota.get_ref()) {
+                let message = format!(
+                    "{}: must be 1-{range_len} (the size of port_range {}; RFC 6888 REQ-4)",
+                    quota.get_ref(),
+                    nat.port_range
+                );
+                self.fail(quota.span(), "nat.ports_per_host", message);
+            }
+            nat.ports_per_host = quota.into_inner();
         }
         self.rate_limit(
             "nat.port_exhausted_icmp",

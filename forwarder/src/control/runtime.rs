@@ -1648,6 +1648,9 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
         Some("[lan]")
     } else if old.nat.port_range != new.nat.port_range {
         Some("nat.port_range")
+    } else if old.nat.ports_per_host != new.nat.ports_per_host {
+        // The port pools live across reloads: a new quota would apply to new uplinks only.
+        Some("nat.ports_per_host")
     } else if old.datapath != new.datapath {
         Some("[datapath]")
     } else if old.control != new.control {
@@ -1948,5 +1951,8 @@ mod tests {
         let mut new = config(&[1, 2], None);
         new.datapath.flow_capacity += 1;
         assert_eq!(restart_needed(&old, &new), Some("[datapath]"));
+        let mut new = config(&[1, 2], None);
+        new.nat.ports_per_host = 10;
+        assert_eq!(restart_needed(&old, &new), Some("nat.ports_per_host"));
     }
 }

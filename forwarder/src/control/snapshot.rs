@@ -39,12 +39,15 @@ pub fn timeouts(config: &Config) -> Timeouts {
     }
 }
 
-/// The port pools of one uplink address for the configured NAT range.
+/// The port pools of one uplink address for the configured NAT range and per-host quota.
 pub fn uplink_nat(config: &Config) -> UplinkNat {
     let range = config.nat.port_range;
     let range = flowpin_nat::PortRange::new(range.first(), range.last())
         .expect("a validated configuration has a non-empty port range");
-    let ports = PortAllocatorConfig::new(range);
+    let ports = PortAllocatorConfig {
+        per_host_quota: config.nat.ports_per_host,
+        ..PortAllocatorConfig::new(range)
+    };
     UplinkNat {
         tcp: PortAllocator::new(ports),
         udp: PortAllocator::new(ports),

@@ -535,6 +535,48 @@ fn a_new_flow_without_a_free_port_gets_administratively_prohibited_within_its_bu
     assert_eq!(off.counters.originated.get(), 0);
 }
 
+/// RFC 6888 REQ-4: `[nat] ports_per_host` bounds one host's mappings; the host over its quota is
+/// told (3/13) and another host still gets ports.
+#[test]
+fn a_host_over_its_port_quota_is_refused_and_told_while_others_get_ports() {
+    let config = FOUR_PORTS.replace(
+        "port_range = \"20000-20003\"",
+        "port_range = \"20000-20999\"\nports_per_host = 2",
+    );
+    let rig = Rig::new(&config, true);
+    for sport in 5000..5002 {
+        let mut out = udp(HOST, sport, SERVER, 7777, HOST_MAC);
+        assert_eq!(
+            rig.process(PortId::LAN, &mut out).port(),
+            Some(PortId::uplink(0))
+        );
+    }
+    // A second flow of a mapped endpoint takes no quota (EIM: the same mapping).
+    let mut same_endpoint = udp(HOST, 5000, [192, 0, 2, 9], 53, HOST_MAC);
+    assert_eq!(
+        rig.process(PortId::LAN, &mut same_endpoint).port(),
+        Some(PortId::uplink(0))
+    );
+    let offending = udp(HOST, 5002, SERVER, 7777, HOST_MAC);
+    let mut frame = offending.clone();
+    assert_eq!(
+        rig.process(PortId::LAN, &mut frame).port(),
+        Some(PortId::LAN)
+    );
+    assert_unreachable_to_host(&frame, &offending, 13);
+    assert_eq!(
+        rig.drops(DropReason::NatAllocation(
+            flowpin_nat::AllocError::QuotaExceeded
+        )),
+        1
+    );
+    let mut other_host = udp(HOST2, 5002, SERVER, 7777, HOST2_MAC);
+    assert_eq!(
+        rig.process(PortId::LAN, &mut other_host).port(),
+        Some(PortId::uplink(0))
+    );
+}
+
 fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, mac: Mac) -> Vec<u8> {
     let mut spec = FrameSpec::new(
         src,
