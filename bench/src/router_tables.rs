@@ -2,7 +2,9 @@
 //! flow_capacity` and kernel conntrack's `nf_conntrack_max`, and reading how full they are.
 //!
 //! - flowpin's capacity is fixed at start, so [`restart_flowpin`] stops the lab's forwarder and starts
-//!   it again with the same lab configuration but another capacity (an empty table);
+//!   it again with the same lab configuration but another capacity (an empty table) and with `[nat]
+//!   early_drop_unanswered = true`: like conntrack's early drop, which K1 has, so a full table under
+//!   the SYN flood makes room for new flows instead of refusing them (flowpin's default is strict);
 //! - `nf_conntrack_max` is read-only inside a network namespace on this kernel: it is the machine-wide
 //!   limit, enforced per namespace (each namespace counts its own entries). [`ConntrackMax`] sets it and
 //!   puts the previous value back when dropped (also on panic), so the change lasts only as long as the
@@ -74,22 +76,33 @@ pub fn flush_conntrack(ns: &str) -> Result<()> {
     Ok(())
 }
 
-/// The lab's flowpin configuration with `[datapath] flow_capacity = capacity`.
+/// The lab's flowpin configuration with `[datapath] flow_capacity = capacity` and `[nat]
+/// early_drop_unanswered = true` (the benchmark compares against conntrack, which early-drops
+/// unassured entries from a full table).
 pub fn config_with_capacity(lab_config: &str, capacity: u32) -> Result<String> {
     let mut replaced = false;
-    let text: Vec<String> = lab_config
-        .lines()
-        .map(|line| {
-            if line.trim_start().starts_with("flow_capacity") {
-                replaced = true;
-                format!("flow_capacity = {capacity}")
-            } else {
-                line.to_owned()
-            }
-        })
-        .collect();
+    let mut nat = false;
+    let mut text = Vec::new();
+    for line in lab_config.lines() {
+        if line.trim_start().starts_with("flow_capacity") {
+            replaced = true;
+            text.push(format!("flow_capacity = {capacity}"));
+            continue;
+        }
+        if line.trim_start().starts_with("early_drop_unanswered") {
+            continue;
+        }
+        text.push(line.to_owned());
+        if line.trim() == "[nat]" {
+            nat = true;
+            text.push("early_drop_unanswered = true".to_owned());
+        }
+    }
     if !replaced {
         bail!("the lab's flowpin configuration has no flow_capacity line");
+    }
+    if !nat {
+        bail!("the lab's flowpin configuration has no [nat] table");
     }
     Ok(text.join("\n") + "\n")
 }
@@ -149,12 +162,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn capacity_replaces_the_lab_value_and_only_it() {
-        let lab = "[datapath]\nworkers = 1\nflow_capacity = 262144\n\n[control]\nsocket = \"/x\"";
+    fn capacity_replaces_the_lab_value_and_early_drop_is_switched_on() {
+        let lab = "[nat]\nport_range = \"20000-29999\"\n\n[datapath]\nworkers = 1\nflow_capacity = 262144\n\n[control]\nsocket = \"/x\"";
         let text = config_with_capacity(lab, 8192).unwrap();
         assert!(text.contains("flow_capacity = 8192\n"), "{text}");
         assert!(!text.contains("262144"), "{text}");
+        assert!(
+            text.starts_with("[nat]\nearly_drop_unanswered = true\nport_range"),
+            "{text}"
+        );
         assert!(text.contains("workers = 1\n") && text.contains("socket = \"/x\""));
-        assert!(config_with_capacity("[datapath]\n", 8192).is_err());
+        assert_eq!(
+            config_with_capacity(&text, 8192).unwrap(),
+            text,
+            "applying it twice changes nothing"
+        );
+        assert!(config_with_capacity("[datapath]\nflow_capacity = 1\n", 8192).is_err());
+        assert!(config_with_capacity("[nat]\n", 8192).is_err());
+    }
+
+    #[test]
+    fn the_benchmark_config_of_the_real_lab_parses_with_early_drop_on() {
+        let topology = flowpin_lab::Topology::plan("fpb", &flowpin_lab::spec::LabSpec::default());
+        let lab_config = flowpin_lab::flowpin_router::config_text(
+            &topology,
+            std::path::Path::new("/run/x.sock"),
+        );
+        let text = config_with_capacity(&lab_config, 8192).unwrap();
+        let config = flowpin::config::parse(&text, "bench.toml", None).expect("valid");
+        assert!(config.nat.early_drop_unanswered);
+        assert_eq!(config.datapath.flow_capacity, 8192);
     }
 }

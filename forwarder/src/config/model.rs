@@ -96,6 +96,10 @@ pub struct Nat {
     /// Most mappings (external ports) one LAN host may hold per uplink address and protocol (RFC 6888
     /// REQ-4): one host cannot take a whole uplink's range.
     pub ports_per_host: u32,
+    /// Whether a new flow that finds the flow table full may remove never-answered flows to make room
+    /// (conntrack's early drop; their ports are freed without quarantine). Off (the default): a full
+    /// table refuses the new flow and nothing is evicted.
+    pub early_drop_unanswered: bool,
     /// A new flow refused because its uplink's ports ran out or its host holds its quota gets an
     /// ICMP administratively prohibited (3/13): at most this many per second per worker (0: none).
     pub port_exhausted_icmp_per_s: u32,

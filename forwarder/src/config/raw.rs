@@ -61,6 +61,7 @@ pub(super) struct RawNat {
     pub udp_refresh_on_inbound: Option<S<bool>>,
     pub filtering: Option<S<Filtering>>,
     pub ports_per_host: Option<S<u32>>,
+    pub early_drop_unanswered: Option<S<bool>>,
     pub port_exhausted_icmp_per_s: Option<S<u32>>,
     pub port_exhausted_icmp_burst: Option<S<u32>>,
 }

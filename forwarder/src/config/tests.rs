@@ -593,6 +593,7 @@ mod generated {
                     (120u32..1000, 7440u32..9000, 240u32..500, 60u32..200),
                     (0u32..1000, 1u32..1000),
                     1u32..=1024,
+                    any::<bool>(),
                 );
                 let datapath = (
                     prop::option::of(1u16..64),
@@ -624,6 +625,7 @@ mod generated {
                     (udp, tcp_established, tcp_transitory, icmp),
                     (port_exhausted_icmp_per_s, port_exhausted_icmp_burst),
                     ports_per_host,
+                    early_drop_unanswered,
                 ) = nat;
                 let policies = policies
                     .into_iter()
@@ -667,6 +669,7 @@ mod generated {
                         udp_refresh_on_inbound: refresh,
                         filtering,
                         ports_per_host: ports_per_host.min(u32::from(extra) + 1),
+                        early_drop_unanswered,
                         port_exhausted_icmp_per_s,
                         port_exhausted_icmp_burst,
                     },
@@ -786,6 +789,19 @@ fn health_errors_name_their_line_and_field() {
         &format!("{BASE}[nat]\nport_exhausted_icmp_per_s = 2000000\n"),
         "flowpin.toml:17: nat.port_exhausted_icmp_per_s: ",
         "must be 0-1000000",
+    );
+}
+
+#[test]
+fn early_drop_of_unanswered_flows_is_off_unless_asked_for() {
+    let config = parse(BASE, "flowpin.toml", None).unwrap();
+    assert!(!config.nat.early_drop_unanswered, "strict by default");
+    let text = format!("{BASE}[nat]\nearly_drop_unanswered = true\n");
+    assert!(
+        parse(&text, "flowpin.toml", None)
+            .unwrap()
+            .nat
+            .early_drop_unanswered
     );
 }
 

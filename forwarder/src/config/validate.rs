@@ -222,6 +222,7 @@ impl Checker<'_> {
             udp_refresh_on_inbound: false,
             filtering: Default::default(),
             ports_per_host: Nat::DEFAULT_PORTS_PER_HOST,
+            early_drop_unanswered: false,
             port_exhausted_icmp_per_s: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_PER_S,
             port_exhausted_icmp_burst: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_BURST,
         };
@@ -256,6 +257,9 @@ impl Checker<'_> {
         }
         if let Some(timeouts) = raw.timeouts {
             nat.timeouts = self.timeouts(timeouts);
+        }
+        if let Some(early_drop) = raw.early_drop_unanswered {
+            nat.early_drop_unanswered = early_drop.into_inner();
         }
         if let Some(quota) = raw.ports_per_host {
             let range_len = u32::from(nat.port_range.last() - nat.port_range.first()) + 1;

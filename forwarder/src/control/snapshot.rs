@@ -161,6 +161,7 @@ impl SnapshotBuilder {
                 per_second: config.nat.port_exhausted_icmp_per_s,
                 burst: config.nat.port_exhausted_icmp_burst,
             },
+            early_drop_unanswered: config.nat.early_drop_unanswered,
         }
     }
 }

@@ -9,10 +9,11 @@
 //!   refreshes those mappings (RFC 4787 REQ-6), while the table's own last-seen stamp is refreshed both ways;
 //!   bit 47 ([`REPLIED`]) is set once a packet came back from the far side (times stay far below it).
 //!
-//! A flow that never got a reply (TCP still in `SynOut`, UDP/ICMP without [`REPLIED`]) may be removed
-//! early to make room when the table is full ([`Flows::early_drop`]): Linux conntrack's `early_drop` of
-//! unassured entries. The table itself never evicts; this is the forwarder's expiry policy under
-//! pressure, and flows that were answered keep their RFC timeouts.
+//! When `[nat] early_drop_unanswered` is on, a flow that never got a reply (TCP still in `SynOut`,
+//! UDP/ICMP without [`REPLIED`]) may be removed early to make room when the table is full
+//! ([`Flows::early_drop`]): Linux conntrack's `early_drop` of unassured entries. The table itself never
+//! evicts; this is the forwarder's opt-in expiry policy under pressure, and flows that were answered
+//! keep their RFC timeouts. Off (the default), a full table only refuses new flows.
 //!
 //! The TCP sequence words of each record live beside the table in `tcp`, indexed by record number. They are
 //! reset when a flow is inserted into the record. A worker holding a handle of a flow that has just been

@@ -8,6 +8,8 @@
 //! - only a packet arriving from the LAN, from a LAN prefix, creates a flow; inbound packets without a
 //!   flow are dropped and create nothing;
 //! - every frame not transmitted is counted under exactly one [`DropReason`];
+//! - a full flow table refuses a new flow (`flow_table_full`) and evicts nothing, unless the snapshot
+//!   allows early drop of never-answered flows ([`Snapshot::early_drop_unanswered`]);
 //! - viability guard: a new LAN flow that no uplink can take is dropped (`no_uplink`) and, within the
 //!   worker's token bucket ([`Snapshot::net_unreachable`]), answered in place with an ICMP net unreachable
 //!   to the host; nothing is evicted for it;
@@ -754,11 +756,12 @@ impl Pipeline<'_> {
     }
 
     /// Inserts a new flow under both keys; `(hit, true)` if this call created it, `(winner, false)` if
-    /// another worker's first packet of the same flow won the race. A full table gets one early drop
-    /// of never-answered flows (see [`Flows::early_drop`]) and one more try.
+    /// another worker's first packet of the same flow won the race. A full table refuses the flow
+    /// (`flow_table_full`, nothing evicted) unless [`Snapshot::early_drop_unanswered`] is on: then it
+    /// gets one early drop of never-answered flows (see [`Flows::early_drop`]) and one more try.
     fn insert(&self, value: FlowValue) -> Result<(Hit, bool), DropReason> {
         match self.try_insert(value) {
-            Err(DropReason::FlowTableFull) => {
+            Err(DropReason::FlowTableFull) if self.snapshot.early_drop_unanswered => {
                 let dropped = self.flows.early_drop(self.now_ms, |removed| {
                     self.snapshot
                         .release_unanswered_mapping(removed, self.now_ms);

@@ -101,6 +101,9 @@ pub struct Snapshot {
     /// How many ICMP administratively prohibited answers each worker may send to new flows that got
     /// no external port (range exhausted or host quota reached).
     pub port_exhausted_icmp: super::RateLimit,
+    /// Whether a new flow that finds the table full may early-drop never-answered flows
+    /// ([`super::Flows::early_drop`]); when false a full table refuses it and evicts nothing.
+    pub early_drop_unanswered: bool,
 }
 
 impl Snapshot {

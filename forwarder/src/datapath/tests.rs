@@ -1053,9 +1053,16 @@ fn a_prepared_batch_decides_like_frame_by_frame_processing() {
     );
 }
 
-/// A rig whose flow table holds `capacity` flows.
+/// A rig whose flow table holds `capacity` flows (a full table refuses new flows: the default).
 fn small_rig(capacity: usize) -> Rig {
     let mut rig = Rig::new(CONFIG, true);
+    rig.flows = Flows::with_capacity(capacity).unwrap();
+    rig
+}
+
+/// Like [`small_rig`] with `[nat] early_drop_unanswered = true`.
+fn small_early_drop_rig(capacity: usize) -> Rig {
+    let mut rig = Rig::new(&format!("{CONFIG}early_drop_unanswered = true\n"), true);
     rig.flows = Flows::with_capacity(capacity).unwrap();
     rig
 }
@@ -1085,11 +1092,12 @@ fn answered_udp_flow(rig: &Rig, host: [u8; 4], mac: Mac, sport: u16) -> (Ipv4Add
     (external, external_port)
 }
 
-/// A SYN flood into a full table: each new SYN makes room by early-dropping never-answered flows, so
-/// new connections keep getting through, while answered flows are never touched.
+/// With early drop on, a SYN flood into a full table: each new SYN makes room by early-dropping
+/// never-answered flows, so new connections keep getting through, while answered flows are never
+/// touched.
 #[test]
 fn a_full_table_early_drops_unanswered_flows_and_keeps_answered_ones() {
-    let rig = small_rig(64);
+    let rig = small_early_drop_rig(64);
     let answered: Vec<_> = (0..8)
         .map(|i| {
             (
@@ -1127,10 +1135,40 @@ fn a_full_table_early_drops_unanswered_flows_and_keeps_answered_ones() {
     );
 }
 
-/// When every flow was answered, nothing is evicted: the new flow is refused and counted.
+/// By default a full table evicts nothing, not even flows that were never answered (their ports keep
+/// their RFC 6888 REQ-8 quarantine): the new flow is refused under `flow_table_full`.
+#[test]
+fn by_default_a_full_table_refuses_new_flows_and_keeps_unanswered_ones() {
+    let rig = small_rig(64);
+    let mut pinned = Vec::new();
+    for sport in 30000..30300u16 {
+        let mut syn = tcp(HOST, sport, SERVER, 80, SYN, HOST_MAC);
+        match rig.process(PortId::LAN, &mut syn) {
+            Verdict::Transmit { port, .. } => pinned.push((sport, port, endpoint(&syn))),
+            Verdict::Drop(reason) => assert_eq!(reason, DropReason::FlowTableFull, "{sport}"),
+        }
+    }
+    assert!(pinned.len() >= 32, "the table took flows: {}", pinned.len());
+    assert_eq!(rig.flows.table.len(), pinned.len(), "and then refused");
+    assert_eq!(
+        rig.drops(DropReason::FlowTableFull),
+        300 - pinned.len() as u64
+    );
+    assert_eq!(rig.counters.flows_early_dropped.get(), 0);
+    // Every unanswered flow is still pinned with its mapping: its retransmitted SYN leaves the same way.
+    for (sport, port, (source, source_port, _, _)) in pinned {
+        let mut again = tcp(HOST, sport, SERVER, 80, SYN, HOST_MAC);
+        assert_eq!(rig.process(PortId::LAN, &mut again).port(), Some(port));
+        let (again_source, again_port, _, _) = endpoint(&again);
+        assert_eq!((again_source, again_port), (source, source_port));
+    }
+}
+
+/// When every flow was answered, nothing is evicted even with early drop on: the new flow is refused
+/// and counted.
 #[test]
 fn a_table_full_of_answered_flows_refuses_new_ones() {
-    let rig = small_rig(16);
+    let rig = small_early_drop_rig(16);
     let answered: Vec<_> = (0..16)
         .map(|i| answered_udp_flow(&rig, HOST2, HOST2_MAC, 6000 + i))
         .collect();
@@ -1192,7 +1230,7 @@ fn the_replied_mark_survives_outbound_stamps_and_leaves_the_timeout_alone() {
 /// gets a mapping. With quarantine, 20 000 SYNs (2 uplinks × 10 000 ports) would exhaust it.
 #[test]
 fn early_dropped_flows_give_their_ports_back_without_quarantine() {
-    let rig = small_rig(64);
+    let rig = small_early_drop_rig(64);
     for sport in 1024..26024u16 {
         let mut syn = tcp(HOST, sport, SERVER, 80, SYN, HOST_MAC);
         assert!(
