@@ -18,7 +18,9 @@ use flowpin_nat::{PortAllocator, PortAllocatorConfig, RefreshPolicy, Timeouts};
 
 use super::api::{FlowEntry, FlowExplanation, UplinkAtDecision};
 use crate::config::{Config, Stickiness};
-use crate::datapath::{FlowKind, FlowValue, LanView, Mac, Snapshot, UplinkNat, UplinkView};
+use crate::datapath::{
+    FlowKind, FlowValue, LanView, Mac, Placement, Snapshot, UplinkNat, UplinkView,
+};
 use crate::select::{GroupId, KeyHasher, PolicyTable, UplinkStatus};
 
 /// The NAT timeouts of a configuration, in the datapath's units.
@@ -299,23 +301,34 @@ pub fn explain(
     };
     let chooser_pick =
         pick.map(|p| p.map_or_else(|| "none (no eligible uplink)".to_owned(), uplink_name));
-    let summary = match (value.kind, &chooser_pick) {
-        (FlowKind::Hairpin, _) => format!(
+    let group_name = match group {
+        GroupId::Default => "default group".to_owned(),
+        GroupId::Policy(i) => format!("group of policy[{i}]"),
+    };
+    let summary = match (value.kind, value.placement, &chooser_pick) {
+        (FlowKind::Hairpin, _, _) => format!(
             "hairpin flow between two LAN hosts through {pinned}'s external address; no uplink was chosen"
         ),
-        (FlowKind::Outbound, None) => format!(
+        (FlowKind::Outbound, Placement::JoinedLiveMapping, pick) => format!(
+            "the flow's internal endpoint already held a live mapping on {pinned}, so the flow joined it there \
+             (one external endpoint per internal endpoint, RFC 4787 REQ-1; stickiness {stickiness} keeps it) \
+             instead of the {group_name}'s choice{}",
+            pick.as_ref()
+                .map_or_else(String::new, |pick| format!(" ({pick})"))
+        ),
+        (FlowKind::Outbound, Placement::OpenedFromOutside, _) => format!(
+            "opened from outside on {pinned}: endpoint-independent filtering admitted an inbound packet to a \
+             live mapping there, on the uplink it arrived on; no uplink was chosen"
+        ),
+        (FlowKind::Outbound, Placement::Chosen, None) => format!(
             "pinned to {pinned} under snapshot {}, which is no longer remembered: the states and weights of that moment are unknown",
             value.generation
         ),
-        (FlowKind::Outbound, Some(pick)) if *pick == pinned => format!(
-            "the {} chose {pinned} for this stickiness key among the eligible uplinks below; the flow stays there for its whole life",
-            match group {
-                GroupId::Default => "default group".to_owned(),
-                GroupId::Policy(i) => format!("group of policy[{i}]"),
-            }
+        (FlowKind::Outbound, Placement::Chosen, Some(pick)) if *pick == pinned => format!(
+            "the {group_name} chose {pinned} for this stickiness key among the eligible uplinks below; the flow stays there for its whole life"
         ),
-        (FlowKind::Outbound, Some(pick)) => format!(
-            "the rule's group would have chosen {pick}, but the flow is on {pinned}: it was opened from outside (endpoint-independent filtering admits inbound flows on the uplink they arrive on)"
+        (FlowKind::Outbound, Placement::Chosen, Some(pick)) => format!(
+            "the {group_name} chooses {pick} for this key under the remembered snapshot, but the flow is on {pinned}"
         ),
     };
     FlowExplanation {
@@ -513,13 +526,15 @@ port_range = "20000-29999"
     }
 
     #[test]
-    fn a_flow_pinned_elsewhere_than_its_groups_pick_is_called_inbound() {
+    fn a_flow_opened_from_outside_is_called_inbound() {
         let config = crate::config::parse(CONFIG, "t.toml", None).unwrap();
         let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(3));
         let mut history = SnapshotHistory::new(8);
         let snapshot = publish(&mut builder, &mut history, &config, [true, false], 0);
         let mut value = pin(&snapshot, key(IpProtocol::Udp, 4000, 9999));
-        value.uplink = 1; // admitted inbound on isp2 (the datapath stores the default group)
+        // Admitted inbound on isp2 (the datapath stores the default group).
+        value.uplink = 1;
+        value.placement = Placement::OpenedFromOutside;
         let e = explain(
             &value,
             FlowEntry::default(),
@@ -528,7 +543,47 @@ port_range = "20000-29999"
             0,
         );
         assert_eq!(e.chooser_pick.as_deref(), Some("isp1"));
-        assert!(e.summary.contains("opened from outside"), "{}", e.summary);
+        assert!(
+            e.summary.contains("opened from outside on isp2"),
+            "{}",
+            e.summary
+        );
+    }
+
+    #[test]
+    fn a_flow_that_joined_its_endpoints_live_mapping_says_so() {
+        let config = crate::config::parse(CONFIG, "t.toml", None).unwrap();
+        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(3));
+        let mut history = SnapshotHistory::new(8);
+        let snapshot = publish(&mut builder, &mut history, &config, [true, true], 0);
+        let mut value = pin(&snapshot, key(IpProtocol::Udp, 4000, 9999));
+        let pick = value.uplink;
+        value.uplink = 1 - pick;
+        value.placement = Placement::JoinedLiveMapping;
+        let e = explain(
+            &value,
+            FlowEntry::default(),
+            history.find(value.generation),
+            &config,
+            0,
+        );
+        let (pinned, chosen) = (
+            &config.uplinks[usize::from(1 - pick)].name,
+            &config.uplinks[usize::from(pick)].name,
+        );
+        assert!(
+            e.summary
+                .contains(&format!("already held a live mapping on {pinned}")),
+            "{}",
+            e.summary
+        );
+        assert!(
+            e.summary
+                .contains(&format!("instead of the default group's choice ({chosen})")),
+            "{}",
+            e.summary
+        );
+        assert!(!e.summary.contains("opened from outside"), "{}", e.summary);
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use counters::{DatapathCounters, DropReason};
 pub use flows::Flows;
 pub use pipeline::{BATCH, Pipeline, PreparedBatch};
 pub use rate_limit::{RateLimit, TokenBucket};
-pub use record::{FlowKind, FlowValue, Mac};
+pub use record::{FlowKind, FlowValue, Mac, Placement};
 pub use snapshot::{LanView, Snapshot, SnapshotCell, UplinkNat, UplinkView};
 pub use verdict::{PortId, Verdict};
 

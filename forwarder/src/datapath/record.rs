@@ -22,6 +22,23 @@ pub enum FlowKind {
     Hairpin,
 }
 
+/// What decided an outbound flow's uplink (kept for `flowpin explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Placement {
+    /// The policy group's weighted choice for the flow's stickiness key (and hairpin flows, which
+    /// involve no choice).
+    #[default]
+    Chosen,
+    /// The flow's internal endpoint already held a live mapping on another member of the group: the
+    /// flow joined that mapping's uplink instead of the group's choice (endpoint-independent mapping
+    /// across weight changes; stickiness `endpoint` and `host` only).
+    JoinedLiveMapping,
+    /// Opened from outside: an inbound packet admitted by endpoint-independent filtering, on the
+    /// uplink it arrived on.
+    OpenedFromOutside,
+}
+
 /// What the flow table stores per flow (immutable after insertion).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowValue {
@@ -39,18 +56,21 @@ pub struct FlowValue {
     pub policy: u8,
     /// Outbound or hairpin.
     pub kind: FlowKind,
+    /// What decided the uplink.
+    pub placement: Placement,
     /// The generation (low 32 bits) of the snapshot the flow was decided under: `flowpin explain` finds
     /// the uplink states and weights of that moment in the control plane's snapshot history.
     pub generation: u32,
 }
 
-// The value is copied on every lookup: keep it compact. Two rewrites of 32 bytes, two MACs, three bytes
-// and the 4-byte generation make 83 bytes; the generation's alignment pads that to 84 (1 byte spare).
+// The value is copied on every lookup: keep it compact. Two rewrites of 32 bytes, two MACs, four bytes
+// and the 4-byte generation make 84 bytes (no padding, no byte spare).
 const _: () = assert!(std::mem::size_of::<FlowValue>() == 84);
 
 impl FlowValue {
     /// The value of a new flow whose LAN-side packets take `lan_side`; the other direction gets its
-    /// inverse. `peer_mac` is zero (set it for hairpin flows). `generation` is the deciding snapshot's
+    /// inverse. `peer_mac` is zero (set it for hairpin flows), `placement` is
+    /// [`Placement::Chosen`] (set it otherwise). `generation` is the deciding snapshot's
     /// [`super::Snapshot::generation`] (truncated to 32 bits).
     pub fn new(
         lan_side: Rewrite,
@@ -68,6 +88,7 @@ impl FlowValue {
             uplink,
             policy,
             kind,
+            placement: Placement::Chosen,
             generation: generation as u32,
         }
     }

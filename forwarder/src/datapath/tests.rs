@@ -857,6 +857,42 @@ fn an_endpoints_new_flows_follow_its_live_mapping_after_a_weight_change() {
     }
 }
 
+/// The live-mapping override keeps EIM only for the stickiness modes that promise it (`endpoint`,
+/// `host`): under `flow` (and `host-dest`), documented to break EIM, one internal endpoint's flows to
+/// many destinations spread by their own key instead of all following its first mapping.
+#[test]
+fn only_eim_keeping_stickiness_modes_follow_an_endpoints_live_mapping() {
+    let shares = |stickiness: &str| {
+        let rig = Rig::new(&format!("{CONFIG}stickiness = \"{stickiness}\"\n"), true);
+        let mut per_uplink = [0usize; 2];
+        for i in 0..200u16 {
+            let destination = [198, 18, (i >> 8) as u8, i as u8];
+            let mut out = udp(HOST, 40000, destination, 443, HOST_MAC);
+            let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+                panic!("dropped")
+            };
+            let slot = usize::from(port.uplink_slot().unwrap());
+            assert_eq!(endpoint(&out).0, Ipv4Addr::from(WAN_ADDR[slot]));
+            per_uplink[slot] += 1;
+        }
+        per_uplink
+    };
+    let flow = shares("flow");
+    assert!(
+        flow.iter().all(|&n| n >= 50),
+        "flow stickiness spreads one endpoint's flows: {flow:?}"
+    );
+    let host_dest = shares("host-dest");
+    assert!(
+        host_dest.iter().all(|&n| n >= 50),
+        "host-dest spreads by destination: {host_dest:?}"
+    );
+    for eim in ["endpoint", "host"] {
+        let split = shares(eim);
+        assert!(split.contains(&200), "{eim} keeps one uplink: {split:?}");
+    }
+}
+
 #[test]
 fn a_hairpinned_packet_reaches_the_target_host_from_the_senders_external_endpoint() {
     let rig = Rig::new(CONFIG, true);

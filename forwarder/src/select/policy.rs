@@ -127,6 +127,11 @@ impl PolicyTable {
         }
     }
 
+    /// The configured stickiness mode.
+    pub fn stickiness(&self) -> Stickiness {
+        self.stickiness
+    }
+
     /// The stickiness key of a flow under the configured mode.
     #[inline]
     pub fn key(&self, key: &FlowKey) -> StickinessKey {
