@@ -241,8 +241,9 @@ pub struct StatusReport {
     #[serde(default)]
     pub flows_early_dropped: u64,
     /// By kind of ICMP answer the datapath originates (`net_unreachable`: no uplink for a new flow;
-    /// `port_exhausted`: no external port for it): answers its per-worker rate limit suppressed (the
-    /// frame was still dropped and counted under its reason). Every kind listed.
+    /// `port_exhausted`: no external port for it; `frag_needed_to_uplink`: a packet from the internet
+    /// too big for the LAN): answers its per-worker rate limit suppressed (the frame was still dropped
+    /// and counted under its reason). Every kind listed.
     #[serde(default)]
     pub icmp_suppressed: Vec<(String, u64)>,
     /// The XDP program's decisions (packets, summed over CPUs; only non-zero ones).

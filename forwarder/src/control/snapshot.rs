@@ -23,6 +23,13 @@ use crate::datapath::{
 };
 use crate::select::{GroupId, KeyHasher, PolicyTable, UplinkStatus};
 
+/// The per-worker limit on ICMP fragmentation needed answers sent out of an uplink (packets from the
+/// internet too big for the LAN): the rate and burst of the other originated answers' defaults.
+pub const FRAG_NEEDED_TO_UPLINK: crate::datapath::RateLimit = crate::datapath::RateLimit {
+    per_second: 100,
+    burst: 50,
+};
+
 /// The NAT timeouts of a configuration, in the datapath's units.
 pub fn timeouts(config: &Config) -> Timeouts {
     let t = &config.nat.timeouts;
@@ -163,6 +170,7 @@ impl SnapshotBuilder {
                 per_second: config.nat.port_exhausted_icmp_per_s,
                 burst: config.nat.port_exhausted_icmp_burst,
             },
+            frag_needed_to_uplink: FRAG_NEEDED_TO_UPLINK,
             early_drop_unanswered: config.nat.early_drop_unanswered,
         }
     }

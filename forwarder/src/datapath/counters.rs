@@ -214,6 +214,12 @@ pub struct DatapathCounters {
     pub port_exhausted_icmp_budget: TokenBucket,
     /// New flows refused for want of an external port whose host got no answer (rate limit).
     pub port_exhausted_icmp_suppressed: OwnedCounter,
+    /// The worker's budget of ICMP fragmentation needed answers sent out of an uplink to remote
+    /// senders of packets too big for the LAN, refilled per
+    /// [`Snapshot::frag_needed_to_uplink`](super::Snapshot::frag_needed_to_uplink).
+    pub frag_needed_to_uplink_budget: TokenBucket,
+    /// Packets from an uplink too big for the LAN (DF set) whose sender got no answer (rate limit).
+    pub frag_needed_to_uplink_suppressed: OwnedCounter,
     /// Flows that never got a reply, removed to make room for a new flow while the table was full
     /// (early drop, as conntrack does for unassured entries).
     pub flows_early_dropped: OwnedCounter,
@@ -237,6 +243,8 @@ impl Default for DatapathCounters {
             net_unreachable_suppressed: OwnedCounter::default(),
             port_exhausted_icmp_budget: TokenBucket::default(),
             port_exhausted_icmp_suppressed: OwnedCounter::default(),
+            frag_needed_to_uplink_budget: TokenBucket::default(),
+            frag_needed_to_uplink_suppressed: OwnedCounter::default(),
             flows_early_dropped: OwnedCounter::default(),
         }
     }
@@ -251,10 +259,14 @@ impl DatapathCounters {
 
     /// By kind of originated answer: how many its token bucket refused, as (name, count), every
     /// kind listed.
-    pub fn answers_suppressed(&self) -> [(&'static str, u64); 2] {
+    pub fn answers_suppressed(&self) -> [(&'static str, u64); 3] {
         [
             ("net_unreachable", self.net_unreachable_suppressed.get()),
             ("port_exhausted", self.port_exhausted_icmp_suppressed.get()),
+            (
+                "frag_needed_to_uplink",
+                self.frag_needed_to_uplink_suppressed.get(),
+            ),
         ]
     }
 

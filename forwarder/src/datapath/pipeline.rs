@@ -13,6 +13,9 @@
 //! - viability guard: a new LAN flow that no uplink can take is dropped (`no_uplink`) and, within the
 //!   worker's token bucket ([`Snapshot::net_unreachable`]), answered in place with an ICMP net unreachable
 //!   to the host; nothing is evicted for it;
+//! - a packet from an uplink too big for the LAN with DF set is answered with an ICMP fragmentation
+//!   needed from that uplink's address, out of that uplink, within its own token bucket
+//!   ([`Snapshot::frag_needed_to_uplink`]); it never carries another uplink's address;
 //! - a new LAN flow that gets no external port (range exhausted, host quota reached) is dropped under
 //!   its NAT reason and, within its own token bucket ([`Snapshot::port_exhausted_icmp`]), answered with
 //!   an ICMP administratively prohibited (3/13); nothing is evicted for it either;
@@ -195,7 +198,7 @@ impl Pipeline<'_> {
                 let found = found.map(Hit::from);
                 match ingress.uplink_slot() {
                     None => self.arrived_on_lan(frame, len, &parsed, found),
-                    Some(slot) => self.arrived_on_uplink(slot, frame, &parsed, found),
+                    Some(slot) => self.arrived_on_uplink(slot, frame, len, &parsed, found),
                 }
             })
             .unwrap_or_else(Verdict::Drop);
@@ -220,7 +223,7 @@ impl Pipeline<'_> {
             Some(hit) if hit.side == Side::Lan => hit,
             // A hairpin flow's reply comes from the LAN with the flow's second key.
             Some(hit) if hit.value.kind == FlowKind::Hairpin => {
-                return self.forward_uplink_side(frame, parsed, &hit);
+                return self.forward_uplink_side(PortId::LAN, frame, len, parsed, &hit);
             }
             Some(_) => return Err(DropReason::WrongDirection),
             None => match self.new_flow(frame, parsed) {
@@ -239,12 +242,14 @@ impl Pipeline<'_> {
         &self,
         ingress_slot: u8,
         frame: &mut [u8],
+        len: usize,
         parsed: &ParsedFrame,
         found: Option<Hit>,
     ) -> Result<Verdict, DropReason> {
+        let ingress = PortId::uplink(ingress_slot);
         match found {
             Some(hit) if hit.side == Side::Uplink && hit.value.kind == FlowKind::Outbound => {
-                self.forward_uplink_side(frame, parsed, &hit)
+                self.forward_uplink_side(ingress, frame, len, parsed, &hit)
             }
             Some(_) => Err(DropReason::WrongDirection),
             None if matches!(parsed.transport, Transport::IcmpError(_)) => {
@@ -252,7 +257,7 @@ impl Pipeline<'_> {
             }
             None => {
                 let hit = self.admit_inbound(ingress_slot, parsed)?;
-                self.forward_uplink_side(frame, parsed, &hit)
+                self.forward_uplink_side(ingress, frame, len, parsed, &hit)
             }
         }
     }
@@ -360,10 +365,13 @@ impl Pipeline<'_> {
         Ok(self.account(hit, parsed, Side::Lan, port))
     }
 
-    /// Uplink-side packet of a flow: reverse-translate and deliver to the LAN host.
+    /// Uplink-side packet of a flow (arrived on `ingress`: an uplink, or the LAN for a hairpin flow's
+    /// reply): reverse-translate and deliver to the LAN host.
     fn forward_uplink_side(
         &self,
+        ingress: PortId,
         frame: &mut [u8],
+        len: usize,
         parsed: &ParsedFrame,
         hit: &Hit,
     ) -> Result<Verdict, DropReason> {
@@ -372,12 +380,12 @@ impl Pipeline<'_> {
             source: self.snapshot.lan.mac,
             destination: v.lan_host_mac,
         };
-        if parsed.ip_total_len > self.snapshot.lan.mtu {
-            return Err(if parsed.dont_fragment {
-                DropReason::FragmentationNeeded
-            } else {
-                DropReason::WouldFragment
-            });
+        let mtu = self.snapshot.lan.mtu;
+        if parsed.ip_total_len > mtu {
+            return match ingress.uplink_slot() {
+                Some(slot) => self.too_big_from_uplink(slot, frame, len, parsed, mtu),
+                None => self.too_big(frame, len, parsed, mtu),
+            };
         }
         translate(frame, parsed, &v.uplink_side, macs)?;
         Ok(self.account(hit, parsed, Side::Uplink, PortId::LAN))
@@ -479,6 +487,49 @@ impl Pipeline<'_> {
         )
     }
 
+    /// A packet from uplink `slot` too big for the LAN: with DF set, an ICMP fragmentation needed
+    /// carrying the LAN MTU (RFC 1191, RFC 1812 §5.2.7.1) back out of that uplink to the remote sender,
+    /// from the uplink's address and MAC to the gateway the frame came from, quoting the packet as
+    /// received — so path MTU discovery works inbound too. Rate limited per worker
+    /// ([`Snapshot::frag_needed_to_uplink`]): the remote side is not trusted to keep it rare. Without
+    /// DF, or beyond the budget, a counted drop.
+    fn too_big_from_uplink(
+        &self,
+        slot: u8,
+        frame: &mut [u8],
+        len: usize,
+        parsed: &ParsedFrame,
+        mtu: u16,
+    ) -> Result<Verdict, DropReason> {
+        if !parsed.dont_fragment {
+            return Err(DropReason::WouldFragment);
+        }
+        let uplink = self
+            .snapshot
+            .uplink(slot)
+            .ok_or(DropReason::FragmentationNeeded)?;
+        if !self
+            .counters
+            .frag_needed_to_uplink_budget
+            .take(self.now_ms, self.snapshot.frag_needed_to_uplink)
+        {
+            self.counters.frag_needed_to_uplink_suppressed.add(1);
+            return Err(DropReason::FragmentationNeeded);
+        }
+        let router = RouterIdentity {
+            mac: uplink.mac,
+            address: uplink.address,
+        };
+        self.answer_unreachable_from(
+            frame,
+            len,
+            parsed,
+            (router, PortId::uplink(slot)),
+            UnreachableKind::FragmentationNeeded { next_hop_mtu: mtu },
+            DropReason::FragmentationNeeded,
+        )
+    }
+
     /// Viability guard: a new LAN flow no uplink can take. Nothing is evicted; the frame is dropped
     /// (`no_uplink`) and, while the worker's budget lasts, answered with an ICMP net unreachable so the
     /// host fails at once instead of retransmitting into the void.
@@ -549,13 +600,34 @@ impl Pipeline<'_> {
     }
 
     /// Replaces the offending LAN frame (its first `len` bytes) by an ICMP destination unreachable of
-    /// `kind` to its sender, sent back on the LAN; the offending packet still counts as dropped for
-    /// `reason`. When no error can be built (RFC 1812 §4.3.2.7 forbids it, or no room), a plain drop.
+    /// `kind` to its sender, from the router's LAN side, sent back on the LAN; the offending packet
+    /// still counts as dropped for `reason`. When no error can be built (RFC 1812 §4.3.2.7 forbids it,
+    /// or no room), a plain drop.
     fn answer_unreachable(
         &self,
         frame: &mut [u8],
         len: usize,
         parsed: &ParsedFrame,
+        kind: UnreachableKind,
+        reason: DropReason,
+    ) -> Result<Verdict, DropReason> {
+        let router = RouterIdentity {
+            mac: self.snapshot.lan.mac,
+            address: self.snapshot.lan.address,
+        };
+        self.answer_unreachable_from(frame, len, parsed, (router, PortId::LAN), kind, reason)
+    }
+
+    /// Replaces the offending frame (its first `len` bytes) by an ICMP destination unreachable of
+    /// `kind` to its sender (Ethernet destination: the frame's source), from `router`, sent out of
+    /// `egress` (the port the frame came in by); the offending packet still counts as dropped for
+    /// `reason`. When no error can be built (RFC 1812 §4.3.2.7 forbids it, or no room), a plain drop.
+    fn answer_unreachable_from(
+        &self,
+        frame: &mut [u8],
+        len: usize,
+        parsed: &ParsedFrame,
+        (router, egress): (RouterIdentity, PortId),
         kind: UnreachableKind,
         reason: DropReason,
     ) -> Result<Verdict, DropReason> {
@@ -568,16 +640,12 @@ impl Pipeline<'_> {
         truncated.ip_total_len = parsed
             .ip_total_len
             .min(u16::try_from(max_ip).unwrap_or(u16::MAX));
-        let router = RouterIdentity {
-            mac: self.snapshot.lan.mac,
-            address: self.snapshot.lan.address,
-        };
         match build_unreachable(frame, &quote[..copied], &truncated, router, kind) {
             Ok(out_len) => {
                 self.counters.originated.add(1);
                 self.counters.count_drop(reason);
                 Ok(Verdict::Transmit {
-                    port: PortId::LAN,
+                    port: egress,
                     len: out_len,
                 })
             }

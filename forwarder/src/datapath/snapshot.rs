@@ -101,6 +101,9 @@ pub struct Snapshot {
     /// How many ICMP administratively prohibited answers each worker may send to new flows that got
     /// no external port (range exhausted or host quota reached).
     pub port_exhausted_icmp: super::RateLimit,
+    /// How many ICMP fragmentation needed answers each worker may send out of an uplink to remote
+    /// senders of packets too big for the LAN.
+    pub frag_needed_to_uplink: super::RateLimit,
     /// Whether a new flow that finds the table full may early-drop never-answered flows
     /// ([`super::Flows::early_drop`]); when false a full table refuses it and evicts nothing.
     pub early_drop_unanswered: bool,

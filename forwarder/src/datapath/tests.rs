@@ -733,6 +733,101 @@ fn an_icmp_port_unreachable_from_the_internet_reaches_the_lan_host_translated() 
     assert!(checksums_valid(&error, &p));
 }
 
+/// Path MTU discovery inbound: a packet from the internet too big for the LAN with DF set is answered
+/// with ICMP fragmentation needed carrying the LAN MTU, from the uplink's address and MAC to the
+/// gateway it came from, out of that uplink, quoting the packet as received; rate limited per worker.
+#[test]
+fn a_too_big_packet_from_an_uplink_gets_fragmentation_needed_back_out_of_that_uplink() {
+    let mut rig = Rig::new(CONFIG, true);
+    rig.snapshot.lan.mtu = 1400;
+    rig.snapshot.frag_needed_to_uplink = RateLimit {
+        per_second: 1,
+        burst: 2,
+    };
+    let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
+    let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+        panic!("dropped")
+    };
+    let slot = port.uplink_slot().unwrap();
+    let (external, external_port, _, _) = endpoint(&out);
+    let payload = vec![0x5a; 1450];
+    let too_big = |dont_fragment: bool| {
+        let mut spec = FrameSpec::new(
+            SERVER,
+            external.octets(),
+            L4Spec::Udp {
+                ports: (7777, external_port),
+                payload: &payload,
+            },
+        );
+        spec.source_mac = GW_MAC[usize::from(slot)];
+        spec.destination_mac = WAN_MAC[usize::from(slot)];
+        spec.dont_fragment = dont_fragment;
+        build_frame(&spec)
+    };
+    let offending = too_big(true);
+    let mut frame = offending.clone();
+    assert_eq!(
+        rig.process(port, &mut frame).port(),
+        Some(port),
+        "sent back out of the uplink it came in by"
+    );
+    let p = parse_frame(&frame).expect("the answer parses");
+    let flowpin_nat::Transport::IcmpError(info) = p.transport else {
+        panic!("not an ICMP error: {p:?}")
+    };
+    assert_eq!(
+        (info.message_type, info.code),
+        (3, 4),
+        "fragmentation needed"
+    );
+    let l4 = usize::from(p.l4_offset);
+    assert_eq!(
+        u16::from_be_bytes([frame[l4 + 6], frame[l4 + 7]]),
+        1400,
+        "the LAN MTU"
+    );
+    assert_eq!(
+        (p.key.source, p.key.destination),
+        (external, Ipv4Addr::from(SERVER)),
+        "from the uplink's address to the remote sender"
+    );
+    assert_eq!(external, Ipv4Addr::from(WAN_ADDR[usize::from(slot)]));
+    assert_eq!(
+        eth(&frame),
+        (GW_MAC[usize::from(slot)], WAN_MAC[usize::from(slot)]),
+        "uplink MAC to the gateway"
+    );
+    assert!(checksums_valid(&frame, &p));
+    assert_eq!(
+        info.embedded,
+        parse_frame(&offending).unwrap().key,
+        "quotes the packet as received, untranslated"
+    );
+    assert_eq!(
+        &frame[l4 + 8..l4 + 8 + 28],
+        &offending[14..14 + 28],
+        "the quoted header and first 8 bytes"
+    );
+    assert_eq!(rig.drops(DropReason::FragmentationNeeded), 1);
+    assert_eq!(rig.counters.originated.get(), 1);
+    // The budget: one more answer, then suppressed; without DF a plain drop.
+    let mut frame = offending.clone();
+    assert_eq!(rig.process(port, &mut frame).port(), Some(port));
+    let mut frame = offending.clone();
+    assert_eq!(
+        rig.process(port, &mut frame),
+        Verdict::Drop(DropReason::FragmentationNeeded)
+    );
+    assert_eq!(rig.counters.frag_needed_to_uplink_suppressed.get(), 1);
+    assert_eq!(rig.counters.originated.get(), 2);
+    let mut frame = too_big(false);
+    assert_eq!(
+        rig.process(port, &mut frame),
+        Verdict::Drop(DropReason::WouldFragment)
+    );
+}
+
 #[test]
 fn a_too_big_packet_with_df_gets_fragmentation_needed_with_the_mtu() {
     let rig = Rig::new(CONFIG, true);
