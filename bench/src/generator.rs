@@ -273,7 +273,7 @@ pub fn run(spec: &GeneratorSpec) -> Result<GeneratorReport> {
                 now_ns,
             );
             frame.set_bounds(start, writer.len() as u32);
-            if worker.transmit(frame, port) {
+            if worker.transmit(frame, port).is_ok() {
                 queued += 1;
                 next_flow = next_flow.wrapping_add(1) % flows.len();
             } else {

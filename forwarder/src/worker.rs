@@ -35,7 +35,7 @@ use crate::datapath::{
     Verdict,
 };
 use crate::xsk::{
-    self, FrameAccounting, FrameGauges, KernelSocketStats, KernelStatsGauges, XskWorker,
+    self, FrameAccounting, FrameGauges, KernelSocketStats, KernelStatsGauges, TxRefused, XskWorker,
 };
 
 /// How long an idle worker sleeps in `poll()` before looking at the stop flag again.
@@ -374,17 +374,24 @@ pub fn run(
                 pipeline.process_prepared(&prepared, index, ingress, &mut chunk[start..], len)
             };
             match verdict {
-                Verdict::Transmit { port, len } => match ports.xsk_port(port) {
-                    Some(egress) => {
-                        if !frame.set_len(len as u32) || !xsk.transmit(frame, egress) {
-                            counters.count_drop(DropReason::TxRingFull);
+                Verdict::Transmit { port, len } => {
+                    let refused = match ports.xsk_port(port) {
+                        Some(egress) if frame.set_len(len as u32) => {
+                            xsk.transmit(frame, egress).err().map(tx_refused_reason)
                         }
+                        Some(_) => {
+                            xsk.recycle(frame);
+                            Some(DropReason::TxBeyondFrame)
+                        }
+                        None => {
+                            xsk.recycle(frame);
+                            Some(DropReason::UplinkGone)
+                        }
+                    };
+                    if let Some(reason) = refused {
+                        counters.count_tx_refused(reason);
                     }
-                    None => {
-                        counters.count_drop(DropReason::UplinkGone);
-                        xsk.recycle(frame);
-                    }
-                },
+                }
                 Verdict::Drop(_) => xsk.recycle(frame),
             }
         }
@@ -397,9 +404,29 @@ pub fn run(
     xsk
 }
 
+/// The drop reason of a frame the AF_XDP worker refused to transmit.
+fn tx_refused_reason(refused: TxRefused) -> DropReason {
+    match refused {
+        TxRefused::RuntFrame => DropReason::TxRuntFrame,
+        TxRefused::QueueFull => DropReason::TxRingFull,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_tx_refusal_has_its_own_drop_reason() {
+        assert_eq!(
+            tx_refused_reason(TxRefused::RuntFrame),
+            DropReason::TxRuntFrame
+        );
+        assert_eq!(
+            tx_refused_reason(TxRefused::QueueFull),
+            DropReason::TxRingFull
+        );
+    }
 
     #[test]
     fn a_port_map_skips_retired_slots_both_ways() {

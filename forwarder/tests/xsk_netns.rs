@@ -267,7 +267,8 @@ fn forward(worker: &mut XskWorker, stop: &AtomicBool) {
             }
             bytes[..6].copy_from_slice(&dst);
             bytes[6..12].copy_from_slice(&src);
-            worker.transmit(frame, out);
+            // A refused frame is recycled and counted by the worker, as before.
+            let _ = worker.transmit(frame, out);
         }
         worker.flush();
         if received == 0 {

@@ -317,7 +317,7 @@ pub struct WorkerStatus {
     pub index: usize,
     /// Frames received.
     pub rx_frames: u64,
-    /// Frames transmitted.
+    /// Frames queued for transmission (frames refused at the egress are drops, not counted here).
     pub tx_frames: u64,
     /// Batches processed.
     pub batches: u64,

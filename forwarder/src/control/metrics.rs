@@ -236,7 +236,7 @@ pub fn render(status: &StatusReport) -> String {
         ),
         (
             "flowpin_worker_tx_frames_total",
-            "Frames the worker transmitted.",
+            "Frames the worker queued for transmission (refused ones are counted as drops).",
             |w| w.tx_frames,
         ),
         (

@@ -1374,7 +1374,7 @@ impl Daemon {
                     .map(|(index, c)| api::WorkerStatus {
                         index,
                         rx_frames: c.frames.get(),
-                        tx_frames: c.forwarded.get(),
+                        tx_frames: c.transmitted(),
                         batches: c.batches.get(),
                         frames: frames.get(index).copied().flatten(),
                         sockets: sockets

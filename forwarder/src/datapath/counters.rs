@@ -58,6 +58,11 @@ pub enum DropReason {
     UplinkGone,
     /// The egress ring had no room.
     TxRingFull,
+    /// The frame to transmit was shorter than an Ethernet header (the AF_XDP worker refuses it).
+    TxRuntFrame,
+    /// The verdict's length did not fit the frame's UMEM chunk (never expected: the pipeline only
+    /// writes inside the buffer it is given).
+    TxBeyondFrame,
 }
 
 const PARSE_BASE: usize = 0;
@@ -66,7 +71,7 @@ const TRANSLATE_BASE: usize = ALLOC_BASE + AllocError::ALL.len();
 const OTHER_BASE: usize = TRANSLATE_BASE + TranslateError::ALL.len();
 
 /// The reasons that carry no inner error, in counter order.
-const OTHERS: [DropReason; 16] = [
+const OTHERS: [DropReason; 18] = [
     DropReason::SpoofedSource,
     DropReason::UnsolicitedInbound,
     DropReason::IcmpErrorWithoutFlow,
@@ -83,6 +88,8 @@ const OTHERS: [DropReason; 16] = [
     DropReason::InboundNeighbourUnknown,
     DropReason::UplinkGone,
     DropReason::TxRingFull,
+    DropReason::TxRuntFrame,
+    DropReason::TxBeyondFrame,
 ];
 
 impl DropReason {
@@ -144,6 +151,8 @@ impl DropReason {
             Self::InboundNeighbourUnknown => "inbound_neighbour_unknown",
             Self::UplinkGone => "uplink_gone",
             Self::TxRingFull => "tx_ring_full",
+            Self::TxRuntFrame => "tx_runt_frame",
+            Self::TxBeyondFrame => "tx_beyond_frame",
         }
     }
 }
@@ -195,8 +204,13 @@ pub struct DatapathCounters {
     pub uplinks: Box<[UplinkCounters]>,
     /// Frames handed to the datapath.
     pub frames: OwnedCounter,
-    /// Frames forwarded (transmitted).
+    /// Frames the pipeline decided to transmit (forwarded or replaced by an answer it originated).
+    /// Some may still be refused at the egress ([`Self::tx_refused`]); [`Self::transmitted`] is the
+    /// exact count of frames queued for TX.
     pub forwarded: OwnedCounter,
+    /// Frames the pipeline decided to transmit that the egress refused (no socket for the port, TX
+    /// queue full, runt frame, length beyond the frame): each also counted under its drop reason.
+    pub tx_refused: OwnedCounter,
     /// ICMP errors and resets the datapath originated.
     pub originated: OwnedCounter,
     /// Hairpinned packets (LAN to LAN through an external mapping).
@@ -236,6 +250,7 @@ impl Default for DatapathCounters {
                 .collect(),
             frames: OwnedCounter::default(),
             forwarded: OwnedCounter::default(),
+            tx_refused: OwnedCounter::default(),
             originated: OwnedCounter::default(),
             hairpinned: OwnedCounter::default(),
             batches: OwnedCounter::default(),
@@ -255,6 +270,19 @@ impl DatapathCounters {
     #[inline]
     pub fn count_drop(&self, reason: DropReason) {
         self.drops[reason.index()].add(1);
+    }
+
+    /// A frame with a transmit verdict that did not leave: counted under `reason` and taken off the
+    /// transmitted count.
+    #[inline]
+    pub fn count_tx_refused(&self, reason: DropReason) {
+        self.count_drop(reason);
+        self.tx_refused.add(1);
+    }
+
+    /// Frames queued for TX: transmit verdicts less those the egress refused.
+    pub fn transmitted(&self) -> u64 {
+        self.forwarded.get().saturating_sub(self.tx_refused.get())
     }
 
     /// By kind of originated answer: how many its token bucket refused, as (name, count), every
@@ -297,6 +325,21 @@ mod tests {
             );
         }
         assert_eq!(DropReason::from_index(DropReason::COUNT), None);
+    }
+
+    #[test]
+    fn a_refused_transmission_is_a_drop_and_not_a_transmitted_frame() {
+        let c = DatapathCounters::default();
+        c.forwarded.add(3);
+        c.count_tx_refused(DropReason::TxRuntFrame);
+        assert_eq!(c.transmitted(), 2);
+        assert_eq!(
+            c.forwarded.get(),
+            3,
+            "the pipeline's decisions stay counted"
+        );
+        let d: Vec<_> = c.nonzero_drops().collect();
+        assert_eq!(d, vec![("tx_runt_frame", 1)]);
     }
 
     #[test]

@@ -204,6 +204,8 @@ impl Pipeline<'_> {
             .unwrap_or_else(Verdict::Drop);
         match verdict {
             Verdict::Drop(reason) => self.counters.count_drop(reason),
+            // A transmit verdict; the worker takes it back off the count if the egress refuses it
+            // (`DatapathCounters::count_tx_refused`).
             Verdict::Transmit { .. } => self.counters.forwarded.add(1),
         }
         verdict

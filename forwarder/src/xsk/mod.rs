@@ -11,7 +11,7 @@
 //! loop {
 //!     worker.receive(BATCH, &mut batch);          // frames tagged with their port
 //!     for frame in batch.drain(..) {               // read/rewrite with data()/data_mut()
-//!         match verdict { Tx(port) => worker.transmit(frame, port), Drop => worker.recycle(frame) }
+//!         match verdict { Tx(port) => worker.transmit(frame, port)?, Drop => worker.recycle(frame) }
 //!     }
 //!     worker.flush();                              // TX rings, sendto() kicks, completions
 //!     if idle { worker.wait(timeout)?; }           // or busy-poll
@@ -47,4 +47,4 @@ pub use error::XskError;
 pub use frame::{Frame, PortId};
 pub use kernel_stats::{KernelSocketStats, KernelStatsGauges};
 pub use sys::interface_index;
-pub use worker::{ALLOC_HEADROOM, PortInfo, XskWaker, XskWorker};
+pub use worker::{ALLOC_HEADROOM, PortInfo, TxRefused, XskWaker, XskWorker};

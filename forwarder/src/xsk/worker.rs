@@ -39,6 +39,15 @@ use super::{
 
 /// Smallest frame the worker transmits: an Ethernet header.
 const MIN_TX_LEN: u32 = 14;
+
+/// Why [`XskWorker::transmit`] refused a frame (it was counted and recycled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxRefused {
+    /// The packet is shorter than an Ethernet header.
+    RuntFrame,
+    /// The port's TX queue had no room.
+    QueueFull,
+}
 /// Where an allocated frame's packet starts: the headroom the kernel leaves on RX.
 pub const ALLOC_HEADROOM: u32 = 256;
 
@@ -288,22 +297,25 @@ impl XskWorker {
 
     /// Verdict "transmit on `port`": queues the frame's packet for that port's TX ring (written
     /// to the ring by [`Self::flush`]). A full TX queue or a packet shorter than an Ethernet
-    /// header drops the frame (counted) and recycles it. Returns whether it was queued.
+    /// header drops the frame (counted) and recycles it, and says which.
+    ///
+    /// # Errors
+    /// Why the frame was not queued.
     ///
     /// # Panics
     /// If the frame belongs to another worker or `port` does not exist.
-    pub fn transmit(&mut self, frame: Frame, port: PortId) -> bool {
+    pub fn transmit(&mut self, frame: Frame, port: PortId) -> Result<(), TxRefused> {
         self.check_owner(&frame);
         let target = &mut self.ports[port.index()];
         if frame.len < MIN_TX_LEN {
             target.counters.tx_dropped_invalid += 1;
             self.return_to_pool(frame);
-            return false;
+            return Err(TxRefused::RuntFrame);
         }
         if target.staged.len() == target.staged.capacity() {
             target.counters.tx_dropped_ring_full += 1;
             self.return_to_pool(frame);
-            return false;
+            return Err(TxRefused::QueueFull);
         }
         target.staged.push_back(XdpDesc {
             addr: frame.umem_addr(),
@@ -314,7 +326,7 @@ impl XskWorker {
         target.counters.tx_bytes += u64::from(frame.len);
         self.ledger.in_flight -= 1;
         self.ledger.kernel_tx += 1;
-        true
+        Ok(())
     }
 
     /// Verdict "drop": the frame goes back to the free pool.
