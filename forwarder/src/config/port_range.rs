@@ -55,17 +55,29 @@ impl PortRange {
     }
 
     /// Parses the contents of `/proc/sys/net/ipv4/ip_local_port_range` (two numbers separated
-    /// by white space, e.g. `"32768\t60999\n"`).
+    /// by white space, e.g. `"32768\t60999\n"`), with the NAT core's reader.
     pub fn from_proc_local_port_range(text: &str) -> Result<Self, String> {
-        let mut numbers = text.split_whitespace().map(str::parse::<u16>);
-        match (numbers.next(), numbers.next(), numbers.next()) {
-            (Some(Ok(first)), Some(Ok(last)), None) => Self::new(first, last)
-                .ok_or_else(|| format!("ip_local_port_range `{}` is empty", text.trim())),
-            _ => Err(format!(
-                "ip_local_port_range `{}` is not two port numbers",
-                text.trim()
-            )),
+        flowpin_nat::PortRange::parse_ip_local_port_range(text)
+            .map(Self::from)
+            .map_err(|error| format!("ip_local_port_range `{}`: {error}", text.trim()))
+    }
+}
+
+/// The NAT core's range type has the same invariant (`1 <= first <= last`); the configuration keeps
+/// its own type for its TOML forms and serde, and converts at the boundary.
+impl From<flowpin_nat::PortRange> for PortRange {
+    fn from(range: flowpin_nat::PortRange) -> Self {
+        Self {
+            first: range.first(),
+            last: range.last(),
         }
+    }
+}
+
+impl From<PortRange> for flowpin_nat::PortRange {
+    fn from(range: PortRange) -> Self {
+        flowpin_nat::PortRange::new(range.first, range.last)
+            .expect("both types uphold 1 <= first <= last")
     }
 }
 

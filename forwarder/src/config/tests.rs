@@ -306,7 +306,7 @@ fn port_range_errors() {
     let errors = errors_with_range(&overlapping, PortRange::new(32768, 60999));
     assert_eq!(errors.len(), 1);
     assert!(
-        errors[0].starts_with("flowpin.toml:17: nat.port_range: 20000-59999 overlaps the router's ip_local_port_range 32768-60999"),
+        errors[0].starts_with("flowpin.toml:17: nat.port_range: NAT port range 20000-59999 overlaps the router's ip_local_port_range 32768-60999"),
         "{}",
         errors[0]
     );
@@ -314,7 +314,9 @@ fn port_range_errors() {
     let errors = errors_with_range(BASE, PortRange::new(1024, 65535));
     assert_eq!(errors.len(), 1);
     assert!(
-        errors[0].starts_with("flowpin.toml: nat.port_range: (default) 10000-32767 overlaps"),
+        errors[0].starts_with(
+            "flowpin.toml: nat.port_range: (default) NAT port range 10000-32767 overlaps"
+        ),
         "{}",
         errors[0]
     );

@@ -295,15 +295,14 @@ impl Checker<'_> {
         range: PortRange,
         local_port_range: Option<PortRange>,
     ) {
-        let Some(local) = local_port_range.filter(|local| local.overlaps(&range)) else {
+        let Some(local) = local_port_range else {
             return;
         };
-        let message = format!(
-            "{range} overlaps the router's ip_local_port_range {}-{}: choose a range outside it \
-             or shrink net.ipv4.ip_local_port_range",
-            local.first(),
-            local.last()
-        );
+        let nat = flowpin_nat::PortRange::from(range);
+        let Err(overlap) = nat.validate_against_local_range(local.into()) else {
+            return;
+        };
+        let message = overlap.to_string();
         match span {
             Some(span) => self.fail(span, "nat.port_range", message),
             None => self.fail_missing_table(

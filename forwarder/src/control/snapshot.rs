@@ -50,9 +50,7 @@ pub fn timeouts(config: &Config) -> Timeouts {
 
 /// The port pools of one uplink address for the configured NAT range and per-host quota.
 pub fn uplink_nat(config: &Config) -> UplinkNat {
-    let range = config.nat.port_range;
-    let range = flowpin_nat::PortRange::new(range.first(), range.last())
-        .expect("a validated configuration has a non-empty port range");
+    let range = flowpin_nat::PortRange::from(config.nat.port_range);
     let ports = PortAllocatorConfig {
         per_host_quota: config.nat.ports_per_host,
         ..PortAllocatorConfig::new(range)
