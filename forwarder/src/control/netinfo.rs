@@ -1,16 +1,32 @@
 //! What the control plane learns from the kernel about interfaces and neighbours.
 //!
 //! Interface index, MAC, MTU and IPv4 addresses, and the gateway MAC of each uplink, are read from the
-//! kernel's tables through iproute2's JSON output (`ip -j`), which speaks rtnetlink for us. This runs only in
-//! the control plane (at start and on a periodic refresh), never per packet. When a gateway has no complete
-//! neighbour entry, [`solicit_neighbour`] makes the kernel resolve it (it sends the ARP request itself).
+//! kernel's link, address and neighbour tables over rtnetlink (a `NETLINK_ROUTE` socket: [`rtnetlink`]
+//! sends the requests, [`entries`] decodes the replies). This runs only in the control plane — at start,
+//! on every rtnetlink event ([`super::link_events`]) and on the once-a-second re-read — never per packet;
+//! each read is a few syscalls on a short-lived socket, no process. When a gateway has no usable
+//! neighbour entry, [`solicit_neighbour`] makes the kernel resolve it (it sends the ARP request itself,
+//! out of the right device: see [`solicit`]).
+//!
+//! Invariants: every answer is what the kernel's tables hold at the moment of the request (nothing is
+//! cached here); an error names the interface and the request that failed, with the errno.
 #![forbid(unsafe_code)]
 
-use std::net::{Ipv4Addr, UdpSocket};
-use std::process::Command;
+pub(crate) mod entries;
+pub(crate) mod rtnetlink;
+mod solicit;
+#[cfg(test)]
+pub(crate) mod test_messages;
+
+use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use rtnetlink::RouteSocket;
 
 /// A MAC address.
 pub type Mac = [u8; 6];
@@ -30,35 +46,6 @@ pub struct InterfaceInfo {
     pub carrier: bool,
     /// Its IPv4 addresses with prefix lengths, in kernel order.
     pub ipv4: Vec<(Ipv4Addr, u8)>,
-}
-
-#[derive(Deserialize)]
-struct IpLink {
-    ifindex: u32,
-    ifname: String,
-    #[serde(default)]
-    address: Option<String>,
-    mtu: u32,
-    #[serde(default)]
-    flags: Vec<String>,
-    #[serde(default)]
-    addr_info: Vec<IpAddrInfo>,
-}
-
-#[derive(Deserialize)]
-struct IpAddrInfo {
-    family: String,
-    local: String,
-    prefixlen: u8,
-}
-
-#[derive(Deserialize)]
-struct IpNeigh {
-    dst: String,
-    #[serde(default)]
-    lladdr: Option<String>,
-    #[serde(default)]
-    state: Vec<String>,
 }
 
 /// Parses a MAC address written `aa:bb:cc:dd:ee:ff`.
@@ -85,117 +72,400 @@ pub fn format_mac(mac: &Mac) -> String {
         .join(":")
 }
 
-fn ip_json(args: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .arg("-j")
-        .args(args)
-        .output()
-        .context("cannot run `ip` (is iproute2 installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "`ip -j {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Reads one interface's index, MAC, MTU, carrier and IPv4 addresses.
 pub fn interface(name: &str) -> Result<InterfaceInfo> {
-    let json = ip_json(&["addr", "show", "dev", name])
-        .with_context(|| format!("interface {name:?} not found"))?;
-    parse_interface(&json).with_context(|| format!("interface {name:?}"))
+    read_interface(name).with_context(|| format!("reading interface {name:?}"))
 }
 
-fn parse_interface(json: &str) -> Result<InterfaceInfo> {
-    let links: Vec<IpLink> =
-        serde_json::from_str(json).context("unexpected `ip -j addr` output")?;
-    let link = links.into_iter().next().context("no such interface")?;
-    let mac = match link.address.as_deref() {
-        Some(a) => parse_mac(a)?,
-        None => bail!("interface has no MAC address (not an Ethernet interface)"),
-    };
-    let ipv4 = link
-        .addr_info
-        .iter()
-        .filter(|a| a.family == "inet")
-        .map(|a| Ok((a.local.parse::<Ipv4Addr>()?, a.prefixlen)))
-        .collect::<Result<Vec<_>>>()?;
+fn read_interface(name: &str) -> Result<InterfaceInfo> {
+    let mut socket = RouteSocket::open()?;
+    let link = link_named(&mut socket, name)?;
+    let addresses = ipv4_addresses(&mut socket)?;
+    interface_info(link, &addresses)
+}
+
+/// The interface facts from its link entry and the IPv4 address table (kernel order kept).
+fn interface_info(
+    link: entries::Link,
+    addresses: &[entries::Ipv4Address],
+) -> Result<InterfaceInfo> {
+    let mac = link
+        .mac
+        .context("interface has no MAC address (not an Ethernet interface)")?;
     Ok(InterfaceInfo {
-        name: link.ifname,
+        ipv4: addresses
+            .iter()
+            .filter(|a| a.ifindex == link.ifindex)
+            .map(|a| (a.address, a.prefix_len))
+            .collect(),
+        name: link.name,
         ifindex: link.ifindex,
         mac,
         mtu: link.mtu,
-        carrier: link.flags.iter().any(|f| f == "LOWER_UP"),
-        ipv4,
+        carrier: link.carrier,
     })
 }
 
 /// The MAC of `ip` in the neighbour table of `dev`, if the entry is usable (reachable, stale, delay,
-/// probe or permanent — not incomplete or failed).
+/// probe, permanent or noarp — not none, incomplete or failed).
 pub fn neighbour(dev: &str, ip: Ipv4Addr) -> Result<Option<Mac>> {
-    let json = ip_json(&["-4", "neigh", "show", "dev", dev, "to", &ip.to_string()])?;
-    parse_neighbour(&json, ip)
+    Ok(usable_mac(&neighbours_of(dev)?, ip))
 }
 
-fn parse_neighbour(json: &str, ip: Ipv4Addr) -> Result<Option<Mac>> {
-    let entries: Vec<IpNeigh> =
-        serde_json::from_str(json).context("unexpected `ip -j neigh` output")?;
-    for e in entries {
-        if e.dst.parse::<Ipv4Addr>().ok() != Some(ip) {
-            continue;
-        }
-        let unusable = e
-            .state
-            .iter()
-            .any(|s| s == "INCOMPLETE" || s == "FAILED" || s == "NONE");
-        if let (Some(mac), false) = (e.lladdr.as_deref(), unusable) {
-            return Ok(Some(parse_mac(mac)?));
+/// The MAC of the first usable entry for `ip`.
+fn usable_mac(entries: &[entries::Ipv4Neighbour], ip: Ipv4Addr) -> Option<Mac> {
+    entries
+        .iter()
+        .filter(|n| n.address == ip)
+        .find_map(|n| n.mac)
+}
+
+/// Every usable IPv4 neighbour of `dev` with its MAC, in kernel order (see [`neighbour`] for usable).
+pub fn neighbours(dev: &str) -> Result<Vec<(Ipv4Addr, Mac)>> {
+    Ok(neighbours_of(dev)?
+        .iter()
+        .filter_map(|n| Some((n.address, n.mac?)))
+        .collect())
+}
+
+fn neighbours_of(dev: &str) -> Result<Vec<entries::Ipv4Neighbour>> {
+    let read = || -> Result<_> {
+        let mut socket = RouteSocket::open()?;
+        let ifindex = link_named(&mut socket, dev)?.ifindex;
+        let mut request = NeighbourMessage::default();
+        request.header.family = AddressFamily::Inet;
+        // The kernel filters the dump by device; the filter below keeps us right on kernels that do not.
+        request
+            .attributes
+            .push(NeighbourAttribute::IfIndex(ifindex));
+        let replies = socket.dump(
+            &format!("RTM_GETNEIGH dump (IPv4, {dev:?})"),
+            RouteNetlinkMessage::GetNeighbour(request),
+        )?;
+        Ok(ipv4_neighbours_on(&replies, ifindex))
+    };
+    read().with_context(|| format!("reading the neighbours of {dev:?}"))
+}
+
+/// The IPv4 neighbours of interface `ifindex` among `replies`.
+fn ipv4_neighbours_on(
+    replies: &[RouteNetlinkMessage],
+    ifindex: u32,
+) -> Vec<entries::Ipv4Neighbour> {
+    replies
+        .iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewNeighbour(m) => entries::ipv4_neighbour(m),
+            _ => None,
+        })
+        .filter(|n| n.ifindex == ifindex)
+        .collect()
+}
+
+/// Makes the kernel resolve `gateway` on every interface whose IPv4 subnet holds it, each through its own
+/// device (see [`solicit`]): two uplinks that share a gateway address both get theirs resolved. When no
+/// subnet holds it (an on-link route to a gateway outside the address's prefix, say), the datagram goes
+/// wherever the routing table sends it.
+pub fn solicit_neighbour(gateway: Ipv4Addr) -> Result<()> {
+    let devices = devices_on_link_to(gateway).context("finding the devices a gateway is on")?;
+    if devices.is_empty() {
+        return solicit::send_probe(None, gateway);
+    }
+    let mut first_error = None;
+    for device in &devices {
+        if let Err(e) = solicit_neighbour_on(device, gateway) {
+            first_error.get_or_insert(e);
         }
     }
-    Ok(None)
+    first_error.map_or(Ok(()), Err)
 }
 
-/// Makes the kernel resolve `gateway`: a datagram to its discard port makes the kernel send the ARP
-/// request itself. The gateway is on the uplink's own subnet, so the kernel routes the datagram out of that
-/// uplink; an unresolved neighbour just queues it (and drops it if nobody answers).
-pub fn solicit_neighbour(gateway: Ipv4Addr) -> Result<()> {
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-    // Errors (EHOSTUNREACH once resolution failed) are expected and say nothing new.
-    let _ = sock.send_to(&[0], (gateway, 9));
-    Ok(())
+/// Makes the kernel resolve `gateway` on `device` (it sends the ARP request itself); see [`solicit`].
+pub fn solicit_neighbour_on(device: &str, gateway: Ipv4Addr) -> Result<()> {
+    solicit::send_probe(Some(device), gateway)
+}
+
+/// Names of the interfaces with an IPv4 subnet that holds `gateway` (and not as their own address).
+fn devices_on_link_to(gateway: Ipv4Addr) -> Result<Vec<String>> {
+    let mut socket = RouteSocket::open()?;
+    let addresses = ipv4_addresses(&mut socket)?;
+    let mut ifindexes: Vec<u32> = addresses
+        .iter()
+        .filter(|a| a.address != gateway && solicit::in_subnet(gateway, a.address, a.prefix_len))
+        .map(|a| a.ifindex)
+        .collect();
+    ifindexes.sort_unstable();
+    ifindexes.dedup();
+    if ifindexes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let links = socket.dump(
+        "RTM_GETLINK dump",
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+    )?;
+    Ok(links
+        .iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewLink(m) => Some(entries::link(m)),
+            _ => None,
+        })
+        .filter(|l| ifindexes.contains(&l.ifindex))
+        .map(|l| l.name)
+        .collect())
+}
+
+/// The link entry of interface `name` (one `RTM_GETLINK` by name).
+fn link_named(socket: &mut RouteSocket, name: &str) -> Result<entries::Link> {
+    let mut request = LinkMessage::default();
+    request
+        .attributes
+        .push(LinkAttribute::IfName(name.to_owned()));
+    match socket.get(
+        &format!("RTM_GETLINK {name:?}"),
+        RouteNetlinkMessage::GetLink(request),
+    )? {
+        RouteNetlinkMessage::NewLink(m) => Ok(entries::link(&m)),
+        other => bail!(
+            "rtnetlink RTM_GETLINK {name:?}: unexpected reply {}",
+            other.message_type()
+        ),
+    }
+}
+
+/// Every IPv4 address of every interface, in kernel order.
+fn ipv4_addresses(socket: &mut RouteSocket) -> Result<Vec<entries::Ipv4Address>> {
+    let mut request = AddressMessage::default();
+    request.header.family = AddressFamily::Inet;
+    let replies = socket.dump(
+        "RTM_GETADDR dump (IPv4)",
+        RouteNetlinkMessage::GetAddress(request),
+    )?;
+    Ok(ipv4_addresses_in(&replies))
+}
+
+/// The IPv4 addresses among `replies`, in their order.
+fn ipv4_addresses_in(replies: &[RouteNetlinkMessage]) -> Vec<entries::Ipv4Address> {
+    replies
+        .iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewAddress(m) => entries::ipv4_address(m),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use netlink_packet_core::NLM_F_DUMP_INTR;
+    use netlink_packet_route::neighbour::NeighbourState;
+
+    use super::rtnetlink::{Answer, Progress, absorb};
+    use super::test_messages as msg;
     use super::*;
 
-    #[test]
-    fn parses_an_interface_with_addresses() {
-        let json = r#"[{"ifindex":5,"ifname":"wan1","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],
-            "mtu":1500,"address":"02:00:00:00:01:02","addr_info":[
-            {"family":"inet","local":"198.51.100.2","prefixlen":29},
-            {"family":"inet6","local":"fe80::1","prefixlen":64}]}]"#;
-        let i = parse_interface(json).unwrap();
-        assert_eq!(i.ifindex, 5);
-        assert_eq!(i.mac, [2, 0, 0, 0, 1, 2]);
-        assert!(i.carrier);
-        assert_eq!(i.ipv4, vec![("198.51.100.2".parse().unwrap(), 29)]);
+    const WAN1: Mac = [2, 0, 0, 0, 1, 2];
+    const GW_MAC: Mac = [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    /// Feeds `datagrams` for request `sequence` through the receive path; the answer once complete.
+    fn receive(datagrams: &[Vec<u8>], sequence: u32, dumping: bool) -> Result<Answer> {
+        let mut answer = Answer::default();
+        for (i, datagram) in datagrams.iter().enumerate() {
+            if absorb(datagram, sequence, dumping, &mut answer)? == Progress::Done {
+                assert_eq!(i + 1, datagrams.len(), "complete before the last datagram");
+                return Ok(answer);
+            }
+        }
+        bail!("incomplete after {} datagrams", datagrams.len())
     }
 
     #[test]
-    fn neighbour_states_decide_usability() {
-        let gw: Ipv4Addr = "198.51.100.1".parse().unwrap();
-        let ok = r#"[{"dst":"198.51.100.1","dev":"wan1","lladdr":"aa:bb:cc:dd:ee:ff","state":["STALE"]}]"#;
-        assert_eq!(
-            parse_neighbour(ok, gw).unwrap(),
-            Some([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff])
+    fn an_interface_from_its_link_reply_and_the_address_dump() {
+        let link_reply = msg::dump_datagram(
+            vec![RouteNetlinkMessage::NewLink(msg::link(
+                5, "wan1", WAN1, 1400, true,
+            ))],
+            7,
+            0,
+            false,
         );
-        let inc = r#"[{"dst":"198.51.100.1","dev":"wan1","state":["INCOMPLETE"]}]"#;
-        assert_eq!(parse_neighbour(inc, gw).unwrap(), None);
-        let failed = r#"[{"dst":"198.51.100.1","lladdr":"aa:bb:cc:dd:ee:ff","state":["FAILED"]}]"#;
-        assert_eq!(parse_neighbour(failed, gw).unwrap(), None);
+        let link = match receive(&[link_reply], 7, false)
+            .unwrap()
+            .messages
+            .as_slice()
+        {
+            [RouteNetlinkMessage::NewLink(m)] => entries::link(m),
+            other => panic!("one link expected, got {other:?}"),
+        };
+        // The address dump in two datagrams, another interface's address between wan1's two, and a
+        // stray message of another request that must be ignored.
+        let addresses = [
+            msg::dump_datagram(
+                vec![
+                    RouteNetlinkMessage::NewAddress(msg::ipv4_address(5, ip("198.51.100.2"), 29)),
+                    RouteNetlinkMessage::NewAddress(msg::ipv4_address(3, ip("10.0.1.1"), 24)),
+                ],
+                8,
+                0,
+                false,
+            ),
+            [
+                msg::dump_datagram(
+                    vec![RouteNetlinkMessage::NewAddress(msg::ipv4_address(
+                        5,
+                        ip("9.9.9.9"),
+                        8,
+                    ))],
+                    99,
+                    0,
+                    false,
+                ),
+                msg::dump_datagram(
+                    vec![RouteNetlinkMessage::NewAddress(msg::ipv4_address(
+                        5,
+                        ip("198.51.100.3"),
+                        32,
+                    ))],
+                    8,
+                    0,
+                    true,
+                ),
+            ]
+            .concat(),
+        ];
+        let answer = receive(&addresses, 8, true).unwrap();
+        assert!(!answer.interrupted);
+        let info = interface_info(link, &ipv4_addresses_in(&answer.messages)).unwrap();
+        assert_eq!(
+            info,
+            InterfaceInfo {
+                name: "wan1".into(),
+                ifindex: 5,
+                mac: WAN1,
+                mtu: 1400,
+                carrier: true,
+                ipv4: vec![(ip("198.51.100.2"), 29), (ip("198.51.100.3"), 32)],
+            }
+        );
+    }
+
+    #[test]
+    fn carrier_is_lower_up_and_an_interface_needs_a_mac() {
+        let mut m = msg::link(4, "wan2", WAN1, 1500, false);
+        assert!(!entries::link(&m).carrier);
+        m.attributes
+            .retain(|a| !matches!(a, LinkAttribute::Address(_)));
+        let error = interface_info(entries::link(&m), &[]).unwrap_err();
+        assert!(format!("{error:#}").contains("no MAC address"), "{error:#}");
+    }
+
+    #[test]
+    fn the_gateway_mac_is_the_first_usable_entry_on_the_device() {
+        let gw = ip("198.51.100.1");
+        let dump = msg::dump_datagram(
+            vec![
+                // Same gateway address on another uplink: not ours.
+                RouteNetlinkMessage::NewNeighbour(msg::ipv4_neighbour(
+                    6,
+                    gw,
+                    Some([1; 6]),
+                    NeighbourState::Reachable,
+                )),
+                RouteNetlinkMessage::NewNeighbour(msg::ipv4_neighbour(
+                    5,
+                    ip("198.51.100.7"),
+                    Some([7; 6]),
+                    NeighbourState::Stale,
+                )),
+                RouteNetlinkMessage::NewNeighbour(msg::ipv4_neighbour(
+                    5,
+                    gw,
+                    Some(GW_MAC),
+                    NeighbourState::Stale,
+                )),
+            ],
+            3,
+            0,
+            true,
+        );
+        let replies = receive(&[dump], 3, true).unwrap().messages;
+        let on_wan1 = ipv4_neighbours_on(&replies, 5);
+        assert_eq!(usable_mac(&on_wan1, gw), Some(GW_MAC));
+        assert_eq!(
+            usable_mac(&ipv4_neighbours_on(&replies, 6), gw),
+            Some([1; 6])
+        );
+        assert_eq!(usable_mac(&on_wan1, ip("198.51.100.9")), None);
+    }
+
+    #[test]
+    fn unresolved_neighbours_give_no_mac() {
+        let gw = ip("198.51.100.1");
+        for (mac, state) in [
+            (None, NeighbourState::Incomplete),
+            (Some(GW_MAC), NeighbourState::Failed),
+            (Some(GW_MAC), NeighbourState::None),
+            (None, NeighbourState::Reachable),
+        ] {
+            let dump = msg::dump_datagram(
+                vec![RouteNetlinkMessage::NewNeighbour(msg::ipv4_neighbour(
+                    5, gw, mac, state,
+                ))],
+                1,
+                0,
+                true,
+            );
+            let replies = receive(&[dump], 1, true).unwrap().messages;
+            assert_eq!(
+                usable_mac(&ipv4_neighbours_on(&replies, 5), gw),
+                None,
+                "{mac:?} {state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_request_names_the_errno() {
+        let error = receive(&[msg::error_datagram(4, libc::ENODEV)], 4, false).unwrap_err();
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("refused") && text.contains("No such device"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_dump_is_flagged() {
+        let dump = msg::dump_datagram(
+            vec![RouteNetlinkMessage::NewAddress(msg::ipv4_address(
+                5,
+                ip("198.51.100.2"),
+                29,
+            ))],
+            2,
+            NLM_F_DUMP_INTR,
+            true,
+        );
+        assert!(receive(&[dump], 2, true).unwrap().interrupted);
+    }
+
+    #[test]
+    fn a_truncated_datagram_is_an_error() {
+        let mut dump = msg::dump_datagram(
+            vec![RouteNetlinkMessage::NewAddress(msg::ipv4_address(
+                5,
+                ip("198.51.100.2"),
+                29,
+            ))],
+            2,
+            0,
+            true,
+        );
+        dump.truncate(dump.len() - 3);
+        assert!(receive(&[dump], 2, true).is_err());
     }
 
     #[test]
