@@ -321,6 +321,17 @@ pub struct WorkerStatus {
     pub tx_frames: u64,
     /// Batches processed.
     pub batches: u64,
+    /// Packets it received on the LAN and translated out of an uplink.
+    #[serde(default)]
+    pub outbound_packets: u64,
+    /// Packets it received on an uplink and translated to the LAN. With several workers a flow's
+    /// replies arrive on whichever queue the uplink's RSS picks, so this worker translates replies
+    /// of flows other workers created (the flow table is shared).
+    #[serde(default)]
+    pub inbound_packets: u64,
+    /// Flows it created (from a flow's first packet).
+    #[serde(default)]
+    pub flows_created: u64,
     /// Where its UMEM frames are, as it last published (`None`: not published yet, or the workers
     /// are stopped while the I/O is rebuilt).
     #[serde(default)]

@@ -228,7 +228,7 @@ pub fn render(status: &StatusReport) -> String {
         f.sample(&[("decision", decision)], *n as f64);
     }
     type WorkerField = fn(&super::api::WorkerStatus) -> u64;
-    let per_worker: [(&'static str, &str, WorkerField); 3] = [
+    let per_worker: [(&'static str, &str, WorkerField); 6] = [
         (
             "flowpin_worker_rx_frames_total",
             "Frames the worker received.",
@@ -243,6 +243,21 @@ pub fn render(status: &StatusReport) -> String {
             "flowpin_worker_batches_total",
             "Batches the worker processed.",
             |w| w.batches,
+        ),
+        (
+            "flowpin_worker_outbound_packets_total",
+            "Packets the worker received on the LAN and translated out of an uplink.",
+            |w| w.outbound_packets,
+        ),
+        (
+            "flowpin_worker_inbound_packets_total",
+            "Packets the worker received on an uplink and translated to the LAN (replies arrive on the queue the uplink's RSS picks, whichever worker created the flow).",
+            |w| w.inbound_packets,
+        ),
+        (
+            "flowpin_worker_flows_created_total",
+            "Flows the worker created.",
+            |w| w.flows_created,
         ),
     ];
     for (name, help, field) in per_worker {
@@ -455,6 +470,7 @@ mod tests {
                     index: 0,
                     rx_frames: 96,
                     batches: 32,
+                    inbound_packets: 40,
                     ..Default::default()
                 },
                 WorkerStatus {
@@ -487,6 +503,11 @@ mod tests {
         assert!(text.contains("flowpin_worker_batch_size_mean{worker=\"2\"} 2.5\n"));
         assert!(!text.contains("flowpin_worker_batch_size_mean{worker=\"1\"}"));
         assert!(text.contains("flowpin_worker_batches_total{worker=\"1\"} 0\n"));
+        // Per-worker translations: a worker translates replies of flows other workers created.
+        assert!(text.contains("# TYPE flowpin_worker_inbound_packets_total counter\n"));
+        assert!(text.contains("flowpin_worker_inbound_packets_total{worker=\"0\"} 40\n"));
+        assert!(text.contains("flowpin_worker_outbound_packets_total{worker=\"2\"} 0\n"));
+        assert!(text.contains("flowpin_worker_flows_created_total{worker=\"1\"} 0\n"));
     }
 
     #[test]

@@ -168,8 +168,14 @@ pub fn status(s: &StatusReport) -> String {
     for w in &s.workers {
         let _ = write!(
             out,
-            "worker {}: rx {} tx {} batches {}",
-            w.index, w.rx_frames, w.tx_frames, w.batches
+            "worker {}: rx {} tx {} batches {}; translated out {} in {}; flows created {}",
+            w.index,
+            w.rx_frames,
+            w.tx_frames,
+            w.batches,
+            w.outbound_packets,
+            w.inbound_packets,
+            w.flows_created
         );
         if let Some(frames) = &w.frames {
             let _ = write!(out, "; UMEM {} frames:", frames.total);
@@ -247,6 +253,9 @@ mod tests {
             workers: vec![WorkerStatus {
                 index: 1,
                 batches: 7,
+                outbound_packets: 30,
+                inbound_packets: 20,
+                flows_created: 4,
                 frames: Some(FrameAccounting {
                     total: 512,
                     free: 10,
@@ -262,12 +271,13 @@ mod tests {
         };
         let t = status(&s);
         assert!(
-            t.contains("worker 1: rx 0 tx 0 batches 7; UMEM 512 frames: free 10 fill 480 rx 2 in_flight 0 tx 15 completion 5\n"),
+            t.contains("worker 1: rx 0 tx 0 batches 7; translated out 30 in 20; flows created 4; UMEM 512 frames: free 10 fill 480 rx 2 in_flight 0 tx 15 completion 5\n"),
             "{t}"
         );
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["workers"][0]["frames"]["fill"], 480);
         assert_eq!(json["workers"][0]["frames"]["total"], 512);
+        assert_eq!(json["workers"][0]["inbound_packets"], 20);
     }
 
     #[test]

@@ -1376,6 +1376,9 @@ impl Daemon {
                         rx_frames: c.frames.get(),
                         tx_frames: c.transmitted(),
                         batches: c.batches.get(),
+                        outbound_packets: c.translated().outbound_packets,
+                        inbound_packets: c.translated().inbound_packets,
+                        flows_created: c.translated().flows_created,
                         frames: frames.get(index).copied().flatten(),
                         sockets: sockets
                             .get_mut(index)

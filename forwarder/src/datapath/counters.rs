@@ -195,6 +195,17 @@ pub struct UplinkCounters {
     pub tcp_handshakes_answered: OwnedCounter,
 }
 
+/// One worker's [`UplinkCounters`] summed over every uplink slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TranslatedTotals {
+    /// Packets received on the LAN and sent out of an uplink.
+    pub outbound_packets: u64,
+    /// Packets received on an uplink and delivered to the LAN.
+    pub inbound_packets: u64,
+    /// Flows created.
+    pub flows_created: u64,
+}
+
 /// Everything one worker's datapath counts.
 #[derive(Debug)]
 pub struct DatapathCounters {
@@ -298,6 +309,18 @@ impl DatapathCounters {
         ]
     }
 
+    /// This worker's translated packets summed over every uplink slot: LAN to uplink (outbound) and
+    /// uplink to LAN (inbound), and the flows it created (control plane; reads only).
+    pub fn translated(&self) -> TranslatedTotals {
+        self.uplinks
+            .iter()
+            .fold(TranslatedTotals::default(), |t, c| TranslatedTotals {
+                outbound_packets: t.outbound_packets + c.tx_packets.get(),
+                inbound_packets: t.inbound_packets + c.rx_packets.get(),
+                flows_created: t.flows_created + c.flows_created.get(),
+            })
+    }
+
     /// Non-zero drop counters as (name, count).
     pub fn nonzero_drops(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         self.drops.iter().enumerate().filter_map(|(i, c)| {
@@ -352,6 +375,23 @@ mod tests {
         assert_eq!(
             d,
             vec![("ipv4_bad_header_checksum", 1), ("unsolicited_inbound", 2)]
+        );
+    }
+
+    #[test]
+    fn translated_totals_sum_every_uplink_slot() {
+        let c = DatapathCounters::default();
+        c.uplinks[0].tx_packets.add(3);
+        c.uplinks[5].tx_packets.add(4);
+        c.uplinks[5].rx_packets.add(2);
+        c.uplinks[1].flows_created.add(1);
+        assert_eq!(
+            c.translated(),
+            TranslatedTotals {
+                outbound_packets: 7,
+                inbound_packets: 2,
+                flows_created: 1,
+            }
         );
     }
 }

@@ -17,7 +17,7 @@ pub mod verdict;
 #[cfg(test)]
 mod tests;
 
-pub use counters::{DatapathCounters, DropReason};
+pub use counters::{DatapathCounters, DropReason, TranslatedTotals};
 pub use flows::Flows;
 pub use pipeline::{BATCH, Pipeline, PreparedBatch};
 pub use rate_limit::{RateLimit, TokenBucket};
