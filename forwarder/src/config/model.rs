@@ -262,13 +262,15 @@ impl Datapath {
     pub const DEFAULT_FRAMES_PER_WORKER: u32 = 16384;
 }
 
-/// How many worker threads to run.
+/// How many worker threads to run. Worker `i` serves receive queue `i` of every attached interface,
+/// so at start every one must have exactly this many receive queues
+/// ([`crate::control::queues`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Workers {
-    /// One per receive queue of the LAN interface (decided at start).
+    /// One per receive queue of the LAN interface (decided at start; every uplink must match).
     #[default]
     Auto,
-    /// Exactly this many.
+    /// Exactly this many (every attached interface must have this many receive queues).
     Count(NonZeroU16),
 }
 

@@ -12,6 +12,7 @@ pub mod health;
 pub mod link_events;
 pub mod metrics;
 pub mod netinfo;
+pub mod queues;
 pub mod render;
 pub mod router_addresses;
 pub mod runtime;

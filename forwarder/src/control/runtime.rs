@@ -1,7 +1,8 @@
 //! `flowpin run`: bring the forwarder up, keep its view of the kernel fresh, and take it down cleanly.
 //!
 //! Start order (each step fails with a message naming what is wrong):
-//! 1. read and validate the configuration against the router's own `ip_local_port_range`;
+//! 1. read and validate the configuration against the router's own `ip_local_port_range`, and the worker
+//!    count against every interface's queues (see [`super::queues`]);
 //! 2. install the fail-closed forward guard (before anything is attached);
 //! 3. learn the LAN and uplink interfaces and resolve the gateways' MACs;
 //! 4. build the first snapshot and the flow table;
@@ -54,6 +55,7 @@ use super::failover::{self, RstSender};
 use super::guard::GuardSpec;
 use super::health::{self, HealthState, ProbeSource, ProberInputs, UplinkHealth};
 use super::netinfo::{self, InterfaceInfo};
+use super::queues;
 use super::router_addresses;
 use super::snapshot::{Moment, SnapshotBuilder, SnapshotHistory, UplinkFacts};
 use crate::config::{self, Config, XdpMode};
@@ -203,6 +205,7 @@ impl UplinkRuntime {
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
 pub fn run(config_path: &Path) -> Result<()> {
     let config = load_config(config_path)?;
+    let queues = worker_queues(&config)?;
     let guard = GuardSpec {
         lan: config.lan.interface.clone(),
         uplinks: config.uplinks.iter().map(|u| u.interface.clone()).collect(),
@@ -242,7 +245,6 @@ pub fn run(config_path: &Path) -> Result<()> {
         )?;
     }
 
-    let queues = worker_queues(&config)?;
     let xsk_config = XskConfig {
         frame_count: config.datapath.frames_per_worker,
         mode: match config.datapath.mode {
@@ -422,23 +424,13 @@ fn open_io(
     Ok(workers)
 }
 
-/// The receive queues to serve: one worker per queue of the LAN interface, or the configured count.
+/// The receive queues to serve, one worker each: see [`super::queues`] for the rule every attached
+/// interface must meet.
 fn worker_queues(config: &Config) -> Result<Vec<u32>> {
-    let count = match config.datapath.workers {
-        config::Workers::Count(n) => u32::from(n.get()),
-        config::Workers::Auto => rx_queue_count(&config.lan.interface).max(1),
-    };
-    Ok((0..count).collect())
-}
-
-fn rx_queue_count(interface: &str) -> u32 {
-    std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                .count() as u32
-        })
-        .unwrap_or(1)
+    let interfaces: Vec<&str> = std::iter::once(config.lan.interface.as_str())
+        .chain(config.uplinks.iter().map(|u| u.interface.as_str()))
+        .collect();
+    Ok(queues::worker_queues(config.datapath.workers, &interfaces)?)
 }
 
 /// Learns every uplink's interface and gateway MAC, waiting up to `wait` for the gateways to resolve.
@@ -1009,7 +1001,8 @@ impl Daemon {
     }
 
     /// Applies a reload that adds or removes uplinks. Before anything changes, the added uplinks'
-    /// interfaces are read (an error refuses the reload) and the forward guard is re-installed for the
+    /// interfaces are read and must have one receive queue per worker (see [`super::queues`]; an error
+    /// refuses the reload) and the forward guard is re-installed for the
     /// new uplink set. Then the workers are stopped (the pause starts), the removed uplinks' flows fail
     /// over per class (`keep` acts as `move`: the uplink is gone), their XDP is detached and their
     /// sockets closed with all the others; the new layout is published, every worker's sockets are
@@ -1023,6 +1016,8 @@ impl Daemon {
             .map(|&slot| {
                 let u = &plan.config.uplinks[slot];
                 let _ = netinfo::solicit_neighbour(u.gateway);
+                queues::check_added(&u.interface, self.queues.len() as u32)
+                    .map_err(|e| format!("uplink {}: {e}", u.name))?;
                 uplink_facts(u)
                     .map(|f| (slot, f))
                     .map_err(|e| format!("{e:#}"))
