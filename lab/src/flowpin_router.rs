@@ -5,7 +5,8 @@
 //! real router. [`start`] writes the configuration into the lab's directory, starts the forwarder and
 //! waits until it serves its control socket with every uplink up; [`FlowpinRouter`] names the files.
 //! [`config_for`] and [`start_with_uplinks`] configure only some of the lab's uplinks, with chosen
-//! weights (the reload tests add and remove the others at run time).
+//! weights (the reload tests add and remove the others at run time). flowpin runs one worker per
+//! queue of the lab's veths ([`LabSpec::queues`](crate::LabSpec::queues)).
 #![forbid(unsafe_code)]
 
 use std::fmt::Write;
@@ -97,9 +98,10 @@ pub fn config_for(topology: &Topology, socket: &Path, uplinks: &[(usize, u32)]) 
     }
     let _ = writeln!(
         text,
-        "[nat]\nport_range = \"{}-{}\"\n\n[datapath]\nworkers = 1\nmode = \"copy\"\nidle = \"poll\"\nflow_capacity = 262144\n\n[control]\nsocket = \"{}\"",
+        "[nat]\nport_range = \"{}-{}\"\n\n[datapath]\nworkers = {}\nmode = \"copy\"\nidle = \"poll\"\nflow_capacity = 262144\n\n[control]\nsocket = \"{}\"",
         NAT_PORT_RANGE.0,
         NAT_PORT_RANGE.1,
+        r.queues,
         socket.display()
     );
     text
@@ -219,6 +221,19 @@ mod tests {
         assert!(text.contains("weight = 45"));
         assert!(text.contains(&format!("gateway = \"{}\"", topology.uplinks[0].gateway)));
         assert!(text.contains("socket = \"/run/x.sock\""));
+        assert!(text.contains("workers = 1\n"), "{text}");
+    }
+
+    #[test]
+    fn flowpin_runs_one_worker_per_queue_of_the_labs_veths() {
+        let spec = LabSpec {
+            router: RouterKind::Flowpin,
+            queues: 4,
+            ..LabSpec::default()
+        };
+        let topology = Topology::plan("fptest03", &spec);
+        let text = config_text(&topology, Path::new("/run/x.sock"));
+        assert!(text.contains("workers = 4\n"), "{text}");
     }
 
     #[test]

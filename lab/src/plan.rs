@@ -82,6 +82,9 @@ pub struct RouterNode {
     pub lan_mac: MacAddr,
     /// Who forwards.
     pub kind: RouterKind,
+    /// RX and TX queues of the router's veth pairs (`lan0`, `wanK` and their peers); flowpin runs this
+    /// many workers.
+    pub queues: u16,
 }
 
 /// One LAN host.
@@ -237,6 +240,7 @@ impl Topology {
                 lan_prefix_len: LAN_PREFIX_LEN,
                 lan_mac: mac(0, 0, 0, 1),
                 kind: spec.router,
+                queues: spec.queues,
             },
             uplinks,
             inet: InetNode {

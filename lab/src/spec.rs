@@ -1,7 +1,8 @@
 //! What a lab should look like: how many LAN hosts, which uplinks with which weights, and who routes.
 //!
 //! Invariants (checked by [`LabSpec::validate`]): 1..=[`MAX_LAN_HOSTS`] LAN hosts,
-//! 1..=[`MAX_UPLINKS`] uplinks, every weight in 1..=256 (the range of a Linux nexthop weight).
+//! 1..=[`MAX_UPLINKS`] uplinks, every weight in 1..=256 (the range of a Linux nexthop weight),
+//! 1..=[`MAX_QUEUES`] queues per veth.
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,8 @@ pub const MAX_LAN_HOSTS: usize = 200;
 pub const MAX_UPLINKS: usize = 32;
 /// Largest uplink weight (Linux nexthop weights are 1..=256).
 pub const MAX_WEIGHT: u32 = 256;
+/// Most queues a lab veth can have.
+pub const MAX_QUEUES: u16 = 16;
 
 /// Who forwards between `lan0` and the uplinks in the router namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,16 +68,27 @@ pub struct LabSpec {
     pub router: RouterKind,
     /// Prefix of every namespace name; `None` generates a unique one (`fp` + 6 random characters).
     pub name: Option<String>,
+    /// RX and TX queues of the router's veth pairs (`lan0` ↔ the switch's `rtr`, `wanK` ↔ the ISP's
+    /// `to-rtr`; see [`crate::wiring`] for how flows spread over them). flowpin runs one worker per
+    /// queue.
+    #[serde(default = "one_queue")]
+    pub queues: u16,
+}
+
+fn one_queue() -> u16 {
+    1
 }
 
 impl Default for LabSpec {
-    /// Two LAN hosts, two uplinks of weight 1, the kernel reference router, a generated name.
+    /// Two LAN hosts, two uplinks of weight 1, the kernel reference router, a generated name, one
+    /// queue per veth.
     fn default() -> Self {
         LabSpec {
             lan_hosts: 2,
             uplinks: vec![UplinkSpec { weight: 1 }; 2],
             router: RouterKind::Kernel,
             name: None,
+            queues: one_queue(),
         }
     }
 }
@@ -112,6 +126,12 @@ impl LabSpec {
         {
             bail!("uplink weight {} is outside 1..={MAX_WEIGHT}", bad.weight);
         }
+        if !(1..=MAX_QUEUES).contains(&self.queues) {
+            bail!(
+                "a lab's veths need 1..={MAX_QUEUES} queues, not {}",
+                self.queues
+            );
+        }
         if let Some(name) = &self.name {
             crate::name::validate_prefix(name)?;
         }
@@ -144,6 +164,7 @@ mod tests {
             vec![UplinkSpec { weight: 1 }, UplinkSpec { weight: 1 }]
         );
         assert_eq!(spec.router, RouterKind::Kernel);
+        assert_eq!(spec.queues, 1);
     }
 
     #[test]
@@ -167,6 +188,25 @@ mod tests {
             ..LabSpec::default()
         };
         assert!(bad_name.validate().is_err());
+        for (queues, valid) in [
+            (0, false),
+            (1, true),
+            (MAX_QUEUES, true),
+            (MAX_QUEUES + 1, false),
+        ] {
+            let spec = LabSpec {
+                queues,
+                ..LabSpec::default()
+            };
+            assert_eq!(spec.validate().is_ok(), valid, "{queues} queues");
+        }
+    }
+
+    #[test]
+    fn a_spec_saved_before_queues_existed_loads_with_one_queue() {
+        let json = r#"{"lan_hosts":2,"uplinks":[{"weight":1}],"router":"kernel","name":"fpold1"}"#;
+        let spec: LabSpec = serde_json::from_str(json).unwrap();
+        assert_eq!(spec.queues, 1);
     }
 
     #[test]

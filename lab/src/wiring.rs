@@ -9,7 +9,14 @@
 //! - TX checksum offload is off on the LAN hosts' `eth0`, the ISPs' `to-rtr` and inet's `ispk`, so
 //!   packets reaching the router carry finished checksums;
 //! - `net.core.txrehash=0` on the LAN hosts, so a TCP retransmission timeout does not re-hash a
-//!   flow onto another multipath nexthop.
+//!   flow onto another multipath nexthop;
+//! - the router's veth pairs (`lan0` ↔ `rtr`, `wank` ↔ `to-rtr`, both ends) have
+//!   [`RouterNode::queues`](crate::RouterNode::queues) RX and TX queues, every other pair one. A veth
+//!   delivers a frame on the receive queue numbered like the sender's transmit queue. The bridge and
+//!   the ISP forward frames they received on a one-queue veth, so they pick the transmit queue towards
+//!   the router from the packet's hash (one per flow, like RSS on a real NIC), and the router's
+//!   `lan0` and `wank` receive different flows on different queues. (With several queues upstream too
+//!   the forwarding hop would reuse the recorded receive queue, and every flow would end up on queue 0.)
 
 use anyhow::{Result, bail};
 
@@ -22,6 +29,25 @@ fn ip(ns: &str, args: &[&str]) -> Result<()> {
     let mut argv = vec!["ip", "-n", ns];
     argv.extend_from_slice(args);
     run(&argv).map(drop)
+}
+
+/// `ip -n ns link add name [name_options] type veth peer name peer [peer_options]`, both ends with
+/// `queues` RX and TX queues.
+fn add_veth(
+    ns: &str,
+    (name, name_options): (&str, &[&str]),
+    (peer, peer_options): (&str, &[&str]),
+    queues: u16,
+) -> Result<()> {
+    let queues = queues.to_string();
+    let queue_options = ["numtxqueues", &queues, "numrxqueues", &queues];
+    let mut args = vec!["link", "add", name];
+    args.extend_from_slice(name_options);
+    args.extend_from_slice(&queue_options);
+    args.extend_from_slice(&["type", "veth", "peer", "name", peer]);
+    args.extend_from_slice(peer_options);
+    args.extend_from_slice(&queue_options);
+    ip(ns, &args)
 }
 
 fn cidr(addr: std::net::Ipv4Addr, prefix_len: u8) -> String {
@@ -51,22 +77,14 @@ pub fn wire_lan(topology: &Topology) -> Result<()> {
     ip(switch, &["link", "add", SWITCH_BRIDGE, "type", "bridge"])?;
     ip(switch, &["link", "set", "dev", SWITCH_BRIDGE, "up"])?;
     let lan_mac = router.lan_mac.to_string();
-    ip(
+    add_veth(
         switch,
-        &[
-            "link",
-            "add",
-            SWITCH_ROUTER_PORT,
-            "type",
-            "veth",
-            "peer",
-            "name",
+        (SWITCH_ROUTER_PORT, &[]),
+        (
             &router.lan_iface,
-            "address",
-            &lan_mac,
-            "netns",
-            &router.ns,
-        ],
+            &["address", &lan_mac, "netns", &router.ns],
+        ),
+        router.queues,
     )?;
     ip(
         switch,
@@ -93,22 +111,11 @@ pub fn wire_lan(topology: &Topology) -> Result<()> {
     ip(&router.ns, &["link", "set", "dev", &router.lan_iface, "up"])?;
     for host in &topology.lan_hosts {
         let mac = host.mac.to_string();
-        ip(
+        add_veth(
             switch,
-            &[
-                "link",
-                "add",
-                &host.switch_port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &host.iface,
-                "address",
-                &mac,
-                "netns",
-                &host.ns,
-            ],
+            (&host.switch_port, &[]),
+            (&host.iface, &["address", &mac, "netns", &host.ns]),
+            1,
         )?;
         ip(
             switch,
@@ -146,6 +153,7 @@ pub fn wire_lan(topology: &Topology) -> Result<()> {
 /// forwarding in the ISP, and the ISP's counters.
 pub fn wire_uplinks(topology: &Topology) -> Result<()> {
     let router = &topology.router.ns;
+    let queues = topology.router.queues;
     let inet = &topology.inet.ns;
     // Server addresses first: the routes below name the primary one as their source.
     for addr in &topology.inet.server_addrs {
@@ -155,24 +163,14 @@ pub fn wire_uplinks(topology: &Topology) -> Result<()> {
         let isp = &uplink.isp_ns;
         let router_mac = uplink.router_mac.to_string();
         let gateway_mac = uplink.gateway_mac.to_string();
-        ip(
+        add_veth(
             router,
-            &[
-                "link",
-                "add",
-                &uplink.router_iface,
-                "address",
-                &router_mac,
-                "type",
-                "veth",
-                "peer",
-                "name",
+            (&uplink.router_iface, &["address", &router_mac]),
+            (
                 &uplink.isp_router_iface,
-                "address",
-                &gateway_mac,
-                "netns",
-                isp,
-            ],
+                &["address", &gateway_mac, "netns", isp],
+            ),
+            queues,
         )?;
         ip(
             router,
@@ -209,20 +207,11 @@ pub fn wire_uplinks(topology: &Topology) -> Result<()> {
             ],
         )?;
 
-        ip(
+        add_veth(
             isp,
-            &[
-                "link",
-                "add",
-                &uplink.isp_inet_iface,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &uplink.inet_iface,
-                "netns",
-                inet,
-            ],
+            (&uplink.isp_inet_iface, &[]),
+            (&uplink.inet_iface, &["netns", inet]),
+            1,
         )?;
         let transit_len = crate::plan::TRANSIT_PREFIX_LEN;
         ip(

@@ -37,6 +37,9 @@ struct ShapeArgs {
     /// Lab name (namespace prefix); generated when absent.
     #[arg(long)]
     name: Option<String>,
+    /// RX and TX queues of the router's veths (lan0, wanK and their peers); flowpin runs one worker per queue.
+    #[arg(long, default_value_t = 1)]
+    queues: u16,
 }
 
 impl ShapeArgs {
@@ -49,6 +52,7 @@ impl ShapeArgs {
                 .collect(),
             router: self.router,
             name: Some(self.name.clone().unwrap_or_else(name::generate_prefix)),
+            queues: self.queues,
         };
         spec.validate()?;
         Ok(spec)
