@@ -95,6 +95,19 @@ pub fn flowpin_cli(lab: &Lab, args: &[&str]) -> std::process::Output {
     lab.exec(&lab.router().ns, &argv).expect("running flowpin")
 }
 
+/// Writes `text` as the daemon's configuration and runs `flowpin reload`: (success, stdout + stderr).
+pub fn reload_with(lab: &Lab, text: &str) -> (bool, String) {
+    let files = lab.flowpin_files().expect("flowpin files");
+    std::fs::write(&files.config, text).expect("writing the config");
+    let out = flowpin_cli(lab, &["reload"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
 /// Appends `toml` to the lab's flowpin configuration and reloads it; panics unless the reload is
 /// applied.
 pub fn append_config_and_reload(lab: &Lab, toml: &str) {

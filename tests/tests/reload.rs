@@ -15,7 +15,7 @@ use flowpin_tests::long_flows::{
 };
 use flowpin_tests::{
     assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_cli, flowpin_flows,
-    flowpin_status, lab_up,
+    flowpin_status, lab_up, reload_with,
 };
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
@@ -39,19 +39,6 @@ fn flowpin_lab() -> Lab {
         router: RouterKind::Flowpin,
         ..LabSpec::with_weights(&[1, 1])
     })
-}
-
-/// Writes `text` as the daemon's configuration and runs `flowpin reload`: (success, stdout + stderr).
-fn reload_with(lab: &Lab, text: &str) -> (bool, String) {
-    let files = lab.flowpin_files().unwrap();
-    std::fs::write(&files.config, text).unwrap();
-    let out = flowpin_cli(lab, &["reload"]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
 }
 
 /// The configuration of the lab's uplinks `(index, weight)`.
