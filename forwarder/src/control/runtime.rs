@@ -456,7 +456,7 @@ fn resolve_uplinks(config: &Config, wait: Duration) -> Result<Vec<Option<UplinkF
             return Ok(facts.into_iter().map(Some).collect());
         }
         for u in unresolved {
-            let _ = netinfo::solicit_neighbour(u.gateway);
+            let _ = netinfo::solicit_neighbour_on(&u.interface, u.gateway);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -486,22 +486,13 @@ fn uplink_facts(u: &config::Uplink) -> Result<UplinkFacts> {
     })
 }
 
+/// The LAN neighbours with a usable MAC (hairpin and originated packets find LAN hosts by them), over
+/// rtnetlink; an unreadable table reads as empty until the next refresh.
 fn lan_neighbours(interface: &str) -> Vec<(Ipv4Addr, Mac)> {
-    let out = std::process::Command::new("ip")
-        .args(["-j", "-4", "neigh", "show", "dev", interface])
-        .output();
-    let Ok(out) = out else { return Vec::new() };
-    let Ok(entries) = serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout) else {
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|e| {
-            let ip = e.get("dst")?.as_str()?.parse().ok()?;
-            let mac = netinfo::parse_mac(e.get("lladdr")?.as_str()?).ok()?;
-            Some((ip, mac))
-        })
-        .collect()
+    netinfo::neighbours(interface).unwrap_or_else(|error| {
+        tracing::debug!(%error, interface, "reading the LAN's neighbour table failed");
+        Vec::new()
+    })
 }
 
 /// A snapshot from `config` and `facts` as they are (`facts[i].eligible`: takes new flows).
@@ -620,7 +611,7 @@ impl Daemon {
                 _ if runtime.retired => None,
                 Ok(f) => {
                     if f.gateway_mac.is_none() {
-                        let _ = netinfo::solicit_neighbour(u.gateway);
+                        let _ = netinfo::solicit_neighbour_on(&u.interface, u.gateway);
                     }
                     Some(f)
                 }
@@ -1015,7 +1006,7 @@ impl Daemon {
             .iter()
             .map(|&slot| {
                 let u = &plan.config.uplinks[slot];
-                let _ = netinfo::solicit_neighbour(u.gateway);
+                let _ = netinfo::solicit_neighbour_on(&u.interface, u.gateway);
                 queues::check_added(&u.interface, self.queues.len() as u32)
                     .map_err(|e| format!("uplink {}: {e}", u.name))?;
                 uplink_facts(u)
