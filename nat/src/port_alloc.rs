@@ -25,7 +25,8 @@
 //!   adds a reference) for as long as it is owned.
 //! - A port is owned by at most one endpoint (REQ-3); an owned port is never taken away to make room
 //!   ([`AllocError::Exhausted`] instead).
-//! - The last `release` of a port quarantines it for `quarantine_ms` (default 120 s).
+//! - The last `release` of a port quarantines it for `quarantine_ms` (default 120 s), until
+//!   [`PortAllocator::end_quarantines`] ends every quarantine at once (the address changed).
 //! - No global lock: `acquire` claims a port by CAS to "claiming", checks the endpoint's other candidates
 //!   for a concurrent claim (the lowest candidate position wins, the others back out), then publishes
 //!   ownership. Acquires for *different* endpoints never wait for each other; two acquires for the same
@@ -583,6 +584,28 @@ impl PortAllocator {
         }
     }
 
+    /// Frees every quarantined port at once; returns how many were still quarantined at `now`.
+    ///
+    /// Quarantine protects one external *address*:port. When the address the allocator hands ports
+    /// out for changes (an uplink renumbered by DHCP), no remote can reach the old address through
+    /// the NAT any more, so the ports it quarantined only keep the new address from using them. Owned
+    /// and claiming ports are not touched; a port quarantined concurrently is either freed or kept.
+    pub fn end_quarantines(&self, now: u64) -> usize {
+        let mut ended = 0;
+        for slot in &*self.slots {
+            let raw = slot.load(Ordering::SeqCst);
+            if let Slot::Quarantined(until) = decode(raw)
+                && slot
+                    .compare_exchange(raw, 0, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                && until > now
+            {
+                ended += 1;
+            }
+        }
+        ended
+    }
+
     /// True when `external_port` is quarantined at `now`.
     #[must_use]
     pub fn is_quarantined(&self, external_port: u16, now: u64) -> bool {
@@ -778,6 +801,30 @@ mod tests {
         );
         assert_eq!(a.acquire(OTHER, 20000, 3000 + 120_000), Ok(20000));
         assert_eq!(a.host_mappings(HOST), 0);
+    }
+
+    #[test]
+    fn ending_quarantines_frees_quarantined_ports_and_leaves_owned_ones() {
+        let a = allocator(20000, 20002, |_| {});
+        assert_eq!(a.acquire(HOST, 20000, 0), Ok(20000));
+        assert_eq!(a.acquire(HOST, 20001, 0), Ok(20001));
+        assert_eq!(a.acquire(HOST, 20002, 0), Ok(20002));
+        assert_eq!(a.release(20000, HOST, 20000, 0), Ok(Released::Quarantined));
+        assert_eq!(a.release(20001, HOST, 20001, 0), Ok(Released::Quarantined));
+        assert_eq!(a.end_quarantines(1000), 2);
+        assert!(!a.is_quarantined(20000, 1000) && !a.is_quarantined(20001, 1000));
+        assert_eq!(a.acquire(OTHER, 20000, 1000), Ok(20000));
+        assert_eq!(a.owner_of(20002), Some((HOST, 20002)), "owned ports stay");
+        assert_eq!(a.references(20002), 1);
+        assert_eq!(
+            a.release(20000, OTHER, 20000, 1000),
+            Ok(Released::Quarantined)
+        );
+        assert_eq!(
+            a.end_quarantines(200_000),
+            0,
+            "a quarantine already over is not counted"
+        );
     }
 
     #[test]

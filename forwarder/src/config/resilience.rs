@@ -172,6 +172,18 @@ impl Failover {
     pub const DEFAULT_NET_UNREACHABLE_PER_S: u32 = 100;
     /// Default burst of net-unreachable answers per worker.
     pub const DEFAULT_NET_UNREACHABLE_BURST: u32 = 50;
+
+    /// This policy with every `keep` turned into `move`: for flows that cannot stay where they are
+    /// (their uplink was removed, or their external address is no longer the uplink's).
+    #[must_use]
+    pub fn keep_as_move(mut self) -> Self {
+        for action in [&mut self.tcp, &mut self.udp, &mut self.icmp] {
+            if *action == FailoverAction::Keep {
+                *action = FailoverAction::Move;
+            }
+        }
+        self
+    }
 }
 
 impl Default for Failover {

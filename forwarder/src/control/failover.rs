@@ -1,8 +1,10 @@
-//! What happens to a dead uplink's pinned flows, and moving flows back after a recovery.
+//! What happens to a dead uplink's pinned flows, to the flows an uplink's address change (DHCP renewal)
+//! left with the old address, and moving flows back after a recovery.
 //!
 //! Invariants:
-//! - only flows pinned to the dead uplink are touched, and only outbound ones (hairpin flows never leave
-//!   by an uplink);
+//! - only flows pinned to the dead uplink are touched — or, after an address change, only those of the
+//!   renumbered uplink whose external address is not its current one — and only outbound ones (hairpin
+//!   flows never leave by an uplink);
 //! - a flow is removed from the table before its external port is released, and only by the call that
 //!   removed it (so a port is never released twice nor while a worker can still translate with it);
 //! - `reset` sends the RST to the LAN host *before* removing the flow, with the sequence number the host
@@ -11,7 +13,7 @@
 //!   arrives, chosen from the snapshot in force (which no longer offers the dead uplink).
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use flowpin_nat::originate::build_tcp_rst;
 use flowpin_nat::{FlowKey, IpProtocol, MacPair, TcpPhase};
@@ -83,6 +85,24 @@ impl RstSender {
     }
 }
 
+/// Which outbound flows of an uplink a failover pass takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selection {
+    /// Every one (the uplink went down or was removed).
+    All,
+    /// Those whose external address is not this one, the uplink's current address (it changed).
+    NotFrom(Ipv4Addr),
+}
+
+/// What a removed flow's last reference does to its external port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortRelease {
+    /// Quarantined (RFC 6888 REQ-8): the address is still the uplink's.
+    Quarantine,
+    /// Free at once: the flow's address is no longer the uplink's, no remote can reach the port on it.
+    Free,
+}
+
 /// Fails over every outbound flow pinned to uplink `slot` per `policy`. `rst` is `None` when no raw
 /// socket could be opened: `reset` flows are then only removed (the host learns of it from the remote's
 /// RST or its own timeout).
@@ -94,10 +114,62 @@ pub fn fail_over(
     rst: Option<&RstSender>,
     now_ms: u64,
 ) -> FailoverReport {
+    fail_over_selected(
+        flows,
+        snapshot,
+        (slot, Selection::All),
+        policy,
+        PortRelease::Quarantine,
+        rst,
+        now_ms,
+    )
+}
+
+/// After uplink `slot`'s address changed (a DHCP renewal brought another one): fails over its outbound
+/// flows that still leave with an address other than its address in `snapshot` (the new one), per
+/// `policy` with `keep` acting as `move` (the old address is gone: a kept flow gets no answer). Their
+/// ports are freed without quarantine, since nothing can reach them on the old address any more. A
+/// no-op when `snapshot` has no view of the uplink.
+pub fn fail_over_renumbered(
+    flows: &Flows,
+    snapshot: &Snapshot,
+    slot: u8,
+    policy: &Failover,
+    rst: Option<&RstSender>,
+    now_ms: u64,
+) -> FailoverReport {
+    let Some(current) = snapshot.uplink(slot).map(|u| u.address) else {
+        return FailoverReport::default();
+    };
+    fail_over_selected(
+        flows,
+        snapshot,
+        (slot, Selection::NotFrom(current)),
+        &policy.keep_as_move(),
+        PortRelease::Free,
+        rst,
+        now_ms,
+    )
+}
+
+fn fail_over_selected(
+    flows: &Flows,
+    snapshot: &Snapshot,
+    (slot, selection): (u8, Selection),
+    policy: &Failover,
+    release: PortRelease,
+    rst: Option<&RstSender>,
+    now_ms: u64,
+) -> FailoverReport {
     let mut report = FailoverReport::default();
     for flow in flows.table.snapshot(now_ms) {
         let value = flow.value;
         if value.uplink != slot || value.kind != FlowKind::Outbound {
+            continue;
+        }
+        if let Selection::NotFrom(current) = selection
+            && value.external_endpoint().0 == current
+        {
             continue;
         }
         let action = match value.protocol() {
@@ -108,7 +180,7 @@ pub fn fail_over(
         match action {
             FailoverAction::Keep => report.kept += 1,
             FailoverAction::Move => {
-                if remove_and_release(flows, snapshot, flow.handle, now_ms) {
+                if remove_and_release(flows, snapshot, flow.handle, release, now_ms) {
                     report.moved += 1;
                 }
             }
@@ -121,7 +193,7 @@ pub fn fail_over(
                 {
                     tracing::warn!(%error, "sending a TCP reset to the LAN host");
                 }
-                if remove_and_release(flows, snapshot, flow.handle, now_ms) {
+                if remove_and_release(flows, snapshot, flow.handle, release, now_ms) {
                     report.reset += 1;
                 }
             }
@@ -157,7 +229,13 @@ pub fn move_back(
         }
         let chosen = snapshot.policy.decide(&key, 0).uplink;
         if chosen == Some(usize::from(slot))
-            && remove_and_release(flows, snapshot, flow.handle, now_ms)
+            && remove_and_release(
+                flows,
+                snapshot,
+                flow.handle,
+                PortRelease::Quarantine,
+                now_ms,
+            )
         {
             moved += 1;
         }
@@ -169,11 +247,193 @@ fn remove_and_release(
     flows: &Flows,
     snapshot: &Snapshot,
     handle: flowpin_flowtable::FlowHandle,
+    release: PortRelease,
     now_ms: u64,
 ) -> bool {
     let Some(value) = flows.table.remove(handle) else {
         return false;
     };
-    snapshot.release_mapping(&value, now_ms);
+    match release {
+        PortRelease::Quarantine => snapshot.release_mapping(&value, now_ms),
+        // The same release as an unanswered flow's: the last reference frees the port at once.
+        PortRelease::Free => snapshot.release_unanswered_mapping(&value, now_ms),
+    }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use flowpin_nat::{FlowKey, IpProtocol, Rewrite};
+
+    use super::*;
+    use crate::config::FailoverAction;
+    use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
+    use crate::datapath::LanView;
+    use crate::select::KeyHasher;
+
+    const CONFIG: &str = r#"
+[lan]
+interface = "lan0"
+prefixes = ["10.77.0.0/24"]
+[[uplink]]
+name = "isp1"
+interface = "wan1"
+gateway = "198.51.100.1"
+[[uplink]]
+name = "isp2"
+interface = "wan2"
+gateway = "198.51.100.9"
+[nat]
+port_range = "20000-29999"
+"#;
+    const OLD: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+    const NEW: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 5);
+    const ISP2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+
+    /// A snapshot whose isp1 has `isp1_address` (the pools carry over between builds).
+    fn snapshot(builder: &mut SnapshotBuilder, isp1_address: Ipv4Addr) -> Snapshot {
+        let config = crate::config::parse(CONFIG, "t.toml", None).unwrap();
+        let facts = [isp1_address, ISP2]
+            .iter()
+            .enumerate()
+            .map(|(i, &address)| {
+                Some(UplinkFacts {
+                    address,
+                    mac: [2, 0, 0, 0, 0, i as u8],
+                    gateway_mac: Some([2, 0, 0, 0, 1, i as u8]),
+                    mtu: 1500,
+                    eligible: true,
+                })
+            })
+            .collect::<Vec<_>>();
+        let lan = LanView {
+            mac: [2, 0, 0, 0, 9, 9],
+            address: Ipv4Addr::new(10, 77, 0, 1),
+            mtu: 1500,
+            prefixes: config.lan.prefixes.clone(),
+        };
+        builder.build(&config, lan, &facts, Vec::new())
+    }
+
+    /// Pins a flow from LAN port `port` to uplink `slot` under `snapshot`, as the datapath does: a
+    /// port from the uplink's pool, the uplink's current address. Returns its external port.
+    fn pin(flows: &Flows, snapshot: &Snapshot, slot: u8, protocol: IpProtocol, port: u16) -> u16 {
+        let key = FlowKey {
+            protocol,
+            source: Ipv4Addr::new(10, 77, 0, 11),
+            source_port: port,
+            destination: Ipv4Addr::new(203, 0, 113, 10),
+            // An echo flow's key carries its identifier as both ports.
+            destination_port: if protocol == IpProtocol::Icmp {
+                port
+            } else {
+                443
+            },
+        };
+        let uplink = snapshot.uplink(slot).unwrap();
+        let external = uplink
+            .nat
+            .pool(protocol)
+            .acquire(key.source, port, 0)
+            .unwrap();
+        let translated = FlowKey {
+            source: uplink.address,
+            source_port: external,
+            destination_port: if protocol == IpProtocol::Icmp {
+                external
+            } else {
+                key.destination_port
+            },
+            ..key
+        };
+        let rewrite = Rewrite::new(key, translated).unwrap();
+        let value = FlowValue::new(
+            rewrite,
+            [2, 0, 0, 0, 0, 7],
+            slot,
+            u8::MAX,
+            FlowKind::Outbound,
+            snapshot.generation,
+        );
+        flows
+            .table
+            .insert_if_absent(value.lan_key(), value.uplink_key(), value, 0)
+            .unwrap();
+        external
+    }
+
+    #[test]
+    fn after_an_address_change_only_the_old_addresss_flows_fail_over_and_their_ports_are_free() {
+        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(1));
+        let flows = Flows::with_capacity(64).unwrap();
+        let before = snapshot(&mut builder, OLD);
+        let old_tcp = pin(&flows, &before, 0, IpProtocol::Tcp, 40000);
+        let old_udp = pin(&flows, &before, 0, IpProtocol::Udp, 40001);
+        let old_icmp = pin(&flows, &before, 0, IpProtocol::Icmp, 7);
+        pin(&flows, &before, 1, IpProtocol::Udp, 40002);
+        let after = snapshot(&mut builder, NEW);
+        let new_udp = pin(&flows, &after, 0, IpProtocol::Udp, 40003);
+        // `keep` cannot keep a flow whose address is gone: it moves.
+        let policy = Failover {
+            icmp: FailoverAction::Keep,
+            ..Failover::default()
+        };
+
+        let report = fail_over_renumbered(&flows, &after, 0, &policy, None, 1000);
+
+        assert_eq!(
+            report,
+            FailoverReport {
+                moved: 2,
+                reset: 1,
+                kept: 0
+            }
+        );
+        let left: Vec<(u8, Ipv4Addr)> = flows
+            .table
+            .snapshot(1000)
+            .map(|f| (f.value.uplink, f.value.external_endpoint().0))
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(
+            left.contains(&(0, NEW)) && left.contains(&(1, ISP2)),
+            "{left:?}"
+        );
+        let pools = &after.uplink(0).unwrap().nat;
+        for (protocol, port) in [
+            (IpProtocol::Tcp, old_tcp),
+            (IpProtocol::Udp, old_udp),
+            (IpProtocol::Icmp, old_icmp),
+        ] {
+            let pool = pools.pool(protocol);
+            assert_eq!(pool.owner_of(port), None, "{protocol:?} {port}");
+            assert!(!pool.is_quarantined(port, 1000), "{protocol:?} {port}");
+        }
+        assert_eq!(pools.udp.references(new_udp), 1, "the new address's flow");
+        // A second pass finds nothing more.
+        assert_eq!(
+            fail_over_renumbered(&flows, &after, 0, &policy, None, 2000),
+            FailoverReport::default()
+        );
+    }
+
+    #[test]
+    fn a_dead_uplinks_failover_still_quarantines_its_ports() {
+        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(1));
+        let flows = Flows::with_capacity(64).unwrap();
+        let snapshot = snapshot(&mut builder, OLD);
+        let port = pin(&flows, &snapshot, 0, IpProtocol::Udp, 40001);
+        let report = fail_over(&flows, &snapshot, 0, &Failover::default(), None, 1000);
+        assert_eq!(report.moved, 1);
+        assert!(
+            snapshot
+                .uplink(0)
+                .unwrap()
+                .nat
+                .udp
+                .is_quarantined(port, 1000)
+        );
+    }
 }

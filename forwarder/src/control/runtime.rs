@@ -12,7 +12,8 @@
 //! 6. start the workers, the API server, the metrics endpoint, the prober, the rtnetlink watcher and the
 //!    control loop (sweep expired flows every 100 ms; re-read carriers, interfaces and neighbours on every
 //!    link or address event and every second, re-writing the XDP maps when an uplink's or the router's
-//!    addresses changed; apply each probe round; publish a new snapshot whenever eligibility changes).
+//!    addresses changed and failing over the flows left on an uplink's old address; apply each probe
+//!    round; publish a new snapshot whenever eligibility changes).
 //!
 //! An uplink takes new flows when its gateway is resolved, its health state is `up` and the operator has
 //! not drained it. When it goes down, its flows fail over per `[failover]` (see [`super::failover`]),
@@ -150,6 +151,9 @@ struct Daemon {
     prober: Arc<ProberInputs>,
     /// Raw socket for TCP resets (`None` if it could not be opened).
     rst: Option<RstSender>,
+    /// Uplinks whose address changed at the last refresh: their old-address flows are looked for once
+    /// more at the next one (see [`Daemon::fail_over_renumbered`]).
+    renumbered: Vec<usize>,
     /// Whether the per-uplink probe routes are installed.
     probe_routes: bool,
     reloads: u64,
@@ -322,6 +326,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         slot_baselines: Vec::new(),
         prober,
         rst,
+        renumbered: Vec::new(),
         probe_routes: false,
         reloads: 0,
         reloads_failed: 0,
@@ -622,7 +627,7 @@ impl Daemon {
             })
             .collect();
         // The maps first: return traffic to a new address must reach AF_XDP before flows use it.
-        self.sync_xdp_addresses(&facts);
+        let renumbered = self.sync_xdp_addresses(&facts);
         let neighbours = lan_neighbours(&self.lan.name);
         let current = self.cell.load();
         let changed = !same_facts(&facts, &self.facts) || {
@@ -636,16 +641,75 @@ impl Daemon {
             self.update_probing();
             self.publish();
         }
+        // After the publish: a moved flow's next packet must open its new flow on the new address.
+        self.fail_over_renumbered(renumbered);
+    }
+
+    /// Fails over, per `[failover]` (`keep` as `move`), the flows that the uplinks in `renumbered`
+    /// (their address just changed) still carry with an old address, and ends the quarantines of their
+    /// port pools (they guarded the old address's ports). The uplinks renumbered at the previous
+    /// refresh are looked at once more: a worker may have opened a flow from the snapshot it loaded
+    /// before the publish while the first pass ran. Logged once per renumbering, at info; counted as a
+    /// failover of the uplink.
+    fn fail_over_renumbered(&mut self, renumbered: Vec<usize>) {
+        let previous = std::mem::replace(&mut self.renumbered, renumbered.clone());
+        if renumbered.is_empty() && previous.is_empty() {
+            return;
+        }
+        let snapshot = self.cell.load();
+        let now = self.clock.now_ms();
+        let again = previous
+            .into_iter()
+            .filter(|slot| !renumbered.contains(slot));
+        let passes = renumbered.iter().map(|&slot| (slot, true));
+        for (slot, first_pass) in passes.chain(again.map(|slot| (slot, false))) {
+            let Some(uplink) = snapshot.uplink(slot as u8) else {
+                continue;
+            };
+            let unquarantined = if first_pass {
+                uplink.nat.end_quarantines(now)
+            } else {
+                0
+            };
+            let report = failover::fail_over_renumbered(
+                &self.flows,
+                &snapshot,
+                slot as u8,
+                &self.config.failover,
+                self.rst.as_ref(),
+                now,
+            );
+            let failed_over = report.moved + report.reset;
+            if failed_over > 0 {
+                let u = &mut self.uplinks[slot];
+                u.failovers += 1;
+                u.flows_failed_over += failed_over;
+            }
+            if first_pass || failed_over > 0 {
+                tracing::info!(
+                    uplink = %self.config.uplinks[slot].name,
+                    address = %uplink.address,
+                    moved = report.moved,
+                    reset = report.reset,
+                    ports_unquarantined = unquarantined,
+                    "uplink address changed: flows on the old address failed over"
+                );
+            }
+        }
     }
 
     /// Keeps the XDP maps in step with the kernel's addresses (every refresh, so on every rtnetlink address
     /// event and every second): an uplink whose address changed (a DHCP renewal with a new address) is
     /// reconfigured with it, so return traffic to the new address reaches flowpin; the router's host
     /// addresses (every address of its namespace) are re-set. Each change is logged once, at info.
-    fn sync_xdp_addresses(&mut self, facts: &[Option<UplinkFacts>]) {
-        let Some(xdp) = self.xdp.as_mut() else { return };
+    /// Returns the slots of the uplinks reconfigured with a new address.
+    fn sync_xdp_addresses(&mut self, facts: &[Option<UplinkFacts>]) -> Vec<usize> {
+        let mut renumbered = Vec::new();
+        let Some(xdp) = self.xdp.as_mut() else {
+            return renumbered;
+        };
         let ports = self.config.nat.port_range;
-        for (u, fact) in self.config.uplinks.iter().zip(facts) {
+        for (slot, (u, fact)) in self.config.uplinks.iter().zip(facts).enumerate() {
             // Retired or without an address now: the map keeps the last address until a new one.
             let Some(fact) = fact else { continue };
             let Some(previous) = xdp.uplink_address(&u.interface) else {
@@ -655,19 +719,22 @@ impl Daemon {
                 continue;
             }
             match xdp.configure_uplink(&u.interface, fact.address, ports.first()..=ports.last()) {
-                Ok(_) => tracing::info!(
-                    uplink = %u.name,
-                    from = %previous,
-                    to = %fact.address,
-                    "uplink address changed: return traffic to the new address goes to flowpin"
-                ),
+                Ok(_) => {
+                    renumbered.push(slot);
+                    tracing::info!(
+                        uplink = %u.name,
+                        from = %previous,
+                        to = %fact.address,
+                        "uplink address changed: return traffic to the new address goes to flowpin"
+                    );
+                }
                 Err(error) => {
                     tracing::warn!(uplink = %u.name, %error, "configuring XDP for the uplink's new address");
                 }
             }
         }
         let Some(addresses) = host_addresses(self.lan_address) else {
-            return;
+            return renumbered;
         };
         match xdp.set_host_addresses(&addresses) {
             Ok(change) if change.is_empty() => {}
@@ -680,6 +747,7 @@ impl Daemon {
                 tracing::warn!(%error, "updating the router's addresses in the XDP map");
             }
         }
+        renumbered
     }
 
     /// The facts with `eligible` = gateway resolved, health `up`, not drained; the config with the
@@ -1053,12 +1121,7 @@ impl Daemon {
         // No worker runs: no flow can be pinned to a removed uplink behind the failover's back.
         let old_snapshot = self.cell.load_full();
         let now = self.clock.now_ms();
-        let mut policy = self.config.failover;
-        for action in [&mut policy.tcp, &mut policy.udp, &mut policy.icmp] {
-            if *action == config::FailoverAction::Keep {
-                *action = config::FailoverAction::Move;
-            }
-        }
+        let policy = self.config.failover.keep_as_move();
         let mut failed_over = 0;
         for &slot in &plan.removed {
             let name = self.config.uplinks[slot].name.clone();

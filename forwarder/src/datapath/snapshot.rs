@@ -36,8 +36,10 @@ impl LanView {
     }
 }
 
-/// The external port pools of one uplink address, one per protocol (RFC 7857 §5: mappings are per
-/// protocol; ICMP echo ids are the ICMP "ports").
+/// The external port pools of one uplink, one per protocol (RFC 7857 §5: mappings are per protocol;
+/// ICMP echo ids are the ICMP "ports"). They belong to the uplink, not to its address: when the
+/// address changes (DHCP), its old flows are failed over and the old address's quarantines ended
+/// (see `control::failover::fail_over_renumbered`).
 #[derive(Debug)]
 pub struct UplinkNat {
     /// TCP ports.
@@ -57,6 +59,15 @@ impl UplinkNat {
             IpProtocol::Udp => &self.udp,
             IpProtocol::Icmp => &self.icmp,
         }
+    }
+
+    /// Ends every quarantine of the three pools (the uplink's address changed, see
+    /// [`PortAllocator::end_quarantines`]); returns how many ports were still quarantined.
+    pub fn end_quarantines(&self, now_ms: u64) -> usize {
+        [&self.tcp, &self.udp, &self.icmp]
+            .iter()
+            .map(|pool| pool.end_quarantines(now_ms))
+            .sum()
     }
 }
 
