@@ -1,14 +1,16 @@
 //! Traffic to the router itself through flowpin's XDP program, end to end in a root lab: echo requests
 //! to the router's addresses are the kernel's whatever their identifier, every address of the router's
 //! namespace is the router's (secondary LAN addresses, other interfaces), an uplink whose address
-//! changes at run time (a DHCP renewal) carries new flows with the new address, and malformed IPv4 on an
-//! uplink is left to the kernel while the LAN side drops it.
+//! changes at run time (a DHCP renewal) fails over the flows it carried with the old address (TCP
+//! reset, UDP moved to the new address) and carries new flows with the new address, and malformed IPv4
+//! on an uplink is left to the kernel while the LAN side drops it.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use flowpin_lab::traffic::{self, EchoProtocol};
 use flowpin_lab::{IspCounters, Lab, LabSpec, RouterKind};
+use flowpin_tests::long_flows::{LongFlowClient, epoch_seconds, start_held_echo};
 use flowpin_tests::{
     assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_flows, flowpin_status, lab_up,
     pin_new_flows_to, renumber_uplink, status_drops, unanswered_echo_ids, wait_for_status,
@@ -176,6 +178,10 @@ fn every_address_of_the_router_namespace_is_the_routers_and_follows_changes() {
     .expect("its address");
     lab.exec_ok(router, &["ip", "link", "set", "mgmt0", "up"])
         .expect("mgmt0 up");
+    // The control plane writes the new addresses to the XDP map on their rtnetlink events, and
+    // re-reads them every second: a ping sent in the few milliseconds before that is still transit,
+    // translated out of isp1 (seen in about 1 run of 3).
+    std::thread::sleep(Duration::from_millis(1200));
 
     for target in [secondary, management] {
         wait_until_answered(&lab, &host.ns, target);
@@ -242,13 +248,25 @@ fn every_address_of_the_router_namespace_is_the_routers_and_follows_changes() {
     down_and_assert_clean(lab);
 }
 
+/// How soon after the renumbering a flow on the old address must be reset (TCP) or answered again
+/// from the new address (UDP): the address event is seen at once, the gateway (its neighbour entry
+/// flushed with the old address) is re-resolved by the next once-a-second re-read at the latest, and
+/// 1 s more of slack for a loaded 2-core machine.
+const RENUMBERED_FLOWS_BOUND_S: f64 = 3.0;
+
 #[test]
-fn an_uplink_renumbered_at_run_time_carries_new_flows_from_its_new_address() {
+fn an_uplink_renumbered_at_run_time_fails_over_its_old_flows_and_carries_new_ones_from_its_new_address()
+ {
     let lab = flowpin_lab();
+    start_held_echo(&lab);
     pin_new_flows_to(&lab, "isp1");
     let servers = lab.inet().server_addrs.clone();
     let host = &lab.lan_hosts()[0];
     let old = lab.uplinks()[0].router_addr;
+    // Long-lived flows through isp1 before the renewal: busy and idle TCP, UDP; a message every 200 ms
+    // per busy flow, for 8 s.
+    let long = LongFlowClient::start(&lab, host, servers[0], &[old], 2, 200, 8);
+    std::thread::sleep(Duration::from_secs(1));
     let before = traffic::echo(&lab, host, EchoProtocol::Udp, &servers[..1]).expect("echo runs");
     assert_eq!(
         before[0].seen_as.map(|s| *s.ip()),
@@ -257,6 +275,7 @@ fn an_uplink_renumbered_at_run_time_carries_new_flows_from_its_new_address() {
     );
 
     let new = Ipv4Addr::from(u32::from(old) + 3);
+    let renumbered_at = epoch_seconds();
     renumber_uplink(&lab, 0, new);
     wait_for_status(&lab, Duration::from_secs(10), |s| {
         s["uplinks"][0]["address"] == new.to_string() && s["uplinks"][0]["eligible"] == true
@@ -279,6 +298,64 @@ fn an_uplink_renumbered_at_run_time_carries_new_flows_from_its_new_address() {
         let http = traffic::http_get(&lab, host, 20).expect("curl runs");
         assert_eq!(http.ok, 20, "{}: {:?}", host.ns, http.failed_codes);
     }
+
+    // The flows pinned before the renewal left with the old address, which the ISP no longer routes
+    // back: per [failover] (defaults), TCP is reset at once and UDP moves to the new address.
+    let flows = long.finish();
+    let mut reset_after = Vec::new();
+    let mut answered_after = Vec::new();
+    for flow in &flows {
+        assert_eq!(*flow.seen_at_start.ip(), old, "opened on isp1: {flow:?}");
+        if flow.proto.starts_with("tcp") {
+            let (at, why) = flow
+                .end
+                .clone()
+                .unwrap_or_else(|| panic!("TCP flow on the old address never reset: {flow:?}"));
+            assert_eq!(why, "reset", "{flow:?}");
+            assert!(
+                at > renumbered_at && at - renumbered_at < RENUMBERED_FLOWS_BOUND_S,
+                "TCP flow reset {:.2} s after the renumbering: {flow:?}",
+                at - renumbered_at
+            );
+            reset_after.push(at - renumbered_at);
+        } else {
+            // 0.3 s: a reply already on its way to the old address when it went may still arrive.
+            let after: Vec<_> = flow
+                .replies
+                .iter()
+                .filter(|(t, _)| *t > renumbered_at + 0.3)
+                .collect();
+            let first = after.first().unwrap_or_else(|| {
+                panic!("UDP flow never answered after the renumbering: {flow:?}")
+            });
+            assert!(
+                first.0 - renumbered_at < RENUMBERED_FLOWS_BOUND_S,
+                "UDP flow answered again {:.2} s after the renumbering: {flow:?}",
+                first.0 - renumbered_at
+            );
+            for (_, seen) in &after {
+                assert_eq!(
+                    seen.map(|s| *s.ip()),
+                    Some(new),
+                    "the moved UDP flow leaves with the new address: {flow:?}"
+                );
+            }
+            assert!(after.len() >= 10, "UDP flow kept going: {flow:?}");
+            answered_after.push(first.0 - renumbered_at);
+        }
+    }
+    assert!(
+        reset_after.len() >= 4 && answered_after.len() >= 2,
+        "2 busy and 2 idle TCP, 2 UDP flows: {flows:?}"
+    );
+    eprintln!(
+        "after the renumbering (s): TCP reset {reset_after:.2?}; UDP answered from {new} {answered_after:.2?}"
+    );
+    let status = flowpin_status(&lab);
+    assert!(
+        status["uplinks"][0]["flows_failed_over"].as_u64().unwrap() >= flows.len() as u64,
+        "every flow on the old address counts as failed over: {status:#}"
+    );
     let after = counters(&lab);
     assert!(after[0].good > 0, "isp1 carried the new flows: {after:?}");
     assert_eq!(
