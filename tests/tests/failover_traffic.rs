@@ -26,7 +26,7 @@ const WINDOW: u64 = 5;
 /// black hole started in, plus the probe timeout, plus 1.5 s for polling `flowpin status` on a loaded
 /// 2-core machine running other lab tests beside this one (measured 0.86–1.20 s when alone; 500 ms
 /// of slack once proved too little under parallel tests). Measured from the moment the black hole is
-/// in force: the nft transaction that installs it took up to 0.3 s more under load, time in which
+/// in force: the nft transaction that installs it can take a good part of a second under load, time in which
 /// probes still crossed isp2 and nothing could be detected.
 fn detection_bound() -> Duration {
     Duration::from_millis((DOWN_AFTER + 1) * INTERVAL_MS + TIMEOUT_MS + 1_500)
