@@ -42,7 +42,7 @@ pub struct InterfaceInfo {
     pub mac: Mac,
     /// Its MTU.
     pub mtu: u32,
-    /// Whether the carrier is up (`LOWER_UP`).
+    /// Whether the link carries packets now (carrier and operational; see [`entries::operational`]).
     pub carrier: bool,
     /// Its IPv4 addresses with prefix lengths, in kernel order.
     pub ipv4: Vec<(Ipv4Addr, u8)>,
@@ -257,6 +257,7 @@ fn ipv4_addresses_in(replies: &[RouteNetlinkMessage]) -> Vec<entries::Ipv4Addres
 #[cfg(test)]
 mod tests {
     use netlink_packet_core::NLM_F_DUMP_INTR;
+    use netlink_packet_route::link::LinkFlags;
     use netlink_packet_route::neighbour::NeighbourState;
 
     use super::rtnetlink::{Answer, Progress, absorb};
@@ -358,6 +359,11 @@ mod tests {
         assert!(!entries::link(&m).carrier);
         m.attributes
             .retain(|a| !matches!(a, LinkAttribute::Address(_)));
+        // A carrier the kernel has not made operational yet does not carry packets.
+        m.header.flags |= LinkFlags::LowerUp;
+        assert!(!entries::link(&m).carrier);
+        m.header.flags |= LinkFlags::Running;
+        assert!(entries::link(&m).carrier);
         let error = interface_info(entries::link(&m), &[]).unwrap_err();
         assert!(format!("{error:#}").contains("no MAC address"), "{error:#}");
     }

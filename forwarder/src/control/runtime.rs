@@ -582,11 +582,10 @@ fn live_uplinks<'a>(
         .map(|(slot, (u, runtime))| (slot, u, runtime))
 }
 
-/// Whether interface `name` has carrier now (`/sys/class/net/NAME/carrier`; unreadable = no carrier).
+/// Whether interface `name` carries packets now (carrier and operational, over rtnetlink; see
+/// `netinfo::entries::operational`; unreadable = no carrier).
 fn carrier(name: &str) -> bool {
-    std::fs::read_to_string(format!("/sys/class/net/{name}/carrier"))
-        .map(|s| s.trim() == "1")
-        .unwrap_or(false)
+    netinfo::interface(name).is_ok_and(|info| info.carrier)
 }
 
 impl Daemon {
@@ -615,7 +614,9 @@ impl Daemon {
             .map(|(u, runtime)| match uplink_facts(u) {
                 _ if runtime.retired => None,
                 Ok(f) => {
-                    if f.gateway_mac.is_none() {
+                    // Only a link that carries packets: a request sent earlier is dropped and the
+                    // kernel asks again only a second later.
+                    if f.gateway_mac.is_none() && f.eligible {
                         let _ = netinfo::solicit_neighbour_on(&u.interface, u.gateway);
                     }
                     Some(f)

@@ -30,7 +30,8 @@ pub(crate) struct Link {
     pub mac: Option<Mac>,
     /// Its MTU (`IFLA_MTU`; 0 if the kernel sent none).
     pub mtu: u32,
-    /// Whether the carrier is up (`IFF_LOWER_UP`).
+    /// Whether the link carries packets now: carrier (`IFF_LOWER_UP`) and operational
+    /// (`IFF_RUNNING`). See [`operational`].
     pub carrier: bool,
 }
 
@@ -56,6 +57,19 @@ pub(crate) struct Ipv4Neighbour {
     pub mac: Option<Mac>,
 }
 
+/// Whether a link with `flags` carries packets now: its carrier is up (`IFF_LOWER_UP`) *and* the kernel
+/// has made it operational (`IFF_RUNNING`, RFC 2863 operstate up).
+///
+/// The two part at a carrier's return: `LOWER_UP` is set at once, but the kernel activates the link's
+/// queueing discipline (and sets `RUNNING`) only later, from its link-watch work, which it runs at most
+/// once a second for events it does not deem urgent (a physical NIC's carrier-up among them). Until then
+/// everything the link transmits is dropped, an ARP request for the gateway included, and the kernel
+/// retries that request only after a second. So a link counts as up only once both are set; the
+/// link-watch run announces itself with an `RTM_NEWLINK` that wakes the control loop.
+pub(crate) fn operational(flags: LinkFlags) -> bool {
+    flags.contains(LinkFlags::LowerUp) && flags.contains(LinkFlags::Running)
+}
+
 /// Decodes a link message.
 pub(crate) fn link(message: &LinkMessage) -> Link {
     let mut link = Link {
@@ -63,7 +77,7 @@ pub(crate) fn link(message: &LinkMessage) -> Link {
         name: String::new(),
         mac: None,
         mtu: 0,
-        carrier: message.header.flags.contains(LinkFlags::LowerUp),
+        carrier: operational(message.header.flags),
     };
     for attribute in &message.attributes {
         match attribute {

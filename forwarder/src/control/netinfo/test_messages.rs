@@ -17,12 +17,13 @@ use super::Mac;
 use super::rtnetlink::encode;
 
 /// A link entry (`RTM_NEWLINK`).
+/// `lower_up`: the link carries packets (`IFF_LOWER_UP | IFF_RUNNING`).
 pub(crate) fn link(ifindex: u32, name: &str, mac: Mac, mtu: u32, lower_up: bool) -> LinkMessage {
     let mut m = LinkMessage::default();
     m.header.index = ifindex;
     m.header.flags = LinkFlags::Up | LinkFlags::Broadcast;
     if lower_up {
-        m.header.flags |= LinkFlags::LowerUp;
+        m.header.flags |= LinkFlags::LowerUp | LinkFlags::Running;
     }
     m.attributes = vec![
         LinkAttribute::IfName(name.to_owned()),
