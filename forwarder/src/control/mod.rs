@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod failover;
+pub mod gateway_retry;
 pub mod guard;
 pub mod health;
 pub mod link_events;

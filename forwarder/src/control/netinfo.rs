@@ -23,7 +23,7 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, Result, bail};
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourMessage};
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use rtnetlink::RouteSocket;
@@ -183,6 +183,43 @@ pub fn solicit_neighbour(gateway: Ipv4Addr) -> Result<()> {
 /// Makes the kernel resolve `gateway` on `device` (it sends the ARP request itself); see [`solicit`].
 pub fn solicit_neighbour_on(device: &str, gateway: Ipv4Addr) -> Result<()> {
     solicit::send_probe(Some(device), gateway)
+}
+
+/// Makes the kernel ask for `gateway` on `device` again *now*: an entry whose resolution is pending or
+/// failed is removed first (the kernel re-sends a pending request only after its retransmit time, a
+/// second by default, so a lost first request or answer would otherwise cost that second), then the
+/// gateway is solicited, which creates a fresh entry and sends the ARP request at once. A usable entry
+/// is never touched; an entry with no MAC holds nothing anyone could lose.
+pub fn ask_gateway_again(device: &str, gateway: Ipv4Addr) -> Result<()> {
+    let stale_request = neighbours_of(device)?
+        .into_iter()
+        .find(|n| n.address == gateway && n.unresolved && n.mac.is_none());
+    if let Some(entry) = stale_request {
+        let mut request = NeighbourMessage::default();
+        request.header.family = AddressFamily::Inet;
+        request.header.ifindex = entry.ifindex;
+        request
+            .attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                gateway,
+            )));
+        let what = format!("RTM_DELNEIGH ({gateway} on {device:?})");
+        match RouteSocket::open()?.acknowledged(&what, RouteNetlinkMessage::DelNeighbour(request)) {
+            Ok(()) => {}
+            // Resolved or expired in the meantime: soliciting is all that is left to do.
+            Err(e) if errno_of(&e) == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    solicit_neighbour_on(device, gateway)
+}
+
+/// The errno at the root of `error`, if it is an I/O error.
+fn errno_of(error: &anyhow::Error) -> Option<i32> {
+    error
+        .root_cause()
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::raw_os_error)
 }
 
 /// Names of the interfaces with an IPv4 subnet that holds `gateway` (and not as their own address).

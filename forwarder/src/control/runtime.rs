@@ -53,6 +53,7 @@ use super::api::{
     UplinkCommand,
 };
 use super::failover::{self, RstSender};
+use super::gateway_retry::GatewayRetry;
 use super::guard::GuardSpec;
 use super::health::{self, HealthState, ProbeSource, ProberInputs, UplinkHealth};
 use super::netinfo::{self, InterfaceInfo};
@@ -176,6 +177,8 @@ struct UplinkRuntime {
     failovers: u64,
     flows_failed_over: u64,
     flows_failed_back: u64,
+    /// When to ask for its gateway again while the link works and the gateway is unresolved.
+    gateway_retry: GatewayRetry,
 }
 
 impl UplinkRuntime {
@@ -191,6 +194,7 @@ impl UplinkRuntime {
             failovers: 0,
             flows_failed_over: 0,
             flows_failed_back: 0,
+            gateway_retry: GatewayRetry::default(),
         }
     }
 
@@ -555,6 +559,7 @@ async fn control_loop(daemon: Arc<std::sync::Mutex<Daemon>>) -> Result<()> {
                 let mut d = daemon.lock().expect("daemon lock");
                 d.sweep();
                 d.check_handshakes();
+                d.ask_gateways_again();
                 if ticks.is_multiple_of(10) {
                     // The safety net behind the rtnetlink events.
                     d.check_carriers();
@@ -877,6 +882,26 @@ impl Daemon {
                 health::routes::remove(slot as u8);
             }
             self.probe_routes = false;
+        }
+    }
+
+    /// Asks again for the gateways that are still unresolved on links that carry packets, on each
+    /// uplink's [`GatewayRetry`] schedule (every 100 ms tick). The answer's neighbour event wakes the
+    /// control loop, which re-reads the tables.
+    fn ask_gateways_again(&mut self) {
+        let now = self.clock.now_ms();
+        for (slot, u, runtime) in live_uplinks(&self.config, &mut self.uplinks) {
+            let waiting = self
+                .facts
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|f| f.eligible && f.gateway_mac.is_none());
+            if runtime.gateway_retry.due(waiting, now)
+                && let Err(error) = netinfo::ask_gateway_again(&u.interface, u.gateway)
+            {
+                let error = format!("{error:#}");
+                tracing::debug!(uplink = %u.name, %error, "asking for the gateway again failed");
+            }
         }
     }
 

@@ -55,6 +55,8 @@ pub(crate) struct Ipv4Neighbour {
     pub address: Ipv4Addr,
     /// Its MAC, when the entry is usable (see the module invariants).
     pub mac: Option<Mac>,
+    /// Resolution is pending or was given up (`INCOMPLETE` or `FAILED`).
+    pub unresolved: bool,
 }
 
 /// Whether a link with `flags` carries packets now: its carrier is up (`IFF_LOWER_UP`) *and* the kernel
@@ -123,6 +125,7 @@ pub(crate) fn ipv4_neighbour(message: &NeighbourMessage) -> Option<Ipv4Neighbour
         ifindex: message.header.ifindex,
         address: address?,
         mac: link_layer.filter(|_| usable(message.header.state)),
+        unresolved: u16::from(message.header.state) & NUD_UNRESOLVED != 0,
     })
 }
 

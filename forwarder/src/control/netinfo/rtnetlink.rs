@@ -11,8 +11,8 @@
 
 use anyhow::{Context, Result, bail};
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
@@ -78,6 +78,13 @@ impl RouteSocket {
             .into_iter()
             .next()
             .with_context(|| format!("rtnetlink {what}: the kernel sent no reply"))
+    }
+
+    /// Sends `request` (a change, e.g. a neighbour removal) and waits for the kernel's acknowledgement;
+    /// a refusal is an error with the kernel's errno. `what` names the request in errors.
+    pub fn acknowledged(&mut self, what: &str, request: RouteNetlinkMessage) -> Result<()> {
+        self.exchange(what, request, NLM_F_REQUEST | NLM_F_ACK)
+            .map(drop)
     }
 
     /// Sends the dump `request` and returns every entry, read again if the kernel reports the dump as
