@@ -1,15 +1,18 @@
-//! Pipeline tests without root: real frames (built by `flowpin-nat`'s frame builder), a real snapshot
-//! built from a real configuration, the real flow table and port pools.
+//! Pipeline tests: real frames (built by `flowpin-nat`'s frame builder), a real snapshot built from
+//! [`Settings`] the way the control plane builds one from its configuration, the real flow table and
+//! port pools.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use flowpin_nat::frame_builder::{FrameSpec, L4Spec, build_frame};
-use flowpin_nat::parse_frame;
 use flowpin_nat::verify::checksums_valid;
+use flowpin_nat::{
+    PortAllocator, PortAllocatorConfig, PortRange, RefreshPolicy, Timeouts, parse_frame,
+};
 
 use super::*;
-use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
-use crate::select::KeyHasher;
+use crate::select::{KeyHasher, PolicySpec, PolicyTable, Stickiness, UplinkStatus};
 
 const LAN_MAC: Mac = [0x02, 0xaa, 0, 0, 0, 1];
 const HOST_MAC: Mac = [0x02, 0x11, 0, 0, 0, 11];
@@ -21,95 +24,186 @@ const HOST: [u8; 4] = [10, 77, 0, 11];
 const HOST2: [u8; 4] = [10, 77, 0, 12];
 const SERVER: [u8; 4] = [203, 0, 113, 10];
 
-const CONFIG: &str = r#"
-[lan]
-interface = "lan0"
-prefixes = ["10.77.0.0/24"]
+/// What a test configures: the few knobs of the router's configuration the pipeline sees, each
+/// defaulting to what the configuration file defaults to.
+#[derive(Clone, Debug)]
+struct Settings {
+    /// One uplink per weight, named `isp1`, `isp2`, ….
+    weights: Vec<u32>,
+    /// The NAT port range.
+    port_range: (u16, u16),
+    /// `[nat] ports_per_host`.
+    ports_per_host: u32,
+    /// `[nat] stickiness`.
+    stickiness: Stickiness,
+    /// `[nat] filtering = "endpoint-independent"`.
+    endpoint_independent_filtering: bool,
+    /// `[nat] early_drop_unanswered`.
+    early_drop_unanswered: bool,
+    /// `[failover] net_unreachable_per_s` and `_burst`.
+    net_unreachable: RateLimit,
+    /// `[nat] port_exhausted_icmp_per_s` and `_burst`.
+    port_exhausted_icmp: RateLimit,
+}
 
-[[uplink]]
-name = "isp1"
-interface = "wan1"
-gateway = "198.51.100.1"
-weight = 1
+impl Default for Settings {
+    /// Two uplinks of weight 1, NAT ports 20000-29999, every other knob at its default.
+    fn default() -> Self {
+        Settings {
+            weights: vec![1, 1],
+            port_range: (20000, 29999),
+            ports_per_host: 4096,
+            stickiness: Stickiness::Endpoint,
+            endpoint_independent_filtering: false,
+            early_drop_unanswered: false,
+            net_unreachable: RateLimit {
+                per_second: 100,
+                burst: 50,
+            },
+            port_exhausted_icmp: RateLimit {
+                per_second: 100,
+                burst: 50,
+            },
+        }
+    }
+}
 
-[[uplink]]
-name = "isp2"
-interface = "wan2"
-gateway = "198.51.100.9"
-weight = 1
+impl Settings {
+    /// The default NAT timeouts (UDP 300 s, TCP 7440 s established and 240 s transitory, ICMP 60 s),
+    /// refreshed by outbound packets only.
+    fn timeouts() -> Timeouts {
+        Timeouts {
+            udp_ms: 300_000,
+            tcp_established_ms: 7_440_000,
+            tcp_transitory_ms: 240_000,
+            icmp_ms: 60_000,
+            udp_refresh: RefreshPolicy::OutboundOnly,
+            icmp_refresh: RefreshPolicy::OutboundOnly,
+        }
+    }
 
-[nat]
-port_range = "20000-29999"
-"#;
+    /// One uplink's port pools.
+    fn uplink_nat(&self) -> UplinkNat {
+        let range = PortRange::new(self.port_range.0, self.port_range.1).expect("a port range");
+        let ports = PortAllocatorConfig {
+            per_host_quota: self.ports_per_host,
+            ..PortAllocatorConfig::new(range)
+        };
+        UplinkNat {
+            tcp: PortAllocator::new(ports),
+            udp: PortAllocator::new(ports),
+            icmp: PortAllocator::new(PortAllocatorConfig {
+                keep_port_class: false,
+                ..ports
+            }),
+        }
+    }
+
+    /// The policy table's inputs: no rules, the uplinks by weight.
+    fn policy_spec(&self) -> PolicySpec {
+        PolicySpec {
+            uplinks: (1..=self.weights.len())
+                .map(|i| format!("isp{i}"))
+                .collect(),
+            stickiness: self.stickiness,
+            rules: Vec::new(),
+        }
+    }
+}
 
 struct Rig {
     snapshot: Snapshot,
     flows: Flows,
     counters: DatapathCounters,
     now_ms: u64,
-    config: crate::config::Config,
-    builder: SnapshotBuilder,
+    settings: Settings,
+    /// Each uplink's port pools, carried from snapshot to snapshot as the control plane does.
+    pools: Vec<Arc<UplinkNat>>,
     gateways_resolved: bool,
 }
 
 const LAN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 
 impl Rig {
-    fn new(config: &str, gateways_resolved: bool) -> Self {
-        let config = crate::config::parse(config, "test.toml", None).expect("valid config");
-        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(7));
-        let snapshot = Self::snapshot(&mut builder, &config, gateways_resolved, true);
+    fn new(settings: Settings, gateways_resolved: bool) -> Self {
+        let pools: Vec<_> = settings
+            .weights
+            .iter()
+            .map(|_| Arc::new(settings.uplink_nat()))
+            .collect();
         Rig {
-            snapshot,
+            snapshot: Self::snapshot(&settings, &pools, 1, gateways_resolved, true),
             flows: Flows::with_capacity(1 << 12).unwrap(),
             counters: DatapathCounters::default(),
             now_ms: 1_000_000,
-            config,
-            builder,
+            settings,
+            pools,
             gateways_resolved,
         }
     }
 
+    /// The snapshot of generation `generation`: the LAN 10.77.0.0/24 with two known hosts, the
+    /// uplinks of `settings` (gateways resolved or not), all eligible for new flows or none.
     fn snapshot(
-        builder: &mut SnapshotBuilder,
-        config: &crate::config::Config,
+        settings: &Settings,
+        pools: &[Arc<UplinkNat>],
+        generation: u64,
         gateways_resolved: bool,
         eligible: bool,
     ) -> Snapshot {
-        let facts: Vec<_> = (0..config.uplinks.len())
+        let uplinks: Vec<_> = (0..settings.weights.len())
             .map(|i| {
-                Some(UplinkFacts {
+                Some(UplinkView {
+                    name: format!("isp{}", i + 1),
                     address: Ipv4Addr::from(WAN_ADDR[i]),
                     mac: WAN_MAC[i],
                     gateway_mac: gateways_resolved.then_some(GW_MAC[i]),
                     mtu: 1500,
-                    eligible,
+                    nat: pools[i].clone(),
                 })
             })
             .collect();
-        let lan = LanView {
-            mac: LAN_MAC,
-            address: LAN_ADDR,
-            mtu: 1500,
-            prefixes: config.lan.prefixes.clone(),
-        };
-        builder.build(
-            config,
-            lan,
-            &facts,
-            vec![
+        let status: Vec<_> = settings
+            .weights
+            .iter()
+            .map(|&weight| UplinkStatus {
+                weight,
+                eligible: eligible && gateways_resolved,
+            })
+            .collect();
+        Snapshot {
+            generation,
+            lan: LanView {
+                mac: LAN_MAC,
+                address: LAN_ADDR,
+                mtu: 1500,
+                prefixes: vec!["10.77.0.0/24".parse().unwrap()],
+            },
+            uplinks,
+            policy: PolicyTable::build(&settings.policy_spec(), &status, KeyHasher::from_seed(7)),
+            timeouts: Settings::timeouts(),
+            lan_neighbours: vec![
                 (Ipv4Addr::from(HOST), HOST_MAC),
                 (Ipv4Addr::from(HOST2), HOST2_MAC),
             ],
-        )
+            endpoint_independent_filtering: settings.endpoint_independent_filtering,
+            net_unreachable: settings.net_unreachable,
+            port_exhausted_icmp: settings.port_exhausted_icmp,
+            frag_needed_to_uplink: RateLimit {
+                per_second: 100,
+                burst: 50,
+            },
+            early_drop_unanswered: settings.early_drop_unanswered,
+        }
     }
 
     /// Publishes a snapshot in which every uplink is (or none is) eligible for new flows, as the control
     /// plane does when health changes; flows and port pools carry over.
     fn set_eligible(&mut self, eligible: bool) {
         self.snapshot = Self::snapshot(
-            &mut self.builder,
-            &self.config,
+            &self.settings,
+            &self.pools,
+            self.snapshot.generation + 1,
             self.gateways_resolved,
             eligible,
         );
@@ -176,7 +270,7 @@ fn eth(frame: &[u8]) -> (Mac, Mac) {
 
 #[test]
 fn outbound_udp_is_snatted_to_its_uplink_and_the_reply_reverse_translated() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
     let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
         panic!(
@@ -231,7 +325,7 @@ fn outbound_udp_is_snatted_to_its_uplink_and_the_reply_reverse_translated() {
 
 #[test]
 fn the_internal_port_is_preserved_when_free_and_in_range() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let mut out = udp(HOST, 25000, SERVER, 7777, HOST_MAC);
     assert!(matches!(
         rig.process(PortId::LAN, &mut out),
@@ -242,7 +336,7 @@ fn the_internal_port_is_preserved_when_free_and_in_range() {
 
 #[test]
 fn one_internal_endpoint_keeps_one_external_endpoint_for_every_destination() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let mut seen = std::collections::HashSet::new();
     for i in 0..20u8 {
         let mut out = udp(HOST, 25001, [203, 0, 113, 10 + i], 7777, HOST_MAC);
@@ -258,7 +352,7 @@ fn one_internal_endpoint_keeps_one_external_endpoint_for_every_destination() {
 
 #[test]
 fn two_hosts_with_the_same_source_port_get_distinct_external_endpoints() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let mut ext = Vec::new();
     for (host, mac) in [(HOST, HOST_MAC), (HOST2, HOST2_MAC)] {
         let mut out = udp(host, 25002, SERVER, 7777, mac);
@@ -285,7 +379,7 @@ fn two_hosts_with_the_same_source_port_get_distinct_external_endpoints() {
 
 #[test]
 fn unsolicited_inbound_is_dropped_and_creates_nothing() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let mut inbound = udp(SERVER, 7777, WAN_ADDR[0], 25000, GW_MAC[0]);
     assert_eq!(
         rig.process(PortId::uplink(0), &mut inbound),
@@ -297,7 +391,7 @@ fn unsolicited_inbound_is_dropped_and_creates_nothing() {
 
 #[test]
 fn spoofed_lan_sources_are_dropped_and_create_nothing() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let mut out = udp([192, 168, 1, 5], 5000, SERVER, 7777, HOST_MAC);
     assert_eq!(
         rig.process(PortId::LAN, &mut out),
@@ -308,7 +402,7 @@ fn spoofed_lan_sources_are_dropped_and_create_nothing() {
 
 #[test]
 fn no_flow_leaves_before_its_gateway_is_resolved() {
-    let rig = Rig::new(CONFIG, false);
+    let rig = Rig::new(Settings::default(), false);
     let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
     // Unresolved gateways make every uplink ineligible for new flows: the host is told.
     assert_eq!(rig.process(PortId::LAN, &mut out).port(), Some(PortId::LAN));
@@ -350,13 +444,19 @@ fn assert_unreachable_to_host(answer: &[u8], offending: &[u8], code: u8) {
 }
 
 /// The lab's rate limit for the viability guard's answers: 10 per second, 3 at once.
-fn limited(config: &str) -> String {
-    format!("{config}\n[failover]\nnet_unreachable_per_s = 10\nnet_unreachable_burst = 3\n")
+fn limited() -> Settings {
+    Settings {
+        net_unreachable: RateLimit {
+            per_second: 10,
+            burst: 3,
+        },
+        ..Settings::default()
+    }
 }
 
 #[test]
 fn with_no_usable_uplink_new_flows_get_net_unreachable_and_pinned_flows_stay() {
-    let mut rig = Rig::new(&limited(CONFIG), true);
+    let mut rig = Rig::new(limited(), true);
     let mut pinned = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
     let Some(uplink) = rig.process(PortId::LAN, &mut pinned).port() else {
         panic!("the first flow leaves while uplinks are healthy")
@@ -418,7 +518,7 @@ fn with_no_usable_uplink_new_flows_get_net_unreachable_and_pinned_flows_stay() {
 
 #[test]
 fn net_unreachable_answers_are_rate_limited_per_worker() {
-    let mut rig = Rig::new(&limited(CONFIG), true);
+    let mut rig = Rig::new(limited(), true);
     rig.set_eligible(false);
     let answered = |rig: &Rig, first_port: u16| {
         (0..20)
@@ -439,7 +539,13 @@ fn net_unreachable_answers_are_rate_limited_per_worker() {
     assert_eq!(answered(&rig, 4000), 3, "refilled to the burst, not beyond");
     // Switched off: dropped and counted, never answered.
     let mut off = Rig::new(
-        &format!("{CONFIG}\n[failover]\nnet_unreachable_per_s = 0\n"),
+        Settings {
+            net_unreachable: RateLimit {
+                per_second: 0,
+                burst: 50,
+            },
+            ..Settings::default()
+        },
         true,
     );
     off.set_eligible(false);
@@ -448,28 +554,24 @@ fn net_unreachable_answers_are_rate_limited_per_worker() {
 }
 
 /// One uplink with a NAT range of four ports, and a port-exhaustion answer budget of 10/s, 3 at once.
-const FOUR_PORTS: &str = r#"
-[lan]
-interface = "lan0"
-prefixes = ["10.77.0.0/24"]
-
-[[uplink]]
-name = "isp1"
-interface = "wan1"
-gateway = "198.51.100.1"
-
-[nat]
-port_range = "20000-20003"
-port_exhausted_icmp_per_s = 10
-port_exhausted_icmp_burst = 3
-"#;
+fn four_ports() -> Settings {
+    Settings {
+        weights: vec![1],
+        port_range: (20000, 20003),
+        port_exhausted_icmp: RateLimit {
+            per_second: 10,
+            burst: 3,
+        },
+        ..Settings::default()
+    }
+}
 
 /// RFC 4787 / 5382 let a NAT that cannot create a mapping say so: the new flow (and a new hairpin
 /// flow, which needs a mapping too) is dropped under `nat_ports_exhausted`, nothing is evicted, and
 /// the host gets an ICMP administratively prohibited (3/13), rate limited by its own bucket.
 #[test]
 fn a_new_flow_without_a_free_port_gets_administratively_prohibited_within_its_budget() {
-    let mut rig = Rig::new(FOUR_PORTS, true);
+    let mut rig = Rig::new(four_ports(), true);
     // HOST2 holds one port (a hairpin target), HOST the three others.
     let mut target = udp(HOST2, 6000, SERVER, 3478, HOST2_MAC);
     assert!(rig.process(PortId::LAN, &mut target).port().is_some());
@@ -517,10 +619,13 @@ fn a_new_flow_without_a_free_port_gets_administratively_prohibited_within_its_bu
     assert_eq!(answered(&rig, 5), 1, "10 per second");
     // Switched off: dropped and counted, never answered.
     let off = Rig::new(
-        &FOUR_PORTS.replace(
-            "port_exhausted_icmp_per_s = 10",
-            "port_exhausted_icmp_per_s = 0",
-        ),
+        Settings {
+            port_exhausted_icmp: RateLimit {
+                per_second: 0,
+                burst: 3,
+            },
+            ..four_ports()
+        },
         true,
     );
     for sport in 5010..5014 {
@@ -539,11 +644,12 @@ fn a_new_flow_without_a_free_port_gets_administratively_prohibited_within_its_bu
 /// told (3/13) and another host still gets ports.
 #[test]
 fn a_host_over_its_port_quota_is_refused_and_told_while_others_get_ports() {
-    let config = FOUR_PORTS.replace(
-        "port_range = \"20000-20003\"",
-        "port_range = \"20000-20999\"\nports_per_host = 2",
-    );
-    let rig = Rig::new(&config, true);
+    let settings = Settings {
+        port_range: (20000, 20999),
+        ports_per_host: 2,
+        ..four_ports()
+    };
+    let rig = Rig::new(settings, true);
     for sport in 5000..5002 {
         let mut out = udp(HOST, sport, SERVER, 7777, HOST_MAC);
         assert_eq!(
@@ -600,7 +706,7 @@ const ACK: u8 = 0x10;
 
 #[test]
 fn tcp_handshakes_started_and_answered_are_counted_on_their_uplink() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let started = |rig: &Rig| rig.uplink_sum(|c| c.tcp_handshakes_started.get());
     let answered = |rig: &Rig| rig.uplink_sum(|c| c.tcp_handshakes_answered.get());
     let mut syn = tcp(HOST, 40000, SERVER, 80, SYN, HOST_MAC);
@@ -636,7 +742,7 @@ fn tcp_handshakes_started_and_answered_are_counted_on_their_uplink() {
 
 #[test]
 fn malformed_frames_are_counted_under_their_own_reason() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
     out[14 + 10] ^= 0xff; // break the IPv4 header checksum
     assert_eq!(
@@ -654,7 +760,7 @@ fn malformed_frames_are_counted_under_their_own_reason() {
 
 #[test]
 fn echo_requests_open_icmp_flows_and_replies_come_back_with_the_original_id() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let mut spec = FrameSpec::new(
         HOST,
         SERVER,
@@ -695,7 +801,7 @@ fn echo_requests_open_icmp_flows_and_replies_come_back_with_the_original_id() {
 
 #[test]
 fn an_icmp_port_unreachable_from_the_internet_reaches_the_lan_host_translated() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
     let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
         panic!("dropped")
@@ -738,7 +844,7 @@ fn an_icmp_port_unreachable_from_the_internet_reaches_the_lan_host_translated() 
 /// gateway it came from, out of that uplink, quoting the packet as received; rate limited per worker.
 #[test]
 fn a_too_big_packet_from_an_uplink_gets_fragmentation_needed_back_out_of_that_uplink() {
-    let mut rig = Rig::new(CONFIG, true);
+    let mut rig = Rig::new(Settings::default(), true);
     rig.snapshot.lan.mtu = 1400;
     rig.snapshot.frag_needed_to_uplink = RateLimit {
         per_second: 1,
@@ -830,7 +936,7 @@ fn a_too_big_packet_from_an_uplink_gets_fragmentation_needed_back_out_of_that_up
 
 #[test]
 fn a_too_big_packet_with_df_gets_fragmentation_needed_with_the_mtu() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let payload = vec![0u8; 1600];
     let mut spec = FrameSpec::new(
         HOST,
@@ -872,8 +978,11 @@ fn a_too_big_packet_with_df_gets_fragmentation_needed_with_the_mtu() {
 
 #[test]
 fn new_flows_spread_by_weight_and_each_stays_pinned() {
-    let config = CONFIG.replacen("weight = 1", "weight = 3", 1);
-    let rig = Rig::new(&config, true);
+    let settings = Settings {
+        weights: vec![3, 1],
+        ..Settings::default()
+    };
+    let rig = Rig::new(settings, true);
     let mut per_uplink = [0usize; 2];
     for sport in 30000..34000u16 {
         let mut out = udp(HOST, sport, SERVER, 7777, HOST_MAC);
@@ -906,7 +1015,7 @@ fn new_flows_spread_by_weight_and_each_stays_pinned() {
 /// uplink A stays on A with the same external endpoint, though the new weights would choose B for it.
 #[test]
 fn an_endpoints_new_flows_follow_its_live_mapping_after_a_weight_change() {
-    let mut rig = Rig::new(CONFIG, true);
+    let mut rig = Rig::new(Settings::default(), true);
     let mut first = udp(HOST, 40000, SERVER, 7777, HOST_MAC);
     let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut first) else {
         panic!("dropped")
@@ -916,14 +1025,7 @@ fn an_endpoints_new_flows_follow_its_live_mapping_after_a_weight_change() {
     // Weights that put nearly every key on the other uplink.
     let other = 1 - slot;
     let weights = if other == 0 { (1000, 1) } else { (1, 1000) };
-    let config = CONFIG
-        .replacen("weight = 1", &format!("weight = {}", weights.0), 1)
-        .replacen(
-            "weight = 1\n\n[nat]",
-            &format!("weight = {}\n\n[nat]", weights.1),
-            1,
-        );
-    rig.config = crate::config::parse(&config, "test.toml", None).expect("valid config");
+    rig.settings.weights = vec![weights.0, weights.1];
     rig.set_eligible(true);
     let mut fresh_on_other = 0;
     for sport in 41000..41100u16 {
@@ -957,8 +1059,12 @@ fn an_endpoints_new_flows_follow_its_live_mapping_after_a_weight_change() {
 /// many destinations spread by their own key instead of all following its first mapping.
 #[test]
 fn only_eim_keeping_stickiness_modes_follow_an_endpoints_live_mapping() {
-    let shares = |stickiness: &str| {
-        let rig = Rig::new(&format!("{CONFIG}stickiness = \"{stickiness}\"\n"), true);
+    let shares = |stickiness: Stickiness| {
+        let settings = Settings {
+            stickiness,
+            ..Settings::default()
+        };
+        let rig = Rig::new(settings, true);
         let mut per_uplink = [0usize; 2];
         for i in 0..200u16 {
             let destination = [198, 18, (i >> 8) as u8, i as u8];
@@ -972,17 +1078,17 @@ fn only_eim_keeping_stickiness_modes_follow_an_endpoints_live_mapping() {
         }
         per_uplink
     };
-    let flow = shares("flow");
+    let flow = shares(Stickiness::Flow);
     assert!(
         flow.iter().all(|&n| n >= 50),
         "flow stickiness spreads one endpoint's flows: {flow:?}"
     );
-    let host_dest = shares("host-dest");
+    let host_dest = shares(Stickiness::HostDest);
     assert!(
         host_dest.iter().all(|&n| n >= 50),
         "host-dest spreads by destination: {host_dest:?}"
     );
-    for eim in ["endpoint", "host"] {
+    for eim in [Stickiness::Endpoint, Stickiness::Host] {
         let split = shares(eim);
         assert!(split.contains(&200), "{eim} keeps one uplink: {split:?}");
     }
@@ -990,7 +1096,7 @@ fn only_eim_keeping_stickiness_modes_follow_an_endpoints_live_mapping() {
 
 #[test]
 fn a_hairpinned_packet_reaches_the_target_host_from_the_senders_external_endpoint() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     // HOST2 opens a mapping (e.g. to a STUN server).
     let mut out = udp(HOST2, 25010, SERVER, 3478, HOST2_MAC);
     let Verdict::Transmit { .. } = rig.process(PortId::LAN, &mut out) else {
@@ -1041,7 +1147,7 @@ fn a_hairpinned_packet_reaches_the_target_host_from_the_senders_external_endpoin
 
 #[test]
 fn expiry_follows_the_protocol_timeouts() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let mut out = udp(HOST, 25003, SERVER, 7777, HOST_MAC);
     let Verdict::Transmit { .. } = rig.process(PortId::LAN, &mut out) else {
         panic!("dropped")
@@ -1058,7 +1164,7 @@ fn expiry_follows_the_protocol_timeouts() {
 
 #[test]
 fn by_default_only_the_remote_a_flow_was_opened_to_may_answer() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let mut out = udp(HOST, 25020, SERVER, 3478, HOST_MAC);
     let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
         panic!("dropped")
@@ -1074,8 +1180,11 @@ fn by_default_only_the_remote_a_flow_was_opened_to_may_answer() {
 
 #[test]
 fn endpoint_independent_filtering_lets_any_remote_reach_a_live_mapping() {
-    let config = format!("{CONFIG}filtering = \"endpoint-independent\"\n");
-    let rig = Rig::new(&config, true);
+    let settings = Settings {
+        endpoint_independent_filtering: true,
+        ..Settings::default()
+    };
+    let rig = Rig::new(settings, true);
     let mut out = udp(HOST, 25021, SERVER, 3478, HOST_MAC);
     let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
         panic!("dropped")
@@ -1125,7 +1234,7 @@ fn endpoint_independent_filtering_lets_any_remote_reach_a_live_mapping() {
 
 #[test]
 fn a_prepared_batch_decides_like_frame_by_frame_processing() {
-    let rig = Rig::new(CONFIG, true);
+    let rig = Rig::new(Settings::default(), true);
     let pipeline = Pipeline {
         now_ms: rig.now_ms,
         snapshot: &rig.snapshot,
@@ -1186,14 +1295,18 @@ fn a_prepared_batch_decides_like_frame_by_frame_processing() {
 
 /// A rig whose flow table holds `capacity` flows (a full table refuses new flows: the default).
 fn small_rig(capacity: usize) -> Rig {
-    let mut rig = Rig::new(CONFIG, true);
+    let mut rig = Rig::new(Settings::default(), true);
     rig.flows = Flows::with_capacity(capacity).unwrap();
     rig
 }
 
 /// Like [`small_rig`] with `[nat] early_drop_unanswered = true`.
 fn small_early_drop_rig(capacity: usize) -> Rig {
-    let mut rig = Rig::new(&format!("{CONFIG}early_drop_unanswered = true\n"), true);
+    let settings = Settings {
+        early_drop_unanswered: true,
+        ..Settings::default()
+    };
+    let mut rig = Rig::new(settings, true);
     rig.flows = Flows::with_capacity(capacity).unwrap();
     rig
 }
