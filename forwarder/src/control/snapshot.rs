@@ -202,3 +202,82 @@ impl SnapshotBuilder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_spec_carries_every_rule_criterion_and_member_in_file_order() {
+        let config = crate::config::parse(
+            r#"
+[lan]
+interface = "lan0"
+prefixes = ["10.0.0.0/16"]
+[[uplink]]
+name = "isp1"
+interface = "wan1"
+gateway = "192.0.2.1"
+weight = 3
+[[uplink]]
+name = "isp2"
+interface = "wan2"
+gateway = "198.51.100.1"
+[[policy]]
+name = "voice"
+match = { proto = "udp", dst_port = "5060-5061", dscp = 46 }
+uplinks = ["isp2"]
+[[policy]]
+name = "lab-web"
+match = { src = ["10.0.9.0/24"], dst = ["203.0.113.0/24", "192.0.2.128/25"], proto = "tcp" }
+uplinks = [{ name = "isp1", weight = 1 }, { name = "isp2", weight = 2 }]
+[nat]
+stickiness = "host"
+"#,
+            "t.toml",
+            None,
+        )
+        .unwrap();
+        let prefixes = |list: &[&str]| -> Vec<crate::config::Ipv4Prefix> {
+            list.iter().map(|text| text.parse().unwrap()).collect()
+        };
+        let spec = policy_spec(&config);
+        assert_eq!(spec.uplinks, ["isp1", "isp2"]);
+        assert_eq!(spec.stickiness, crate::config::Stickiness::Host);
+        assert_eq!(
+            spec.rules,
+            [
+                PolicyRule {
+                    matcher: FlowMatch {
+                        proto: Some(crate::config::Protocol::Udp),
+                        dst_port: flowpin_nat::PortRange::new(5060, 5061).ok(),
+                        dscp: Some(46),
+                        ..FlowMatch::default()
+                    },
+                    group: vec![GroupMember {
+                        uplink: 1,
+                        weight: None
+                    }],
+                },
+                PolicyRule {
+                    matcher: FlowMatch {
+                        src: prefixes(&["10.0.9.0/24"]),
+                        dst: prefixes(&["203.0.113.0/24", "192.0.2.128/25"]),
+                        proto: Some(crate::config::Protocol::Tcp),
+                        ..FlowMatch::default()
+                    },
+                    group: vec![
+                        GroupMember {
+                            uplink: 0,
+                            weight: Some(1)
+                        },
+                        GroupMember {
+                            uplink: 1,
+                            weight: Some(2)
+                        },
+                    ],
+                },
+            ]
+        );
+    }
+}
