@@ -4,17 +4,18 @@
 //! - [`xsk`]: AF_XDP sockets, UMEM and rings — the only module with `unsafe` code.
 //! - [`xdp`]: loads and attaches the XDP program of `flowpin-bpf` with aya, manages its maps.
 //! - [`config`]: the TOML configuration, validated, with errors naming file, line and field.
-//! - [`select`]: policy classification and weighted, sticky uplink choice.
+//! - [`select`]: policy classification and weighted, sticky uplink choice (crate
+//!   `flowpin-datapath`).
 //! - [`control`]: the control plane (guard, kernel info, local API, rendering).
-//! - [`datapath`]: the sans-IO pipeline, flow state and counters.
+//! - [`datapath`]: the sans-IO pipeline, flow state and counters (crate `flowpin-datapath`).
 //! - [`worker`]: a worker thread's batch loop joining `xsk` and `datapath`.
 //! - [`cli`]: the `flowpin` command line.
 
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod datapath;
-pub mod select;
 pub mod worker;
 pub mod xdp;
 pub mod xsk;
+
+pub use flowpin_datapath::{datapath, select};

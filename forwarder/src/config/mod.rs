@@ -25,11 +25,8 @@ mod explain;
 mod locate;
 pub mod model;
 mod port_range;
-mod prefix;
-mod protocol;
 mod raw;
 pub mod resilience;
-mod stickiness;
 mod validate;
 
 #[cfg(test)]
@@ -40,17 +37,15 @@ use std::path::Path;
 pub use cpus::{Host, format_cpu_list, parse_cpu_list};
 pub use error::{ConfigError, ConfigErrors};
 pub use explain::{explain, weight_shares};
+pub use flowpin_datapath::{Ipv4Prefix, Protocol, Stickiness};
 pub use model::{
     Config, Control, Datapath, Filtering, IdleStrategy, Lan, Nat, Policy, PolicyMatch,
     PolicyUplink, Timeouts, Uplink, Workers, XdpMode,
 };
 pub use port_range::PortRange;
-pub use prefix::Ipv4Prefix;
-pub use protocol::Protocol;
 pub use resilience::{
     Failback, FailbackMode, Failover, FailoverAction, Health, Metrics, ProbeKind, ProbeTarget,
 };
-pub use stickiness::Stickiness;
 pub use validate::{
     DEFAULT_NAT_PORT_RANGE, FLOW_CAPACITY_RANGE, FRAMES_PER_WORKER_RANGE, MAX_WEIGHT, MIN_NAT_PORT,
 };

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod decision_history;
 pub mod failover;
 pub mod gateway_retry;
 pub mod guard;

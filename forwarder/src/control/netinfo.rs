@@ -28,8 +28,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use rtnetlink::RouteSocket;
 
-/// A MAC address.
-pub type Mac = [u8; 6];
+pub use crate::datapath::Mac;
 
 /// What the datapath needs to know about one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,6 +52,7 @@ use super::api::{
     self, FlowEntry, FlowFilter, FlowsReport, Request, Response, StatusReport, UplinkAction,
     UplinkCommand,
 };
+use super::decision_history::{DecisionHistory, Moment};
 use super::failover::{self, RstSender};
 use super::gateway_retry::GatewayRetry;
 use super::guard::GuardSpec;
@@ -59,7 +60,7 @@ use super::health::{self, HealthState, ProbeSource, ProberInputs, UplinkHealth};
 use super::netinfo::{self, InterfaceInfo};
 use super::queues;
 use super::router_addresses;
-use super::snapshot::{Moment, SnapshotBuilder, SnapshotHistory, UplinkFacts};
+use super::snapshot::{SnapshotBuilder, UplinkFacts};
 use crate::config::{self, Config, XdpMode};
 use crate::datapath::PortId;
 use crate::datapath::{DatapathCounters, Flows, LanView, Mac, Snapshot, SnapshotCell};
@@ -137,7 +138,7 @@ struct Daemon {
     /// The cores workers are pinned to (round robin; `[datapath] cpus`, fixed until restart).
     cores: Vec<core_affinity::CoreId>,
     /// The last published snapshots, for `flowpin explain`.
-    history: SnapshotHistory,
+    history: DecisionHistory,
     /// How long the last I/O rebuild paused the workers.
     last_io_pause: Option<Duration>,
     /// The configuration the current snapshot was built from (operator weights applied).
@@ -230,7 +231,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         .map(|(a, _)| *a)
         .with_context(|| format!("LAN interface {} has no IPv4 address", lan.name))?;
     let facts = resolve_uplinks(&config, Duration::from_secs(5))?;
-    let mut builder = SnapshotBuilder::new(KeyHasher::random());
+    let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(rand::random()));
     let snapshot = build_snapshot(&mut builder, &config, &lan, lan_address, &facts);
     let cell = Arc::new(ArcSwap::from_pointee(snapshot));
     let flows = Arc::new(
@@ -322,7 +323,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         queues,
         xsk_config,
         cores,
-        history: SnapshotHistory::new(SNAPSHOT_HISTORY),
+        history: DecisionHistory::new(SNAPSHOT_HISTORY),
         last_io_pause: None,
         published_config,
         config_path: config_path.to_path_buf(),
@@ -1562,7 +1563,7 @@ impl Daemon {
             })
             .take(100)
             .map(|f| {
-                super::snapshot::explain(
+                super::decision_history::explain(
                     &f.value,
                     self.flow_entry(&f, now),
                     self.history.find(f.value.generation),

@@ -7,8 +7,6 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// An IPv4 network prefix: network address and prefix length (0..=32), host bits zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Ipv4Prefix {
@@ -56,39 +54,76 @@ impl fmt::Display for Ipv4Prefix {
     }
 }
 
-impl FromStr for Ipv4Prefix {
-    type Err = String;
+/// Why text is not an [`Ipv4Prefix`]; each message quotes the text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    /// The length after `/` is not a number in 0..=32.
+    #[error("`{text}`: prefix length must be 0..=32")]
+    Length {
+        /// The text as given.
+        text: String,
+    },
+    /// The part before `/` is not a dotted IPv4 address.
+    #[error("`{text}`: not an IPv4 address or prefix (a.b.c.d or a.b.c.d/len)")]
+    Address {
+        /// The text as given.
+        text: String,
+    },
+    /// The address has bits set beyond the prefix length.
+    #[error("`{text}`: host bits are set; did you mean {network}?")]
+    HostBits {
+        /// The text as given.
+        text: String,
+        /// The prefix with the host bits cleared.
+        network: Ipv4Prefix,
+    },
+}
 
-    fn from_str(text: &str) -> Result<Self, String> {
+impl From<PrefixError> for String {
+    fn from(error: PrefixError) -> Self {
+        error.to_string()
+    }
+}
+
+impl FromStr for Ipv4Prefix {
+    type Err = PrefixError;
+
+    fn from_str(text: &str) -> Result<Self, PrefixError> {
         let (address, len) = match text.split_once('/') {
             Some((address, len)) => {
-                let len: u8 = len
-                    .parse()
-                    .ok()
-                    .filter(|len| *len <= 32)
-                    .ok_or_else(|| format!("`{text}`: prefix length must be 0..=32"))?;
+                let len: u8 = len.parse().ok().filter(|len| *len <= 32).ok_or_else(|| {
+                    PrefixError::Length {
+                        text: text.to_owned(),
+                    }
+                })?;
                 (address, len)
             }
             None => (text, 32),
         };
-        let address: Ipv4Addr = address.parse().map_err(|_| {
-            format!("`{text}`: not an IPv4 address or prefix (a.b.c.d or a.b.c.d/len)")
+        let address: Ipv4Addr = address.parse().map_err(|_| PrefixError::Address {
+            text: text.to_owned(),
         })?;
-        let network = Ipv4Addr::from(u32::from(address) & mask(len));
-        Self::new(address, len)
-            .ok_or_else(|| format!("`{text}`: host bits are set; did you mean {network}/{len}?"))
+        Self::new(address, len).ok_or_else(|| PrefixError::HostBits {
+            text: text.to_owned(),
+            network: Self {
+                network: u32::from(address) & mask(len),
+                len,
+            },
+        })
     }
 }
 
-impl<'de> Deserialize<'de> for Ipv4Prefix {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Ipv4Prefix {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
     }
 }
 
-impl Serialize for Ipv4Prefix {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+#[cfg(feature = "serde")]
+impl serde::Serialize for Ipv4Prefix {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
 }
@@ -110,7 +145,7 @@ mod tests {
 
     #[test]
     fn rejects_host_bits_and_garbage() {
-        let error = "10.0.1.5/24".parse::<Ipv4Prefix>().unwrap_err();
+        let error = "10.0.1.5/24".parse::<Ipv4Prefix>().unwrap_err().to_string();
         assert!(error.contains("did you mean 10.0.1.0/24"), "{error}");
         assert!("10.0.0.0/33".parse::<Ipv4Prefix>().is_err());
         assert!("10.0.0/8".parse::<Ipv4Prefix>().is_err());

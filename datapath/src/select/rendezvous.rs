@@ -125,10 +125,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::config::Stickiness;
+    use crate::select::{KeyHasher, Stickiness};
     use flowpin_nat::{FlowKey, IpProtocol};
-
-    use crate::select::KeyHasher;
 
     const KEYS: usize = 100_000;
     const NAMES: [&str; 6] = ["isp1", "isp2", "isp3", "lte", "dsl", "sat"];

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use flowpin_nat::{IpProtocol, PortAllocator, Timeouts};
 
 use super::record::{FlowValue, Mac};
-use crate::config::Ipv4Prefix;
+use crate::Ipv4Prefix;
 use crate::select::PolicyTable;
 
 /// The LAN side of the router.
@@ -39,7 +39,7 @@ impl LanView {
 /// The external port pools of one uplink, one per protocol (RFC 7857 §5: mappings are per protocol;
 /// ICMP echo ids are the ICMP "ports"). They belong to the uplink, not to its address: when the
 /// address changes (DHCP), its old flows are failed over and the old address's quarantines ended
-/// (see `control::failover::fail_over_renumbered`).
+/// (the control plane's renumbering failover).
 #[derive(Debug)]
 pub struct UplinkNat {
     /// TCP ports.

@@ -59,7 +59,7 @@ pub struct FlowValue {
     /// What decided the uplink.
     pub placement: Placement,
     /// The generation (low 32 bits) of the snapshot the flow was decided under: `flowpin explain` finds
-    /// the uplink states and weights of that moment in the control plane's snapshot history.
+    /// the uplink states and weights of that moment in the control plane's decision history.
     pub generation: u32,
 }
 

@@ -7,11 +7,10 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 /// Which fields of a flow's 5-tuple form the key that pins it to an uplink.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Stickiness {
     /// Protocol, source address and source port: the internal endpoint (default; keeps EIM).
     #[default]

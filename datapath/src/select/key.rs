@@ -14,7 +14,7 @@ use foldhash::quality::FixedState;
 
 use flowpin_nat::{FlowKey, IpProtocol};
 
-use crate::config::Stickiness;
+use super::Stickiness;
 
 /// The hashed stickiness key of a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,12 +27,8 @@ pub struct KeyHasher {
 }
 
 impl KeyHasher {
-    /// A hasher with a fresh random secret seed (what the daemon uses).
-    pub fn random() -> Self {
-        Self::from_seed(rand::random())
-    }
-
-    /// A hasher with a given seed (tests, reproducible experiments).
+    /// A hasher with the secret `seed`: the daemon draws it at random once per process; tests and
+    /// reproducible experiments fix it.
     pub fn from_seed(seed: u64) -> Self {
         KeyHasher {
             state: FixedState::with_seed(seed),
@@ -200,7 +196,8 @@ mod tests {
             one.key(Stickiness::Flow, &BASE),
             other.key(Stickiness::Flow, &BASE)
         );
-        let (a, b) = (KeyHasher::random(), KeyHasher::random());
+        let random = || KeyHasher::from_seed(rand::random());
+        let (a, b) = (random(), random());
         assert_ne!(
             a.key(Stickiness::Host, &BASE),
             b.key(Stickiness::Host, &BASE)

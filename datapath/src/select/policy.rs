@@ -10,10 +10,11 @@
 //! only (an ICMP flow never matches a rule with a port range); `dscp` is the 6-bit code point of
 //! the flow's first packet (`tos >> 2`).
 
-use flowpin_nat::{FlowKey, IpProtocol};
+use flowpin_nat::FlowKey;
 
-use super::{Candidate, KeyHasher, StickinessKey, UplinkChooser};
-use crate::config::{Config, PolicyMatch, Stickiness};
+use super::{
+    Candidate, FlowMatch, KeyHasher, PolicySpec, Stickiness, StickinessKey, UplinkChooser,
+};
 
 /// The run-time state of one configured uplink, as the control plane sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,24 +25,10 @@ pub struct UplinkStatus {
     pub eligible: bool,
 }
 
-impl UplinkStatus {
-    /// Every uplink of `config` eligible with its configured weight.
-    pub fn all_configured(config: &Config) -> Vec<UplinkStatus> {
-        config
-            .uplinks
-            .iter()
-            .map(|uplink| UplinkStatus {
-                weight: uplink.weight,
-                eligible: true,
-            })
-            .collect()
-    }
-}
-
 /// Which group a new flow falls into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GroupId {
-    /// The policy at this index of [`Config::policies`] matched first.
+    /// The rule at this index of [`PolicySpec::rules`] matched first.
     Policy(usize),
     /// No policy matched: all uplinks with their weights.
     Default,
@@ -54,7 +41,7 @@ pub struct Decision {
     pub group: GroupId,
     /// Its stickiness key.
     pub key: StickinessKey,
-    /// The chosen uplink (index into [`Config::uplinks`]); `None` when the group has no eligible
+    /// The chosen uplink (index into [`PolicySpec::uplinks`]); `None` when the group has no eligible
     /// uplink.
     pub uplink: Option<usize>,
 }
@@ -64,48 +51,44 @@ pub struct Decision {
 pub struct PolicyTable {
     stickiness: Stickiness,
     hasher: KeyHasher,
-    rules: Box<[PolicyMatch]>,
+    rules: Box<[FlowMatch]>,
     /// One per rule, in rule order, then the default group.
     groups: Box<[UplinkChooser]>,
 }
 
 impl PolicyTable {
-    /// Builds the table of `config` with the uplinks' run-time `status` (indexed like
-    /// [`Config::uplinks`]). Policy members without an explicit weight take the run-time weight.
+    /// Builds the table of `spec` with the uplinks' run-time `status` (indexed like
+    /// [`PolicySpec::uplinks`]). Group members without an explicit weight take the run-time weight.
     ///
     /// # Panics
-    /// When `status` does not hold one entry per configured uplink.
-    pub fn build(config: &Config, status: &[UplinkStatus], hasher: KeyHasher) -> Self {
+    /// When `status` does not hold one entry per uplink of `spec`.
+    pub fn build(spec: &PolicySpec, status: &[UplinkStatus], hasher: KeyHasher) -> Self {
         assert_eq!(
             status.len(),
-            config.uplinks.len(),
+            spec.uplinks.len(),
             "one status per configured uplink"
         );
         let candidate = |uplink: usize, weight: u32| Candidate {
             uplink,
-            name: &config.uplinks[uplink].name,
+            name: &spec.uplinks[uplink],
             weight,
             eligible: status[uplink].eligible,
         };
-        let policy_groups = config.policies.iter().map(|policy| {
-            UplinkChooser::new(policy.uplinks.iter().map(|member| {
+        let policy_groups = spec.rules.iter().map(|rule| {
+            UplinkChooser::new(rule.group.iter().map(|member| {
                 candidate(
-                    member.index,
-                    member.weight.unwrap_or(status[member.index].weight),
+                    member.uplink,
+                    member.weight.unwrap_or(status[member.uplink].weight),
                 )
             }))
         });
         let default_group = UplinkChooser::new(
-            (0..config.uplinks.len()).map(|uplink| candidate(uplink, status[uplink].weight)),
+            (0..spec.uplinks.len()).map(|uplink| candidate(uplink, status[uplink].weight)),
         );
         PolicyTable {
-            stickiness: config.nat.stickiness,
+            stickiness: spec.stickiness,
             hasher,
-            rules: config
-                .policies
-                .iter()
-                .map(|policy| policy.matcher.clone())
-                .collect(),
+            rules: spec.rules.iter().map(|rule| rule.matcher.clone()).collect(),
             groups: policy_groups.chain([default_group]).collect(),
         }
     }
@@ -115,7 +98,7 @@ impl PolicyTable {
     pub fn classify(&self, key: &FlowKey, dscp: u8) -> GroupId {
         self.rules
             .iter()
-            .position(|rule| rule_matches(rule, key, dscp))
+            .position(|rule| rule.matches(key, dscp))
             .map_or(GroupId::Default, GroupId::Policy)
     }
 
@@ -151,82 +134,85 @@ impl PolicyTable {
     }
 }
 
-/// Whether every criterion present in `rule` holds for the flow.
-#[inline]
-fn rule_matches(rule: &PolicyMatch, key: &FlowKey, dscp: u8) -> bool {
-    let has_ports = matches!(key.protocol, IpProtocol::Tcp | IpProtocol::Udp);
-    (rule.src.is_empty() || rule.src.iter().any(|prefix| prefix.contains(key.source)))
-        && (rule.dst.is_empty()
-            || rule
-                .dst
-                .iter()
-                .any(|prefix| prefix.contains(key.destination)))
-        && rule
-            .proto
-            .is_none_or(|proto| proto.ip_number() == key.protocol.number())
-        && rule
-            .dst_port
-            .is_none_or(|range| has_ports && range.contains(key.destination_port))
-        && rule.dscp.is_none_or(|code_point| code_point == dscp)
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
 
+    use flowpin_nat::IpProtocol;
+
     use super::*;
-    use crate::config::parse;
+    use crate::select::{GroupMember, PolicyRule, Protocol};
 
-    const CONFIG: &str = r#"
-[lan]
-interface = "lan0"
-prefixes = ["10.0.0.0/16"]
+    fn prefixes(list: &[&str]) -> Vec<crate::Ipv4Prefix> {
+        list.iter().map(|text| text.parse().unwrap()).collect()
+    }
 
-[[uplink]]
-name = "isp1"
-interface = "wan1"
-gateway = "192.0.2.1"
-weight = 3
+    fn member(uplink: usize, weight: Option<u32>) -> GroupMember {
+        GroupMember { uplink, weight }
+    }
 
-[[uplink]]
-name = "isp2"
-interface = "wan2"
-gateway = "198.51.100.1"
-weight = 1
+    /// isp1 (weight 3) and isp2 (weight 1), and four rules in order: `voice` (UDP to 5060-5061 with
+    /// DSCP 46, on isp2), `lab-web` (10.0.9.0/24 to two prefixes on TCP 443, isp1 and isp2 at weight
+    /// 1 each), `lab-rest` (10.0.9.0/24, on isp1), `never` (10.0.9.7, on isp2: shadowed by lab-rest).
+    fn spec() -> PolicySpec {
+        let rule = |matcher: FlowMatch, group: Vec<GroupMember>| PolicyRule { matcher, group };
+        PolicySpec {
+            uplinks: vec!["isp1".to_owned(), "isp2".to_owned()],
+            stickiness: Stickiness::Endpoint,
+            rules: vec![
+                rule(
+                    FlowMatch {
+                        proto: Some(Protocol::Udp),
+                        dst_port: flowpin_nat::PortRange::new(5060, 5061).ok(),
+                        dscp: Some(46),
+                        ..FlowMatch::default()
+                    },
+                    vec![member(1, None)],
+                ),
+                rule(
+                    FlowMatch {
+                        src: prefixes(&["10.0.9.0/24"]),
+                        dst: prefixes(&["203.0.113.0/24", "192.0.2.128/25"]),
+                        proto: Some(Protocol::Tcp),
+                        dst_port: flowpin_nat::PortRange::new(443, 443).ok(),
+                        dscp: None,
+                    },
+                    vec![member(0, Some(1)), member(1, Some(1))],
+                ),
+                rule(
+                    FlowMatch {
+                        src: prefixes(&["10.0.9.0/24"]),
+                        ..FlowMatch::default()
+                    },
+                    vec![member(0, None)],
+                ),
+                rule(
+                    FlowMatch {
+                        src: prefixes(&["10.0.9.7"]),
+                        ..FlowMatch::default()
+                    },
+                    vec![member(1, None)],
+                ),
+            ],
+        }
+    }
 
-[[policy]]
-name = "voice"
-match = { proto = "udp", dst_port = "5060-5061", dscp = 46 }
-uplinks = ["isp2"]
-
-[[policy]]
-name = "lab-web"
-match = { src = ["10.0.9.0/24"], dst = ["203.0.113.0/24", "192.0.2.128/25"], proto = "tcp", dst_port = 443 }
-uplinks = [{ name = "isp1", weight = 1 }, { name = "isp2", weight = 1 }]
-
-[[policy]]
-name = "lab-rest"
-match = { src = ["10.0.9.0/24"] }
-uplinks = ["isp1"]
-
-[[policy]]
-name = "never"
-match = { src = ["10.0.9.7"] }
-uplinks = ["isp2"]
-"#;
+    /// Both uplinks eligible with their configured weights (3 and 1).
+    fn configured() -> Vec<UplinkStatus> {
+        [3, 1]
+            .map(|weight| UplinkStatus {
+                weight,
+                eligible: true,
+            })
+            .to_vec()
+    }
 
     fn table_with(status: &[UplinkStatus]) -> PolicyTable {
-        let config = parse(CONFIG, "test.toml", None).unwrap();
-        PolicyTable::build(&config, status, KeyHasher::from_seed(3))
+        PolicyTable::build(&spec(), status, KeyHasher::from_seed(3))
     }
 
     fn table() -> PolicyTable {
-        let config = parse(CONFIG, "test.toml", None).unwrap();
-        PolicyTable::build(
-            &config,
-            &UplinkStatus::all_configured(&config),
-            KeyHasher::from_seed(3),
-        )
+        table_with(&configured())
     }
 
     fn flow(protocol: IpProtocol, src: [u8; 4], dst: [u8; 4], dst_port: u16) -> FlowKey {
@@ -329,12 +315,9 @@ uplinks = ["isp2"]
 
     #[test]
     fn port_ranges_never_match_icmp() {
-        let config = parse(&CONFIG.replace("proto = \"udp\", ", ""), "t", None).unwrap();
-        let table = PolicyTable::build(
-            &config,
-            &UplinkStatus::all_configured(&config),
-            KeyHasher::from_seed(1),
-        );
+        let mut spec = spec();
+        spec.rules[0].matcher.proto = None;
+        let table = PolicyTable::build(&spec, &configured(), KeyHasher::from_seed(1));
         let udp = flow(IpProtocol::Udp, [10, 0, 1, 1], [8, 8, 8, 8], 5060);
         assert_eq!(table.classify(&udp, 46), GroupId::Policy(0));
         // An ICMP echo flow carries its id in both port fields, here one inside the range.
@@ -441,18 +424,12 @@ uplinks = ["isp2"]
     }
 
     #[test]
-    fn stickiness_mode_comes_from_the_config() {
-        let config = parse(
-            &format!("{CONFIG}\n[nat]\nstickiness = \"host\"\n"),
-            "t",
-            None,
-        )
-        .unwrap();
-        let table = PolicyTable::build(
-            &config,
-            &UplinkStatus::all_configured(&config),
-            KeyHasher::from_seed(5),
-        );
+    fn stickiness_mode_comes_from_the_spec() {
+        let spec = PolicySpec {
+            stickiness: Stickiness::Host,
+            ..spec()
+        };
+        let table = PolicyTable::build(&spec, &configured(), KeyHasher::from_seed(5));
         let one = flow(IpProtocol::Tcp, [10, 0, 1, 1], [8, 8, 8, 8], 80);
         let other = FlowKey {
             source_port: 1,

@@ -1,0 +1,260 @@
+//! The first packet of a flow: its uplink (policy, stickiness, a live mapping), its external port,
+//! and its insertion under both keys.
+
+use flowpin_flowtable::{InsertError, Insertion, Side};
+use flowpin_nat::{FlowKey, IpProtocol, ParsedFrame, Rewrite, Transport};
+
+use super::{Hit, Pipeline};
+use crate::datapath::counters::DropReason;
+use crate::datapath::record::{FlowKind, FlowValue, Mac, Placement};
+use crate::select::Decision;
+
+const ECHO_REQUEST: u8 = 8;
+
+impl Pipeline<'_> {
+    /// The uplink of a new flow whose policy decision is `decision`, and what decided it. Under a
+    /// stickiness that keeps endpoint-independent mapping (`endpoint`, `host`): the group's member on
+    /// which the flow's internal endpoint already has a live mapping, else the group's choice. A
+    /// mapping outlives the weights and states it was chosen under (a reload, `set-weight`, an uplink
+    /// coming back would otherwise send the endpoint's next flow elsewhere with a second mapping), so
+    /// this keeps one external endpoint per internal endpoint (RFC 4787 REQ-1, RFC 5382 REQ-1) for as
+    /// long as the mapping lives on an uplink the group may use. When the endpoint holds mappings on
+    /// two members, the group's choice wins. Costs one quota-table probe per other member, plus a
+    /// candidate scan where the host holds mappings. Under `host-dest` and `flow`, which are
+    /// documented to break EIM, the group's choice always decides: those modes spread one endpoint's
+    /// flows by their own key.
+    fn uplink_for(
+        &self,
+        key: &FlowKey,
+        decision: &Decision,
+    ) -> Result<(u8, Placement), DropReason> {
+        let chosen = decision
+            .uplink
+            .and_then(|i| u8::try_from(i).ok())
+            .ok_or(DropReason::NoUplink)?;
+        if !self.snapshot.policy.stickiness().keeps_eim() {
+            return Ok((chosen, Placement::Chosen));
+        }
+        let has_mapping = |slot: u8| {
+            self.snapshot.uplink(slot).is_some_and(|uplink| {
+                uplink
+                    .nat
+                    .pool(key.protocol)
+                    .mapping_of(key.source, key.source_port)
+                    .is_some()
+            })
+        };
+        let elsewhere = self
+            .snapshot
+            .policy
+            .group(decision.group)
+            .members()
+            .filter_map(|member| u8::try_from(member).ok())
+            .find(|&member| member != chosen && has_mapping(member));
+        Ok(match elsewhere {
+            Some(mapped) if !has_mapping(chosen) => (mapped, Placement::JoinedLiveMapping),
+            _ => (chosen, Placement::Chosen),
+        })
+    }
+
+    /// The first packet of a flow from the LAN: policy → uplink → external port → insert.
+    pub(super) fn new_flow(&self, frame: &[u8], parsed: &ParsedFrame) -> Result<Hit, DropReason> {
+        match parsed.transport {
+            Transport::IcmpError(_) => return Err(DropReason::IcmpErrorWithoutFlow),
+            // Only an echo request opens an ICMP query flow; a stray reply from the LAN opens nothing.
+            Transport::IcmpQuery { message_type } if message_type != ECHO_REQUEST => {
+                return Err(DropReason::UnsolicitedInbound);
+            }
+            _ => {}
+        }
+        let key = parsed.key;
+        if key.destination == self.snapshot.lan.address {
+            return Err(DropReason::AddressedToRouter);
+        }
+        let lan_host_mac = source_mac(frame);
+        if let Some(slot) = self.snapshot.uplink_with_address(key.destination) {
+            return self.new_hairpin_flow(parsed, slot, lan_host_mac);
+        }
+        let decision = self.snapshot.policy.decide(&key, dscp(frame, parsed));
+        let (slot, placement) = self.uplink_for(&key, &decision)?;
+        let policy = match decision.group {
+            crate::select::GroupId::Policy(i) => u8::try_from(i).unwrap_or(u8::MAX - 1),
+            crate::select::GroupId::Default => u8::MAX,
+        };
+        let uplink = self.snapshot.uplink(slot).ok_or(DropReason::UplinkGone)?;
+        let pool = uplink.nat.pool(key.protocol);
+        let external_port = pool
+            .acquire(key.source, key.source_port, self.now_ms)
+            .map_err(DropReason::NatAllocation)?;
+        let translated = FlowKey {
+            source: uplink.address,
+            source_port: external_port,
+            destination_port: if key.protocol == IpProtocol::Icmp {
+                external_port
+            } else {
+                key.destination_port
+            },
+            ..key
+        };
+        let release = || {
+            let _ = pool.release(external_port, key.source, key.source_port, self.now_ms);
+        };
+        let Ok(lan_side) = Rewrite::new(key, translated) else {
+            release();
+            return Err(DropReason::Malformed(
+                flowpin_nat::ParseError::IcmpUnsupportedType,
+            ));
+        };
+        let value = FlowValue {
+            placement,
+            ..FlowValue::new(
+                lan_side,
+                lan_host_mac,
+                slot,
+                policy,
+                FlowKind::Outbound,
+                self.snapshot.generation,
+            )
+        };
+        let (hit, inserted) = self.pin(value, release)?;
+        if inserted {
+            let counters = &self.counters.uplinks[usize::from(slot)];
+            counters.flows_created.add(1);
+            if let Transport::Tcp(segment) = parsed.transport
+                && segment.flags.syn()
+                && !segment.flags.ack()
+            {
+                counters.tcp_handshakes_started.add(1);
+            }
+        }
+        Ok(hit)
+    }
+
+    /// A LAN host sending to an external endpoint of the router (hairpinning, RFC 4787 REQ-9 / RFC 5382
+    /// REQ-8): the target LAN host must see the sender's external endpoint as the source.
+    fn new_hairpin_flow(
+        &self,
+        parsed: &ParsedFrame,
+        target_slot: u8,
+        lan_host_mac: Mac,
+    ) -> Result<Hit, DropReason> {
+        let key = parsed.key;
+        let target_uplink = self
+            .snapshot
+            .uplink(target_slot)
+            .ok_or(DropReason::UplinkGone)?;
+        let (target_ip, target_port) = target_uplink
+            .nat
+            .pool(key.protocol)
+            .owner_of(key.destination_port)
+            .ok_or(DropReason::HairpinWithoutMapping)?;
+        let peer_mac = self
+            .snapshot
+            .lan_neighbour(target_ip)
+            .ok_or(DropReason::HairpinNeighbourUnknown)?;
+        // The sender's own external endpoint: its mapping on the uplink its endpoint is pinned to.
+        let (slot, _) = self.uplink_for(&key, &self.snapshot.policy.decide(&key, 0))?;
+        let uplink = self.snapshot.uplink(slot).ok_or(DropReason::UplinkGone)?;
+        let pool = uplink.nat.pool(key.protocol);
+        let external_port = pool
+            .acquire(key.source, key.source_port, self.now_ms)
+            .map_err(DropReason::NatAllocation)?;
+        let translated = FlowKey {
+            protocol: key.protocol,
+            source: uplink.address,
+            source_port: external_port,
+            destination: target_ip,
+            destination_port: target_port,
+        };
+        let release = || {
+            let _ = pool.release(external_port, key.source, key.source_port, self.now_ms);
+        };
+        let Ok(lan_side) = Rewrite::new(key, translated) else {
+            release();
+            return Err(DropReason::HairpinWithoutMapping);
+        };
+        let value = FlowValue {
+            peer_mac,
+            ..FlowValue::new(
+                lan_side,
+                lan_host_mac,
+                slot,
+                u8::MAX,
+                FlowKind::Hairpin,
+                self.snapshot.generation,
+            )
+        };
+        Ok(self.pin(value, release)?.0)
+    }
+
+    /// Pins a new flow: inserts it under both keys. `release` gives back the port reference taken for
+    /// it; it runs when the insert fails, and when another worker's first packet of the same flow won
+    /// the race (its flow is adopted). Returns the flow and whether this call created it.
+    pub(super) fn pin(
+        &self,
+        value: FlowValue,
+        release: impl Fn(),
+    ) -> Result<(Hit, bool), DropReason> {
+        let (hit, inserted) = self.insert(value).inspect_err(|_| release())?;
+        if !inserted {
+            release();
+        }
+        Ok((hit, inserted))
+    }
+
+    /// Inserts a new flow under both keys; `(hit, true)` if this call created it, `(winner, false)` if
+    /// another worker's first packet of the same flow won the race. A full table refuses the flow
+    /// (`flow_table_full`, nothing evicted) unless [`Snapshot::early_drop_unanswered`] is on: then it
+    /// gets one early drop of never-answered flows (see [`Flows::early_drop`]) and one more try.
+    fn insert(&self, value: FlowValue) -> Result<(Hit, bool), DropReason> {
+        match self.try_insert(value) {
+            Err(DropReason::FlowTableFull) if self.snapshot.early_drop_unanswered => {
+                let dropped = self.flows.early_drop(self.now_ms, |removed| {
+                    self.snapshot
+                        .release_unanswered_mapping(removed, self.now_ms);
+                });
+                if dropped == 0 {
+                    return Err(DropReason::FlowTableFull);
+                }
+                self.counters.flows_early_dropped.add(dropped as u64);
+                self.try_insert(value)
+            }
+            result => result,
+        }
+    }
+
+    fn try_insert(&self, value: FlowValue) -> Result<(Hit, bool), DropReason> {
+        match self.flows.table.insert_if_absent(
+            value.lan_key(),
+            value.uplink_key(),
+            value,
+            self.now_ms,
+        ) {
+            Ok(Insertion::Inserted(handle)) => {
+                self.flows
+                    .on_inserted(handle, value.protocol(), self.now_ms);
+                let hit = Hit {
+                    handle,
+                    side: Side::Lan,
+                    value,
+                };
+                Ok((hit, true))
+            }
+            Ok(Insertion::Existing(found)) => Ok((found.into(), false)),
+            Err(InsertError::Full) => Err(DropReason::FlowTableFull),
+            Err(InsertError::KeyClash) => Err(DropReason::FlowKeyClash),
+        }
+    }
+}
+
+/// The Ethernet source address of a frame that parsed (so it is at least 14 bytes long).
+fn source_mac(frame: &[u8]) -> Mac {
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&frame[6..12]);
+    mac
+}
+
+/// The DSCP of a parsed IPv4 packet (the upper six bits of the TOS byte).
+fn dscp(frame: &[u8], parsed: &ParsedFrame) -> u8 {
+    frame[usize::from(parsed.l3_offset) + 1] >> 2
+}

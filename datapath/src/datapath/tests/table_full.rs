@@ -1,0 +1,199 @@
+//! A full flow table: refused new flows by default, early drop of never-answered flows when enabled,
+//! and the ports such flows give back.
+
+use super::*;
+
+/// A rig whose flow table holds `capacity` flows (a full table refuses new flows: the default).
+fn small_rig(capacity: usize) -> Rig {
+    let mut rig = Rig::new(Settings::default(), true);
+    rig.flows = Flows::with_capacity(capacity).unwrap();
+    rig
+}
+
+/// Like [`small_rig`] with `[nat] early_drop_unanswered = true`.
+fn small_early_drop_rig(capacity: usize) -> Rig {
+    let settings = Settings {
+        early_drop_unanswered: true,
+        ..Settings::default()
+    };
+    let mut rig = Rig::new(settings, true);
+    rig.flows = Flows::with_capacity(capacity).unwrap();
+    rig
+}
+
+/// Opens a UDP flow from `host:sport` and answers it from the server; returns its external endpoint.
+fn answered_udp_flow(rig: &Rig, host: [u8; 4], mac: Mac, sport: u16) -> (Ipv4Addr, u16) {
+    let mut out = udp(host, sport, SERVER, 7777, mac);
+    let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
+        panic!(
+            "dropped: {:?}",
+            rig.counters.nonzero_drops().collect::<Vec<_>>()
+        )
+    };
+    let slot = port.uplink_slot().unwrap();
+    let (external, external_port, _, _) = endpoint(&out);
+    let mut reply = udp(
+        SERVER,
+        7777,
+        external.octets(),
+        external_port,
+        GW_MAC[usize::from(slot)],
+    );
+    assert_eq!(
+        rig.process(PortId::uplink(slot), &mut reply).port(),
+        Some(PortId::LAN)
+    );
+    (external, external_port)
+}
+
+/// With early drop on, a SYN flood into a full table: each new SYN makes room by early-dropping
+/// never-answered flows, so new connections keep getting through, while answered flows are never
+/// touched.
+#[test]
+fn a_full_table_early_drops_unanswered_flows_and_keeps_answered_ones() {
+    let rig = small_early_drop_rig(64);
+    let answered: Vec<_> = (0..8)
+        .map(|i| {
+            (
+                5000 + i,
+                answered_udp_flow(&rig, HOST2, HOST2_MAC, 5000 + i),
+            )
+        })
+        .collect();
+    for sport in 30000..30300u16 {
+        let mut syn = tcp(HOST, sport, SERVER, 80, SYN, HOST_MAC);
+        assert!(
+            rig.process(PortId::LAN, &mut syn).port().is_some(),
+            "SYN {sport} dropped: {:?}",
+            rig.counters.nonzero_drops().collect::<Vec<_>>()
+        );
+    }
+    assert!(rig.flows.table.len() <= 64);
+    assert_eq!(rig.drops(DropReason::FlowTableFull), 0);
+    let early = rig.counters.flows_early_dropped.get();
+    assert!(early >= 300 - 56, "the flood made its own room: {early}");
+    for (sport, external) in answered {
+        let mut again = udp(HOST2, sport, SERVER, 7777, HOST2_MAC);
+        assert!(rig.process(PortId::LAN, &mut again).port().is_some());
+        let (source, source_port, _, _) = endpoint(&again);
+        assert_eq!(
+            (source, source_port),
+            external,
+            "an answered flow kept its mapping"
+        );
+    }
+    assert_eq!(
+        rig.flows.table.len(),
+        rig.flows.table.snapshot(rig.now_ms).count(),
+        "every counted flow is live"
+    );
+}
+
+/// By default a full table evicts nothing, not even flows that were never answered (their ports keep
+/// their RFC 6888 REQ-8 quarantine): the new flow is refused under `flow_table_full`.
+#[test]
+fn rfc6888_req8_by_default_a_full_table_refuses_new_flows_and_keeps_unanswered_ones() {
+    let rig = small_rig(64);
+    let mut pinned = Vec::new();
+    for sport in 30000..30300u16 {
+        let mut syn = tcp(HOST, sport, SERVER, 80, SYN, HOST_MAC);
+        match rig.process(PortId::LAN, &mut syn) {
+            Verdict::Transmit { port, .. } => pinned.push((sport, port, endpoint(&syn))),
+            Verdict::Drop(reason) => assert_eq!(reason, DropReason::FlowTableFull, "{sport}"),
+        }
+    }
+    assert!(pinned.len() >= 32, "the table took flows: {}", pinned.len());
+    assert_eq!(rig.flows.table.len(), pinned.len(), "and then refused");
+    assert_eq!(
+        rig.drops(DropReason::FlowTableFull),
+        300 - pinned.len() as u64
+    );
+    assert_eq!(rig.counters.flows_early_dropped.get(), 0);
+    // Every unanswered flow is still pinned with its mapping: its retransmitted SYN leaves the same way.
+    for (sport, port, (source, source_port, _, _)) in pinned {
+        let mut again = tcp(HOST, sport, SERVER, 80, SYN, HOST_MAC);
+        assert_eq!(rig.process(PortId::LAN, &mut again).port(), Some(port));
+        let (again_source, again_port, _, _) = endpoint(&again);
+        assert_eq!((again_source, again_port), (source, source_port));
+    }
+}
+
+/// When every flow was answered, nothing is evicted even with early drop on: the new flow is refused
+/// and counted.
+#[test]
+fn a_table_full_of_answered_flows_refuses_new_ones() {
+    let rig = small_early_drop_rig(16);
+    let answered: Vec<_> = (0..16)
+        .map(|i| answered_udp_flow(&rig, HOST2, HOST2_MAC, 6000 + i))
+        .collect();
+    let mut unsolicited_udp = udp(HOST, 7000, SERVER, 7777, HOST_MAC);
+    assert_eq!(
+        rig.process(PortId::LAN, &mut unsolicited_udp),
+        Verdict::Drop(DropReason::FlowTableFull)
+    );
+    let mut syn = tcp(HOST, 7001, SERVER, 80, SYN, HOST_MAC);
+    assert_eq!(
+        rig.process(PortId::LAN, &mut syn),
+        Verdict::Drop(DropReason::FlowTableFull)
+    );
+    assert_eq!(rig.counters.flows_early_dropped.get(), 0);
+    assert_eq!(rig.flows.table.len(), answered.len());
+}
+
+/// A UDP flow's outbound stamps keep its "answered" mark, and the mark does not disturb its expiry.
+#[test]
+fn the_replied_mark_survives_outbound_stamps_and_leaves_the_timeout_alone() {
+    let mut rig = small_rig(16);
+    let external = answered_udp_flow(&rig, HOST, HOST_MAC, 5000);
+    rig.now_ms += 10 * flows::OUTBOUND_STAMP_GRANULARITY_MS;
+    let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
+    assert!(rig.process(PortId::LAN, &mut out).port().is_some());
+    let flow = rig
+        .flows
+        .table
+        .snapshot(rig.now_ms)
+        .next()
+        .expect("the flow");
+    assert_ne!(
+        flow.protocol_state & flows::REPLIED,
+        0,
+        "still marked answered"
+    );
+    assert!(!flows::is_unreplied(&flow.value, flow.protocol_state));
+    assert_eq!(
+        flow.protocol_state & !flows::REPLIED,
+        rig.now_ms,
+        "stamped now"
+    );
+    let deadline = flows::deadline(
+        &rig.snapshot.timeouts,
+        &flow.value,
+        flow.protocol_state,
+        flow.last_seen_ms,
+    );
+    assert_eq!(
+        deadline,
+        rig.now_ms + 300_000,
+        "UDP timeout from the last outbound packet"
+    );
+    let _ = external;
+}
+
+/// A flood of new endpoints longer than the NAT range: early-dropped flows free their ports at once
+/// (no quarantine for a mapping nobody answered), so the range never runs dry and another host still
+/// gets a mapping. With quarantine, 20 000 SYNs (2 uplinks × 10 000 ports) would exhaust it.
+#[test]
+fn early_dropped_flows_give_their_ports_back_without_quarantine() {
+    let rig = small_early_drop_rig(64);
+    for sport in 1024..26024u16 {
+        let mut syn = tcp(HOST, sport, SERVER, 80, SYN, HOST_MAC);
+        assert!(
+            rig.process(PortId::LAN, &mut syn).port().is_some(),
+            "SYN {sport} dropped: {:?}",
+            rig.counters.nonzero_drops().collect::<Vec<_>>()
+        );
+    }
+    let mut syn = tcp(HOST2, 40000, SERVER, 80, SYN, HOST2_MAC);
+    assert!(rig.process(PortId::LAN, &mut syn).port().is_some());
+    assert_eq!(rig.counters.nonzero_drops().count(), 0);
+}
