@@ -8,7 +8,7 @@
 //! | [`publish`] | the one door to a new snapshot, and the history `explain` reads |
 //! | [`refresh`] | re-reading the kernel; XDP addresses and renumbered uplinks |
 //! | [`uplink_state`] | health changes, failover, failback, probe sources and routes |
-//! | [`operator`] | `flowpin uplink drain|undrain|set-weight` |
+//! | [`operator`] | `flowpin uplink` drain, undrain, set-weight |
 //! | [`reload`] | re-reading the file: slot plan, what needs a restart, I/O rebuild |
 //! | [`slot_totals`] | per-slot counters that restart at 0 when a slot gets a new uplink |
 //! | [`reports`] | `status`, `flows`, `explain` |
