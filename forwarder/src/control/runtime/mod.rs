@@ -1,27 +1,27 @@
-//! `flowpin run`: the daemon that keeps the datapath fed, in rooms by concern.
+//! `flowpin run`: the daemon that keeps the datapath fed, in rooms by concern (one file each).
 //!
 //! | room | owns |
 //! |---|---|
-//! | [`startup`] | start order and shutdown; `run`, `load_config` |
-//! | [`io`] | the workers' AF_XDP sockets and queues, opened at start and at a rebuild |
-//! | [`kernel`] | what the kernel says about the LAN and the uplinks (facts, carriers, addresses) |
-//! | [`publish`] | the one door to a new snapshot, and the history `explain` reads |
-//! | [`refresh`] | re-reading the kernel; XDP addresses and renumbered uplinks |
-//! | [`uplink_state`] | health changes, failover, failback, probe sources and routes |
-//! | [`operator`] | `flowpin uplink` drain, undrain, set-weight |
-//! | [`reload`] | re-reading the file: slot plan, what needs a restart, I/O rebuild |
-//! | [`slot_totals`] | per-slot counters that restart at 0 when a slot gets a new uplink |
-//! | [`reports`] | `status`, `flows`, `explain` |
-//! | [`control_loop`] | the loop that only dispatches signals, ticks, events and probe rounds |
-//! | [`api_server`] | the threads serving the control socket and the metrics endpoint |
+//! | `startup` | start order and shutdown; `run`, `load_config` |
+//! | `io` | the workers' AF_XDP sockets and queues, opened at start and at a rebuild |
+//! | `kernel` | what the kernel says about the LAN and the uplinks (facts, carriers, addresses) |
+//! | `publish` | the one door to a new snapshot, and the history `explain` reads |
+//! | `refresh` | re-reading the kernel; XDP addresses and renumbered uplinks |
+//! | `uplink_state` | health changes, failover, failback, probe sources and routes |
+//! | `operator` | `flowpin uplink` drain, undrain, set-weight |
+//! | `reload` | re-reading the file: slot plan, what needs a restart, I/O rebuild |
+//! | `slot_totals` | per-slot counters that restart at 0 when a slot gets a new uplink |
+//! | `reports` | `status`, `flows`, `explain` |
+//! | `control_loop` | the loop that only dispatches signals, ticks, events and probe rounds |
+//! | `api_server` | the threads serving the control socket and the metrics endpoint |
 //!
 //! Invariants:
-//! - one [`Daemon`] behind one mutex; every room works on it under that lock, none per packet;
+//! - one `Daemon` behind one mutex; every room works on it under that lock, none per packet;
 //! - uplink slots are stable for an uplink's whole life (its flows store the slot); a retired slot
 //!   keeps its number, takes no flows and has no socket and no XDP attachment;
 //! - an uplink takes new flows only when its gateway is resolved, its health is `up` and it is not
-//!   drained ([`Daemon::eligible`]);
-//! - workers see a change only through a published snapshot ([`publish`]).
+//!   drained (`Daemon::eligible`);
+//! - workers see a change only through a published snapshot (`publish`).
 #![forbid(unsafe_code)]
 
 mod api_server;
@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use operator::UplinkCommandError;
-pub use reload::ReloadError;
+pub use reload::{AddedUplinkFault, IoReopenError, ReloadError};
 pub use startup::{load_config, local_port_range, online_cpus, run};
 
 use super::failover::RstSender;
