@@ -46,24 +46,38 @@ pub struct FlowQuery {
     pub remote: Option<std::net::SocketAddrV4>,
 }
 
+/// How `flowpin explain` takes a flow (part of every refusal's text).
+const FLOW_QUERY_USAGE: &str = "expected PROTO ENDPOINT [REMOTE], e.g. `udp 10.0.1.2:5000 203.0.113.10:7` (LAN-side 5-tuple) or `udp 198.51.100.2:10000` (external endpoint)";
+
+/// Why the words of `flowpin explain` name no flow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlowQueryError {
+    /// Not one protocol and one or two endpoints.
+    #[error("{usage}", usage = FLOW_QUERY_USAGE)]
+    Usage,
+    /// The protocol is not `tcp`, `udp` or `icmp`.
+    #[error("unknown protocol `{0}` (tcp, udp or icmp); {usage}", usage = FLOW_QUERY_USAGE)]
+    UnknownProtocol(String),
+    /// An endpoint is not `address:port`.
+    #[error("`{0}` is not an IPv4 address:port; {usage}", usage = FLOW_QUERY_USAGE)]
+    NotAnEndpoint(String),
+}
+
 impl FlowQuery {
     /// Parses `PROTO ENDPOINT [REMOTE]` (e.g. `udp 10.0.1.2:5000 203.0.113.10:7`, or
     /// `tcp 198.51.100.2:10001`).
-    pub fn parse(words: &[String]) -> Result<Self, String> {
-        let usage = "expected PROTO ENDPOINT [REMOTE], e.g. `udp 10.0.1.2:5000 203.0.113.10:7` (LAN-side 5-tuple) or `udp 198.51.100.2:10000` (external endpoint)";
+    pub fn parse(words: &[String]) -> Result<Self, FlowQueryError> {
         let (proto, endpoints) = match words {
             [proto, rest @ ..] if (1..=2).contains(&rest.len()) => (proto, rest),
-            _ => return Err(usage.to_owned()),
+            _ => return Err(FlowQueryError::Usage),
         };
         let proto = proto.to_ascii_lowercase();
         if protocol_named(&proto).is_none() {
-            return Err(format!(
-                "unknown protocol `{proto}` (tcp, udp or icmp); {usage}"
-            ));
+            return Err(FlowQueryError::UnknownProtocol(proto));
         }
         let endpoint = |text: &String| {
             text.parse::<std::net::SocketAddrV4>()
-                .map_err(|_| format!("`{text}` is not an IPv4 address:port; {usage}"))
+                .map_err(|_| FlowQueryError::NotAnEndpoint(text.clone()))
         };
         Ok(Self {
             proto,
@@ -549,6 +563,21 @@ mod tests {
         ] {
             assert!(FlowQuery::parse(&words(bad)).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn flow_query_refusals_name_the_fault_then_the_usage() {
+        let usage = "expected PROTO ENDPOINT [REMOTE], e.g. `udp 10.0.1.2:5000 203.0.113.10:7` (LAN-side 5-tuple) or `udp 198.51.100.2:10000` (external endpoint)";
+        let refusal = |text: &str| FlowQuery::parse(&words(text)).unwrap_err().to_string();
+        assert_eq!(refusal("udp"), usage);
+        assert_eq!(
+            refusal("SCTP 1.2.3.4:5"),
+            format!("unknown protocol `sctp` (tcp, udp or icmp); {usage}")
+        );
+        assert_eq!(
+            refusal("udp 1.2.3.4"),
+            format!("`1.2.3.4` is not an IPv4 address:port; {usage}")
+        );
     }
 
     #[test]

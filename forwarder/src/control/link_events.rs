@@ -4,7 +4,7 @@
 //! [`super::netinfo`]). Polling alone would make a link-down, an address change or a gateway's new MAC
 //! wait for the next poll; this watcher makes them act at once: a thread blocks on an
 //! `AF_NETLINK`/`NETLINK_ROUTE` socket bound to the link, IPv4 address and neighbour groups, and on every
-//! event worth it (see [`neighbour_changes`]) it wakes the control loop, which re-reads the tables. The
+//! event worth it (see `neighbour_changes`) it wakes the control loop, which re-reads the tables. The
 //! tables are the truth, the event only says "look now", so a lost or coalesced event can delay nothing
 //! beyond the periodic re-read that stays as the safety net.
 //!

@@ -1,8 +1,12 @@
 //! The control plane: everything the forwarder does that is not per packet.
 //!
-//! It reads the configuration, learns interfaces and neighbours from the kernel, installs the fail-closed
-//! forward guard, builds the immutable snapshots the workers load once per batch, sweeps expired flows,
-//! and serves the local API. Nothing here runs per packet.
+//! It reads the configuration, learns interfaces and neighbours from the kernel, installs the
+//! fail-closed forward guard, builds the immutable snapshots the workers load once per batch, sweeps
+//! expired flows, fails flows over, and serves the local API and the metrics. [`runtime`] is the
+//! daemon, in rooms by concern; the other modules are the parts it uses.
+//!
+//! Invariant: nothing here runs per packet; the workers see the control plane only through the
+//! published snapshot, the shared flow table and their counters.
 #![forbid(unsafe_code)]
 
 pub mod api;

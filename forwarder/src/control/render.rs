@@ -1,4 +1,6 @@
 //! Human-readable tables for `flowpin status`, `flowpin flows` and `flowpin explain`.
+//!
+//! Invariant: it only lays out what the reports carry; no figure is computed or read here.
 #![forbid(unsafe_code)]
 
 use std::fmt::Write;
@@ -75,6 +77,15 @@ pub fn status(s: &StatusReport) -> String {
         "flowpin up {}s — flows {} / {}",
         s.uptime_s, s.flows, s.flow_capacity
     );
+    uplink_traffic(&mut out, s);
+    uplink_health(&mut out, s);
+    refusals(&mut out, s);
+    workers(&mut out, s);
+    out
+}
+
+/// The uplinks' table: address, state, weight, flows and traffic.
+fn uplink_traffic(out: &mut String, s: &StatusReport) {
     let _ = writeln!(
         out,
         "\n{:<10} {:<10} {:<16} {:<9} {:>6} {:>8} {:>12} {:>14} {:>12} {:>14}",
@@ -105,6 +116,10 @@ pub fn status(s: &StatusReport) -> String {
             u.rx_bytes
         );
     }
+}
+
+/// The uplinks' health table: probes, changes, failovers, handshakes.
+fn uplink_health(out: &mut String, s: &StatusReport) {
     let _ = writeln!(
         out,
         "\n{:<10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
@@ -134,6 +149,10 @@ pub fn status(s: &StatusReport) -> String {
             u.tcp_handshakes_unanswered_in_a_row
         );
     }
+}
+
+/// Drops by reason, early drops, suppressed ICMP answers and the XDP program's decisions.
+fn refusals(out: &mut String, s: &StatusReport) {
     if s.drops.is_empty() {
         let _ = writeln!(out, "\ndrops: none");
     } else {
@@ -165,6 +184,10 @@ pub fn status(s: &StatusReport) -> String {
             let _ = writeln!(out, "  {decision:<32} {n:>12}");
         }
     }
+}
+
+/// Per worker: frames, translations, UMEM frame states and its sockets' kernel counters.
+fn workers(out: &mut String, s: &StatusReport) {
     for w in &s.workers {
         let _ = write!(
             out,
@@ -192,7 +215,6 @@ pub fn status(s: &StatusReport) -> String {
             out.push('\n');
         }
     }
-    out
 }
 
 /// Renders `flowpin flows` for a terminal.

@@ -1,0 +1,138 @@
+//! The Prometheus text exposition (format 0.0.4) of a [`StatusReport`], and the tiny HTTP server that
+//! serves it on the configured address (loopback by default).
+//!
+//! Invariants: every sample belongs to a family announced by `# HELP` and `# TYPE` lines; label values
+//! are escaped; counters only grow for the life of the daemon, except the kernel's AF_XDP socket
+//! counters (`flowpin_xsk_kernel_total`), which restart from 0 when a reload reopens the sockets (a
+//! counter reset, which `rate()` handles); the server answers every request path
+//! with the metrics (it has nothing else) and closes the connection after each answer.
+#![forbid(unsafe_code)]
+
+mod text;
+mod uplinks;
+mod workers;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use super::api::StatusReport;
+use text::family;
+
+/// The metrics text of `status`.
+pub fn render(status: &StatusReport) -> String {
+    let mut out = String::new();
+    // 1. Per uplink.
+    uplinks::write(&mut out, status);
+    // 2. The flow table.
+    write_flow_table(&mut out, status);
+    // 3. What the datapath and the XDP program refused or decided.
+    write_datapath(&mut out, status);
+    // 4. Per worker.
+    workers::write(&mut out, status);
+    // 5. The daemon.
+    write_daemon(&mut out, status);
+    out
+}
+
+/// The flow table's occupancy and early drops.
+fn write_flow_table(out: &mut String, status: &StatusReport) {
+    let mut f = family(out, "flowpin_flows", "gauge", "Live flows in the table.");
+    f.sample(&[], status.flows as f64);
+    let mut f = family(
+        out,
+        "flowpin_flow_capacity",
+        "gauge",
+        "Capacity of the flow table.",
+    );
+    f.sample(&[], status.flow_capacity as f64);
+    let mut f = family(
+        out,
+        "flowpin_flows_early_dropped_total",
+        "counter",
+        "Flows that never got a reply, removed to make room for a new flow while the table was full.",
+    );
+    f.sample(&[], status.flows_early_dropped as f64);
+}
+
+/// Suppressed ICMP answers, drops by reason, the XDP program's decisions.
+fn write_datapath(out: &mut String, status: &StatusReport) {
+    let mut f = family(
+        out,
+        "flowpin_icmp_suppressed_total",
+        "counter",
+        "ICMP answers to refused new flows that the per-worker rate limit suppressed, by kind.",
+    );
+    for (kind, n) in &status.icmp_suppressed {
+        f.sample(&[("kind", kind)], *n as f64);
+    }
+    let mut f = family(
+        out,
+        "flowpin_drops_total",
+        "counter",
+        "Frames the datapath dropped, by reason.",
+    );
+    for (reason, n) in &status.drops {
+        f.sample(&[("reason", reason)], *n as f64);
+    }
+    let mut f = family(
+        out,
+        "flowpin_xdp_decisions_total",
+        "counter",
+        "The XDP program's decisions, in packets.",
+    );
+    for (decision, n) in &status.xdp {
+        f.sample(&[("decision", decision)], *n as f64);
+    }
+}
+
+/// Reloads by result and uptime.
+fn write_daemon(out: &mut String, status: &StatusReport) {
+    let mut f = family(
+        out,
+        "flowpin_reloads_total",
+        "counter",
+        "Configuration reloads, by result.",
+    );
+    f.sample(&[("result", "applied")], status.reloads as f64);
+    f.sample(&[("result", "rejected")], status.reloads_failed as f64);
+    let mut f = family(
+        out,
+        "flowpin_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    );
+    f.sample(&[], status.uptime_s as f64);
+}
+
+/// Serves `metrics()` to every HTTP request on `listener`, one connection at a time, forever.
+pub fn serve(listener: TcpListener, metrics: &dyn Fn() -> String) {
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut request = [0u8; 2048];
+        let mut read = 0;
+        // Read the request head (we need nothing from it).
+        while read < request.len() {
+            match conn.read(&mut request[read..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    read += n;
+                    if request[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+        let body = metrics();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(body.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests;

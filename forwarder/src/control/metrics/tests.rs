@@ -1,0 +1,260 @@
+//! The exposition checked line by line, and the server over loopback.
+
+use super::*;
+use crate::control::api::{UplinkStatus, WorkerStatus};
+
+/// Every line is a comment or `name{labels} value` with a parsable value, and each sample's family
+/// was announced before it.
+pub fn assert_prometheus_text(text: &str) {
+    let mut announced = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            announced.insert(rest.split(' ').next().unwrap().to_owned());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        value.parse::<f64>().expect(line);
+        let name = series.split('{').next().unwrap();
+        assert!(announced.contains(name), "{name} sampled before its TYPE");
+        assert!(!series.contains('{') || series.ends_with('}'), "{line}");
+    }
+}
+
+#[test]
+fn status_renders_as_prometheus_text_with_escaped_labels() {
+    let status = StatusReport {
+        flows: 3,
+        uplinks: vec![UplinkStatus {
+            name: "isp\"1".into(),
+            state: "down".into(),
+            probe_loss_percent: Some(50.0),
+            tx_packets: 42,
+            tcp_handshakes_started: 12,
+            tcp_handshakes_answered: 4,
+            tcp_handshakes_unanswered_in_a_row: 8,
+            passive_downs: 1,
+            ..Default::default()
+        }],
+        drops: vec![("no_uplink".into(), 9)],
+        workers: vec![WorkerStatus {
+            index: 0,
+            batches: 5,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let text = render(&status);
+    assert_prometheus_text(&text);
+    assert!(
+        text.contains("flowpin_uplink_state{uplink=\"isp\\\"1\",state=\"down\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("flowpin_uplink_state{uplink=\"isp\\\"1\",state=\"up\"} 0\n"));
+    assert!(text.contains("flowpin_uplink_tx_packets_total{uplink=\"isp\\\"1\"} 42\n"));
+    assert!(text.contains("flowpin_uplink_probe_loss_ratio{uplink=\"isp\\\"1\"} 0.5\n"));
+    assert!(
+        !text.contains("flowpin_uplink_probe_rtt_seconds{"),
+        "no RTT without answers"
+    );
+    assert!(text.contains("flowpin_drops_total{reason=\"no_uplink\"} 9\n"));
+    for (family, value) in [
+        ("flowpin_uplink_tcp_handshakes_started_total", 12),
+        ("flowpin_uplink_tcp_handshakes_answered_total", 4),
+        ("flowpin_uplink_tcp_handshakes_unanswered_in_a_row", 8),
+        ("flowpin_uplink_passive_downs_total", 1),
+    ] {
+        let sample = format!("{family}{{uplink=\"isp\\\"1\"}} {value}\n");
+        assert!(text.contains(&sample), "{sample} in {text}");
+    }
+    assert!(text.contains("flowpin_worker_batches_total{worker=\"0\"} 5\n"));
+}
+
+#[test]
+fn new_flows_per_uplink_and_batch_sizes_per_worker_are_exported() {
+    let status = StatusReport {
+        uplinks: vec![
+            UplinkStatus {
+                name: "isp1".into(),
+                flows_created: 17,
+                ..Default::default()
+            },
+            UplinkStatus {
+                name: "isp2".into(),
+                flows_created: 0,
+                ..Default::default()
+            },
+        ],
+        workers: vec![
+            WorkerStatus {
+                index: 0,
+                rx_frames: 96,
+                batches: 32,
+                inbound_packets: 40,
+                ..Default::default()
+            },
+            WorkerStatus {
+                index: 1,
+                rx_frames: 0,
+                batches: 0,
+                ..Default::default()
+            },
+            WorkerStatus {
+                index: 2,
+                rx_frames: 5,
+                batches: 2,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let text = render(&status);
+    assert_prometheus_text(&text);
+    // New flows per second is the rate of a counter, one series per uplink.
+    assert!(text.contains("# TYPE flowpin_uplink_flows_created_total counter\n"));
+    assert!(text.contains("flowpin_uplink_flows_created_total{uplink=\"isp1\"} 17\n"));
+    assert!(text.contains("flowpin_uplink_flows_created_total{uplink=\"isp2\"} 0\n"));
+    // The mean batch size is frames per batch; a worker with no batch yet has no sample.
+    assert!(text.contains("# TYPE flowpin_worker_batch_size_mean gauge\n"));
+    assert!(
+        text.contains("flowpin_worker_batch_size_mean{worker=\"0\"} 3\n"),
+        "{text}"
+    );
+    assert!(text.contains("flowpin_worker_batch_size_mean{worker=\"2\"} 2.5\n"));
+    assert!(!text.contains("flowpin_worker_batch_size_mean{worker=\"1\"}"));
+    assert!(text.contains("flowpin_worker_batches_total{worker=\"1\"} 0\n"));
+    // Per-worker translations: a worker translates replies of flows other workers created.
+    assert!(text.contains("# TYPE flowpin_worker_inbound_packets_total counter\n"));
+    assert!(text.contains("flowpin_worker_inbound_packets_total{worker=\"0\"} 40\n"));
+    assert!(text.contains("flowpin_worker_outbound_packets_total{worker=\"2\"} 0\n"));
+    assert!(text.contains("flowpin_worker_flows_created_total{worker=\"1\"} 0\n"));
+}
+
+#[test]
+fn frames_per_state_are_exported_per_worker_and_sum_to_the_umem() {
+    use crate::xsk::FrameAccounting;
+    let frames = FrameAccounting {
+        total: 4096,
+        free: 1000,
+        fill: 2900,
+        rx: 60,
+        in_flight: 0,
+        tx: 100,
+        completion: 36,
+    };
+    let status = StatusReport {
+        workers: vec![
+            WorkerStatus {
+                index: 0,
+                frames: Some(frames),
+                ..Default::default()
+            },
+            WorkerStatus {
+                index: 1,
+                frames: None,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let text = render(&status);
+    assert_prometheus_text(&text);
+    assert!(text.contains("# TYPE flowpin_worker_frames gauge\n"));
+    let mut sum = 0.0;
+    for state in ["free", "fill", "rx", "in_flight", "tx", "completion"] {
+        let prefix = format!("flowpin_worker_frames{{worker=\"0\",state=\"{state}\"}} ");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {text}"));
+        sum += line[prefix.len()..].parse::<f64>().unwrap();
+    }
+    assert_eq!(sum, 4096.0, "the states sum to the UMEM");
+    assert!(text.contains("flowpin_worker_frames{worker=\"0\",state=\"fill\"} 2900\n"));
+    assert!(text.contains("flowpin_worker_umem_frames{worker=\"0\"} 4096\n"));
+    assert!(
+        !text.contains("flowpin_worker_frames{worker=\"1\""),
+        "a worker that has not published has no sample"
+    );
+}
+
+#[test]
+fn kernel_socket_counters_are_exported_per_worker_port_and_counter() {
+    use crate::control::api::XskSocketStatus;
+    let status = StatusReport {
+        flows_early_dropped: 9,
+        icmp_suppressed: vec![("net_unreachable".into(), 4), ("port_exhausted".into(), 6)],
+        workers: vec![
+            WorkerStatus {
+                index: 0,
+                sockets: vec![
+                    XskSocketStatus {
+                        port: "lan".into(),
+                        kernel: crate::xsk::KernelSocketStats {
+                            rx_dropped: 120,
+                            rx_ring_full: 100,
+                            rx_fill_ring_empty_descs: 20,
+                            ..Default::default()
+                        },
+                    },
+                    XskSocketStatus {
+                        port: "isp1".into(),
+                        kernel: crate::xsk::KernelSocketStats {
+                            tx_ring_empty_descs: 3,
+                            ..Default::default()
+                        },
+                    },
+                ],
+                ..Default::default()
+            },
+            WorkerStatus {
+                index: 1,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let text = render(&status);
+    assert_prometheus_text(&text);
+    assert!(text.contains("# TYPE flowpin_xsk_kernel_total counter\n"));
+    assert!(text.contains(
+        "flowpin_xsk_kernel_total{worker=\"0\",port=\"lan\",counter=\"rx_ring_full\"} 100\n"
+    ));
+    assert!(text.contains(
+        "flowpin_xsk_kernel_total{worker=\"0\",port=\"lan\",counter=\"rx_fill_ring_empty_descs\"} 20\n"
+    ));
+    assert!(text.contains(
+        "flowpin_xsk_kernel_total{worker=\"0\",port=\"isp1\",counter=\"tx_ring_empty_descs\"} 3\n"
+    ));
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("flowpin_xsk_kernel_total{"))
+        .count();
+    assert_eq!(series, 12, "six counters for each of the two sockets");
+    assert!(
+        !text.contains("flowpin_xsk_kernel_total{worker=\"1\""),
+        "a worker with no reading has no sample"
+    );
+    assert!(text.contains("# TYPE flowpin_flows_early_dropped_total counter\n"));
+    assert!(text.contains("flowpin_flows_early_dropped_total 9\n"));
+    assert!(text.contains("# TYPE flowpin_icmp_suppressed_total counter\n"));
+    assert!(text.contains("flowpin_icmp_suppressed_total{kind=\"net_unreachable\"} 4\n"));
+    assert!(text.contains("flowpin_icmp_suppressed_total{kind=\"port_exhausted\"} 6\n"));
+}
+
+#[test]
+fn the_server_answers_http_on_loopback() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || serve(listener, &|| "flowpin_flows 1\n".to_owned()));
+    let mut conn = std::net::TcpStream::connect(address).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("version=0.0.4"));
+    assert!(answer.ends_with("\r\n\r\nflowpin_flows 1\n"), "{answer}");
+}

@@ -1,0 +1,306 @@
+//! What the daemon reports: `flowpin status` (and the metrics built from it), `flowpin flows` and
+//! `flowpin explain`.
+//!
+//! Invariants: reports only read (the flow table through its lock-free snapshot, counters through
+//! relaxed loads); retired slots are not reported; an uplink's counters count from when its current
+//! uplink took the slot ([`super::slot_totals`]); at most 100 flows are explained.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use super::Daemon;
+use super::slot_totals::SlotTotals;
+use crate::config;
+use crate::control::api::{
+    self, ExplainReport, FlowEntry, FlowFilter, FlowQuery, FlowsReport, StatusReport,
+};
+use crate::control::decision_history;
+use crate::datapath::{FlowValue, Snapshot};
+use crate::worker::WorkerPool;
+
+/// How many flows `flowpin flows` lists when the filter sets no limit.
+const DEFAULT_FLOW_LIMIT: usize = 1000;
+
+/// How many flows `flowpin explain` explains at most.
+const EXPLAIN_LIMIT: usize = 100;
+
+impl Daemon {
+    /// Everything `flowpin status` shows.
+    pub(super) fn status(&self) -> StatusReport {
+        let now = self.clock.now_ms();
+        let (flows, flows_per_uplink) = self.flow_counts(now);
+        let snapshot = self.cell.load();
+        StatusReport {
+            reloads: self.reloads,
+            reloads_failed: self.reloads_failed,
+            xdp: self.xdp_decisions(),
+            uptime_s: now / 1000,
+            uplinks: self.uplink_statuses(&snapshot, &flows_per_uplink),
+            flows,
+            flow_capacity: self.flows.table.capacity() as u64,
+            drops: self.drop_totals(),
+            flows_early_dropped: self
+                .counters
+                .iter()
+                .map(|c| c.flows_early_dropped.get())
+                .sum(),
+            icmp_suppressed: self.icmp_suppressed(),
+            workers: self.worker_statuses(),
+        }
+    }
+
+    /// How many flows the table holds, in all and by uplink slot.
+    fn flow_counts(&self, now: u64) -> (u64, Vec<u64>) {
+        let mut per_uplink = vec![0u64; self.config.uplinks.len()];
+        let mut flows = 0u64;
+        for f in self.flows.table.snapshot(now) {
+            flows += 1;
+            if let Some(n) = per_uplink.get_mut(usize::from(f.value.uplink)) {
+                *n += 1;
+            }
+        }
+        (flows, per_uplink)
+    }
+
+    /// The workers' drops by reason, summed (only non-zero reasons), sorted by name.
+    fn drop_totals(&self) -> Vec<(String, u64)> {
+        let mut drops = BTreeMap::<String, u64>::new();
+        for c in &self.counters {
+            for (name, n) in c.nonzero_drops() {
+                *drops.entry(name.to_owned()).or_default() += n;
+            }
+        }
+        drops.into_iter().collect()
+    }
+
+    /// The ICMP answers the rate limits suppressed, by kind, summed over the workers.
+    fn icmp_suppressed(&self) -> Vec<(String, u64)> {
+        let mut sums: Vec<(String, u64)> = Vec::new();
+        for counters in &self.counters {
+            for (index, (kind, n)) in counters.answers_suppressed().into_iter().enumerate() {
+                match sums.get_mut(index) {
+                    Some((_, sum)) => *sum += n,
+                    None => sums.push((kind.to_owned(), n)),
+                }
+            }
+        }
+        sums
+    }
+
+    /// The XDP program's non-zero decisions (none when it is gone or unreadable).
+    fn xdp_decisions(&self) -> Vec<(String, u64)> {
+        self.xdp
+            .as_ref()
+            .and_then(|x| x.counters().ok())
+            .map(|c| {
+                c.iter()
+                    .filter(|(_, n)| n.packets > 0)
+                    .map(|(d, n)| (d.name().to_owned(), n.packets))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every live uplink's status, in slot order.
+    fn uplink_statuses(
+        &self,
+        snapshot: &Snapshot,
+        flows_per_uplink: &[u64],
+    ) -> Vec<api::UplinkStatus> {
+        self.config
+            .uplinks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.uplinks[*i].retired)
+            .map(|(i, u)| self.uplink_status(i, u, snapshot, flows_per_uplink[i]))
+            .collect()
+    }
+
+    /// Uplink `slot`'s state, health and counters.
+    fn uplink_status(
+        &self,
+        slot: usize,
+        u: &config::Uplink,
+        snapshot: &Snapshot,
+        flows: u64,
+    ) -> api::UplinkStatus {
+        let runtime = &self.uplinks[slot];
+        let totals = SlotTotals::sum(&self.counters, slot)
+            .since(self.slot_baselines.get(slot).copied().unwrap_or_default());
+        let fact = self.facts.get(slot).and_then(Option::as_ref);
+        api::UplinkStatus {
+            name: u.name.clone(),
+            interface: u.interface.clone(),
+            address: snapshot
+                .uplink(slot as u8)
+                .map(|v| v.address.to_string())
+                .unwrap_or_default(),
+            state: runtime.state_name(fact).to_owned(),
+            eligible: self.eligible(slot),
+            weight: runtime.weight_override.unwrap_or(u.weight),
+            probe_loss_percent: (!self.config.health.targets.is_empty())
+                .then(|| runtime.health.loss_percent()),
+            probe_rtt_ms: runtime.health.rtt_ms(),
+            state_changes: runtime.health.transitions,
+            failovers: runtime.failovers,
+            flows_failed_over: runtime.flows_failed_over,
+            flows_failed_back: runtime.flows_failed_back,
+            flows_created: totals.flows_created,
+            flows,
+            tx_packets: totals.tx_packets,
+            tx_bytes: totals.tx_bytes,
+            rx_packets: totals.rx_packets,
+            rx_bytes: totals.rx_bytes,
+            tcp_handshakes_started: totals.tcp_handshakes_started,
+            tcp_handshakes_answered: totals.tcp_handshakes_answered,
+            tcp_handshakes_unanswered_in_a_row: runtime.health.passive().unanswered_in_a_row(),
+            passive_downs: runtime.health.passive_downs,
+        }
+    }
+
+    /// Every worker's frames, batches, translations and kernel socket figures.
+    fn worker_statuses(&self) -> Vec<api::WorkerStatus> {
+        let frames = self
+            .workers
+            .as_ref()
+            .map(WorkerPool::frame_states)
+            .unwrap_or_default();
+        let mut sockets = self
+            .workers
+            .as_ref()
+            .map(WorkerPool::kernel_stats)
+            .unwrap_or_default();
+        self.counters
+            .iter()
+            .enumerate()
+            .map(|(index, c)| api::WorkerStatus {
+                index,
+                rx_frames: c.frames.get(),
+                tx_frames: c.transmitted(),
+                batches: c.batches.get(),
+                outbound_packets: c.translated().outbound_packets,
+                inbound_packets: c.translated().inbound_packets,
+                flows_created: c.translated().flows_created,
+                frames: frames.get(index).copied().flatten(),
+                sockets: sockets
+                    .get_mut(index)
+                    .map(std::mem::take)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(port, stats)| api::XskSocketStatus {
+                        port: self.port_name(port).to_owned(),
+                        kernel: stats,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The name of datapath port `port`: `lan`, or its uplink's.
+    fn port_name(&self, port: crate::datapath::PortId) -> &str {
+        match port.0.checked_sub(1) {
+            None => "lan",
+            Some(slot) => self.uplink_name(slot),
+        }
+    }
+
+    /// `flowpin flows`: the flows matching `filter`, at most its limit, and how many matched.
+    pub(super) fn flows(&self, filter: &FlowFilter) -> FlowsReport {
+        let now = self.clock.now_ms();
+        let limit = filter.limit.unwrap_or(DEFAULT_FLOW_LIMIT);
+        let mut report = FlowsReport::default();
+        for f in self.flows.table.snapshot(now) {
+            if !self.passes(filter, &f.value) {
+                continue;
+            }
+            report.matched += 1;
+            if report.flows.len() < limit {
+                report.flows.push(self.flow_entry(&f, now));
+            }
+        }
+        report
+    }
+
+    /// Does flow `v` pass `filter`'s uplink, host and protocol?
+    fn passes(&self, filter: &FlowFilter, v: &FlowValue) -> bool {
+        let (ip, _) = v.internal_endpoint();
+        !(filter
+            .uplink
+            .as_deref()
+            .is_some_and(|u| u != self.uplink_name(v.uplink))
+            || filter.host.is_some_and(|h| h != ip)
+            || filter
+                .proto
+                .as_deref()
+                .is_some_and(|p| p != api::protocol_name(v.protocol())))
+    }
+
+    /// One flow as `flowpin flows` shows it.
+    fn flow_entry(
+        &self,
+        f: &flowpin_flowtable::FlowSnapshot<flowpin_nat::FlowKey, FlowValue>,
+        now: u64,
+    ) -> FlowEntry {
+        let v = &f.value;
+        let (ip, port) = v.internal_endpoint();
+        let (eip, eport) = v.external_endpoint();
+        let remote = v.lan_key();
+        FlowEntry {
+            proto: api::protocol_name(v.protocol()).to_owned(),
+            internal: format!("{ip}:{port}"),
+            external: format!("{eip}:{eport}"),
+            remote: format!("{}:{}", remote.destination, remote.destination_port),
+            uplink: self.uplink_name(v.uplink).to_owned(),
+            state: flow_state(v, f.protocol_state),
+            idle_ms: now.saturating_sub(f.last_seen_ms),
+            packets_out: f.counters.packets[0],
+            packets_in: f.counters.packets[1],
+        }
+    }
+
+    /// `flowpin explain`: why each flow matching `query` is on its uplink (at most 100 flows).
+    pub(super) fn explain(&self, query: &FlowQuery) -> ExplainReport {
+        let now = self.clock.now_ms();
+        let flows = self
+            .flows
+            .table
+            .snapshot(now)
+            .filter(|f| {
+                let (ip, port) = f.value.external_endpoint();
+                query.matches(&f.value.lan_key(), std::net::SocketAddrV4::new(ip, port))
+            })
+            .take(EXPLAIN_LIMIT)
+            .map(|f| {
+                decision_history::explain(
+                    &f.value,
+                    self.flow_entry(&f, now),
+                    self.history.find(f.value.generation),
+                    &self.config,
+                    now,
+                )
+            })
+            .collect();
+        ExplainReport {
+            flows,
+            history: self.history.len(),
+            oldest_generation: self.history.oldest_generation(),
+        }
+    }
+}
+
+/// A flow's state word: its TCP phase in lower case, or `active`.
+fn flow_state(v: &FlowValue, protocol_state: u64) -> String {
+    if v.protocol() != flowpin_nat::IpProtocol::Tcp {
+        return "active".to_owned();
+    }
+    format!(
+        "{:?}",
+        flowpin_nat::TcpTracker {
+            phase_word: protocol_state as u32,
+            inside: 0,
+            outside: 0,
+        }
+        .phase()
+    )
+    .to_lowercase()
+}

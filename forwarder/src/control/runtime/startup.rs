@@ -1,0 +1,294 @@
+//! Start order and shutdown of `flowpin run`.
+//!
+//! Start order (each step fails with a message naming what is wrong):
+//! 1. read and validate the configuration against the router's own `ip_local_port_range`, and the
+//!    worker count against every interface's queues (see [`crate::control::queues`]);
+//! 2. install the fail-closed forward guard (before anything is attached);
+//! 3. learn the LAN and uplink interfaces and resolve the gateways' MACs;
+//! 4. build the first snapshot and the flow table;
+//! 5. load the XDP program, describe the interfaces and every address of the router's namespace to
+//!    it, open every worker's AF_XDP sockets and register them, attach the program to the LAN and
+//!    every uplink, and start the workers;
+//! 6. bind the metrics endpoint, install the probe routes, serve the control socket, run the control
+//!    loop until SIGINT or SIGTERM.
+//!
+//! Shutdown stops the workers, detaches the program, removes the socket and the probe routes; the
+//! guard stays.
+#![forbid(unsafe_code)]
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+
+use super::{Daemon, UplinkRuntime, api_server, control_loop, io, kernel, publish};
+use crate::config::{self, Config};
+use crate::control::decision_history::DecisionHistory;
+use crate::control::failover::RstSender;
+use crate::control::guard::{self, GuardSpec};
+use crate::control::health::ProberInputs;
+use crate::control::netinfo::{self, InterfaceInfo};
+use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
+use crate::datapath::{DatapathCounters, Flows, SnapshotCell};
+use crate::select::KeyHasher;
+use crate::worker::{Clock, WorkerPool};
+use crate::xdp::{AttachMode, XdpProgram};
+use crate::xsk::XskConfig;
+
+/// How long start-up waits for the gateways' MACs before going on without them.
+const GATEWAY_WAIT: Duration = Duration::from_secs(5);
+
+/// Published snapshots `flowpin explain` remembers (generation → uplink states and weights).
+const SNAPSHOT_HISTORY: usize = 1024;
+
+/// Reads `net.ipv4.ip_local_port_range` of the current network namespace.
+pub fn local_port_range() -> Result<config::PortRange> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .context("cannot read /proc/sys/net/ipv4/ip_local_port_range")?;
+    config::PortRange::from_proc_local_port_range(&text).map_err(anyhow::Error::msg)
+}
+
+/// Reads the online CPU ids (`/sys/devices/system/cpu/online`).
+pub fn online_cpus() -> Result<Vec<u32>> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .context("cannot read /sys/devices/system/cpu/online")?;
+    config::parse_cpu_list(&text).map_err(anyhow::Error::msg)
+}
+
+/// Loads and validates a configuration file the way `run` and `check` do: against this machine's
+/// `ip_local_port_range` and online CPUs (each checked only when readable).
+pub fn load_config(path: &Path) -> Result<Config> {
+    let host = config::Host {
+        local_port_range: local_port_range().ok(),
+        online_cpus: online_cpus().ok(),
+    };
+    config::load(path, &host).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Runs the daemon in the foreground until SIGINT or SIGTERM.
+pub fn run(config_path: &Path) -> Result<()> {
+    // 1. The configuration and the queues the workers serve.
+    let config = load_config(config_path)?;
+    let queues = io::worker_queues(&config)?;
+    // 2. The guard, before anything is attached.
+    install_guard(&config)?;
+    // 3.-5. The kernel's view, the first snapshot, the program, the sockets and the workers.
+    let mut daemon = start_datapath(config_path, config, queues)?;
+    // 6. The endpoints and the control loop.
+    let metrics = bind_metrics(&daemon.config)?;
+    daemon.update_probing();
+    daemon.record_history();
+    let daemon = Arc::new(Mutex::new(daemon));
+    if let Some(listener) = metrics {
+        api_server::spawn_metrics(listener, &daemon)?;
+    }
+    let socket_path = daemon
+        .lock()
+        .expect("daemon lock")
+        .config
+        .control
+        .socket
+        .clone();
+    api_server::spawn_api(&socket_path, &daemon)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(control_loop::run(daemon.clone()))?;
+    shut_down(&daemon, &socket_path)
+}
+
+/// Is the fail-closed forward guard in place for the LAN and every uplink?
+fn install_guard(config: &Config) -> Result<()> {
+    let guard = GuardSpec {
+        lan: config.lan.interface.clone(),
+        uplinks: config.uplinks.iter().map(|u| u.interface.clone()).collect(),
+    };
+    guard
+        .install()
+        .context("installing the fail-closed forward guard")?;
+    tracing::info!(table = guard::GUARD_TABLE, "forward guard installed");
+    Ok(())
+}
+
+/// What the LAN interface is and which of its addresses the router uses.
+fn learn_lan(config: &Config) -> Result<(InterfaceInfo, Ipv4Addr)> {
+    let lan = netinfo::interface(&config.lan.interface)?;
+    let lan_address = lan
+        .ipv4
+        .first()
+        .map(|(a, _)| *a)
+        .with_context(|| format!("LAN interface {} has no IPv4 address", lan.name))?;
+    Ok((lan, lan_address))
+}
+
+/// The running datapath: program, workers and what they were started with.
+struct Forwarding {
+    xdp: XdpProgram,
+    workers: WorkerPool,
+    xsk_config: XskConfig,
+    clock: Clock,
+    cores: Vec<core_affinity::CoreId>,
+    counters: Vec<Arc<DatapathCounters>>,
+}
+
+/// Steps 3 to 5: the daemon with its workers forwarding.
+fn start_datapath(config_path: &Path, config: Config, queues: Vec<u32>) -> Result<Daemon> {
+    let (lan, lan_address) = learn_lan(&config)?;
+    let facts = kernel::resolve_uplinks(&config, GATEWAY_WAIT)?;
+    let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(rand::random()));
+    let snapshot = publish::build_snapshot(&mut builder, &config, &lan, lan_address, &facts);
+    let cell = Arc::new(ArcSwap::from_pointee(snapshot));
+    let flows = Arc::new(
+        Flows::with_capacity(config.datapath.flow_capacity as usize)
+            .context("allocating the flow table")?,
+    );
+    let forwarding = start_forwarding(&config, &queues, lan_address, &facts, &cell, &flows)?;
+    let uplinks = facts
+        .iter()
+        .map(|f| UplinkRuntime::new(f.as_ref().is_some_and(|f| f.eligible)))
+        .collect();
+    let rst = RstSender::open()
+        .inspect_err(|e| tracing::warn!(error = %e, "no raw socket for TCP resets; reset flows are only removed"))
+        .ok();
+    Ok(Daemon {
+        prober: Arc::new(ProberInputs {
+            settings: ArcSwap::from_pointee(config.health.clone()),
+            sources: ArcSwap::from_pointee(Vec::new()),
+        }),
+        published_config: Arc::new(config.clone()),
+        config,
+        clock: forwarding.clock,
+        builder,
+        cell,
+        flows,
+        counters: forwarding.counters,
+        lan,
+        lan_address,
+        facts,
+        xdp: Some(forwarding.xdp),
+        workers: Some(forwarding.workers),
+        queues,
+        xsk_config: forwarding.xsk_config,
+        cores: forwarding.cores,
+        history: DecisionHistory::new(SNAPSHOT_HISTORY),
+        last_io_pause: None,
+        config_path: config_path.to_path_buf(),
+        uplinks,
+        slot_baselines: Vec::new(),
+        rst,
+        renumbered: Vec::new(),
+        probe_routes: false,
+        reloads: 0,
+        reloads_failed: 0,
+    })
+}
+
+/// Step 5: program loaded and described, sockets opened and registered, XDP attached, workers running.
+fn start_forwarding(
+    config: &Config,
+    queues: &[u32],
+    lan_address: Ipv4Addr,
+    facts: &[Option<UplinkFacts>],
+    cell: &Arc<SnapshotCell>,
+    flows: &Arc<Flows>,
+) -> Result<Forwarding> {
+    let mut xdp = load_program(config, lan_address, facts)?;
+    let xsk_config = io::xsk_config(config);
+    let live = vec![false; config.uplinks.len()];
+    let sockets = io::open_io(config, &live, &mut xdp, queues, &xsk_config)?;
+    attach_everywhere(config, &mut xdp)?;
+    let clock = Clock::start();
+    let cores = io::worker_cores(config);
+    let counters: Vec<Arc<DatapathCounters>> = queues
+        .iter()
+        .map(|_| Arc::new(DatapathCounters::default()))
+        .collect();
+    let workers = WorkerPool::start(
+        sockets,
+        cell,
+        flows,
+        clock,
+        &counters,
+        config.datapath.idle,
+        &cores,
+    )?;
+    tracing::info!(workers = workers.len(), "forwarding");
+    Ok(Forwarding {
+        xdp,
+        workers,
+        xsk_config,
+        clock,
+        cores,
+        counters,
+    })
+}
+
+/// The XDP program, told the LAN, the router's addresses and every uplink's address and ports.
+fn load_program(
+    config: &Config,
+    lan_address: Ipv4Addr,
+    facts: &[Option<UplinkFacts>],
+) -> Result<XdpProgram> {
+    let mut xdp = XdpProgram::load().context("loading the XDP program")?;
+    xdp.configure_lan(&config.lan.interface)?;
+    xdp.set_host_addresses(&kernel::host_addresses(lan_address).unwrap_or_default())?;
+    for (uplink, fact) in config.uplinks.iter().zip(facts) {
+        let fact = fact.as_ref().expect("resolve_uplinks returns every uplink");
+        let range = config.nat.port_range;
+        let ports =
+            flowpin_nat::PortRange::new(range.first(), range.last()).expect("validated range");
+        xdp.configure_uplink(
+            &uplink.interface,
+            fact.address,
+            ports.first()..=ports.last(),
+        )?;
+    }
+    Ok(xdp)
+}
+
+/// Is the program attached to the LAN and every uplink?
+fn attach_everywhere(config: &Config, xdp: &mut XdpProgram) -> Result<()> {
+    let interfaces = std::iter::once(config.lan.interface.clone())
+        .chain(config.uplinks.iter().map(|u| u.interface.clone()));
+    for name in interfaces {
+        let mode = xdp.attach(&name, AttachMode::Auto)?;
+        tracing::info!(interface = %name, ?mode, "XDP attached");
+    }
+    Ok(())
+}
+
+/// The metrics endpoint's listener, when one is configured.
+fn bind_metrics(config: &Config) -> Result<Option<std::net::TcpListener>> {
+    config
+        .metrics
+        .listen
+        .map(|address| {
+            std::net::TcpListener::bind(address)
+                .with_context(|| format!("binding the metrics endpoint {address}"))
+        })
+        .transpose()
+}
+
+/// Stops the workers, detaches the program, removes the socket and the probe routes.
+fn shut_down(daemon: &Mutex<Daemon>, socket_path: &Path) -> Result<()> {
+    tracing::info!("stopping");
+    let (mut xdp, workers) = {
+        let mut d = daemon.lock().expect("daemon lock");
+        d.remove_probe_routes();
+        (d.xdp.take(), d.workers.take())
+    };
+    if let Some(workers) = workers {
+        for xsk in workers.stop()? {
+            if let Some(xdp) = xdp.as_mut() {
+                let _ = xdp.unregister_worker(&xsk);
+            }
+        }
+    }
+    drop(xdp);
+    let _ = std::fs::remove_file(socket_path);
+    tracing::info!("stopped; XDP detached, forward guard left in place");
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Uplink state over time: health inputs (carrier, probe rounds, passive handshakes), failover,
+//! failback, and what the prober probes.
+//!
+//! Invariants:
+//! - a health change publishes a snapshot first, then every live uplink not `up` has its flows failed
+//!   over per `[failover]` (see [`crate::control::failover`]);
+//! - nothing is evicted while no other uplink is eligible (the flows stay pinned and fail over once
+//!   one is back);
+//! - failback `move-after` runs at most once per up period, once the uplink has been up long enough;
+//! - probe routes are installed while probing is on and removed when it is turned off.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use super::{Daemon, kernel, live_uplinks};
+use crate::control::failover;
+use crate::control::health::{self, HealthState, ProbeSource};
+use crate::control::netinfo;
+
+impl Daemon {
+    /// Feeds every uplink's carrier to its health tracker (on every rtnetlink link or address event, and
+    /// every second as the safety net).
+    pub(super) fn check_carriers(&mut self) {
+        let settings = &self.config.health;
+        let changes = live_uplinks(&self.config, &mut self.uplinks)
+            .map(|(slot, u, runtime)| {
+                (
+                    slot,
+                    runtime
+                        .health
+                        .carrier(kernel::carrier(&u.interface), settings),
+                )
+            })
+            .collect();
+        self.apply_changes(changes);
+    }
+
+    /// Asks again for the gateways that are still unresolved on links that carry packets, on each
+    /// uplink's [`GatewayRetry`](crate::control::gateway_retry::GatewayRetry) schedule (every 100 ms
+    /// tick). The answer's neighbour event wakes the control loop, which re-reads the tables.
+    pub(super) fn ask_gateways_again(&mut self) {
+        let now = self.clock.now_ms();
+        for (slot, u, runtime) in live_uplinks(&self.config, &mut self.uplinks) {
+            let waiting = self
+                .facts
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|f| f.eligible && f.gateway_mac.is_none());
+            if runtime.gateway_retry.due(waiting, now)
+                && let Err(error) = netinfo::ask_gateway_again(&u.interface, u.gateway)
+            {
+                let error = format!("{error:#}");
+                tracing::debug!(uplink = %u.name, %error, "asking for the gateway again failed");
+            }
+        }
+    }
+
+    /// Feeds every uplink's passive handshake counts to its health tracker (every 100 ms tick, so the
+    /// passive trigger acts within a tick of its window).
+    pub(super) fn check_handshakes(&mut self) {
+        let now = self.clock.now_ms();
+        let settings = &self.config.health;
+        let counters = &self.counters;
+        let changes = live_uplinks(&self.config, &mut self.uplinks)
+            .map(|(slot, _, runtime)| {
+                let counts = health::HandshakeCounts::sum(counters, slot);
+                (slot, runtime.health.handshakes(now, counts, settings))
+            })
+            .collect();
+        self.apply_changes(changes);
+    }
+
+    /// Applies one probe round.
+    pub(super) fn apply_round(&mut self, round: &health::Round) {
+        let count = self.uplinks.len();
+        let changes: Vec<(usize, Option<HealthState>)> = round
+            .iter()
+            .filter(|(slot, _)| usize::from(*slot) < count)
+            .map(|(slot, result)| {
+                let slot = usize::from(*slot);
+                (
+                    slot,
+                    self.uplinks[slot]
+                        .health
+                        .round(*result, &self.config.health),
+                )
+            })
+            .collect();
+        self.apply_changes(changes);
+    }
+
+    /// Publishes a snapshot for state changes, then fails over uplinks that went down.
+    fn apply_changes(&mut self, changes: Vec<(usize, Option<HealthState>)>) {
+        let changed: Vec<(usize, HealthState)> = changes
+            .into_iter()
+            .filter_map(|(slot, change)| change.map(|state| (slot, state)))
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ms();
+        for (slot, state) in &changed {
+            let u = &mut self.uplinks[*slot];
+            tracing::info!(
+                uplink = %self.config.uplinks[*slot].name,
+                state = state.name(),
+                loss_percent = u.health.loss_percent(),
+                rtt_ms = u.health.rtt_ms().unwrap_or(0.0),
+                "uplink health changed"
+            );
+            if *state == HealthState::Up {
+                u.up_since_ms = now;
+                u.failed_back = false;
+            }
+        }
+        self.publish();
+        // Every uplink not up gets its flows failed over (a no-op when it has none): the one that
+        // just went down, and ones whose flows were kept while no uplink was healthy.
+        for slot in 0..self.uplinks.len() {
+            if !self.uplinks[slot].retired && self.uplinks[slot].health.state() != HealthState::Up {
+                self.fail_over(slot);
+            }
+        }
+    }
+
+    /// Fails over uplink `slot`'s flows, unless no other uplink takes new flows (viability guard).
+    fn fail_over(&mut self, slot: usize) {
+        let others = (0..self.uplinks.len()).any(|other| other != slot && self.eligible(other));
+        if !others {
+            tracing::warn!(uplink = %self.config.uplinks[slot].name, "no healthy uplink left: its flows stay pinned");
+            return;
+        }
+        let snapshot = self.cell.load();
+        let report = failover::fail_over(
+            &self.flows,
+            &snapshot,
+            slot as u8,
+            &self.config.failover,
+            self.rst.as_ref(),
+            self.clock.now_ms(),
+        );
+        if report.moved + report.reset > 0 {
+            let u = &mut self.uplinks[slot];
+            u.failovers += 1;
+            u.flows_failed_over += report.moved + report.reset;
+            tracing::info!(
+                uplink = %self.config.uplinks[slot].name,
+                moved = report.moved,
+                reset = report.reset,
+                kept = report.kept,
+                "flows failed over"
+            );
+        }
+    }
+
+    /// Failback `move-after`: once an uplink has been up long enough, moves its class back (once per up
+    /// period).
+    pub(super) fn fail_back(&mut self) {
+        let failback = self.config.failback;
+        let now = self.clock.now_ms();
+        for slot in 0..self.uplinks.len() {
+            let u = &self.uplinks[slot];
+            if u.failed_back
+                || !self.eligible(slot)
+                || now < u.up_since_ms + u64::from(failback.after_s) * 1000
+            {
+                continue;
+            }
+            let snapshot = self.cell.load();
+            let moved = failover::move_back(&self.flows, &snapshot, slot as u8, &failback, now);
+            let u = &mut self.uplinks[slot];
+            u.failed_back = true;
+            u.flows_failed_back += moved;
+            if moved > 0 {
+                tracing::info!(uplink = %self.config.uplinks[slot].name, moved, "flows failed back");
+            }
+        }
+    }
+
+    /// Probe sources and settings for the prober; source routes when probing is on.
+    pub(super) fn update_probing(&mut self) {
+        let probing = !self.config.health.targets.is_empty();
+        let sources: Vec<Option<ProbeSource>> = self
+            .config
+            .uplinks
+            .iter()
+            .zip(&self.facts)
+            .map(|(u, f)| {
+                f.as_ref().map(|f| ProbeSource {
+                    interface: u.interface.clone(),
+                    address: f.address,
+                })
+            })
+            .collect();
+        let changed = **self.prober.sources.load() != sources;
+        if probing && (changed || !self.probe_routes) {
+            self.install_probe_routes(&sources);
+        } else if !probing && self.probe_routes {
+            self.remove_probe_routes();
+        }
+        self.prober.sources.store(Arc::new(sources));
+        self.prober
+            .settings
+            .store(Arc::new(self.config.health.clone()));
+    }
+
+    /// Is every uplink with a source routed to probe through its own gateway?
+    fn install_probe_routes(&mut self, sources: &[Option<ProbeSource>]) {
+        for (slot, (u, source)) in self.config.uplinks.iter().zip(sources).enumerate() {
+            let Some(source) = source else { continue };
+            if let Err(error) =
+                health::routes::install(slot as u8, source.address, u.gateway, &u.interface)
+            {
+                tracing::warn!(uplink = %u.name, %error, "installing the probe route");
+            }
+        }
+        self.probe_routes = true;
+    }
+
+    /// Removes every slot's probe route, when installed.
+    pub(super) fn remove_probe_routes(&mut self) {
+        if self.probe_routes {
+            for slot in 0..self.config.uplinks.len() {
+                health::routes::remove(slot as u8);
+            }
+            self.probe_routes = false;
+        }
+    }
+}
