@@ -1314,7 +1314,7 @@ impl Daemon {
         let now = self.clock.now_ms();
         let mut flows_per_uplink = vec![0u64; self.config.uplinks.len()];
         let mut flows = 0u64;
-        for f in self.flows.table.snapshot(now) {
+        for f in self.flows.table.live_flows(now) {
             flows += 1;
             if let Some(n) = flows_per_uplink.get_mut(usize::from(f.value.uplink)) {
                 *n += 1;
@@ -1456,7 +1456,7 @@ impl Daemon {
         let now = self.clock.now_ms();
         let limit = filter.limit.unwrap_or(1000);
         let mut report = FlowsReport::default();
-        for f in self.flows.table.snapshot(now) {
+        for f in self.flows.table.live_flows(now) {
             let v = &f.value;
             let (ip, _) = v.internal_endpoint();
             if filter
@@ -1490,7 +1490,7 @@ impl Daemon {
     /// One flow as `flowpin flows` shows it.
     fn flow_entry(
         &self,
-        f: &flowpin_flowtable::FlowSnapshot<flowpin_nat::FlowKey, crate::datapath::FlowValue>,
+        f: &flowpin_flowtable::LiveFlow<flowpin_nat::FlowKey, crate::datapath::FlowValue>,
         now: u64,
     ) -> FlowEntry {
         let v = &f.value;
@@ -1530,7 +1530,7 @@ impl Daemon {
         let flows = self
             .flows
             .table
-            .snapshot(now)
+            .live_flows(now)
             .filter(|f| {
                 let (ip, port) = f.value.external_endpoint();
                 query.matches(&f.value.lan_key(), std::net::SocketAddrV4::new(ip, port))
@@ -1558,7 +1558,7 @@ impl Daemon {
 /// giving their ports back to the pools of `snapshot`. Returns how many.
 fn remove_remaining_flows(flows: &Flows, snapshot: &Snapshot, slot: u8, now_ms: u64) -> u64 {
     let mut removed = 0;
-    for flow in flows.table.snapshot(now_ms) {
+    for flow in flows.table.live_flows(now_ms) {
         if flow.value.uplink != slot {
             continue;
         }

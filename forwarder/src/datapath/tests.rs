@@ -1047,7 +1047,7 @@ fn expiry_follows_the_protocol_timeouts() {
         panic!("dropped")
     };
     let t = &rig.snapshot.timeouts;
-    let f = rig.flows.table.snapshot(rig.now_ms).next().unwrap();
+    let f = rig.flows.table.live_flows(rig.now_ms).next().unwrap();
     let d = flows::deadline(t, &f.value, f.protocol_state, f.last_seen_ms);
     assert_eq!(
         d,
@@ -1174,7 +1174,7 @@ fn a_prepared_batch_decides_like_frame_by_frame_processing() {
     assert_eq!(
         rig.flows
             .table
-            .snapshot(rig.now_ms)
+            .live_flows(rig.now_ms)
             .next()
             .unwrap()
             .counters
@@ -1261,7 +1261,7 @@ fn a_full_table_early_drops_unanswered_flows_and_keeps_answered_ones() {
     }
     assert_eq!(
         rig.flows.table.len(),
-        rig.flows.table.snapshot(rig.now_ms).count(),
+        rig.flows.table.live_flows(rig.now_ms).count(),
         "every counted flow is live"
     );
 }
@@ -1328,7 +1328,7 @@ fn the_replied_mark_survives_outbound_stamps_and_leaves_the_timeout_alone() {
     let flow = rig
         .flows
         .table
-        .snapshot(rig.now_ms)
+        .live_flows(rig.now_ms)
         .next()
         .expect("the flow");
     assert_ne!(
