@@ -81,7 +81,7 @@ pub enum InsertError {
     KeyClash,
 }
 
-/// Per-direction packet and byte counters of a flow, indexed by [`Side::index`] order
+/// Per-direction packet and byte counters of a flow, indexed by [`Side`]
 /// (`[lan, uplink]`, the side the packets arrived on).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowCounters {

@@ -3,7 +3,7 @@
 //! elsewhere (with `SO_BINDTODEVICE` alone, the kernel finds no route through the other interfaces and
 //! would ARP for the target on the link).
 //!
-//! For uplink slot k, over rtnetlink ([`RouteSocket`]): the route `default via GATEWAY dev IFACE table
+//! For uplink slot k, over rtnetlink (`RouteSocket`): the route `default via GATEWAY dev IFACE table
 //! 7400+k` and the rule `from ADDRESS/32 lookup 7400+k pref 7400+k`.
 //!
 //! Invariants:
