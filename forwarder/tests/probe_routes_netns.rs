@@ -3,7 +3,8 @@
 //! On a thread moved into a fresh network namespace (gone when the thread ends) with one veth pair,
 //! `up0` 192.0.2.2/24 to `up1`: `install` puts `default via 192.0.2.1 dev up0` in table 7401 and the
 //! rule `from 192.0.2.2 lookup 7401` at priority 7401, exactly as `ip` lists them; installing again
-//! leaves one of each; `remove` deletes both and is fine when nothing is left. Needs root.
+//! leaves one of each; `remove` deletes both and is fine when nothing is left; a refused request is an
+//! error naming it and the errno. Needs root.
 
 use std::process::Command;
 
@@ -82,5 +83,14 @@ fn a_probe_route_and_rule_are_installed_and_removed_over_rtnetlink() {
 
         let error = routes::install(1, address, gateway, "absent0").unwrap_err();
         assert!(error.to_string().contains("absent0"), "{error}");
+        let off_link = "198.51.100.1".parse().unwrap();
+        let error = routes::install(1, address, off_link, "up0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("route replace default via 198.51.100.1 dev up0 table 7401")
+                && error.contains("os error"),
+            "the refusal names the request and the errno: {error}"
+        );
     });
 }

@@ -248,3 +248,34 @@ pub(crate) fn absorb(
     }
     Ok(Progress::More)
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{ErrorMessage, NLM_F_CREATE, NLM_F_EXCL};
+
+    use super::*;
+
+    #[test]
+    fn a_change_asks_for_the_kernels_acknowledgement() {
+        assert_eq!(
+            change_flags(NLM_F_CREATE | NLM_F_EXCL),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        );
+    }
+
+    #[test]
+    fn a_change_is_done_at_its_acknowledgement_and_only_its_own() {
+        let mut ack = ErrorMessage::default();
+        // The kernel echoes the request's header; its content does not matter to us.
+        ack.header = vec![0; 16];
+        let other = encode(NetlinkPayload::Error(ack.clone()), 0, 8);
+        let own = encode(NetlinkPayload::Error(ack), 0, 9);
+        let mut answer = Answer::default();
+        assert_eq!(
+            absorb(&other, 9, false, &mut answer).unwrap(),
+            Progress::More
+        );
+        assert_eq!(absorb(&own, 9, false, &mut answer).unwrap(), Progress::Done);
+        assert!(answer.messages.is_empty());
+    }
+}
