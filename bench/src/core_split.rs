@@ -3,7 +3,7 @@
 //!
 //! On veth, the receive side of a frame (its NAPI poll, and native XDP with it) runs on the CPU that
 //! sent into the veth, so without help the router would share the generator's core. Each configuration
-//! moves its work with the mechanism that applies to it (design.md §8):
+//! moves its work with the mechanism that applies to it:
 //! - kernel forwarding (K0, K1): RPS on the router's LAN port ([`steer_rps`]): the sender's CPU only
 //!   enqueues; the IP stack, conntrack, NAT and the transmit into the uplink veth run on `ROUTER_CPU`;
 //! - XDP programs (G's sink, X's redirect, flowpin's XSK redirect): threaded NAPI on the port the program

@@ -215,22 +215,7 @@ pub fn run(spec: &GeneratorSpec) -> Result<GeneratorReport> {
         "frame length {} is outside 60..=2048",
         spec.frame_len
     );
-    let config = XskConfig {
-        frame_count: 4096,
-        frame_size: 2048,
-        ring_size: 2048,
-        fill_target: 64,
-        alloc_reserve: 4096 - 64,
-        mode: if spec.copy_mode {
-            XskMode::Copy
-        } else {
-            XskMode::Auto
-        },
-        need_wakeup: true,
-        tx_budget: 0,
-    };
-    let mut worker = XskWorker::new(&config, &[(spec.interface.as_str(), 0)])
-        .with_context(|| format!("AF_XDP socket on {}", spec.interface))?;
+    let mut worker = open_worker(spec)?;
     let writer = FrameWriter::new(spec);
     let flows = if spec.new_flow_per_packet {
         FlowSet::with_addressing(u32::MAX, spec.addressing)
@@ -284,18 +269,43 @@ pub fn run(spec: &GeneratorSpec) -> Result<GeneratorReport> {
         worker.flush();
     }
     let seconds = start.elapsed().as_secs_f64();
-    // Let the last frames complete.
+    Ok(drain(&mut worker, port, seconds, ring_full))
+}
+
+/// The generator's AF_XDP socket on `spec`'s interface, queue 0: one port, nearly all frames free for
+/// transmission.
+fn open_worker(spec: &GeneratorSpec) -> Result<XskWorker> {
+    let config = XskConfig {
+        frame_count: 4096,
+        frame_size: 2048,
+        ring_size: 2048,
+        fill_target: 64,
+        alloc_reserve: 4096 - 64,
+        mode: if spec.copy_mode {
+            XskMode::Copy
+        } else {
+            XskMode::Auto
+        },
+        need_wakeup: true,
+        tx_budget: 0,
+    };
+    XskWorker::new(&config, &[(spec.interface.as_str(), 0)])
+        .with_context(|| format!("AF_XDP socket on {}", spec.interface))
+}
+
+/// Lets the last frames complete (at most 200 ms) and reports what was sent in `seconds`.
+fn drain(worker: &mut XskWorker, port: PortId, seconds: f64, ring_full: u64) -> GeneratorReport {
     let drain_until = Instant::now() + Duration::from_millis(200);
     while worker.tx_outstanding() && Instant::now() < drain_until {
         worker.flush();
     }
     let counters = worker.port_counters(port);
-    Ok(GeneratorReport {
+    GeneratorReport {
         sent: counters.tx_completed,
         seconds,
         pps: counters.tx_completed as f64 / seconds.max(1e-9),
         ring_full: ring_full + counters.tx_dropped_ring_full,
-    })
+    }
 }
 
 /// The lab's generator addressing: `hosts` source addresses from `first_source`, one server.

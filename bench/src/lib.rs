@@ -7,7 +7,10 @@
 //! - [`xdp_programs`], [`sink_service`], [`service`]: the XDP sink / redirect programs and their processes;
 //! - [`stats`], [`rate_search`], [`cpu_time`]: the pure measurement math;
 //! - [`core_split`]: the same generator/router core split for every configuration;
-//! - [`lab_runner`], [`report`], [`plot`]: the side-by-side lab benchmark, its report and PNG plot;
+//! - [`lab_runner`], [`report`], [`report_markdown`], [`plot`]: the side-by-side lab benchmark, its
+//!   report (Markdown and JSON) and PNG plot;
+//!   [`router_config`]: the configurations it compares; [`workload`]: its traffic patterns;
+//!   [`lab_rig`]: one configuration's lab and one trial through it;
 //! - [`router_tables`]: flowpin's flow capacity and conntrack's limit, sized alike per workload;
 //! - [`legit_traffic`]: the established flow and fresh connections that run beside a SYN flood.
 #![forbid(unsafe_code)]
@@ -18,14 +21,18 @@ pub mod datapath_rig;
 pub mod flow_set;
 pub mod generator;
 pub mod kernel_pktgen;
+pub mod lab_rig;
 pub mod lab_runner;
 pub mod legit_traffic;
 pub mod plot;
 pub mod rate_search;
 pub mod report;
+pub mod report_markdown;
+pub mod router_config;
 pub mod router_tables;
 pub mod service;
 pub mod sink_service;
 pub mod stats;
 pub mod trafgen;
+pub mod workload;
 pub mod xdp_programs;

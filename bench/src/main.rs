@@ -33,53 +33,7 @@ enum Command {
     /// Runs the side-by-side lab benchmark and writes the report.
     Run(lab_runner::RunOptions),
     /// Sends traffic with a generator (run it inside the namespace of the interface).
-    Gen {
-        /// The generator: flowpin's AF_XDP generator or netsniff-ng's trafgen.
-        #[arg(long, value_enum, default_value_t = GeneratorTool::Afxdp)]
-        tool: GeneratorTool,
-        /// Interface to send on (queue 0).
-        #[arg(long)]
-        interface: String,
-        /// Frame length without FCS (60 = "64-byte" frames, 1514 = "1518-byte" frames).
-        #[arg(long, default_value_t = 60)]
-        frame_len: usize,
-        /// Packets per second (omit: as fast as possible).
-        #[arg(long)]
-        rate: Option<u64>,
-        /// Flows to cycle through.
-        #[arg(long, default_value_t = 1000)]
-        flows: u32,
-        /// A new flow on every packet.
-        #[arg(long)]
-        new_flow_per_packet: bool,
-        /// The flow of the first packet (continue a previous run's flow sequence).
-        #[arg(long, default_value_t = 0)]
-        first_flow: u32,
-        /// Seconds to send.
-        #[arg(long, default_value_t = 1.0)]
-        duration: f64,
-        /// First source address (hosts are consecutive from here).
-        #[arg(long, default_value = "10.77.0.100")]
-        first_source: Ipv4Addr,
-        /// Number of source hosts.
-        #[arg(long, default_value_t = 100)]
-        source_hosts: u32,
-        /// Destination address.
-        #[arg(long, default_value = "203.0.113.200")]
-        destination: Ipv4Addr,
-        /// Source MAC.
-        #[arg(long, default_value = "02:00:00:00:00:01")]
-        source_mac: String,
-        /// Destination MAC (the next hop).
-        #[arg(long)]
-        destination_mac: String,
-        /// UDP or TCP SYN.
-        #[arg(long, value_enum, default_value_t = GenProtocol::Udp)]
-        protocol: GenProtocol,
-        /// Put a send timestamp in every UDP payload (latency at the sink).
-        #[arg(long)]
-        timestamps: bool,
-    },
+    Gen(GenArgs),
     /// Counts (and drops) IPv4 frames arriving on interfaces; one JSON reading per stdin line.
     Sink {
         /// Interfaces (in the current namespace).
@@ -142,47 +96,87 @@ enum Command {
     },
 }
 
+/// The options of `flowpin-bench gen`.
+#[derive(clap::Args, Debug)]
+struct GenArgs {
+    /// The generator: flowpin's AF_XDP generator or netsniff-ng's trafgen.
+    #[arg(long, value_enum, default_value_t = GeneratorTool::Afxdp)]
+    tool: GeneratorTool,
+    /// Interface to send on (queue 0).
+    #[arg(long)]
+    interface: String,
+    /// Frame length without FCS (60 = "64-byte" frames, 1514 = "1518-byte" frames).
+    #[arg(long, default_value_t = 60)]
+    frame_len: usize,
+    /// Packets per second (omit: as fast as possible).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Flows to cycle through.
+    #[arg(long, default_value_t = 1000)]
+    flows: u32,
+    /// A new flow on every packet.
+    #[arg(long)]
+    new_flow_per_packet: bool,
+    /// The flow of the first packet (continue a previous run's flow sequence).
+    #[arg(long, default_value_t = 0)]
+    first_flow: u32,
+    /// Seconds to send.
+    #[arg(long, default_value_t = 1.0)]
+    duration: f64,
+    /// First source address (hosts are consecutive from here).
+    #[arg(long, default_value = "10.77.0.100")]
+    first_source: Ipv4Addr,
+    /// Number of source hosts.
+    #[arg(long, default_value_t = 100)]
+    source_hosts: u32,
+    /// Destination address.
+    #[arg(long, default_value = "203.0.113.200")]
+    destination: Ipv4Addr,
+    /// Source MAC.
+    #[arg(long, default_value = "02:00:00:00:00:01")]
+    source_mac: String,
+    /// Destination MAC (the next hop).
+    #[arg(long)]
+    destination_mac: String,
+    /// UDP or TCP SYN.
+    #[arg(long, value_enum, default_value_t = GenProtocol::Udp)]
+    protocol: GenProtocol,
+    /// Put a send timestamp in every UDP payload (latency at the sink).
+    #[arg(long)]
+    timestamps: bool,
+}
+
+impl GenArgs {
+    /// What to send, as the generator takes it.
+    fn spec(&self) -> Result<GeneratorSpec> {
+        Ok(GeneratorSpec {
+            interface: self.interface.clone(),
+            frame_len: self.frame_len,
+            rate_pps: self.rate,
+            flows: self.flows,
+            addressing: Addressing {
+                first_source: self.first_source,
+                source_hosts: self.source_hosts,
+                first_destination: self.destination,
+                destinations: 1,
+            },
+            duration: Duration::from_secs_f64(self.duration),
+            new_flow_per_packet: self.new_flow_per_packet,
+            first_flow: self.first_flow,
+            protocol: self.protocol,
+            timestamps: self.timestamps,
+            source_mac: parse_mac(&self.source_mac)?,
+            destination_mac: parse_mac(&self.destination_mac)?,
+            copy_mode: true,
+        })
+    }
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run(options) => lab_runner::run(&options),
-        Command::Gen {
-            tool,
-            interface,
-            frame_len,
-            rate,
-            flows,
-            new_flow_per_packet,
-            first_flow,
-            duration,
-            first_source,
-            source_hosts,
-            destination,
-            source_mac,
-            destination_mac,
-            protocol,
-            timestamps,
-        } => {
-            let spec = GeneratorSpec {
-                interface,
-                frame_len,
-                rate_pps: rate,
-                flows,
-                addressing: Addressing {
-                    first_source,
-                    source_hosts,
-                    first_destination: destination,
-                    destinations: 1,
-                },
-                duration: Duration::from_secs_f64(duration),
-                new_flow_per_packet,
-                first_flow,
-                protocol,
-                timestamps,
-                source_mac: parse_mac(&source_mac)?,
-                destination_mac: parse_mac(&destination_mac)?,
-                copy_mode: true,
-            };
-            let report = tool.run(&spec)?;
+        Command::Gen(args) => {
+            let report = args.tool.run(&args.spec()?)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }

@@ -15,8 +15,9 @@ use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::lab_runner::{Config, WORKLOADS};
 use crate::report::Report;
+use crate::router_config::Config;
+use crate::workload::WORKLOADS;
 
 /// Where the plot's font is looked for, first found wins.
 pub const FONT_CANDIDATES: [&str; 3] = [
@@ -89,11 +90,11 @@ pub fn register_font() -> Result<()> {
 
 fn colour(config: Config) -> RGBColor {
     match config {
-        Config::G => RGBColor(120, 120, 120),
-        Config::X => RGBColor(31, 119, 180),
-        Config::K0 => RGBColor(255, 127, 14),
-        Config::K1 => RGBColor(214, 39, 40),
-        Config::O => RGBColor(44, 160, 44),
+        Config::GeneratorOnly => RGBColor(120, 120, 120),
+        Config::XdpRedirect => RGBColor(31, 119, 180),
+        Config::KernelForwarding => RGBColor(255, 127, 14),
+        Config::KernelNat => RGBColor(214, 39, 40),
+        Config::Flowpin => RGBColor(44, 160, 44),
     }
 }
 
@@ -143,7 +144,7 @@ pub fn write_png(report: &Report, path: &Path) -> Result<()> {
                     points.iter().map(|p| (f64::from(p.0), p.1 / 1e6)),
                     style,
                 ))?
-                .label(format!("{config:?}"))
+                .label(format!("{config}"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
             chart.draw_series(
                 points
@@ -196,11 +197,11 @@ mod tests {
     fn report() -> Report {
         Report::new(
             vec![
-                m("64B 1k flows", Config::K1, 0, 600e3),
-                m("64B 1k flows", Config::K1, 1, 620e3),
-                m("64B 100k flows", Config::K1, 0, 500e3),
-                m("64B 1k flows", Config::O, 0, 900e3),
-                m("1518B 1k flows", Config::O, 0, 400e3),
+                m("64B 1k flows", Config::KernelNat, 0, 600e3),
+                m("64B 1k flows", Config::KernelNat, 1, 620e3),
+                m("64B 100k flows", Config::KernelNat, 0, 500e3),
+                m("64B 1k flows", Config::Flowpin, 0, 900e3),
+                m("1518B 1k flows", Config::Flowpin, 0, 400e3),
             ],
             "box".into(),
             false,
@@ -213,12 +214,12 @@ mod tests {
         let data = series(&report());
         assert_eq!(data.len(), 2);
         let (config, k1) = &data[0];
-        assert_eq!(*config, Config::K1);
+        assert_eq!(*config, Config::KernelNat);
         assert_eq!(k1.len(), 2);
         assert_eq!(k1[0], (1_000, 610e3, 600e3, 620e3));
         assert_eq!(k1[1].0, 100_000);
         let (config, o) = &data[1];
-        assert_eq!(*config, Config::O);
+        assert_eq!(*config, Config::Flowpin);
         assert_eq!(
             o,
             &vec![(1_000, 900e3, 900e3, 900e3)],

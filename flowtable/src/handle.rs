@@ -1,5 +1,5 @@
 //! The public vocabulary of the table: sides, handles, lookup and insert results, errors and
-//! snapshots.
+//! copies of live flows.
 
 /// Which of a flow's two keys a lookup matched, and which direction a packet travelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,7 +81,7 @@ pub enum InsertError {
     KeyClash,
 }
 
-/// Per-direction packet and byte counters of a flow, indexed by [`Side::index`] order
+/// Per-direction packet and byte counters of a flow, indexed by [`Side`]
 /// (`[lan, uplink]`, the side the packets arrived on).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowCounters {
@@ -103,9 +103,9 @@ impl FlowCounters {
     }
 }
 
-/// A copy of one live flow, as produced by [`FlowTable::snapshot`](crate::FlowTable::snapshot).
+/// A copy of one live flow, as produced by [`FlowTable::live_flows`](crate::FlowTable::live_flows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlowSnapshot<K, V> {
+pub struct LiveFlow<K, V> {
     /// The flow (operations through it fail once the flow is gone).
     pub handle: FlowHandle,
     /// The LAN-side key.

@@ -164,17 +164,17 @@ mod guarded;
 mod handle;
 mod index;
 mod insert;
+mod live_flows;
 mod memory;
 mod record;
 mod slot;
-mod snapshot;
 mod status;
 mod sweep;
 mod sync;
 mod table;
 
 pub use handle::{
-    FlowCounters, FlowHandle, FlowSnapshot, Found, InsertError, Insertion, Side, SweepStats,
+    FlowCounters, FlowHandle, Found, InsertError, Insertion, LiveFlow, Side, SweepStats,
 };
-pub use snapshot::Snapshots;
+pub use live_flows::LiveFlows;
 pub use table::{CapacityError, FlowTable};

@@ -1,5 +1,5 @@
 //! The table itself: construction, lookups, per-packet updates through handles, and removal.
-//! Inserting, sweeping, batch lookups and snapshots live in their own modules as further `impl`
+//! Inserting, sweeping, batch lookups and the live-flow iterator live in their own modules as further `impl`
 //! blocks of [`FlowTable`].
 
 use crate::free_list::FreeList;

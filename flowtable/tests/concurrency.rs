@@ -154,7 +154,7 @@ fn stress_matches_a_locked_hashmap_oracle() {
     });
     let oracle = oracle.into_inner().expect("oracle");
     let listed: HashMap<u64, Mapping> = table
-        .snapshot(1)
+        .live_flows(1)
         .filter(|flow| flow.value.flow < 1_000_000)
         .map(|flow| {
             assert_eq!(flow.lan_key, FiveTuple::lan(flow.value.flow));
@@ -164,7 +164,7 @@ fn stress_matches_a_locked_hashmap_oracle() {
         .collect();
     assert_eq!(listed, oracle);
     let shared_live = table
-        .snapshot(1)
+        .live_flows(1)
         .filter(|flow| flow.value.flow >= 1_000_000)
         .count();
     assert_eq!(
@@ -385,7 +385,7 @@ fn expiry_under_concurrent_lookups_never_shows_a_wrong_or_torn_flow() {
                     assert!(fresh, "flow {value:?} released twice");
                 },
             );
-            handles_seen.extend(table.snapshot(now).take(4).map(|flow| flow.handle));
+            handles_seen.extend(table.live_flows(now).take(4).map(|flow| flow.handle));
         }
         *stale_candidates.lock().expect("handles") = handles_seen;
     });
@@ -412,7 +412,7 @@ fn expiry_under_concurrent_lookups_never_shows_a_wrong_or_torn_flow() {
     }
     assert!(stale > 0, "the run produced no stale handle to check");
     let released = released.into_inner().expect("released").len() as u64;
-    let live = table.snapshot(0).count() as u64;
+    let live = table.live_flows(0).count() as u64;
     assert!(
         released > FLOWS,
         "the sweeper did expire flows ({released})"

@@ -201,7 +201,7 @@ fn sweep_races_lookups_and_reinserts_without_losing_track() {
         let released = sweeper.join().expect("sweeper");
         reader.join().expect("reader");
         let insertion = inserter.join().expect("inserter");
-        let live: Vec<_> = table.snapshot(10).map(|flow| flow.value).collect();
+        let live: Vec<_> = table.live_flows(10).map(|flow| flow.value).collect();
         // Every flow ever inserted is either released exactly once or still live.
         let mut accounted = released.clone();
         accounted.extend(&live);

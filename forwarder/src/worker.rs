@@ -1,27 +1,26 @@
-//! A datapath worker: one thread, one queue, one AF_XDP UMEM shared by its LAN and uplink sockets.
+//! A datapath worker: one thread serving one queue through one AF_XDP worker (one UMEM shared by its
+//! LAN and uplink sockets), and the pool of the running workers.
 //!
-//! Each loop iteration: receive a batch; read `now` once; load the control plane's snapshot once; parse
-//! the batch and look all its flows up at once; run the sans-IO pipeline on every frame; queue each frame for transmission on its egress port or recycle
-//! it; flush the rings once. When nothing arrives it sleeps in `poll()` (idle = poll) or spins
-//! (idle = busy-poll). No allocation, lock, syscall (other than the ring wakeups) or log per packet.
+//! Owns the worker loop ([`run`]), the translation between datapath and AF_XDP ports ([`PortMap`]),
+//! the workers of one I/O generation ([`WorkerPool`]), the time base they share ([`Clock`]) and what
+//! each publishes for the control plane ([`WorkerGauges`]).
 //!
-//! Datapath ports and AF_XDP ports differ once uplinks come and go at run time: the datapath names an
-//! egress by uplink *slot* ([`PortId`] `1 + slot`, slots stable for an uplink's whole life), while a
-//! worker's sockets are only the interfaces configured now. A [`PortMap`] translates both ways.
+//! One iteration of the loop: receive a batch; read `now` and load the control plane's snapshot once;
+//! parse the batch and look all its flows up at once; run the pipeline on every frame; queue each frame
+//! on its egress port or recycle it; flush the rings once. With nothing received it sleeps in `poll()`
+//! (idle = poll) or spins (idle = busy-poll).
 //!
-//! A [`WorkerPool`] is the set of running workers of one I/O generation: stopping it (the stop flag,
-//! then each worker's [`crate::xsk::XskWaker`] so none sleeps out its poll timeout) hands the AF_XDP
-//! workers back, so the control plane can close them and open a new set for a new uplink set.
-//!
-//! Each worker publishes where its UMEM frames are ([`crate::xsk::FrameAccounting`]) into its
-//! [`FrameGauges`] every [`PUBLISH_EVERY_BATCHES`] batches and whenever it goes idle with batches
-//! unpublished (so an idle worker's figures are current, a busy one's at most that many batches
-//! old); [`WorkerPool::frame_states`] reads them. Publishing reads the rings' heads and does a few
-//! relaxed stores: no lock. At the same cadence it reads the kernel's per-socket counters
-//! ([`crate::xsk::KernelSocketStats`]: RX ring full, fill ring empty, ...) with one `getsockopt`
-//! per port into its [`KernelStatsGauges`], read by [`WorkerPool::kernel_stats`]: the losses
-//! between the XDP program's redirect and the worker, which no datapath counter sees. Those
-//! syscalls are per publication, never per packet.
+//! Invariants:
+//! - no allocation, lock, log or syscall per packet (the rings' wakeups aside);
+//! - the datapath names an egress by uplink slot ([`PortId`] `1 + slot`, stable for an uplink's
+//!   life), a worker's sockets are the interfaces configured now: [`PortMap`] translates, and a
+//!   frame for a slot with no socket is dropped as `UplinkGone`;
+//! - stopping a pool sets the stop flag, then wakes every worker ([`crate::xsk::XskWaker`]) so none
+//!   sleeps out its poll timeout, and hands the AF_XDP workers back for the next generation;
+//! - a worker publishes its frame states ([`crate::xsk::FrameAccounting`]) and its sockets' kernel
+//!   counters ([`crate::xsk::KernelSocketStats`]) every [`PUBLISH_EVERY_BATCHES`] batches and when it
+//!   goes idle with batches unpublished: an idle worker's figures are current, a busy one's at most
+//!   that many batches old; a publication is relaxed stores and one `getsockopt` per port.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -319,8 +318,8 @@ impl WorkerPool {
 }
 
 /// Runs a worker until `shared.stop` is set. `ports` maps its AF_XDP ports to datapath ports; its
-/// frame states and kernel counters are published into `gauges` (at start, per [`PublishCadence`],
-/// and at the end).
+/// frame states and kernel counters are published into `gauges` (at start, every
+/// [`PUBLISH_EVERY_BATCHES`] batches, on going idle, and at the end).
 pub fn run(
     mut xsk: XskWorker,
     ports: PortMap,
@@ -373,26 +372,8 @@ pub fn run(
                 let chunk = xsk.chunk_mut(&mut frame);
                 pipeline.process_prepared(&prepared, index, ingress, &mut chunk[start..], len)
             };
-            match verdict {
-                Verdict::Transmit { port, len } => {
-                    let refused = match ports.xsk_port(port) {
-                        Some(egress) if frame.set_len(len as u32) => {
-                            xsk.transmit(frame, egress).err().map(tx_refused_reason)
-                        }
-                        Some(_) => {
-                            xsk.recycle(frame);
-                            Some(DropReason::TxBeyondFrame)
-                        }
-                        None => {
-                            xsk.recycle(frame);
-                            Some(DropReason::UplinkGone)
-                        }
-                    };
-                    if let Some(reason) = refused {
-                        counters.count_tx_refused(reason);
-                    }
-                }
-                Verdict::Drop(_) => xsk.recycle(frame),
+            if let Some(reason) = dispatch(&mut xsk, &ports, frame, verdict) {
+                counters.count_tx_refused(reason);
             }
         }
         xsk.flush();
@@ -402,6 +383,36 @@ pub fn run(
     }
     gauges.publish(&xsk);
     xsk
+}
+
+/// Where does `frame` go for `verdict`? Queued on its egress socket or recycled; the drop reason when
+/// a transmit verdict could not be honoured.
+#[inline]
+fn dispatch(
+    xsk: &mut XskWorker,
+    ports: &PortMap,
+    mut frame: xsk::Frame,
+    verdict: Verdict,
+) -> Option<DropReason> {
+    match verdict {
+        Verdict::Transmit { port, len } => match ports.xsk_port(port) {
+            Some(egress) if frame.set_len(len as u32) => {
+                xsk.transmit(frame, egress).err().map(tx_refused_reason)
+            }
+            Some(_) => {
+                xsk.recycle(frame);
+                Some(DropReason::TxBeyondFrame)
+            }
+            None => {
+                xsk.recycle(frame);
+                Some(DropReason::UplinkGone)
+            }
+        },
+        Verdict::Drop(_) => {
+            xsk.recycle(frame);
+            None
+        }
+    }
 }
 
 /// The drop reason of a frame the AF_XDP worker refused to transmit.

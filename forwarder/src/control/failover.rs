@@ -162,7 +162,7 @@ fn fail_over_selected(
     now_ms: u64,
 ) -> FailoverReport {
     let mut report = FailoverReport::default();
-    for flow in flows.table.snapshot(now_ms) {
+    for flow in flows.table.live_flows(now_ms) {
         let value = flow.value;
         if value.uplink != slot || value.kind != FlowKind::Outbound {
             continue;
@@ -215,7 +215,7 @@ pub fn move_back(
         return 0;
     }
     let mut moved = 0;
-    for flow in flows.table.snapshot(now_ms) {
+    for flow in flows.table.live_flows(now_ms) {
         let value = flow.value;
         let key = value.lan_key();
         if value.kind != FlowKind::Outbound
@@ -393,7 +393,7 @@ port_range = "20000-29999"
         );
         let left: Vec<(u8, Ipv4Addr)> = flows
             .table
-            .snapshot(1000)
+            .live_flows(1000)
             .map(|f| (f.value.uplink, f.value.external_endpoint().0))
             .collect();
         assert_eq!(left.len(), 2, "{left:?}");

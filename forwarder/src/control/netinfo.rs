@@ -203,7 +203,7 @@ pub fn ask_gateway_again(device: &str, gateway: Ipv4Addr) -> Result<()> {
                 gateway,
             )));
         let what = format!("RTM_DELNEIGH ({gateway} on {device:?})");
-        match RouteSocket::open()?.acknowledged(&what, RouteNetlinkMessage::DelNeighbour(request)) {
+        match RouteSocket::open()?.change(&what, RouteNetlinkMessage::DelNeighbour(request), 0) {
             Ok(()) => {}
             // Resolved or expired in the meantime: soliciting is all that is left to do.
             Err(e) if errno_of(&e) == Some(libc::ENOENT) => {}

@@ -144,7 +144,7 @@ impl FrameGauges {
     }
 
     /// The last finished publication; `None` before the first, or if the worker republished twice
-    /// during each of [`Self::READ_ATTEMPTS`] reads.
+    /// during each of `READ_ATTEMPTS` (64) reads.
     pub fn read(&self) -> Option<FrameAccounting> {
         for _ in 0..Self::READ_ATTEMPTS {
             let seen = self.sequence.load(Ordering::Acquire);

@@ -1,33 +1,55 @@
 //! AF_XDP: sockets, UMEM and rings — the only module of the forwarder with `unsafe` code.
 //!
-//! A [`XskWorker`] owns one UMEM and one socket per (interface, queue) it serves ("ports"), all
-//! sharing the UMEM (`XDP_SHARED_UMEM`), so a frame received on the LAN is transmitted on an
-//! uplink by moving its descriptor — never copied in userspace. Each port has its own fill and
-//! completion rings (the kernel requires one pair per (device, queue)); completions of every port
-//! return to one free pool that refills every fill ring.
-//!
-//! The worker loop the datapath runs:
-//! ```text
-//! loop {
-//!     worker.receive(BATCH, &mut batch);          // frames tagged with their port
-//!     for frame in batch.drain(..) {               // read/rewrite with data()/data_mut()
-//!         match verdict { Tx(port) => worker.transmit(frame, port)?, Drop => worker.recycle(frame) }
-//!     }
-//!     worker.flush();                              // TX rings, sendto() kicks, completions
-//!     if idle { worker.wait(timeout)?; }           // or busy-poll
-//! }
-//! ```
+//! Owns, per [`XskWorker`]: one UMEM; one socket per (interface, queue) it serves (a *port*), all
+//! bound to that UMEM (`XDP_SHARED_UMEM`); per port a fill, RX, TX and completion ring (the kernel
+//! wants one fill/completion pair per (device, queue)); one free pool that every completion returns
+//! to and that refills every fill ring.
 //!
 //! Invariants:
-//! - Frame accounting is exact: `free + fill + rx + in_flight + tx + completion == total`
-//!   ([`FrameAccounting`]), checked by a debug assertion after every receive and flush.
-//! - A [`Frame`] is exclusive ownership of one chunk; it can only be used with its own worker.
-//! - No allocation, lock or logging per packet; syscalls only for wakeups (`sendto`, `recvfrom`,
-//!   `poll`).
-//! - Ring layer: xdpilone 1.3 (EUPL-1.2), wrapped here. Its `fill()`/`transmit()` may grant fewer
-//!   slots than are free (we loop, committing what we get), and its `insert()` must be given at
-//!   most `capacity()` items (it consumes one extra item otherwise), so we give exactly that many.
-//! - Every `unsafe` block carries a `// SAFETY:` comment.
+//! - a frame crosses ports by moving its descriptor, never by copying its bytes in userspace;
+//! - frame accounting is exact: `free + fill + rx + in_flight + tx + completion == total`
+//!   ([`FrameAccounting`]), checked by a debug assertion after every receive and flush;
+//! - a [`Frame`] is exclusive ownership of one chunk, usable only with the worker that gave it;
+//! - no allocation, lock or logging per packet; syscalls only for wakeups (`sendto`, `recvfrom`,
+//!   `poll`);
+//! - xdpilone 1.3 (EUPL-1.2) is the ring layer, wrapped here: its `fill()`/`transmit()` may grant
+//!   fewer slots than are free (we loop, committing what we get) and its `insert()` is given at most
+//!   `capacity()` items (it consumes one extra item otherwise);
+//! - every `unsafe` block carries a `// SAFETY:` comment.
+//!
+//! A worker's loop (the datapath's is [`crate::worker::run`]):
+//! ```no_run
+//! use flowpin::datapath::{self, Verdict};
+//! use flowpin::xsk::{Frame, PortId, XskWorker};
+//!
+//! /// Serves `worker` forever: `decide` reads or rewrites a packet and says where it goes, `egress`
+//! /// names the port of a datapath port.
+//! fn serve(
+//!     worker: &mut XskWorker,
+//!     mut decide: impl FnMut(PortId, &mut [u8]) -> Verdict,
+//!     egress: impl Fn(datapath::PortId) -> PortId,
+//! ) -> std::io::Result<()> {
+//!     let mut batch: Vec<Frame> = Vec::with_capacity(64);
+//!     loop {
+//!         if worker.receive(64, &mut batch) == 0 {
+//!             worker.flush(); // completions of earlier transmissions
+//!             worker.wait(100)?; // or busy-poll
+//!             continue;
+//!         }
+//!         for mut frame in batch.drain(..) {
+//!             let ingress = frame.rx_port().expect("a received frame has a port");
+//!             match decide(ingress, worker.data_mut(&mut frame)) {
+//!                 Verdict::Transmit { port, len } if frame.set_len(len as u32) => {
+//!                     // A refused frame was counted and recycled by the worker.
+//!                     let _refused = worker.transmit(frame, egress(port));
+//!                 }
+//!                 _ => worker.recycle(frame),
+//!             }
+//!         }
+//!         worker.flush(); // TX rings, sendto() kicks, completions
+//!     }
+//! }
+//! ```
 
 mod accounting;
 mod config;

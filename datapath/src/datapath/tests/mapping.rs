@@ -133,7 +133,7 @@ fn rfc4787_req5_expiry_follows_the_protocol_timeouts() {
     let mut out = udp(HOST, 25003, SERVER, 7777, HOST_MAC);
     rig.transmit(PortId::LAN, &mut out);
     let t = &rig.snapshot.timeouts;
-    let f = rig.flows.table.snapshot(rig.now_ms).next().unwrap();
+    let f = rig.flows.table.live_flows(rig.now_ms).next().unwrap();
     let d = flows::deadline(t, &f.value, f.protocol_state, f.last_seen_ms);
     assert_eq!(
         d,
@@ -284,7 +284,7 @@ fn a_prepared_batch_decides_like_frame_by_frame_processing() {
     assert_eq!(
         rig.flows
             .table
-            .snapshot(rig.now_ms)
+            .live_flows(rig.now_ms)
             .next()
             .unwrap()
             .counters

@@ -84,7 +84,7 @@ fn a_full_table_early_drops_unanswered_flows_and_keeps_answered_ones() {
     }
     assert_eq!(
         rig.flows.table.len(),
-        rig.flows.table.snapshot(rig.now_ms).count(),
+        rig.flows.table.live_flows(rig.now_ms).count(),
         "every counted flow is live"
     );
 }
@@ -151,7 +151,7 @@ fn the_replied_mark_survives_outbound_stamps_and_leaves_the_timeout_alone() {
     let flow = rig
         .flows
         .table
-        .snapshot(rig.now_ms)
+        .live_flows(rig.now_ms)
         .next()
         .expect("the flow");
     assert_ne!(

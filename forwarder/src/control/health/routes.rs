@@ -3,106 +3,242 @@
 //! elsewhere (with `SO_BINDTODEVICE` alone, the kernel finds no route through the other interfaces and
 //! would ARP for the target on the link).
 //!
-//! For uplink slot k flowpin installs `default via GATEWAY dev IFACE table 7400+k` and the rule
-//! `from ADDRESS lookup 7400+k pref 7400+k`, replacing what was there, and removes both at shutdown.
-//! Only packets *from an uplink's address* are affected; forwarded traffic never reaches the kernel.
+//! For uplink slot k, over rtnetlink (`RouteSocket`): the route `default via GATEWAY dev IFACE table
+//! 7400+k` and the rule `from ADDRESS/32 lookup 7400+k pref 7400+k`.
+//!
+//! Invariants:
+//! - installing first removes what slot k had, then replaces the route and adds the rule: one route
+//!   and one rule per slot;
+//! - removing deletes every rule of priority 7400+k and every IPv4 route of table 7400+k; missing ones
+//!   are fine;
+//! - an installation error names the request (as `ip` would write it) and the kernel's errno;
+//! - only packets *from an uplink's address* are affected; forwarded traffic never reaches the kernel.
 #![forbid(unsafe_code)]
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use anyhow::{Context, Result, bail};
+use anyhow::Context;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::control::netinfo;
+use crate::control::netinfo::rtnetlink::RouteSocket;
 
 /// Routing table (and rule priority) of uplink slot 0; slot k uses `PROBE_TABLE_BASE + k`.
 pub const PROBE_TABLE_BASE: u32 = 7400;
 
-/// The `ip` argument lists that install slot `slot`'s source route.
-pub fn install_commands(
+/// Why slot k's source route could not be installed. The message holds the whole cause.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeRouteError {
+    /// The uplink's interface (whose index the route names) could not be read.
+    #[error("{0:#}")]
+    Interface(anyhow::Error),
+    /// The rtnetlink socket failed, or the kernel refused a request (named, with the errno).
+    #[error("{0:#}")]
+    Rtnetlink(anyhow::Error),
+}
+
+/// Which routing table (and rule priority) does slot `slot` use?
+pub fn probe_table(slot: u8) -> u32 {
+    PROBE_TABLE_BASE + u32::from(slot)
+}
+
+/// Installs (or replaces) slot `slot`'s source route and rule.
+pub fn install(
     slot: u8,
     address: Ipv4Addr,
     gateway: Ipv4Addr,
     interface: &str,
-) -> [Vec<String>; 2] {
-    let table = (PROBE_TABLE_BASE + u32::from(slot)).to_string();
-    [
-        [
-            "route",
-            "replace",
-            "default",
-            "via",
-            &gateway.to_string(),
-            "dev",
-            interface,
-            "table",
-            &table,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-        [
-            "rule",
-            "add",
-            "from",
-            &format!("{address}/32"),
-            "lookup",
-            &table,
-            "pref",
-            &table,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    ]
-}
-
-fn ip(args: &[String]) -> Result<()> {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .context("running `ip`")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Installs (or replaces) slot `slot`'s source route.
-pub fn install(slot: u8, address: Ipv4Addr, gateway: Ipv4Addr, interface: &str) -> Result<()> {
+) -> Result<(), ProbeRouteError> {
     remove(slot);
-    for command in install_commands(slot, address, gateway, interface) {
-        ip(&command)?;
+    let ifindex = netinfo::interface(interface)
+        .map_err(ProbeRouteError::Interface)?
+        .ifindex;
+    let table = probe_table(slot);
+    let mut socket = RouteSocket::open().map_err(ProbeRouteError::Rtnetlink)?;
+    socket
+        .change(
+            &format!("route replace default via {gateway} dev {interface} table {table}"),
+            RouteNetlinkMessage::NewRoute(default_route(table, gateway, ifindex)),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map_err(ProbeRouteError::Rtnetlink)?;
+    socket
+        .change(
+            &format!("rule add from {address}/32 lookup {table} pref {table}"),
+            RouteNetlinkMessage::NewRule(source_rule(table, address)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map_err(ProbeRouteError::Rtnetlink)
+}
+
+/// Removes slot `slot`'s rules and table (missing ones are fine).
+pub fn remove(slot: u8) {
+    let table = probe_table(slot);
+    let Ok(mut socket) = RouteSocket::open() else {
+        return;
+    };
+    let what = format!("rule del pref {table}");
+    while socket
+        .change(&what, RouteNetlinkMessage::DelRule(rule_at(table)), 0)
+        .is_ok()
+    {}
+    let _ = flush_table(&mut socket, table);
+}
+
+/// Deletes every IPv4 route of `table` (`ip route flush table TABLE`).
+fn flush_table(socket: &mut RouteSocket, table: u32) -> anyhow::Result<()> {
+    let mut request = RouteMessage::default();
+    request.header.address_family = AddressFamily::Inet;
+    let routes = socket
+        .dump(
+            "RTM_GETROUTE dump (IPv4)",
+            RouteNetlinkMessage::GetRoute(request),
+        )
+        .context("listing the routes to flush")?;
+    let what = format!("route flush table {table}");
+    for route in routes {
+        if let RouteNetlinkMessage::NewRoute(route) = route
+            && table_of(&route) == table
+        {
+            socket.change(&what, RouteNetlinkMessage::DelRoute(route), 0)?;
+        }
     }
     Ok(())
 }
 
-/// Removes slot `slot`'s rule and table (missing ones are fine).
-pub fn remove(slot: u8) {
-    let table = (PROBE_TABLE_BASE + u32::from(slot)).to_string();
-    let rule = ["rule", "del", "pref", &table].map(str::to_owned);
-    while ip(&rule).is_ok() {}
-    let _ = ip(&["route", "flush", "table", &table].map(str::to_owned));
+/// Which table does `route` belong to? (`RTA_TABLE` when present: the header holds only 8 bits.)
+fn table_of(route: &RouteMessage) -> u32 {
+    route
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            RouteAttribute::Table(table) => Some(*table),
+            _ => None,
+        })
+        .unwrap_or(u32::from(route.header.table))
+}
+
+/// `default via GATEWAY dev IFINDEX table TABLE`, as `ip route replace` builds it.
+pub(crate) fn default_route(table: u32, gateway: Ipv4Addr, ifindex: u32) -> RouteMessage {
+    let mut route = RouteMessage::default();
+    route.header.address_family = AddressFamily::Inet;
+    route.header.table = RouteHeader::RT_TABLE_UNSPEC;
+    route.header.protocol = RouteProtocol::Boot;
+    route.header.scope = RouteScope::Universe;
+    route.header.kind = RouteType::Unicast;
+    route.attributes = vec![
+        RouteAttribute::Table(table),
+        RouteAttribute::Gateway(RouteAddress::Inet(gateway)),
+        RouteAttribute::Oif(ifindex),
+    ];
+    route
+}
+
+/// `from ADDRESS/32 lookup TABLE pref TABLE`, as `ip rule add` builds it.
+pub(crate) fn source_rule(table: u32, address: Ipv4Addr) -> RuleMessage {
+    let mut rule = rule_at(table);
+    rule.header.src_len = 32;
+    rule.header.action = RuleAction::ToTable;
+    rule.attributes
+        .insert(0, RuleAttribute::Source(IpAddr::V4(address)));
+    rule.attributes.insert(1, RuleAttribute::Table(table));
+    rule
+}
+
+/// Any IPv4 rule of priority `priority`, as `ip rule del pref PRIORITY` names it.
+pub(crate) fn rule_at(priority: u32) -> RuleMessage {
+    let mut rule = RuleMessage::default();
+    rule.header.family = AddressFamily::Inet;
+    rule.attributes = vec![RuleAttribute::Priority(priority)];
+    rule
 }
 
 #[cfg(test)]
 mod tests {
+    use netlink_packet_core::NLM_F_REQUEST;
+
     use super::*;
+    use crate::control::netinfo::rtnetlink::{change_flags, encode_request};
+
+    /// A netlink header: length, type, flags, sequence 7, port 0.
+    fn header(length: u32, kind: u16, flags: u16) -> Vec<u8> {
+        let mut bytes = length.to_ne_bytes().to_vec();
+        bytes.extend(kind.to_ne_bytes());
+        bytes.extend(flags.to_ne_bytes());
+        bytes.extend(7u32.to_ne_bytes());
+        bytes.extend(0u32.to_ne_bytes());
+        bytes
+    }
+
+    /// A 4-byte attribute.
+    fn attribute(kind: u16, value: [u8; 4]) -> Vec<u8> {
+        let mut bytes = 8u16.to_ne_bytes().to_vec();
+        bytes.extend(kind.to_ne_bytes());
+        bytes.extend(value);
+        bytes
+    }
 
     #[test]
     fn each_slot_gets_its_own_table_and_rule() {
-        let [route, rule] = install_commands(
-            1,
-            Ipv4Addr::new(100, 64, 2, 2),
-            Ipv4Addr::new(100, 64, 2, 1),
-            "wan2",
+        assert_eq!(probe_table(0), 7400);
+        assert_eq!(probe_table(1), 7401);
+    }
+
+    #[test]
+    fn the_route_is_encoded_as_ip_route_replace_sends_it() {
+        let route = default_route(7401, Ipv4Addr::new(100, 64, 2, 1), 5);
+        let flags = change_flags(NLM_F_CREATE | NLM_F_REPLACE);
+        let bytes = encode_request(RouteNetlinkMessage::NewRoute(route), flags, 7);
+        // RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | NLM_F_CREATE.
+        let mut expected = header(52, 24, 0x0505);
+        // rtmsg: AF_INET, /0, /0, tos 0, table in RTA_TABLE, RTPROT_BOOT, universe, unicast, no flags.
+        expected.extend([2, 0, 0, 0, 0, 3, 0, 1, 0, 0, 0, 0]);
+        expected.extend(attribute(15, 7401u32.to_ne_bytes())); // RTA_TABLE
+        expected.extend(attribute(5, [100, 64, 2, 1])); // RTA_GATEWAY
+        expected.extend(attribute(4, 5u32.to_ne_bytes())); // RTA_OIF
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn the_rule_is_encoded_as_ip_rule_add_sends_it() {
+        let rule = source_rule(7401, Ipv4Addr::new(100, 64, 2, 2));
+        let flags = change_flags(NLM_F_CREATE | NLM_F_EXCL);
+        let bytes = encode_request(RouteNetlinkMessage::NewRule(rule), flags, 7);
+        // RTM_NEWRULE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE.
+        let mut expected = header(52, 32, 0x0605);
+        // fib_rule_hdr: AF_INET, dst /0, src /32, tos 0, table in FRA_TABLE, FR_ACT_TO_TBL, no flags.
+        expected.extend([2, 0, 32, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+        expected.extend(attribute(2, [100, 64, 2, 2])); // FRA_SRC
+        expected.extend(attribute(15, 7401u32.to_ne_bytes())); // FRA_TABLE
+        expected.extend(attribute(6, 7401u32.to_ne_bytes())); // FRA_PRIORITY
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn a_rule_removal_names_only_the_priority() {
+        let bytes = encode_request(
+            RouteNetlinkMessage::DelRule(rule_at(7400)),
+            change_flags(0),
+            7,
         );
-        assert_eq!(
-            route.join(" "),
-            "route replace default via 100.64.2.1 dev wan2 table 7401"
-        );
-        assert_eq!(
-            rule.join(" "),
-            "rule add from 100.64.2.2/32 lookup 7401 pref 7401"
-        );
+        // RTM_DELRULE, NLM_F_REQUEST | NLM_F_ACK.
+        let mut expected = header(36, 33, NLM_F_REQUEST | 0x0004);
+        expected.extend([2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        expected.extend(attribute(6, 7400u32.to_ne_bytes())); // FRA_PRIORITY
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn a_route_belongs_to_its_rta_table_else_to_its_header_table() {
+        let route = default_route(7401, Ipv4Addr::new(100, 64, 2, 1), 5);
+        assert_eq!(table_of(&route), 7401);
+        let mut main = RouteMessage::default();
+        main.header.table = RouteHeader::RT_TABLE_MAIN;
+        assert_eq!(table_of(&main), 254);
     }
 }

@@ -7,7 +7,9 @@
 //!   changed while it was walked, so entries may be missing or doubled) is read again, up to
 //!   [`DUMP_ATTEMPTS`] times;
 //! - an error reply (`NLMSG_ERROR`, or `NLMSG_DONE` carrying one) becomes an error that names the
-//!   request and the errno.
+//!   request and the errno;
+//! - a change (a new or deleted route or rule) asks for the kernel's acknowledgement (`NLM_F_ACK`) and
+//!   is done only when it arrives.
 
 use anyhow::{Context, Result, bail};
 use netlink_packet_core::{
@@ -72,19 +74,12 @@ impl RouteSocket {
     /// Sends `request` (a single get, e.g. one link by name) and returns its one reply. `what` names
     /// the request in errors.
     pub fn get(&mut self, what: &str, request: RouteNetlinkMessage) -> Result<RouteNetlinkMessage> {
-        let answer = self.exchange(what, request, NLM_F_REQUEST)?;
+        let answer = self.exchange(what, request, NLM_F_REQUEST, false)?;
         answer
             .messages
             .into_iter()
             .next()
             .with_context(|| format!("rtnetlink {what}: the kernel sent no reply"))
-    }
-
-    /// Sends `request` (a change, e.g. a neighbour removal) and waits for the kernel's acknowledgement;
-    /// a refusal is an error with the kernel's errno. `what` names the request in errors.
-    pub fn acknowledged(&mut self, what: &str, request: RouteNetlinkMessage) -> Result<()> {
-        self.exchange(what, request, NLM_F_REQUEST | NLM_F_ACK)
-            .map(drop)
     }
 
     /// Sends the dump `request` and returns every entry, read again if the kernel reports the dump as
@@ -95,7 +90,7 @@ impl RouteSocket {
         request: RouteNetlinkMessage,
     ) -> Result<Vec<RouteNetlinkMessage>> {
         for _ in 0..DUMP_ATTEMPTS {
-            let answer = self.exchange(what, request.clone(), NLM_F_REQUEST | NLM_F_DUMP)?;
+            let answer = self.exchange(what, request.clone(), NLM_F_REQUEST | NLM_F_DUMP, true)?;
             if !answer.interrupted {
                 return Ok(answer.messages);
             }
@@ -105,13 +100,28 @@ impl RouteSocket {
         )
     }
 
-    fn exchange(&mut self, what: &str, request: RouteNetlinkMessage, flags: u16) -> Result<Answer> {
+    /// Sends the change `request` (`RTM_NEWROUTE`, `RTM_DELROUTE`, `RTM_NEWRULE`, `RTM_DELRULE`) with
+    /// `flags` (e.g. `NLM_F_CREATE | NLM_F_REPLACE`) and waits for the kernel's acknowledgement. `what`
+    /// names the request in errors.
+    pub fn change(&mut self, what: &str, request: RouteNetlinkMessage, flags: u16) -> Result<()> {
+        self.exchange(what, request, change_flags(flags), false)
+            .map(drop)
+    }
+
+    /// Sends `request` with `flags` and gathers its answer: a dump's entries up to `NLMSG_DONE` when
+    /// `dumping` (a change's `NLM_F_REPLACE` and `NLM_F_EXCL` reuse `NLM_F_DUMP`'s bits: flags cannot tell).
+    fn exchange(
+        &mut self,
+        what: &str,
+        request: RouteNetlinkMessage,
+        flags: u16,
+        dumping: bool,
+    ) -> Result<Answer> {
         self.sequence = self.sequence.wrapping_add(1);
         let bytes = encode_request(request, flags, self.sequence);
         self.socket
             .send(&bytes, 0)
             .with_context(|| format!("rtnetlink {what}: sending the request"))?;
-        let dumping = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut answer = Answer::default();
         loop {
             let received = match self.socket.recv(&mut &mut self.buffer[..], libc::MSG_TRUNC) {
@@ -140,6 +150,11 @@ impl RouteSocket {
             }
         }
     }
+}
+
+/// The header flags of a change request: `flags` plus `NLM_F_REQUEST | NLM_F_ACK`.
+pub(crate) fn change_flags(flags: u16) -> u16 {
+    NLM_F_REQUEST | NLM_F_ACK | flags
 }
 
 /// The bytes of `request` with `flags` and `sequence`.
@@ -232,4 +247,35 @@ pub(crate) fn absorb(
         }
     }
     Ok(Progress::More)
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{ErrorMessage, NLM_F_CREATE, NLM_F_EXCL};
+
+    use super::*;
+
+    #[test]
+    fn a_change_asks_for_the_kernels_acknowledgement() {
+        assert_eq!(
+            change_flags(NLM_F_CREATE | NLM_F_EXCL),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        );
+    }
+
+    #[test]
+    fn a_change_is_done_at_its_acknowledgement_and_only_its_own() {
+        let mut ack = ErrorMessage::default();
+        // The kernel echoes the request's header; its content does not matter to us.
+        ack.header = vec![0; 16];
+        let other = encode(NetlinkPayload::Error(ack.clone()), 0, 8);
+        let own = encode(NetlinkPayload::Error(ack), 0, 9);
+        let mut answer = Answer::default();
+        assert_eq!(
+            absorb(&other, 9, false, &mut answer).unwrap(),
+            Progress::More
+        );
+        assert_eq!(absorb(&own, 9, false, &mut answer).unwrap(), Progress::Done);
+        assert!(answer.messages.is_empty());
+    }
 }

@@ -53,7 +53,7 @@ impl Daemon {
     fn flow_counts(&self, now: u64) -> (u64, Vec<u64>) {
         let mut per_uplink = vec![0u64; self.config.uplinks.len()];
         let mut flows = 0u64;
-        for f in self.flows.table.snapshot(now) {
+        for f in self.flows.table.live_flows(now) {
             flows += 1;
             if let Some(n) = per_uplink.get_mut(usize::from(f.value.uplink)) {
                 *n += 1;
@@ -209,7 +209,7 @@ impl Daemon {
         let now = self.clock.now_ms();
         let limit = filter.limit.unwrap_or(DEFAULT_FLOW_LIMIT);
         let mut report = FlowsReport::default();
-        for f in self.flows.table.snapshot(now) {
+        for f in self.flows.table.live_flows(now) {
             if !self.passes(filter, &f.value) {
                 continue;
             }
@@ -238,7 +238,7 @@ impl Daemon {
     /// One flow as `flowpin flows` shows it.
     fn flow_entry(
         &self,
-        f: &flowpin_flowtable::FlowSnapshot<flowpin_nat::FlowKey, FlowValue>,
+        f: &flowpin_flowtable::LiveFlow<flowpin_nat::FlowKey, FlowValue>,
         now: u64,
     ) -> FlowEntry {
         let v = &f.value;
@@ -264,7 +264,7 @@ impl Daemon {
         let flows = self
             .flows
             .table
-            .snapshot(now)
+            .live_flows(now)
             .filter(|f| {
                 let (ip, port) = f.value.external_endpoint();
                 query.matches(&f.value.lan_key(), std::net::SocketAddrV4::new(ip, port))

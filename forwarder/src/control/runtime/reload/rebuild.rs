@@ -282,7 +282,7 @@ fn attach_added(
 /// giving their ports back to the pools of `snapshot`. Returns how many.
 fn remove_remaining_flows(flows: &Flows, snapshot: &Snapshot, slot: u8, now_ms: u64) -> u64 {
     let mut removed = 0;
-    for flow in flows.table.snapshot(now_ms) {
+    for flow in flows.table.live_flows(now_ms) {
         if flow.value.uplink != slot {
             continue;
         }

@@ -1,4 +1,4 @@
-//! A non-blocking snapshot iterator over the live flows, for the control plane (`flowpin flows`,
+//! A non-blocking iterator over copies of the live flows, for the control plane (`flowpin flows`,
 //! failover walking one uplink's flows).
 //!
 //! It is weakly consistent: every flow live for the whole iteration is yielded exactly once;
@@ -6,7 +6,7 @@
 //! consistent (keys and value of one incarnation; counters read while that incarnation was live).
 
 use crate::guarded::tag_of;
-use crate::handle::{FlowHandle, FlowSnapshot};
+use crate::handle::{FlowHandle, LiveFlow};
 use crate::record::expand_last_seen;
 use crate::status::Status;
 use crate::sync::Ordering;
@@ -14,16 +14,16 @@ use crate::table::{FlowTable, read_counters};
 use core::fmt;
 use core::hash::Hash;
 
-/// Iterator returned by [`FlowTable::snapshot`].
-pub struct Snapshots<'table, K, V> {
+/// Iterator returned by [`FlowTable::live_flows`].
+pub struct LiveFlows<'table, K, V> {
     table: &'table FlowTable<K, V>,
     next_record: usize,
     now_ms: u64,
 }
 
-impl<K, V> fmt::Debug for Snapshots<'_, K, V> {
+impl<K, V> fmt::Debug for LiveFlows<'_, K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Snapshots")
+        f.debug_struct("LiveFlows")
             .field("next_record", &self.next_record)
             .finish()
     }
@@ -35,8 +35,8 @@ where
     V: Copy,
 {
     /// Iterates over copies of the live flows; `now_ms` is used to rebuild last-seen times.
-    pub fn snapshot(&self, now_ms: u64) -> Snapshots<'_, K, V> {
-        Snapshots {
+    pub fn live_flows(&self, now_ms: u64) -> LiveFlows<'_, K, V> {
+        LiveFlows {
             table: self,
             next_record: 0,
             now_ms,
@@ -44,12 +44,12 @@ where
     }
 }
 
-impl<K, V> Iterator for Snapshots<'_, K, V>
+impl<K, V> Iterator for LiveFlows<'_, K, V>
 where
     K: Copy + Eq + Hash,
     V: Copy,
 {
-    type Item = FlowSnapshot<K, V>;
+    type Item = LiveFlow<K, V>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while let Some(record) = self.table.records.get(self.next_record) {
@@ -69,7 +69,7 @@ where
                 continue; // removed and reused while we copied
             };
             let [lan_key, uplink_key] = body.keys;
-            return Some(FlowSnapshot {
+            return Some(LiveFlow {
                 handle: FlowHandle {
                     record: number,
                     seq: seq.0,
@@ -91,7 +91,7 @@ mod tests {
     use crate::{FlowTable, Side};
 
     #[test]
-    fn snapshot_lists_exactly_the_live_flows() {
+    fn live_flows_lists_exactly_the_live_flows() {
         let t: FlowTable<u64, u64> = FlowTable::with_capacity(64).expect("valid");
         let mut handles = Vec::new();
         for flow in 0..10u64 {
@@ -103,7 +103,7 @@ mod tests {
         }
         t.remove(handles[3]).expect("live");
         t.record_packet(handles[4], Side::Uplink, 99, 8);
-        let mut seen: Vec<_> = t.snapshot(10).collect();
+        let mut seen: Vec<_> = t.live_flows(10).collect();
         seen.sort_by_key(|flow| flow.lan_key);
         assert_eq!(
             seen.iter().map(|flow| flow.lan_key).collect::<Vec<_>>(),
