@@ -84,7 +84,7 @@ pub fn explain(config: &Config) -> String {
         out,
         "\nNAT: external ports {} ({} per uplink address, at most {} per LAN host); filtering {}",
         nat.port_range,
-        nat.port_range.count(),
+        nat.port_range.len(),
         nat.ports_per_host,
         nat.filtering
     );

@@ -13,7 +13,7 @@
 //!   downstream re-checks it;
 //! - this module does no I/O except reading the file in [`load`]: the machine facts a file is
 //!   checked against ([`Host`]: the router's `ip_local_port_range`, which the NAT range must
-//!   avoid, read with [`PortRange::from_proc_local_port_range`]; the online CPUs `[datapath] cpus`
+//!   avoid, read with [`PortRange::parse_ip_local_port_range`]; the online CPUs `[datapath] cpus`
 //!   must name, read with [`parse_cpu_list`]) are an argument.
 //!
 //! Uplink health, failover, failback and metrics live in [`resilience`].
@@ -24,7 +24,6 @@ mod error;
 mod explain;
 mod locate;
 pub mod model;
-mod port_range;
 mod prefix;
 mod protocol;
 mod raw;
@@ -40,11 +39,11 @@ use std::path::Path;
 pub use cpus::{Host, format_cpu_list, parse_cpu_list};
 pub use error::{ConfigError, ConfigErrors};
 pub use explain::{explain, weight_shares};
+pub use flowpin_nat::PortRange;
 pub use model::{
     Config, Control, Datapath, Filtering, IdleStrategy, Lan, Nat, Policy, PolicyMatch,
     PolicyUplink, Timeouts, Uplink, Workers, XdpMode,
 };
-pub use port_range::PortRange;
 pub use prefix::Ipv4Prefix;
 pub use protocol::Protocol;
 pub use resilience::{

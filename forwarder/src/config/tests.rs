@@ -55,7 +55,7 @@ fn assert_single_error(text: &str, location: &str, words: &str) {
 
 #[test]
 fn the_example_parses_with_the_linux_default_port_range() {
-    let linux_default = PortRange::new(32768, 60999);
+    let linux_default = PortRange::new(32768, 60999).ok();
     let config = parse(EXAMPLE, "flowpin.toml", linux_default).unwrap();
     assert_eq!(config.uplinks.len(), 3);
     assert_eq!(config.uplinks[2].weight, 0);
@@ -303,7 +303,7 @@ fn port_range_errors() {
         "below 1024",
     );
     let overlapping = format!("{BASE}[nat]\nport_range = {{ first = 20000, last = 59999 }}\n");
-    let errors = errors_with_range(&overlapping, PortRange::new(32768, 60999));
+    let errors = errors_with_range(&overlapping, PortRange::new(32768, 60999).ok());
     assert_eq!(errors.len(), 1);
     assert!(
         errors[0].starts_with("flowpin.toml:17: nat.port_range: NAT port range 20000-59999 overlaps the router's ip_local_port_range 32768-60999"),
@@ -311,7 +311,7 @@ fn port_range_errors() {
         errors[0]
     );
     // The default range is checked too, without a line since the file does not hold it.
-    let errors = errors_with_range(BASE, PortRange::new(1024, 65535));
+    let errors = errors_with_range(BASE, PortRange::new(1024, 65535).ok());
     assert_eq!(errors.len(), 1);
     assert!(
         errors[0].starts_with(
@@ -320,7 +320,7 @@ fn port_range_errors() {
         "{}",
         errors[0]
     );
-    assert!(parse(BASE, "f", PortRange::new(32768, 60999)).is_ok());
+    assert!(parse(BASE, "f", PortRange::new(32768, 60999).ok()).is_ok());
 }
 
 #[test]
@@ -953,4 +953,54 @@ fn datapath_cpus_must_be_online_listed_once_and_not_empty() {
         "flowpin.toml:17: datapath.cpus",
         "",
     );
+}
+
+/// The spellings a port range accepts in the file (`nat.port_range`, `match.dst_port`,
+/// `failback.udp_ports`).
+mod port_range_forms {
+    use serde::Deserialize;
+
+    use super::PortRange;
+
+    #[derive(Debug, Deserialize)]
+    struct Holder {
+        range: PortRange,
+    }
+
+    fn from_toml(value: &str) -> Result<PortRange, String> {
+        toml::from_str::<Holder>(&format!("range = {value}"))
+            .map(|holder| holder.range)
+            .map_err(|error| error.message().to_owned())
+    }
+
+    #[test]
+    fn accepts_every_spelling() {
+        assert_eq!(from_toml("443").unwrap(), PortRange::new(443, 443).unwrap());
+        assert_eq!(
+            from_toml("\"443\"").unwrap(),
+            PortRange::new(443, 443).unwrap()
+        );
+        assert_eq!(
+            from_toml("\"8000-8999\"").unwrap(),
+            PortRange::new(8000, 8999).unwrap()
+        );
+        assert_eq!(
+            from_toml("{ first = 20000, last = 59999 }").unwrap(),
+            PortRange::new(20000, 59999).unwrap()
+        );
+    }
+
+    #[test]
+    fn rejects_empty_zero_and_out_of_range() {
+        assert!(from_toml("\"9000-8000\"").unwrap_err().contains("empty"));
+        assert!(from_toml("0").is_err());
+        assert!(from_toml("70000").unwrap_err().contains("not a port"));
+        assert!(from_toml("\"http\"").is_err());
+        assert!(from_toml("{ first = 1 }").unwrap_err().contains("last"));
+        assert!(
+            from_toml("{ first = 1, last = 2, step = 1 }")
+                .unwrap_err()
+                .contains("step")
+        );
+    }
 }

@@ -298,8 +298,7 @@ impl Checker<'_> {
         let Some(local) = local_port_range else {
             return;
         };
-        let nat = flowpin_nat::PortRange::from(range);
-        let Err(overlap) = nat.validate_against_local_range(local.into()) else {
+        let Err(overlap) = range.validate_against_local_range(local) else {
             return;
         };
         let message = overlap.to_string();

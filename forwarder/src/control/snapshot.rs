@@ -50,7 +50,7 @@ pub fn timeouts(config: &Config) -> Timeouts {
 
 /// The port pools of one uplink for the configured NAT range and per-host quota.
 pub fn uplink_nat(config: &Config) -> UplinkNat {
-    let range = flowpin_nat::PortRange::from(config.nat.port_range);
+    let range = config.nat.port_range;
     let ports = PortAllocatorConfig {
         per_host_quota: config.nat.ports_per_host,
         ..PortAllocatorConfig::new(range)
