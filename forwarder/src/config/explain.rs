@@ -96,7 +96,7 @@ pub fn explain(config: &Config) -> String {
         nat.stickiness.meaning()
     );
     let timeouts = &nat.timeouts;
-    let refresh = if nat.udp_refresh_on_inbound {
+    let refresh = if nat.udp_refresh_on_inbound() {
         "outbound and inbound packets"
     } else {
         "outbound packets only"
@@ -105,7 +105,10 @@ pub fn explain(config: &Config) -> String {
         out,
         "Timeouts: UDP {} s (refreshed by {refresh}), TCP established {} s, TCP \
          transitory {} s, ICMP {} s",
-        timeouts.udp, timeouts.tcp_established, timeouts.tcp_transitory, timeouts.icmp
+        timeouts.udp_ms / 1000,
+        timeouts.tcp_established_ms / 1000,
+        timeouts.tcp_transitory_ms / 1000,
+        timeouts.icmp_ms / 1000
     );
     let datapath = &config.datapath;
     let _ = writeln!(

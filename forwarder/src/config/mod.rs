@@ -39,10 +39,10 @@ use std::path::Path;
 pub use cpus::{Host, format_cpu_list, parse_cpu_list};
 pub use error::{ConfigError, ConfigErrors};
 pub use explain::{explain, weight_shares};
-pub use flowpin_nat::PortRange;
+pub use flowpin_nat::{PortRange, Timeouts};
 pub use model::{
     Config, Control, Datapath, Filtering, IdleStrategy, Lan, Nat, Policy, PolicyMatch,
-    PolicyUplink, Timeouts, Uplink, Workers, XdpMode,
+    PolicyUplink, Uplink, Workers, XdpMode,
 };
 pub use prefix::Ipv4Prefix;
 pub use protocol::Protocol;

@@ -3,6 +3,8 @@
 
 use std::net::Ipv4Addr;
 
+use flowpin_nat::RefreshPolicy;
+
 use super::*;
 
 const EXAMPLE: &str = include_str!("../../examples/flowpin.toml");
@@ -93,14 +95,16 @@ fn defaults_fill_everything_optional() {
     assert_eq!(config.nat.port_range, PortRange::new(10000, 32767).unwrap());
     assert_eq!(config.nat.stickiness, Stickiness::Endpoint);
     assert_eq!(config.nat.filtering, Filtering::AddressAndPortDependent);
-    assert!(!config.nat.udp_refresh_on_inbound);
+    assert!(!config.nat.udp_refresh_on_inbound());
     assert_eq!(
         config.nat.timeouts,
         Timeouts {
-            udp: 300,
-            tcp_established: 7440,
-            tcp_transitory: 240,
-            icmp: 60
+            udp_ms: 300_000,
+            tcp_established_ms: 7_440_000,
+            tcp_transitory_ms: 240_000,
+            icmp_ms: 60_000,
+            udp_refresh: RefreshPolicy::OutboundOnly,
+            icmp_refresh: RefreshPolicy::OutboundOnly,
         }
     );
     assert_eq!(config.datapath.workers, Workers::Auto);
@@ -339,7 +343,10 @@ fn timeouts_below_the_rfc_minimums() {
         ]
     );
     let text = format!("{BASE}[nat.timeouts]\nudp = 120\n");
-    assert_eq!(parse(&text, "f", None).unwrap().nat.timeouts.udp, 120);
+    assert_eq!(
+        parse(&text, "f", None).unwrap().nat.timeouts.udp_ms,
+        120_000
+    );
 }
 
 fn with_policy(body: &str) -> String {
@@ -514,6 +521,8 @@ mod generated {
     //! Round trips of generated valid configurations: every key, every variant.
 
     use std::net::Ipv4Addr;
+
+    use flowpin_nat::RefreshPolicy;
     use std::num::NonZeroU16;
     use std::path::PathBuf;
 
@@ -663,12 +672,17 @@ mod generated {
                         port_range: PortRange::new(first, first + extra).unwrap(),
                         stickiness,
                         timeouts: Timeouts {
-                            udp,
-                            tcp_established,
-                            tcp_transitory,
-                            icmp,
+                            udp_ms: u64::from(udp) * 1000,
+                            tcp_established_ms: u64::from(tcp_established) * 1000,
+                            tcp_transitory_ms: u64::from(tcp_transitory) * 1000,
+                            icmp_ms: u64::from(icmp) * 1000,
+                            udp_refresh: if refresh {
+                                RefreshPolicy::Bidirectional
+                            } else {
+                                RefreshPolicy::OutboundOnly
+                            },
+                            icmp_refresh: RefreshPolicy::OutboundOnly,
                         },
-                        udp_refresh_on_inbound: refresh,
                         filtering,
                         ports_per_host: ports_per_host.min(u32::from(extra) + 1),
                         early_drop_unanswered,

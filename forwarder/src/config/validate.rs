@@ -9,9 +9,11 @@ use std::path::PathBuf;
 
 use super::cpus::{Host, format_cpu_list};
 use super::locate::Source;
+use flowpin_nat::{RefreshPolicy, TimeoutKind, Timeouts};
+
 use super::model::{
-    Config, Control, Datapath, Lan, Nat, Policy, PolicyMatch, PolicyUplink, Timeouts, Uplink,
-    Workers,
+    Config, Control, Datapath, Lan, Nat, Policy, PolicyMatch, PolicyUplink, Uplink, Workers,
+    timeout_key,
 };
 use super::raw::{
     RawConfig, RawControl, RawDatapath, RawLan, RawMatch, RawNat, RawPolicy, RawPolicyUplink,
@@ -219,7 +221,6 @@ impl Checker<'_> {
             port_range: default_range,
             stickiness: Default::default(),
             timeouts: Timeouts::DEFAULT,
-            udp_refresh_on_inbound: false,
             filtering: Default::default(),
             ports_per_host: Nat::DEFAULT_PORTS_PER_HOST,
             early_drop_unanswered: false,
@@ -250,13 +251,17 @@ impl Checker<'_> {
             nat.stickiness = stickiness.into_inner();
         }
         if let Some(refresh) = raw.udp_refresh_on_inbound {
-            nat.udp_refresh_on_inbound = refresh.into_inner();
+            nat.timeouts.udp_refresh = if refresh.into_inner() {
+                RefreshPolicy::Bidirectional
+            } else {
+                RefreshPolicy::OutboundOnly
+            };
         }
         if let Some(filtering) = raw.filtering {
             nat.filtering = filtering.into_inner();
         }
         if let Some(timeouts) = raw.timeouts {
-            nat.timeouts = self.timeouts(timeouts);
+            nat.timeouts = self.timeouts(timeouts, nat.timeouts);
         }
         if let Some(early_drop) = raw.early_drop_unanswered {
             nat.early_drop_unanswered = early_drop.into_inner();
@@ -311,53 +316,34 @@ impl Checker<'_> {
         }
     }
 
-    fn timeouts(&mut self, raw: RawTimeouts) -> Timeouts {
-        let mut timeouts = Timeouts::DEFAULT;
-        let minimum = Timeouts::MINIMUM;
-        let entries = [
-            (
-                raw.udp,
-                &mut timeouts.udp,
-                minimum.udp,
-                "udp",
-                "RFC 4787 REQ-5",
-            ),
-            (
-                raw.tcp_established,
-                &mut timeouts.tcp_established,
-                minimum.tcp_established,
-                "tcp_established",
-                "RFC 5382 REQ-5",
-            ),
-            (
-                raw.tcp_transitory,
-                &mut timeouts.tcp_transitory,
-                minimum.tcp_transitory,
-                "tcp_transitory",
-                "RFC 5382 REQ-5",
-            ),
-            (
-                raw.icmp,
-                &mut timeouts.icmp,
-                minimum.icmp,
-                "icmp",
-                "RFC 5508 REQ-2",
-            ),
-        ];
-        for (value, slot, minimum, key, rfc) in entries {
+    /// `[nat.timeouts]` over `timeouts`: each key in whole seconds; every value below its RFC
+    /// floor (nat's [`Timeouts::violations`]) is reported at its line.
+    fn timeouts(&mut self, raw: RawTimeouts, mut timeouts: Timeouts) -> Timeouts {
+        let mut spans = HashMap::new();
+        for (kind, value) in [
+            (TimeoutKind::Udp, raw.udp),
+            (TimeoutKind::TcpEstablished, raw.tcp_established),
+            (TimeoutKind::TcpTransitory, raw.tcp_transitory),
+            (TimeoutKind::Icmp, raw.icmp),
+        ] {
             let Some(value) = value else { continue };
-            if *value.get_ref() < minimum {
-                let message = format!(
-                    "{} s is below the minimum of {minimum} s ({rfc})",
-                    value.get_ref()
-                );
-                self.errors.push(self.source.error(
-                    value.span(),
-                    &format!("nat.timeouts.{key}"),
-                    message,
-                ));
-            }
-            *slot = value.into_inner();
+            spans.insert(kind, value.span());
+            *timeouts.ms_mut(kind) = u64::from(value.into_inner()) * 1000;
+        }
+        for violation in timeouts.violations() {
+            let kind = violation.kind();
+            let message = format!(
+                "{} s is below the minimum of {} s ({})",
+                violation.ms() / 1000,
+                kind.floor_ms() / 1000,
+                kind.clause()
+            );
+            let span = spans.get(&kind).cloned().unwrap_or(0..0);
+            self.fail(
+                span,
+                &format!("nat.timeouts.{}", timeout_key(kind)),
+                message,
+            );
         }
         timeouts
     }

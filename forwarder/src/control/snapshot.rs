@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use flowpin_nat::{PortAllocator, PortAllocatorConfig, RefreshPolicy, Timeouts};
+use flowpin_nat::{PortAllocator, PortAllocatorConfig, Timeouts};
 
 use super::api::{FlowEntry, FlowExplanation, UplinkAtDecision};
 use crate::config::{Config, Stickiness};
@@ -32,20 +32,7 @@ pub const FRAG_NEEDED_TO_UPLINK: crate::datapath::RateLimit = crate::datapath::R
 
 /// The NAT timeouts of a configuration, in the datapath's units.
 pub fn timeouts(config: &Config) -> Timeouts {
-    let t = &config.nat.timeouts;
-    let refresh = if config.nat.udp_refresh_on_inbound {
-        RefreshPolicy::Bidirectional
-    } else {
-        RefreshPolicy::OutboundOnly
-    };
-    Timeouts {
-        udp_ms: u64::from(t.udp) * 1000,
-        tcp_established_ms: u64::from(t.tcp_established) * 1000,
-        tcp_transitory_ms: u64::from(t.tcp_transitory) * 1000,
-        icmp_ms: u64::from(t.icmp) * 1000,
-        udp_refresh: refresh,
-        icmp_refresh: RefreshPolicy::OutboundOnly,
-    }
+    config.nat.timeouts
 }
 
 /// The port pools of one uplink for the configured NAT range and per-host quota.
