@@ -1,14 +1,17 @@
 //! The validated configuration: what the rest of flowpin reads.
 //!
 //! Invariants (established by [`super::parse`], relied on by the control plane and
-//! [`crate::select`]): at least one uplink; uplink names and interfaces unique and distinct from
-//! the LAN interface; at least one uplink with a weight above 0; every policy names existing
-//! uplinks (its [`PolicyUplink::index`] points into [`Config::uplinks`]) and has a positive total
-//! weight; timeouts whole seconds at or above the RFC minimums, ICMP refreshed by outbound
-//! packets only; the NAT port range starts at 1024 or above and does not overlap the router's
-//! `ip_local_port_range` when one was given.
+//! [`crate::select`]):
+//! - at least one uplink; uplink names and interfaces unique and not the LAN interface; at
+//!   least one uplink weight above 0;
+//! - every policy names existing uplinks ([`PolicyUplink::index`] points into
+//!   [`Config::uplinks`]) and has a positive total weight;
+//! - timeouts are whole seconds at or above the RFC floors; ICMP is refreshed by outbound
+//!   packets only;
+//! - the NAT port range starts at 1024 or above and does not overlap the router's
+//!   `ip_local_port_range` when one was given.
 //!
-//! Serialising a [`Config`] (see [`Config::to_toml`]) yields a file that parses back to an equal
+//! Serialising a [`Config`] ([`Config::to_toml`]) yields a file that parses back to an equal
 //! [`Config`]; field names are those of the file.
 
 use std::fmt;
