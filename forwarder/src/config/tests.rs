@@ -521,11 +521,10 @@ mod generated {
     //! Round trips of generated valid configurations: every key, every variant.
 
     use std::net::Ipv4Addr;
-
-    use flowpin_nat::RefreshPolicy;
     use std::num::NonZeroU16;
     use std::path::PathBuf;
 
+    use flowpin_nat::RefreshPolicy;
     use proptest::prelude::*;
 
     use super::super::*;
@@ -583,131 +582,142 @@ mod generated {
             })
     }
 
+    fn nat() -> impl Strategy<Value = Nat> {
+        let sharing = (
+            prop_oneof![
+                Just(Stickiness::Endpoint),
+                Just(Stickiness::Host),
+                Just(Stickiness::HostDest),
+                Just(Stickiness::Flow)
+            ],
+            prop_oneof![
+                Just(Filtering::AddressAndPortDependent),
+                Just(Filtering::EndpointIndependent)
+            ],
+        );
+        let ports = ((1024u16..30000, 0u16..2000), 1u32..=1024);
+        let timeouts = (
+            (120u32..1000, 7440u32..9000, 240u32..500, 60u32..200),
+            any::<bool>(),
+        );
+        let exhaustion = ((0u32..1000, 1u32..1000), any::<bool>());
+        (sharing, ports, timeouts, exhaustion).prop_map(
+            |(
+                (stickiness, filtering),
+                ((first, extra), ports_per_host),
+                ((udp, tcp_established, tcp_transitory, icmp), refresh),
+                ((port_exhausted_icmp_per_s, port_exhausted_icmp_burst), early_drop_unanswered),
+            )| Nat {
+                port_range: PortRange::new(first, first + extra).unwrap(),
+                stickiness,
+                timeouts: Timeouts {
+                    udp_ms: u64::from(udp) * 1000,
+                    tcp_established_ms: u64::from(tcp_established) * 1000,
+                    tcp_transitory_ms: u64::from(tcp_transitory) * 1000,
+                    icmp_ms: u64::from(icmp) * 1000,
+                    udp_refresh: if refresh {
+                        RefreshPolicy::Bidirectional
+                    } else {
+                        RefreshPolicy::OutboundOnly
+                    },
+                    icmp_refresh: RefreshPolicy::OutboundOnly,
+                },
+                filtering,
+                ports_per_host: ports_per_host.min(u32::from(extra) + 1),
+                early_drop_unanswered,
+                port_exhausted_icmp_per_s,
+                port_exhausted_icmp_burst,
+            },
+        )
+    }
+
+    fn datapath() -> impl Strategy<Value = Datapath> {
+        (
+            prop::option::of(1u16..64),
+            prop_oneof![
+                Just(XdpMode::Auto),
+                Just(XdpMode::Copy),
+                Just(XdpMode::Zerocopy)
+            ],
+            prop_oneof![Just(IdleStrategy::Poll), Just(IdleStrategy::BusyPoll)],
+            1024u32..1_000_000,
+            9u32..20,
+            // Distinct CPU ids in any order; empty: every CPU.
+            prop::collection::btree_set(0u32..256, 0..5)
+                .prop_map(|ids| ids.into_iter().rev().collect::<Vec<_>>()),
+        )
+            .prop_map(
+                |(workers, mode, idle, flow_capacity, frames_log2, cpus)| Datapath {
+                    workers: workers
+                        .and_then(NonZeroU16::new)
+                        .map_or(Workers::Auto, Workers::Count),
+                    mode,
+                    idle,
+                    flow_capacity,
+                    frames_per_worker: 1 << frames_log2,
+                    cpus,
+                },
+            )
+    }
+
+    /// One policy per generated (match, members); members are (uplink index, weight).
+    fn policies(
+        uplinks: &[Uplink],
+        generated: Vec<(PolicyMatch, Vec<(usize, Option<u32>)>)>,
+    ) -> Vec<Policy> {
+        generated
+            .into_iter()
+            .enumerate()
+            .map(|(number, (matcher, members))| {
+                let mut group: Vec<PolicyUplink> = Vec::new();
+                for (index, weight) in members {
+                    if group.iter().all(|member| member.index != index) {
+                        // Keep the group's total positive: uplink 0 always has a weight.
+                        let weight = weight.or((uplinks[index].weight == 0).then_some(1));
+                        group.push(PolicyUplink {
+                            name: uplinks[index].name.clone(),
+                            index,
+                            weight,
+                        });
+                    }
+                }
+                Policy {
+                    name: format!("rule-{number}"),
+                    matcher,
+                    uplinks: group,
+                }
+            })
+            .collect()
+    }
+
     fn config() -> impl Strategy<Value = Config> {
         (1usize..5)
             .prop_flat_map(|count| {
                 let member = (0..count, prop::option::of(1u32..50));
                 let policy = (matcher(), prop::collection::vec(member, 1..4));
-                let nat = (
-                    prop_oneof![
-                        Just(Stickiness::Endpoint),
-                        Just(Stickiness::Host),
-                        Just(Stickiness::HostDest),
-                        Just(Stickiness::Flow)
-                    ],
-                    prop_oneof![
-                        Just(Filtering::AddressAndPortDependent),
-                        Just(Filtering::EndpointIndependent)
-                    ],
-                    any::<bool>(),
-                    (1024u16..30000, 0u16..2000),
-                    (120u32..1000, 7440u32..9000, 240u32..500, 60u32..200),
-                    (0u32..1000, 1u32..1000),
-                    1u32..=1024,
-                    any::<bool>(),
-                );
-                let datapath = (
-                    prop::option::of(1u16..64),
-                    prop_oneof![
-                        Just(XdpMode::Auto),
-                        Just(XdpMode::Copy),
-                        Just(XdpMode::Zerocopy)
-                    ],
-                    prop_oneof![Just(IdleStrategy::Poll), Just(IdleStrategy::BusyPoll)],
-                    1024u32..1_000_000,
-                    9u32..20,
-                    // Distinct CPU ids in any order; empty: every CPU.
-                    prop::collection::btree_set(0u32..256, 0..5)
-                        .prop_map(|ids| ids.into_iter().rev().collect::<Vec<_>>()),
-                );
                 (
                     uplinks(count),
                     prop::collection::vec(policy, 0..4),
-                    nat,
-                    datapath,
+                    nat(),
+                    datapath(),
                 )
             })
-            .prop_map(|(uplinks, policies, nat, datapath)| {
-                let (
-                    stickiness,
-                    filtering,
-                    refresh,
-                    (first, extra),
-                    (udp, tcp_established, tcp_transitory, icmp),
-                    (port_exhausted_icmp_per_s, port_exhausted_icmp_burst),
-                    ports_per_host,
-                    early_drop_unanswered,
-                ) = nat;
-                let policies = policies
-                    .into_iter()
-                    .enumerate()
-                    .map(|(number, (matcher, members))| {
-                        let mut group: Vec<PolicyUplink> = Vec::new();
-                        for (index, weight) in members {
-                            if group.iter().all(|member| member.index != index) {
-                                // Keep the group's total positive: uplink 0 always has a weight.
-                                let weight = weight.or((uplinks[index].weight == 0).then_some(1));
-                                group.push(PolicyUplink {
-                                    name: uplinks[index].name.clone(),
-                                    index,
-                                    weight,
-                                });
-                            }
-                        }
-                        Policy {
-                            name: format!("rule-{number}"),
-                            matcher,
-                            uplinks: group,
-                        }
-                    })
-                    .collect();
-                let (workers, mode, idle, flow_capacity, frames_log2, cpus) = datapath;
-                Config {
-                    lan: Lan {
-                        interface: "lan0".into(),
-                        prefixes: vec!["10.0.0.0/8".parse().unwrap()],
-                    },
-                    uplinks,
-                    nat: Nat {
-                        port_range: PortRange::new(first, first + extra).unwrap(),
-                        stickiness,
-                        timeouts: Timeouts {
-                            udp_ms: u64::from(udp) * 1000,
-                            tcp_established_ms: u64::from(tcp_established) * 1000,
-                            tcp_transitory_ms: u64::from(tcp_transitory) * 1000,
-                            icmp_ms: u64::from(icmp) * 1000,
-                            udp_refresh: if refresh {
-                                RefreshPolicy::Bidirectional
-                            } else {
-                                RefreshPolicy::OutboundOnly
-                            },
-                            icmp_refresh: RefreshPolicy::OutboundOnly,
-                        },
-                        filtering,
-                        ports_per_host: ports_per_host.min(u32::from(extra) + 1),
-                        early_drop_unanswered,
-                        port_exhausted_icmp_per_s,
-                        port_exhausted_icmp_burst,
-                    },
-                    policies,
-                    datapath: Datapath {
-                        workers: workers
-                            .and_then(NonZeroU16::new)
-                            .map_or(Workers::Auto, Workers::Count),
-                        mode,
-                        idle,
-                        flow_capacity,
-                        frames_per_worker: 1 << frames_log2,
-                        cpus,
-                    },
-                    control: Control {
-                        socket: PathBuf::from("/run/test/flowpin.sock"),
-                    },
-                    health: Health::default(),
-                    failover: Failover::default(),
-                    failback: Failback::default(),
-                    metrics: Metrics::default(),
-                }
+            .prop_map(|(uplinks, generated, nat, datapath)| Config {
+                lan: Lan {
+                    interface: "lan0".into(),
+                    prefixes: vec!["10.0.0.0/8".parse().unwrap()],
+                },
+                policies: policies(&uplinks, generated),
+                uplinks,
+                nat,
+                datapath,
+                control: Control {
+                    socket: PathBuf::from("/run/test/flowpin.sock"),
+                },
+                health: Health::default(),
+                failover: Failover::default(),
+                failback: Failback::default(),
+                metrics: Metrics::default(),
             })
     }
 
