@@ -660,11 +660,11 @@ mod generated {
             )
     }
 
-    /// One policy per generated (match, members); members are (uplink index, weight).
-    fn policies(
-        uplinks: &[Uplink],
-        generated: Vec<(PolicyMatch, Vec<(usize, Option<u32>)>)>,
-    ) -> Vec<Policy> {
+    /// A generated policy: its match and its members as (uplink index, weight).
+    type GeneratedPolicy = (PolicyMatch, Vec<(usize, Option<u32>)>);
+
+    /// One policy per generated one, members listed once, each group's total weight positive.
+    fn policies(uplinks: &[Uplink], generated: Vec<GeneratedPolicy>) -> Vec<Policy> {
         generated
             .into_iter()
             .enumerate()
