@@ -1,6 +1,8 @@
 //! flowpin's packet core: packet views, checksums, NAT rewrite, ICMP error translation, originated
 //! packets, EIM port allocation, and protocol state with timeouts. No I/O, no clocks (time is a `u64`
 //! of milliseconds passed in), no allocation or panics on the per-packet path, and no `unsafe`.
+//! The optional `serde` feature gives [`PortRange`] the configuration file's forms; the
+//! configuration uses [`PortRange`] and [`Timeouts`] (with its RFC floors) as its own types.
 //!
 //! # Untrusted bytes: the `new_checked` contract
 //! Every view in [`wire`] has `new_unchecked` (wrap, trust the caller) and `new_checked` (validate
