@@ -1,6 +1,8 @@
 //! flowpin's packet core: packet views, checksums, NAT rewrite, ICMP error translation, originated
 //! packets, EIM port allocation, and protocol state with timeouts. No I/O, no clocks (time is a `u64`
 //! of milliseconds passed in), no allocation or panics on the per-packet path, and no `unsafe`.
+//! The optional `serde` feature gives [`PortRange`] the configuration file's forms; the
+//! configuration uses [`PortRange`] and [`Timeouts`] (with its RFC floors) as its own types.
 //!
 //! # Untrusted bytes: the `new_checked` contract
 //! Every view in [`wire`] has `new_unchecked` (wrap, trust the caller) and `new_checked` (validate
@@ -35,7 +37,7 @@
 //! | Unpredictable external ports | [`PortAllocator`] | RFC 6056 §4 (keyed hash) |
 //! | Released port quarantined 120 s | [`PortAllocator`] | RFC 6888 REQ-8 |
 //! | Per-host port quota | [`PortAllocator`] | RFC 6888 REQ-4 |
-//! | NAT range must not overlap the router's own ephemeral range | [`port_range`] | design §3 |
+//! | NAT range must not overlap the router's own ephemeral range | [`port_range`] | (flowpin's rule) |
 //! | TCP state machine, RST lingers 4 min, only exact RSTs close | [`tcp_state`] | RFC 7857 §2.1–2.2, RFC 6146 §3.5.2, RFC 5961 §3.2 |
 //! | UDP ≥ 120 s (default 300 s), outbound refresh only | [`Timeouts`] | RFC 4787 REQ-5, REQ-6 |
 //! | TCP established 7440 s, transitory 240 s | [`Timeouts`] | RFC 5382 REQ-5 |
@@ -84,5 +86,5 @@ pub use port_alloc::{AllocError, PortAllocator, PortAllocatorConfig};
 pub use port_range::{PortRange, PortRangeError};
 pub use rewrite::{MacPair, Rewrite, RewriteBuildError};
 pub use tcp_state::{AtomicTcpTracker, Direction, TcpPhase, TcpTracker};
-pub use timeouts::{FlowActivity, FlowState, RefreshPolicy, Timeouts, TimeoutsError};
+pub use timeouts::{FlowActivity, FlowState, RefreshPolicy, TimeoutKind, Timeouts, TimeoutsError};
 pub use translate_error::TranslateError;

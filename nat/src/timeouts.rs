@@ -5,6 +5,9 @@
 //! REQ-2). Only outbound traffic refreshes a UDP or ICMP mapping by default (RFC 4787 REQ-6 allows
 //! inbound refresh as an option, [`RefreshPolicy::Bidirectional`]); TCP is refreshed both ways.
 //!
+//! The floors are written once ([`minimum`], by kind [`TimeoutKind::floor_ms`]); the configuration
+//! checks a file's timeouts with [`Timeouts::violations`].
+//!
 //! Invariant: [`Timeouts::deadline`] is pure — time is an argument (ms since an arbitrary monotonic
 //! epoch), nothing reads a clock; a flow expires when `now >= deadline`.
 
@@ -20,7 +23,7 @@ pub enum RefreshPolicy {
     Bidirectional,
 }
 
-/// Idle timeouts in milliseconds.
+/// Idle timeouts in milliseconds, and what refreshes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timeouts {
     /// UDP mapping idle timeout.
@@ -37,7 +40,7 @@ pub struct Timeouts {
     pub icmp_refresh: RefreshPolicy,
 }
 
-/// The RFC floors, in ms.
+/// The RFC floors, in ms: the one place they are written.
 pub mod minimum {
     /// RFC 4787 REQ-5.
     pub const UDP_MS: u64 = 120_000;
@@ -49,16 +52,87 @@ pub mod minimum {
     pub const ICMP_MS: u64 = 60_000;
 }
 
+/// One of the four idle timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimeoutKind {
+    /// UDP mapping.
+    Udp,
+    /// Established TCP connection.
+    TcpEstablished,
+    /// TCP connection being opened or closed.
+    TcpTransitory,
+    /// ICMP query mapping.
+    Icmp,
+}
+
+impl TimeoutKind {
+    /// Every kind, in the order [`Timeouts::violations`] reports them.
+    pub const ALL: [TimeoutKind; 4] = [
+        TimeoutKind::Udp,
+        TimeoutKind::TcpEstablished,
+        TimeoutKind::TcpTransitory,
+        TimeoutKind::Icmp,
+    ];
+
+    /// The lowest value the RFCs allow, in ms.
+    #[must_use]
+    pub const fn floor_ms(self) -> u64 {
+        match self {
+            TimeoutKind::Udp => minimum::UDP_MS,
+            TimeoutKind::TcpEstablished => minimum::TCP_ESTABLISHED_MS,
+            TimeoutKind::TcpTransitory => minimum::TCP_TRANSITORY_MS,
+            TimeoutKind::Icmp => minimum::ICMP_MS,
+        }
+    }
+
+    /// The RFC clause that sets [`TimeoutKind::floor_ms`].
+    #[must_use]
+    pub const fn clause(self) -> &'static str {
+        match self {
+            TimeoutKind::Udp => "RFC 4787 REQ-5",
+            TimeoutKind::TcpEstablished | TimeoutKind::TcpTransitory => "RFC 5382 REQ-5",
+            TimeoutKind::Icmp => "RFC 5508 REQ-2",
+        }
+    }
+}
+
+impl Timeouts {
+    /// The RFC defaults: UDP 300 s, the other three at their floors; only outbound packets
+    /// refresh UDP and ICMP mappings.
+    pub const DEFAULT: Timeouts = Timeouts {
+        udp_ms: 300_000,
+        tcp_established_ms: minimum::TCP_ESTABLISHED_MS,
+        tcp_transitory_ms: minimum::TCP_TRANSITORY_MS,
+        icmp_ms: minimum::ICMP_MS,
+        udp_refresh: RefreshPolicy::OutboundOnly,
+        icmp_refresh: RefreshPolicy::OutboundOnly,
+    };
+
+    /// The timeout of `kind`, in ms.
+    #[must_use]
+    pub const fn ms(&self, kind: TimeoutKind) -> u64 {
+        match kind {
+            TimeoutKind::Udp => self.udp_ms,
+            TimeoutKind::TcpEstablished => self.tcp_established_ms,
+            TimeoutKind::TcpTransitory => self.tcp_transitory_ms,
+            TimeoutKind::Icmp => self.icmp_ms,
+        }
+    }
+
+    /// The timeout of `kind`, to set it.
+    pub fn ms_mut(&mut self, kind: TimeoutKind) -> &mut u64 {
+        match kind {
+            TimeoutKind::Udp => &mut self.udp_ms,
+            TimeoutKind::TcpEstablished => &mut self.tcp_established_ms,
+            TimeoutKind::TcpTransitory => &mut self.tcp_transitory_ms,
+            TimeoutKind::Icmp => &mut self.icmp_ms,
+        }
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
-        Self {
-            udp_ms: 300_000,
-            tcp_established_ms: minimum::TCP_ESTABLISHED_MS,
-            tcp_transitory_ms: minimum::TCP_TRANSITORY_MS,
-            icmp_ms: minimum::ICMP_MS,
-            udp_refresh: RefreshPolicy::OutboundOnly,
-            icmp_refresh: RefreshPolicy::OutboundOnly,
-        }
+        Self::DEFAULT
     }
 }
 
@@ -77,6 +151,40 @@ pub enum TimeoutsError {
     /// ICMP below 60 s.
     #[error("ICMP query timeout {0} ms is below the 60 s of RFC 5508 REQ-2")]
     IcmpTooShort(u64),
+}
+
+impl TimeoutsError {
+    /// `kind`'s timeout of `ms` is below its floor.
+    const fn below_floor(kind: TimeoutKind, ms: u64) -> Self {
+        match kind {
+            TimeoutKind::Udp => TimeoutsError::UdpTooShort(ms),
+            TimeoutKind::TcpEstablished => TimeoutsError::TcpEstablishedTooShort(ms),
+            TimeoutKind::TcpTransitory => TimeoutsError::TcpTransitoryTooShort(ms),
+            TimeoutKind::Icmp => TimeoutsError::IcmpTooShort(ms),
+        }
+    }
+
+    /// Which timeout is too short.
+    #[must_use]
+    pub const fn kind(self) -> TimeoutKind {
+        match self {
+            TimeoutsError::UdpTooShort(_) => TimeoutKind::Udp,
+            TimeoutsError::TcpEstablishedTooShort(_) => TimeoutKind::TcpEstablished,
+            TimeoutsError::TcpTransitoryTooShort(_) => TimeoutKind::TcpTransitory,
+            TimeoutsError::IcmpTooShort(_) => TimeoutKind::Icmp,
+        }
+    }
+
+    /// The refused value, in ms.
+    #[must_use]
+    pub const fn ms(self) -> u64 {
+        match self {
+            TimeoutsError::UdpTooShort(ms)
+            | TimeoutsError::TcpEstablishedTooShort(ms)
+            | TimeoutsError::TcpTransitoryTooShort(ms)
+            | TimeoutsError::IcmpTooShort(ms) => ms,
+        }
+    }
 }
 
 /// What kind of flow a deadline is computed for.
@@ -100,26 +208,20 @@ pub struct FlowActivity {
 }
 
 impl Timeouts {
+    /// Every timeout below its RFC floor, in [`TimeoutKind::ALL`] order.
+    pub fn violations(&self) -> impl Iterator<Item = TimeoutsError> + '_ {
+        TimeoutKind::ALL
+            .into_iter()
+            .filter(|kind| self.ms(*kind) < kind.floor_ms())
+            .map(|kind| TimeoutsError::below_floor(kind, self.ms(kind)))
+    }
+
     /// Checks every timeout against its RFC floor.
     ///
     /// # Errors
     /// The first [`TimeoutsError`].
-    pub const fn validate(&self) -> Result<(), TimeoutsError> {
-        if self.udp_ms < minimum::UDP_MS {
-            return Err(TimeoutsError::UdpTooShort(self.udp_ms));
-        }
-        if self.tcp_established_ms < minimum::TCP_ESTABLISHED_MS {
-            return Err(TimeoutsError::TcpEstablishedTooShort(
-                self.tcp_established_ms,
-            ));
-        }
-        if self.tcp_transitory_ms < minimum::TCP_TRANSITORY_MS {
-            return Err(TimeoutsError::TcpTransitoryTooShort(self.tcp_transitory_ms));
-        }
-        if self.icmp_ms < minimum::ICMP_MS {
-            return Err(TimeoutsError::IcmpTooShort(self.icmp_ms));
-        }
-        Ok(())
+    pub fn validate(&self) -> Result<(), TimeoutsError> {
+        self.violations().next().map_or(Ok(()), Err)
     }
 
     /// The instant (ms) at which a flow in `state` with `activity` expires.
@@ -213,6 +315,29 @@ mod tests {
             .validate(),
             Err(TimeoutsError::IcmpTooShort(_))
         ));
+    }
+
+    #[test]
+    fn every_violation_is_reported_in_kind_order() {
+        let t = Timeouts {
+            udp_ms: 1,
+            icmp_ms: 2,
+            ..Timeouts::default()
+        };
+        let violations: Vec<_> = t.violations().collect();
+        assert_eq!(
+            violations,
+            vec![
+                TimeoutsError::UdpTooShort(1),
+                TimeoutsError::IcmpTooShort(2)
+            ]
+        );
+        assert_eq!(
+            (violations[1].kind(), violations[1].ms()),
+            (TimeoutKind::Icmp, 2)
+        );
+        assert_eq!(TimeoutKind::Icmp.floor_ms(), 60_000);
+        assert_eq!(TimeoutKind::TcpTransitory.clause(), "RFC 5382 REQ-5");
     }
 
     #[test]

@@ -1,9 +1,8 @@
-//! `[datapath] cpus`: the CPUs workers are pinned to, and the machine's online CPUs they are checked
-//! against.
+//! The machine facts a file is checked against ([`Host`]), and the kernel's CPU list format.
 //!
-//! The online CPUs are an argument of validation (this module does no I/O): the daemon reads
-//! `/sys/devices/system/cpu/online` and parses it with [`parse_cpu_list`]; without them (`None`)
-//! only the list's own rules are checked (not empty, no duplicate).
+//! Invariants: no I/O here; the daemon reads `/sys/devices/system/cpu/online` and parses it with
+//! [`parse_cpu_list`]. A fact that is `None` is not checked: without the online CPUs only the
+//! list's own rules hold (`[datapath] cpus` not empty, no duplicate).
 
 /// The machine facts validation checks a file against. Unknown facts (`None`) are not checked.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -14,25 +13,53 @@ pub struct Host {
     pub online_cpus: Option<Vec<u32>>,
 }
 
+/// Why a kernel CPU list is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CpuListError {
+    /// Nothing but white space.
+    #[error("empty CPU list")]
+    Empty,
+    /// A part that is neither an id nor a range of ids.
+    #[error("`{part}` in CPU list `{list}` is not a CPU id or range")]
+    NotAnId {
+        /// The part.
+        part: String,
+        /// The whole list.
+        list: String,
+    },
+    /// A range whose first id is above its last.
+    #[error("CPU range `{part}` in `{list}` is reversed")]
+    Reversed {
+        /// The range.
+        part: String,
+        /// The whole list.
+        list: String,
+    },
+}
+
 /// Parses a kernel CPU list (`/sys/devices/system/cpu/online`: `0-3,6,8-9`, newline-terminated)
 /// into ascending ids.
-pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, String> {
+pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, CpuListError> {
     let text = text.trim();
     let mut cpus = Vec::new();
     if text.is_empty() {
-        return Err("empty CPU list".to_owned());
+        return Err(CpuListError::Empty);
     }
     for part in text.split(',') {
         let id = |s: &str| {
-            s.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("`{part}` in CPU list `{text}` is not a CPU id or range"))
+            s.trim().parse::<u32>().map_err(|_| CpuListError::NotAnId {
+                part: part.to_owned(),
+                list: text.to_owned(),
+            })
         };
         match part.split_once('-') {
             Some((first, last)) => {
                 let (first, last) = (id(first)?, id(last)?);
                 if first > last {
-                    return Err(format!("CPU range `{part}` in `{text}` is reversed"));
+                    return Err(CpuListError::Reversed {
+                        part: part.to_owned(),
+                        list: text.to_owned(),
+                    });
                 }
                 cpus.extend(first..=last);
             }
@@ -81,7 +108,12 @@ mod tests {
         );
         assert_eq!(parse_cpu_list("3").unwrap(), vec![3]);
         assert!(parse_cpu_list("").is_err());
-        assert!(parse_cpu_list("2-1").unwrap_err().contains("reversed"));
+        assert!(
+            parse_cpu_list("2-1")
+                .unwrap_err()
+                .to_string()
+                .contains("reversed")
+        );
         assert!(parse_cpu_list("0-a").is_err());
         assert!(parse_cpu_list("0,,1").is_err());
     }

@@ -1,9 +1,12 @@
 //! The human summary of a configuration that `flowpin check -c FILE` prints: what flowpin will
-//! do with it, in the order a new flow meets it (LAN, policies, default group, NAT, timeouts).
+//! do with it, in the order a new flow meets it (LAN, uplinks, policies, NAT, timeouts,
+//! datapath).
+//!
+//! Invariant: only reads a validated [`Config`]; every share is a weight over its group's total.
 
 use std::fmt::Write as _;
 
-use super::model::{Config, Policy, PolicyMatch};
+use super::model::{Config, Datapath, Lan, Nat, Policy, PolicyMatch, Uplink};
 
 /// Each weight's share of new flows in percent (0 for standby members, weight 0). When every
 /// weight is 0 the shares are all 0.
@@ -24,7 +27,17 @@ pub fn weight_shares(weights: &[u32]) -> Vec<f64> {
 /// The summary of `config`, several lines, ending with a newline.
 pub fn explain(config: &Config) -> String {
     let mut out = String::new();
-    let lan = &config.lan;
+    write_lan(&mut out, &config.lan);
+    write_uplinks(&mut out, &config.uplinks);
+    write_policies(&mut out, config);
+    write_nat(&mut out, &config.nat);
+    write_datapath(&mut out, &config.datapath);
+    let _ = writeln!(out, "Control socket: {}", config.control.socket.display());
+    out
+}
+
+/// Which hosts are served, and which sources are dropped?
+fn write_lan(out: &mut String, lan: &Lan) {
     let prefixes: Vec<String> = lan.prefixes.iter().map(ToString::to_string).collect();
     let _ = writeln!(
         out,
@@ -32,15 +45,17 @@ pub fn explain(config: &Config) -> String {
         lan.interface,
         prefixes.join(", ")
     );
+}
 
+/// The default group: each uplink, aligned in columns, with its share of new flows.
+fn write_uplinks(out: &mut String, uplinks: &[Uplink]) {
     let _ = writeln!(
         out,
         "\nUplinks (the default group: new flows no policy matches):"
     );
-    let weights: Vec<u32> = config.uplinks.iter().map(|uplink| uplink.weight).collect();
-    let width = |text: &dyn Fn(&super::Uplink) -> String| {
-        config
-            .uplinks
+    let weights: Vec<u32> = uplinks.iter().map(|uplink| uplink.weight).collect();
+    let width = |text: &dyn Fn(&Uplink) -> String| {
+        uplinks
             .iter()
             .map(|uplink| text(uplink).len())
             .max()
@@ -50,7 +65,7 @@ pub fn explain(config: &Config) -> String {
     let interface_width = width(&|uplink| uplink.interface.clone());
     let gateway_width = width(&|uplink| uplink.gateway.to_string());
     let address_width = width(&|uplink| address_text(uplink));
-    for (uplink, share) in config.uplinks.iter().zip(weight_shares(&weights)) {
+    for (uplink, share) in uplinks.iter().zip(weight_shares(&weights)) {
         let _ = writeln!(
             out,
             "  {:name_width$}  on {:interface_width$}  via {:gateway_width$}  {:address_width$}  \
@@ -63,28 +78,33 @@ pub fn explain(config: &Config) -> String {
             share_text(uplink.weight, share)
         );
     }
+}
 
+/// The policies in the order they are tried.
+fn write_policies(out: &mut String, config: &Config) {
     if config.policies.is_empty() {
         let _ = writeln!(
             out,
             "\nPolicies: none (every new flow uses the default group)"
         );
-    } else {
-        let _ = writeln!(
-            out,
-            "\nPolicies (in order, the first match decides; no match: the default group):"
-        );
-        for (number, policy) in config.policies.iter().enumerate() {
-            let _ = writeln!(out, "  {}. {}", number + 1, policy_text(config, policy));
-        }
+        return;
     }
+    let _ = writeln!(
+        out,
+        "\nPolicies (in order, the first match decides; no match: the default group):"
+    );
+    for (number, policy) in config.policies.iter().enumerate() {
+        let _ = writeln!(out, "  {}. {}", number + 1, policy_text(config, policy));
+    }
+}
 
-    let nat = &config.nat;
+/// External ports, filtering, stickiness and timeouts.
+fn write_nat(out: &mut String, nat: &Nat) {
     let _ = writeln!(
         out,
         "\nNAT: external ports {} ({} per uplink address, at most {} per LAN host); filtering {}",
         nat.port_range,
-        nat.port_range.count(),
+        nat.port_range.len(),
         nat.ports_per_host,
         nat.filtering
     );
@@ -96,7 +116,7 @@ pub fn explain(config: &Config) -> String {
         nat.stickiness.meaning()
     );
     let timeouts = &nat.timeouts;
-    let refresh = if nat.udp_refresh_on_inbound {
+    let refresh = if nat.udp_refresh_on_inbound() {
         "outbound and inbound packets"
     } else {
         "outbound packets only"
@@ -105,9 +125,15 @@ pub fn explain(config: &Config) -> String {
         out,
         "Timeouts: UDP {} s (refreshed by {refresh}), TCP established {} s, TCP \
          transitory {} s, ICMP {} s",
-        timeouts.udp, timeouts.tcp_established, timeouts.tcp_transitory, timeouts.icmp
+        timeouts.udp_ms / 1000,
+        timeouts.tcp_established_ms / 1000,
+        timeouts.tcp_transitory_ms / 1000,
+        timeouts.icmp_ms / 1000
     );
-    let datapath = &config.datapath;
+}
+
+/// Workers, AF_XDP mode, sizes, and the CPUs workers are pinned to.
+fn write_datapath(out: &mut String, datapath: &Datapath) {
     let _ = writeln!(
         out,
         "Datapath: workers {}, AF_XDP mode {}, idle {}, flow capacity {}, {} frames per worker",
@@ -128,11 +154,9 @@ pub fn explain(config: &Config) -> String {
         )
     };
     let _ = writeln!(out, "Workers pinned to: {cpus}");
-    let _ = writeln!(out, "Control socket: {}", config.control.socket.display());
-    out
 }
 
-fn address_text(uplink: &super::Uplink) -> String {
+fn address_text(uplink: &Uplink) -> String {
     match uplink.address {
         Some(address) => format!("address {address}"),
         None => "address from the interface".to_owned(),

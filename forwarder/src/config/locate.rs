@@ -1,14 +1,17 @@
-//! Finding the line and the field path (`uplink[1].weight`) of a byte offset in a TOML file.
+//! The line and the field path (`uplink[1].weight`) of a byte offset in a TOML file.
 //!
 //! Values that reach validation carry their span ([`toml::Spanned`]), so validation knows both
-//! the line and the field. Errors raised while deserialising (syntax, unknown key, wrong type)
-//! carry only a span; [`Source::field_at`] recovers the field by scanning the TOML structure up to
-//! that offset: table headers (counting `[[array]]` elements), keys (bare, quoted, dotted), inline
-//! tables and arrays. The scan only needs to be right for files that parsed up to the offset,
-//! and when in doubt it names the enclosing table rather than guessing a key.
+//! the line and the field. Errors raised while deserialising (unknown key, wrong type) carry
+//! only a span; [`Source::field_at`] names its field from the spans `toml_edit` keeps for every
+//! key, value and table header ([`ImDocument`]).
+//!
+//! Invariants: a deserialising error's file always parses, so its field is exact; a syntax
+//! error's field is best effort (the key or header on the first line that does not parse,
+//! under the table it would belong to) and empty when nothing can be named.
 
-use std::collections::HashMap;
 use std::ops::Range;
+
+use toml_edit::{ImDocument, Item, Key, TableLike, Value};
 
 use super::ConfigError;
 
@@ -49,276 +52,132 @@ impl Source<'_> {
 
     /// The dotted path of the field that byte `offset` belongs to (`""` at top level).
     pub fn field_at(&self, offset: usize) -> String {
-        Scanner::new(self.text.as_bytes()).path_at(offset)
+        match ImDocument::parse(self.text) {
+            Ok(document) => path_in_table(document.as_table(), offset, "").unwrap_or_default(),
+            Err(_) => self.field_near_syntax_error(offset),
+        }
+    }
+
+    /// Names what the first line that does not parse (at or before `offset`'s) holds: a table
+    /// header's key, or `key = ...` under the table it would belong to.
+    fn field_near_syntax_error(&self, offset: usize) -> String {
+        let mut start = line_start(self.text, offset.min(self.text.len()));
+        let document = loop {
+            if let Ok(document) = ImDocument::parse(&self.text[..start]) {
+                break document;
+            }
+            if start == 0 {
+                return String::new();
+            }
+            start = line_start(self.text, start - 1);
+        };
+        let line = self.text[start..].lines().next().unwrap_or("").trim();
+        if let Some(header) = line.strip_prefix('[') {
+            return dotted(header.trim_matches(|c| c == '[' || c == ']'));
+        }
+        let table = last_table_before(document.as_table(), start, "")
+            .map_or_else(String::new, |(_, path)| path);
+        let key = line
+            .split_once('=')
+            .map_or_else(String::new, |(key, _)| dotted(key));
+        join(&table, &key)
     }
 }
 
-/// Where the scanner is inside a value.
-enum Level {
-    /// The body of a `[table]` or an inline `{ table }`, with the key being read or last read.
-    Table { key: Option<String> },
-    /// Inside an array, at element `index`.
-    Array { index: usize },
+/// The byte offset where the line holding `offset` starts.
+fn line_start(text: &str, offset: usize) -> usize {
+    text[..offset].rfind('\n').map_or(0, |newline| newline + 1)
 }
 
-struct Scanner<'t> {
-    text: &'t [u8],
-    at: usize,
-    /// The current `[header]`, resolved (`uplink[1].health`).
-    header: String,
-    /// How many elements each `[[array]]` (by resolved path) has so far.
-    array_lengths: HashMap<String, usize>,
-    /// Nesting inside the current table (the first level is the table body).
-    levels: Vec<Level>,
-    /// Whether a value is due (after `=`, after `[` or `,` in an array).
-    expect_value: bool,
+/// `key` (`a."b".c`) as a dotted path, or `""` when it is not a key.
+fn dotted(key: &str) -> String {
+    Key::parse(key.trim()).map_or_else(
+        |_| String::new(),
+        |keys| keys.iter().map(Key::get).collect::<Vec<_>>().join("."),
+    )
 }
 
-impl<'t> Scanner<'t> {
-    fn new(text: &'t [u8]) -> Self {
-        Scanner {
-            text,
-            at: 0,
-            header: String::new(),
-            array_lengths: HashMap::new(),
-            levels: vec![Level::Table { key: None }],
-            expect_value: false,
-        }
-    }
-
-    fn path_at(mut self, offset: usize) -> String {
-        let offset = offset.min(self.text.len());
-        while self.at < offset {
-            if let Some(header_path) = self.step(offset) {
-                return header_path;
-            }
-        }
-        if !self.expect_value && matches!(self.levels.last(), Some(Level::Table { .. })) {
-            // The offset points at a key (an unknown field, say) or a header: name it.
-            self.skip_blanks();
-            if self.levels.len() == 1 && self.text.get(self.at) == Some(&b'[') {
-                self.read_header();
-                return self.header.clone();
-            }
-            if let Some(key) = self.read_key() {
-                self.set_key(key);
-            }
-        }
-        self.render()
-    }
-
-    /// Consumes one token; returns the header's path when `offset` lies inside a header.
-    fn step(&mut self, offset: usize) -> Option<String> {
-        let byte = self.text[self.at];
-        match byte {
-            b'#' => self.skip_comment(),
-            b'\n' => {
-                if self.levels.len() == 1 {
-                    self.levels[0] = Level::Table { key: None };
-                    self.expect_value = false;
-                }
-                self.at += 1;
-            }
-            b' ' | b'\t' | b'\r' => self.at += 1,
-            b',' => {
-                match self.levels.last_mut() {
-                    Some(Level::Array { index }) => {
-                        *index += 1;
-                        self.expect_value = true;
-                    }
-                    Some(Level::Table { key }) => {
-                        *key = None;
-                        self.expect_value = false;
-                    }
-                    None => {}
-                }
-                self.at += 1;
-            }
-            b']' | b'}' => {
-                if self.levels.len() > 1 {
-                    self.levels.pop();
-                }
-                self.expect_value = false;
-                self.at += 1;
-            }
-            b'[' if self.expect_value => {
-                self.levels.push(Level::Array { index: 0 });
-                self.at += 1;
-            }
-            b'{' if self.expect_value => {
-                self.levels.push(Level::Table { key: None });
-                self.expect_value = false;
-                self.at += 1;
-            }
-            b'[' if self.levels.len() == 1 => {
-                self.read_header();
-                if offset < self.at {
-                    return Some(self.header.clone());
-                }
-            }
-            _ if self.expect_value => {
-                self.skip_value();
-                self.expect_value = false;
-            }
-            _ => match self.read_key() {
-                Some(key) => {
-                    self.set_key(key);
-                    self.skip_blanks();
-                    if self.text.get(self.at) == Some(&b'=') {
-                        self.at += 1;
-                        self.expect_value = true;
-                    }
-                }
-                None => self.at += 1,
-            },
-        }
-        None
-    }
-
-    fn set_key(&mut self, new_key: String) {
-        if let Some(Level::Table { key }) = self.levels.last_mut() {
-            *key = Some(new_key);
-        }
-    }
-
-    fn render(&self) -> String {
-        let mut path = self.header.clone();
-        for level in &self.levels {
-            match level {
-                Level::Table { key: Some(key) } => {
-                    if !path.is_empty() {
-                        path.push('.');
-                    }
-                    path.push_str(key);
-                }
-                Level::Table { key: None } => {}
-                Level::Array { index } => path.push_str(&format!("[{index}]")),
-            }
-        }
-        path
-    }
-
-    fn skip_blanks(&mut self) {
-        while matches!(self.text.get(self.at), Some(b' ' | b'\t')) {
-            self.at += 1;
-        }
-    }
-
-    fn skip_comment(&mut self) {
-        while self.at < self.text.len() && self.text[self.at] != b'\n' {
-            self.at += 1;
-        }
-    }
-
-    /// Skips a string (basic, literal, or their multi-line forms) starting at its quote.
-    fn skip_string(&mut self) {
-        let quote = self.text[self.at];
-        let triple = self.text[self.at..].starts_with(&[quote; 3]);
-        self.at += if triple { 3 } else { 1 };
-        while self.at < self.text.len() {
-            let byte = self.text[self.at];
-            if byte == b'\\' && quote == b'"' {
-                self.at += 2;
-            } else if triple && self.text[self.at..].starts_with(&[quote; 3]) {
-                self.at += 3;
-                return;
-            } else if !triple && byte == quote {
-                self.at += 1;
-                return;
-            } else if !triple && byte == b'\n' {
-                return;
-            } else {
-                self.at += 1;
-            }
-        }
-    }
-
-    /// Skips a scalar value (string, number, boolean, date).
-    fn skip_value(&mut self) {
-        if matches!(self.text[self.at], b'"' | b'\'') {
-            self.skip_string();
-            return;
-        }
-        while self.at < self.text.len() && !b",]}\n#".contains(&self.text[self.at]) {
-            self.at += 1;
-        }
-    }
-
-    /// Reads a key (`name`, `"quoted"`, `a.b`), unquoted; `None` when no key starts here.
-    fn read_key(&mut self) -> Option<String> {
-        let mut key = String::new();
-        loop {
-            self.skip_blanks();
-            let start = self.at;
-            match self.text.get(self.at) {
-                Some(b'"' | b'\'') => {
-                    self.skip_string();
-                    let inner = &self.text[start + 1..self.at.saturating_sub(1).max(start + 1)];
-                    key.push_str(&String::from_utf8_lossy(inner));
-                }
-                Some(byte) if is_bare_key_byte(*byte) => {
-                    while self
-                        .text
-                        .get(self.at)
-                        .is_some_and(|byte| is_bare_key_byte(*byte))
-                    {
-                        self.at += 1;
-                    }
-                    key.push_str(&String::from_utf8_lossy(&self.text[start..self.at]));
-                }
-                _ => return (!key.is_empty()).then_some(key),
-            }
-            self.skip_blanks();
-            if self.text.get(self.at) == Some(&b'.') {
-                self.at += 1;
-                key.push('.');
-            } else {
-                return Some(key);
-            }
-        }
-    }
-
-    /// Reads `[a.b]` or `[[a.b]]` and makes it the current table.
-    fn read_header(&mut self) {
-        let is_array = self.text[self.at..].starts_with(b"[[");
-        self.at += if is_array { 2 } else { 1 };
-        let mut parts = Vec::new();
-        while let Some(part) = self.read_key() {
-            parts.extend(part.split('.').map(str::to_owned));
-            if self.text.get(self.at) != Some(&b'.') {
-                break;
-            }
-        }
-        self.skip_blanks();
-        self.at += if is_array { 2 } else { 1 };
-        self.at = self.at.min(self.text.len());
-
-        let mut path = String::new();
-        let count = parts.len();
-        for (number, part) in parts.into_iter().enumerate() {
-            if !path.is_empty() {
-                path.push('.');
-            }
-            path.push_str(&part);
-            let length = if is_array && number + 1 == count {
-                let length = self.array_lengths.entry(path.clone()).or_insert(0);
-                *length += 1;
-                Some(*length)
-            } else {
-                self.array_lengths.get(&path).copied()
-            };
-            if let Some(length) = length {
-                path.push_str(&format!("[{}]", length - 1));
-            }
-        }
-        self.header = path;
-        self.levels = vec![Level::Table { key: None }];
-        self.expect_value = false;
+/// `parent.child`, or `child` at top level.
+fn join(parent: &str, child: &str) -> String {
+    match (parent.is_empty(), child.is_empty()) {
+        (true, _) => child.to_owned(),
+        (false, true) => parent.to_owned(),
+        (false, false) => format!("{parent}.{child}"),
     }
 }
 
-fn is_bare_key_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
+fn holds(span: Option<Range<usize>>, offset: usize) -> bool {
+    span.is_some_and(|span| span.contains(&offset))
+}
+
+/// Which of `table`'s keys, values or sub-tables (as `path.key...`) holds `offset`?
+fn path_in_table(table: &dyn TableLike, offset: usize, path: &str) -> Option<String> {
+    table.iter().find_map(|(name, _)| {
+        let (key, item) = table.get_key_value(name)?;
+        let child = join(path, key.get());
+        path_in_item(item, offset, &child).or_else(|| holds(key.span(), offset).then_some(child))
+    })
+}
+
+/// Which part of `item` (named `path`) holds `offset`, the item itself included?
+fn path_in_item(item: &Item, offset: usize, path: &str) -> Option<String> {
+    match item {
+        Item::None => None,
+        Item::Value(value) => path_in_value(value, offset, path),
+        Item::Table(table) => path_in_table(table, offset, path)
+            .or_else(|| holds(table.span(), offset).then(|| path.to_owned())),
+        Item::ArrayOfTables(tables) => tables.iter().enumerate().find_map(|(index, table)| {
+            let element = format!("{path}[{index}]");
+            path_in_table(table, offset, &element)
+                .or_else(|| holds(table.span(), offset).then_some(element))
+        }),
+    }
+}
+
+/// Which element of `value` (named `path`) holds `offset`, the value itself included?
+fn path_in_value(value: &Value, offset: usize, path: &str) -> Option<String> {
+    if !holds(value.span(), offset) {
+        return None;
+    }
+    let inner = match value {
+        Value::Array(array) => array.iter().enumerate().find_map(|(index, element)| {
+            path_in_value(element, offset, &format!("{path}[{index}]"))
+        }),
+        Value::InlineTable(table) => path_in_table(table, offset, path),
+        _ => None,
+    };
+    Some(inner.unwrap_or_else(|| path.to_owned()))
+}
+
+/// The table whose header is the last before `offset`: its header's offset and its path.
+fn last_table_before(table: &dyn TableLike, offset: usize, path: &str) -> Option<(usize, String)> {
+    let mut last: Option<(usize, String)> = None;
+    let mut consider = |found: Option<(usize, String)>| {
+        if let Some(found) = found
+            && last.as_ref().is_none_or(|last| found.0 >= last.0)
+        {
+            last = Some(found);
+        }
+    };
+    for (name, item) in table.iter() {
+        let child = join(path, name);
+        let tables: Vec<(String, &toml_edit::Table)> = match item {
+            Item::Table(table) => vec![(child, table)],
+            Item::ArrayOfTables(tables) => (tables.iter().enumerate())
+                .map(|(index, table)| (format!("{child}[{index}]"), table))
+                .collect(),
+            _ => continue,
+        };
+        for (path, table) in tables {
+            let header = table
+                .span()
+                .map(|span| span.start)
+                .filter(|start| *start < offset);
+            consider(header.map(|start| (start, path.clone())));
+            consider(last_table_before(table, offset, &path));
+        }
+    }
+    last
 }
 
 #[cfg(test)]
@@ -344,6 +203,9 @@ weight = 3
 name = "voip"
 match = { src = ["10.1.0.0/16", "10.2.0.0/16"], proto = "udp" }
 uplinks = ["isp1", { name = "isp2", weight = 2 }]
+
+[[policy]]
+name = "video"
 
 [policy.match]
 "dscp" = 46
@@ -373,7 +235,21 @@ uplinks = ["isp1", { name = "isp2", weight = 2 }]
         assert_eq!(field_of("\"udp\"", 0), "policy[0].match.proto");
         assert_eq!(field_of("weight = 2", 0), "policy[0].uplinks[1].weight");
         assert_eq!(field_of("[[uplink]]", 1), "uplink[1]");
-        assert_eq!(field_of("46", 0), "policy[0].match.dscp");
+        assert_eq!(field_of("46", 0), "policy[1].match.dscp");
+        assert_eq!(field_of("[policy.match]", 0), "policy[1].match");
+    }
+
+    #[test]
+    fn names_what_it_can_near_a_syntax_error() {
+        let field = |text: &str, needle: &str| {
+            Source { file: "f", text }.field_at(text.find(needle).unwrap())
+        };
+        let broken = "[lan]\ninterface = \"lan0\"\n\n[nat]\nport_range = \n";
+        assert_eq!(field(broken, "\n\n[nat]"), "lan.interface");
+        assert_eq!(field(broken, "= \n"), "nat.port_range");
+        assert_eq!(field("[lan]\n[nat\nx = 1\n", "\nx"), "nat");
+        assert_eq!(field("[nat]\nports = [1,\n", "[1"), "nat.ports");
+        assert_eq!(field("= 1\n", "1"), "");
     }
 
     #[test]

@@ -1,22 +1,25 @@
 //! The TOML configuration: parsed, defaulted, validated, explained.
 //!
-//! Entry points: [`load`] (reads a file) and [`parse`] (text already in memory) return a
-//! validated [`Config`] or [`ConfigErrors`]; [`explain`] renders the summary that
-//! `flowpin check -c FILE` prints; [`Config::to_toml`] writes a file that parses back to an equal
-//! [`Config`]. The reference of every key is `docs/configuration.md`.
+//! Owns [`load`] and [`parse_on`] (a file or a text to a validated [`Config`] or
+//! [`ConfigErrors`]), [`explain`] (what `flowpin check -c FILE` prints) and [`Config::to_toml`].
+//! The reference of every key is `docs/configuration.md`.
+//!
+//! Layers: `raw` (the file as written, every value with its span) → `validate` (one file per
+//! concern) → [`model`] and [`resilience`] (the validated types); `locate` names the field of an
+//! error the parser raised. Types the NAT core shares ([`PortRange`], [`Timeouts`]) are
+//! `flowpin_nat`'s.
 //!
 //! Invariants:
 //! - every error names the file, the line and the field (`flowpin.toml:14: uplink[1].weight:
 //!   ...`); only a table missing from the whole file, or a file that cannot be read, has no line;
 //! - unknown keys are errors at every level (a typo never silently becomes a default);
-//! - a [`Config`] that exists is valid (see [`model`] for the exact guarantees) — nothing
-//!   downstream re-checks it;
-//! - this module does no I/O except reading the file in [`load`]: the machine facts a file is
-//!   checked against ([`Host`]: the router's `ip_local_port_range`, which the NAT range must
-//!   avoid, read with [`PortRange::from_proc_local_port_range`]; the online CPUs `[datapath] cpus`
-//!   must name, read with [`parse_cpu_list`]) are an argument.
-//!
-//! Uplink health, failover, failback and metrics live in [`resilience`].
+//! - a [`Config`] that exists is valid ([`model`] lists the guarantees); nothing downstream
+//!   re-checks it;
+//! - [`Config::to_toml`] writes a file that parses back to an equal [`Config`];
+//! - no I/O but reading the file in [`load`]: the machine facts a file is checked against
+//!   ([`Host`]: the router's `ip_local_port_range`, read with
+//!   [`PortRange::parse_ip_local_port_range`]; the online CPUs, read with [`parse_cpu_list`])
+//!   are an argument.
 #![forbid(unsafe_code)]
 
 mod cpus;
@@ -24,7 +27,6 @@ mod error;
 mod explain;
 mod locate;
 pub mod model;
-mod port_range;
 mod raw;
 pub mod resilience;
 mod validate;
@@ -34,15 +36,15 @@ mod tests;
 
 use std::path::Path;
 
-pub use cpus::{Host, format_cpu_list, parse_cpu_list};
+pub use cpus::{CpuListError, Host, format_cpu_list, parse_cpu_list};
 pub use error::{ConfigError, ConfigErrors};
 pub use explain::{explain, weight_shares};
 pub use flowpin_datapath::{Ipv4Prefix, Protocol, Stickiness};
+pub use flowpin_nat::{PortRange, Timeouts};
 pub use model::{
     Config, Control, Datapath, Filtering, IdleStrategy, Lan, Nat, Policy, PolicyMatch,
-    PolicyUplink, Timeouts, Uplink, Workers, XdpMode,
+    PolicyUplink, Uplink, Workers, XdpMode,
 };
-pub use port_range::PortRange;
 pub use resilience::{
     Failback, FailbackMode, Failover, FailoverAction, Health, Metrics, ProbeKind, ProbeTarget,
 };

@@ -1,13 +1,17 @@
 //! The validated configuration: what the rest of flowpin reads.
 //!
 //! Invariants (established by [`super::parse`], relied on by the control plane and
-//! [`crate::select`]): at least one uplink; uplink names and interfaces unique and distinct from
-//! the LAN interface; at least one uplink with a weight above 0; every policy names existing
-//! uplinks (its [`PolicyUplink::index`] points into [`Config::uplinks`]) and has a positive total
-//! weight; timeouts at or above the RFC minimums; the NAT port range starts at 1024 or above and
-//! does not overlap the router's `ip_local_port_range` when one was given.
+//! [`crate::select`]):
+//! - at least one uplink; uplink names and interfaces unique and not the LAN interface; at
+//!   least one uplink weight above 0;
+//! - every policy names existing uplinks ([`PolicyUplink::index`] points into
+//!   [`Config::uplinks`]) and has a positive total weight;
+//! - timeouts are whole seconds at or above the RFC floors; ICMP is refreshed by outbound
+//!   packets only;
+//! - the NAT port range starts at 1024 or above and does not overlap the router's
+//!   `ip_local_port_range` when one was given.
 //!
-//! Serialising a [`Config`] (see [`Config::to_toml`]) yields a file that parses back to an equal
+//! Serialising a [`Config`] ([`Config::to_toml`]) yields a file that parses back to an equal
 //! [`Config`]; field names are those of the file.
 
 use std::fmt;
@@ -15,8 +19,10 @@ use std::net::Ipv4Addr;
 use std::num::NonZeroU16;
 use std::path::PathBuf;
 
-use serde::ser::SerializeMap;
+use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use flowpin_nat::{RefreshPolicy, TimeoutKind, Timeouts};
 
 use super::{Failback, Failover, Health, Ipv4Prefix, Metrics, PortRange, Protocol, Stickiness};
 
@@ -81,16 +87,16 @@ pub struct Uplink {
 }
 
 /// `[nat]`: translation behaviour.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Nat {
     /// External ports handed out on every uplink address.
     pub port_range: PortRange,
     /// Which fields of a flow pin it to an uplink.
     pub stickiness: Stickiness,
-    /// Idle timeouts.
+    /// Idle timeouts (`[nat.timeouts]`, whole seconds in the file) and what refreshes them:
+    /// `udp_refresh` is `[nat] udp_refresh_on_inbound` (RFC 4787 REQ-6 makes inbound refresh
+    /// optional); `icmp_refresh` is always outbound-only.
     pub timeouts: Timeouts,
-    /// Whether inbound packets refresh a UDP mapping (RFC 4787 REQ-6 makes it optional).
-    pub udp_refresh_on_inbound: bool,
     /// Which inbound packets a mapping admits.
     pub filtering: Filtering,
     /// Most mappings (external ports) one LAN host may hold per uplink address and protocol (RFC 6888
@@ -114,41 +120,50 @@ impl Nat {
     pub const DEFAULT_PORT_EXHAUSTED_ICMP_PER_S: u32 = 100;
     /// Default burst of port-exhaustion answers per worker.
     pub const DEFAULT_PORT_EXHAUSTED_ICMP_BURST: u32 = 50;
+
+    /// Whether inbound packets refresh a UDP mapping (`[nat] udp_refresh_on_inbound`).
+    pub fn udp_refresh_on_inbound(&self) -> bool {
+        self.timeouts.udp_refresh == RefreshPolicy::Bidirectional
+    }
 }
 
-/// `[nat.timeouts]`: idle timeouts in seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Timeouts {
-    /// UDP mapping (RFC 4787 REQ-5: at least 120, default 300).
-    pub udp: u32,
-    /// Established TCP connection (RFC 5382 REQ-5: at least 7440).
-    pub tcp_established: u32,
-    /// TCP connection being opened or closed (RFC 5382 REQ-5: at least 240).
-    pub tcp_transitory: u32,
-    /// ICMP query mapping (RFC 5508 REQ-2: at least 60).
-    pub icmp: u32,
+/// Written as the file has it: `udp_refresh_on_inbound` in `[nat]`, `[nat.timeouts]` in seconds.
+impl Serialize for Nat {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut nat = serializer.serialize_struct("Nat", 9)?;
+        nat.serialize_field("port_range", &self.port_range)?;
+        nat.serialize_field("stickiness", &self.stickiness)?;
+        nat.serialize_field("timeouts", &TimeoutsInSeconds(&self.timeouts))?;
+        nat.serialize_field("udp_refresh_on_inbound", &self.udp_refresh_on_inbound())?;
+        nat.serialize_field("filtering", &self.filtering)?;
+        nat.serialize_field("ports_per_host", &self.ports_per_host)?;
+        nat.serialize_field("early_drop_unanswered", &self.early_drop_unanswered)?;
+        nat.serialize_field("port_exhausted_icmp_per_s", &self.port_exhausted_icmp_per_s)?;
+        nat.serialize_field("port_exhausted_icmp_burst", &self.port_exhausted_icmp_burst)?;
+        nat.end()
+    }
 }
 
-impl Timeouts {
-    /// The RFC defaults, which are also the minimums except for UDP (minimum 120).
-    pub const DEFAULT: Timeouts = Timeouts {
-        udp: 300,
-        tcp_established: 7440,
-        tcp_transitory: 240,
-        icmp: 60,
-    };
-    /// The lowest values the RFCs allow.
-    pub const MINIMUM: Timeouts = Timeouts {
-        udp: 120,
-        tcp_established: 7440,
-        tcp_transitory: 240,
-        icmp: 60,
-    };
+/// `[nat.timeouts]`: the four idle timeouts in seconds.
+struct TimeoutsInSeconds<'a>(&'a Timeouts);
+
+impl Serialize for TimeoutsInSeconds<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut table = serializer.serialize_map(Some(TimeoutKind::ALL.len()))?;
+        for kind in TimeoutKind::ALL {
+            table.serialize_entry(timeout_key(kind), &(self.0.ms(kind) / 1000))?;
+        }
+        table.end()
+    }
 }
 
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self::DEFAULT
+/// The key of a timeout in `[nat.timeouts]`.
+pub(super) const fn timeout_key(kind: TimeoutKind) -> &'static str {
+    match kind {
+        TimeoutKind::Udp => "udp",
+        TimeoutKind::TcpEstablished => "tcp_established",
+        TimeoutKind::TcpTransitory => "tcp_transitory",
+        TimeoutKind::Icmp => "icmp",
     }
 }
 

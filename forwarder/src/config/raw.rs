@@ -1,6 +1,7 @@
-//! The file as written: serde structures that keep every value's byte span.
+//! The file as written: serde structures that keep the byte span of every value validation may
+//! blame.
 //!
-//! Everything is optional here so that [`super::validate`] can name the missing key with its
+//! Invariants: every key is optional here, so that validation names a missing key with its
 //! table's line; unknown keys are refused at every level (`deny_unknown_fields`).
 
 use std::net::Ipv4Addr;

@@ -1,14 +1,16 @@
-//! The validated `[health]`, `[failover]`, `[failback]` and `[metrics]` sections: how flowpin decides an
-//! uplink is dead or alive, what happens to a dead uplink's flows, when flows move back, and where the
+//! The validated `[health]`, `[failover]`, `[failback]` and `[metrics]` sections: how an uplink
+//! is found dead or alive, what happens to a dead uplink's flows, when flows move back, where the
 //! Prometheus endpoint listens.
 //!
-//! Invariants (established by validation): `timeout_ms < interval_ms`; `1 <= min_answers <= targets`
-//! when there are targets (`min_answers` is ignored without targets); `up_loss_percent <= down_loss_percent <= 100`; `up_rtt_ms <= down_rtt_ms`;
-//! `down_after`, `up_after`, `window` are at least 1; `reset` is only a TCP action; a DNS target has a
-//! query name. With no target, active probing is off and an uplink's state follows its carrier only.
-//! The passive trigger (`passive_down_after_unanswered > 0`) needs targets (only probes bring an uplink
-//! it took down back) and `passive_answer_window_ms >= 100`.
-//! `net_unreachable_per_s == 0` switches the viability guard's ICMP off; otherwise its burst is >= 1.
+//! Invariants (established by validation):
+//! - `timeout_ms < interval_ms`; `up_loss_percent <= down_loss_percent <= 100`;
+//!   `up_rtt_ms <= down_rtt_ms`; `down_after`, `up_after`, `window` at least 1;
+//! - with targets, `1 <= min_answers <= targets` (without, `min_answers` is ignored, probing is
+//!   off and an uplink's state follows its carrier only); a DNS target has a query name;
+//! - the passive trigger (`passive_down_after_unanswered > 0`) has targets (only probes bring an
+//!   uplink it took down back) and `passive_answer_window_ms >= 100`;
+//! - `reset` is only a TCP action; `net_unreachable_per_s == 0` switches the viability guard's
+//!   ICMP off, otherwise its burst is at least 1.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};

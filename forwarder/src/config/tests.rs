@@ -3,6 +3,8 @@
 
 use std::net::Ipv4Addr;
 
+use flowpin_nat::RefreshPolicy;
+
 use super::*;
 
 const EXAMPLE: &str = include_str!("../../examples/flowpin.toml");
@@ -55,7 +57,7 @@ fn assert_single_error(text: &str, location: &str, words: &str) {
 
 #[test]
 fn the_example_parses_with_the_linux_default_port_range() {
-    let linux_default = PortRange::new(32768, 60999);
+    let linux_default = PortRange::new(32768, 60999).ok();
     let config = parse(EXAMPLE, "flowpin.toml", linux_default).unwrap();
     assert_eq!(config.uplinks.len(), 3);
     assert_eq!(config.uplinks[2].weight, 0);
@@ -93,14 +95,16 @@ fn defaults_fill_everything_optional() {
     assert_eq!(config.nat.port_range, PortRange::new(10000, 32767).unwrap());
     assert_eq!(config.nat.stickiness, Stickiness::Endpoint);
     assert_eq!(config.nat.filtering, Filtering::AddressAndPortDependent);
-    assert!(!config.nat.udp_refresh_on_inbound);
+    assert!(!config.nat.udp_refresh_on_inbound());
     assert_eq!(
         config.nat.timeouts,
         Timeouts {
-            udp: 300,
-            tcp_established: 7440,
-            tcp_transitory: 240,
-            icmp: 60
+            udp_ms: 300_000,
+            tcp_established_ms: 7_440_000,
+            tcp_transitory_ms: 240_000,
+            icmp_ms: 60_000,
+            udp_refresh: RefreshPolicy::OutboundOnly,
+            icmp_refresh: RefreshPolicy::OutboundOnly,
         }
     );
     assert_eq!(config.datapath.workers, Workers::Auto);
@@ -303,7 +307,7 @@ fn port_range_errors() {
         "below 1024",
     );
     let overlapping = format!("{BASE}[nat]\nport_range = {{ first = 20000, last = 59999 }}\n");
-    let errors = errors_with_range(&overlapping, PortRange::new(32768, 60999));
+    let errors = errors_with_range(&overlapping, PortRange::new(32768, 60999).ok());
     assert_eq!(errors.len(), 1);
     assert!(
         errors[0].starts_with("flowpin.toml:17: nat.port_range: NAT port range 20000-59999 overlaps the router's ip_local_port_range 32768-60999"),
@@ -311,7 +315,7 @@ fn port_range_errors() {
         errors[0]
     );
     // The default range is checked too, without a line since the file does not hold it.
-    let errors = errors_with_range(BASE, PortRange::new(1024, 65535));
+    let errors = errors_with_range(BASE, PortRange::new(1024, 65535).ok());
     assert_eq!(errors.len(), 1);
     assert!(
         errors[0].starts_with(
@@ -320,7 +324,7 @@ fn port_range_errors() {
         "{}",
         errors[0]
     );
-    assert!(parse(BASE, "f", PortRange::new(32768, 60999)).is_ok());
+    assert!(parse(BASE, "f", PortRange::new(32768, 60999).ok()).is_ok());
 }
 
 #[test]
@@ -339,7 +343,10 @@ fn timeouts_below_the_rfc_minimums() {
         ]
     );
     let text = format!("{BASE}[nat.timeouts]\nudp = 120\n");
-    assert_eq!(parse(&text, "f", None).unwrap().nat.timeouts.udp, 120);
+    assert_eq!(
+        parse(&text, "f", None).unwrap().nat.timeouts.udp_ms,
+        120_000
+    );
 }
 
 fn with_policy(body: &str) -> String {
@@ -517,6 +524,7 @@ mod generated {
     use std::num::NonZeroU16;
     use std::path::PathBuf;
 
+    use flowpin_nat::RefreshPolicy;
     use proptest::prelude::*;
 
     use super::super::*;
@@ -574,126 +582,142 @@ mod generated {
             })
     }
 
+    fn nat() -> impl Strategy<Value = Nat> {
+        let sharing = (
+            prop_oneof![
+                Just(Stickiness::Endpoint),
+                Just(Stickiness::Host),
+                Just(Stickiness::HostDest),
+                Just(Stickiness::Flow)
+            ],
+            prop_oneof![
+                Just(Filtering::AddressAndPortDependent),
+                Just(Filtering::EndpointIndependent)
+            ],
+        );
+        let ports = ((1024u16..30000, 0u16..2000), 1u32..=1024);
+        let timeouts = (
+            (120u32..1000, 7440u32..9000, 240u32..500, 60u32..200),
+            any::<bool>(),
+        );
+        let exhaustion = ((0u32..1000, 1u32..1000), any::<bool>());
+        (sharing, ports, timeouts, exhaustion).prop_map(
+            |(
+                (stickiness, filtering),
+                ((first, extra), ports_per_host),
+                ((udp, tcp_established, tcp_transitory, icmp), refresh),
+                ((port_exhausted_icmp_per_s, port_exhausted_icmp_burst), early_drop_unanswered),
+            )| Nat {
+                port_range: PortRange::new(first, first + extra).unwrap(),
+                stickiness,
+                timeouts: Timeouts {
+                    udp_ms: u64::from(udp) * 1000,
+                    tcp_established_ms: u64::from(tcp_established) * 1000,
+                    tcp_transitory_ms: u64::from(tcp_transitory) * 1000,
+                    icmp_ms: u64::from(icmp) * 1000,
+                    udp_refresh: if refresh {
+                        RefreshPolicy::Bidirectional
+                    } else {
+                        RefreshPolicy::OutboundOnly
+                    },
+                    icmp_refresh: RefreshPolicy::OutboundOnly,
+                },
+                filtering,
+                ports_per_host: ports_per_host.min(u32::from(extra) + 1),
+                early_drop_unanswered,
+                port_exhausted_icmp_per_s,
+                port_exhausted_icmp_burst,
+            },
+        )
+    }
+
+    fn datapath() -> impl Strategy<Value = Datapath> {
+        (
+            prop::option::of(1u16..64),
+            prop_oneof![
+                Just(XdpMode::Auto),
+                Just(XdpMode::Copy),
+                Just(XdpMode::Zerocopy)
+            ],
+            prop_oneof![Just(IdleStrategy::Poll), Just(IdleStrategy::BusyPoll)],
+            1024u32..1_000_000,
+            9u32..20,
+            // Distinct CPU ids in any order; empty: every CPU.
+            prop::collection::btree_set(0u32..256, 0..5)
+                .prop_map(|ids| ids.into_iter().rev().collect::<Vec<_>>()),
+        )
+            .prop_map(
+                |(workers, mode, idle, flow_capacity, frames_log2, cpus)| Datapath {
+                    workers: workers
+                        .and_then(NonZeroU16::new)
+                        .map_or(Workers::Auto, Workers::Count),
+                    mode,
+                    idle,
+                    flow_capacity,
+                    frames_per_worker: 1 << frames_log2,
+                    cpus,
+                },
+            )
+    }
+
+    /// A generated policy: its match and its members as (uplink index, weight).
+    type GeneratedPolicy = (PolicyMatch, Vec<(usize, Option<u32>)>);
+
+    /// One policy per generated one, members listed once, each group's total weight positive.
+    fn policies(uplinks: &[Uplink], generated: Vec<GeneratedPolicy>) -> Vec<Policy> {
+        generated
+            .into_iter()
+            .enumerate()
+            .map(|(number, (matcher, members))| {
+                let mut group: Vec<PolicyUplink> = Vec::new();
+                for (index, weight) in members {
+                    if group.iter().all(|member| member.index != index) {
+                        // Keep the group's total positive: uplink 0 always has a weight.
+                        let weight = weight.or((uplinks[index].weight == 0).then_some(1));
+                        group.push(PolicyUplink {
+                            name: uplinks[index].name.clone(),
+                            index,
+                            weight,
+                        });
+                    }
+                }
+                Policy {
+                    name: format!("rule-{number}"),
+                    matcher,
+                    uplinks: group,
+                }
+            })
+            .collect()
+    }
+
     fn config() -> impl Strategy<Value = Config> {
         (1usize..5)
             .prop_flat_map(|count| {
                 let member = (0..count, prop::option::of(1u32..50));
                 let policy = (matcher(), prop::collection::vec(member, 1..4));
-                let nat = (
-                    prop_oneof![
-                        Just(Stickiness::Endpoint),
-                        Just(Stickiness::Host),
-                        Just(Stickiness::HostDest),
-                        Just(Stickiness::Flow)
-                    ],
-                    prop_oneof![
-                        Just(Filtering::AddressAndPortDependent),
-                        Just(Filtering::EndpointIndependent)
-                    ],
-                    any::<bool>(),
-                    (1024u16..30000, 0u16..2000),
-                    (120u32..1000, 7440u32..9000, 240u32..500, 60u32..200),
-                    (0u32..1000, 1u32..1000),
-                    1u32..=1024,
-                    any::<bool>(),
-                );
-                let datapath = (
-                    prop::option::of(1u16..64),
-                    prop_oneof![
-                        Just(XdpMode::Auto),
-                        Just(XdpMode::Copy),
-                        Just(XdpMode::Zerocopy)
-                    ],
-                    prop_oneof![Just(IdleStrategy::Poll), Just(IdleStrategy::BusyPoll)],
-                    1024u32..1_000_000,
-                    9u32..20,
-                    // Distinct CPU ids in any order; empty: every CPU.
-                    prop::collection::btree_set(0u32..256, 0..5)
-                        .prop_map(|ids| ids.into_iter().rev().collect::<Vec<_>>()),
-                );
                 (
                     uplinks(count),
                     prop::collection::vec(policy, 0..4),
-                    nat,
-                    datapath,
+                    nat(),
+                    datapath(),
                 )
             })
-            .prop_map(|(uplinks, policies, nat, datapath)| {
-                let (
-                    stickiness,
-                    filtering,
-                    refresh,
-                    (first, extra),
-                    (udp, tcp_established, tcp_transitory, icmp),
-                    (port_exhausted_icmp_per_s, port_exhausted_icmp_burst),
-                    ports_per_host,
-                    early_drop_unanswered,
-                ) = nat;
-                let policies = policies
-                    .into_iter()
-                    .enumerate()
-                    .map(|(number, (matcher, members))| {
-                        let mut group: Vec<PolicyUplink> = Vec::new();
-                        for (index, weight) in members {
-                            if group.iter().all(|member| member.index != index) {
-                                // Keep the group's total positive: uplink 0 always has a weight.
-                                let weight = weight.or((uplinks[index].weight == 0).then_some(1));
-                                group.push(PolicyUplink {
-                                    name: uplinks[index].name.clone(),
-                                    index,
-                                    weight,
-                                });
-                            }
-                        }
-                        Policy {
-                            name: format!("rule-{number}"),
-                            matcher,
-                            uplinks: group,
-                        }
-                    })
-                    .collect();
-                let (workers, mode, idle, flow_capacity, frames_log2, cpus) = datapath;
-                Config {
-                    lan: Lan {
-                        interface: "lan0".into(),
-                        prefixes: vec!["10.0.0.0/8".parse().unwrap()],
-                    },
-                    uplinks,
-                    nat: Nat {
-                        port_range: PortRange::new(first, first + extra).unwrap(),
-                        stickiness,
-                        timeouts: Timeouts {
-                            udp,
-                            tcp_established,
-                            tcp_transitory,
-                            icmp,
-                        },
-                        udp_refresh_on_inbound: refresh,
-                        filtering,
-                        ports_per_host: ports_per_host.min(u32::from(extra) + 1),
-                        early_drop_unanswered,
-                        port_exhausted_icmp_per_s,
-                        port_exhausted_icmp_burst,
-                    },
-                    policies,
-                    datapath: Datapath {
-                        workers: workers
-                            .and_then(NonZeroU16::new)
-                            .map_or(Workers::Auto, Workers::Count),
-                        mode,
-                        idle,
-                        flow_capacity,
-                        frames_per_worker: 1 << frames_log2,
-                        cpus,
-                    },
-                    control: Control {
-                        socket: PathBuf::from("/run/test/flowpin.sock"),
-                    },
-                    health: Health::default(),
-                    failover: Failover::default(),
-                    failback: Failback::default(),
-                    metrics: Metrics::default(),
-                }
+            .prop_map(|(uplinks, generated, nat, datapath)| Config {
+                lan: Lan {
+                    interface: "lan0".into(),
+                    prefixes: vec!["10.0.0.0/8".parse().unwrap()],
+                },
+                policies: policies(&uplinks, generated),
+                uplinks,
+                nat,
+                datapath,
+                control: Control {
+                    socket: PathBuf::from("/run/test/flowpin.sock"),
+                },
+                health: Health::default(),
+                failover: Failover::default(),
+                failback: Failback::default(),
+                metrics: Metrics::default(),
             })
     }
 
@@ -953,4 +977,54 @@ fn datapath_cpus_must_be_online_listed_once_and_not_empty() {
         "flowpin.toml:17: datapath.cpus",
         "",
     );
+}
+
+/// The spellings a port range accepts in the file (`nat.port_range`, `match.dst_port`,
+/// `failback.udp_ports`).
+mod port_range_forms {
+    use serde::Deserialize;
+
+    use super::PortRange;
+
+    #[derive(Debug, Deserialize)]
+    struct Holder {
+        range: PortRange,
+    }
+
+    fn from_toml(value: &str) -> Result<PortRange, String> {
+        toml::from_str::<Holder>(&format!("range = {value}"))
+            .map(|holder| holder.range)
+            .map_err(|error| error.message().to_owned())
+    }
+
+    #[test]
+    fn accepts_every_spelling() {
+        assert_eq!(from_toml("443").unwrap(), PortRange::new(443, 443).unwrap());
+        assert_eq!(
+            from_toml("\"443\"").unwrap(),
+            PortRange::new(443, 443).unwrap()
+        );
+        assert_eq!(
+            from_toml("\"8000-8999\"").unwrap(),
+            PortRange::new(8000, 8999).unwrap()
+        );
+        assert_eq!(
+            from_toml("{ first = 20000, last = 59999 }").unwrap(),
+            PortRange::new(20000, 59999).unwrap()
+        );
+    }
+
+    #[test]
+    fn rejects_empty_zero_and_out_of_range() {
+        assert!(from_toml("\"9000-8000\"").unwrap_err().contains("empty"));
+        assert!(from_toml("0").is_err());
+        assert!(from_toml("70000").unwrap_err().contains("not a port"));
+        assert!(from_toml("\"http\"").is_err());
+        assert!(from_toml("{ first = 1 }").unwrap_err().contains("last"));
+        assert!(
+            from_toml("{ first = 1, last = 2, step = 1 }")
+                .unwrap_err()
+                .contains("step")
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use flowpin_nat::{PortAllocator, PortAllocatorConfig, RefreshPolicy, Timeouts};
+use flowpin_nat::{PortAllocator, PortAllocatorConfig, Timeouts};
 
 use crate::config::{Config, PolicyMatch};
 use crate::datapath::{LanView, Mac, Snapshot, UplinkNat, UplinkView};
@@ -27,25 +27,12 @@ pub const FRAG_NEEDED_TO_UPLINK: crate::datapath::RateLimit = crate::datapath::R
 
 /// The NAT timeouts of a configuration, in the datapath's units.
 pub fn timeouts(config: &Config) -> Timeouts {
-    let t = &config.nat.timeouts;
-    let refresh = if config.nat.udp_refresh_on_inbound {
-        RefreshPolicy::Bidirectional
-    } else {
-        RefreshPolicy::OutboundOnly
-    };
-    Timeouts {
-        udp_ms: u64::from(t.udp) * 1000,
-        tcp_established_ms: u64::from(t.tcp_established) * 1000,
-        tcp_transitory_ms: u64::from(t.tcp_transitory) * 1000,
-        icmp_ms: u64::from(t.icmp) * 1000,
-        udp_refresh: refresh,
-        icmp_refresh: RefreshPolicy::OutboundOnly,
-    }
+    config.nat.timeouts
 }
 
 /// The port pools of one uplink for the configured NAT range and per-host quota.
 pub fn uplink_nat(config: &Config) -> UplinkNat {
-    let range = flowpin_nat::PortRange::from(config.nat.port_range);
+    let range = config.nat.port_range;
     let ports = PortAllocatorConfig {
         per_host_quota: config.nat.ports_per_host,
         ..PortAllocatorConfig::new(range)
@@ -90,7 +77,7 @@ fn flow_match(matcher: &PolicyMatch) -> FlowMatch {
         src: matcher.src.clone(),
         dst: matcher.dst.clone(),
         proto: matcher.proto,
-        dst_port: matcher.dst_port.map(flowpin_nat::PortRange::from),
+        dst_port: matcher.dst_port,
         dscp: matcher.dscp,
     }
 }

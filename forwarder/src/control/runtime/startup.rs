@@ -48,7 +48,8 @@ const SNAPSHOT_HISTORY: usize = 1024;
 pub fn local_port_range() -> Result<config::PortRange> {
     let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .context("cannot read /proc/sys/net/ipv4/ip_local_port_range")?;
-    config::PortRange::from_proc_local_port_range(&text).map_err(anyhow::Error::msg)
+    config::PortRange::parse_ip_local_port_range(&text)
+        .map_err(|error| anyhow::anyhow!("ip_local_port_range `{}`: {error}", text.trim()))
 }
 
 /// Reads the online CPU ids (`/sys/devices/system/cpu/online`).

@@ -1,0 +1,136 @@
+//! `[lan]` and `[[uplink]]`: the LAN's interface and prefixes; uplinks with unique names and
+//! interfaces (none the LAN's), unicast gateways and addresses outside the LAN, and at least one
+//! weight above 0.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use super::super::model::{Lan, Uplink};
+use super::super::raw::{RawLan, RawUplink, S};
+use super::Checker;
+
+/// Uplink names and interfaces seen so far (to the index of the uplink that took them), and the
+/// first weight written.
+#[derive(Default)]
+struct Taken {
+    names: HashMap<String, usize>,
+    interfaces: HashMap<String, usize>,
+    first_weight: Option<Range<usize>>,
+}
+
+impl Checker<'_> {
+    /// Which interface faces the hosts, and which sources are legitimate?
+    pub(super) fn lan(&mut self, raw: Option<S<RawLan>>) -> Lan {
+        let mut lan = Lan {
+            interface: String::new(),
+            prefixes: Vec::new(),
+        };
+        let Some(raw) = raw else {
+            self.fail_missing_table("lan", "missing table [lan] (interface, prefixes)");
+            return lan;
+        };
+        let span = raw.span();
+        let raw = raw.into_inner();
+        if let Some(interface) = self.required(raw.interface, &span, "lan.interface") {
+            self.check_interface_name(&interface, "lan.interface");
+            lan.interface = interface.into_inner();
+        }
+        if let Some(prefixes) = self.required(raw.prefixes, &span, "lan.prefixes") {
+            if prefixes.get_ref().is_empty() {
+                self.fail(prefixes.span(), "lan.prefixes", "needs at least one prefix");
+            }
+            lan.prefixes = self
+                .prefixes(prefixes, "lan.prefixes")
+                .into_iter()
+                .map(S::into_inner)
+                .collect();
+        }
+        lan
+    }
+
+    /// What are the uplinks, in file order?
+    pub(super) fn uplinks(&mut self, raw: Vec<S<RawUplink>>, lan: &Lan) -> Vec<Uplink> {
+        if raw.is_empty() {
+            self.fail_missing_table("uplink", "no [[uplink]]: at least one is required");
+            return Vec::new();
+        }
+        let mut taken = Taken::default();
+        let uplinks: Vec<Uplink> = (raw.into_iter().enumerate())
+            .map(|(index, raw)| self.uplink(index, raw, lan, &mut taken))
+            .collect();
+        if uplinks.iter().all(|uplink| uplink.weight == 0) {
+            self.fail(
+                taken.first_weight.unwrap_or(0..0),
+                "uplink[0].weight",
+                "every uplink has weight 0 (standby): at least one needs a weight above 0",
+            );
+        }
+        uplinks
+    }
+
+    /// What is `uplink[index]`, and does it clash with the LAN or an earlier uplink?
+    fn uplink(&mut self, index: usize, raw: S<RawUplink>, lan: &Lan, taken: &mut Taken) -> Uplink {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let field = |key: &str| format!("uplink[{index}].{key}");
+        let mut uplink = Uplink {
+            name: String::new(),
+            interface: String::new(),
+            gateway: Ipv4Addr::UNSPECIFIED,
+            address: None,
+            weight: 1,
+        };
+        if let Some(name) = self.required(raw.name, &span, &field("name")) {
+            self.check_name(&name, &field("name"));
+            if let Some(other) = taken.names.insert(name.get_ref().clone(), index) {
+                let message = format!(
+                    "duplicate uplink name `{}` (also uplink[{other}])",
+                    name.get_ref()
+                );
+                self.fail(name.span(), &field("name"), message);
+            }
+            uplink.name = name.into_inner();
+        }
+        if let Some(interface) = self.required(raw.interface, &span, &field("interface")) {
+            self.check_uplink_interface(&interface, &field("interface"), lan, taken, index);
+            uplink.interface = interface.into_inner();
+        }
+        if let Some(gateway) = self.required(raw.gateway, &span, &field("gateway")) {
+            self.check_unicast(&gateway, &field("gateway"), lan);
+            uplink.gateway = gateway.into_inner();
+        }
+        if let Some(address) = raw.address {
+            self.check_unicast(&address, &field("address"), lan);
+            uplink.address = Some(address.into_inner());
+        }
+        if let Some(weight) = raw.weight {
+            self.check_weight(&weight, &field("weight"));
+            taken.first_weight.get_or_insert_with(|| weight.span());
+            uplink.weight = weight.into_inner();
+        }
+        uplink
+    }
+
+    /// Is `interface` a Linux name, not the LAN's, and not an earlier uplink's?
+    fn check_uplink_interface(
+        &mut self,
+        interface: &S<String>,
+        field: &str,
+        lan: &Lan,
+        taken: &mut Taken,
+        index: usize,
+    ) {
+        self.check_interface_name(interface, field);
+        if *interface.get_ref() == lan.interface {
+            self.fail(interface.span(), field, "is the LAN interface");
+        }
+        if let Some(other) = taken.interfaces.insert(interface.get_ref().clone(), index) {
+            let message = format!(
+                "interface `{}` is already used by uplink[{other}]",
+                interface.get_ref()
+            );
+            self.fail(interface.span(), field, message);
+        }
+    }
+}
