@@ -23,7 +23,6 @@
 //! here changes anything outside the namespace it is given except the CPU affinity of the threads it
 //! names (NAPI kthreads live in the root pid namespace, identified as the threads that appeared when
 //! threaded NAPI was switched on for the named port).
-#![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -1,5 +1,4 @@
 //! CPU time from `/proc/stat`: busy (non-idle, non-iowait) jiffies of all cores between two readings.
-#![forbid(unsafe_code)]
 
 use anyhow::{Context, Result};
 

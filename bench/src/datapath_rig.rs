@@ -15,7 +15,6 @@
 //! - the rig's clock only moves when told ([`DatapathRig::advance_clock`]): released NAT ports stay
 //!   quarantined (RFC 6888 REQ-8, 120 s by default) until the clock passes their deadline, exactly as in
 //!   the daemon, so a bench that recycles flows must advance the clock past the quarantine.
-#![forbid(unsafe_code)]
 
 use std::cell::Cell;
 use std::net::Ipv4Addr;

@@ -12,7 +12,6 @@
 //!   [`Addressing::max_endpoints`]: NAT maps each endpoint to one external port per uplink (endpoint-
 //!   independent mapping), so more endpoints than a port range holds would measure port exhaustion
 //!   instead of forwarding. Beyond that many flows, endpoints repeat with new destinations.
-#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 

@@ -2,7 +2,6 @@
 //! loaded, the runner can drive it with the same knobs as flowpin's own generator; where it is not (this
 //! machine's kernel has `CONFIG_NET_PKTGEN` off), [`availability`] says so plainly and the runner uses
 //! the AF_XDP generator instead — it never pretends.
-#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::path::Path;

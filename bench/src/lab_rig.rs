@@ -5,7 +5,6 @@
 //! every configuration; sinks count only frames to [`SINK_DESTINATION`], where they leave the router
 //! (the router's `lan0` for G); a trial's sink, legitimate-traffic and CPU readings cover the same
 //! window; new-flow trials continue one flow sequence per lab, so no flow repeats.
-#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 use std::process::Command;

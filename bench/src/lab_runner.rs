@@ -20,7 +20,6 @@
 //! measures what survives beside it (O and K1 only): an established flow's delivered fraction (the
 //! sinks count its destination port apart), the flood's forwarded rate, and whether fresh TCP
 //! connections still get through (see [`crate::legit_traffic`]).
-#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 

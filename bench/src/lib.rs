@@ -13,7 +13,7 @@
 //!   [`lab_rig`]: one configuration's lab and one trial through it;
 //! - [`router_tables`]: flowpin's flow capacity and conntrack's limit, sized alike per workload;
 //! - [`legit_traffic`]: the established flow and fresh connections that run beside a SYN flood.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod core_split;
 pub mod cpu_time;

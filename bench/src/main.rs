@@ -7,7 +7,7 @@
 //! - `flowpin-bench legit ...` / `reflect ...`: the legitimate traffic beside a SYN flood and its
 //!   UDP reflector;
 //! - `flowpin-bench pktgen-check`: whether kernel pktgen is available here.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;

@@ -6,7 +6,6 @@
 //! figures as the Markdown table); a configuration without data for a flow count has no point there
 //! (no made-up zero); text is drawn with a TrueType font read from the system at run time (DejaVu Sans,
 //! Debian's fonts-dejavu-core), so the crate needs neither fontconfig nor Python.
-#![forbid(unsafe_code)]
 
 use std::path::Path;
 use std::sync::OnceLock;

@@ -5,7 +5,6 @@
 //! itself passed (loss ≤ the limit) — never an interpolation; the interval [pass, fail) only shrinks;
 //! the search stops after `max_steps` trials or when the interval is narrower than `resolution` of the
 //! upper bound.
-#![forbid(unsafe_code)]
 
 /// Binary search state.
 #[derive(Debug, Clone)]

@@ -5,7 +5,6 @@
 //! Invariants: every figure in the Markdown comes from the measurements in the same JSON file; a
 //! missing figure is printed as "—", never as 0; the generator ceiling shown for a workload is the
 //! median offered rate of that workload's trials.
-#![forbid(unsafe_code)]
 
 use std::path::Path;
 

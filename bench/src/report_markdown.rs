@@ -5,7 +5,6 @@
 //! Invariants: every figure comes from the report's measurements; a missing figure is printed as "—",
 //! never as 0; a configuration without data has no row; configurations are named by their labels
 //! (`G`, `X`, `K0`, `K1`, `O`).
-#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 

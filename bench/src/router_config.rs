@@ -4,7 +4,6 @@
 //! Invariants: every configuration keeps its one- or two-letter label (`G`, `X`, `K0`, `K1`, `O`) in
 //! reports, in the JSON and as a command-line alias, so earlier reports and scripts still read;
 //! [`Config::ALL`] is the alternation order of every round and the row order of every table.
-#![forbid(unsafe_code)]
 
 use std::fmt;
 

@@ -12,7 +12,6 @@
 //!
 //! Invariants: every function acts only on the namespace it is given, except [`ConntrackMax`], which
 //! changes one machine-wide sysctl and always restores it.
-#![forbid(unsafe_code)]
 
 use std::time::Duration;
 

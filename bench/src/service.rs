@@ -1,7 +1,6 @@
 //! A `flowpin-bench sink`/`redirect`/`legit`/`reflect` child process in a lab namespace, read line by line.
 //!
 //! Invariant: the child is killed and reaped when the [`Service`] drops, so its XDP program detaches.
-#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};

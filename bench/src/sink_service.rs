@@ -2,7 +2,6 @@
 //! (`ip netns exec NS flowpin-bench sink ...`) can be read by the lab runner: every line on stdin
 //! makes it print one JSON [`SinkReading`] line (summed over its interfaces); end of input detaches
 //! and exits.
-#![forbid(unsafe_code)]
 
 use std::io::{BufRead, Write};
 

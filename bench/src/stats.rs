@@ -3,7 +3,6 @@
 //! Invariants: the median of an even count is the mean of the two middle values; the spread is
 //! (max − min) / median, reported as a fraction (0.05 = ±5 % range); empty inputs give `None`, never a
 //! made-up zero.
-#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 

@@ -21,7 +21,6 @@
 //! - trafgen runs in its own process group, which is what is stopped (SIGINT) at the end of the window;
 //! - there are no timestamps: latency is measured with the AF_XDP generator only; `first_flow` is
 //!   ignored (trafgen's counters restart with every run).
-#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt as _;

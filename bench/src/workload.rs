@@ -2,7 +2,6 @@
 //!
 //! Invariants: the SYN flood runs last in a full run (it leaves both routers' tables full); a workload
 //! that sizes the routers' tables sizes flowpin's flow capacity and K1's `nf_conntrack_max` alike.
-#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 

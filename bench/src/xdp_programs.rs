@@ -7,7 +7,6 @@
 //! owned, so a dying process detaches it); counters are per-CPU and summed on read, so reading never
 //! disturbs the datapath; the latency histogram has one bucket per microsecond below
 //! [`LATENCY_BUCKETS`]` - 1` and one overflow bucket.
-#![forbid(unsafe_code)]
 
 use anyhow::{Context, Result};
 use aya::maps::{Array, PerCpuArray, xdp::DevMap};

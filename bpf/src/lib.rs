@@ -8,7 +8,7 @@
 //!
 //! Values cross into the maps as byte arrays (`to_bytes`/`from_bytes`, native endian, laid out at
 //! the asserted offsets), which keeps this crate free of `unsafe` (no `Pod` impls needed).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod counter;
 mod decision;

@@ -1,5 +1,4 @@
 //! The `flowpin` command line.
-#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

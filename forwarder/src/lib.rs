@@ -11,6 +11,8 @@
 //! - [`worker`]: a worker thread's batch loop joining `xsk` and `datapath`.
 //! - [`cli`]: the `flowpin` command line.
 
+#![deny(unsafe_code)]
+
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -1,5 +1,5 @@
 //! The `flowpin` binary: parses the command line and runs it; logs go to stderr.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use clap::Parser;
 

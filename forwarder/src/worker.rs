@@ -21,7 +21,6 @@
 //!   counters ([`crate::xsk::KernelSocketStats`]) every [`PUBLISH_EVERY_BATCHES`] batches and when it
 //!   goes idle with batches unpublished: an idle worker's figures are current, a busy one's at most
 //!   that many batches old; a publication is relaxed stores and one `getsockopt` per port.
-#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -25,15 +25,39 @@ fn ip(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("ip prints UTF-8")
 }
 
+/// A network namespace of this test run (`ip netns add`), deleted when dropped, also when an assertion
+/// fails half-way.
+struct Namespace(String);
+
+impl Namespace {
+    fn new() -> Self {
+        let name = format!("flowpin-probe-routes-{}", std::process::id());
+        ip(&["netns", "add", &name]);
+        Namespace(name)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
 /// Runs `f` on a thread moved into a new, empty network namespace; panics propagate.
 fn in_fresh_namespace<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let namespace = Namespace::new();
+    let handle = std::fs::File::open(format!("/run/netns/{}", namespace.0))
+        .unwrap_or_else(|e| panic!("opening namespace {}: {e}", namespace.0));
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                // SAFETY: only the network namespace is unshared, not the file descriptor table, so
-                // every thread keeps seeing the same descriptors.
-                unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
-                    .expect("unsharing the network namespace (needs root)");
+                rustix::thread::move_into_link_name_space(
+                    std::os::fd::AsFd::as_fd(&handle),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .expect("entering the test's network namespace (needs root)");
                 f()
             })
             .join()

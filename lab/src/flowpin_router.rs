@@ -7,7 +7,6 @@
 //! [`config_for`] and [`start_with_uplinks`] configure only some of the lab's uplinks, with chosen
 //! weights (the reload tests add and remove the others at run time). flowpin runs one worker per
 //! queue of the lab's veths ([`LabSpec::queues`](crate::LabSpec::queues)).
-#![forbid(unsafe_code)]
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@
 //!   works from the prefix alone ([`destroy_lab`]), e.g. from another process;
 //! - [`Lab::up`] either returns a lab whose servers all listen, or an error after removing what it
 //!   built; a missing prerequisite (root, a tool) is an error naming it.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod command;
 pub mod faults;

@@ -60,7 +60,7 @@
 //! - `cd nat/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse_rewrite corpus/parse_rewrite seeds --
 //!   -max_total_time=60` (stable toolchain; `RUSTC_BOOTSTRAP=1` admits the sanitizer flags).
 //! - `cargo bench -p flowpin-nat --bench datapath`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod checksum;
 pub mod flow_key;

@@ -2,7 +2,7 @@
 //! (network namespaces, veths, real clients and servers, see `flowpin-lab`), so they need root and
 //! the lab's tools; when a prerequisite is missing they fail with a message naming it — they never
 //! skip.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use std::net::Ipv4Addr;
 

@@ -8,7 +8,6 @@
 //! LAN ([`UplinkCounters::tcp_handshakes_started`]) and those whose first SYN-ACK came back
 //! ([`UplinkCounters::tcp_handshakes_answered`]). The control plane derives "unanswered within a window"
 //! from the two sums over time (its passive health check); the datapath keeps no timer for it.
-#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

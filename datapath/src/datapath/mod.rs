@@ -4,7 +4,6 @@
 //! once per batch, loads the control plane's [`Snapshot`] once per batch, parses the batch and looks all
 //! its flows up at once ([`PreparedBatch`], [`Pipeline::look_up`]), decides and rewrites every frame
 //! ([`Pipeline::process_prepared`]), and acts on the returned [`Verdict`]s.
-#![forbid(unsafe_code)]
 
 pub mod counters;
 pub mod flows;

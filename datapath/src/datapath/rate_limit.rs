@@ -9,7 +9,6 @@
 //!   read-modify-write, no lock, no allocation, no clock — `now` is the batch's time argument;
 //! - `per_second == 0` or `burst == 0` grants nothing (the packet kind is switched off);
 //! - a smaller limit (after a reload) applies at the next call: the stored tokens are capped by it.
-#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

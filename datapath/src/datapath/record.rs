@@ -4,7 +4,6 @@
 //! checksum deltas), the uplink the flow is pinned to, and the Ethernet addresses the uplink snapshot
 //! cannot supply (the LAN host's MAC). Gateway and interface MACs are *not* stored: they come from the
 //! snapshot at transmit time, so a gateway MAC change takes effect for every flow at once.
-#![forbid(unsafe_code)]
 
 use flowpin_nat::{FlowKey, IpProtocol, Rewrite};
 

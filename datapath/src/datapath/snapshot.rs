@@ -3,7 +3,6 @@
 //! A snapshot is never mutated: the control plane builds a new one and swaps it in atomically
 //! ([`SnapshotCell`]), so a batch sees one consistent uplink set, policy table and timeouts. The per-uplink
 //! NAT port pools are shared (`Arc`) between consecutive snapshots: mappings outlive reloads.
-#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

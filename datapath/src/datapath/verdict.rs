@@ -1,5 +1,4 @@
 //! What the datapath decides for one frame.
-#![forbid(unsafe_code)]
 
 use super::counters::DropReason;
 

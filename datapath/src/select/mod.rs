@@ -23,7 +23,6 @@
 //! nanoseconds) per new flow. There is no table to rebuild either: the control plane builds an
 //! immutable [`PolicyTable`] (a few boxed slices) per change, from a [`PolicySpec`], and the
 //! workers read it.
-#![forbid(unsafe_code)]
 
 mod key;
 mod policy;

@@ -20,7 +20,6 @@
 //!   ([`Host`]: the router's `ip_local_port_range`, read with
 //!   [`PortRange::parse_ip_local_port_range`]; the online CPUs, read with [`parse_cpu_list`])
 //!   are an argument.
-#![forbid(unsafe_code)]
 
 mod cpus;
 mod error;

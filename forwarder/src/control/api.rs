@@ -3,7 +3,6 @@
 //! One request per line, one response per line. The socket file is created with mode 0600 inside a
 //! directory of mode 0700, so only root (the daemon's owner) can connect. `flowpin status` and `flowpin
 //! flows` are thin clients of this module.
-#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -6,7 +6,6 @@
 //! decision: the rule, the stickiness key, what the rule's group chose for that key, and the uplinks as
 //! they were. Flows older than the history get what the record itself holds (rule, uplink, key) and a
 //! note that the moment is forgotten.
-#![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -11,7 +11,6 @@
 //!   expects (its last acknowledgment, RFC 5961 §3.2), so the application sees the reset at once;
 //! - nothing here sends a packet on an uplink: moved flows get a new mapping only when their next packet
 //!   arrives, chosen from the snapshot in force (which no longer offers the dead uplink).
-#![forbid(unsafe_code)]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 

@@ -18,7 +18,6 @@
 //!
 //! Invariants: one [`tokio::sync::Notify`] permit coalesces any burst of events into one re-read; the
 //! thread never touches the daemon's state, and it ends when its socket fails (logged once).
-#![forbid(unsafe_code)]
 
 mod neighbour_changes;
 

@@ -10,7 +10,6 @@
 //!
 //! Invariants: every answer is what the kernel's tables hold at the moment of the request (nothing is
 //! cached here); an error names the interface and the request that failed, with the errno.
-#![forbid(unsafe_code)]
 
 pub(crate) mod entries;
 pub(crate) mod rtnetlink;

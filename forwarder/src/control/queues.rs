@@ -13,7 +13,6 @@
 //!
 //! Queue counts are read from sysfs (`/sys/class/net/IF/queues/rx-*` and `tx-*`, one directory per
 //! queue the kernel uses), which is what `ethtool -L` changes.
-#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::path::Path;

@@ -1,7 +1,6 @@
 //! Human-readable tables for `flowpin status`, `flowpin flows` and `flowpin explain`.
 //!
 //! Invariant: it only lays out what the reports carry; no figure is computed or read here.
-#![forbid(unsafe_code)]
 
 use std::fmt::Write;
 

@@ -7,7 +7,6 @@
 //! rtnetlink address event and every second, through [`netinfo::interface`] for each interface listed
 //! in `/sys/class/net` (the process's namespace). Invariant: only the control plane reads it, never per
 //! packet.
-#![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;

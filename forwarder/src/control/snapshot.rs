@@ -4,7 +4,6 @@
 //! [`PolicySpec`] of the policy table). Invariant: the per-uplink NAT pools are created once per
 //! uplink *name* and carried from snapshot to snapshot, so reloads and neighbour changes never lose a
 //! mapping.
-#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;

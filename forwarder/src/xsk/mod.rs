@@ -58,8 +58,11 @@ mod error;
 mod frame;
 mod kernel_stats;
 mod port;
+#[allow(unsafe_code)] // rings and UMEM: the forwarder's only unsafe code
 mod sys;
+#[allow(unsafe_code)] // rings and UMEM: the forwarder's only unsafe code
 mod umem_area;
+#[allow(unsafe_code)] // rings and UMEM: the forwarder's only unsafe code
 mod worker;
 
 pub use accounting::{FrameAccounting, FrameGauges};

@@ -25,7 +25,6 @@
 //!
 //! This file holds the path of a frame with a flow; `batch` the two-stage batch, `new_flow` a first
 //! packet's placement and insertion, `answers` the ICMP answers sent instead of forwarding.
-#![forbid(unsafe_code)]
 
 use flowpin_flowtable::{FlowHandle, Found, Side};
 use flowpin_nat::{

@@ -12,7 +12,6 @@
 //! blamed before its SYN-ACK could arrive); flows started before the tracker's first sample or before
 //! [`PassiveSignal::restart`] are never counted; samples older than the window are dropped, so memory is
 //! bounded by `window / tick`. Sampling more rarely only delays the verdict by up to one tick.
-#![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -13,7 +13,6 @@
 //!   are fine;
 //! - an installation error names the request (as `ip` would write it) and the kernel's errno;
 //! - only packets *from an uplink's address* are affected; forwarded traffic never reaches the kernel.
-#![forbid(unsafe_code)]
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -19,7 +19,6 @@
 //!
 //! A new uplink starts `up` when its carrier is up (flowpin starts forwarding at once; probes take it
 //! down within `down_after` rounds if it is dead).
-#![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
 

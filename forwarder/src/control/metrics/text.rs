@@ -2,7 +2,6 @@
 //!
 //! Invariants: a sample is only written through the [`Family`] that announced it; label values are
 //! escaped (backslash, double quote, newline).
-#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 

@@ -1,6 +1,5 @@
 //! The per-uplink families: state, eligibility, weight, probes, flows, traffic, failover and the
 //! passive handshake signal, one sample per live uplink labelled by its name.
-#![forbid(unsafe_code)]
 
 use super::text::family;
 use crate::control::api::{StatusReport, UplinkStatus};

@@ -1,6 +1,5 @@
 //! The per-worker families: frames, batches, translations, UMEM frame states and the kernel's
 //! AF_XDP socket counters, labelled by worker index (and port and state where they split).
-#![forbid(unsafe_code)]
 
 use super::text::family;
 use crate::control::api::{StatusReport, WorkerStatus};

@@ -5,7 +5,6 @@
 //! behind the rtnetlink events (carriers, kernel refresh, failback); on every link, address or
 //! neighbour event the carriers and the kernel refresh; probe rounds as they come; SIGHUP reloads;
 //! SIGINT and SIGTERM end the loop.
-#![forbid(unsafe_code)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,7 +3,6 @@
 //! Invariants: worker `i` serves receive queue `i` of the LAN and of every live uplink (see
 //! [`crate::control::queues`]); a worker's sockets are ordered LAN first, then the live slots in slot
 //! order, and its port map names them `PortId(0)` and `PortId(1 + slot)`.
-#![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,6 @@
 //! Invariants: an uplink's `eligible` fact here is only "carries packets" (carrier and operational);
 //! health and drain are applied at publish. A gateway is solicited only on a link that carries
 //! packets: a request sent earlier is dropped and the kernel asks again only a second later.
-#![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;

@@ -22,7 +22,6 @@
 //! - an uplink takes new flows only when its gateway is resolved, its health is `up` and it is not
 //!   drained (`Daemon::eligible`);
 //! - workers see a change only through a published snapshot (`publish`).
-#![forbid(unsafe_code)]
 
 mod api_server;
 mod control_loop;

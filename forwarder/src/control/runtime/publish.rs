@@ -5,7 +5,6 @@
 //! health is `up` and they are not drained; its weights are the operator's overrides over the file's
 //! (all live weights 0 reads as all 1: every uplink on standby); every publish is recorded in the
 //! history with the uplink states and weights it was built from.
-#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

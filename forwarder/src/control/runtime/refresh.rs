@@ -9,7 +9,6 @@
 //! 4. then fail over the renumbered uplinks' old-address flows: a moved flow's next packet must open
 //!    its new flow on the new address. The uplinks renumbered at the previous refresh are looked at
 //!    once more (a worker may have opened a flow from the snapshot it loaded before the publish).
-#![forbid(unsafe_code)]
 
 use super::{Daemon, kernel};
 use crate::control::failover;

@@ -4,7 +4,6 @@
 //! Invariants: reports only read (the flow table through its lock-free snapshot, counters through
 //! relaxed loads); retired slots are not reported; an uplink's counters count from when its current
 //! uplink took the slot ([`super::slot_totals`]); at most 100 flows are explained.
-#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 

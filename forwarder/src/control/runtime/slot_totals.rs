@@ -4,7 +4,6 @@
 //! uplink (a retired slot, or one past the end dropped earlier) gets a baseline (its totals at that moment, taken with the workers stopped) and reports the totals since,
 //! so a series labelled by the uplink's name starts at 0 and never goes backwards. The passive health
 //! signal reads the raw sums: it only uses their differences.
-#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

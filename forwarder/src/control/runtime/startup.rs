@@ -14,7 +14,6 @@
 //!
 //! Shutdown stops the workers, detaches the program, removes the socket and the probe routes; the
 //! guard stays.
-#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 use std::path::Path;

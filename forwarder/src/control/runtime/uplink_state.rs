@@ -8,7 +8,6 @@
 //!   one is back);
 //! - failback `move-after` runs at most once per up period, once the uplink has been up long enough;
 //! - probe routes are installed while probing is on and removed when it is turned off.
-#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

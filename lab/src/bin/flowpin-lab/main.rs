@@ -3,7 +3,7 @@
 //! A lab brought up by `up` persists after the command exits (its spec is in
 //! `/run/flowpin-lab/<name>/lab.json`) until `down`. While `up` or `demo` runs, SIGINT, SIGTERM and
 //! a panic tear down the lab being built or demonstrated (see [`guard`]).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod demo;
 

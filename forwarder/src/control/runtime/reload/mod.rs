@@ -11,7 +11,6 @@
 //!   XDP drops arriving frames (the XSKMAP is empty); the kernel never forwards them;
 //! - every reload counts as done or failed; the user sees the same texts as before (tests and scripts
 //!   match on them).
-#![forbid(unsafe_code)]
 
 mod rebuild;
 mod slots;

@@ -9,7 +9,7 @@
 //!   left on it are removed;
 //! - slots kept keep their runtime, slots (re)filled start fresh and count from 0;
 //! - the flow table and the port pools live in the process, untouched.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
