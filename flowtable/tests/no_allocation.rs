@@ -1,4 +1,4 @@
-//! Nothing allocates after construction (requirement 2): insert, both lookups, per-packet updates,
+//! Nothing allocates after construction: insert, both lookups, per-packet updates,
 //! protocol-state changes, removal and the sweep run under a counting global allocator
 //! (`allocation-counter`, which counts the measuring thread only, so the test harness's own
 //! bookkeeping on its other threads cannot show up), and the allocation count must not move — including when the table is full and

@@ -1,4 +1,4 @@
-//! The kernel reference router (issue 2 §3), configured the way multi-WAN guides do it since
+//! The kernel reference router, configured the way multi-WAN guides do it since
 //! Linux 4.4: `ip_forward=1`, a weighted multipath default route with the L4 hash
 //! (`fib_multipath_hash_policy=1`), nft masquerade per uplink, and a FORWARD chain with policy drop
 //! that drops `ct state invalid`, accepts established/related, and accepts LAN→WAN.

@@ -1,5 +1,5 @@
 //! The flowpin lab: a LAN, a router, one ISP per uplink and an internet with servers, built from
-//! network namespaces and veth pairs (design.md §6), with the kernel reference router (issue 2 §3)
+//! network namespaces and veth pairs, with the kernel reference router
 //! or an empty router namespace for flowpin.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! All uplinks down (issue 6 §2 viability guard, §6): both of the router's uplink links go down. New
+//! All uplinks down (the viability guard): both of the router's uplink links go down. New
 //! flows from the LAN are dropped and answered with ICMP net unreachable at the configured rate, nothing
 //! leaks, flowpin keeps running, and bringing the links back restores service.
 

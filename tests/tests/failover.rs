@@ -1,4 +1,4 @@
-//! Uplink health and failover on the lab (issue 6 §6), through `flowpin run` in the router namespace.
+//! Uplink health and failover on the lab, through `flowpin run` in the router namespace.
 //! Probing is switched on by a live reload (the lab starts flowpin without probe targets), which also
 //! exercises `flowpin reload`. Every test asserts that no ISP saw a leaked or wrong-uplink source.
 

@@ -1,4 +1,4 @@
-//! Failover and failback under real traffic (issue 6 §2, §3, §6): an ISP is black-holed (its namespace
+//! Failover and failback under real traffic: an ISP is black-holed (its namespace
 //! drops everything, see `flowpin_lab::Fault`) while iperf3, a stream of new curl requests and
 //! long-lived TCP and UDP flows run through the router. Each flow's uplink is known from the source
 //! address the servers saw; the ISPs count flowpin's translated packets, so "nothing more on the dead

@@ -1,4 +1,4 @@
-//! flowpin in the router's place, end to end (issue "The forwarder" §8): real clients on the LAN hosts
+//! flowpin in the router's place, end to end: real clients on the LAN hosts
 //! (curl, iperf3, an echo client, ping, traceroute, mausezahn, hping3) against real servers in inet,
 //! through `flowpin run` in the router namespace. Every test also asserts that no ISP saw a private
 //! (leaked) or another uplink's source address.

@@ -1,6 +1,9 @@
-//! Carrier changes reach flowpin from rtnetlink at once (issue 6 §1), not at the next periodic re-read of
+//! Carrier changes reach flowpin from rtnetlink at once, not at the next periodic re-read of
 //! the kernel's tables (every second). Five carrier losses and returns on uplink 2, each seen in
 //! `flowpin status` within [`BOUND`]: with the periodic re-read alone the chance of that is 0.3⁵ ≈ 0.2 %.
+//! A return counts once the kernel has made the link operational and the gateway answered; the gateway's
+//! answer to the first ARP request is often lost while its side of the veth comes up, so this also shows
+//! flowpin asking again within a tick instead of waiting for the kernel's one-second retransmit.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The passive health signal on the lab (issue 6 §1): a failure the probes miss. ISP 1 silently
+//! The passive health signal on the lab: a failure the probes miss. ISP 1 silently
 //! drops the TCP flowpin forwards for the LAN (the router's uplink address with a source port in the
 //! NAT range, [`Fault::TranslatedTcpDrop`]) while the router's own probes — ICMP echo and a TCP
 //! connect from outside the NAT range — still get their answers, so the probes keep uplink 1 `up`.

@@ -1,4 +1,4 @@
-//! Live reconfiguration on the lab (issue 6 §4): `flowpin reload` during traffic, and uplinks added and
+//! Live reconfiguration on the lab: `flowpin reload` during traffic, and uplinks added and
 //! removed at run time. Long-lived TCP and UDP flows (`flowpin_tests::long_flows`: the UDP echo answers
 //! every datagram with the source it saw) prove that pinned flows keep their external address:port;
 //! `flowpin flows --json` before and after says the same from the router's side. Every test asserts that
