@@ -80,6 +80,12 @@ impl DecisionHistory {
 /// Reconstructs why the flow `value` (shown as `entry`) is on its uplink. `moment`: the snapshot it was
 /// decided under, if still remembered; `current`: the running configuration (names when the moment is
 /// forgotten); `now_ms`: daemon time.
+///
+/// 1. Which configuration names things: the moment's, else the running one.
+/// 2. Which group placed it, and the rule that sent it there ([`rule_text`]).
+/// 3. What the stickiness key hashed ([`stickiness_fields`]).
+/// 4. What the chooser picks for that key under the remembered snapshot ([`chooser_pick`]).
+/// 5. One sentence that reconciles the pick with where the flow is ([`summary`]).
 pub fn explain(
     value: &FlowValue,
     entry: FlowEntry,
@@ -93,7 +99,34 @@ pub fn explain(
         u8::MAX => GroupId::Default,
         index => GroupId::Policy(usize::from(index)),
     };
-    let rule = match group {
+    let stickiness = config.nat.stickiness;
+    let key = moment.map(|m| m.snapshot.policy.key(&lan));
+    let chooser_pick = chooser_pick(config, moment, group, &lan);
+    FlowExplanation {
+        flow: entry,
+        kind: match value.kind {
+            FlowKind::Outbound => "outbound",
+            FlowKind::Hairpin => "hairpin",
+        }
+        .to_owned(),
+        rule: rule_text(config, group),
+        stickiness: stickiness.to_string(),
+        stickiness_fields: stickiness_fields(stickiness, &lan),
+        stickiness_key: key.map_or_else(String::new, |k| format!("{:016x}", k.0)),
+        generation: moment.map_or(u64::from(value.generation), |m| m.snapshot.generation),
+        decision_known: moment.is_some(),
+        decided_s_ago: moment.map(|m| now_ms.saturating_sub(m.at_ms) as f64 / 1000.0),
+        summary: summary(value, config, group, chooser_pick.as_deref()),
+        chooser_pick,
+        uplinks: moment
+            .map(|m| m.uplinks.iter().flatten().cloned().collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// Which rule sent a flow of `group` where it is, in words.
+fn rule_text(config: &Config, group: GroupId) -> String {
+    match group {
         GroupId::Default => {
             "default group (no policy rule matched): every uplink by weight".to_owned()
         }
@@ -105,54 +138,58 @@ pub fn explain(
             ),
             None => format!("policy[{index}] (no longer configured)"),
         },
-    };
-    let stickiness = config.nat.stickiness;
-    let port = |p: u16| {
-        if lan.protocol == flowpin_nat::IpProtocol::Icmp {
-            format!("echo id {p}")
-        } else {
-            format!("port {p}")
+    }
+}
+
+/// What the stickiness key of `lan` is made of under `stickiness`, in words.
+fn stickiness_fields(stickiness: Stickiness, lan: &flowpin_nat::FlowKey) -> String {
+    let protocol = super::api::protocol_name(lan.protocol);
+    match stickiness {
+        Stickiness::Endpoint if lan.protocol == flowpin_nat::IpProtocol::Icmp => {
+            format!("{protocol} {} echo id {}", lan.source, lan.source_port)
         }
-    };
-    let stickiness_fields = match stickiness {
-        Stickiness::Endpoint => format!(
-            "{} {} {}",
-            super::api::protocol_name(lan.protocol),
-            lan.source,
-            port(lan.source_port)
-        ),
+        Stickiness::Endpoint => format!("{protocol} {} port {}", lan.source, lan.source_port),
         Stickiness::Host => format!("{}", lan.source),
         Stickiness::HostDest => format!("{} → {}", lan.source, lan.destination),
         Stickiness::Flow => format!(
-            "{} {}:{} → {}:{}",
-            super::api::protocol_name(lan.protocol),
-            lan.source,
-            lan.source_port,
-            lan.destination,
-            lan.destination_port
+            "{protocol} {}:{} → {}:{}",
+            lan.source, lan.source_port, lan.destination, lan.destination_port
         ),
-    };
-    let uplink_name = |slot: usize| {
-        config
-            .uplinks
-            .get(slot)
-            .map_or_else(|| format!("slot {slot}"), |u| u.name.clone())
-    };
-    let pinned = uplink_name(usize::from(value.uplink));
-    let (key, pick) = match moment {
-        Some(m) => {
-            let key = m.snapshot.policy.key(&lan);
-            (Some(key), Some(m.snapshot.policy.group(group).choose(key)))
-        }
-        None => (None, None),
-    };
-    let chooser_pick =
-        pick.map(|p| p.map_or_else(|| "none (no eligible uplink)".to_owned(), uplink_name));
+    }
+}
+
+/// The name of the uplink in `slot` under `config` (`slot N` when it has none).
+fn uplink_name(config: &Config, slot: usize) -> String {
+    config
+        .uplinks
+        .get(slot)
+        .map_or_else(|| format!("slot {slot}"), |u| u.name.clone())
+}
+
+/// What `group`'s chooser picks for `lan`'s key under the remembered snapshot (`None`: forgotten).
+fn chooser_pick(
+    config: &Config,
+    moment: Option<&Moment>,
+    group: GroupId,
+    lan: &flowpin_nat::FlowKey,
+) -> Option<String> {
+    let m = moment?;
+    let key = m.snapshot.policy.key(lan);
+    Some(m.snapshot.policy.group(group).choose(key).map_or_else(
+        || "none (no eligible uplink)".to_owned(),
+        |slot| uplink_name(config, slot),
+    ))
+}
+
+/// One sentence: how the flow came to be on its uplink, given what the chooser picks now (`pick`).
+fn summary(value: &FlowValue, config: &Config, group: GroupId, pick: Option<&str>) -> String {
+    let pinned = uplink_name(config, usize::from(value.uplink));
+    let stickiness = config.nat.stickiness;
     let group_name = match group {
         GroupId::Default => "default group".to_owned(),
         GroupId::Policy(i) => format!("group of policy[{i}]"),
     };
-    let summary = match (value.kind, value.placement, &chooser_pick) {
+    match (value.kind, value.placement, pick) {
         (FlowKind::Hairpin, _, _) => format!(
             "hairpin flow between two LAN hosts through {pinned}'s external address; no uplink was chosen"
         ),
@@ -160,8 +197,7 @@ pub fn explain(
             "the flow's internal endpoint already held a live mapping on {pinned}, so the flow joined it there \
              (one external endpoint per internal endpoint, RFC 4787 REQ-1; stickiness {stickiness} keeps it) \
              instead of the {group_name}'s choice{}",
-            pick.as_ref()
-                .map_or_else(String::new, |pick| format!(" ({pick})"))
+            pick.map_or_else(String::new, |pick| format!(" ({pick})"))
         ),
         (FlowKind::Outbound, Placement::OpenedFromOutside, _) => format!(
             "opened from outside on {pinned}: endpoint-independent filtering admitted an inbound packet to a \
@@ -171,32 +207,12 @@ pub fn explain(
             "pinned to {pinned} under snapshot {}, which is no longer remembered: the states and weights of that moment are unknown",
             value.generation
         ),
-        (FlowKind::Outbound, Placement::Chosen, Some(pick)) if *pick == pinned => format!(
+        (FlowKind::Outbound, Placement::Chosen, Some(pick)) if pick == pinned => format!(
             "the {group_name} chose {pinned} for this stickiness key among the eligible uplinks below; the flow stays there for its whole life"
         ),
         (FlowKind::Outbound, Placement::Chosen, Some(pick)) => format!(
             "the {group_name} chooses {pick} for this key under the remembered snapshot, but the flow is on {pinned}"
         ),
-    };
-    FlowExplanation {
-        flow: entry,
-        kind: match value.kind {
-            FlowKind::Outbound => "outbound",
-            FlowKind::Hairpin => "hairpin",
-        }
-        .to_owned(),
-        rule,
-        stickiness: stickiness.to_string(),
-        stickiness_fields,
-        stickiness_key: key.map_or_else(String::new, |k| format!("{:016x}", k.0)),
-        generation: moment.map_or(u64::from(value.generation), |m| m.snapshot.generation),
-        decision_known: moment.is_some(),
-        decided_s_ago: moment.map(|m| now_ms.saturating_sub(m.at_ms) as f64 / 1000.0),
-        chooser_pick,
-        uplinks: moment
-            .map(|m| m.uplinks.iter().flatten().cloned().collect())
-            .unwrap_or_default(),
-        summary,
     }
 }
 
