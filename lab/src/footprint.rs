@@ -11,10 +11,15 @@ use crate::plan::{MacAddr, Topology};
 use crate::teardown::{is_live_process, processes_in_namespaces};
 
 /// The namespaces (by inode), processes and MACs of one lab.
+///
+/// It holds the lab's namespaces open: a namespace's inode number passes to a new namespace (another
+/// lab's, coming up in parallel) as soon as it is gone, and [`Footprint::leftovers`] must never take that
+/// one's processes for this lab's.
 #[derive(Debug, Clone)]
 pub struct Footprint {
     prefix: String,
     namespace_inodes: Vec<(String, u64)>,
+    _held: std::sync::Arc<Vec<std::fs::File>>,
     pids: Vec<u32>,
     macs: Vec<MacAddr>,
 }
@@ -34,18 +39,17 @@ fn macs_of(topology: &Topology) -> Vec<MacAddr> {
 impl Footprint {
     /// Records the footprint of `lab`, which must be up.
     pub fn of(lab: &Lab) -> Result<Footprint> {
-        let namespace_inodes = lab
-            .topology()
-            .namespaces()
-            .into_iter()
-            .map(|ns| {
-                let inode = crate::teardown::namespace_inode(&ns)?;
-                Ok((ns, inode))
-            })
-            .collect::<Result<_>>()?;
+        let mut namespace_inodes = Vec::new();
+        let mut held = Vec::new();
+        for ns in lab.topology().namespaces() {
+            let (inode, handle) = crate::teardown::open_namespace(&ns)?;
+            namespace_inodes.push((ns, inode));
+            held.push(handle);
+        }
         Ok(Footprint {
             prefix: lab.prefix().to_owned(),
             namespace_inodes,
+            _held: std::sync::Arc::new(held),
             pids: lab.processes().iter().map(crate::LabProcess::pid).collect(),
             macs: macs_of(lab.topology()),
         })

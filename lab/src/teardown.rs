@@ -2,7 +2,8 @@
 //! signal handler or another process (`flowpin-lab down`), with or without the `Lab` value.
 //!
 //! Teardown order: delete the namespaces' names (so nothing new can enter them by name), then kill
-//! (SIGKILL) every process still inside one of them — found by namespace inode in `/proc` — until
+//! (SIGKILL) every process still inside one of them — found by namespace inode in `/proc`, each
+//! namespace held open meanwhile so its inode cannot pass to another lab's new namespace — until
 //! none is left; the kernel then destroys the namespaces with every veth and bridge in them (and
 //! with a veth its peer); finally remove the lab's directory. Every step tolerates "already gone", so teardown is
 //! idempotent.
@@ -54,12 +55,17 @@ pub fn list_labs() -> Result<Vec<String>> {
 /// Where namespace names are bound (by `ip netns add`).
 pub const NETNS_DIR: &str = "/run/netns";
 
-/// Inode of the named network namespace, which identifies it even after its name is deleted.
-pub fn namespace_inode(ns: &str) -> Result<u64> {
+/// The namespace `ns` opened (which keeps it, and so its inode number, alive while held) and its
+/// inode.
+pub(crate) fn open_namespace(ns: &str) -> Result<(u64, std::fs::File)> {
     let path = std::path::Path::new(NETNS_DIR).join(ns);
-    Ok(std::fs::metadata(&path)
+    let handle =
+        std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let inode = handle
+        .metadata()
         .with_context(|| format!("stat {}", path.display()))?
-        .ino())
+        .ino();
+    Ok((inode, handle))
 }
 
 /// Inode of the network namespace a process lives in, from `/proc/<pid>/ns/net` (`net:[N]`).
@@ -103,11 +109,16 @@ pub fn processes_in_namespaces(inodes: &[u64]) -> Result<Vec<(u32, u64)>> {
 pub fn destroy_lab(prefix: &str) -> Result<()> {
     let namespaces = lab_namespaces(prefix)?;
     let mut inodes = Vec::new();
+    // Held open until the kill loop is done: a namespace's inode number is free for a new namespace
+    // (another lab's, coming up in parallel) as soon as the namespace is gone, and the loop must never
+    // take that one's processes for ours.
+    let mut held = Vec::new();
     let mut failures = Vec::new();
     for ns in namespaces.iter().rev() {
         // Unname first, so nothing new can enter by name (`ip netns exec`) while we kill.
-        if let Ok(inode) = namespace_inode(ns) {
+        if let Ok((inode, handle)) = open_namespace(ns) {
             inodes.push(inode);
+            held.push(handle);
         }
         if let Err(error) = run(&["ip", "netns", "delete", ns])
             && lab_namespaces(prefix)?.contains(ns)
@@ -116,6 +127,7 @@ pub fn destroy_lab(prefix: &str) -> Result<()> {
         }
     }
     kill_until_empty(prefix, &inodes)?;
+    drop(held);
     let dir = lab_dir(prefix);
     if dir.exists()
         && let Err(error) = std::fs::remove_dir_all(&dir)
