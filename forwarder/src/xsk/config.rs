@@ -71,33 +71,55 @@ impl Default for XskConfig {
     }
 }
 
+/// Why an [`XskConfig`] cannot serve a worker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XskConfigError {
+    /// The frame size is neither 2048 nor 4096.
+    #[error("frame_size {0} is not 2048 or 4096")]
+    FrameSize(u32),
+    /// The ring size is not a power of two.
+    #[error("ring_size {0} is not a power of two")]
+    RingSize(u32),
+    /// No port, or more than a worker can index.
+    #[error("{0} ports: need 1..=65535")]
+    PortCount(usize),
+    /// The frames cannot fill every port's fill ring and keep the reserve.
+    #[error(
+        "frame_count {frame_count} cannot fill {ports} fill rings of {fill_target} and keep {reserve} in reserve"
+    )]
+    TooFewFrames {
+        /// Frames in the UMEM.
+        frame_count: u32,
+        /// Ports of the worker.
+        ports: usize,
+        /// Fill level kept per port.
+        fill_target: u32,
+        /// Frames kept in reserve.
+        reserve: u32,
+    },
+}
+
 impl XskConfig {
     /// Checks the constraints for a worker with `ports` ports.
-    pub fn validate(&self, ports: usize) -> Result<(), String> {
+    pub fn validate(&self, ports: usize) -> Result<(), XskConfigError> {
         if !(self.frame_size.is_power_of_two() && (2048..=4096).contains(&self.frame_size)) {
-            return Err(format!(
-                "frame_size {} is not 2048 or 4096",
-                self.frame_size
-            ));
+            return Err(XskConfigError::FrameSize(self.frame_size));
         }
         if !self.ring_size.is_power_of_two() {
-            return Err(format!(
-                "ring_size {} is not a power of two",
-                self.ring_size
-            ));
+            return Err(XskConfigError::RingSize(self.ring_size));
         }
         if ports == 0 || ports > usize::from(u16::MAX) {
-            return Err(format!("{ports} ports: need 1..={}", u16::MAX));
+            return Err(XskConfigError::PortCount(ports));
         }
         let needed = u64::from(self.effective_fill_target(ports)) * ports as u64
             + u64::from(self.alloc_reserve);
         if u64::from(self.frame_count) < needed.max(1) {
-            return Err(format!(
-                "frame_count {} cannot fill {ports} fill rings of {} and keep {} in reserve",
-                self.frame_count,
-                self.effective_fill_target(ports),
-                self.alloc_reserve
-            ));
+            return Err(XskConfigError::TooFewFrames {
+                frame_count: self.frame_count,
+                ports,
+                fill_target: self.effective_fill_target(ports),
+                reserve: self.alloc_reserve,
+            });
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::io;
 pub enum XskError {
     /// An invalid [`super::XskConfig`] for the port count.
     #[error("AF_XDP configuration: {0}")]
-    Config(String),
+    Config(#[from] super::XskConfigError),
     /// A system call failed; `what` says which step.
     #[error("AF_XDP {what} ({interface} queue {queue}): {source}")]
     Os {

@@ -66,7 +66,7 @@ mod umem_area;
 mod worker;
 
 pub use accounting::{FrameAccounting, FrameGauges};
-pub use config::{XskConfig, XskMode};
+pub use config::{XskConfig, XskConfigError, XskMode};
 pub use counters::{PortCounters, WorkerCounters};
 pub use error::XskError;
 pub use frame::{Frame, PortId};
