@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod control_socket;
 pub mod decision_history;
 pub mod failover;
 pub mod gateway_retry;
@@ -23,3 +24,4 @@ pub mod render;
 pub mod router_addresses;
 pub mod runtime;
 pub mod snapshot;
+pub mod surface_counters;
