@@ -105,6 +105,11 @@ pub struct Nat {
     pub port_exhausted_icmp_per_s: u32,
     /// ... and at most this many at once (the token bucket's depth).
     pub port_exhausted_icmp_burst: u32,
+    /// A LAN packet too big for its egress with DF set gets an ICMP fragmentation needed: at most
+    /// this many per second per worker (0: none; the packet is dropped either way).
+    pub frag_needed_icmp_per_s: u32,
+    /// ... and at most this many at once (the token bucket's depth).
+    pub frag_needed_icmp_burst: u32,
 }
 
 impl Nat {
@@ -114,6 +119,10 @@ impl Nat {
     pub const DEFAULT_PORT_EXHAUSTED_ICMP_PER_S: u32 = 100;
     /// Default burst of port-exhaustion answers per worker.
     pub const DEFAULT_PORT_EXHAUSTED_ICMP_BURST: u32 = 50;
+    /// Default sustained rate of fragmentation-needed answers to LAN hosts per worker.
+    pub const DEFAULT_FRAG_NEEDED_ICMP_PER_S: u32 = 100;
+    /// Default burst of fragmentation-needed answers to LAN hosts per worker.
+    pub const DEFAULT_FRAG_NEEDED_ICMP_BURST: u32 = 50;
 }
 
 /// `[nat.timeouts]`: idle timeouts in seconds.

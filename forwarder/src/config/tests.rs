@@ -674,6 +674,8 @@ mod generated {
                         early_drop_unanswered,
                         port_exhausted_icmp_per_s,
                         port_exhausted_icmp_burst,
+                        frag_needed_icmp_per_s: port_exhausted_icmp_burst,
+                        frag_needed_icmp_burst: port_exhausted_icmp_per_s,
                     },
                     policies,
                     datapath: Datapath {
@@ -859,6 +861,32 @@ fn port_exhaustion_answers_are_limited_by_default_and_configurable() {
     )
     .unwrap();
     assert_eq!(off.nat.port_exhausted_icmp_per_s, 0, "switched off");
+}
+
+#[test]
+fn fragmentation_needed_answers_to_lan_hosts_are_limited_by_default_and_configurable() {
+    let config = parse(BASE, "flowpin.toml", None).unwrap();
+    assert_eq!(
+        (
+            config.nat.frag_needed_icmp_per_s,
+            config.nat.frag_needed_icmp_burst
+        ),
+        (100, 50)
+    );
+    let text = format!("{BASE}[nat]\nfrag_needed_icmp_per_s = 9\nfrag_needed_icmp_burst = 4\n");
+    let config = parse(&text, "flowpin.toml", None).unwrap();
+    assert_eq!(
+        (
+            config.nat.frag_needed_icmp_per_s,
+            config.nat.frag_needed_icmp_burst
+        ),
+        (9, 4)
+    );
+    assert_single_error(
+        &format!("{BASE}[nat]\nfrag_needed_icmp_burst = 0\n"),
+        "flowpin.toml:17: nat.frag_needed_icmp_burst: ",
+        "0 would never send one; set frag_needed_icmp_per_s = 0 to switch them off",
+    );
 }
 
 #[test]
