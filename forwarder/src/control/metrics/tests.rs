@@ -302,7 +302,7 @@ fn the_server_answers_metrics_404_and_405_on_loopback() {
 fn slow_clients_are_cut_at_the_deadline_and_extra_ones_get_503() {
     let limits = server::Limits {
         max_clients: 2,
-        read_timeout: std::time::Duration::from_millis(300),
+        read_timeout: std::time::Duration::from_secs(2),
         ..server::Limits::DEFAULT
     };
     let (address, counters) = start(limits);
