@@ -38,5 +38,14 @@ step "fuzz: parse + rewrite + ICMP error translation + originated packets, 60 s"
   RUSTC_BOOTSTRAP=1 cargo fuzz run parse_rewrite corpus/parse_rewrite seeds -- -max_total_time=60
 )
 
+step "fuzz: the configuration loader (hostile TOML) and the control socket's request parser, 30 s each"
+(
+  cd forwarder/fuzz
+  for target in config_parse control_request; do
+    mkdir -p "corpus/$target"
+    RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- -max_total_time=30
+  done
+)
+
 echo
 echo "all checks passed in ${SECONDS}s"

@@ -244,6 +244,11 @@ pub struct DatapathCounters {
     pub frag_needed_to_uplink_budget: TokenBucket,
     /// Packets from an uplink too big for the LAN (DF set) whose sender got no answer (rate limit).
     pub frag_needed_to_uplink_suppressed: OwnedCounter,
+    /// The worker's budget of ICMP fragmentation needed answers to LAN hosts, refilled per
+    /// [`Snapshot::frag_needed_to_lan`](super::Snapshot::frag_needed_to_lan).
+    pub frag_needed_to_lan_budget: TokenBucket,
+    /// LAN packets too big for their egress (DF set) whose host got no answer (rate limit).
+    pub frag_needed_to_lan_suppressed: OwnedCounter,
     /// Flows that never got a reply, removed to make room for a new flow while the table was full
     /// (early drop, as conntrack does for unassured entries).
     pub flows_early_dropped: OwnedCounter,
@@ -270,6 +275,8 @@ impl Default for DatapathCounters {
             port_exhausted_icmp_suppressed: OwnedCounter::default(),
             frag_needed_to_uplink_budget: TokenBucket::default(),
             frag_needed_to_uplink_suppressed: OwnedCounter::default(),
+            frag_needed_to_lan_budget: TokenBucket::default(),
+            frag_needed_to_lan_suppressed: OwnedCounter::default(),
             flows_early_dropped: OwnedCounter::default(),
         }
     }
@@ -297,13 +304,17 @@ impl DatapathCounters {
 
     /// By kind of originated answer: how many its token bucket refused, as (name, count), every
     /// kind listed.
-    pub fn answers_suppressed(&self) -> [(&'static str, u64); 3] {
+    pub fn answers_suppressed(&self) -> [(&'static str, u64); 4] {
         [
             ("net_unreachable", self.net_unreachable_suppressed.get()),
             ("port_exhausted", self.port_exhausted_icmp_suppressed.get()),
             (
                 "frag_needed_to_uplink",
                 self.frag_needed_to_uplink_suppressed.get(),
+            ),
+            (
+                "frag_needed_to_lan",
+                self.frag_needed_to_lan_suppressed.get(),
             ),
         ]
     }

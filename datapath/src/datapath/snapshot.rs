@@ -114,6 +114,9 @@ pub struct Snapshot {
     /// How many ICMP fragmentation needed answers each worker may send out of an uplink to remote
     /// senders of packets too big for the LAN.
     pub frag_needed_to_uplink: super::RateLimit,
+    /// How many ICMP fragmentation needed answers each worker may send to LAN hosts whose packets
+    /// (DF set) are too big for their egress.
+    pub frag_needed_to_lan: super::RateLimit,
     /// Whether a new flow that finds the table full may early-drop never-answered flows
     /// ([`super::Flows::early_drop`]); when false a full table refuses it and evicts nothing.
     pub early_drop_unanswered: bool,

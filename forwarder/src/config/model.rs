@@ -111,6 +111,11 @@ pub struct Nat {
     pub port_exhausted_icmp_per_s: u32,
     /// ... and at most this many at once (the token bucket's depth).
     pub port_exhausted_icmp_burst: u32,
+    /// A LAN packet too big for its egress with DF set gets an ICMP fragmentation needed: at most
+    /// this many per second per worker (0: none; the packet is dropped either way).
+    pub frag_needed_icmp_per_s: u32,
+    /// ... and at most this many at once (the token bucket's depth).
+    pub frag_needed_icmp_burst: u32,
 }
 
 impl Nat {
@@ -120,6 +125,10 @@ impl Nat {
     pub const DEFAULT_PORT_EXHAUSTED_ICMP_PER_S: u32 = 100;
     /// Default burst of port-exhaustion answers per worker.
     pub const DEFAULT_PORT_EXHAUSTED_ICMP_BURST: u32 = 50;
+    /// Default sustained rate of fragmentation-needed answers to LAN hosts per worker.
+    pub const DEFAULT_FRAG_NEEDED_ICMP_PER_S: u32 = 100;
+    /// Default burst of fragmentation-needed answers to LAN hosts per worker.
+    pub const DEFAULT_FRAG_NEEDED_ICMP_BURST: u32 = 50;
 
     /// Whether inbound packets refresh a UDP mapping (`[nat] udp_refresh_on_inbound`).
     pub fn udp_refresh_on_inbound(&self) -> bool {
@@ -130,7 +139,7 @@ impl Nat {
 /// Written as the file has it: `udp_refresh_on_inbound` in `[nat]`, `[nat.timeouts]` in seconds.
 impl Serialize for Nat {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut nat = serializer.serialize_struct("Nat", 9)?;
+        let mut nat = serializer.serialize_struct("Nat", 11)?;
         nat.serialize_field("port_range", &self.port_range)?;
         nat.serialize_field("stickiness", &self.stickiness)?;
         nat.serialize_field("timeouts", &TimeoutsInSeconds(&self.timeouts))?;
@@ -140,6 +149,8 @@ impl Serialize for Nat {
         nat.serialize_field("early_drop_unanswered", &self.early_drop_unanswered)?;
         nat.serialize_field("port_exhausted_icmp_per_s", &self.port_exhausted_icmp_per_s)?;
         nat.serialize_field("port_exhausted_icmp_burst", &self.port_exhausted_icmp_burst)?;
+        nat.serialize_field("frag_needed_icmp_per_s", &self.frag_needed_icmp_per_s)?;
+        nat.serialize_field("frag_needed_icmp_burst", &self.frag_needed_icmp_burst)?;
         nat.end()
     }
 }

@@ -65,6 +65,8 @@ pub(super) struct RawNat {
     pub early_drop_unanswered: Option<S<bool>>,
     pub port_exhausted_icmp_per_s: Option<S<u32>>,
     pub port_exhausted_icmp_burst: Option<S<u32>>,
+    pub frag_needed_icmp_per_s: Option<S<u32>>,
+    pub frag_needed_icmp_burst: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -601,12 +601,14 @@ mod generated {
             any::<bool>(),
         );
         let exhaustion = ((0u32..1000, 1u32..1000), any::<bool>());
-        (sharing, ports, timeouts, exhaustion).prop_map(
+        let frag_needed = (0u32..1000, 1u32..1000);
+        (sharing, ports, timeouts, exhaustion, frag_needed).prop_map(
             |(
                 (stickiness, filtering),
                 ((first, extra), ports_per_host),
                 ((udp, tcp_established, tcp_transitory, icmp), refresh),
                 ((port_exhausted_icmp_per_s, port_exhausted_icmp_burst), early_drop_unanswered),
+                (frag_needed_icmp_per_s, frag_needed_icmp_burst),
             )| Nat {
                 port_range: PortRange::new(first, first + extra).unwrap(),
                 stickiness,
@@ -627,6 +629,8 @@ mod generated {
                 early_drop_unanswered,
                 port_exhausted_icmp_per_s,
                 port_exhausted_icmp_burst,
+                frag_needed_icmp_per_s,
+                frag_needed_icmp_burst,
             },
         )
     }
@@ -883,6 +887,32 @@ fn port_exhaustion_answers_are_limited_by_default_and_configurable() {
     )
     .unwrap();
     assert_eq!(off.nat.port_exhausted_icmp_per_s, 0, "switched off");
+}
+
+#[test]
+fn fragmentation_needed_answers_to_lan_hosts_are_limited_by_default_and_configurable() {
+    let config = parse(BASE, "flowpin.toml", None).unwrap();
+    assert_eq!(
+        (
+            config.nat.frag_needed_icmp_per_s,
+            config.nat.frag_needed_icmp_burst
+        ),
+        (100, 50)
+    );
+    let text = format!("{BASE}[nat]\nfrag_needed_icmp_per_s = 9\nfrag_needed_icmp_burst = 4\n");
+    let config = parse(&text, "flowpin.toml", None).unwrap();
+    assert_eq!(
+        (
+            config.nat.frag_needed_icmp_per_s,
+            config.nat.frag_needed_icmp_burst
+        ),
+        (9, 4)
+    );
+    assert_single_error(
+        &format!("{BASE}[nat]\nfrag_needed_icmp_burst = 0\n"),
+        "flowpin.toml:17: nat.frag_needed_icmp_burst: ",
+        "0 would never send one; set frag_needed_icmp_per_s = 0 to switch them off",
+    );
 }
 
 #[test]

@@ -1,11 +1,10 @@
 //! The daemon's local API: newline-delimited JSON over a root-only Unix socket.
 //!
-//! One request per line, one response per line. The socket file is created with mode 0600 inside a
-//! directory of mode 0700, so only root (the daemon's owner) can connect. `flowpin status` and `flowpin
-//! flows` are thin clients of this module.
+//! One request per line, one response per line, on a socket file of mode 0600, so only root (the
+//! daemon's owner) can connect; the server side and its limits are [`super::control_socket`].
+//! `flowpin status` and `flowpin flows` are thin clients of this module.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -267,6 +266,10 @@ pub struct StatusReport {
     pub reloads: u64,
     /// Reloads refused (invalid configuration) since start.
     pub reloads_failed: u64,
+    /// What the control socket and the metrics endpoint refused, displaced or timed out (boxed: the
+    /// status stays a small part of [`Response`]).
+    #[serde(default)]
+    pub control_surfaces: Box<crate::control::surface_counters::SurfaceStatus>,
 }
 
 /// One uplink's state and counters.
@@ -406,48 +409,6 @@ pub struct FlowEntry {
     pub packets_in: u64,
 }
 
-/// Creates the socket's directory (0700) and returns a listener on a socket file of mode 0600,
-/// replacing a stale socket file.
-pub fn bind(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = std::os::unix::net::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
-
-/// Serves one connection: reads request lines, answers each with `handle`.
-pub fn serve_connection(
-    stream: UnixStream,
-    handle: &dyn Fn(Request) -> Response,
-) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut writer = stream.try_clone()?;
-    for line in BufReader::new(stream).lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let response = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handle(req),
-            Err(e) => Response::Error {
-                message: format!("bad request: {e}"),
-            },
-        };
-        let mut out = serde_json::to_string(&response).map_err(std::io::Error::other)?;
-        out.push('\n');
-        writer.write_all(out.as_bytes())?;
-    }
-    Ok(())
-}
-
 /// Client side: sends one request and waits for its answer.
 pub fn call(path: &Path, request: &Request) -> anyhow::Result<Response> {
     use anyhow::Context;
@@ -469,37 +430,6 @@ pub fn call(path: &Path, request: &Request) -> anyhow::Result<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_and_responses_round_trip_over_a_real_socket() {
-        let dir = std::env::temp_dir().join(format!("flowpin-api-test-{}", std::process::id()));
-        let path = dir.join("s.sock");
-        let listener = bind(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "the control socket must be root-only");
-        let server = std::thread::spawn(move || {
-            let (conn, _) = listener.accept().unwrap();
-            serve_connection(conn, &|req| match req {
-                Request::Status => Response::Status(StatusReport {
-                    flows: 7,
-                    ..Default::default()
-                }),
-                Request::Flows(f) => Response::Error {
-                    message: format!("limit {:?}", f.limit),
-                },
-                Request::Reload | Request::Uplink(_) | Request::Explain(_) => Response::Done {
-                    message: "ok".into(),
-                },
-            })
-            .unwrap();
-        });
-        match call(&path, &Request::Status).unwrap() {
-            Response::Status(s) => assert_eq!(s.flows, 7),
-            other => panic!("unexpected {other:?}"),
-        }
-        server.join().unwrap();
-        std::fs::remove_dir_all(dir).unwrap();
-    }
 
     #[test]
     fn uplink_commands_have_a_readable_wire_format() {

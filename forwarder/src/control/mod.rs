@@ -9,6 +9,7 @@
 //! published snapshot, the shared flow table and their counters.
 
 pub mod api;
+pub mod control_socket;
 pub mod decision_history;
 pub mod failover;
 pub mod gateway_retry;
@@ -22,3 +23,4 @@ pub mod render;
 pub mod router_addresses;
 pub mod runtime;
 pub mod snapshot;
+pub mod surface_counters;

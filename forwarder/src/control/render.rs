@@ -80,7 +80,33 @@ pub fn status(s: &StatusReport) -> String {
     uplink_health(&mut out, s);
     refusals(&mut out, s);
     workers(&mut out, s);
+    control_surfaces(&mut out, s);
     out
+}
+
+/// What the control socket and the metrics endpoint refused, displaced or timed out.
+fn control_surfaces(out: &mut String, s: &StatusReport) {
+    let c = &s.control_surfaces;
+    let _ = writeln!(
+        out,
+        "control socket: open {}, accepted {}, displaced {}, refused {}, line too long {}, timed out {}",
+        c.api_connections_open,
+        c.api_connections_accepted,
+        c.api_connections_displaced,
+        c.api_connections_refused,
+        c.api_requests_too_long,
+        c.api_timeouts
+    );
+    let _ = writeln!(
+        out,
+        "metrics endpoint: 200 {}, 400 {}, 404 {}, 405 {}, 503 (busy) {}, timed out {}",
+        c.metrics_ok,
+        c.metrics_bad_request,
+        c.metrics_not_found,
+        c.metrics_bad_method,
+        c.metrics_refused,
+        c.metrics_timeouts
+    );
 }
 
 /// The uplinks' table: address, state, weight, flows and traffic.

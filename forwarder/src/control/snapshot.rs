@@ -184,6 +184,10 @@ impl SnapshotBuilder {
                 burst: config.nat.port_exhausted_icmp_burst,
             },
             frag_needed_to_uplink: FRAG_NEEDED_TO_UPLINK,
+            frag_needed_to_lan: crate::datapath::RateLimit {
+                per_second: config.nat.frag_needed_icmp_per_s,
+                burst: config.nat.frag_needed_icmp_burst,
+            },
             early_drop_unanswered: config.nat.early_drop_unanswered,
         }
     }

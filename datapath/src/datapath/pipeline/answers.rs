@@ -23,8 +23,9 @@ struct Budget<'a> {
 
 impl Pipeline<'_> {
     /// A LAN packet too big for its egress: ICMP fragmentation needed back to the host when DF is set
-    /// (RFC 1191), built in place of the offending frame; otherwise a counted drop (flowpin does not
-    /// fragment).
+    /// (RFC 1191), built in place of the offending frame, within the worker's budget
+    /// ([`Snapshot::frag_needed_to_lan`]: one LAN host must not make the router answer at line rate);
+    /// otherwise a counted drop (flowpin does not fragment).
     pub(super) fn too_big(
         &self,
         frame: &mut [u8],
@@ -35,10 +36,16 @@ impl Pipeline<'_> {
         if !parsed.dont_fragment {
             return Err(DropReason::WouldFragment);
         }
-        self.answer_unreachable(
+        let budget = Budget {
+            bucket: &self.counters.frag_needed_to_lan_budget,
+            limit: self.snapshot.frag_needed_to_lan,
+            suppressed: &self.counters.frag_needed_to_lan_suppressed,
+        };
+        self.refuse_new_flow(
             frame,
             len,
             parsed,
+            budget,
             UnreachableKind::FragmentationNeeded { next_hop_mtu: mtu },
             DropReason::FragmentationNeeded,
         )
@@ -138,8 +145,9 @@ impl Pipeline<'_> {
         )
     }
 
-    /// A new LAN flow refused for `reason`: answered in place with an ICMP unreachable of `kind` to
-    /// its host while `budget` has a token, else a plain drop counted as suppressed.
+    /// A LAN frame refused for `reason` (a new flow, or a packet too big): answered in place with an
+    /// ICMP unreachable of `kind` to its host while `budget` has a token, else a plain drop counted
+    /// as suppressed.
     fn refuse_new_flow(
         &self,
         frame: &mut [u8],

@@ -15,7 +15,9 @@
 //!   to the host; nothing is evicted for it;
 //! - a packet from an uplink too big for the LAN with DF set is answered with an ICMP fragmentation
 //!   needed from that uplink's address, out of that uplink, within its own token bucket
-//!   ([`Snapshot::frag_needed_to_uplink`]); it never carries another uplink's address;
+//!   ([`Snapshot::frag_needed_to_uplink`]); it never carries another uplink's address; a LAN packet
+//!   too big for its egress with DF set is answered to its host within another
+//!   ([`Snapshot::frag_needed_to_lan`]);
 //! - a new LAN flow that gets no external port (range exhausted, host quota reached) is dropped under
 //!   its NAT reason and, within its own token bucket ([`Snapshot::port_exhausted_icmp`]), answered with
 //!   an ICMP administratively prohibited (3/13); nothing is evicted for it either;

@@ -197,3 +197,49 @@ fn a_too_big_packet_with_df_gets_fragmentation_needed_with_the_mtu() {
     assert!(checksums_valid(&out, &p));
     assert_eq!(eth(&out).0, HOST_MAC);
 }
+
+/// A LAN host sending too-big DF packets gets fragmentation needed within the worker's budget only:
+/// beyond it the packet is still dropped and counted, the answer suppressed and counted.
+#[test]
+fn fragmentation_needed_to_lan_hosts_is_rate_limited_per_worker() {
+    let mut rig = Rig::new(Settings::default(), true);
+    rig.snapshot.frag_needed_to_lan = RateLimit {
+        per_second: 1,
+        burst: 2,
+    };
+    let payload = vec![0u8; 1600];
+    let mut spec = FrameSpec::new(
+        HOST,
+        SERVER,
+        L4Spec::Udp {
+            ports: (5000, 7777),
+            payload: &payload,
+        },
+    );
+    spec.source_mac = HOST_MAC;
+    let offending = build_frame(&spec);
+    for _ in 0..2 {
+        let mut frame = offending.clone();
+        assert_eq!(
+            rig.process(PortId::LAN, &mut frame).port(),
+            Some(PortId::LAN)
+        );
+    }
+    for _ in 0..3 {
+        let mut frame = offending.clone();
+        assert_eq!(
+            rig.process(PortId::LAN, &mut frame),
+            Verdict::Drop(DropReason::FragmentationNeeded)
+        );
+    }
+    assert_eq!(rig.counters.frag_needed_to_lan_suppressed.get(), 3);
+    assert_eq!(rig.counters.originated.get(), 2);
+    assert_eq!(rig.drops(DropReason::FragmentationNeeded), 5);
+    let suppressed = rig.counters.answers_suppressed();
+    assert!(
+        suppressed.contains(&("frag_needed_to_lan", 3)),
+        "{suppressed:?}"
+    );
+    // The budget belongs to this answer only: the uplink-side one is untouched.
+    assert_eq!(rig.counters.frag_needed_to_uplink_suppressed.get(), 0);
+}

@@ -203,6 +203,10 @@ impl Rig {
                 per_second: 100,
                 burst: 50,
             },
+            frag_needed_to_lan: RateLimit {
+                per_second: 100,
+                burst: 50,
+            },
             early_drop_unanswered: settings.early_drop_unanswered,
         }
     }

@@ -25,6 +25,8 @@ impl Checker<'_> {
             early_drop_unanswered: false,
             port_exhausted_icmp_per_s: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_PER_S,
             port_exhausted_icmp_burst: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_BURST,
+            frag_needed_icmp_per_s: Nat::DEFAULT_FRAG_NEEDED_ICMP_PER_S,
+            frag_needed_icmp_burst: Nat::DEFAULT_FRAG_NEEDED_ICMP_BURST,
         };
         let Some(raw) = raw else {
             self.check_port_range_free(None, nat.port_range, local_port_range);
@@ -64,6 +66,11 @@ impl Checker<'_> {
                 raw.port_exhausted_icmp_burst,
                 &mut nat.port_exhausted_icmp_burst,
             ),
+        );
+        self.rate_limit(
+            "nat.frag_needed_icmp",
+            (raw.frag_needed_icmp_per_s, &mut nat.frag_needed_icmp_per_s),
+            (raw.frag_needed_icmp_burst, &mut nat.frag_needed_icmp_burst),
         );
         nat
     }

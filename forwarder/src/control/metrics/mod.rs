@@ -1,19 +1,20 @@
-//! The Prometheus text exposition (format 0.0.4) of a [`StatusReport`], and the tiny HTTP server that
-//! serves it on the configured address (loopback by default).
+//! The Prometheus text exposition (format 0.0.4) of a [`StatusReport`], and the small HTTP server
+//! ([`server`], on the daemon's runtime) that serves it on the configured address (loopback by
+//! default).
 //!
 //! Invariants: every sample belongs to a family announced by `# HELP` and `# TYPE` lines; label values
 //! are escaped; counters only grow for the life of the daemon, except the kernel's AF_XDP socket
 //! counters (`flowpin_xsk_kernel_total`), which restart from 0 when a reload reopens the sockets (a
-//! counter reset, which `rate()` handles); the server answers every request path
-//! with the metrics (it has nothing else) and closes the connection after each answer.
+//! counter reset, which `rate()` handles); the server answers `GET`/`HEAD /metrics` with the
+//! metrics, other paths with `404`, other methods with `405`, and closes the connection after each
+//! answer ([`http`]).
 
+pub mod http;
+pub mod server;
+mod surfaces;
 mod text;
 mod uplinks;
 mod workers;
-
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::time::Duration;
 
 use super::api::StatusReport;
 use text::family;
@@ -31,6 +32,8 @@ pub fn render(status: &StatusReport) -> String {
     workers::write(&mut out, status);
     // 5. The daemon.
     write_daemon(&mut out, status);
+    // 6. The control socket and this endpoint.
+    surfaces::write(&mut out, &status.control_surfaces);
     out
 }
 
@@ -102,35 +105,6 @@ fn write_daemon(out: &mut String, status: &StatusReport) {
         "Seconds since the daemon started.",
     );
     f.sample(&[], status.uptime_s as f64);
-}
-
-/// Serves `metrics()` to every HTTP request on `listener`, one connection at a time, forever.
-pub fn serve(listener: TcpListener, metrics: &dyn Fn() -> String) {
-    for conn in listener.incoming() {
-        let Ok(mut conn) = conn else { continue };
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut request = [0u8; 2048];
-        let mut read = 0;
-        // Read the request head (we need nothing from it).
-        while read < request.len() {
-            match conn.read(&mut request[read..]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    read += n;
-                    if request[..read].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-            }
-        }
-        let body = metrics();
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = conn.write_all(head.as_bytes());
-        let _ = conn.write_all(body.as_bytes());
-    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::control::api::{UplinkStatus, WorkerStatus};
+use crate::control::surface_counters::SurfaceCounters;
+use std::io::{Read, Write};
 
 /// Every line is a comment or `name{labels} value` with a parsable value, and each sample's family
 /// was announced before it.
@@ -244,17 +246,106 @@ fn kernel_socket_counters_are_exported_per_worker_port_and_counter() {
     assert!(text.contains("flowpin_icmp_suppressed_total{kind=\"port_exhausted\"} 6\n"));
 }
 
-#[test]
-fn the_server_answers_http_on_loopback() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+/// Serves `text` as the metrics on loopback with `limits`, on a runtime thread of its own.
+fn start(limits: server::Limits) -> (std::net::SocketAddr, std::sync::Arc<SurfaceCounters>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || serve(listener, &|| "flowpin_flows 1\n".to_owned()));
+    let counters = std::sync::Arc::new(SurfaceCounters::default());
+    let served = counters.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let render: server::Render = std::sync::Arc::new(|| "flowpin_flows 1\n".to_owned());
+            server::serve(listener, limits, served, render).await;
+        });
+    });
+    (address, counters)
+}
+
+fn ask(address: std::net::SocketAddr, request: &str) -> String {
     let mut conn = std::net::TcpStream::connect(address).unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
+    conn.write_all(request.as_bytes()).unwrap();
+    // A refused client may see a reset after its answer: what arrived is what counts.
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn the_server_answers_metrics_404_and_405_on_loopback() {
+    let (address, counters) = start(server::Limits::DEFAULT);
+    let answer = ask(address, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.contains("version=0.0.4"));
     assert!(answer.ends_with("\r\n\r\nflowpin_flows 1\n"), "{answer}");
+    let answer = ask(address, "GET /other HTTP/1.1\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+    let answer = ask(address, "DELETE /metrics HTTP/1.1\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    let report = counters.report();
+    assert_eq!(
+        (
+            report.metrics_ok,
+            report.metrics_not_found,
+            report.metrics_bad_method
+        ),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn slow_clients_are_cut_at_the_deadline_and_extra_ones_get_503() {
+    let limits = server::Limits {
+        max_clients: 2,
+        read_timeout: std::time::Duration::from_secs(2),
+        ..server::Limits::DEFAULT
+    };
+    let (address, counters) = start(limits);
+    // Two slow-loris clients take both slots, sending the head one byte at a time.
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let mut conn = std::net::TcpStream::connect(address).unwrap();
+            conn.write_all(b"GET /metr").unwrap();
+            conn
+        })
+        .collect();
+    // A third is refused at once rather than queued behind them... once both hold their slot.
+    let start = std::time::Instant::now();
+    let refused = loop {
+        let answer = ask(address, "GET /metrics HTTP/1.1\r\n\r\n");
+        if answer.starts_with("HTTP/1.1 503 ") {
+            break answer;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "never refused"
+        );
+    };
+    assert!(refused.contains("Retry-After"), "{refused}");
+    // The slow clients are closed at the read deadline, with nothing answered.
+    for mut conn in slow {
+        let mut answer = Vec::new();
+        let _ = conn.read_to_end(&mut answer);
+        assert!(answer.is_empty(), "{answer:?}");
+    }
+    let report = counters.report();
+    assert_eq!(report.metrics_timeouts, 2);
+    assert!(report.metrics_refused >= 1);
+    // Then a normal client is served again.
+    let start = std::time::Instant::now();
+    loop {
+        let answer = ask(address, "GET /metrics HTTP/1.1\r\n\r\n");
+        if answer.starts_with("HTTP/1.1 200 ") {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{answer}"
+        );
+    }
 }

@@ -1,76 +1,100 @@
-//! The threads that answer from outside: the control socket (one thread per connection) and the
-//! metrics endpoint.
+//! The tasks that answer from outside, on the daemon's tokio runtime: the control socket and the
+//! metrics endpoint (their limits: [`control_socket`], [`metrics::server`]).
 //!
-//! Invariants: each request is served under the daemon's lock, so it sees one consistent state and
-//! never races the control loop; typed errors become the API's error replies by their text.
+//! Invariants: each request takes the daemon's lock only for what needs one consistent state —
+//! never for a whole-table scan: `status`, `flows` and `explain` take what the scan needs under the
+//! lock ([`FlowScan`]), scan the lock-free table without it, and lock again only to finish (status
+//! counters, at most 100 explanations); typed errors become the API's error replies by their text.
 
 use std::fmt::Display;
-use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, Result};
 
 use super::Daemon;
-use crate::control::api::{self, Request, Response};
-use crate::control::metrics;
+use super::flow_scan::FlowScan;
+use crate::control::api::{Request, Response, StatusReport};
+use crate::control::surface_counters::SurfaceCounters;
+use crate::control::{control_socket, metrics};
 
-/// Serves the control socket at `socket_path` on a thread of its own.
-pub(super) fn spawn_api(socket_path: &Path, daemon: &Arc<Mutex<Daemon>>) -> Result<()> {
-    let listener = api::bind(socket_path)
-        .with_context(|| format!("binding the control socket {}", socket_path.display()))?;
+/// Serves the control socket at `socket_path` on the current runtime.
+pub(super) fn spawn_api(
+    socket_path: &Path,
+    daemon: &Arc<Mutex<Daemon>>,
+    counters: &Arc<SurfaceCounters>,
+) -> Result<()> {
+    let bound = || -> std::io::Result<tokio::net::UnixListener> {
+        let listener = control_socket::bind(socket_path)?;
+        listener.set_nonblocking(true)?;
+        tokio::net::UnixListener::from_std(listener)
+    };
+    let listener =
+        bound().with_context(|| format!("binding the control socket {}", socket_path.display()))?;
     let daemon = daemon.clone();
-    std::thread::Builder::new()
-        .name("flowpin-api".into())
-        .spawn(move || serve_api(listener, daemon))?;
+    let handler: control_socket::Handler = Arc::new(move |request| answer(&daemon, request));
+    tokio::spawn(control_socket::serve(
+        listener,
+        control_socket::Limits::DEFAULT,
+        counters.clone(),
+        handler,
+    ));
     Ok(())
 }
 
-/// Serves the metrics endpoint on `listener` on a thread of its own.
+/// Serves the metrics endpoint on `listener` on the current runtime.
 pub(super) fn spawn_metrics(
     listener: std::net::TcpListener,
     daemon: &Arc<Mutex<Daemon>>,
+    counters: &Arc<SurfaceCounters>,
 ) -> Result<()> {
     tracing::info!(address = %listener.local_addr()?, "metrics endpoint");
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let daemon = daemon.clone();
-    std::thread::Builder::new()
-        .name("flowpin-metrics".into())
-        .spawn(move || {
-            metrics::serve(listener, &|| {
-                metrics::render(&daemon.lock().expect("daemon lock").status())
-            })
-        })?;
+    let render: metrics::server::Render = Arc::new(move || metrics::render(&status(&daemon)));
+    tokio::spawn(metrics::server::serve(
+        listener,
+        metrics::server::Limits::DEFAULT,
+        counters.clone(),
+        render,
+    ));
     Ok(())
 }
 
-/// Accepts connections, each served on a thread of its own.
-fn serve_api(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
-    for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
-        let daemon = daemon.clone();
-        let _ = std::thread::Builder::new()
-            .name("flowpin-api-conn".into())
-            .spawn(move || {
-                let _ = api::serve_connection(conn, &|request| answer(&daemon, request));
-            });
-    }
+/// The daemon, locked.
+fn lock(daemon: &Mutex<Daemon>) -> MutexGuard<'_, Daemon> {
+    daemon.lock().expect("daemon lock")
 }
 
-/// The daemon's answer to one request.
+/// `status`: the flow counts scanned without the lock, the rest under it.
+fn status(daemon: &Mutex<Daemon>) -> StatusReport {
+    let scan = lock(daemon).flow_scan();
+    let counts = scan.counts();
+    lock(daemon).status(counts)
+}
+
+/// The daemon's answer to one request (called on a blocking thread).
 fn answer(daemon: &Mutex<Daemon>, request: Request) -> Response {
-    let mut d = daemon.lock().expect("daemon lock");
     match request {
-        Request::Status => Response::Status(d.status()),
-        Request::Flows(filter) => Response::Flows(d.flows(&filter)),
-        Request::Explain(query) => Response::Explain(d.explain(&query)),
+        Request::Status => Response::Status(status(daemon)),
+        Request::Flows(filter) => {
+            let scan: FlowScan = lock(daemon).flow_scan();
+            Response::Flows(scan.flows(&filter))
+        }
+        Request::Explain(query) => {
+            let scan = lock(daemon).flow_scan();
+            let found = scan.matching(&query);
+            Response::Explain(lock(daemon).explain(found))
+        }
         Request::Reload => {
-            let result = d.reload();
+            let result = lock(daemon).reload();
             if let Err(error) = &result {
                 tracing::error!(%error, "reload rejected; keeping the running configuration");
             }
             done(result)
         }
-        Request::Uplink(command) => done(d.uplink_command(&command)),
+        Request::Uplink(command) => done(lock(daemon).uplink_command(&command)),
     }
 }
 

@@ -11,9 +11,10 @@
 //! | `operator` | `flowpin uplink` drain, undrain, set-weight |
 //! | `reload` | re-reading the file: slot plan, what needs a restart, I/O rebuild |
 //! | `slot_totals` | per-slot counters that restart at 0 when a slot gets a new uplink |
-//! | `reports` | `status`, `flows`, `explain` |
+//! | `reports` | `status`, `explain` |
+//! | `flow_scan` | scans of the flow table for `status`, `flows`, `explain`, without the lock |
 //! | `control_loop` | the loop that only dispatches signals, ticks, events and probe rounds |
-//! | `api_server` | the threads serving the control socket and the metrics endpoint |
+//! | `api_server` | the tasks serving the control socket and the metrics endpoint |
 //!
 //! Invariants:
 //! - one `Daemon` behind one mutex; every room works on it under that lock, none per packet;
@@ -25,6 +26,7 @@
 
 mod api_server;
 mod control_loop;
+mod flow_scan;
 mod io;
 mod kernel;
 mod operator;
@@ -50,6 +52,7 @@ use super::gateway_retry::GatewayRetry;
 use super::health::{HealthState, ProberInputs, UplinkHealth};
 use super::netinfo::InterfaceInfo;
 use super::snapshot::{SnapshotBuilder, UplinkFacts};
+use super::surface_counters::SurfaceCounters;
 use crate::config::{self, Config};
 use crate::datapath::{DatapathCounters, Flows, SnapshotCell};
 use crate::worker::{Clock, WorkerPool};
@@ -101,6 +104,8 @@ struct Daemon {
     probe_routes: bool,
     reloads: u64,
     reloads_failed: u64,
+    /// What the control socket and the metrics endpoint refused, displaced or timed out.
+    surfaces: Arc<SurfaceCounters>,
 }
 
 /// The control plane's per-uplink state beyond the kernel facts.

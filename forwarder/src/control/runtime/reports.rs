@@ -1,41 +1,34 @@
 //! What the daemon reports: `flowpin status` (and the metrics built from it), `flowpin flows` and
 //! `flowpin explain`.
 //!
-//! Invariants: reports only read (the flow table through its lock-free snapshot, counters through
-//! relaxed loads); retired slots are not reported; an uplink's counters count from when its current
+//! Invariants: reports only read (counters through relaxed loads; the flow table is scanned without
+//! the lock by [`super::flow_scan`]); retired slots are not reported; an uplink's counters count from when its current
 //! uplink took the slot ([`super::slot_totals`]); at most 100 flows are explained.
 
 use std::collections::BTreeMap;
 
 use super::Daemon;
+use super::flow_scan::{FlowCounts, FoundFlow};
 use super::slot_totals::SlotTotals;
 use crate::config;
-use crate::control::api::{
-    self, ExplainReport, FlowEntry, FlowFilter, FlowQuery, FlowsReport, StatusReport,
-};
+use crate::control::api::{self, ExplainReport, StatusReport};
 use crate::control::decision_history;
-use crate::datapath::{FlowValue, Snapshot};
+use crate::datapath::Snapshot;
 use crate::worker::WorkerPool;
 
-/// How many flows `flowpin flows` lists when the filter sets no limit.
-const DEFAULT_FLOW_LIMIT: usize = 1000;
-
-/// How many flows `flowpin explain` explains at most.
-const EXPLAIN_LIMIT: usize = 100;
-
 impl Daemon {
-    /// Everything `flowpin status` shows.
-    pub(super) fn status(&self) -> StatusReport {
+    /// Everything `flowpin status` shows; `flows` were counted without the lock
+    /// ([`FlowScan::counts`](super::flow_scan::FlowScan::counts)).
+    pub(super) fn status(&self, flows: FlowCounts) -> StatusReport {
         let now = self.clock.now_ms();
-        let (flows, flows_per_uplink) = self.flow_counts(now);
         let snapshot = self.cell.load();
         StatusReport {
             reloads: self.reloads,
             reloads_failed: self.reloads_failed,
             xdp: self.xdp_decisions(),
             uptime_s: now / 1000,
-            uplinks: self.uplink_statuses(&snapshot, &flows_per_uplink),
-            flows,
+            uplinks: self.uplink_statuses(&snapshot, &flows.per_slot),
+            flows: flows.total,
             flow_capacity: self.flows.table.capacity() as u64,
             drops: self.drop_totals(),
             flows_early_dropped: self
@@ -45,20 +38,8 @@ impl Daemon {
                 .sum(),
             icmp_suppressed: self.icmp_suppressed(),
             workers: self.worker_statuses(),
+            control_surfaces: Box::new(self.surfaces.report()),
         }
-    }
-
-    /// How many flows the table holds, in all and by uplink slot.
-    fn flow_counts(&self, now: u64) -> (u64, Vec<u64>) {
-        let mut per_uplink = vec![0u64; self.config.uplinks.len()];
-        let mut flows = 0u64;
-        for f in self.flows.table.live_flows(now) {
-            flows += 1;
-            if let Some(n) = per_uplink.get_mut(usize::from(f.value.uplink)) {
-                *n += 1;
-            }
-        }
-        (flows, per_uplink)
     }
 
     /// The workers' drops by reason, summed (only non-zero reasons), sorted by name.
@@ -111,7 +92,10 @@ impl Daemon {
             .iter()
             .enumerate()
             .filter(|(i, _)| !self.uplinks[*i].retired)
-            .map(|(i, u)| self.uplink_status(i, u, snapshot, flows_per_uplink[i]))
+            .map(|(i, u)| {
+                let flows = flows_per_uplink.get(i).copied().unwrap_or(0);
+                self.uplink_status(i, u, snapshot, flows)
+            })
             .collect()
     }
 
@@ -203,76 +187,16 @@ impl Daemon {
         }
     }
 
-    /// `flowpin flows`: the flows matching `filter`, at most its limit, and how many matched.
-    pub(super) fn flows(&self, filter: &FlowFilter) -> FlowsReport {
+    /// `flowpin explain`: why each flow `found` (at most 100, scanned without the lock) is on its
+    /// uplink.
+    pub(super) fn explain(&self, found: Vec<FoundFlow>) -> ExplainReport {
         let now = self.clock.now_ms();
-        let limit = filter.limit.unwrap_or(DEFAULT_FLOW_LIMIT);
-        let mut report = FlowsReport::default();
-        for f in self.flows.table.live_flows(now) {
-            if !self.passes(filter, &f.value) {
-                continue;
-            }
-            report.matched += 1;
-            if report.flows.len() < limit {
-                report.flows.push(self.flow_entry(&f, now));
-            }
-        }
-        report
-    }
-
-    /// Does flow `v` pass `filter`'s uplink, host and protocol?
-    fn passes(&self, filter: &FlowFilter, v: &FlowValue) -> bool {
-        let (ip, _) = v.internal_endpoint();
-        !(filter
-            .uplink
-            .as_deref()
-            .is_some_and(|u| u != self.uplink_name(v.uplink))
-            || filter.host.is_some_and(|h| h != ip)
-            || filter
-                .proto
-                .as_deref()
-                .is_some_and(|p| p != api::protocol_name(v.protocol())))
-    }
-
-    /// One flow as `flowpin flows` shows it.
-    fn flow_entry(
-        &self,
-        f: &flowpin_flowtable::LiveFlow<flowpin_nat::FlowKey, FlowValue>,
-        now: u64,
-    ) -> FlowEntry {
-        let v = &f.value;
-        let (ip, port) = v.internal_endpoint();
-        let (eip, eport) = v.external_endpoint();
-        let remote = v.lan_key();
-        FlowEntry {
-            proto: api::protocol_name(v.protocol()).to_owned(),
-            internal: format!("{ip}:{port}"),
-            external: format!("{eip}:{eport}"),
-            remote: format!("{}:{}", remote.destination, remote.destination_port),
-            uplink: self.uplink_name(v.uplink).to_owned(),
-            state: flow_state(v, f.protocol_state),
-            idle_ms: now.saturating_sub(f.last_seen_ms),
-            packets_out: f.counters.packets[0],
-            packets_in: f.counters.packets[1],
-        }
-    }
-
-    /// `flowpin explain`: why each flow matching `query` is on its uplink (at most 100 flows).
-    pub(super) fn explain(&self, query: &FlowQuery) -> ExplainReport {
-        let now = self.clock.now_ms();
-        let flows = self
-            .flows
-            .table
-            .live_flows(now)
-            .filter(|f| {
-                let (ip, port) = f.value.external_endpoint();
-                query.matches(&f.value.lan_key(), std::net::SocketAddrV4::new(ip, port))
-            })
-            .take(EXPLAIN_LIMIT)
+        let flows = found
+            .into_iter()
             .map(|f| {
                 decision_history::explain(
                     &f.value,
-                    self.flow_entry(&f, now),
+                    f.entry,
                     self.history.find(f.value.generation),
                     &self.config,
                     now,
@@ -285,21 +209,4 @@ impl Daemon {
             oldest_generation: self.history.oldest_generation(),
         }
     }
-}
-
-/// A flow's state word: its TCP phase in lower case, or `active`.
-fn flow_state(v: &FlowValue, protocol_state: u64) -> String {
-    if v.protocol() != flowpin_nat::IpProtocol::Tcp {
-        return "active".to_owned();
-    }
-    format!(
-        "{:?}",
-        flowpin_nat::TcpTracker {
-            phase_word: protocol_state as u32,
-            inside: 0,
-            outside: 0,
-        }
-        .phase()
-    )
-    .to_lowercase()
 }

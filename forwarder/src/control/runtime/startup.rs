@@ -9,8 +9,8 @@
 //! 5. load the XDP program, describe the interfaces and every address of the router's namespace to
 //!    it, open every worker's AF_XDP sockets and register them, attach the program to the LAN and
 //!    every uplink, and start the workers;
-//! 6. bind the metrics endpoint, install the probe routes, serve the control socket, run the control
-//!    loop until SIGINT or SIGTERM.
+//! 6. bind the metrics endpoint, install the probe routes, serve the metrics and the control socket
+//!    on the control loop's tokio runtime, run the control loop until SIGINT or SIGTERM.
 //!
 //! Shutdown stops the workers, detaches the program, removes the socket and the probe routes; the
 //! guard stays.
@@ -81,22 +81,20 @@ pub fn run(config_path: &Path) -> Result<()> {
     let metrics = bind_metrics(&daemon.config)?;
     daemon.update_probing();
     daemon.record_history();
+    let socket_path = daemon.config.control.socket.clone();
+    let surfaces = daemon.surfaces.clone();
     let daemon = Arc::new(Mutex::new(daemon));
-    if let Some(listener) = metrics {
-        api_server::spawn_metrics(listener, &daemon)?;
-    }
-    let socket_path = daemon
-        .lock()
-        .expect("daemon lock")
-        .config
-        .control
-        .socket
-        .clone();
-    api_server::spawn_api(&socket_path, &daemon)?;
-    tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(control_loop::run(daemon.clone()))?;
+        .build()?;
+    {
+        let _in_runtime = runtime.enter();
+        if let Some(listener) = metrics {
+            api_server::spawn_metrics(listener, &daemon, &surfaces)?;
+        }
+        api_server::spawn_api(&socket_path, &daemon, &surfaces)?;
+    }
+    runtime.block_on(control_loop::run(daemon.clone()))?;
     shut_down(&daemon, &socket_path)
 }
 
@@ -183,6 +181,7 @@ fn start_datapath(config_path: &Path, config: Config, queues: Vec<u32>) -> Resul
         probe_routes: false,
         reloads: 0,
         reloads_failed: 0,
+        surfaces: Arc::default(),
     })
 }
 
