@@ -19,7 +19,7 @@ pub(super) const EXPLAIN_LIMIT: usize = 100;
 /// What a scan needs, taken under the lock.
 pub(super) struct FlowScan {
     flows: Arc<Flows>,
-    now: u64,
+    now_ms: u64,
     /// Uplink names by slot.
     names: Vec<String>,
 }
@@ -46,7 +46,7 @@ impl Daemon {
     pub(super) fn flow_scan(&self) -> FlowScan {
         FlowScan {
             flows: self.flows.clone(),
-            now: self.clock.now_ms(),
+            now_ms: self.clock.now_ms(),
             names: self.config.uplinks.iter().map(|u| u.name.clone()).collect(),
         }
     }
@@ -59,7 +59,7 @@ impl FlowScan {
             total: 0,
             per_slot: vec![0; self.names.len()],
         };
-        for f in self.flows.table.live_flows(self.now) {
+        for f in self.flows.table.live_flows(self.now_ms) {
             counts.total += 1;
             if let Some(n) = counts.per_slot.get_mut(usize::from(f.value.uplink)) {
                 *n += 1;
@@ -72,7 +72,7 @@ impl FlowScan {
     pub(super) fn flows(&self, filter: &FlowFilter) -> FlowsReport {
         let limit = filter.limit.unwrap_or(DEFAULT_FLOW_LIMIT);
         let mut report = FlowsReport::default();
-        for f in self.flows.table.live_flows(self.now) {
+        for f in self.flows.table.live_flows(self.now_ms) {
             if !self.passes(filter, &f.value) {
                 continue;
             }
@@ -88,7 +88,7 @@ impl FlowScan {
     pub(super) fn matching(&self, query: &FlowQuery) -> Vec<FoundFlow> {
         self.flows
             .table
-            .live_flows(self.now)
+            .live_flows(self.now_ms)
             .filter(|f| {
                 let (ip, port) = f.value.external_endpoint();
                 query.matches(&f.value.lan_key(), std::net::SocketAddrV4::new(ip, port))
@@ -138,7 +138,7 @@ impl FlowScan {
             remote: format!("{}:{}", remote.destination, remote.destination_port),
             uplink: self.uplink_name(v.uplink).to_owned(),
             state: flow_state(v, f.protocol_state),
-            idle_ms: self.now.saturating_sub(f.last_seen_ms),
+            idle_ms: self.now_ms.saturating_sub(f.last_seen_ms),
             packets_out: f.counters.packets[0],
             packets_in: f.counters.packets[1],
         }

@@ -129,16 +129,16 @@ impl Daemon {
     /// Removes expired flows (bounded work) and gives their external ports back to the pools of the
     /// current snapshot.
     pub(super) fn sweep(&mut self) {
-        let now = self.clock.now_ms();
+        let now_ms = self.clock.now_ms();
         let snapshot = self.cell.load();
         let timeouts = snapshot.timeouts;
         self.flows.table.sweep(
-            now,
+            now_ms,
             SWEEP_BATCH,
             |value, state, last_seen| {
-                now >= crate::datapath::flows::deadline(&timeouts, value, state, last_seen)
+                now_ms >= crate::datapath::flows::deadline(&timeouts, value, state, last_seen)
             },
-            |value| snapshot.release_mapping(value, now),
+            |value| snapshot.release_mapping(value, now_ms),
         );
     }
 }

@@ -69,12 +69,12 @@ impl Daemon {
     /// quarantines of its port pools).
     fn fail_over_old_address(&mut self, slot: usize, first_pass: bool) {
         let snapshot = self.cell.load();
-        let now = self.clock.now_ms();
+        let now_ms = self.clock.now_ms();
         let Some(uplink) = snapshot.uplink(slot as u8) else {
             return;
         };
         let unquarantined = if first_pass {
-            uplink.nat.end_quarantines(now)
+            uplink.nat.end_quarantines(now_ms)
         } else {
             0
         };
@@ -84,7 +84,7 @@ impl Daemon {
             slot as u8,
             &self.config.failover,
             self.rst.as_ref(),
-            now,
+            now_ms,
         );
         let failed_over = report.moved + report.reset;
         if failed_over > 0 {

@@ -20,13 +20,13 @@ impl Daemon {
     /// Everything `flowpin status` shows; `flows` were counted without the lock
     /// ([`FlowScan::counts`](super::flow_scan::FlowScan::counts)).
     pub(super) fn status(&self, flows: FlowCounts) -> StatusReport {
-        let now = self.clock.now_ms();
+        let now_ms = self.clock.now_ms();
         let snapshot = self.cell.load();
         StatusReport {
             reloads: self.reloads,
             reloads_failed: self.reloads_failed,
             xdp: self.xdp_decisions(),
-            uptime_s: now / 1000,
+            uptime_s: now_ms / 1000,
             uplinks: self.uplink_statuses(&snapshot, &flows.per_slot),
             flows: flows.total,
             flow_capacity: self.flows.table.capacity() as u64,
@@ -190,7 +190,7 @@ impl Daemon {
     /// `flowpin explain`: why each flow `found` (at most 100, scanned without the lock) is on its
     /// uplink.
     pub(super) fn explain(&self, found: Vec<FoundFlow>) -> ExplainReport {
-        let now = self.clock.now_ms();
+        let now_ms = self.clock.now_ms();
         let flows = found
             .into_iter()
             .map(|f| {
@@ -199,7 +199,7 @@ impl Daemon {
                     f.entry,
                     self.history.find(f.value.generation),
                     &self.config,
-                    now,
+                    now_ms,
                 )
             })
             .collect();

@@ -38,14 +38,14 @@ impl Daemon {
     /// uplink's [`GatewayRetry`](crate::control::gateway_retry::GatewayRetry) schedule (every 100 ms
     /// tick). The answer's neighbour event wakes the control loop, which re-reads the tables.
     pub(super) fn ask_gateways_again(&mut self) {
-        let now = self.clock.now_ms();
+        let now_ms = self.clock.now_ms();
         for (slot, u, runtime) in live_uplinks(&self.config, &mut self.uplinks) {
             let waiting = self
                 .facts
                 .get(slot)
                 .and_then(Option::as_ref)
                 .is_some_and(|f| f.eligible && f.gateway_mac.is_none());
-            if runtime.gateway_retry.due(waiting, now)
+            if runtime.gateway_retry.due(waiting, now_ms)
                 && let Err(error) = netinfo::ask_gateway_again(&u.interface, u.gateway)
             {
                 let error = format!("{error:#}");
@@ -57,13 +57,13 @@ impl Daemon {
     /// Feeds every uplink's passive handshake counts to its health tracker (every 100 ms tick, so the
     /// passive trigger acts within a tick of its window).
     pub(super) fn check_handshakes(&mut self) {
-        let now = self.clock.now_ms();
+        let now_ms = self.clock.now_ms();
         let settings = &self.config.health;
         let counters = &self.counters;
         let changes = live_uplinks(&self.config, &mut self.uplinks)
             .map(|(slot, _, runtime)| {
                 let counts = health::HandshakeCounts::sum(counters, slot);
-                (slot, runtime.health.handshakes(now, counts, settings))
+                (slot, runtime.health.handshakes(now_ms, counts, settings))
             })
             .collect();
         self.apply_changes(changes);
@@ -97,7 +97,7 @@ impl Daemon {
         if changed.is_empty() {
             return;
         }
-        let now = self.clock.now_ms();
+        let now_ms = self.clock.now_ms();
         for (slot, state) in &changed {
             let u = &mut self.uplinks[*slot];
             tracing::info!(
@@ -108,7 +108,7 @@ impl Daemon {
                 "uplink health changed"
             );
             if *state == HealthState::Up {
-                u.up_since_ms = now;
+                u.up_since_ms = now_ms;
                 u.failed_back = false;
             }
         }
@@ -156,17 +156,17 @@ impl Daemon {
     /// period).
     pub(super) fn fail_back(&mut self) {
         let failback = self.config.failback;
-        let now = self.clock.now_ms();
+        let now_ms = self.clock.now_ms();
         for slot in 0..self.uplinks.len() {
             let u = &self.uplinks[slot];
             if u.failed_back
                 || !self.eligible(slot)
-                || now < u.up_since_ms + u64::from(failback.after_s) * 1000
+                || now_ms < u.up_since_ms + u64::from(failback.after_s) * 1000
             {
                 continue;
             }
             let snapshot = self.cell.load();
-            let moved = failover::move_back(&self.flows, &snapshot, slot as u8, &failback, now);
+            let moved = failover::move_back(&self.flows, &snapshot, slot as u8, &failback, now_ms);
             let u = &mut self.uplinks[slot];
             u.failed_back = true;
             u.flows_failed_back += moved;

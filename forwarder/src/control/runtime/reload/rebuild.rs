@@ -124,7 +124,7 @@ impl Daemon {
     /// Fails over the flows of the uplinks in `removed` and detaches them; returns how many flows.
     fn retire_removed(&mut self, xdp: &mut XdpProgram, removed: &[usize]) -> u64 {
         let old_snapshot = self.cell.load_full();
-        let now = self.clock.now_ms();
+        let now_ms = self.clock.now_ms();
         let policy = self.config.failover.keep_as_move();
         let mut failed_over = 0;
         for &slot in removed {
@@ -135,9 +135,9 @@ impl Daemon {
                 slot as u8,
                 &policy,
                 self.rst.as_ref(),
-                now,
+                now_ms,
             );
-            let hairpins = remove_remaining_flows(&self.flows, &old_snapshot, slot as u8, now);
+            let hairpins = remove_remaining_flows(&self.flows, &old_snapshot, slot as u8, now_ms);
             failed_over += report.moved + report.reset + hairpins;
             tracing::info!(uplink = %name, moved = report.moved, reset = report.reset, hairpin = hairpins, "uplink removed: its flows failed over");
             if let Err(error) = xdp.remove_interface(&self.config.uplinks[slot].interface) {
