@@ -53,6 +53,26 @@ pub fn flowpin_status(lab: &Lab) -> serde_json::Value {
     flowpin_query(lab, &["status", "--json"])
 }
 
+/// The daemon's status report, asked over its control socket directly (the request `flowpin status`
+/// sends), without starting a process: for tests that time how soon the daemon shows a change, where
+/// two process starts per poll on a loaded machine would be most of what they measure.
+pub fn daemon_status(lab: &Lab) -> serde_json::Value {
+    use std::io::{BufRead, BufReader, Write};
+    let files = lab.flowpin_files().expect("the flowpin files");
+    let mut conn = std::os::unix::net::UnixStream::connect(&files.socket)
+        .unwrap_or_else(|e| panic!("connecting to {}: {e}", files.socket.display()));
+    conn.write_all(b"{\"cmd\":\"status\"}\n")
+        .expect("sending the status request");
+    let mut answer = String::new();
+    BufReader::new(&conn)
+        .read_line(&mut answer)
+        .expect("reading the status answer");
+    let answer: serde_json::Value = serde_json::from_str(&answer)
+        .unwrap_or_else(|e| panic!("not a JSON answer: {e}: {answer}"));
+    assert_eq!(answer["result"], "status", "{answer}");
+    answer
+}
+
 /// `flowpin flows --json` of a lab whose router is flowpin.
 pub fn flowpin_flows(lab: &Lab) -> serde_json::Value {
     flowpin_query(lab, &["flows", "--json"])
