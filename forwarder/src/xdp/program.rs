@@ -12,14 +12,18 @@ use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use aya::maps::{HashMap, Map, MapData, PerCpuArray, XskMap};
-use aya::programs::{Xdp, XdpMode, xdp::XdpLinkId};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::{
+    Xdp, XdpMode,
+    xdp::{XdpLink, XdpLinkId},
+};
 use aya::{Ebpf, EbpfLoader};
 use flowpin_bpf::{
     Counter, Decision, IfaceConfig, LocalAddr, MAP_COUNTERS, MAP_IFACES, MAP_LOCAL_ADDRS, MAP_XSKS,
     MAX_IFACES, PROGRAM_NAME, Role, xsk_key,
 };
 
-use super::{AttachMode, AttachedMode, DecisionCounters, XdpError};
+use super::{AttachMode, AttachedMode, DecisionCounters, PinDir, XdpError};
 use crate::xsk::{XskWorker, interface_index};
 
 /// A configured interface, and its attachment if any.
@@ -37,10 +41,19 @@ pub struct InterfaceInfo {
     pub attached: Option<AttachedMode>,
 }
 
+/// How an attachment is held.
+#[derive(Debug)]
+enum Attachment {
+    /// A link of the program's own, detached when the program is dropped or the process dies.
+    Owned(XdpLinkId),
+    /// A link pinned at `path`: it outlives the process; detaching removes the pin.
+    Pinned { link: FdLink, path: std::path::PathBuf },
+}
+
 #[derive(Debug)]
 struct Interface {
     info: InterfaceInfo,
-    link: Option<XdpLinkId>,
+    link: Option<Attachment>,
     /// Uplinks: the NAT address and port range, entered into the local-address map for hairpinning.
     nat: Option<(Ipv4Addr, RangeInclusive<u16>)>,
 }
@@ -61,10 +74,13 @@ impl HostAddressChange {
     }
 }
 
-/// The XDP program loaded into the kernel, with its maps. Dropping it detaches every link.
+/// The XDP program loaded into the kernel, with its maps. Dropping it detaches every link it owns;
+/// pinned links (see [`XdpProgram::pin_links`]) stay attached.
 #[derive(Debug)]
 pub struct XdpProgram {
     ebpf: Ebpf,
+    /// Where attachments are pinned (`None`: links are owned by the process).
+    pins: Option<PinDir>,
     interfaces: Vec<Interface>,
     /// The router's host addresses, as last set (see the module documentation).
     host_addresses: BTreeSet<Ipv4Addr>,
@@ -83,6 +99,7 @@ impl XdpProgram {
             })?;
         Ok(Self {
             ebpf,
+            pins: None,
             interfaces: Vec::new(),
             host_addresses: BTreeSet::new(),
         })
@@ -170,15 +187,44 @@ impl XdpProgram {
         first_error.map_or(Ok(change), Err)
     }
 
-    /// Attaches the program to a configured interface (a bpf_link owned by this process).
-    /// `Auto` tries native mode and falls back to generic mode with a warning. Attaching an
-    /// attached interface is a no-op returning its mode.
+    /// Pins every later attachment in `pins`, and takes over the links an earlier flowpin left
+    /// pinned there (see [`Self::attach`]).
+    pub fn pin_links(&mut self, pins: PinDir) {
+        self.pins = Some(pins);
+    }
+
+    /// Attaches the program to a configured interface. `Auto` tries native mode and falls back to
+    /// generic mode with a warning. With a pin directory (see [`Self::pin_links`]): a link an earlier
+    /// flowpin left pinned for the interface gets this program in its place, atomically, keeping its
+    /// mode ([`AttachedMode::Inherited`]); otherwise the new link is pinned. Attaching an attached
+    /// interface is a no-op returning its mode.
     pub fn attach(&mut self, name: &str, mode: AttachMode) -> Result<AttachedMode, XdpError> {
         let index = self.position(name)?;
         if let Some(mode) = self.interfaces[index].info.attached {
             return Ok(mode);
         }
-        let ifindex = self.interfaces[index].info.ifindex;
+        let pin = self.pins.as_ref().map(|pins| pins.link(name));
+        let (link, attached) = match pin.as_deref().and_then(|pin| self.take_over(name, pin)) {
+            Some(link) => (link, AttachedMode::Inherited),
+            None => self.attach_new(name, mode)?,
+        };
+        let link = match pin {
+            Some(path) => self.keep_pinned(name, link, path, attached)?,
+            None => Attachment::Owned(link),
+        };
+        let interface = &mut self.interfaces[index];
+        interface.link = Some(link);
+        interface.info.attached = Some(attached);
+        Ok(attached)
+    }
+
+    /// A new link of the program on `name`, in `mode`.
+    fn attach_new(
+        &mut self,
+        name: &str,
+        mode: AttachMode,
+    ) -> Result<(XdpLinkId, AttachedMode), XdpError> {
+        let ifindex = self.interfaces[self.position(name)?].info.ifindex;
         let program = program_mut(&mut self.ebpf)?;
         let attempt = |program: &mut Xdp, mode: XdpMode| {
             program
@@ -188,7 +234,7 @@ impl XdpProgram {
                     source,
                 })
         };
-        let (link, attached) = match mode {
+        Ok(match mode {
             AttachMode::Native => (attempt(program, XdpMode::Driver)?, AttachedMode::Native),
             AttachMode::Generic => (attempt(program, XdpMode::Skb)?, AttachedMode::Generic),
             AttachMode::Auto => match attempt(program, XdpMode::Driver) {
@@ -202,26 +248,99 @@ impl XdpProgram {
                     (attempt(program, XdpMode::Skb)?, AttachedMode::Generic)
                 }
             },
-        };
-        let interface = &mut self.interfaces[index];
-        interface.link = Some(link);
-        interface.info.attached = Some(attached);
-        Ok(attached)
+        })
     }
 
-    /// Detaches the program from an interface (not attached: no-op). Its configuration stays.
+    /// Puts this program into the link pinned at `pin`, if there is one that still works; a pin
+    /// that cannot be taken over (its interface is gone, it is not an XDP link) is removed.
+    fn take_over(&mut self, name: &str, pin: &std::path::Path) -> Option<XdpLinkId> {
+        if !pin.exists() {
+            return None;
+        }
+        let program = program_mut(&mut self.ebpf).ok()?;
+        let result = PinnedLink::from_pin(pin)
+            .map_err(|error| error.to_string())
+            .and_then(|pinned| {
+                XdpLink::try_from(FdLink::from(pinned)).map_err(|error| error.to_string())
+            })
+            .and_then(|link| {
+                program
+                    .attach_to_link(link)
+                    .map_err(|error| error.to_string())
+            });
+        match result {
+            Ok(link) => {
+                tracing::info!(interface = name, pin = %pin.display(), "took over the pinned XDP link: program replaced in place");
+                Some(link)
+            }
+            Err(error) => {
+                tracing::warn!(interface = name, pin = %pin.display(), %error, "stale pinned XDP link removed");
+                let _ = std::fs::remove_file(pin);
+                None
+            }
+        }
+    }
+
+    /// Takes `link` out of the program's own links and keeps it pinned at `path` (pinning it unless
+    /// it was taken over from there).
+    fn keep_pinned(
+        &mut self,
+        name: &str,
+        link: XdpLinkId,
+        path: std::path::PathBuf,
+        attached: AttachedMode,
+    ) -> Result<Attachment, XdpError> {
+        let pin_error = |reason: String| XdpError::Pin {
+            interface: name.to_owned(),
+            path: path.clone(),
+            reason,
+        };
+        let program = program_mut(&mut self.ebpf)?;
+        let link = program
+            .take_link(link)
+            .map_err(|error| pin_error(error.to_string()))?;
+        let link = FdLink::try_from(link).map_err(|error| {
+            pin_error(format!("{error} (pinning needs bpf_link XDP, Linux 5.9 or later)"))
+        })?;
+        let link = if attached == AttachedMode::Inherited {
+            link
+        } else {
+            FdLink::from(
+                link.pin(&path)
+                    .map_err(|error| pin_error(error.to_string()))?,
+            )
+        };
+        Ok(Attachment::Pinned { link, path })
+    }
+
+    /// Detaches the program from an interface (not attached: no-op); a pinned link's pin is
+    /// removed. Its configuration stays.
     pub fn detach(&mut self, name: &str) -> Result<(), XdpError> {
         let index = self.position(name)?;
         let Some(link) = self.interfaces[index].link.take() else {
             return Ok(());
         };
         self.interfaces[index].info.attached = None;
-        program_mut(&mut self.ebpf)?
-            .detach(link)
-            .map_err(|source| XdpError::Program {
-                interface: name.to_owned(),
-                source,
-            })
+        match link {
+            Attachment::Owned(link) => {
+                program_mut(&mut self.ebpf)?
+                    .detach(link)
+                    .map_err(|source| XdpError::Program {
+                        interface: name.to_owned(),
+                        source,
+                    })
+            }
+            Attachment::Pinned { link, path } => {
+                match std::fs::remove_file(&path) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        tracing::error!(interface = name, pin = %path.display(), %error, "cannot remove the pinned XDP link");
+                    }
+                    _ => {}
+                }
+                drop(link);
+                Ok(())
+            }
+        }
     }
 
     /// Forgets a configured interface (live removal of an uplink): detaches the program, removes it

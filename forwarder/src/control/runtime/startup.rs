@@ -8,12 +8,14 @@
 //! 4. build the first snapshot and the flow table;
 //! 5. load the XDP program, describe the interfaces and every address of the router's namespace to
 //!    it, open every worker's AF_XDP sockets and register them, attach the program to the LAN and
-//!    every uplink, and start the workers;
+//!    every uplink (links pinned in bpffs; a link an earlier flowpin left pinned gets the new program
+//!    in place, atomically), and start the workers;
 //! 6. bind the metrics endpoint, install the probe routes, serve the control socket, run the control
 //!    loop until SIGINT or SIGTERM.
 //!
-//! Shutdown stops the workers, detaches the program, removes the socket and the probe routes; the
-//! guard stays.
+//! Shutdown stops the workers (closing their sockets empties the XSKMAP), removes the control socket
+//! and the probe routes. The pinned XDP links and the guard stay: a stopped flowpin fails closed like
+//! a crashed one, and the next start takes the links over (`flowpin remove-guard` removes both).
 #![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
@@ -35,7 +37,7 @@ use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
 use crate::datapath::{DatapathCounters, Flows, SnapshotCell};
 use crate::select::KeyHasher;
 use crate::worker::{Clock, WorkerPool};
-use crate::xdp::{AttachMode, XdpProgram};
+use crate::xdp::{AttachMode, PinDir, XdpProgram};
 use crate::xsk::XskConfig;
 
 /// How long start-up waits for the gateways' MACs before going on without them.
@@ -233,6 +235,10 @@ fn load_program(
     facts: &[Option<UplinkFacts>],
 ) -> Result<XdpProgram> {
     let mut xdp = XdpProgram::load().context("loading the XDP program")?;
+    let pins = PinDir::prepare(config.datapath.pin_name(&config.lan.interface))
+        .context("preparing the bpffs directory the XDP links are pinned in")?;
+    tracing::info!(dir = %pins.path().display(), "XDP links are pinned here");
+    xdp.pin_links(pins);
     xdp.configure_lan(&config.lan.interface)?;
     xdp.set_host_addresses(&kernel::host_addresses(lan_address).unwrap_or_default())?;
     for (uplink, fact) in config.uplinks.iter().zip(facts) {
@@ -272,7 +278,7 @@ fn bind_metrics(config: &Config) -> Result<Option<std::net::TcpListener>> {
         .transpose()
 }
 
-/// Stops the workers, detaches the program, removes the socket and the probe routes.
+/// Stops the workers, removes the socket and the probe routes; the pinned links stay attached.
 fn shut_down(daemon: &Mutex<Daemon>, socket_path: &Path) -> Result<()> {
     tracing::info!("stopping");
     let (mut xdp, workers) = {
@@ -289,6 +295,8 @@ fn shut_down(daemon: &Mutex<Daemon>, socket_path: &Path) -> Result<()> {
     }
     drop(xdp);
     let _ = std::fs::remove_file(socket_path);
-    tracing::info!("stopped; XDP detached, forward guard left in place");
+    tracing::info!(
+        "stopped; XDP links left pinned (transit dropped until the next start), forward guard left in place"
+    );
     Ok(())
 }
