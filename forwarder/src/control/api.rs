@@ -268,6 +268,12 @@ pub struct StatusReport {
     pub reloads: u64,
     /// Reloads refused (invalid configuration) since start.
     pub reloads_failed: u64,
+    /// Times the forward guard was found removed or altered and re-installed since start.
+    #[serde(default)]
+    pub guard_reinstalls: u64,
+    /// Times the forward guard was found removed or altered and could not be re-installed.
+    #[serde(default)]
+    pub guard_reinstalls_failed: u64,
 }
 
 /// One uplink's state and counters.

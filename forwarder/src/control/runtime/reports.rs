@@ -33,6 +33,8 @@ impl Daemon {
         StatusReport {
             reloads: self.reloads,
             reloads_failed: self.reloads_failed,
+            guard_reinstalls: self.guard_repairs.reinstalled,
+            guard_reinstalls_failed: self.guard_repairs.failed,
             xdp: self.xdp_decisions(),
             uptime_s: now / 1000,
             uplinks: self.uplink_statuses(&snapshot, &flows_per_uplink),

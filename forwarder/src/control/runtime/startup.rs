@@ -185,6 +185,7 @@ fn start_datapath(config_path: &Path, config: Config, queues: Vec<u32>) -> Resul
         probe_routes: false,
         reloads: 0,
         reloads_failed: 0,
+        guard_repairs: Default::default(),
     })
 }
 
