@@ -194,7 +194,8 @@ pub fn main(cli: Cli) -> Result<()> {
                 if name.is_empty() || name.contains('/') || name == "." || name == ".." {
                     bail!("--pin-name {name:?} is not one path component");
                 }
-                let pins = crate::xdp::PinDir::under(std::path::Path::new(crate::xdp::BPFFS), &name);
+                let pins =
+                    crate::xdp::PinDir::under(std::path::Path::new(crate::xdp::BPFFS), &name);
                 pins.remove_all().map_err(|error| {
                     anyhow::anyhow!("removing {}: {error}", pins.path().display())
                 })?;

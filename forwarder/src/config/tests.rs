@@ -475,7 +475,12 @@ fn the_pin_name_is_one_path_component_and_defaults_to_the_lan_interface() {
             "must be 1-64 characters",
         );
     }
-    let config = parse(&format!("{BASE}[datapath]\npin_name = \"lab-1.x_2\"\n"), "f", None).unwrap();
+    let config = parse(
+        &format!("{BASE}[datapath]\npin_name = \"lab-1.x_2\"\n"),
+        "f",
+        None,
+    )
+    .unwrap();
     assert_eq!(config.datapath.pin_name(&config.lan.interface), "lab-1.x_2");
     let config = parse(BASE, "f", None).unwrap();
     assert_eq!(

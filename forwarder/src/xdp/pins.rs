@@ -10,23 +10,29 @@
 //! Invariants:
 //! - the directory lives on a bpffs that outlives the process: the one mounted at `/sys/fs/bpf`; a
 //!   process in a private mount namespace without it (`ip netns exec` remounts `/sys`) reaches the
-//!   init namespace's through `/proc/1/root`; only when neither has bpffs does flowpin mount one;
+//!   one of the nearest ancestor in another mount namespace through `/proc/<pid>/root`, and keeps
+//!   the directory open so that path is needed only once; only when none has bpffs does flowpin
+//!   mount one;
 //! - `<name>` is a single path component (validated with the configuration).
 #![forbid(unsafe_code)]
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 /// Where bpffs is normally mounted.
 pub const BPFFS: &str = "/sys/fs/bpf";
 
-/// The init mount namespace's view of [`BPFFS`], for a process in another mount namespace.
-const INIT_BPFFS: &str = "/proc/1/root/sys/fs/bpf";
-
 /// The per-instance pin directory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct PinDir {
+    /// The directory as found.
     dir: PathBuf,
+    /// The directory held open (after [`PinDir::prepare`]): pins are reached through
+    /// `/proc/self/fd/<fd>`, whatever happens to the path it was found by.
+    open: Option<Arc<File>>,
 }
 
 /// Why the pin directory could not be prepared.
@@ -51,6 +57,7 @@ impl PinDir {
     pub fn under(root: &Path, name: &str) -> Self {
         Self {
             dir: root.join("flowpin").join(name),
+            open: None,
         }
     }
 
@@ -58,22 +65,29 @@ impl PinDir {
     /// `name`'s directory on it.
     pub fn prepare(name: &str) -> Result<Self, PinDirError> {
         let root = persistent_bpffs()?;
-        let pins = Self::under(&root, name);
-        std::fs::create_dir_all(&pins.dir).map_err(|source| PinDirError::Create {
+        let mut pins = Self::under(&root, name);
+        let create_error = |source| PinDirError::Create {
             path: pins.dir.clone(),
             source,
-        })?;
+        };
+        std::fs::create_dir_all(&pins.dir).map_err(create_error)?;
+        let open = File::open(&pins.dir).map_err(create_error)?;
+        pins.open = Some(Arc::new(open));
         Ok(pins)
     }
 
-    /// The directory.
+    /// The directory, as found.
     pub fn path(&self) -> &Path {
         &self.dir
     }
 
     /// The pin file of `interface`'s link.
     pub fn link(&self, interface: &str) -> PathBuf {
-        self.dir.join(format!("link_{interface}"))
+        let dir = match &self.open {
+            Some(open) => PathBuf::from(format!("/proc/self/fd/{}", open.as_raw_fd())),
+            None => self.dir.clone(),
+        };
+        dir.join(format!("link_{interface}"))
     }
 
     /// Removes every pin of the instance and its directory (absent: nothing to do). A link no
@@ -92,14 +106,16 @@ fn persistent_bpffs() -> Result<PathBuf, PinDirError> {
     if has_bpffs_at(&own, BPFFS) {
         return Ok(PathBuf::from(BPFFS));
     }
-    if !in_init_mount_namespace() {
-        let init = std::fs::read_to_string("/proc/1/mountinfo").unwrap_or_default();
-        if has_bpffs_at(&init, BPFFS) {
-            return Ok(PathBuf::from(INIT_BPFFS));
+    if let Some(ancestor) = ancestor_in_another_mount_namespace() {
+        let theirs =
+            std::fs::read_to_string(format!("/proc/{ancestor}/mountinfo")).unwrap_or_default();
+        if has_bpffs_at(&theirs, BPFFS) {
+            return Ok(PathBuf::from(format!("/proc/{ancestor}/root{BPFFS}")));
         }
         tracing::warn!(
-            "no bpffs in this mount namespace nor in init's: the one flowpin mounts ends with this \
-             mount namespace, and the pinned XDP links with it"
+            ancestor,
+            "no bpffs in this mount namespace nor in the parent's: the one flowpin mounts ends \
+             with this mount namespace, and the pinned XDP links with it"
         );
     }
     let out = Command::new("mount")
@@ -115,16 +131,27 @@ fn persistent_bpffs() -> Result<PathBuf, PinDirError> {
     Ok(PathBuf::from(BPFFS))
 }
 
-/// Whether this process shares pid 1's mount namespace.
-fn in_init_mount_namespace() -> bool {
-    match (
-        std::fs::read_link("/proc/self/ns/mnt"),
-        std::fs::read_link("/proc/1/ns/mnt"),
-    ) {
-        (Ok(own), Ok(init)) => own == init,
-        // pid 1's namespace unreadable: assume ours is the one that matters.
-        _ => true,
+/// The nearest ancestor process whose mount namespace is readable and not ours (`None`: every
+/// readable ancestor shares ours).
+fn ancestor_in_another_mount_namespace() -> Option<u32> {
+    let own = std::fs::read_link("/proc/self/ns/mnt").ok()?;
+    let mut pid = parent_of("self")?;
+    while pid > 0 {
+        if let Ok(theirs) = std::fs::read_link(format!("/proc/{pid}/ns/mnt")) {
+            if theirs != own {
+                return Some(pid);
+            }
+        }
+        pid = parent_of(&pid.to_string())?;
     }
+    None
+}
+
+/// The parent pid of `pid` (`self` or a number), from `/proc/<pid>/stat`.
+fn parent_of(pid: &str) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Whether a `/proc/<pid>/mountinfo` text has a bpffs mounted at `path`.

@@ -47,7 +47,10 @@ enum Attachment {
     /// A link of the program's own, detached when the program is dropped or the process dies.
     Owned(XdpLinkId),
     /// A link pinned at `path`: it outlives the process; detaching removes the pin.
-    Pinned { link: FdLink, path: std::path::PathBuf },
+    Pinned {
+        link: FdLink,
+        path: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug)]
@@ -300,7 +303,9 @@ impl XdpProgram {
             .take_link(link)
             .map_err(|error| pin_error(error.to_string()))?;
         let link = FdLink::try_from(link).map_err(|error| {
-            pin_error(format!("{error} (pinning needs bpf_link XDP, Linux 5.9 or later)"))
+            pin_error(format!(
+                "{error} (pinning needs bpf_link XDP, Linux 5.9 or later)"
+            ))
         })?;
         let link = if attached == AttachedMode::Inherited {
             link
