@@ -137,10 +137,10 @@ fn ancestor_in_another_mount_namespace() -> Option<u32> {
     let own = std::fs::read_link("/proc/self/ns/mnt").ok()?;
     let mut pid = parent_of("self")?;
     while pid > 0 {
-        if let Ok(theirs) = std::fs::read_link(format!("/proc/{pid}/ns/mnt")) {
-            if theirs != own {
-                return Some(pid);
-            }
+        if let Ok(theirs) = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+            && theirs != own
+        {
+            return Some(pid);
         }
         pid = parent_of(&pid.to_string())?;
     }
