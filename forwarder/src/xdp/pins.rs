@@ -83,11 +83,31 @@ impl PinDir {
 
     /// The pin file of `interface`'s link.
     pub fn link(&self, interface: &str) -> PathBuf {
-        let dir = match &self.open {
+        self.reach().join(format!("link_{interface}"))
+    }
+
+    /// The path this process reaches the directory by: through its open descriptor once prepared.
+    fn reach(&self) -> PathBuf {
+        match &self.open {
             Some(open) => PathBuf::from(format!("/proc/self/fd/{}", open.as_raw_fd())),
             None => self.dir.clone(),
-        };
-        dir.join(format!("link_{interface}"))
+        }
+    }
+
+    /// The interfaces that have a pinned link in the directory, with its pin file.
+    pub fn pinned(&self) -> Vec<(String, PathBuf)> {
+        std::fs::read_dir(self.reach())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|entry| {
+                        let name = entry.file_name().into_string().ok()?;
+                        let interface = name.strip_prefix("link_")?.to_owned();
+                        Some((interface, entry.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Removes every pin of the instance and its directory (absent: nothing to do). A link no

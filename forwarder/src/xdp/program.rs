@@ -221,6 +221,31 @@ impl XdpProgram {
         Ok(attached)
     }
 
+    /// Removes the pins of interfaces this program is not attached to (an earlier flowpin's, for
+    /// an interface no longer configured): their links detach, since no process holds them.
+    /// Returns those interfaces.
+    pub fn unpin_unattached(&self) -> Vec<String> {
+        let Some(pins) = &self.pins else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for (interface, pin) in pins.pinned() {
+            let attached = self
+                .interfaces
+                .iter()
+                .any(|i| i.info.name == interface && i.link.is_some());
+            if !attached {
+                match std::fs::remove_file(&pin) {
+                    Ok(()) => removed.push(interface),
+                    Err(error) => {
+                        tracing::error!(%interface, pin = %pin.display(), %error, "cannot remove a stale pinned XDP link")
+                    }
+                }
+            }
+        }
+        removed
+    }
+
     /// A new link of the program on `name`, in `mode`.
     fn attach_new(
         &mut self,

@@ -9,7 +9,8 @@
 //! 5. load the XDP program, describe the interfaces and every address of the router's namespace to
 //!    it, open every worker's AF_XDP sockets and register them, attach the program to the LAN and
 //!    every uplink (links pinned in bpffs; a link an earlier flowpin left pinned gets the new program
-//!    in place, atomically), and start the workers;
+//!    in place, atomically; the pins of interfaces no longer configured are removed), and start the
+//!    workers;
 //! 6. bind the metrics endpoint, install the probe routes, serve the control socket, run the control
 //!    loop until SIGINT or SIGTERM.
 //!
@@ -263,6 +264,9 @@ fn attach_everywhere(config: &Config, xdp: &mut XdpProgram) -> Result<()> {
     for name in interfaces {
         let mode = xdp.attach(&name, AttachMode::Auto)?;
         tracing::info!(interface = %name, ?mode, "XDP attached");
+    }
+    for interface in xdp.unpin_unattached() {
+        tracing::info!(%interface, "no longer configured: its pinned XDP link removed (detached)");
     }
     Ok(())
 }
