@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod attach_mode;
+mod attachment;
 mod counters;
 mod error;
 mod pins;

@@ -12,17 +12,14 @@ use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use aya::maps::{HashMap, Map, MapData, PerCpuArray, XskMap};
-use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{
-    Xdp, XdpMode,
-    xdp::{XdpLink, XdpLinkId},
-};
+use aya::programs::{Xdp, XdpMode, xdp::XdpLinkId};
 use aya::{Ebpf, EbpfLoader};
 use flowpin_bpf::{
     Counter, Decision, IfaceConfig, LocalAddr, MAP_COUNTERS, MAP_IFACES, MAP_LOCAL_ADDRS, MAP_XSKS,
     MAX_IFACES, PROGRAM_NAME, Role, xsk_key,
 };
 
+use super::attachment::{Attachment, keep_pinned, take_over};
 use super::{AttachMode, AttachedMode, DecisionCounters, PinDir, XdpError};
 use crate::xsk::{XskWorker, interface_index};
 
@@ -39,18 +36,6 @@ pub struct InterfaceInfo {
     pub slot: u32,
     /// The mode it is attached in, if attached.
     pub attached: Option<AttachedMode>,
-}
-
-/// How an attachment is held.
-#[derive(Debug)]
-enum Attachment {
-    /// A link of the program's own, detached when the program is dropped or the process dies.
-    Owned(XdpLinkId),
-    /// A link pinned at `path`: it outlives the process; detaching removes the pin.
-    Pinned {
-        link: FdLink,
-        path: std::path::PathBuf,
-    },
 }
 
 #[derive(Debug)]
@@ -207,12 +192,15 @@ impl XdpProgram {
             return Ok(mode);
         }
         let pin = self.pins.as_ref().map(|pins| pins.link(name));
-        let (link, attached) = match pin.as_deref().and_then(|pin| self.take_over(name, pin)) {
+        let (link, attached) = match pin
+            .as_deref()
+            .and_then(|pin| take_over(program_mut(&mut self.ebpf).ok()?, name, pin))
+        {
             Some(link) => (link, AttachedMode::Inherited),
             None => self.attach_new(name, mode)?,
         };
         let link = match pin {
-            Some(path) => self.keep_pinned(name, link, path, attached)?,
+            Some(path) => keep_pinned(program_mut(&mut self.ebpf)?, name, link, path, attached)?,
             None => Attachment::Owned(link),
         };
         let interface = &mut self.interfaces[index];
@@ -277,70 +265,6 @@ impl XdpProgram {
                 }
             },
         })
-    }
-
-    /// Puts this program into the link pinned at `pin`, if there is one that still works; a pin
-    /// that cannot be taken over (its interface is gone, it is not an XDP link) is removed.
-    fn take_over(&mut self, name: &str, pin: &std::path::Path) -> Option<XdpLinkId> {
-        if !pin.exists() {
-            return None;
-        }
-        let program = program_mut(&mut self.ebpf).ok()?;
-        let result = PinnedLink::from_pin(pin)
-            .map_err(|error| error.to_string())
-            .and_then(|pinned| {
-                XdpLink::try_from(FdLink::from(pinned)).map_err(|error| error.to_string())
-            })
-            .and_then(|link| {
-                program
-                    .attach_to_link(link)
-                    .map_err(|error| error.to_string())
-            });
-        match result {
-            Ok(link) => {
-                tracing::info!(interface = name, pin = %pin.display(), "took over the pinned XDP link: program replaced in place");
-                Some(link)
-            }
-            Err(error) => {
-                tracing::warn!(interface = name, pin = %pin.display(), %error, "stale pinned XDP link removed");
-                let _ = std::fs::remove_file(pin);
-                None
-            }
-        }
-    }
-
-    /// Takes `link` out of the program's own links and keeps it pinned at `path` (pinning it unless
-    /// it was taken over from there).
-    fn keep_pinned(
-        &mut self,
-        name: &str,
-        link: XdpLinkId,
-        path: std::path::PathBuf,
-        attached: AttachedMode,
-    ) -> Result<Attachment, XdpError> {
-        let pin_error = |reason: String| XdpError::Pin {
-            interface: name.to_owned(),
-            path: path.clone(),
-            reason,
-        };
-        let program = program_mut(&mut self.ebpf)?;
-        let link = program
-            .take_link(link)
-            .map_err(|error| pin_error(error.to_string()))?;
-        let link = FdLink::try_from(link).map_err(|error| {
-            pin_error(format!(
-                "{error} (pinning needs bpf_link XDP, Linux 5.9 or later)"
-            ))
-        })?;
-        let link = if attached == AttachedMode::Inherited {
-            link
-        } else {
-            FdLink::from(
-                link.pin(&path)
-                    .map_err(|error| pin_error(error.to_string()))?,
-            )
-        };
-        Ok(Attachment::Pinned { link, path })
     }
 
     /// Detaches the program from an interface (not attached: no-op); a pinned link's pin is
