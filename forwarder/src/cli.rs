@@ -92,8 +92,14 @@ pub enum Command {
         #[command(subcommand)]
         action: UplinkCli,
     },
-    /// Remove the kernel forward guard flowpin installs (only when decommissioning flowpin).
-    RemoveGuard,
+    /// Remove the kernel forward guard flowpin installs and, with --pin-name, its pinned XDP links
+    /// (only when decommissioning flowpin, with flowpin stopped).
+    RemoveGuard {
+        /// The instance whose pinned XDP links to remove too (`[datapath] pin_name`, by default the
+        /// LAN interface's name): `/sys/fs/bpf/flowpin/NAME/` goes, and with it the XDP program.
+        #[arg(long)]
+        pin_name: Option<String>,
+    },
 }
 
 /// `flowpin uplink ...`.
@@ -181,7 +187,20 @@ pub fn main(cli: Cli) -> Result<()> {
             let request = api::Request::Uplink(api::UplinkCommand { name, action });
             done(api::call(&socket, &request)?)
         }
-        Command::RemoveGuard => Ok(guard::remove()?),
+        Command::RemoveGuard { pin_name } => {
+            guard::remove()?;
+            if let Some(name) = pin_name {
+                if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                    bail!("--pin-name {name:?} is not one path component");
+                }
+                let pins =
+                    crate::xdp::PinDir::under(std::path::Path::new(crate::xdp::BPFFS), &name);
+                pins.remove_all().map_err(|error| {
+                    anyhow::anyhow!("removing {}: {error}", pins.path().display())
+                })?;
+            }
+            Ok(())
+        }
     }
 }
 

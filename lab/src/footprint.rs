@@ -1,7 +1,8 @@
 //! What a lab occupies on the host, recorded while it is up so that, after teardown, anything left
 //! behind can be named: a namespace, a process still inside one of its network namespaces (which
 //! would keep that namespace — and its veths — alive after its name is gone), a process the lab
-//! started, a veth with a lab MAC in the root namespace, or the lab's directory.
+//! started, a veth with a lab MAC in the root namespace, the lab's flowpin pins in bpffs, or the lab's
+//! directory.
 
 use anyhow::Result;
 
@@ -91,6 +92,10 @@ impl Footprint {
             if root_veths.contains(&mac.to_string()) {
                 left.push(format!("veth with lab MAC {mac} in the root namespace"));
             }
+        }
+        let pins = crate::state::pin_dir(&self.prefix);
+        if pins.exists() {
+            left.push(format!("pinned XDP links in {}", pins.display()));
         }
         let dir = crate::state::lab_dir(&self.prefix);
         if dir.exists() {

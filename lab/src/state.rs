@@ -2,6 +2,9 @@
 //! which [`crate::plan::Topology::plan`] rebuilds every name and address), the HTTP server's
 //! document root and the output of every process the lab started.
 //!
+//! A lab's flowpin pins its XDP links in `/sys/fs/bpf/flowpin/lab-<prefix>/` ([`pin_dir`]): bpffs
+//! is the host's, so the pins outlive the namespaces and teardown removes them.
+//!
 //! Invariant: the directory exists exactly while the lab's namespaces may exist; teardown removes
 //! it last.
 
@@ -21,17 +24,38 @@ pub fn lab_dir(prefix: &str) -> PathBuf {
     PathBuf::from(STATE_ROOT).join(prefix)
 }
 
-/// Prefixes of the labs that have a state directory.
+/// Where flowpin instances pin their XDP links (one directory each).
+pub const PIN_ROOT: &str = "/sys/fs/bpf/flowpin";
+/// What a lab's pin directory name starts with, before the prefix.
+const PIN_NAME_START: &str = "lab-";
+
+/// The name of lab `prefix`'s flowpin instance (`[datapath] pin_name`).
+pub fn pin_name(prefix: &str) -> String {
+    format!("{PIN_NAME_START}{prefix}")
+}
+
+/// The directory where lab `prefix`'s flowpin pins its XDP links.
+pub fn pin_dir(prefix: &str) -> PathBuf {
+    PathBuf::from(PIN_ROOT).join(pin_name(prefix))
+}
+
+/// Prefixes of the labs that have a state directory or a pin directory.
 pub fn list_lab_dirs() -> Vec<String> {
-    std::fs::read_dir(STATE_ROOT)
-        .map(|entries| {
-            entries
-                .filter_map(|entry| entry.ok())
-                .filter_map(|entry| entry.file_name().into_string().ok())
-                .filter(|name| crate::name::validate_prefix(name).is_ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    let named = |root: &str, strip: fn(&str) -> Option<&str>| -> Vec<String> {
+        std::fs::read_dir(root)
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok())
+                    .filter_map(|entry| entry.file_name().into_string().ok())
+                    .filter_map(|name| strip(&name).map(str::to_owned))
+                    .filter(|prefix| crate::name::validate_prefix(prefix).is_ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut prefixes = named(STATE_ROOT, |name| Some(name));
+    prefixes.extend(named(PIN_ROOT, |name| name.strip_prefix(PIN_NAME_START)));
+    prefixes
 }
 
 /// Writes the spec of lab `prefix` (whose `name` is the prefix).

@@ -5,7 +5,8 @@
 //! (SIGKILL) every process still inside one of them — found by namespace inode in `/proc`, each
 //! namespace held open meanwhile so its inode cannot pass to another lab's new namespace — until
 //! none is left; the kernel then destroys the namespaces with every veth and bridge in them (and
-//! with a veth its peer); finally remove the lab's directory. Every step tolerates "already gone", so teardown is
+//! with a veth its peer); then remove the lab's flowpin pins from bpffs (the host's, which outlives the
+//! namespaces: a pinned link holds its program and maps); finally remove the lab's directory. Every step tolerates "already gone", so teardown is
 //! idempotent.
 
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::command::run;
 use crate::name::{belongs_to_lab, lab_prefix_of};
-use crate::state::{lab_dir, list_lab_dirs};
+use crate::state::{lab_dir, list_lab_dirs, pin_dir};
 
 /// How long teardown keeps killing processes that appear in the lab's namespaces.
 const KILL_DEADLINE: Duration = Duration::from_secs(10);
@@ -128,6 +129,13 @@ pub fn destroy_lab(prefix: &str) -> Result<()> {
     }
     kill_until_empty(prefix, &inodes)?;
     drop(held);
+    let pins = pin_dir(prefix);
+    match std::fs::remove_dir_all(&pins) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            failures.push(format!("removing {}: {error}", pins.display()));
+        }
+        _ => {}
+    }
     let dir = lab_dir(prefix);
     if dir.exists()
         && let Err(error) = std::fs::remove_dir_all(&dir)

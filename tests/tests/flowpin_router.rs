@@ -493,10 +493,10 @@ fn killing_flowpin_fails_closed_and_a_restart_resumes() {
     down_and_assert_clean(lab);
 }
 
-/// SIGTERM: flowpin exits 0, detaches XDP from every interface, removes its socket, and leaves the
-/// forward guard, so transit stays closed.
+/// SIGTERM: flowpin exits, removes its socket, and leaves its pinned XDP links attached and the
+/// forward guard in place, so transit stays closed twice over.
 #[test]
-fn sigterm_detaches_everything_but_the_forward_guard() {
+fn sigterm_leaves_the_pinned_xdp_links_and_the_forward_guard() {
     let lab = flowpin_lab(&[1, 1]);
     let host = &lab.lan_hosts()[0];
     assert_eq!(traffic::http_get(&lab, host, 5).expect("curl runs").ok, 5);
@@ -528,9 +528,23 @@ fn sigterm_detaches_everything_but_the_forward_guard() {
         .exec_ok(router, &["ip", "-j", "link", "show"])
         .expect("ip link");
     let links: serde_json::Value = serde_json::from_str(&links).expect("ip -j output");
-    for link in links.as_array().expect("links") {
-        assert!(link.get("xdp").is_none(), "XDP still attached: {link}");
-    }
+    let with_xdp: Vec<&str> = links
+        .as_array()
+        .expect("links")
+        .iter()
+        .filter(|link| link.get("xdp").is_some())
+        .filter_map(|link| link["ifname"].as_str())
+        .collect();
+    assert_eq!(
+        with_xdp,
+        ["lan0", "wan1", "wan2"],
+        "the pinned links stay attached"
+    );
+    assert!(
+        flowpin_lab::state::pin_dir(lab.prefix())
+            .join("link_lan0")
+            .exists()
+    );
     assert!(
         !lab.flowpin_files().unwrap().socket.exists(),
         "control socket removed"

@@ -276,9 +276,22 @@ pub struct Datapath {
     /// given to validation) each one online.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cpus: Vec<u32>,
+    /// The name of this instance's pin directory, `/sys/fs/bpf/flowpin/<name>/`, where the XDP links
+    /// are pinned. `None` (the key absent): the LAN interface's name. One path component of
+    /// `[A-Za-z0-9_.-]`, at most [`Datapath::PIN_NAME_MAX`] characters, not `.` or `..`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin_name: Option<String>,
 }
 
 impl Datapath {
+    /// Longest `pin_name`.
+    pub const PIN_NAME_MAX: usize = 64;
+
+    /// The pin directory's name: `pin_name`, else the LAN interface's name.
+    pub fn pin_name<'a>(&'a self, lan_interface: &'a str) -> &'a str {
+        self.pin_name.as_deref().unwrap_or(lan_interface)
+    }
+
     /// Default flow table capacity.
     pub const DEFAULT_FLOW_CAPACITY: u32 = 1 << 18;
     /// Default UMEM frames per worker: enough (64 MiB of 4 KiB frames) for each of a LAN and two

@@ -155,6 +155,7 @@ pub(super) struct RawDatapath {
     pub flow_capacity: Option<S<u32>>,
     pub frames_per_worker: Option<S<u32>>,
     pub cpus: Option<S<Vec<S<u32>>>>,
+    pub pin_name: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -474,6 +474,29 @@ fn datapath_and_control_errors() {
 }
 
 #[test]
+fn the_pin_name_is_one_path_component_and_defaults_to_the_lan_interface() {
+    for bad in ["", "..", "a/b", "x y", &"n".repeat(65)] {
+        assert_single_error(
+            &format!("{BASE}[datapath]\npin_name = \"{bad}\"\n"),
+            "flowpin.toml:17: datapath.pin_name: ",
+            "must be 1-64 characters",
+        );
+    }
+    let config = parse(
+        &format!("{BASE}[datapath]\npin_name = \"lab-1.x_2\"\n"),
+        "f",
+        None,
+    )
+    .unwrap();
+    assert_eq!(config.datapath.pin_name(&config.lan.interface), "lab-1.x_2");
+    let config = parse(BASE, "f", None).unwrap();
+    assert_eq!(
+        config.datapath.pin_name(&config.lan.interface),
+        config.lan.interface
+    );
+}
+
+#[test]
 fn every_problem_is_reported_in_file_order() {
     let text = BASE
         .replace("\"wan2\"", "\"wan1\"")
@@ -660,6 +683,7 @@ mod generated {
                     flow_capacity,
                     frames_per_worker: 1 << frames_log2,
                     cpus,
+                    pin_name: None,
                 },
             )
     }

@@ -270,6 +270,12 @@ pub struct StatusReport {
     /// status stays a small part of [`Response`]).
     #[serde(default)]
     pub control_surfaces: Box<crate::control::surface_counters::SurfaceStatus>,
+    /// Times the forward guard was found removed or altered and re-installed since start.
+    #[serde(default)]
+    pub guard_reinstalls: u64,
+    /// Times the forward guard was found removed or altered and could not be re-installed.
+    #[serde(default)]
+    pub guard_reinstalls_failed: u64,
 }
 
 /// One uplink's state and counters.

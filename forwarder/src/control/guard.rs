@@ -18,6 +18,10 @@
 //! type local` asks the kernel's local table exactly that, so DHCP address changes need no update).
 //! Source 0.0.0.0 (a DHCP client's discover) is let through.
 //!
+//! The guard is not the kernel's to keep: `flush ruleset` (the first line of Debian's
+//! `/etc/nftables.conf`) removes it. The daemon checks it every second ([`is_intact`]) and
+//! re-installs it when any of its three rules is gone.
+//!
 //! Invariants: while the guard is installed, no packet arriving on the LAN interface is forwarded by the
 //! kernel to an uplink, none arriving on an uplink is forwarded to the LAN, and no IPv4 packet the kernel
 //! sends leaves an uplink with a source address that is not that uplink's. (flowpin's own transmissions
@@ -28,6 +32,13 @@ use std::process::{Command, Stdio};
 
 /// Name of the nftables table (family `inet`) that holds the guard.
 pub const GUARD_TABLE: &str = "flowpin_guard";
+
+/// The comments of the guard's three rules: a listing without one of them lacks that rule.
+const RULE_COMMENTS: [&str; 3] = [
+    "flowpin: LAN to uplink transit is flowpin's, never the kernel's",
+    "flowpin: uplink to LAN transit is flowpin's, never the kernel's",
+    "flowpin: only an uplink's own address leaves that uplink",
+];
 
 /// The interfaces the guard separates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,15 +64,18 @@ impl GuardSpec {
              table inet {GUARD_TABLE} {{\n\
              \tchain forward {{\n\
              \t\ttype filter hook forward priority filter - 10; policy accept;\n\
-             \t\tiifname \"{lan}\" oifname {{ {uplinks} }} counter drop comment \"flowpin: LAN to uplink transit is flowpin's, never the kernel's\"\n\
-             \t\tiifname {{ {uplinks} }} oifname \"{lan}\" counter drop comment \"flowpin: uplink to LAN transit is flowpin's, never the kernel's\"\n\
+             \t\tiifname \"{lan}\" oifname {{ {uplinks} }} counter drop comment \"{lan_to_uplink}\"\n\
+             \t\tiifname {{ {uplinks} }} oifname \"{lan}\" counter drop comment \"{uplink_to_lan}\"\n\
              \t}}\n\
              \tchain postrouting {{\n\
              \t\ttype filter hook postrouting priority filter + 10; policy accept;\n\
-             \t\tmeta nfproto ipv4 oifname {{ {uplinks} }} ip saddr != 0.0.0.0 fib saddr . oif type != local counter drop comment \"flowpin: only an uplink's own address leaves that uplink\"\n\
+             \t\tmeta nfproto ipv4 oifname {{ {uplinks} }} ip saddr != 0.0.0.0 fib saddr . oif type != local counter drop comment \"{own_source}\"\n\
              \t}}\n\
              }}\n",
-            lan = self.lan
+            lan = self.lan,
+            lan_to_uplink = RULE_COMMENTS[0],
+            uplink_to_lan = RULE_COMMENTS[1],
+            own_source = RULE_COMMENTS[2],
         )
     }
 
@@ -80,6 +94,25 @@ pub fn is_installed() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// Whether the guard table is present with all three of its rules (`nft` not runnable: `false`).
+pub fn is_intact() -> bool {
+    Command::new("nft")
+        .args(["list", "table", "inet", GUARD_TABLE])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|out| {
+            out.status.success() && listing_is_intact(&String::from_utf8_lossy(&out.stdout))
+        })
+}
+
+/// Whether `nft list table inet flowpin_guard`'s output holds every rule of the guard.
+fn listing_is_intact(listing: &str) -> bool {
+    RULE_COMMENTS
+        .iter()
+        .all(|comment| listing.contains(&format!("comment \"{comment}\"")))
 }
 
 /// Removes the guard (used by `flowpin guard remove`, for an admin decommissioning flowpin).
@@ -141,5 +174,24 @@ mod tests {
         ));
         // Re-installation replaces the table in the same transaction.
         assert!(r.find("delete table").unwrap() < r.find("chain forward").unwrap());
+    }
+
+    #[test]
+    fn a_listing_is_intact_only_with_all_three_rules() {
+        let spec = GuardSpec {
+            lan: "lan0".into(),
+            uplinks: vec!["wan1".into()],
+        };
+        let full = spec.ruleset();
+        assert!(listing_is_intact(&full));
+        for comment in RULE_COMMENTS {
+            let without = full
+                .lines()
+                .filter(|line| !line.contains(comment))
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(!listing_is_intact(&without), "{comment}");
+        }
+        assert!(!listing_is_intact(""));
     }
 }

@@ -191,6 +191,11 @@ fn refusals(out: &mut String, s: &StatusReport) {
         "flows early-dropped (no reply, table full): {}",
         s.flows_early_dropped
     );
+    let _ = writeln!(
+        out,
+        "forward guard re-installed (found removed or altered): {} (failed {})",
+        s.guard_reinstalls, s.guard_reinstalls_failed
+    );
     if !s.icmp_suppressed.is_empty() {
         let kinds: Vec<String> = s
             .icmp_suppressed
@@ -332,6 +337,7 @@ mod tests {
         use crate::control::api::{WorkerStatus, XskSocketStatus};
         let s = StatusReport {
             flows_early_dropped: 17,
+            guard_reinstalls: 3,
             icmp_suppressed: vec![("net_unreachable".into(), 2), ("port_exhausted".into(), 5)],
             workers: vec![WorkerStatus {
                 index: 0,
@@ -376,8 +382,13 @@ mod tests {
             ),
             "{t}"
         );
+        assert!(
+            t.contains("forward guard re-installed (found removed or altered): 3 (failed 0)\n"),
+            "{t}"
+        );
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["flows_early_dropped"], 17);
+        assert_eq!(json["guard_reinstalls"], 3);
         assert_eq!(json["icmp_suppressed"][1][0], "port_exhausted");
         assert_eq!(json["icmp_suppressed"][1][1], 5);
         let lan = &json["workers"][0]["sockets"][0];

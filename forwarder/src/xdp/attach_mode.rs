@@ -22,6 +22,9 @@ pub enum AttachedMode {
     Native,
     /// Run by the kernel's generic hook on an skb.
     Generic,
+    /// A pinned link left by an earlier flowpin, whose program was replaced in place: it keeps the
+    /// mode it was attached in (`ip link` shows `xdp` or `xdpgeneric`).
+    Inherited,
 }
 
 impl FromStr for AttachMode {
@@ -44,6 +47,7 @@ impl fmt::Display for AttachedMode {
         f.write_str(match self {
             Self::Native => "native",
             Self::Generic => "generic",
+            Self::Inherited => "inherited",
         })
     }
 }

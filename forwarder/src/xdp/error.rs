@@ -63,4 +63,17 @@ pub enum XdpError {
         /// Last port.
         max: u16,
     },
+    /// An attachment could not be pinned in bpffs.
+    #[error("pinning the XDP link of {interface} at {path}: {reason}")]
+    Pin {
+        /// The interface name.
+        interface: String,
+        /// The pin path.
+        path: std::path::PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// The pin directory could not be prepared.
+    #[error(transparent)]
+    PinDir(#[from] super::pins::PinDirError),
 }

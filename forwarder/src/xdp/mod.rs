@@ -13,16 +13,21 @@
 //!   `slot * MAX_QUEUES + q`. A queue without a socket drops what the program would redirect.
 //! - The local-address map holds exactly the uplinks' NAT addresses (with their ranges) and the host
 //!   addresses last set; the control plane re-sets both whenever the kernel's addresses change.
-//! - Attachments are bpf_links owned by this process: dropping the [`XdpProgram`] (or the process
-//!   dying, including `kill -9`) detaches the program from every interface. After that the kernel
-//!   sees all traffic again; fail-closed across a crash needs the control plane's forward guard.
+//! - Attachments are bpf_links. Pinned in a [`PinDir`] (what `flowpin run` does) they outlive the
+//!   process, `kill -9` included: transit then meets an empty XSKMAP and is dropped, and the next
+//!   start replaces the program inside the same links, atomically. Not pinned, dropping the
+//!   [`XdpProgram`] detaches them. Only [`XdpProgram::detach`] (and removing the pins) detaches a
+//!   pinned link.
 
 mod attach_mode;
+mod attachment;
 mod counters;
 mod error;
+mod pins;
 mod program;
 
 pub use attach_mode::{AttachMode, AttachedMode};
 pub use counters::DecisionCounters;
 pub use error::XdpError;
+pub use pins::{BPFFS, PinDir, PinDirError};
 pub use program::{HostAddressChange, InterfaceInfo, XdpProgram};

@@ -19,7 +19,8 @@ use flowpin_bpf::{
     MAX_IFACES, PROGRAM_NAME, Role, xsk_key,
 };
 
-use super::{AttachMode, AttachedMode, DecisionCounters, XdpError};
+use super::attachment::{Attachment, keep_pinned, take_over};
+use super::{AttachMode, AttachedMode, DecisionCounters, PinDir, XdpError};
 use crate::xsk::{XskWorker, interface_index};
 
 /// A configured interface, and its attachment if any.
@@ -40,7 +41,7 @@ pub struct InterfaceInfo {
 #[derive(Debug)]
 struct Interface {
     info: InterfaceInfo,
-    link: Option<XdpLinkId>,
+    link: Option<Attachment>,
     /// Uplinks: the NAT address and port range, entered into the local-address map for hairpinning.
     nat: Option<(Ipv4Addr, RangeInclusive<u16>)>,
 }
@@ -61,10 +62,13 @@ impl HostAddressChange {
     }
 }
 
-/// The XDP program loaded into the kernel, with its maps. Dropping it detaches every link.
+/// The XDP program loaded into the kernel, with its maps. Dropping it detaches every link it owns;
+/// pinned links (see [`XdpProgram::pin_links`]) stay attached.
 #[derive(Debug)]
 pub struct XdpProgram {
     ebpf: Ebpf,
+    /// Where attachments are pinned (`None`: links are owned by the process).
+    pins: Option<PinDir>,
     interfaces: Vec<Interface>,
     /// The router's host addresses, as last set (see the module documentation).
     host_addresses: BTreeSet<Ipv4Addr>,
@@ -83,6 +87,7 @@ impl XdpProgram {
             })?;
         Ok(Self {
             ebpf,
+            pins: None,
             interfaces: Vec::new(),
             host_addresses: BTreeSet::new(),
         })
@@ -170,15 +175,72 @@ impl XdpProgram {
         first_error.map_or(Ok(change), Err)
     }
 
-    /// Attaches the program to a configured interface (a bpf_link owned by this process).
-    /// `Auto` tries native mode and falls back to generic mode with a warning. Attaching an
-    /// attached interface is a no-op returning its mode.
+    /// Pins every later attachment in `pins`, and takes over the links an earlier flowpin left
+    /// pinned there (see [`Self::attach`]).
+    pub fn pin_links(&mut self, pins: PinDir) {
+        self.pins = Some(pins);
+    }
+
+    /// Attaches the program to a configured interface. `Auto` tries native mode and falls back to
+    /// generic mode with a warning. With a pin directory (see [`Self::pin_links`]): a link an earlier
+    /// flowpin left pinned for the interface gets this program in its place, atomically, keeping its
+    /// mode ([`AttachedMode::Inherited`]); otherwise the new link is pinned. Attaching an attached
+    /// interface is a no-op returning its mode.
     pub fn attach(&mut self, name: &str, mode: AttachMode) -> Result<AttachedMode, XdpError> {
         let index = self.position(name)?;
         if let Some(mode) = self.interfaces[index].info.attached {
             return Ok(mode);
         }
-        let ifindex = self.interfaces[index].info.ifindex;
+        let pin = self.pins.as_ref().map(|pins| pins.link(name));
+        let (link, attached) = match pin
+            .as_deref()
+            .and_then(|pin| take_over(program_mut(&mut self.ebpf).ok()?, name, pin))
+        {
+            Some(link) => (link, AttachedMode::Inherited),
+            None => self.attach_new(name, mode)?,
+        };
+        let link = match pin {
+            Some(path) => keep_pinned(program_mut(&mut self.ebpf)?, name, link, path, attached)?,
+            None => Attachment::Owned(link),
+        };
+        let interface = &mut self.interfaces[index];
+        interface.link = Some(link);
+        interface.info.attached = Some(attached);
+        Ok(attached)
+    }
+
+    /// Removes the pins of interfaces this program is not attached to (an earlier flowpin's, for
+    /// an interface no longer configured): their links detach, since no process holds them.
+    /// Returns those interfaces.
+    pub fn unpin_unattached(&self) -> Vec<String> {
+        let Some(pins) = &self.pins else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for (interface, pin) in pins.pinned() {
+            let attached = self
+                .interfaces
+                .iter()
+                .any(|i| i.info.name == interface && i.link.is_some());
+            if !attached {
+                match std::fs::remove_file(&pin) {
+                    Ok(()) => removed.push(interface),
+                    Err(error) => {
+                        tracing::error!(%interface, pin = %pin.display(), %error, "cannot remove a stale pinned XDP link")
+                    }
+                }
+            }
+        }
+        removed
+    }
+
+    /// A new link of the program on `name`, in `mode`.
+    fn attach_new(
+        &mut self,
+        name: &str,
+        mode: AttachMode,
+    ) -> Result<(XdpLinkId, AttachedMode), XdpError> {
+        let ifindex = self.interfaces[self.position(name)?].info.ifindex;
         let program = program_mut(&mut self.ebpf)?;
         let attempt = |program: &mut Xdp, mode: XdpMode| {
             program
@@ -188,7 +250,7 @@ impl XdpProgram {
                     source,
                 })
         };
-        let (link, attached) = match mode {
+        Ok(match mode {
             AttachMode::Native => (attempt(program, XdpMode::Driver)?, AttachedMode::Native),
             AttachMode::Generic => (attempt(program, XdpMode::Skb)?, AttachedMode::Generic),
             AttachMode::Auto => match attempt(program, XdpMode::Driver) {
@@ -202,26 +264,37 @@ impl XdpProgram {
                     (attempt(program, XdpMode::Skb)?, AttachedMode::Generic)
                 }
             },
-        };
-        let interface = &mut self.interfaces[index];
-        interface.link = Some(link);
-        interface.info.attached = Some(attached);
-        Ok(attached)
+        })
     }
 
-    /// Detaches the program from an interface (not attached: no-op). Its configuration stays.
+    /// Detaches the program from an interface (not attached: no-op); a pinned link's pin is
+    /// removed. Its configuration stays.
     pub fn detach(&mut self, name: &str) -> Result<(), XdpError> {
         let index = self.position(name)?;
         let Some(link) = self.interfaces[index].link.take() else {
             return Ok(());
         };
         self.interfaces[index].info.attached = None;
-        program_mut(&mut self.ebpf)?
-            .detach(link)
-            .map_err(|source| XdpError::Program {
-                interface: name.to_owned(),
-                source,
-            })
+        match link {
+            Attachment::Owned(link) => {
+                program_mut(&mut self.ebpf)?
+                    .detach(link)
+                    .map_err(|source| XdpError::Program {
+                        interface: name.to_owned(),
+                        source,
+                    })
+            }
+            Attachment::Pinned { link, path } => {
+                match std::fs::remove_file(&path) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        tracing::error!(interface = name, pin = %path.display(), %error, "cannot remove the pinned XDP link");
+                    }
+                    _ => {}
+                }
+                drop(link);
+                Ok(())
+            }
+        }
     }
 
     /// Forgets a configured interface (live removal of an uplink): detaches the program, removes it

@@ -22,8 +22,12 @@ impl Checker<'_> {
             flow_capacity: Datapath::DEFAULT_FLOW_CAPACITY,
             frames_per_worker: Datapath::DEFAULT_FRAMES_PER_WORKER,
             cpus: Vec::new(),
+            pin_name: None,
         };
         let Some(raw) = raw else { return datapath };
+        if let Some(name) = raw.pin_name {
+            datapath.pin_name = Some(self.pin_name(name));
+        }
         if let Some(cpus) = raw.cpus {
             datapath.cpus = self.cpus(cpus, online_cpus);
         }
@@ -103,5 +107,24 @@ impl Checker<'_> {
             control.socket = socket.into_inner();
         }
         control
+    }
+
+    /// Is `[datapath] pin_name` one path component under `/sys/fs/bpf/flowpin/`?
+    fn pin_name(&mut self, name: S<String>) -> String {
+        let text = name.get_ref();
+        let well_formed = (1..=Datapath::PIN_NAME_MAX).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            && text != "."
+            && text != "..";
+        if !well_formed {
+            let message = format!(
+                "{text:?}: must be 1-{} characters of A-Z a-z 0-9 _ . - (not . or ..)",
+                Datapath::PIN_NAME_MAX
+            );
+            self.fail(name.span(), "datapath.pin_name", message);
+        }
+        name.into_inner()
     }
 }

@@ -100,6 +100,17 @@ fn write_daemon(out: &mut String, status: &StatusReport) {
     f.sample(&[("result", "rejected")], status.reloads_failed as f64);
     let mut f = family(
         out,
+        "flowpin_guard_reinstalls_total",
+        "counter",
+        "Times the forward guard was found removed or altered and re-installed, by result.",
+    );
+    f.sample(&[("result", "reinstalled")], status.guard_reinstalls as f64);
+    f.sample(
+        &[("result", "failed")],
+        status.guard_reinstalls_failed as f64,
+    );
+    let mut f = family(
+        out,
         "flowpin_uptime_seconds",
         "gauge",
         "Seconds since the daemon started.",

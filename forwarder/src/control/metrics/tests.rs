@@ -46,9 +46,12 @@ fn status_renders_as_prometheus_text_with_escaped_labels() {
             batches: 5,
             ..Default::default()
         }],
+        guard_reinstalls: 2,
         ..Default::default()
     };
     let text = render(&status);
+    assert!(text.contains("flowpin_guard_reinstalls_total{result=\"reinstalled\"} 2\n"));
+    assert!(text.contains("flowpin_guard_reinstalls_total{result=\"failed\"} 0\n"));
     assert_prometheus_text(&text);
     assert!(
         text.contains("flowpin_uplink_state{uplink=\"isp\\\"1\",state=\"down\"} 1\n"),

@@ -2,7 +2,7 @@
 //! the daemon under its lock. It decides nothing itself.
 //!
 //! Cadence: every 100 ms the flow sweep and the passive handshake check; every second the safety net
-//! behind the rtnetlink events (carriers, kernel refresh, failback); on every link, address or
+//! behind the rtnetlink events (carriers, kernel refresh, failback) and the forward guard's check; on every link, address or
 //! neighbour event the carriers and the kernel refresh; probe rounds as they come; SIGHUP reloads;
 //! SIGINT and SIGTERM end the loop.
 
@@ -80,5 +80,6 @@ fn on_tick(d: &mut Daemon, refresh: bool) {
         d.check_carriers();
         d.refresh();
         d.fail_back();
+        d.watch_guard();
     }
 }

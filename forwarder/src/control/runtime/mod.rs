@@ -8,6 +8,7 @@
 //! | `publish` | the one door to a new snapshot, and the history `explain` reads |
 //! | `refresh` | re-reading the kernel; XDP addresses and renumbered uplinks |
 //! | `uplink_state` | health changes, failover, failback, probe sources and routes |
+//! | `guard_watch` | re-installing the forward guard when it is gone |
 //! | `operator` | `flowpin uplink` drain, undrain, set-weight |
 //! | `reload` | re-reading the file: slot plan, what needs a restart, I/O rebuild |
 //! | `slot_totals` | per-slot counters that restart at 0 when a slot gets a new uplink |
@@ -27,6 +28,7 @@
 mod api_server;
 mod control_loop;
 mod flow_scan;
+mod guard_watch;
 mod io;
 mod kernel;
 mod operator;
@@ -106,6 +108,8 @@ struct Daemon {
     reloads_failed: u64,
     /// What the control socket and the metrics endpoint refused, displaced or timed out.
     surfaces: Arc<SurfaceCounters>,
+    /// Times the forward guard was found gone and re-installed.
+    guard_repairs: guard_watch::GuardRepairs,
 }
 
 /// The control plane's per-uplink state beyond the kernel facts.

@@ -25,6 +25,8 @@ impl Daemon {
         StatusReport {
             reloads: self.reloads,
             reloads_failed: self.reloads_failed,
+            guard_reinstalls: self.guard_repairs.reinstalled,
+            guard_reinstalls_failed: self.guard_repairs.failed,
             xdp: self.xdp_decisions(),
             uptime_s: now_ms / 1000,
             uplinks: self.uplink_statuses(&snapshot, &flows.per_slot),

@@ -8,12 +8,15 @@
 //! 4. build the first snapshot and the flow table;
 //! 5. load the XDP program, describe the interfaces and every address of the router's namespace to
 //!    it, open every worker's AF_XDP sockets and register them, attach the program to the LAN and
-//!    every uplink, and start the workers;
+//!    every uplink (links pinned in bpffs; a link an earlier flowpin left pinned gets the new program
+//!    in place, atomically; the pins of interfaces no longer configured are removed), and start the
+//!    workers;
 //! 6. bind the metrics endpoint, install the probe routes, serve the metrics and the control socket
 //!    on the control loop's tokio runtime, run the control loop until SIGINT or SIGTERM.
 //!
-//! Shutdown stops the workers, detaches the program, removes the socket and the probe routes; the
-//! guard stays.
+//! Shutdown stops the workers (closing their sockets empties the XSKMAP), removes the control socket
+//! and the probe routes. The pinned XDP links and the guard stay: a stopped flowpin fails closed like
+//! a crashed one, and the next start takes the links over (`flowpin remove-guard` removes both).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -34,7 +37,7 @@ use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
 use crate::datapath::{DatapathCounters, Flows, SnapshotCell};
 use crate::select::KeyHasher;
 use crate::worker::{Clock, WorkerPool};
-use crate::xdp::{AttachMode, XdpProgram};
+use crate::xdp::{AttachMode, PinDir, XdpProgram};
 use crate::xsk::XskConfig;
 
 /// How long start-up waits for the gateways' MACs before going on without them.
@@ -182,6 +185,7 @@ fn start_datapath(config_path: &Path, config: Config, queues: Vec<u32>) -> Resul
         reloads: 0,
         reloads_failed: 0,
         surfaces: Arc::default(),
+        guard_repairs: Default::default(),
     })
 }
 
@@ -232,6 +236,10 @@ fn load_program(
     facts: &[Option<UplinkFacts>],
 ) -> Result<XdpProgram> {
     let mut xdp = XdpProgram::load().context("loading the XDP program")?;
+    let pins = PinDir::prepare(config.datapath.pin_name(&config.lan.interface))
+        .context("preparing the bpffs directory the XDP links are pinned in")?;
+    tracing::info!(dir = %pins.path().display(), "XDP links are pinned here");
+    xdp.pin_links(pins);
     xdp.configure_lan(&config.lan.interface)?;
     xdp.set_host_addresses(&kernel::host_addresses(lan_address).unwrap_or_default())?;
     for (uplink, fact) in config.uplinks.iter().zip(facts) {
@@ -256,6 +264,9 @@ fn attach_everywhere(config: &Config, xdp: &mut XdpProgram) -> Result<()> {
         let mode = xdp.attach(&name, AttachMode::Auto)?;
         tracing::info!(interface = %name, ?mode, "XDP attached");
     }
+    for interface in xdp.unpin_unattached() {
+        tracing::info!(%interface, "no longer configured: its pinned XDP link removed (detached)");
+    }
     Ok(())
 }
 
@@ -271,7 +282,7 @@ fn bind_metrics(config: &Config) -> Result<Option<std::net::TcpListener>> {
         .transpose()
 }
 
-/// Stops the workers, detaches the program, removes the socket and the probe routes.
+/// Stops the workers, removes the socket and the probe routes; the pinned links stay attached.
 fn shut_down(daemon: &Mutex<Daemon>, socket_path: &Path) -> Result<()> {
     tracing::info!("stopping");
     let (mut xdp, workers) = {
@@ -288,6 +299,8 @@ fn shut_down(daemon: &Mutex<Daemon>, socket_path: &Path) -> Result<()> {
     }
     drop(xdp);
     let _ = std::fs::remove_file(socket_path);
-    tracing::info!("stopped; XDP detached, forward guard left in place");
+    tracing::info!(
+        "stopped; XDP links left pinned (transit dropped until the next start), forward guard left in place"
+    );
     Ok(())
 }
