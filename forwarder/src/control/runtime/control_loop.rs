@@ -1,10 +1,11 @@
 //! The control loop: waits for signals, ticks, kernel events and probe rounds, and dispatches each to
 //! the daemon under its lock. It decides nothing itself.
 //!
-//! Cadence: every 100 ms the flow sweep and the passive handshake check; every second the safety net
-//! behind the rtnetlink events (carriers, kernel refresh, failback) and the forward guard's check; on every link, address or
-//! neighbour event the carriers and the kernel refresh; probe rounds as they come; SIGHUP reloads;
-//! SIGINT and SIGTERM end the loop.
+//! Cadence: every 100 ms the flow sweep, the passive handshake check and the gateway re-asks; every
+//! second the safety net behind the rtnetlink events (carriers, kernel refresh, failback); on every
+//! link, address or neighbour event the carriers and the kernel refresh; probe rounds as they come;
+//! SIGHUP reloads; SIGINT and SIGTERM end the loop. The forward guard's check runs beside it, on a
+//! task of its own (`guard_watch`), because it starts a process.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub(super) async fn run(daemon: Arc<Mutex<Daemon>>) -> Result<()> {
     let (round_tx, mut rounds) = tokio::sync::mpsc::channel(4);
     let inputs = lock(&daemon).prober.clone();
     let prober = tokio::spawn(health::run_prober(inputs, round_tx));
+    let guard_watch = tokio::spawn(super::guard_watch::watch(Arc::clone(&daemon)));
     let link_changed = link_events::watch()?;
     let mut tick = tokio::time::interval(TICK);
     let mut ticks: u64 = 0;
@@ -46,6 +48,7 @@ pub(super) async fn run(daemon: Arc<Mutex<Daemon>>) -> Result<()> {
         }
     };
     prober.abort();
+    guard_watch.abort();
     result
 }
 
@@ -80,6 +83,5 @@ fn on_tick(d: &mut Daemon, refresh: bool) {
         d.check_carriers();
         d.refresh();
         d.fail_back();
-        d.watch_guard();
     }
 }
