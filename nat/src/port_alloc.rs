@@ -350,12 +350,12 @@ impl PortAllocator {
 
     /// The external port for internal endpoint `(address, port)`: its existing mapping with one more
     /// reference (EIM), else the preserved port if claimable, else an unpredictable claimable
-    /// candidate. `now` is in ms.
+    /// candidate. `now_ms` is daemon time in ms.
     ///
     /// # Errors
     /// [`AllocError::Exhausted`], [`AllocError::QuotaExceeded`], [`AllocError::HostTableFull`],
     /// [`AllocError::ReferencesExhausted`]. Nothing changes on error.
-    pub fn acquire(&self, address: Ipv4Addr, port: u16, now: u64) -> Result<u16, AllocError> {
+    pub fn acquire(&self, address: Ipv4Addr, port: u16, now_ms: u64) -> Result<u16, AllocError> {
         let endpoint = endpoint_of(address, port);
         let candidates = self.candidates(endpoint, port);
         'attempt: loop {
@@ -372,7 +372,7 @@ impl PortAllocator {
                 let raw = slot.load(Ordering::SeqCst);
                 if raw & OWNER_MASK != mine {
                     // Neither owned nor claimed by this endpoint: only claimability matters.
-                    let claimable_now = raw == 0 || (raw & TAG_MASK == 0 && raw <= now);
+                    let claimable_now = raw == 0 || (raw & TAG_MASK == 0 && raw <= now_ms);
                     if claimable_now && claimable.is_none() {
                         claimable = Some((current, candidate, raw));
                     }
@@ -468,9 +468,15 @@ impl PortAllocator {
         external_port: u16,
         address: Ipv4Addr,
         port: u16,
-        now: u64,
+        now_ms: u64,
     ) -> Result<Released, ReleaseError> {
-        self.release_for(external_port, address, port, now, self.config.quarantine_ms)
+        self.release_for(
+            external_port,
+            address,
+            port,
+            now_ms,
+            self.config.quarantine_ms,
+        )
     }
 
     /// Like [`Self::release`] for a reference whose flow never got an answer from the far side (an
@@ -486,9 +492,9 @@ impl PortAllocator {
         external_port: u16,
         address: Ipv4Addr,
         port: u16,
-        now: u64,
+        now_ms: u64,
     ) -> Result<Released, ReleaseError> {
-        self.release_for(external_port, address, port, now, 0)
+        self.release_for(external_port, address, port, now_ms, 0)
     }
 
     fn release_for(
@@ -496,7 +502,7 @@ impl PortAllocator {
         external_port: u16,
         address: Ipv4Addr,
         port: u16,
-        now: u64,
+        now_ms: u64,
         quarantine_ms: u64,
     ) -> Result<Released, ReleaseError> {
         let endpoint = endpoint_of(address, port);
@@ -518,7 +524,7 @@ impl PortAllocator {
                 }
                 continue;
             }
-            let until = now
+            let until = now_ms
                 .saturating_add(quarantine_ms)
                 .min(MAX_QUARANTINE_DEADLINE);
             let quarantined = if quarantine_ms == 0 { 0 } else { until.max(1) };
@@ -590,7 +596,7 @@ impl PortAllocator {
     /// out for changes (an uplink renumbered by DHCP), no remote can reach the old address through
     /// the NAT any more, so the ports it quarantined only keep the new address from using them. Owned
     /// and claiming ports are not touched; a port quarantined concurrently is either freed or kept.
-    pub fn end_quarantines(&self, now: u64) -> usize {
+    pub fn end_quarantines(&self, now_ms: u64) -> usize {
         let mut ended = 0;
         for slot in &*self.slots {
             let raw = slot.load(Ordering::SeqCst);
@@ -598,7 +604,7 @@ impl PortAllocator {
                 && slot
                     .compare_exchange(raw, 0, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok()
-                && until > now
+                && until > now_ms
             {
                 ended += 1;
             }
@@ -608,8 +614,8 @@ impl PortAllocator {
 
     /// True when `external_port` is quarantined at `now`.
     #[must_use]
-    pub fn is_quarantined(&self, external_port: u16, now: u64) -> bool {
-        matches!(self.slot(external_port).map(|s| decode(s.load(Ordering::SeqCst))), Some(Slot::Quarantined(t)) if t > now)
+    pub fn is_quarantined(&self, external_port: u16, now_ms: u64) -> bool {
+        matches!(self.slot(external_port).map(|s| decode(s.load(Ordering::SeqCst))), Some(Slot::Quarantined(t)) if t > now_ms)
     }
 
     /// Number of owned ports (O(range); for metrics, not the per-packet path).
@@ -649,7 +655,7 @@ impl PortAllocator {
                 match entry.compare_exchange(0, key, Ordering::SeqCst, Ordering::SeqCst) {
                     Ok(_) if key != 0 => return Some(entry),
                     Ok(_) => return None,
-                    Err(now) if now & !0xFFFF_FFFF == key => return Some(entry),
+                    Err(current) if current & !0xFFFF_FFFF == key => return Some(entry),
                     Err(_) => {}
                 }
             }
