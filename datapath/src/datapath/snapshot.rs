@@ -34,6 +34,18 @@ impl LanView {
     pub fn owns(&self, source: Ipv4Addr) -> bool {
         self.prefixes.iter().any(|p| p.contains(source))
     }
+
+    /// Whether `source`, inside the LAN prefixes, is an address no LAN host may send from: the
+    /// router's own LAN address, or a prefix's network or broadcast address (prefixes of /30 and
+    /// shorter; /31 and /32 have none, RFC 3021). Checked for a flow's first packet only.
+    #[inline]
+    pub fn is_reserved_source(&self, source: Ipv4Addr) -> bool {
+        source == self.address
+            || self
+                .prefixes
+                .iter()
+                .any(|p| p.prefix_len() <= 30 && (source == p.network() || source == p.broadcast()))
+    }
 }
 
 /// The external port pools of one uplink, one per protocol (RFC 7857 §5: mappings are per protocol;

@@ -82,10 +82,13 @@ pub fn explain(config: &Config) -> String {
     let nat = &config.nat;
     let _ = writeln!(
         out,
-        "\nNAT: external ports {} ({} per uplink address, at most {} per LAN host); filtering {}",
+        "\nNAT: external ports {} ({} per uplink address, {}); filtering {}",
         nat.port_range,
         nat.port_range.count(),
-        nat.ports_per_host,
+        nat.ports_per_host.map_or_else(
+            || "a LAN host over its fair share is refused first once 75 % are mapped".to_owned(),
+            |quota| format!("at most {quota} per LAN host")
+        ),
         nat.filtering
     );
     let _ = writeln!(

@@ -94,8 +94,10 @@ pub struct Nat {
     /// Which inbound packets a mapping admits.
     pub filtering: Filtering,
     /// Most mappings (external ports) one LAN host may hold per uplink address and protocol (RFC 6888
-    /// REQ-4): one host cannot take a whole uplink's range.
-    pub ports_per_host: u32,
+    /// REQ-4), a CGN-style hard quota; `None` (the default): no hard quota, only the fair share of a
+    /// pool under pressure limits a host (see `flowpin_nat::port_alloc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports_per_host: Option<u32>,
     /// Whether a new flow that finds the flow table full may remove never-answered flows to make room
     /// (conntrack's early drop; their ports are freed without quarantine). Off (the default): a full
     /// table refuses the new flow and nothing is evicted.
@@ -108,8 +110,6 @@ pub struct Nat {
 }
 
 impl Nat {
-    /// Default per-host quota of mappings.
-    pub const DEFAULT_PORTS_PER_HOST: u32 = 4096;
     /// Default sustained rate of port-exhaustion answers per worker.
     pub const DEFAULT_PORT_EXHAUSTED_ICMP_PER_S: u32 = 100;
     /// Default burst of port-exhaustion answers per worker.

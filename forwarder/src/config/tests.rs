@@ -594,7 +594,7 @@ mod generated {
                     (1024u16..30000, 0u16..2000),
                     (120u32..1000, 7440u32..9000, 240u32..500, 60u32..200),
                     (0u32..1000, 1u32..1000),
-                    1u32..=1024,
+                    prop::option::of(1u32..=1024),
                     any::<bool>(),
                 );
                 let datapath = (
@@ -670,7 +670,7 @@ mod generated {
                         },
                         udp_refresh_on_inbound: refresh,
                         filtering,
-                        ports_per_host: ports_per_host.min(u32::from(extra) + 1),
+                        ports_per_host: ports_per_host.map(|quota| quota.min(u32::from(extra) + 1)),
                         early_drop_unanswered,
                         port_exhausted_icmp_per_s,
                         port_exhausted_icmp_burst,
@@ -808,16 +808,16 @@ fn early_drop_of_unanswered_flows_is_off_unless_asked_for() {
 }
 
 #[test]
-fn the_per_host_port_quota_defaults_to_4096_and_is_bounded_by_the_range() {
+fn the_per_host_port_quota_is_opt_in_and_bounded_by_the_range() {
     let config = parse(BASE, "flowpin.toml", None).unwrap();
-    assert_eq!(config.nat.ports_per_host, 4096);
+    assert_eq!(config.nat.ports_per_host, None, "no hard quota by default");
     let text = format!("{BASE}[nat]\nport_range = \"20000-20999\"\nports_per_host = 1000\n");
     assert_eq!(
         parse(&text, "flowpin.toml", None)
             .unwrap()
             .nat
             .ports_per_host,
-        1000,
+        Some(1000),
         "the whole range"
     );
     assert_single_error(

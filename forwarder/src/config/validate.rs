@@ -221,7 +221,7 @@ impl Checker<'_> {
             timeouts: Timeouts::DEFAULT,
             udp_refresh_on_inbound: false,
             filtering: Default::default(),
-            ports_per_host: Nat::DEFAULT_PORTS_PER_HOST,
+            ports_per_host: None,
             early_drop_unanswered: false,
             port_exhausted_icmp_per_s: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_PER_S,
             port_exhausted_icmp_burst: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_BURST,
@@ -271,7 +271,7 @@ impl Checker<'_> {
                 );
                 self.fail(quota.span(), "nat.ports_per_host", message);
             }
-            nat.ports_per_host = quota.into_inner();
+            nat.ports_per_host = Some(quota.into_inner());
         }
         self.rate_limit(
             "nat.port_exhausted_icmp",

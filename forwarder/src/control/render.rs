@@ -166,6 +166,11 @@ fn refusals(out: &mut String, s: &StatusReport) {
         "flows early-dropped (no reply, table full): {}",
         s.flows_early_dropped
     );
+    let _ = writeln!(
+        out,
+        "flows spilled to another uplink (host over its share): {}",
+        s.flows_spilled
+    );
     if !s.icmp_suppressed.is_empty() {
         let kinds: Vec<String> = s
             .icmp_suppressed
@@ -307,6 +312,7 @@ mod tests {
         use crate::control::api::{WorkerStatus, XskSocketStatus};
         let s = StatusReport {
             flows_early_dropped: 17,
+            flows_spilled: 5,
             icmp_suppressed: vec![("net_unreachable".into(), 2), ("port_exhausted".into(), 5)],
             workers: vec![WorkerStatus {
                 index: 0,
@@ -353,6 +359,7 @@ mod tests {
         );
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["flows_early_dropped"], 17);
+        assert_eq!(json["flows_spilled"], 5);
         assert_eq!(json["icmp_suppressed"][1][0], "port_exhausted");
         assert_eq!(json["icmp_suppressed"][1][1], 5);
         let lan = &json["workers"][0]["sockets"][0];

@@ -47,7 +47,10 @@ pub fn timeouts(config: &Config) -> Timeouts {
 pub fn uplink_nat(config: &Config) -> UplinkNat {
     let range = flowpin_nat::PortRange::from(config.nat.port_range);
     let ports = PortAllocatorConfig {
-        per_host_quota: config.nat.ports_per_host,
+        per_host_quota: config
+            .nat
+            .ports_per_host
+            .unwrap_or(flowpin_nat::port_alloc::NO_HARD_QUOTA),
         ..PortAllocatorConfig::new(range)
     };
     UplinkNat {

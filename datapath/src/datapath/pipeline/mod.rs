@@ -16,8 +16,10 @@
 //! - a packet from an uplink too big for the LAN with DF set is answered with an ICMP fragmentation
 //!   needed from that uplink's address, out of that uplink, within its own token bucket
 //!   ([`Snapshot::frag_needed_to_uplink`]); it never carries another uplink's address;
-//! - a new LAN flow that gets no external port (range exhausted, host quota reached) is dropped under
-//!   its NAT reason and, within its own token bucket ([`Snapshot::port_exhausted_icmp`]), answered with
+//! - a new LAN flow from the router's own LAN address or a LAN prefix's network or broadcast address
+//!   is dropped (`lan_reserved_source`) and creates nothing;
+//! - a new LAN flow that gets no external port (range exhausted, host over its fair share or hard
+//!   quota, host table full) is dropped under its NAT reason and, within its own token bucket ([`Snapshot::port_exhausted_icmp`]), answered with
 //!   an ICMP administratively prohibited (3/13); nothing is evicted for it either;
 //! - passive health signal: a new outbound TCP flow opened by a SYN counts as a handshake started on its
 //!   uplink, and the first SYN-ACK that moves its tracker from "SYN sent" to established as answered
@@ -136,9 +138,11 @@ impl Pipeline<'_> {
             None => match self.new_flow(frame, parsed) {
                 Ok(hit) => hit,
                 Err(DropReason::NoUplink) => return self.no_uplink(frame, len, parsed),
-                Err(DropReason::NatAllocation(
-                    error @ (AllocError::Exhausted | AllocError::QuotaExceeded),
-                )) => return self.port_exhausted(frame, len, parsed, error),
+                Err(DropReason::NatAllocation(error))
+                    if error != AllocError::ReferencesExhausted =>
+                {
+                    return self.port_exhausted(frame, len, parsed, error);
+                }
                 Err(reason) => return Err(reason),
             },
         };

@@ -132,11 +132,14 @@ fn four_ports() -> Settings {
 #[test]
 fn a_new_flow_without_a_free_port_gets_administratively_prohibited_within_its_budget() {
     let mut rig = Rig::new(four_ports(), true);
-    // HOST2 holds one port (a hairpin target), HOST the three others.
+    // HOST2 holds two ports (one a hairpin target), HOST the two others: each its fair share, so
+    // the range, not a share, is what runs out.
     let mut target = udp(HOST2, 6000, SERVER, 3478, HOST2_MAC);
     assert!(rig.process(PortId::LAN, &mut target).port().is_some());
     let (target_ip, target_port, _, _) = endpoint(&target);
-    for sport in 5000..5003 {
+    let mut second = udp(HOST2, 6001, SERVER, 3478, HOST2_MAC);
+    assert!(rig.process(PortId::LAN, &mut second).port().is_some());
+    for sport in 5000..5002 {
         let mut out = udp(HOST, sport, SERVER, 7777, HOST_MAC);
         assert_eq!(
             rig.process(PortId::LAN, &mut out).port(),
@@ -144,7 +147,7 @@ fn a_new_flow_without_a_free_port_gets_administratively_prohibited_within_its_bu
         );
     }
     let exhausted = DropReason::NatAllocation(flowpin_nat::AllocError::Exhausted);
-    let outbound = udp(HOST, 5003, SERVER, 7777, HOST_MAC);
+    let outbound = udp(HOST, 5002, SERVER, 7777, HOST_MAC);
     let hairpin = udp(HOST, 5004, target_ip.octets(), target_port, HOST_MAC);
     for offending in [outbound.clone(), hairpin] {
         let mut frame = offending.clone();
