@@ -127,8 +127,8 @@ pub struct Snapshot {
     /// How many ICMP fragmentation needed answers each worker may send out of an uplink to remote
     /// senders of packets too big for the LAN.
     pub frag_needed_to_uplink: super::RateLimit,
-    /// Whether a new flow that finds the table full may early-drop never-answered flows
-    /// ([`super::Flows::early_drop`]); when false a full table refuses it and evicts nothing.
+    /// Whether the ports of unconfirmed flows early-dropped from a full table
+    /// ([`super::Flows::early_drop`]) are freed at once; when false they keep their quarantine.
     pub early_drop_unanswered: bool,
 }
 

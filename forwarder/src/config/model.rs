@@ -98,9 +98,9 @@ pub struct Nat {
     /// pool under pressure limits a host (see `flowpin_nat::port_alloc`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ports_per_host: Option<u32>,
-    /// Whether a new flow that finds the flow table full may remove never-answered flows to make room
-    /// (conntrack's early drop; their ports are freed without quarantine). Off (the default): a full
-    /// table refuses the new flow and nothing is evicted.
+    /// Whether the ports of unconfirmed flows removed to make room in a full flow table (always
+    /// done, like conntrack's early drop) are freed at once. Off (the default): they keep their
+    /// 120 s quarantine (RFC 6888 REQ-8).
     pub early_drop_unanswered: bool,
     /// A new flow refused because its uplink's ports ran out or its host holds its quota gets an
     /// ICMP administratively prohibited (3/13): at most this many per second per worker (0: none).

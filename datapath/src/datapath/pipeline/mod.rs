@@ -8,8 +8,9 @@
 //! - only a packet arriving from the LAN, from a LAN prefix, creates a flow; inbound packets without a
 //!   flow are dropped and create nothing;
 //! - every frame not transmitted is counted under exactly one [`DropReason`];
-//! - a full flow table refuses a new flow (`flow_table_full`) and evicts nothing, unless the snapshot
-//!   allows early drop of never-answered flows ([`Snapshot::early_drop_unanswered`]);
+//! - a full flow table makes room by early-dropping unconfirmed flows (not yet seen both ways,
+//!   [`Flows::early_drop`]); when every flow it looks at is confirmed it refuses the new flow
+//!   (`flow_table_full`): a confirmed flow is never evicted;
 //! - viability guard: a new LAN flow that no uplink can take is dropped (`no_uplink`) and, within the
 //!   worker's token bucket ([`Snapshot::net_unreachable`]), answered in place with an ICMP net unreachable
 //!   to the host; nothing is evicted for it;

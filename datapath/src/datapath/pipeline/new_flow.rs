@@ -241,15 +241,20 @@ impl Pipeline<'_> {
     }
 
     /// Inserts a new flow under both keys; `(hit, true)` if this call created it, `(winner, false)` if
-    /// another worker's first packet of the same flow won the race. A full table refuses the flow
-    /// (`flow_table_full`, nothing evicted) unless [`Snapshot::early_drop_unanswered`] is on: then it
-    /// gets one early drop of never-answered flows (see [`Flows::early_drop`]) and one more try.
+    /// another worker's first packet of the same flow won the race. A full table gets one early drop
+    /// of unconfirmed flows (see [`Flows::early_drop`]; their ports are quarantined, or freed at once
+    /// when [`Snapshot::early_drop_unanswered`] is on) and one more try; with none to drop it refuses
+    /// the flow (`flow_table_full`): confirmed flows are never evicted.
     fn insert(&self, value: FlowValue) -> Result<(Hit, bool), DropReason> {
         match self.try_insert(value) {
-            Err(DropReason::FlowTableFull) if self.snapshot.early_drop_unanswered => {
+            Err(DropReason::FlowTableFull) => {
                 let dropped = self.flows.early_drop(self.now_ms, |removed| {
-                    self.snapshot
-                        .release_unanswered_mapping(removed, self.now_ms);
+                    if self.snapshot.early_drop_unanswered {
+                        self.snapshot
+                            .release_unanswered_mapping(removed, self.now_ms);
+                    } else {
+                        self.snapshot.release_mapping(removed, self.now_ms);
+                    }
                 });
                 if dropped == 0 {
                     return Err(DropReason::FlowTableFull);
@@ -269,8 +274,12 @@ impl Pipeline<'_> {
             self.now_ms,
         ) {
             Ok(Insertion::Inserted(handle)) => {
-                self.flows
-                    .on_inserted(handle, value.protocol(), self.now_ms);
+                self.flows.on_inserted(
+                    handle,
+                    value.protocol(),
+                    value.placement != Placement::OpenedFromOutside,
+                    self.now_ms,
+                );
                 let hit = Hit {
                     handle,
                     side: Side::Lan,
