@@ -493,7 +493,8 @@ fn explain_tells_shares_policies_and_eim() {
     assert!(voip < office);
     assert!(
         text.contains(
-            "external ports 10000-32767 (22768 per uplink address, at most 4096 per LAN host)"
+            "external ports 10000-32767 (22768 per uplink address, a LAN host over its fair share \
+             is refused first once 75 % are mapped)"
         ),
         "{text}"
     );
