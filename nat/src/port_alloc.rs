@@ -37,7 +37,8 @@
 //! - The last `release` of a port quarantines it for `quarantine_ms` (default 120 s), until
 //!   [`PortAllocator::end_quarantines`] ends every quarantine at once (the address changed).
 //! - No global lock: `acquire` claims a port by CAS to "claiming", checks the endpoint's other candidates
-//!   for a concurrent claim (the lowest candidate position wins, the others back out), then publishes
+//!   for a concurrent claim (the lowest candidate position wins, the others back out), takes the
+//!   host's share (so racing first packets of one endpoint never refuse each other), then publishes
 //!   ownership. Acquires for *different* endpoints never wait for each other; two acquires for the same
 //!   endpoint may spin briefly until one of them publishes.
 //! - Exhaustion is reported when all candidates of an endpoint are owned or quarantined. With `K`
@@ -429,7 +430,6 @@ impl PortAllocator {
             let Some((claim_position, claim_port, observed)) = claimable else {
                 return Err(AllocError::Exhausted);
             };
-            self.take_quota(address)?;
             let Some(slot) = self.slot(claim_port) else {
                 return Err(AllocError::Exhausted);
             };
@@ -442,15 +442,19 @@ impl PortAllocator {
                 )
                 .is_err()
             {
-                self.give_quota(address);
                 continue 'attempt;
             }
             // Phase 2: back out if another claim or mapping for this endpoint exists.
             if self.conflicting_claim(endpoint, &candidates, claim_position) {
                 slot.store(observed, Ordering::SeqCst);
-                self.give_quota(address);
                 spin();
                 continue 'attempt;
+            }
+            // Only the endpoint's one surviving claim counts against the host: two first packets
+            // of one endpoint never refuse each other its share.
+            if let Err(error) = self.take_quota(address) {
+                slot.store(observed, Ordering::SeqCst);
+                return Err(error);
             }
             slot.store(owned(endpoint, 1), Ordering::SeqCst);
             return Ok(claim_port);
