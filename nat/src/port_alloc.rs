@@ -12,10 +12,12 @@
 //!
 //! # Per-host limits: a fair share under pressure
 //! A host may take ports freely while the pool is not under pressure. Once `pressure_percent` of the
-//! range is mapped, a host holding its fair share (the range divided by the hosts holding mappings)
-//! or more is refused ([`AllocError::FairShareExceeded`]) while hosts below it are still served: one
-//! busy host (a downstream NAT, a server, a torrent client) uses an idle pool whole, and gives way
-//! when others need ports. The CGN-style hard quota (RFC 6888 REQ-4, `per_host_quota`,
+//! range is mapped, a host holding its fair share or more is refused
+//! ([`AllocError::FairShareExceeded`]) while hosts below it are still served. The fair share keeps
+//! room for one more host: the range divided by (the hosts holding mappings + 1). So one busy host
+//! (a downstream NAT, a server, a torrent client) takes up to `pressure_percent` of an idle pool
+//! (half of it at least), and a host that comes later still finds ports; a flood from one host
+//! cannot take the whole range. The CGN-style hard quota (RFC 6888 REQ-4, `per_host_quota`,
 //! [`AllocError::QuotaExceeded`]) is off by default ([`NO_HARD_QUOTA`]). A host new to a full host
 //! table gets [`AllocError::HostTableFull`].
 //!
@@ -665,21 +667,22 @@ impl PortAllocator {
         &self.hosts
     }
 
-    /// The most mappings a host may hold now: its fair share while the pool is under pressure,
-    /// else no limit (see the module docs). A host new to the pool counts itself among the hosts.
-    fn fair_share(&self, new_host: bool) -> u32 {
+    /// The most mappings a host may hold now: while the pool is under pressure, its fair share with
+    /// room kept for one more host (the range divided by the hosts holding mappings plus one), else
+    /// no limit (see the module docs).
+    fn fair_share(&self) -> u32 {
         let range = self.config.range.len() as u64;
         let pressure = range * u64::from(self.config.pressure_percent) / 100;
         if self.hosts.total() < pressure {
             return u32::MAX;
         }
-        let hosts = (self.hosts.live() + usize::from(new_host)).max(1) as u64;
+        let hosts = self.hosts.live() as u64 + 1;
         u32::try_from(range / hosts).unwrap_or(u32::MAX).max(1)
     }
 
     fn take_quota(&self, address: Ipv4Addr) -> Result<(), AllocError> {
         let hard = self.config.per_host_quota;
-        let allowed = |held: u32| held < hard && held < self.fair_share(held == 0);
+        let allowed = |held: u32| held < hard && held < self.fair_share();
         self.hosts
             .take(address, allowed)
             .map_err(|error| match error {
@@ -819,7 +822,7 @@ mod tests {
 
     #[test]
     fn ending_quarantines_frees_quarantined_ports_and_leaves_owned_ones() {
-        let a = allocator(20000, 20002, |_| {});
+        let a = allocator(20000, 20002, |c| c.pressure_percent = 100);
         assert_eq!(a.acquire(HOST, 20000, 0), Ok(20000));
         assert_eq!(a.acquire(HOST, 20001, 0), Ok(20001));
         assert_eq!(a.acquire(HOST, 20002, 0), Ok(20002));
@@ -885,7 +888,10 @@ mod tests {
 
     #[test]
     fn exact_mode_fills_an_odd_sized_range_completely() {
-        let a = allocator(2000, 2012, |c| c.candidates = 13);
+        let a = allocator(2000, 2012, |c| {
+            c.candidates = 13;
+            c.pressure_percent = 100;
+        });
         let ports: HashSet<u16> = (0..13)
             .map(|i| a.acquire(Ipv4Addr::new(10, 0, 0, 1), 40000 + i, 0).unwrap())
             .collect();
@@ -898,7 +904,7 @@ mod tests {
 
     #[test]
     fn the_default_candidates_fill_most_of_a_range_before_exhaustion() {
-        let a = allocator(10240, 11263, |c| c.per_host_quota = 100_000);
+        let a = allocator(10240, 11263, |c| c.pressure_percent = 100);
         let mut mapped = 0u32;
         for i in 0.. {
             let host = Ipv4Addr::from_bits(0x0A00_0000 | (i >> 10));
@@ -948,7 +954,7 @@ mod tests {
     }
 
     /// The weight test that found the old default quota (4096): one host, 8192 endpoints, one pool
-    /// nobody else uses. No pressure from others, so no limit.
+    /// nobody else uses, below the pressure mark: no limit.
     #[test]
     fn one_host_alone_may_use_the_pool_beyond_the_old_quota() {
         let a = allocator(1024, 65535, |_| {});
@@ -961,38 +967,43 @@ mod tests {
     #[test]
     fn under_pressure_a_host_over_its_fair_share_is_refused_first() {
         // 100 ports, pressure from 75 mapped; every candidate probed, so only the share refuses.
-        let a = allocator(2000, 2099, |c| c.candidates = 100);
-        for port in 0..80 {
+        let a = allocator(2000, 2099, |c| {
+            c.candidates = 100;
+            c.quarantine_ms = 0;
+        });
+        for port in 0..75 {
             a.acquire(HOST, 10_000 + port, 0).unwrap();
         }
-        // Alone, HOST's fair share is the whole pool: pressure alone refuses nobody.
-        assert_eq!(a.host_mappings(HOST), 80);
-        assert!(
-            a.acquire(OTHER, 10_000, 0).is_ok(),
-            "a newcomer is below its share"
-        );
+        // Alone under pressure, HOST's share keeps room for one more host: 100 / 2.
         assert_eq!(
             a.acquire(HOST, 20_000, 0),
             Err(AllocError::FairShareExceeded),
-            "two hosts: HOST's share is 50, it holds 80"
+            "a lone host stops at the pressure mark"
         );
-        for port in 1..15 {
-            assert!(
-                a.acquire(OTHER, 10_000 + port, 0).is_ok(),
-                "OTHER holds {port}"
-            );
-        }
         assert!(
             a.acquire(HOST, 10_000, 0).is_ok(),
             "an existing mapping still takes references"
         );
-        for port in 0..40 {
+        for port in 0..25 {
+            assert!(
+                a.acquire(OTHER, 10_000 + port, 0).is_ok(),
+                "a newcomer finds ports: {port}"
+            );
+        }
+        assert_eq!(a.mapped_ports(), 100);
+        assert_eq!(
+            a.acquire(Ipv4Addr::new(10, 0, 0, 3), 1, 0),
+            Err(AllocError::Exhausted),
+            "the range, not a share, runs out last"
+        );
+        a.release(port_of(&a, HOST, 10_000), HOST, 10_000, 0)
+            .unwrap();
+        for port in 0..45 {
             a.release(port_of(&a, HOST, 10_000 + port), HOST, 10_000 + port, 0)
                 .unwrap();
         }
-        a.release(port_of(&a, HOST, 10_000), HOST, 10_000, 0)
-            .unwrap();
-        assert!(a.acquire(HOST, 20_000, 0).is_ok(), "below its share again");
+        // HOST holds 30, OTHER 25: 55 mapped, no pressure, no limit.
+        assert!(a.acquire(HOST, 20_000, 0).is_ok(), "no pressure again");
         assert!(!AllocError::Exhausted.is_share_refusal());
         assert!(AllocError::FairShareExceeded.is_share_refusal());
     }
