@@ -99,8 +99,8 @@ pub struct Nat {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ports_per_host: Option<u32>,
     /// Whether the ports of unconfirmed flows removed to make room in a full flow table (always
-    /// done, like conntrack's early drop) are freed at once. Off (the default): they keep their
-    /// 120 s quarantine (RFC 6888 REQ-8).
+    /// done, like conntrack's early drop) are freed at once (the default). Off: they keep their
+    /// 120 s quarantine (RFC 6888 REQ-8), and a flood of new endpoints can park the whole range.
     pub early_drop_unanswered: bool,
     /// A new flow refused because its uplink's ports ran out or its host holds its quota gets an
     /// ICMP administratively prohibited (3/13): at most this many per second per worker (0: none).

@@ -796,12 +796,12 @@ fn health_errors_name_their_line_and_field() {
 }
 
 #[test]
-fn early_drop_of_unanswered_flows_is_off_unless_asked_for() {
+fn early_dropped_ports_are_freed_at_once_unless_quarantine_is_asked_for() {
     let config = parse(BASE, "flowpin.toml", None).unwrap();
-    assert!(!config.nat.early_drop_unanswered, "strict by default");
-    let text = format!("{BASE}[nat]\nearly_drop_unanswered = true\n");
+    assert!(config.nat.early_drop_unanswered, "freed at once by default");
+    let text = format!("{BASE}[nat]\nearly_drop_unanswered = false\n");
     assert!(
-        parse(&text, "flowpin.toml", None)
+        !parse(&text, "flowpin.toml", None)
             .unwrap()
             .nat
             .early_drop_unanswered

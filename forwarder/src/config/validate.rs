@@ -222,7 +222,7 @@ impl Checker<'_> {
             udp_refresh_on_inbound: false,
             filtering: Default::default(),
             ports_per_host: None,
-            early_drop_unanswered: false,
+            early_drop_unanswered: true,
             port_exhausted_icmp_per_s: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_PER_S,
             port_exhausted_icmp_burst: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_BURST,
         };

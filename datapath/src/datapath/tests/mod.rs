@@ -69,7 +69,7 @@ impl Default for Settings {
             max_hosts: 4096,
             stickiness: Stickiness::Endpoint,
             endpoint_independent_filtering: false,
-            early_drop_unanswered: false,
+            early_drop_unanswered: true,
             net_unreachable: RateLimit {
                 per_second: 100,
                 burst: 50,
