@@ -26,6 +26,11 @@ impl Ipv4Prefix {
         Ipv4Addr::from(self.network)
     }
 
+    /// The highest address of the prefix (its broadcast address when it has one).
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.network | !mask(self.len))
+    }
+
     /// The prefix length in bits.
     pub fn prefix_len(&self) -> u8 {
         self.len

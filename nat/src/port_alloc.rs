@@ -7,8 +7,19 @@
 //! - tag `10` + internal endpoint (address 32 bits, port 16 bits) + reference count (14 bits): owned;
 //! - tag `11` + internal endpoint: being claimed (a short-lived state inside [`PortAllocator::acquire`]).
 //!
-//! A fixed table of `AtomicU64` (`hosts`, open addressing, entries never removed) counts the mappings
-//! each internal address holds, for the per-host quota (RFC 6888 REQ-4).
+//! A [`HostTable`] counts the mappings each internal address holds and forgets an address with its
+//! last mapping.
+//!
+//! # Per-host limits: a fair share under pressure
+//! A host may take ports freely while the pool is not under pressure. Once `pressure_percent` of the
+//! range is mapped, a host holding its fair share or more is refused
+//! ([`AllocError::FairShareExceeded`]) while hosts below it are still served. The fair share keeps
+//! room for one more host: the range divided by (the hosts holding mappings + 1). So one busy host
+//! (a downstream NAT, a server, a torrent client) takes up to `pressure_percent` of an idle pool
+//! (half of it at least), and a host that comes later still finds ports; a flood from one host
+//! cannot take the whole range. The CGN-style hard quota (RFC 6888 REQ-4, `per_host_quota`,
+//! [`AllocError::QuotaExceeded`]) is off by default ([`NO_HARD_QUOTA`]). A host new to a full host
+//! table gets [`AllocError::HostTableFull`].
 //!
 //! # Candidates
 //! For internal endpoint `E = (address, port)` the candidate external ports are, in order: `E.port`
@@ -28,7 +39,8 @@
 //! - The last `release` of a port quarantines it for `quarantine_ms` (default 120 s), until
 //!   [`PortAllocator::end_quarantines`] ends every quarantine at once (the address changed).
 //! - No global lock: `acquire` claims a port by CAS to "claiming", checks the endpoint's other candidates
-//!   for a concurrent claim (the lowest candidate position wins, the others back out), then publishes
+//!   for a concurrent claim (the lowest candidate position wins, the others back out), takes the
+//!   host's share (so racing first packets of one endpoint never refuse each other), then publishes
 //!   ownership. Acquires for *different* endpoints never wait for each other; two acquires for the same
 //!   endpoint may spin briefly until one of them publishes.
 //! - Exhaustion is reported when all candidates of an endpoint are owned or quarantined. With `K`
@@ -38,9 +50,13 @@
 //!   grows linearly with `K` (see `benches/datapath.rs`); `release` and `owner_of` are O(1).
 
 use crate::port_range::PortRange;
+pub use host_table::HostTable;
+use host_table::TakeError;
 use std::hash::{BuildHasher, RandomState};
 use std::net::Ipv4Addr;
 use sync::{AtomicU64, Ordering, spin};
+
+pub mod host_table;
 
 /// The atomics and the spin hint, swapped for shuttle's under `--cfg shuttle` so its scheduler can
 /// explore the interleavings of concurrent acquires (see the `shuttle_tests` module).
@@ -70,14 +86,19 @@ const OWNER_MASK: u64 = (1 << 63) | ENDPOINT_MASK;
 /// The most references one mapping can hold (flows sharing one internal endpoint).
 pub const MAX_REFERENCES: u32 = (1 << ENDPOINT_SHIFT) - 1;
 const MAX_QUARANTINE_DEADLINE: u64 = (1 << 62) - 1;
+/// `per_host_quota` meaning "no hard quota": only the fair share under pressure limits a host.
+pub const NO_HARD_QUOTA: u32 = u32::MAX;
 
 /// Configuration of one allocator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortAllocatorConfig {
     /// External ports (or ICMP ids) to hand out.
     pub range: PortRange,
-    /// Most mappings one internal address may hold (RFC 6888 REQ-4).
+    /// Most mappings one internal address may hold (RFC 6888 REQ-4); [`NO_HARD_QUOTA`]: none.
     pub per_host_quota: u32,
+    /// The pool is under pressure once this percentage of its range is mapped: then hosts holding
+    /// their fair share or more are refused (see the module docs).
+    pub pressure_percent: u8,
     /// How long a released port stays unused, in ms (RFC 6888 REQ-8: 120 s).
     pub quarantine_ms: u64,
     /// Hashed candidates probed per endpoint besides the preserved port (`K` in the module docs).
@@ -89,13 +110,14 @@ pub struct PortAllocatorConfig {
 }
 
 impl PortAllocatorConfig {
-    /// Defaults for TCP / UDP over `range`: quota 4096 per host, 120 s quarantine, 128 candidates,
-    /// 4096 hosts, port class kept.
+    /// Defaults for TCP / UDP over `range`: no hard quota, fair shares once 75 % of the range is
+    /// mapped, 120 s quarantine, 128 candidates, 4096 hosts, port class kept.
     #[must_use]
     pub const fn new(range: PortRange) -> Self {
         Self {
             range,
-            per_host_quota: 4096,
+            per_host_quota: NO_HARD_QUOTA,
+            pressure_percent: 75,
             quarantine_ms: 120_000,
             candidates: 128,
             max_hosts: 4096,
@@ -119,15 +141,19 @@ pub enum AllocError {
     /// The endpoint's mapping already carries [`MAX_REFERENCES`] flows.
     #[error("mapping reference count at its maximum")]
     ReferencesExhausted,
+    /// The pool is under pressure and the host already holds its fair share of it.
+    #[error("internal host holds its fair share of a pool under pressure")]
+    FairShareExceeded,
 }
 
 impl AllocError {
     /// Every variant, in declaration order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Exhausted,
         Self::QuotaExceeded,
         Self::HostTableFull,
         Self::ReferencesExhausted,
+        Self::FairShareExceeded,
     ];
 
     /// A stable snake_case counter name.
@@ -138,7 +164,17 @@ impl AllocError {
             Self::QuotaExceeded => "nat_host_quota_exceeded",
             Self::HostTableFull => "nat_host_table_full",
             Self::ReferencesExhausted => "nat_mapping_references_exhausted",
+            Self::FairShareExceeded => "nat_host_over_fair_share",
         }
+    }
+}
+
+impl AllocError {
+    /// Whether the refusal is about the host's share (fair share under pressure, or the hard quota)
+    /// rather than the pool: another pool may still serve the host.
+    #[must_use]
+    pub const fn is_share_refusal(self) -> bool {
+        matches!(self, Self::QuotaExceeded | Self::FairShareExceeded)
     }
 }
 
@@ -166,7 +202,7 @@ pub enum Released {
 pub struct PortAllocator {
     config: PortAllocatorConfig,
     slots: Box<[AtomicU64]>,
-    hosts: Box<[AtomicU64]>,
+    hosts: HostTable,
     secret: RandomState,
     low_class: PortRange,
     high_class: PortRange,
@@ -289,15 +325,10 @@ impl PortAllocator {
         let range = config.range;
         let low_class = range.intersect(1, 1023).unwrap_or(range);
         let high_class = range.intersect(1024, u16::MAX).unwrap_or(range);
-        let host_capacity = config
-            .max_hosts
-            .max(1)
-            .saturating_mul(2)
-            .next_power_of_two();
         Self {
             config,
             slots: (0..range.len()).map(|_| AtomicU64::new(0)).collect(),
-            hosts: (0..host_capacity).map(|_| AtomicU64::new(0)).collect(),
+            hosts: HostTable::new(config.max_hosts),
             secret: RandomState::new(),
             low_class,
             high_class,
@@ -401,7 +432,6 @@ impl PortAllocator {
             let Some((claim_position, claim_port, observed)) = claimable else {
                 return Err(AllocError::Exhausted);
             };
-            self.take_quota(address)?;
             let Some(slot) = self.slot(claim_port) else {
                 return Err(AllocError::Exhausted);
             };
@@ -414,15 +444,19 @@ impl PortAllocator {
                 )
                 .is_err()
             {
-                self.give_quota(address);
                 continue 'attempt;
             }
             // Phase 2: back out if another claim or mapping for this endpoint exists.
             if self.conflicting_claim(endpoint, &candidates, claim_position) {
                 slot.store(observed, Ordering::SeqCst);
-                self.give_quota(address);
                 spin();
                 continue 'attempt;
+            }
+            // Only the endpoint's one surviving claim counts against the host: two first packets
+            // of one endpoint never refuse each other its share.
+            if let Err(error) = self.take_quota(address) {
+                slot.store(observed, Ordering::SeqCst);
+                return Err(error);
             }
             slot.store(owned(endpoint, 1), Ordering::SeqCst);
             return Ok(claim_port);
@@ -630,59 +664,42 @@ impl PortAllocator {
     /// Mappings held by internal `address`.
     #[must_use]
     pub fn host_mappings(&self, address: Ipv4Addr) -> u32 {
-        self.host_entry(address, false).map_or(0, |entry| {
-            u32::try_from(entry.load(Ordering::SeqCst) & 0xFFFF_FFFF).unwrap_or(0)
-        })
+        self.hosts.held(address)
     }
 
-    /// The quota entry of `address` (inserting it when `insert`).
-    fn host_entry(&self, address: Ipv4Addr, insert: bool) -> Option<&AtomicU64> {
-        let mask = self.hosts.len() - 1;
-        let key = u64::from(address.to_bits()) << 32;
-        let mut index =
-            usize::try_from(self.secret.hash_one(address.to_bits())).unwrap_or(0) & mask;
-        for _ in 0..self.hosts.len() {
-            let entry = &self.hosts[index];
-            let raw = entry.load(Ordering::SeqCst);
-            if raw != 0 && raw & !0xFFFF_FFFF == key {
-                return Some(entry);
-            }
-            if raw == 0 {
-                if !insert {
-                    return None;
-                }
-                // 0.0.0.0 would look like an empty entry; it is a martian and never translated.
-                match entry.compare_exchange(0, key, Ordering::SeqCst, Ordering::SeqCst) {
-                    Ok(_) if key != 0 => return Some(entry),
-                    Ok(_) => return None,
-                    Err(current) if current & !0xFFFF_FFFF == key => return Some(entry),
-                    Err(_) => {}
-                }
-            }
-            index = (index + 1) & mask;
+    /// The per-host counts (hosts holding mappings, their sum, the table's size).
+    #[must_use]
+    pub const fn hosts(&self) -> &HostTable {
+        &self.hosts
+    }
+
+    /// The most mappings a host may hold now: while the pool is under pressure, its fair share with
+    /// room kept for one more host (the range divided by the hosts holding mappings plus one), else
+    /// no limit (see the module docs).
+    fn fair_share(&self) -> u32 {
+        let range = self.config.range.len() as u64;
+        let pressure = range * u64::from(self.config.pressure_percent) / 100;
+        if self.hosts.total() < pressure {
+            return u32::MAX;
         }
-        None
+        let hosts = self.hosts.live() as u64 + 1;
+        u32::try_from(range / hosts).unwrap_or(u32::MAX).max(1)
     }
 
     fn take_quota(&self, address: Ipv4Addr) -> Result<(), AllocError> {
-        let entry = self
-            .host_entry(address, true)
-            .ok_or(AllocError::HostTableFull)?;
-        let quota = u64::from(self.config.per_host_quota);
-        entry
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |raw| {
-                (raw & 0xFFFF_FFFF < quota).then_some(raw + 1)
+        let hard = self.config.per_host_quota;
+        let allowed = |held: u32| held < hard && held < self.fair_share();
+        self.hosts
+            .take(address, allowed)
+            .map_err(|error| match error {
+                TakeError::Full => AllocError::HostTableFull,
+                TakeError::Refused if self.hosts.held(address) >= hard => AllocError::QuotaExceeded,
+                TakeError::Refused => AllocError::FairShareExceeded,
             })
-            .map(|_| ())
-            .map_err(|_| AllocError::QuotaExceeded)
     }
 
     fn give_quota(&self, address: Ipv4Addr) {
-        if let Some(entry) = self.host_entry(address, false) {
-            let _ = entry.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |raw| {
-                (raw & 0xFFFF_FFFF > 0).then(|| raw - 1)
-            });
-        }
+        self.hosts.give(address);
     }
 }
 
@@ -811,7 +828,7 @@ mod tests {
 
     #[test]
     fn ending_quarantines_frees_quarantined_ports_and_leaves_owned_ones() {
-        let a = allocator(20000, 20002, |_| {});
+        let a = allocator(20000, 20002, |c| c.pressure_percent = 100);
         assert_eq!(a.acquire(HOST, 20000, 0), Ok(20000));
         assert_eq!(a.acquire(HOST, 20001, 0), Ok(20001));
         assert_eq!(a.acquire(HOST, 20002, 0), Ok(20002));
@@ -877,7 +894,10 @@ mod tests {
 
     #[test]
     fn exact_mode_fills_an_odd_sized_range_completely() {
-        let a = allocator(2000, 2012, |c| c.candidates = 13);
+        let a = allocator(2000, 2012, |c| {
+            c.candidates = 13;
+            c.pressure_percent = 100;
+        });
         let ports: HashSet<u16> = (0..13)
             .map(|i| a.acquire(Ipv4Addr::new(10, 0, 0, 1), 40000 + i, 0).unwrap())
             .collect();
@@ -890,7 +910,7 @@ mod tests {
 
     #[test]
     fn the_default_candidates_fill_most_of_a_range_before_exhaustion() {
-        let a = allocator(10240, 11263, |c| c.per_host_quota = 100_000);
+        let a = allocator(10240, 11263, |c| c.pressure_percent = 100);
         let mut mapped = 0u32;
         for i in 0.. {
             let host = Ipv4Addr::from_bits(0x0A00_0000 | (i >> 10));
@@ -908,16 +928,106 @@ mod tests {
     }
 
     #[test]
-    fn host_table_full_is_reported() {
-        let a = allocator(1024, 65535, |c| c.max_hosts = 1);
-        let capacity = 2;
-        for i in 0..capacity {
-            a.acquire(Ipv4Addr::new(10, 0, 0, i + 1), 5000, 0).unwrap();
-        }
+    fn a_full_host_table_is_reported_and_forgets_a_host_with_its_last_mapping() {
+        let a = allocator(1024, 65535, |c| c.max_hosts = 2);
+        let first = a.acquire(Ipv4Addr::new(10, 0, 0, 1), 5000, 0).unwrap();
+        a.acquire(Ipv4Addr::new(10, 0, 0, 2), 5000, 0).unwrap();
         assert_eq!(
             a.acquire(Ipv4Addr::new(10, 0, 1, 1), 5000, 0),
             Err(AllocError::HostTableFull)
         );
+        assert_eq!(a.hosts().live(), 2);
+        a.release(first, Ipv4Addr::new(10, 0, 0, 1), 5000, 0)
+            .unwrap();
+        assert_eq!(a.hosts().live(), 1, "the host left with its last mapping");
+        assert!(a.acquire(Ipv4Addr::new(10, 0, 1, 1), 5000, 0).is_ok());
+    }
+
+    /// Distinct sources far beyond `max_hosts` over time (spoofed, or hosts coming and going) never
+    /// lock the table: each leaves with its last mapping.
+    #[test]
+    fn hosts_coming_and_going_never_fill_the_host_table() {
+        let a = allocator(1024, 65535, |c| {
+            c.max_hosts = 64;
+            c.quarantine_ms = 0;
+        });
+        for i in 0..20_000u32 {
+            let host = Ipv4Addr::from_bits(0x0A00_0000 | i);
+            let port = a.acquire(host, 4000, 0).unwrap();
+            a.release(port, host, 4000, 0).unwrap();
+        }
+        assert_eq!((a.hosts().live(), a.hosts().total()), (0, 0));
+    }
+
+    /// The weight test that found the old default quota (4096): one host, 8192 endpoints, one pool
+    /// nobody else uses, below the pressure mark: no limit.
+    #[test]
+    fn one_host_alone_may_use_the_pool_beyond_the_old_quota() {
+        let a = allocator(1024, 65535, |_| {});
+        for port in 1024..1024 + 8192 {
+            assert!(a.acquire(HOST, port, 0).is_ok(), "endpoint {port}");
+        }
+        assert_eq!(a.host_mappings(HOST), 8192);
+    }
+
+    #[test]
+    fn under_pressure_a_host_over_its_fair_share_is_refused_first() {
+        // 100 ports, pressure from 75 mapped; every candidate probed, so only the share refuses.
+        let a = allocator(2000, 2099, |c| {
+            c.candidates = 100;
+            c.quarantine_ms = 0;
+        });
+        for port in 0..75 {
+            a.acquire(HOST, 10_000 + port, 0).unwrap();
+        }
+        // Alone under pressure, HOST's share keeps room for one more host: 100 / 2.
+        assert_eq!(
+            a.acquire(HOST, 20_000, 0),
+            Err(AllocError::FairShareExceeded),
+            "a lone host stops at the pressure mark"
+        );
+        assert!(
+            a.acquire(HOST, 10_000, 0).is_ok(),
+            "an existing mapping still takes references"
+        );
+        for port in 0..25 {
+            assert!(
+                a.acquire(OTHER, 10_000 + port, 0).is_ok(),
+                "a newcomer finds ports: {port}"
+            );
+        }
+        assert_eq!(a.mapped_ports(), 100);
+        assert_eq!(
+            a.acquire(Ipv4Addr::new(10, 0, 0, 3), 1, 0),
+            Err(AllocError::Exhausted),
+            "the range, not a share, runs out last"
+        );
+        a.release(port_of(&a, HOST, 10_000), HOST, 10_000, 0)
+            .unwrap();
+        for port in 0..45 {
+            a.release(port_of(&a, HOST, 10_000 + port), HOST, 10_000 + port, 0)
+                .unwrap();
+        }
+        // HOST holds 30, OTHER 25: 55 mapped, no pressure, no limit.
+        assert!(a.acquire(HOST, 20_000, 0).is_ok(), "no pressure again");
+        assert!(!AllocError::Exhausted.is_share_refusal());
+        assert!(AllocError::FairShareExceeded.is_share_refusal());
+    }
+
+    fn port_of(a: &PortAllocator, address: Ipv4Addr, port: u16) -> u16 {
+        a.mapping_of(address, port).expect("a live mapping")
+    }
+
+    #[test]
+    fn the_hard_quota_is_opt_in() {
+        assert_eq!(
+            PortAllocatorConfig::new(PortRange::new(1024, 65535).unwrap()).per_host_quota,
+            NO_HARD_QUOTA
+        );
+        let a = allocator(2000, 2099, |c| c.per_host_quota = 2);
+        a.acquire(HOST, 1, 0).unwrap();
+        a.acquire(HOST, 2, 0).unwrap();
+        assert_eq!(a.acquire(HOST, 3, 0), Err(AllocError::QuotaExceeded));
     }
 
     #[test]

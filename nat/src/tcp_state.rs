@@ -8,7 +8,9 @@
 //! (transitory). An acceptable RST in any phase → `Reset` (transitory: the flow lingers 4 minutes,
 //! RFC 7857 §2.2, RFC 6146 TRANS); any later non-RST segment revives it (`Established`, or `SynOut` /
 //! `SynIn` for a SYN). A first segment that is not a SYN (a connection picked up mid-stream, e.g. after
-//! a restart) goes straight to `Established`.
+//! a restart) goes straight to `Established`, unconfirmed ([`TcpTracker::is_confirmed`]) until the
+//! other side answers: a mid-stream pickup carries on as soon as the remote's next segment arrives,
+//! while junk (bare ACKs, FINs to tuples nobody answers) never becomes a confirmed connection.
 //!
 //! RST acceptance (RFC 5961 §3.2: a receiver resets only on an RST whose sequence number is exactly its
 //! RCV.NXT; an in-window inexact one only draws a challenge ACK): the receiver's RCV.NXT lies between
@@ -141,6 +143,14 @@ impl TcpTracker {
         TcpPhase::from_bits(self.phase_word)
     }
 
+    /// Whether both sides sent a segment other than an RST (conntrack's "assured"): the connection is
+    /// real, not a first packet nobody answered. Read from the phase word alone (see
+    /// [`confirmed_phase_word`]).
+    #[must_use]
+    pub const fn is_confirmed(&self) -> bool {
+        confirmed_phase_word(self.phase_word)
+    }
+
     /// The sequence number an RST towards the inside host must carry to reset it at once: the highest
     /// acknowledgment number the host sent (its RCV.NXT as of its last segment). `None` before the host
     /// acknowledged anything.
@@ -181,6 +191,14 @@ impl TcpTracker {
         }
         self.phase()
     }
+}
+
+/// Whether a tracker's phase word says both sides sent a segment other than an RST (each side's
+/// sequence number is known only from its own non-RST segments).
+#[must_use]
+pub const fn confirmed_phase_word(phase_word: u32) -> bool {
+    let both = INSIDE_SEQ_KNOWN | OUTSIDE_SEQ_KNOWN;
+    phase_word & both == both
 }
 
 /// Merges a sender's segment into its side word (forward only).
@@ -397,6 +415,28 @@ mod tests {
         t.observe(Direction::Inbound, &seg(ACK, 5001, 1101, 100));
         t.observe(Direction::Outbound, &seg(ACK, 1101, 5101, 0));
         t
+    }
+
+    #[test]
+    fn a_connection_is_confirmed_once_both_sides_sent_and_an_rst_confirms_nothing() {
+        let mut t = TcpTracker::default();
+        t.observe(Direction::Outbound, &seg(SYN, 1000, 0, 0));
+        assert!(!t.is_confirmed(), "a SYN alone");
+        t.observe(Direction::Inbound, &seg(RST | ACK, 0, 1001, 0));
+        assert!(!t.is_confirmed(), "refused by an RST");
+        assert!(established().is_confirmed());
+        // A pickup mid-stream: Established at once, confirmed only by the remote's answer.
+        let mut pickup = TcpTracker::default();
+        for _ in 0..3 {
+            pickup.observe(Direction::Outbound, &seg(ACK, 7000, 9000, 0));
+        }
+        pickup.observe(Direction::Outbound, &seg(FIN | ACK, 7000, 9000, 0));
+        assert!(
+            !pickup.is_confirmed(),
+            "bare ACKs and a FIN nobody answered"
+        );
+        pickup.observe(Direction::Inbound, &seg(ACK, 9000, 7001, 0));
+        assert!(pickup.is_confirmed());
     }
 
     #[test]

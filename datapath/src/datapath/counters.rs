@@ -27,6 +27,9 @@ pub enum DropReason {
     Translate(TranslateError),
     /// A LAN packet whose source is outside the LAN prefixes (spoofed or misrouted).
     SpoofedSource,
+    /// A LAN packet opening a flow from the router's own LAN address, or a LAN prefix's network or
+    /// broadcast address: no host sends from those, so it is spoofed and creates nothing.
+    LanReservedSource,
     /// An inbound packet that belongs to no flow: unsolicited traffic creates no state.
     UnsolicitedInbound,
     /// An ICMP error that belongs to no flow.
@@ -70,7 +73,7 @@ const TRANSLATE_BASE: usize = ALLOC_BASE + AllocError::ALL.len();
 const OTHER_BASE: usize = TRANSLATE_BASE + TranslateError::ALL.len();
 
 /// The reasons that carry no inner error, in counter order.
-const OTHERS: [DropReason; 18] = [
+const OTHERS: [DropReason; 19] = [
     DropReason::SpoofedSource,
     DropReason::UnsolicitedInbound,
     DropReason::IcmpErrorWithoutFlow,
@@ -89,6 +92,7 @@ const OTHERS: [DropReason; 18] = [
     DropReason::TxRingFull,
     DropReason::TxRuntFrame,
     DropReason::TxBeyondFrame,
+    DropReason::LanReservedSource,
 ];
 
 impl DropReason {
@@ -135,6 +139,7 @@ impl DropReason {
             Self::NatAllocation(e) => e.name(),
             Self::Translate(e) => e.name(),
             Self::SpoofedSource => "spoofed_source",
+            Self::LanReservedSource => "lan_reserved_source",
             Self::UnsolicitedInbound => "unsolicited_inbound",
             Self::IcmpErrorWithoutFlow => "icmp_error_without_flow",
             Self::WrongDirection => "wrong_direction",
@@ -252,6 +257,8 @@ pub struct DatapathCounters {
     /// Flows that never got a reply, removed to make room for a new flow while the table was full
     /// (early drop, as conntrack does for unassured entries).
     pub flows_early_dropped: OwnedCounter,
+    /// New flows the group's choice refused for the host's share that another member took.
+    pub flows_spilled: OwnedCounter,
 }
 
 impl Default for DatapathCounters {
@@ -278,6 +285,7 @@ impl Default for DatapathCounters {
             frag_needed_to_lan_budget: TokenBucket::default(),
             frag_needed_to_lan_suppressed: OwnedCounter::default(),
             flows_early_dropped: OwnedCounter::default(),
+            flows_spilled: OwnedCounter::default(),
         }
     }
 }

@@ -7,13 +7,18 @@
 //!   the established or transitory timeout without touching the tracker;
 //! - UDP and ICMP: the time (ms) of the last *outbound* packet, because by default only outbound traffic
 //!   refreshes those mappings (RFC 4787 REQ-6), while the table's own last-seen stamp is refreshed both ways;
-//!   bit 47 ([`REPLIED`]) is set once a packet came back from the far side (times stay far below it).
+//!   bit 47 ([`REPLIED`]) is set once a packet came back from the far side, bit 46 ([`SENT`]) once one
+//!   went out from the LAN host (times stay far below both).
 //!
-//! When `[nat] early_drop_unanswered` is on, a flow that never got a reply (TCP still in `SynOut`,
-//! UDP/ICMP without [`REPLIED`]) may be removed early to make room when the table is full
-//! ([`Flows::early_drop`]): Linux conntrack's `early_drop` of unassured entries. The table itself never
-//! evicts; this is the forwarder's opt-in expiry policy under pressure, and flows that were answered
-//! keep their RFC timeouts. Off (the default), a full table only refuses new flows.
+//! # Unconfirmed flows
+//! A flow is confirmed (conntrack's "assured") once traffic was seen both ways ([`is_unconfirmed`]):
+//! TCP once both sides sent a non-RST segment, UDP/ICMP once [`SENT`] and [`REPLIED`] are both set. A
+//! flow opened from outside (endpoint-independent filtering) is unconfirmed until its LAN host
+//! answers. Unconfirmed flows:
+//! - are the candidates when a new flow finds the table full ([`Flows::early_drop`], Linux
+//!   conntrack's `early_drop` of unassured entries), always; confirmed flows are never evicted;
+//! - when TCP past the handshake (a first segment that was not a SYN: bare ACKs, FINs, a pickup
+//!   mid-stream), expire after the transitory timeout (240 s), not the established one (2 h 4 min).
 //!
 //! The TCP sequence words of each record live beside the table in `tcp`, indexed by record number. They are
 //! reset when a flow is inserted into the record. A worker holding a handle of a flow that has just been
@@ -31,6 +36,12 @@ use super::record::{FlowKind, FlowValue};
 
 /// The bit of a UDP/ICMP flow's state word that says a packet came back from the far side.
 pub const REPLIED: u64 = 1 << 47;
+
+/// The bit of a UDP/ICMP flow's state word that says a packet went out from the LAN host.
+pub const SENT: u64 = 1 << 46;
+
+/// The time bits of a UDP/ICMP flow's state word (the last outbound packet, ms).
+const STAMP: u64 = SENT - 1;
 
 /// Records a table-full early drop visits at most per attempt (bounded work on the packet path).
 pub const EARLY_DROP_SCAN: usize = 64;
@@ -62,9 +73,16 @@ impl Flows {
         self.tcp.get(handle.record() as usize)
     }
 
-    /// Prepares the per-record state of a flow this worker just inserted.
+    /// Prepares the per-record state of a flow this worker just inserted; `from_lan` when its first
+    /// packet came from the LAN host (not opened from outside).
     #[inline]
-    pub fn on_inserted(&self, handle: FlowHandle, protocol: IpProtocol, now_ms: u64) {
+    pub fn on_inserted(
+        &self,
+        handle: FlowHandle,
+        protocol: IpProtocol,
+        from_lan: bool,
+        now_ms: u64,
+    ) {
         match protocol {
             IpProtocol::Tcp => {
                 if let Some(t) = self.tracker(handle) {
@@ -74,23 +92,26 @@ impl Flows {
                 }
             }
             IpProtocol::Udp | IpProtocol::Icmp => {
+                let sent = if from_lan { SENT } else { 0 };
                 let _ = self
                     .table
-                    .compare_exchange_protocol_state(handle, 0, now_ms);
+                    .compare_exchange_protocol_state(handle, 0, now_ms | sent);
             }
         }
     }
 
-    /// Stamps an outbound UDP/ICMP packet (at most once per [`OUTBOUND_STAMP_GRANULARITY_MS`]), keeping
-    /// the [`REPLIED`] bit.
+    /// Stamps an outbound UDP/ICMP packet (at most once per [`OUTBOUND_STAMP_GRANULARITY_MS`], and at
+    /// once when it is the first), setting [`SENT`] and keeping [`REPLIED`].
     #[inline]
     pub fn stamp_outbound(&self, handle: FlowHandle, now_ms: u64) {
         if let Some(word) = self.table.protocol_state(handle)
-            && now_ms >= (word & !REPLIED) + OUTBOUND_STAMP_GRANULARITY_MS
+            && (now_ms >= (word & STAMP) + OUTBOUND_STAMP_GRANULARITY_MS || word & SENT == 0)
         {
-            let _ =
-                self.table
-                    .compare_exchange_protocol_state(handle, word, now_ms | (word & REPLIED));
+            let _ = self.table.compare_exchange_protocol_state(
+                handle,
+                word,
+                now_ms | SENT | (word & REPLIED),
+            );
         }
     }
 
@@ -107,7 +128,7 @@ impl Flows {
         }
     }
 
-    /// Makes room in a full table: removes the never-answered outbound flows among the next
+    /// Makes room in a full table: removes the unconfirmed outbound flows among the next
     /// [`EARLY_DROP_SCAN`] records (shared cursor with the sweeper, so workers scan disjoint runs),
     /// giving their mappings back through `release`. Returns how many were removed.
     pub fn early_drop(&self, now_ms: u64, release: impl FnMut(&FlowValue)) -> usize {
@@ -115,7 +136,7 @@ impl Flows {
             .sweep(
                 now_ms,
                 EARLY_DROP_SCAN,
-                |value, state, _| value.kind == FlowKind::Outbound && is_unreplied(value, state),
+                |value, state, _| value.kind == FlowKind::Outbound && is_unconfirmed(value, state),
                 release,
             )
             .removed
@@ -144,6 +165,14 @@ pub fn deadline(timeouts: &Timeouts, value: &FlowValue, state_word: u64, last_se
                 outside: 0,
             }
             .phase();
+            // Unconfirmed past the handshake (a first segment that was not a SYN): transitory.
+            let phase = if phase.is_transitory()
+                || flowpin_nat::tcp_state::confirmed_phase_word(state_word as u32)
+            {
+                phase
+            } else {
+                TcpPhase::Closed
+            };
             (
                 FlowState::Tcp(phase),
                 FlowActivity {
@@ -159,7 +188,7 @@ pub fn deadline(timeouts: &Timeouts, value: &FlowValue, state_word: u64, last_se
                 FlowState::IcmpQuery
             },
             FlowActivity {
-                last_outbound_ms: state_word & !REPLIED,
+                last_outbound_ms: state_word & STAMP,
                 last_inbound_ms: last_seen_ms,
             },
         ),
@@ -167,19 +196,11 @@ pub fn deadline(timeouts: &Timeouts, value: &FlowValue, state_word: u64, last_se
     timeouts.deadline(state, activity)
 }
 
-/// Whether a flow never got an answer from the far side: TCP still in `SynOut` (its SYN unanswered),
-/// UDP/ICMP without [`REPLIED`].
-pub fn is_unreplied(value: &FlowValue, state_word: u64) -> bool {
+/// Whether a flow has not yet seen traffic both ways (see the module docs): TCP until both sides sent a
+/// non-RST segment, UDP/ICMP until [`SENT`] and [`REPLIED`] are both set.
+pub fn is_unconfirmed(value: &FlowValue, state_word: u64) -> bool {
     match value.protocol() {
-        IpProtocol::Tcp => {
-            TcpTracker {
-                phase_word: state_word as u32,
-                inside: 0,
-                outside: 0,
-            }
-            .phase()
-                == TcpPhase::SynOut
-        }
-        IpProtocol::Udp | IpProtocol::Icmp => state_word & REPLIED == 0,
+        IpProtocol::Tcp => !flowpin_nat::tcp_state::confirmed_phase_word(state_word as u32),
+        IpProtocol::Udp | IpProtocol::Icmp => state_word & (SENT | REPLIED) != SENT | REPLIED,
     }
 }

@@ -36,6 +36,9 @@ pub enum Placement {
     /// Opened from outside: an inbound packet admitted by endpoint-independent filtering, on the
     /// uplink it arrived on.
     OpenedFromOutside,
+    /// The group's choice refused the host a port (its fair share of a pool under pressure, or its
+    /// hard quota): the flow spilled to another eligible member of the group.
+    SpilledOverShare,
 }
 
 /// What the flow table stores per flow (immutable after insertion).

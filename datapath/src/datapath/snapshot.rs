@@ -33,6 +33,18 @@ impl LanView {
     pub fn owns(&self, source: Ipv4Addr) -> bool {
         self.prefixes.iter().any(|p| p.contains(source))
     }
+
+    /// Whether `source`, inside the LAN prefixes, is an address no LAN host may send from: the
+    /// router's own LAN address, or a prefix's network or broadcast address (prefixes of /30 and
+    /// shorter; /31 and /32 have none, RFC 3021). Checked for a flow's first packet only.
+    #[inline]
+    pub fn is_reserved_source(&self, source: Ipv4Addr) -> bool {
+        source == self.address
+            || self
+                .prefixes
+                .iter()
+                .any(|p| p.prefix_len() <= 30 && (source == p.network() || source == p.broadcast()))
+    }
 }
 
 /// The external port pools of one uplink, one per protocol (RFC 7857 §5: mappings are per protocol;
@@ -117,8 +129,8 @@ pub struct Snapshot {
     /// How many ICMP fragmentation needed answers each worker may send to LAN hosts whose packets
     /// (DF set) are too big for their egress.
     pub frag_needed_to_lan: super::RateLimit,
-    /// Whether a new flow that finds the table full may early-drop never-answered flows
-    /// ([`super::Flows::early_drop`]); when false a full table refuses it and evicts nothing.
+    /// Whether the ports of unconfirmed flows early-dropped from a full table
+    /// ([`super::Flows::early_drop`]) are freed at once; when false they keep their quarantine.
     pub early_drop_unanswered: bool,
 }
 

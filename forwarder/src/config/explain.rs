@@ -102,10 +102,13 @@ fn write_policies(out: &mut String, config: &Config) {
 fn write_nat(out: &mut String, nat: &Nat) {
     let _ = writeln!(
         out,
-        "\nNAT: external ports {} ({} per uplink address, at most {} per LAN host); filtering {}",
+        "\nNAT: external ports {} ({} per uplink address, {}); filtering {}",
         nat.port_range,
         nat.port_range.len(),
-        nat.ports_per_host,
+        nat.ports_per_host.map_or_else(
+            || "a LAN host over its fair share is refused first once 75 % are mapped".to_owned(),
+            |quota| format!("at most {quota} per LAN host")
+        ),
         nat.filtering
     );
     let _ = writeln!(

@@ -100,11 +100,12 @@ pub struct Nat {
     /// Which inbound packets a mapping admits.
     pub filtering: Filtering,
     /// Most mappings (external ports) one LAN host may hold per uplink address and protocol (RFC 6888
-    /// REQ-4): one host cannot take a whole uplink's range.
-    pub ports_per_host: u32,
-    /// Whether a new flow that finds the flow table full may remove never-answered flows to make room
-    /// (conntrack's early drop; their ports are freed without quarantine). Off (the default): a full
-    /// table refuses the new flow and nothing is evicted.
+    /// REQ-4), a CGN-style hard quota; `None` (the default): no hard quota, only the fair share of a
+    /// pool under pressure limits a host (see `flowpin_nat::port_alloc`).
+    pub ports_per_host: Option<u32>,
+    /// Whether the ports of unconfirmed flows removed to make room in a full flow table (always
+    /// done, like conntrack's early drop) are freed at once (the default). Off: they keep their
+    /// 120 s quarantine (RFC 6888 REQ-8), and a flood of new endpoints can park the whole range.
     pub early_drop_unanswered: bool,
     /// A new flow refused because its uplink's ports ran out or its host holds its quota gets an
     /// ICMP administratively prohibited (3/13): at most this many per second per worker (0: none).
@@ -119,8 +120,6 @@ pub struct Nat {
 }
 
 impl Nat {
-    /// Default per-host quota of mappings.
-    pub const DEFAULT_PORTS_PER_HOST: u32 = 4096;
     /// Default sustained rate of port-exhaustion answers per worker.
     pub const DEFAULT_PORT_EXHAUSTED_ICMP_PER_S: u32 = 100;
     /// Default burst of port-exhaustion answers per worker.
@@ -145,7 +144,10 @@ impl Serialize for Nat {
         nat.serialize_field("timeouts", &TimeoutsInSeconds(&self.timeouts))?;
         nat.serialize_field("udp_refresh_on_inbound", &self.udp_refresh_on_inbound())?;
         nat.serialize_field("filtering", &self.filtering)?;
-        nat.serialize_field("ports_per_host", &self.ports_per_host)?;
+        match self.ports_per_host {
+            Some(quota) => nat.serialize_field("ports_per_host", &quota)?,
+            None => nat.skip_field("ports_per_host")?,
+        }
         nat.serialize_field("early_drop_unanswered", &self.early_drop_unanswered)?;
         nat.serialize_field("port_exhausted_icmp_per_s", &self.port_exhausted_icmp_per_s)?;
         nat.serialize_field("port_exhausted_icmp_burst", &self.port_exhausted_icmp_burst)?;

@@ -523,7 +523,8 @@ fn explain_tells_shares_policies_and_eim() {
     assert!(voip < office);
     assert!(
         text.contains(
-            "external ports 10000-32767 (22768 per uplink address, at most 4096 per LAN host)"
+            "external ports 10000-32767 (22768 per uplink address, a LAN host over its fair share \
+             is refused first once 75 % are mapped)"
         ),
         "{text}"
     );
@@ -618,7 +619,7 @@ mod generated {
                 Just(Filtering::EndpointIndependent)
             ],
         );
-        let ports = ((1024u16..30000, 0u16..2000), 1u32..=1024);
+        let ports = ((1024u16..30000, 0u16..2000), prop::option::of(1u32..=1024));
         let timeouts = (
             (120u32..1000, 7440u32..9000, 240u32..500, 60u32..200),
             any::<bool>(),
@@ -648,7 +649,7 @@ mod generated {
                     icmp_refresh: RefreshPolicy::OutboundOnly,
                 },
                 filtering,
-                ports_per_host: ports_per_host.min(u32::from(extra) + 1),
+                ports_per_host: ports_per_host.map(|quota| quota.min(u32::from(extra) + 1)),
                 early_drop_unanswered,
                 port_exhausted_icmp_per_s,
                 port_exhausted_icmp_burst,
@@ -847,12 +848,12 @@ fn health_errors_name_their_line_and_field() {
 }
 
 #[test]
-fn early_drop_of_unanswered_flows_is_off_unless_asked_for() {
+fn early_dropped_ports_are_freed_at_once_unless_quarantine_is_asked_for() {
     let config = parse(BASE, "flowpin.toml", None).unwrap();
-    assert!(!config.nat.early_drop_unanswered, "strict by default");
-    let text = format!("{BASE}[nat]\nearly_drop_unanswered = true\n");
+    assert!(config.nat.early_drop_unanswered, "freed at once by default");
+    let text = format!("{BASE}[nat]\nearly_drop_unanswered = false\n");
     assert!(
-        parse(&text, "flowpin.toml", None)
+        !parse(&text, "flowpin.toml", None)
             .unwrap()
             .nat
             .early_drop_unanswered
@@ -860,16 +861,16 @@ fn early_drop_of_unanswered_flows_is_off_unless_asked_for() {
 }
 
 #[test]
-fn the_per_host_port_quota_defaults_to_4096_and_is_bounded_by_the_range() {
+fn the_per_host_port_quota_is_opt_in_and_bounded_by_the_range() {
     let config = parse(BASE, "flowpin.toml", None).unwrap();
-    assert_eq!(config.nat.ports_per_host, 4096);
+    assert_eq!(config.nat.ports_per_host, None, "no hard quota by default");
     let text = format!("{BASE}[nat]\nport_range = \"20000-20999\"\nports_per_host = 1000\n");
     assert_eq!(
         parse(&text, "flowpin.toml", None)
             .unwrap()
             .nat
             .ports_per_host,
-        1000,
+        Some(1000),
         "the whole range"
     );
     assert_single_error(

@@ -252,6 +252,10 @@ pub struct StatusReport {
     /// Flows that never got a reply, removed to make room for a new flow while the table was full.
     #[serde(default)]
     pub flows_early_dropped: u64,
+    /// New flows whose host the group's choice refused for its share (fair share under pressure, or
+    /// `ports_per_host`) that another uplink of the group took.
+    #[serde(default)]
+    pub flows_spilled: u64,
     /// By kind of ICMP answer the datapath originates (`net_unreachable`: no uplink for a new flow;
     /// `port_exhausted`: no external port for it; `frag_needed_to_uplink`: a packet from the internet
     /// too big for the LAN): answers its per-worker rate limit suppressed (the frame was still dropped

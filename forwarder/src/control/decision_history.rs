@@ -199,6 +199,12 @@ fn summary(value: &FlowValue, config: &Config, group: GroupId, pick: Option<&str
              instead of the {group_name}'s choice{}",
             pick.map_or_else(String::new, |pick| format!(" ({pick})"))
         ),
+        (FlowKind::Outbound, Placement::SpilledOverShare, pick) => format!(
+            "the host held its fair share (or its ports_per_host quota) of the ports of the {group_name}'s \
+             choice{}, so the flow spilled to {pinned}, another eligible member of the group",
+            pick.as_ref()
+                .map_or_else(String::new, |pick| format!(" ({pick})"))
+        ),
         (FlowKind::Outbound, Placement::OpenedFromOutside, _) => format!(
             "opened from outside on {pinned}: endpoint-independent filtering admitted an inbound packet to a \
              live mapping there, on the uplink it arrived on; no uplink was chosen"

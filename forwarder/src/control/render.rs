@@ -196,6 +196,11 @@ fn refusals(out: &mut String, s: &StatusReport) {
         "forward guard re-installed (found removed or altered): {} (failed {})",
         s.guard_reinstalls, s.guard_reinstalls_failed
     );
+    let _ = writeln!(
+        out,
+        "flows spilled to another uplink (host over its share): {}",
+        s.flows_spilled
+    );
     if !s.icmp_suppressed.is_empty() {
         let kinds: Vec<String> = s
             .icmp_suppressed
@@ -338,6 +343,7 @@ mod tests {
         let s = StatusReport {
             flows_early_dropped: 17,
             guard_reinstalls: 3,
+            flows_spilled: 5,
             icmp_suppressed: vec![("net_unreachable".into(), 2), ("port_exhausted".into(), 5)],
             workers: vec![WorkerStatus {
                 index: 0,
@@ -389,6 +395,7 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["flows_early_dropped"], 17);
         assert_eq!(json["guard_reinstalls"], 3);
+        assert_eq!(json["flows_spilled"], 5);
         assert_eq!(json["icmp_suppressed"][1][0], "port_exhausted");
         assert_eq!(json["icmp_suppressed"][1][1], 5);
         let lan = &json["workers"][0]["sockets"][0];

@@ -29,11 +29,28 @@ pub fn timeouts(config: &Config) -> Timeouts {
     config.nat.timeouts
 }
 
+/// Hosts each port pool can count at once: every address of the LAN prefixes, so that no source the
+/// LAN may use (spoofed ones included) can fill the table, within 4,096..=65,536 (8 bytes twice
+/// over per host and pool).
+pub fn max_hosts(config: &Config) -> usize {
+    let addresses: u64 = config
+        .lan
+        .prefixes
+        .iter()
+        .map(|prefix| 1u64 << (32 - u32::from(prefix.prefix_len())))
+        .sum();
+    usize::try_from(addresses.clamp(4096, 65_536)).unwrap_or(65_536)
+}
+
 /// The port pools of one uplink for the configured NAT range and per-host quota.
 pub fn uplink_nat(config: &Config) -> UplinkNat {
     let range = config.nat.port_range;
     let ports = PortAllocatorConfig {
-        per_host_quota: config.nat.ports_per_host,
+        max_hosts: max_hosts(config),
+        per_host_quota: config
+            .nat
+            .ports_per_host
+            .unwrap_or(flowpin_nat::port_alloc::NO_HARD_QUOTA),
         ..PortAllocatorConfig::new(range)
     };
     UplinkNat {
@@ -196,6 +213,23 @@ impl SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every address a LAN prefix allows can hold an entry, so spoofing sources inside the prefix
+    /// cannot fill a pool's host table; small LANs keep 4,096, huge ones stop at 65,536.
+    #[test]
+    fn the_host_tables_hold_every_lan_address_within_bounds() {
+        let with_prefixes = |prefixes: &str| {
+            let text = format!(
+                "[lan]\ninterface = \"lan0\"\nprefixes = [{prefixes}]\n[[uplink]]\nname = \"isp1\"\n\
+                 interface = \"wan1\"\ngateway = \"192.0.2.1\"\n"
+            );
+            max_hosts(&crate::config::parse(&text, "t.toml", None).unwrap())
+        };
+        assert_eq!(with_prefixes("\"10.77.0.0/24\""), 4096);
+        assert_eq!(with_prefixes("\"10.77.0.0/18\""), 16_384);
+        assert_eq!(with_prefixes("\"10.77.0.0/18\", \"10.78.0.0/18\""), 32_768);
+        assert_eq!(with_prefixes("\"10.0.0.0/8\""), 65_536);
+    }
 
     #[test]
     fn the_policy_spec_carries_every_rule_criterion_and_member_in_file_order() {

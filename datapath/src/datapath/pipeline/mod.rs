@@ -8,8 +8,9 @@
 //! - only a packet arriving from the LAN, from a LAN prefix, creates a flow; inbound packets without a
 //!   flow are dropped and create nothing;
 //! - every frame not transmitted is counted under exactly one [`DropReason`];
-//! - a full flow table refuses a new flow (`flow_table_full`) and evicts nothing, unless the snapshot
-//!   allows early drop of never-answered flows ([`Snapshot::early_drop_unanswered`]);
+//! - a full flow table makes room by early-dropping unconfirmed flows (not yet seen both ways,
+//!   [`Flows::early_drop`]); when every flow it looks at is confirmed it refuses the new flow
+//!   (`flow_table_full`): a confirmed flow is never evicted;
 //! - viability guard: a new LAN flow that no uplink can take is dropped (`no_uplink`) and, within the
 //!   worker's token bucket ([`Snapshot::net_unreachable`]), answered in place with an ICMP net unreachable
 //!   to the host; nothing is evicted for it;
@@ -18,8 +19,11 @@
 //!   ([`Snapshot::frag_needed_to_uplink`]); it never carries another uplink's address; a LAN packet
 //!   too big for its egress with DF set is answered to its host within another
 //!   ([`Snapshot::frag_needed_to_lan`]);
-//! - a new LAN flow that gets no external port (range exhausted, host quota reached) is dropped under
-//!   its NAT reason and, within its own token bucket ([`Snapshot::port_exhausted_icmp`]), answered with
+//! - a new LAN flow from the router's own LAN address or a LAN prefix's network or broadcast address
+//!   is dropped (`lan_reserved_source`) and creates nothing;
+//! - a new LAN flow that gets no external port (range exhausted, host over its fair share or hard
+//!   quota, host table full) is dropped under its NAT reason and, within its own token bucket
+//!   ([`Snapshot::port_exhausted_icmp`]), answered with
 //!   an ICMP administratively prohibited (3/13); nothing is evicted for it either;
 //! - passive health signal: a new outbound TCP flow opened by a SYN counts as a handshake started on its
 //!   uplink, and the first SYN-ACK that moves its tracker from "SYN sent" to established as answered
@@ -137,9 +141,11 @@ impl Pipeline<'_> {
             None => match self.new_flow(frame, parsed) {
                 Ok(hit) => hit,
                 Err(DropReason::NoUplink) => return self.no_uplink(frame, len, parsed),
-                Err(DropReason::NatAllocation(
-                    error @ (AllocError::Exhausted | AllocError::QuotaExceeded),
-                )) => return self.port_exhausted(frame, len, parsed, error),
+                Err(DropReason::NatAllocation(error))
+                    if error != AllocError::ReferencesExhausted =>
+                {
+                    return self.port_exhausted(frame, len, parsed, error);
+                }
                 Err(reason) => return Err(reason),
             },
         };

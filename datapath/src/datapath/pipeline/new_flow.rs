@@ -57,6 +57,42 @@ impl Pipeline<'_> {
         })
     }
 
+    /// The external port of a new flow on uplink `slot`; when the host is refused there for its share
+    /// (its fair share of a pool under pressure, or its hard quota), the first other member of the
+    /// group that takes it, counted as a spill. Any other refusal, or a refusal everywhere, is the
+    /// chosen uplink's. Returns the uplink, what placed the flow there and the port.
+    fn external_port(
+        &self,
+        key: &FlowKey,
+        slot: u8,
+        placement: Placement,
+        decision: &Decision,
+    ) -> Result<(u8, Placement, u16), DropReason> {
+        let acquire = |slot: u8| {
+            let uplink = self.snapshot.uplink(slot).ok_or(DropReason::UplinkGone)?;
+            uplink
+                .nat
+                .pool(key.protocol)
+                .acquire(key.source, key.source_port, self.now_ms)
+                .map_err(DropReason::NatAllocation)
+        };
+        let refused = match acquire(slot) {
+            Ok(port) => return Ok((slot, placement, port)),
+            Err(refused @ DropReason::NatAllocation(error)) if error.is_share_refusal() => refused,
+            Err(other) => return Err(other),
+        };
+        let others = self.snapshot.policy.group(decision.group).members();
+        for other in others.filter_map(|member| u8::try_from(member).ok()) {
+            if other != slot
+                && let Ok(port) = acquire(other)
+            {
+                self.counters.flows_spilled.add(1);
+                return Ok((other, Placement::SpilledOverShare, port));
+            }
+        }
+        Err(refused)
+    }
+
     /// The first packet of a flow from the LAN: policy → uplink → external port → insert.
     pub(super) fn new_flow(&self, frame: &[u8], parsed: &ParsedFrame) -> Result<Hit, DropReason> {
         match parsed.transport {
@@ -68,6 +104,9 @@ impl Pipeline<'_> {
             _ => {}
         }
         let key = parsed.key;
+        if self.snapshot.lan.is_reserved_source(key.source) {
+            return Err(DropReason::LanReservedSource);
+        }
         if key.destination == self.snapshot.lan.address {
             return Err(DropReason::AddressedToRouter);
         }
@@ -81,11 +120,10 @@ impl Pipeline<'_> {
             crate::select::GroupId::Policy(i) => u8::try_from(i).unwrap_or(u8::MAX - 1),
             crate::select::GroupId::Default => u8::MAX,
         };
+        let (slot, placement, external_port) =
+            self.external_port(&key, slot, placement, &decision)?;
         let uplink = self.snapshot.uplink(slot).ok_or(DropReason::UplinkGone)?;
         let pool = uplink.nat.pool(key.protocol);
-        let external_port = pool
-            .acquire(key.source, key.source_port, self.now_ms)
-            .map_err(DropReason::NatAllocation)?;
         let translated = FlowKey {
             source: uplink.address,
             source_port: external_port,
@@ -203,15 +241,20 @@ impl Pipeline<'_> {
     }
 
     /// Inserts a new flow under both keys; `(hit, true)` if this call created it, `(winner, false)` if
-    /// another worker's first packet of the same flow won the race. A full table refuses the flow
-    /// (`flow_table_full`, nothing evicted) unless [`Snapshot::early_drop_unanswered`] is on: then it
-    /// gets one early drop of never-answered flows (see [`Flows::early_drop`]) and one more try.
+    /// another worker's first packet of the same flow won the race. A full table gets one early drop
+    /// of unconfirmed flows (see [`Flows::early_drop`]; their ports are quarantined, or freed at once
+    /// when [`Snapshot::early_drop_unanswered`] is on) and one more try; with none to drop it refuses
+    /// the flow (`flow_table_full`): confirmed flows are never evicted.
     fn insert(&self, value: FlowValue) -> Result<(Hit, bool), DropReason> {
         match self.try_insert(value) {
-            Err(DropReason::FlowTableFull) if self.snapshot.early_drop_unanswered => {
+            Err(DropReason::FlowTableFull) => {
                 let dropped = self.flows.early_drop(self.now_ms, |removed| {
-                    self.snapshot
-                        .release_unanswered_mapping(removed, self.now_ms);
+                    if self.snapshot.early_drop_unanswered {
+                        self.snapshot
+                            .release_unanswered_mapping(removed, self.now_ms);
+                    } else {
+                        self.snapshot.release_mapping(removed, self.now_ms);
+                    }
                 });
                 if dropped == 0 {
                     return Err(DropReason::FlowTableFull);
@@ -231,8 +274,12 @@ impl Pipeline<'_> {
             self.now_ms,
         ) {
             Ok(Insertion::Inserted(handle)) => {
-                self.flows
-                    .on_inserted(handle, value.protocol(), self.now_ms);
+                self.flows.on_inserted(
+                    handle,
+                    value.protocol(),
+                    value.placement != Placement::OpenedFromOutside,
+                    self.now_ms,
+                );
                 let hit = Hit {
                     handle,
                     side: Side::Lan,

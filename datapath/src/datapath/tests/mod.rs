@@ -18,6 +18,7 @@ use super::*;
 use crate::select::{KeyHasher, PolicySpec, PolicyTable, Stickiness, UplinkStatus};
 
 mod accounting;
+mod host_limits;
 mod icmp;
 mod mapping;
 mod placement;
@@ -44,6 +45,8 @@ struct Settings {
     port_range: (u16, u16),
     /// `[nat] ports_per_host`.
     ports_per_host: u32,
+    /// Hosts each port pool counts at once.
+    max_hosts: usize,
     /// `[nat] stickiness`.
     stickiness: Stickiness,
     /// `[nat] filtering = "endpoint-independent"`.
@@ -62,10 +65,11 @@ impl Default for Settings {
         Settings {
             weights: vec![1, 1],
             port_range: (20000, 29999),
-            ports_per_host: 4096,
+            ports_per_host: flowpin_nat::port_alloc::NO_HARD_QUOTA,
+            max_hosts: 4096,
             stickiness: Stickiness::Endpoint,
             endpoint_independent_filtering: false,
-            early_drop_unanswered: false,
+            early_drop_unanswered: true,
             net_unreachable: RateLimit {
                 per_second: 100,
                 burst: 50,
@@ -97,6 +101,7 @@ impl Settings {
         let range = PortRange::new(self.port_range.0, self.port_range.1).expect("a port range");
         let ports = PortAllocatorConfig {
             per_host_quota: self.ports_per_host,
+            max_hosts: self.max_hosts,
             ..PortAllocatorConfig::new(range)
         };
         UplinkNat {

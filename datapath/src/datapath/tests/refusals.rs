@@ -132,19 +132,22 @@ fn four_ports() -> Settings {
 #[test]
 fn a_new_flow_without_a_free_port_gets_administratively_prohibited_within_its_budget() {
     let mut rig = Rig::new(four_ports(), true);
-    // HOST2 holds one port (a hairpin target), HOST the three others.
+    // HOST2 holds three ports (one a hairpin target), HOST the last one: each within its fair
+    // share, so the range, not a share, is what runs out.
     let mut target = udp(HOST2, 6000, SERVER, 3478, HOST2_MAC);
     assert!(rig.process(PortId::LAN, &mut target).port().is_some());
     let (target_ip, target_port, _, _) = endpoint(&target);
-    for sport in 5000..5003 {
-        let mut out = udp(HOST, sport, SERVER, 7777, HOST_MAC);
-        assert_eq!(
-            rig.process(PortId::LAN, &mut out).port(),
-            Some(PortId::uplink(0))
-        );
+    for sport in 6001..6003 {
+        let mut more = udp(HOST2, sport, SERVER, 3478, HOST2_MAC);
+        assert!(rig.process(PortId::LAN, &mut more).port().is_some());
     }
+    let mut out = udp(HOST, 5000, SERVER, 7777, HOST_MAC);
+    assert_eq!(
+        rig.process(PortId::LAN, &mut out).port(),
+        Some(PortId::uplink(0))
+    );
     let exhausted = DropReason::NatAllocation(flowpin_nat::AllocError::Exhausted);
-    let outbound = udp(HOST, 5003, SERVER, 7777, HOST_MAC);
+    let outbound = udp(HOST, 5002, SERVER, 7777, HOST_MAC);
     let hairpin = udp(HOST, 5004, target_ip.octets(), target_port, HOST_MAC);
     for offending in [outbound.clone(), hairpin] {
         let mut frame = offending.clone();
@@ -188,8 +191,11 @@ fn a_new_flow_without_a_free_port_gets_administratively_prohibited_within_its_bu
         },
         true,
     );
-    for sport in 5010..5014 {
-        let mut out = udp(HOST, sport, SERVER, 7777, HOST_MAC);
+    for (host, mac, sport) in [(HOST2, HOST2_MAC, 5010), (HOST2, HOST2_MAC, 5011)]
+        .into_iter()
+        .chain([(HOST2, HOST2_MAC, 5012), (HOST, HOST_MAC, 5013)])
+    {
+        let mut out = udp(host, sport, SERVER, 7777, mac);
         assert!(off.process(PortId::LAN, &mut out).port().is_some());
     }
     let mut frame = outbound;

@@ -1,5 +1,6 @@
-//! A full flow table: refused new flows by default, early drop of never-answered flows when enabled,
-//! and the ports such flows give back.
+//! A full flow table: early drop of unconfirmed flows (junk, unanswered first packets, flows opened
+//! from outside that the LAN host never answered), refused new flows when every flow is confirmed,
+//! and the ports early-dropped flows give back.
 
 use super::*;
 
@@ -89,33 +90,128 @@ fn a_full_table_early_drops_unanswered_flows_and_keeps_answered_ones() {
     );
 }
 
-/// By default a full table evicts nothing, not even flows that were never answered (their ports keep
-/// their RFC 6888 REQ-8 quarantine): the new flow is refused under `flow_table_full`.
+/// With `early_drop_unanswered = false` a full table still makes room by early-dropping unconfirmed
+/// flows, whose ports keep their 120 s quarantine (RFC 6888 REQ-8): a SYN flood into a full table
+/// still lets every SYN through.
 #[test]
-fn rfc6888_req8_by_default_a_full_table_refuses_new_flows_and_keeps_unanswered_ones() {
-    let rig = small_rig(64);
-    let mut pinned = Vec::new();
+fn rfc6888_req8_early_dropped_flows_may_keep_their_ports_quarantined() {
+    let mut rig = Rig::new(
+        Settings {
+            early_drop_unanswered: false,
+            ..Settings::default()
+        },
+        true,
+    );
+    rig.flows = Flows::with_capacity(64).unwrap();
+    let mut first = None;
     for sport in 30000..30300u16 {
         let mut syn = tcp(HOST, sport, SERVER, 80, SYN, HOST_MAC);
-        match rig.process(PortId::LAN, &mut syn) {
-            Verdict::Transmit { port, .. } => pinned.push((sport, port, endpoint(&syn))),
-            Verdict::Drop(reason) => assert_eq!(reason, DropReason::FlowTableFull, "{sport}"),
-        }
+        let port = rig.transmit(PortId::LAN, &mut syn);
+        first.get_or_insert((port, endpoint(&syn)));
     }
-    assert!(pinned.len() >= 32, "the table took flows: {}", pinned.len());
-    assert_eq!(rig.flows.table.len(), pinned.len(), "and then refused");
-    assert_eq!(
-        rig.drops(DropReason::FlowTableFull),
-        300 - pinned.len() as u64
+    assert!(rig.counters.flows_early_dropped.get() >= 300 - 64);
+    assert_eq!(rig.drops(DropReason::FlowTableFull), 0);
+    let (port, (_, external, _, _)) = first.unwrap();
+    let slot = usize::from(port.uplink_slot().unwrap());
+    assert!(
+        rig.pools[slot].tcp.is_quarantined(external, rig.now_ms),
+        "the first SYN's flow was dropped and its port quarantined"
     );
-    assert_eq!(rig.counters.flows_early_dropped.get(), 0);
-    // Every unanswered flow is still pinned with its mapping: its retransmitted SYN leaves the same way.
-    for (sport, port, (source, source_port, _, _)) in pinned {
-        let mut again = tcp(HOST, sport, SERVER, 80, SYN, HOST_MAC);
-        assert_eq!(rig.process(PortId::LAN, &mut again).port(), Some(port));
-        let (again_source, again_port, _, _) = endpoint(&again);
-        assert_eq!((again_source, again_port), (source, source_port));
+}
+
+/// A LAN host sending bare ACKs and FINs to many tuples (no SYN, nobody answers) fills the table with
+/// unconfirmed flows: another host's new connection takes the room of one of them, and the junk
+/// expires after the transitory timeout, not the established one.
+#[test]
+fn junk_that_nobody_answers_is_unconfirmed_gives_way_and_expires_soon() {
+    let rig = small_rig(64);
+    for sport in 1024..1200u16 {
+        let flags = if sport % 2 == 0 { ACK } else { 0x11 };
+        let mut junk = tcp(HOST, sport, SERVER, 80, flags, HOST_MAC);
+        rig.transmit(PortId::LAN, &mut junk);
     }
+    assert!(
+        rig.counters.flows_early_dropped.get() > 0,
+        "the junk filled the table and made room among itself"
+    );
+    for flow in rig.flows.table.live_flows(rig.now_ms) {
+        assert!(flows::is_unconfirmed(&flow.value, flow.protocol_state));
+        let deadline = flows::deadline(
+            &rig.snapshot.timeouts,
+            &flow.value,
+            flow.protocol_state,
+            flow.last_seen_ms,
+        );
+        assert_eq!(deadline, flow.last_seen_ms + 240_000, "transitory");
+    }
+    let mut syn = tcp(HOST2, 40000, SERVER, 443, SYN, HOST2_MAC);
+    assert!(rig.process(PortId::LAN, &mut syn).port().is_some());
+    assert_eq!(rig.drops(DropReason::FlowTableFull), 0);
+}
+
+/// A connection picked up mid-stream (first segment an ACK, e.g. after a restart) is confirmed by the
+/// remote's answer and then keeps the established timeout and its place.
+#[test]
+fn a_pickup_mid_stream_is_confirmed_by_the_remotes_answer() {
+    let rig = small_rig(16);
+    let mut ack = tcp(HOST, 5000, SERVER, 80, ACK, HOST_MAC);
+    let port = rig.transmit(PortId::LAN, &mut ack);
+    let (src, external, _, _) = endpoint(&ack);
+    let mut answer = tcp(SERVER, 80, src.octets(), external, ACK, GW_MAC[0]);
+    assert_eq!(rig.transmit(port, &mut answer), PortId::LAN);
+    let flow = rig.flows.table.live_flows(rig.now_ms).next().unwrap();
+    assert!(!flows::is_unconfirmed(&flow.value, flow.protocol_state));
+    let deadline = flows::deadline(
+        &rig.snapshot.timeouts,
+        &flow.value,
+        flow.protocol_state,
+        flow.last_seen_ms,
+    );
+    assert_eq!(deadline, flow.last_seen_ms + 7_440_000, "established");
+}
+
+/// A flow opened from outside (endpoint-independent filtering) is unconfirmed until its LAN host
+/// answers.
+#[test]
+fn a_flow_opened_from_outside_is_unconfirmed_until_the_lan_host_answers() {
+    let mut rig = Rig::new(
+        Settings {
+            endpoint_independent_filtering: true,
+            ..Settings::default()
+        },
+        true,
+    );
+    rig.flows = Flows::with_capacity(16).unwrap();
+    let (external, external_port) = answered_udp_flow(&rig, HOST, HOST_MAC, 5000);
+    let slot = (0..2)
+        .find(|&slot| Ipv4Addr::from(WAN_ADDR[slot]) == external)
+        .unwrap();
+    let stranger = [192, 0, 2, 77];
+    let mut inbound = udp(
+        stranger,
+        9999,
+        external.octets(),
+        external_port,
+        GW_MAC[slot],
+    );
+    assert_eq!(
+        rig.transmit(PortId::uplink(slot as u8), &mut inbound),
+        PortId::LAN
+    );
+    let unconfirmed = |rig: &Rig| {
+        rig.flows
+            .table
+            .live_flows(rig.now_ms)
+            .filter(|f| flows::is_unconfirmed(&f.value, f.protocol_state))
+            .count()
+    };
+    assert_eq!(unconfirmed(&rig), 1, "the inbound-opened flow");
+    let mut answer = udp(HOST, 5000, stranger, 9999, HOST_MAC);
+    assert_eq!(
+        rig.transmit(PortId::LAN, &mut answer),
+        PortId::uplink(slot as u8)
+    );
+    assert_eq!(unconfirmed(&rig), 0);
 }
 
 /// When every flow was answered, nothing is evicted even with early drop on: the new flow is refused
@@ -159,9 +255,9 @@ fn the_replied_mark_survives_outbound_stamps_and_leaves_the_timeout_alone() {
         0,
         "still marked answered"
     );
-    assert!(!flows::is_unreplied(&flow.value, flow.protocol_state));
+    assert!(!flows::is_unconfirmed(&flow.value, flow.protocol_state));
     assert_eq!(
-        flow.protocol_state & !flows::REPLIED,
+        flow.protocol_state & !(flows::REPLIED | flows::SENT),
         rig.now_ms,
         "stamped now"
     );

@@ -21,8 +21,8 @@ impl Checker<'_> {
             stickiness: Default::default(),
             timeouts: Timeouts::DEFAULT,
             filtering: Default::default(),
-            ports_per_host: Nat::DEFAULT_PORTS_PER_HOST,
-            early_drop_unanswered: false,
+            ports_per_host: None,
+            early_drop_unanswered: true,
             port_exhausted_icmp_per_s: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_PER_S,
             port_exhausted_icmp_burst: Nat::DEFAULT_PORT_EXHAUSTED_ICMP_BURST,
             frag_needed_icmp_per_s: Nat::DEFAULT_FRAG_NEEDED_ICMP_PER_S,
@@ -54,7 +54,7 @@ impl Checker<'_> {
         }
         if let Some(quota) = raw.ports_per_host {
             self.check_ports_per_host(&quota, nat.port_range);
-            nat.ports_per_host = quota.into_inner();
+            nat.ports_per_host = Some(quota.into_inner());
         }
         self.rate_limit(
             "nat.port_exhausted_icmp",

@@ -55,6 +55,13 @@ fn write_flow_table(out: &mut String, status: &StatusReport) {
         "Flows that never got a reply, removed to make room for a new flow while the table was full.",
     );
     f.sample(&[], status.flows_early_dropped as f64);
+    let mut f = family(
+        out,
+        "flowpin_flows_spilled_total",
+        "counter",
+        "New flows refused on their chosen uplink for their host's share that another uplink of the group took.",
+    );
+    f.sample(&[], status.flows_spilled as f64);
 }
 
 /// Suppressed ICMP answers, drops by reason, the XDP program's decisions.

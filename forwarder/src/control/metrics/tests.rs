@@ -190,6 +190,7 @@ fn kernel_socket_counters_are_exported_per_worker_port_and_counter() {
     use crate::control::api::XskSocketStatus;
     let status = StatusReport {
         flows_early_dropped: 9,
+        flows_spilled: 4,
         icmp_suppressed: vec![("net_unreachable".into(), 4), ("port_exhausted".into(), 6)],
         workers: vec![
             WorkerStatus {
@@ -244,6 +245,8 @@ fn kernel_socket_counters_are_exported_per_worker_port_and_counter() {
     );
     assert!(text.contains("# TYPE flowpin_flows_early_dropped_total counter\n"));
     assert!(text.contains("flowpin_flows_early_dropped_total 9\n"));
+    assert!(text.contains("# TYPE flowpin_flows_spilled_total counter\n"));
+    assert!(text.contains("flowpin_flows_spilled_total 4\n"));
     assert!(text.contains("# TYPE flowpin_icmp_suppressed_total counter\n"));
     assert!(text.contains("flowpin_icmp_suppressed_total{kind=\"net_unreachable\"} 4\n"));
     assert!(text.contains("flowpin_icmp_suppressed_total{kind=\"port_exhausted\"} 6\n"));

@@ -38,6 +38,7 @@ impl Daemon {
                 .iter()
                 .map(|c| c.flows_early_dropped.get())
                 .sum(),
+            flows_spilled: self.counters.iter().map(|c| c.flows_spilled.get()).sum(),
             icmp_suppressed: self.icmp_suppressed(),
             workers: self.worker_statuses(),
             control_surfaces: Box::new(self.surfaces.report()),

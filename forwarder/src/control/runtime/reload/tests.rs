@@ -161,7 +161,7 @@ fn restart_is_still_needed_for_the_lan_the_port_range_and_the_datapath() {
     new.datapath.flow_capacity += 1;
     assert_eq!(restart_needed(&old, &new), Some("[datapath]"));
     let mut new = config(&[1, 2], None);
-    new.nat.ports_per_host = 10;
+    new.nat.ports_per_host = Some(10);
     assert_eq!(restart_needed(&old, &new), Some("nat.ports_per_host"));
 }
 
