@@ -189,11 +189,11 @@ impl DatapathRig {
     /// Removes every flow and gives its external port back, as the daemon's sweeper does when flows
     /// expire; returns how many were removed. Not a per-packet operation (it walks the whole table).
     pub fn remove_all_flows(&self) -> usize {
-        let table = &self.flows.table;
         let now_ms = self.now_ms.get();
         let mut removed = 0;
-        for _ in 0..table.capacity().div_ceil(SWEEP_RUN) {
-            removed += table
+        for _ in 0..self.flows.table.capacity().div_ceil(SWEEP_RUN) {
+            removed += self
+                .flows
                 .sweep(
                     now_ms,
                     SWEEP_RUN,

@@ -44,6 +44,11 @@ pub enum DropReason {
     FlowTableFull,
     /// The new flow's uplink-side key already belongs to another flow.
     FlowKeyClash,
+    /// The flow table is under pressure and the new flow's LAN host holds its fair share of it, with
+    /// no unconfirmed flow of its own to give way ([`super::FlowShare`]).
+    HostOverFlowShare,
+    /// The new flow's LAN host holds no flow yet and the flow table's host counts are full.
+    FlowHostTableFull,
     /// The flow's uplink has no resolved gateway MAC yet.
     GatewayUnresolved,
     /// The packet is larger than the egress MTU and has DF set: answered with ICMP fragmentation needed.
@@ -73,7 +78,7 @@ const TRANSLATE_BASE: usize = ALLOC_BASE + AllocError::ALL.len();
 const OTHER_BASE: usize = TRANSLATE_BASE + TranslateError::ALL.len();
 
 /// The reasons that carry no inner error, in counter order.
-const OTHERS: [DropReason; 19] = [
+const OTHERS: [DropReason; 21] = [
     DropReason::SpoofedSource,
     DropReason::UnsolicitedInbound,
     DropReason::IcmpErrorWithoutFlow,
@@ -93,6 +98,8 @@ const OTHERS: [DropReason; 19] = [
     DropReason::TxRuntFrame,
     DropReason::TxBeyondFrame,
     DropReason::LanReservedSource,
+    DropReason::HostOverFlowShare,
+    DropReason::FlowHostTableFull,
 ];
 
 impl DropReason {
@@ -147,6 +154,8 @@ impl DropReason {
             Self::NoUplink => "no_uplink",
             Self::FlowTableFull => "flow_table_full",
             Self::FlowKeyClash => "flow_key_clash",
+            Self::HostOverFlowShare => "host_over_flow_share",
+            Self::FlowHostTableFull => "flow_host_table_full",
             Self::GatewayUnresolved => "gateway_unresolved",
             Self::FragmentationNeeded => "fragmentation_needed",
             Self::WouldFragment => "would_fragment",

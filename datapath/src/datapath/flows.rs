@@ -20,6 +20,12 @@
 //! - when TCP past the handshake (a first segment that was not a SYN: bare ACKs, FINs, a pickup
 //!   mid-stream), expire after the transitory timeout (240 s), not the established one (2 h 4 min).
 //!
+//! # Removal and per-host counts
+//! Every flow is counted against its LAN host ([`super::flow_share`]); flows leave the table only
+//! through [`Flows::remove`], [`Flows::sweep`] and the early drops, which give the host back, so the
+//! counts stay right whatever removes a flow (expiry, early drop, failover, reload). Nothing else
+//! may call the table's own `remove` or `sweep`.
+//!
 //! The TCP sequence words of each record live beside the table in `tcp`, indexed by record number. They are
 //! reset when a flow is inserted into the record. A worker holding a handle of a flow that has just been
 //! removed could, in a tiny window, fold one segment into the new occupant's tracker: that can only make
@@ -27,11 +33,14 @@
 
 use std::sync::atomic::Ordering;
 
-use flowpin_flowtable::{FlowHandle, FlowTable};
+use std::net::Ipv4Addr;
+
+use flowpin_flowtable::{FlowHandle, FlowTable, SweepStats};
 use flowpin_nat::{
     AtomicTcpTracker, FlowActivity, FlowKey, FlowState, IpProtocol, TcpPhase, TcpTracker, Timeouts,
 };
 
+use super::flow_share::FlowHosts;
 use super::record::{FlowKind, FlowValue};
 
 /// The bit of a UDP/ICMP flow's state word that says a packet came back from the far side.
@@ -57,6 +66,8 @@ pub struct Flows {
     pub table: FlowTable<FlowKey, FlowValue>,
     /// TCP trackers by record number.
     pub tcp: Box<[AtomicTcpTracker]>,
+    /// Flows held per LAN host.
+    pub hosts: FlowHosts,
 }
 
 impl Flows {
@@ -64,7 +75,8 @@ impl Flows {
     pub fn with_capacity(capacity: usize) -> Result<Self, flowpin_flowtable::CapacityError> {
         let table = FlowTable::with_capacity(capacity)?;
         let tcp = (0..capacity).map(|_| AtomicTcpTracker::default()).collect();
-        Ok(Self { table, tcp })
+        let hosts = FlowHosts::for_capacity(capacity);
+        Ok(Self { table, tcp, hosts })
     }
 
     /// The tracker of `handle`'s record.
@@ -128,18 +140,67 @@ impl Flows {
         }
     }
 
+    /// Removes the flow of `handle` (once: a second call, or a flow already gone, returns `None`) and
+    /// gives its host back.
+    pub fn remove(&self, handle: FlowHandle) -> Option<FlowValue> {
+        let value = self.table.remove(handle)?;
+        self.hosts.give(host_of(&value));
+        Some(value)
+    }
+
+    /// The table's [`FlowTable::sweep`], giving each removed flow's host back before `on_removed`.
+    pub fn sweep(
+        &self,
+        now_ms: u64,
+        max_records: usize,
+        is_expired: impl FnMut(&FlowValue, u64, u64) -> bool,
+        mut on_removed: impl FnMut(&FlowValue),
+    ) -> SweepStats {
+        self.table
+            .sweep(now_ms, max_records, is_expired, |value: &FlowValue| {
+                self.hosts.give(host_of(value));
+                on_removed(value);
+            })
+    }
+
     /// Makes room in a full table: removes the unconfirmed outbound flows among the next
     /// [`EARLY_DROP_SCAN`] records (shared cursor with the sweeper, so workers scan disjoint runs),
     /// giving their mappings back through `release`. Returns how many were removed.
     pub fn early_drop(&self, now_ms: u64, release: impl FnMut(&FlowValue)) -> usize {
-        self.table
-            .sweep(
-                now_ms,
-                EARLY_DROP_SCAN,
-                |value, state, _| value.kind == FlowKind::Outbound && is_unconfirmed(value, state),
-                release,
-            )
-            .removed
+        self.sweep(
+            now_ms,
+            EARLY_DROP_SCAN,
+            |value, state, _| value.kind == FlowKind::Outbound && is_unconfirmed(value, state),
+            release,
+        )
+        .removed
+    }
+
+    /// Makes room for `host`'s new flow among its own flows: removes the first unconfirmed outbound
+    /// flow of `host` among the next [`EARLY_DROP_SCAN`] records (one for one: the host's count does
+    /// not grow, and no more of its handshakes in progress are lost than the new flow needs).
+    /// Returns how many were removed (0 or 1).
+    pub fn early_drop_of_host(
+        &self,
+        now_ms: u64,
+        host: Ipv4Addr,
+        release: impl FnMut(&FlowValue),
+    ) -> usize {
+        let mut room = 1usize;
+        self.sweep(
+            now_ms,
+            EARLY_DROP_SCAN,
+            |value, state, _| {
+                let candidate = room > 0
+                    && value.kind == FlowKind::Outbound
+                    && host_of(value) == host
+                    && is_unconfirmed(value, state);
+                room -= usize::from(candidate);
+                candidate
+            },
+            release,
+        )
+        .removed
     }
 
     /// Publishes a TCP tracker's new phase word into the table's state word (used by expiry).
@@ -194,6 +255,12 @@ pub fn deadline(timeouts: &Timeouts, value: &FlowValue, state_word: u64, last_se
         ),
     };
     timeouts.deadline(state, activity)
+}
+
+/// The LAN host a flow is counted against: its internal endpoint's address.
+#[inline]
+pub fn host_of(value: &FlowValue) -> Ipv4Addr {
+    value.internal_endpoint().0
 }
 
 /// Whether a flow has not yet seen traffic both ways (see the module docs): TCP until both sides sent a

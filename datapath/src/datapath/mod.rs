@@ -6,6 +6,7 @@
 //! ([`Pipeline::process_prepared`]), and acts on the returned [`Verdict`]s.
 
 pub mod counters;
+pub mod flow_share;
 pub mod flows;
 pub mod pipeline;
 pub mod rate_limit;
@@ -17,6 +18,7 @@ pub mod verdict;
 mod tests;
 
 pub use counters::{DatapathCounters, DropReason, TranslatedTotals};
+pub use flow_share::{FlowHosts, FlowShare};
 pub use flows::Flows;
 pub use pipeline::{BATCH, Pipeline, PreparedBatch};
 pub use rate_limit::{RateLimit, TokenBucket};

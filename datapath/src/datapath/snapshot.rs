@@ -132,6 +132,8 @@ pub struct Snapshot {
     /// Whether the ports of unconfirmed flows early-dropped from a full table
     /// ([`super::Flows::early_drop`]) are freed at once; when false they keep their quarantine.
     pub early_drop_unanswered: bool,
+    /// How much of the flow table one LAN host may hold while the table is under pressure.
+    pub flow_share: super::FlowShare,
 }
 
 impl Snapshot {

@@ -157,6 +157,12 @@ fn write_datapath(out: &mut String, datapath: &Datapath) {
         )
     };
     let _ = writeln!(out, "Workers pinned to: {cpus}");
+    let _ = writeln!(
+        out,
+        "Flow table share: once {} % of it is in use, a LAN host holding capacity / (hosts + 1) \
+         flows (at least {}) gets no new flow",
+        datapath.flow_share_pressure_percent, datapath.flow_share_floor
+    );
 }
 
 fn address_text(uplink: &Uplink) -> String {

@@ -273,6 +273,11 @@ pub struct Datapath {
     pub flow_capacity: u32,
     /// UMEM frames per worker (a power of two).
     pub frames_per_worker: u32,
+    /// The flow table is under pressure once this percentage of it is in use (1–100): then a LAN
+    /// host holding its fair share of the table gets no new flow (see `flowpin_datapath::flow_share`).
+    pub flow_share_pressure_percent: u8,
+    /// The least fair share of the flow table a LAN host has, in flows (1 to `flow_capacity`).
+    pub flow_share_floor: u32,
     /// CPU ids workers are pinned to: worker `i` on `cpus[i % len]`. Empty (the key absent): every
     /// CPU the daemon may run on. Not empty, no duplicate, and (when the machine's online CPUs were
     /// given to validation) each one online.
@@ -301,6 +306,10 @@ impl Datapath {
     /// worker is off its CPU (4096 frames kept 12.8 ms, and lost 1–10 % of a 100 kpps new-flow load
     /// on a busy 2-core machine to `rx_fill_ring_empty_descs`).
     pub const DEFAULT_FRAMES_PER_WORKER: u32 = 16384;
+    /// Default `flow_share_pressure_percent`.
+    pub const DEFAULT_FLOW_SHARE_PRESSURE_PERCENT: u8 = 75;
+    /// Default `flow_share_floor`.
+    pub const DEFAULT_FLOW_SHARE_FLOOR: u32 = 256;
 }
 
 /// How many worker threads to run. Worker `i` serves receive queue `i` of every attached interface,

@@ -154,6 +154,8 @@ pub(super) struct RawDatapath {
     pub idle: Option<S<IdleStrategy>>,
     pub flow_capacity: Option<S<u32>>,
     pub frames_per_worker: Option<S<u32>>,
+    pub flow_share_pressure_percent: Option<S<u8>>,
+    pub flow_share_floor: Option<S<u32>>,
     pub cpus: Option<S<Vec<S<u32>>>>,
     pub pin_name: Option<S<String>>,
 }

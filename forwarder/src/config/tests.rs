@@ -683,6 +683,8 @@ mod generated {
                     idle,
                     flow_capacity,
                     frames_per_worker: 1 << frames_log2,
+                    flow_share_pressure_percent: (flow_capacity % 100 + 1) as u8,
+                    flow_share_floor: frames_log2 * 10,
                     cpus,
                     pin_name: None,
                 },
@@ -882,6 +884,45 @@ fn the_per_host_port_quota_is_opt_in_and_bounded_by_the_range() {
         &format!("{BASE}[nat]\nports_per_host = 0\n"),
         "flowpin.toml:17: nat.ports_per_host: ",
         "must be 1-",
+    );
+}
+
+#[test]
+fn the_flow_table_share_has_defaults_and_is_bounded_by_the_table() {
+    let config = parse(BASE, "flowpin.toml", None).unwrap();
+    assert_eq!(
+        (
+            config.datapath.flow_share_pressure_percent,
+            config.datapath.flow_share_floor
+        ),
+        (75, 256)
+    );
+    let text = format!(
+        "{BASE}[datapath]\nflow_capacity = 4096\nflow_share_pressure_percent = 50\nflow_share_floor = 4096\n"
+    );
+    let datapath = parse(&text, "flowpin.toml", None).unwrap().datapath;
+    assert_eq!(
+        (
+            datapath.flow_share_pressure_percent,
+            datapath.flow_share_floor
+        ),
+        (50, 4096),
+        "a floor of the whole table"
+    );
+    assert_single_error(
+        &format!("{BASE}[datapath]\nflow_capacity = 4096\nflow_share_floor = 4097\n"),
+        "flowpin.toml:18: datapath.flow_share_floor: ",
+        "4097 flows: must be 1-4096 (flow_capacity)",
+    );
+    assert_single_error(
+        &format!("{BASE}[datapath]\nflow_share_pressure_percent = 0\n"),
+        "flowpin.toml:17: datapath.flow_share_pressure_percent: ",
+        "0 %: must be 1-100",
+    );
+    assert_single_error(
+        &format!("{BASE}[datapath]\nflow_share_pressure_percent = 101\n"),
+        "flowpin.toml:17: datapath.flow_share_pressure_percent: ",
+        "101 %: must be 1-100",
     );
 }
 

@@ -249,9 +249,21 @@ pub struct StatusReport {
     pub flow_capacity: u64,
     /// Drops by reason (only non-zero reasons), sorted by name.
     pub drops: Vec<(String, u64)>,
-    /// Flows that never got a reply, removed to make room for a new flow while the table was full.
+    /// Flows that never got a reply, removed to make room for a new flow while the table was full,
+    /// or for a new flow of their own host over its fair share of the table.
     #[serde(default)]
     pub flows_early_dropped: u64,
+    /// LAN hosts holding at least one flow.
+    #[serde(default)]
+    pub flow_hosts: u64,
+    /// Flows in use from which the table is under pressure (`[datapath]
+    /// flow_share_pressure_percent` of the capacity).
+    #[serde(default)]
+    pub flow_share_pressure: u64,
+    /// A host's fair share of the table now: the capacity / (`flow_hosts` + 1), at least `[datapath]
+    /// flow_share_floor`; under pressure a host holding it gets no new flow.
+    #[serde(default)]
+    pub flow_fair_share: u64,
     /// New flows whose host the group's choice refused for its share (fair share under pressure, or
     /// `ports_per_host`) that another uplink of the group took.
     #[serde(default)]

@@ -249,7 +249,7 @@ fn remove_and_release(
     release: PortRelease,
     now_ms: u64,
 ) -> bool {
-    let Some(value) = flows.table.remove(handle) else {
+    let Some(value) = flows.remove(handle) else {
         return false;
     };
     match release {

@@ -76,6 +76,11 @@ pub fn status(s: &StatusReport) -> String {
         "flowpin up {}s — flows {} / {}",
         s.uptime_s, s.flows, s.flow_capacity
     );
+    let _ = writeln!(
+        out,
+        "flow table share: {} hosts holding flows; from {} flows in use a host holding {} gets no new flow",
+        s.flow_hosts, s.flow_share_pressure, s.flow_fair_share
+    );
     uplink_traffic(&mut out, s);
     uplink_health(&mut out, s);
     refusals(&mut out, s);
@@ -188,7 +193,7 @@ fn refusals(out: &mut String, s: &StatusReport) {
     }
     let _ = writeln!(
         out,
-        "flows early-dropped (no reply, table full): {}",
+        "flows early-dropped (no reply; table full or host over its share): {}",
         s.flows_early_dropped
     );
     let _ = writeln!(
@@ -342,6 +347,9 @@ mod tests {
         use crate::control::api::{WorkerStatus, XskSocketStatus};
         let s = StatusReport {
             flows_early_dropped: 17,
+            flow_hosts: 2,
+            flow_share_pressure: 768,
+            flow_fair_share: 341,
             guard_reinstalls: 3,
             flows_spilled: 5,
             icmp_suppressed: vec![("net_unreachable".into(), 2), ("port_exhausted".into(), 5)],
@@ -379,7 +387,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("flows early-dropped (no reply, table full): 17\n"),
+            t.contains("flows early-dropped (no reply; table full or host over its share): 17\n"),
             "{t}"
         );
         assert!(
@@ -392,10 +400,15 @@ mod tests {
             t.contains("forward guard re-installed (found removed or altered): 3 (failed 0)\n"),
             "{t}"
         );
+        assert!(
+            t.contains("flow table share: 2 hosts holding flows; from 768 flows in use a host holding 341 gets no new flow\n"),
+            "{t}"
+        );
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["flows_early_dropped"], 17);
         assert_eq!(json["guard_reinstalls"], 3);
         assert_eq!(json["flows_spilled"], 5);
+        assert_eq!(json["flow_fair_share"], 341);
         assert_eq!(json["icmp_suppressed"][1][0], "port_exhausted");
         assert_eq!(json["icmp_suppressed"][1][1], 5);
         let lan = &json["workers"][0]["sockets"][0];

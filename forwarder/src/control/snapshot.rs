@@ -206,6 +206,10 @@ impl SnapshotBuilder {
                 burst: config.nat.frag_needed_icmp_burst,
             },
             early_drop_unanswered: config.nat.early_drop_unanswered,
+            flow_share: crate::datapath::FlowShare {
+                pressure_percent: config.datapath.flow_share_pressure_percent,
+                floor: config.datapath.flow_share_floor,
+            },
         }
     }
 }

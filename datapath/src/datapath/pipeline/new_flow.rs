@@ -6,6 +6,8 @@ use flowpin_nat::{FlowKey, IpProtocol, ParsedFrame, Rewrite, Transport};
 
 use super::{Hit, Pipeline};
 use crate::datapath::counters::DropReason;
+use crate::datapath::flow_share::ShareRefusal;
+use crate::datapath::flows::host_of;
 use crate::datapath::record::{FlowKind, FlowValue, Mac, Placement};
 use crate::select::Decision;
 
@@ -241,20 +243,58 @@ impl Pipeline<'_> {
     }
 
     /// Inserts a new flow under both keys; `(hit, true)` if this call created it, `(winner, false)` if
-    /// another worker's first packet of the same flow won the race. A full table gets one early drop
-    /// of unconfirmed flows (see [`Flows::early_drop`]; their ports are quarantined, or freed at once
-    /// when [`Snapshot::early_drop_unanswered`] is on) and one more try; with none to drop it refuses
-    /// the flow (`flow_table_full`): confirmed flows are never evicted.
+    /// another worker's first packet of the same flow won the race. In outline:
+    /// 1. the flow's LAN host takes its count: under its fair share of a table under pressure, or
+    ///    in place of its own unconfirmed flows ([`Self::take_flow_share`]);
+    /// 2. the flow is inserted, a full table making room by early drop ([`Self::insert_with_room`]);
+    /// 3. a flow this call did not create gives its host's count back.
     fn insert(&self, value: FlowValue) -> Result<(Hit, bool), DropReason> {
+        let host = host_of(&value);
+        self.take_flow_share(host)?;
+        let inserted = self.insert_with_room(value);
+        if !matches!(inserted, Ok((_, true))) {
+            self.flows.hosts.give(host);
+        }
+        inserted
+    }
+
+    /// Counts a new flow of `host` against its share of the table ([`crate::datapath::flow_share`]).
+    /// A host over its share of a table under pressure gives way to itself: one of its own
+    /// unconfirmed flows found in one early-drop scan is removed and the new flow takes its place;
+    /// with none found it is refused (`host_over_flow_share`).
+    fn take_flow_share(&self, host: std::net::Ipv4Addr) -> Result<(), DropReason> {
+        let table = &self.flows.table;
+        let share = &self.snapshot.flow_share;
+        match self
+            .flows
+            .hosts
+            .take(host, share, table.capacity(), table.len())
+        {
+            Ok(()) => return Ok(()),
+            Err(ShareRefusal::HostTableFull) => return Err(DropReason::FlowHostTableFull),
+            Err(ShareRefusal::OverShare) => {}
+        }
+        let dropped = self.flows.early_drop_of_host(self.now_ms, host, |removed| {
+            self.release_early_dropped(removed);
+        });
+        if dropped == 0 {
+            return Err(DropReason::HostOverFlowShare);
+        }
+        self.counters.flows_early_dropped.add(dropped as u64);
+        self.flows
+            .hosts
+            .take_in_place(host)
+            .map_err(|_| DropReason::FlowHostTableFull)
+    }
+
+    /// Inserts the flow; a full table gets one early drop of unconfirmed flows (see
+    /// [`Flows::early_drop`]) and one more try; with none to drop it refuses the flow
+    /// (`flow_table_full`): confirmed flows are never evicted.
+    fn insert_with_room(&self, value: FlowValue) -> Result<(Hit, bool), DropReason> {
         match self.try_insert(value) {
             Err(DropReason::FlowTableFull) => {
                 let dropped = self.flows.early_drop(self.now_ms, |removed| {
-                    if self.snapshot.early_drop_unanswered {
-                        self.snapshot
-                            .release_unanswered_mapping(removed, self.now_ms);
-                    } else {
-                        self.snapshot.release_mapping(removed, self.now_ms);
-                    }
+                    self.release_early_dropped(removed);
                 });
                 if dropped == 0 {
                     return Err(DropReason::FlowTableFull);
@@ -263,6 +303,17 @@ impl Pipeline<'_> {
                 self.try_insert(value)
             }
             result => result,
+        }
+    }
+
+    /// Gives an early-dropped flow's port back: at once when [`Snapshot::early_drop_unanswered`]
+    /// is on, else into quarantine.
+    fn release_early_dropped(&self, removed: &FlowValue) {
+        if self.snapshot.early_drop_unanswered {
+            self.snapshot
+                .release_unanswered_mapping(removed, self.now_ms);
+        } else {
+            self.snapshot.release_mapping(removed, self.now_ms);
         }
     }
 

@@ -105,7 +105,7 @@ fn a_full_host_table_is_counted_and_answered_and_a_leaving_host_makes_room() {
     // HOST2's flow expires; with its last mapping it leaves the host table.
     rig.now_ms += 301_000;
     let (now, snapshot, timeouts) = (rig.now_ms, &rig.snapshot, rig.snapshot.timeouts);
-    let swept = rig.flows.table.sweep(
+    let swept = rig.flows.sweep(
         now,
         1 << 12,
         |value, state, last_seen| {

@@ -18,6 +18,7 @@ use super::*;
 use crate::select::{KeyHasher, PolicySpec, PolicyTable, Stickiness, UplinkStatus};
 
 mod accounting;
+mod flow_share;
 mod host_limits;
 mod icmp;
 mod mapping;
@@ -53,6 +54,8 @@ struct Settings {
     endpoint_independent_filtering: bool,
     /// `[nat] early_drop_unanswered`.
     early_drop_unanswered: bool,
+    /// `[datapath] flow_share_pressure_percent` and `flow_share_floor`.
+    flow_share: crate::datapath::FlowShare,
     /// `[failover] net_unreachable_per_s` and `_burst`.
     net_unreachable: RateLimit,
     /// `[nat] port_exhausted_icmp_per_s` and `_burst`.
@@ -69,6 +72,7 @@ impl Default for Settings {
             max_hosts: 4096,
             stickiness: Stickiness::Endpoint,
             endpoint_independent_filtering: false,
+            flow_share: crate::datapath::FlowShare::default(),
             early_drop_unanswered: true,
             net_unreachable: RateLimit {
                 per_second: 100,
@@ -213,6 +217,7 @@ impl Rig {
                 burst: 50,
             },
             early_drop_unanswered: settings.early_drop_unanswered,
+            flow_share: settings.flow_share,
         }
     }
 

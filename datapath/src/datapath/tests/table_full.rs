@@ -23,7 +23,7 @@ fn small_early_drop_rig(capacity: usize) -> Rig {
 }
 
 /// Opens a UDP flow from `host:sport` and answers it from the server; returns its external endpoint.
-fn answered_udp_flow(rig: &Rig, host: [u8; 4], mac: Mac, sport: u16) -> (Ipv4Addr, u16) {
+pub(super) fn answered_udp_flow(rig: &Rig, host: [u8; 4], mac: Mac, sport: u16) -> (Ipv4Addr, u16) {
     let mut out = udp(host, sport, SERVER, 7777, mac);
     let Verdict::Transmit { port, .. } = rig.process(PortId::LAN, &mut out) else {
         panic!(

@@ -21,6 +21,8 @@ impl Checker<'_> {
             idle: Default::default(),
             flow_capacity: Datapath::DEFAULT_FLOW_CAPACITY,
             frames_per_worker: Datapath::DEFAULT_FRAMES_PER_WORKER,
+            flow_share_pressure_percent: Datapath::DEFAULT_FLOW_SHARE_PRESSURE_PERCENT,
+            flow_share_floor: Datapath::DEFAULT_FLOW_SHARE_FLOOR,
             cpus: Vec::new(),
             pin_name: None,
         };
@@ -57,6 +59,11 @@ impl Checker<'_> {
             }
             datapath.frames_per_worker = value;
         }
+        self.flow_share(
+            raw.flow_share_pressure_percent,
+            raw.flow_share_floor,
+            &mut datapath,
+        );
         datapath
     }
 

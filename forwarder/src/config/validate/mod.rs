@@ -6,6 +6,7 @@
 //! path; a [`Config`] is returned only when there is none.
 
 mod datapath;
+mod flow_share;
 mod health;
 mod lan;
 mod nat;

@@ -62,6 +62,27 @@ fn write_flow_table(out: &mut String, status: &StatusReport) {
         "New flows refused on their chosen uplink for their host's share that another uplink of the group took.",
     );
     f.sample(&[], status.flows_spilled as f64);
+    let mut f = family(
+        out,
+        "flowpin_flow_hosts",
+        "gauge",
+        "LAN hosts holding at least one flow.",
+    );
+    f.sample(&[], status.flow_hosts as f64);
+    let mut f = family(
+        out,
+        "flowpin_flow_share_pressure_flows",
+        "gauge",
+        "Flows in use from which the flow table is under pressure and hosts are held to their fair share.",
+    );
+    f.sample(&[], status.flow_share_pressure as f64);
+    let mut f = family(
+        out,
+        "flowpin_flow_fair_share_flows",
+        "gauge",
+        "A LAN host's fair share of the flow table now: capacity / (hosts holding flows + 1), at least the floor.",
+    );
+    f.sample(&[], status.flow_fair_share as f64);
 }
 
 /// Suppressed ICMP answers, drops by reason, the XDP program's decisions.

@@ -132,7 +132,7 @@ impl Daemon {
         let now_ms = self.clock.now_ms();
         let snapshot = self.cell.load();
         let timeouts = snapshot.timeouts;
-        self.flows.table.sweep(
+        self.flows.sweep(
             now_ms,
             SWEEP_BATCH,
             |value, state, last_seen| {

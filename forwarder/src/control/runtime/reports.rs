@@ -39,6 +39,15 @@ impl Daemon {
                 .map(|c| c.flows_early_dropped.get())
                 .sum(),
             flows_spilled: self.counters.iter().map(|c| c.flows_spilled.get()).sum(),
+            flow_hosts: self.flows.hosts.live() as u64,
+            flow_share_pressure: snapshot
+                .flow_share
+                .pressure_threshold(self.flows.table.capacity()),
+            flow_fair_share: u64::from(
+                snapshot
+                    .flow_share
+                    .fair_share(self.flows.table.capacity(), self.flows.hosts.live()),
+            ),
             icmp_suppressed: self.icmp_suppressed(),
             workers: self.worker_statuses(),
             control_surfaces: Box::new(self.surfaces.report()),

@@ -286,7 +286,7 @@ fn remove_remaining_flows(flows: &Flows, snapshot: &Snapshot, slot: u8, now_ms: 
         if flow.value.uplink != slot {
             continue;
         }
-        let Some(value) = flows.table.remove(flow.handle) else {
+        let Some(value) = flows.remove(flow.handle) else {
             continue;
         };
         removed += 1;
