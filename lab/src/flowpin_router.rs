@@ -97,10 +97,11 @@ pub fn config_for(topology: &Topology, socket: &Path, uplinks: &[(usize, u32)]) 
     }
     let _ = writeln!(
         text,
-        "[nat]\nport_range = \"{}-{}\"\n\n[datapath]\nworkers = {}\nmode = \"copy\"\nidle = \"poll\"\nflow_capacity = 262144\npin_name = \"{}\"\n\n[control]\nsocket = \"{}\"",
+        "[nat]\nport_range = \"{}-{}\"\n\n[datapath]\nworkers = {}\nmode = \"copy\"\nidle = \"poll\"\nflow_capacity = {}\npin_name = \"{}\"\n\n[control]\nsocket = \"{}\"",
         NAT_PORT_RANGE.0,
         NAT_PORT_RANGE.1,
         r.queues,
+        r.flow_capacity,
         crate::state::pin_name(&topology.prefix),
         socket.display()
     );

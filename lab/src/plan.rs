@@ -85,6 +85,8 @@ pub struct RouterNode {
     /// RX and TX queues of the router's veth pairs (`lan0`, `wanK` and their peers); flowpin runs this
     /// many workers.
     pub queues: u16,
+    /// flowpin's flow table capacity.
+    pub flow_capacity: u32,
 }
 
 /// One LAN host.
@@ -241,6 +243,7 @@ impl Topology {
                 lan_mac: mac(0, 0, 0, 1),
                 kind: spec.router,
                 queues: spec.queues,
+                flow_capacity: spec.flow_capacity,
             },
             uplinks,
             inet: InetNode {

@@ -73,10 +73,17 @@ pub struct LabSpec {
     /// queue.
     #[serde(default = "one_queue")]
     pub queues: u16,
+    /// flowpin's `[datapath] flow_capacity` (the default's 262,144; tests of a full table use less).
+    #[serde(default = "default_flow_capacity")]
+    pub flow_capacity: u32,
 }
 
 fn one_queue() -> u16 {
     1
+}
+
+fn default_flow_capacity() -> u32 {
+    262_144
 }
 
 impl Default for LabSpec {
@@ -89,6 +96,7 @@ impl Default for LabSpec {
             router: RouterKind::Kernel,
             name: None,
             queues: one_queue(),
+            flow_capacity: default_flow_capacity(),
         }
     }
 }

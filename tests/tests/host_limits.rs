@@ -79,6 +79,8 @@ fn one_host_with_8192_flows_gets_every_flow_through_split_by_weight() {
             "nat_host_over_fair_share",
             "nat_host_table_full",
             "flow_table_full",
+            "host_over_flow_share",
+            "flow_host_table_full",
         ] {
             assert_eq!(status_drops(&status, reason), 0, "{weights:?}: {reason}");
         }
