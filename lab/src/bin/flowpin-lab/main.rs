@@ -53,6 +53,7 @@ impl ShapeArgs {
             router: self.router,
             name: Some(self.name.clone().unwrap_or_else(name::generate_prefix)),
             queues: self.queues,
+            ..LabSpec::default()
         };
         spec.validate()?;
         Ok(spec)
