@@ -31,9 +31,8 @@
 //! removed could, in a tiny window, fold one segment into the new occupant's tracker: that can only make
 //! the tracker judge one RST too strictly or leniently, which changes a timeout, never a translation.
 
-use std::sync::atomic::Ordering;
-
 use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
 
 use flowpin_flowtable::{FlowHandle, FlowTable, SweepStats};
 use flowpin_nat::{
