@@ -317,7 +317,8 @@ port_range = "20000-29999"
     }
 
     /// Pins a flow from LAN port `port` to uplink `slot` under `snapshot`, as the datapath does: a
-    /// port from the uplink's pool, the uplink's current address. Returns its external port.
+    /// port from the uplink's pool, the uplink's current address, the flow counted against its host.
+    /// Returns its external port.
     fn pin(flows: &Flows, snapshot: &Snapshot, slot: u8, protocol: IpProtocol, port: u16) -> u16 {
         let key = FlowKey {
             protocol,
@@ -356,6 +357,7 @@ port_range = "20000-29999"
             FlowKind::Outbound,
             snapshot.generation,
         );
+        flows.hosts.take_in_place(key.source).unwrap();
         flows
             .table
             .insert_if_absent(value.lan_key(), value.uplink_key(), value, 0)
@@ -411,6 +413,11 @@ port_range = "20000-29999"
             assert!(!pool.is_quarantined(port, 1000), "{protocol:?} {port}");
         }
         assert_eq!(pools.udp.references(new_udp), 1, "the new address's flow");
+        assert_eq!(
+            flows.hosts.held(Ipv4Addr::new(10, 77, 0, 11)),
+            2,
+            "the host's count follows the flows failed over"
+        );
         // A second pass finds nothing more.
         assert_eq!(
             fail_over_renumbered(&flows, &after, 0, &policy, None, 2000),
@@ -426,6 +433,7 @@ port_range = "20000-29999"
         let port = pin(&flows, &snapshot, 0, IpProtocol::Udp, 40001);
         let report = fail_over(&flows, &snapshot, 0, &Failover::default(), None, 1000);
         assert_eq!(report.moved, 1);
+        assert_eq!(flows.hosts.live(), 0, "the host left with its last flow");
         assert!(
             snapshot
                 .uplink(0)
