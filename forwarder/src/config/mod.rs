@@ -24,6 +24,7 @@
 mod cpus;
 mod error;
 mod explain;
+pub mod http_probe;
 mod locate;
 pub mod model;
 mod raw;
@@ -32,6 +33,8 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_probes;
 
 use std::path::Path;
 
@@ -40,6 +43,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use explain::{explain, weight_shares};
 pub use flowpin_datapath::{Ipv4Prefix, Protocol, Stickiness};
 pub use flowpin_nat::{PortRange, Timeouts};
+pub use http_probe::HttpCheck;
 pub use model::{
     Config, Control, Datapath, Filtering, IdleStrategy, Lan, Nat, Policy, PolicyMatch,
     PolicyUplink, Uplink, Workers, XdpMode,

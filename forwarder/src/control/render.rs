@@ -174,6 +174,44 @@ fn uplink_health(out: &mut String, s: &StatusReport) {
             u.tcp_handshakes_unanswered_in_a_row
         );
     }
+    probe_targets(out, s);
+}
+
+/// Per uplink and probe target: loss, RTT, jitter and the latest failure; then the hooks.
+fn probe_targets(out: &mut String, s: &StatusReport) {
+    let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    if s.uplinks.iter().any(|u| !u.probe_targets.is_empty()) {
+        let _ = writeln!(
+            out,
+            "
+{:<10} {:<32} {:>8} {:>8} {:>9}  last failure",
+            "probes", "target", "loss %", "rtt ms", "jitter ms"
+        );
+    }
+    for u in &s.uplinks {
+        for t in &u.probe_targets {
+            let _ = writeln!(
+                out,
+                "{:<10} {:<32} {:>8.1} {:>8} {:>9}  {}",
+                u.name,
+                t.target,
+                t.loss_percent,
+                show(t.rtt_ms),
+                show(t.jitter_ms),
+                t.last_failure.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    let h = &s.hooks;
+    if h.events > 0 {
+        let _ = writeln!(
+            out,
+            "
+hooks: {} changes, runs succeeded {} failed {} timed out {}, changes dropped {} \
+             (queue full), waiting {}",
+            h.events, h.succeeded, h.failed, h.timed_out, h.dropped, h.waiting
+        );
+    }
 }
 
 /// Drops by reason, early drops, suppressed ICMP answers and the XDP program's decisions.
