@@ -164,3 +164,62 @@ async fn a_full_queue_drops_and_counts_instead_of_waiting() {
     assert_eq!(status.events, QUEUE_CAPACITY as u64 + 10);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The shipped example hook posts the change as JSON to the webhook (a real listener here) and
+/// logs it with `logger`.
+#[test]
+fn the_example_hook_posts_the_change_as_json() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut buffer).unwrap();
+            request.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&request);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break;
+                }
+            }
+        }
+        conn.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        String::from_utf8(request).unwrap()
+    });
+    let dir = hook_dir("example");
+    let url_file = dir.join("webhook-url");
+    std::fs::write(&url_file, format!("{url}\n")).unwrap();
+    let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/hooks/50-notify");
+    let mut event = event(&dir, 5000);
+    event.reason = "probes: 0/1 answered; http://a.test/\"x\": HTTP status 503".into();
+    let status = std::process::Command::new(&hook)
+        .env_clear()
+        .env("PATH", HOOK_PATH)
+        .envs(environment(&event, 7))
+        .env("FLOWPIN_WEBHOOK_FILE", &url_file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let request = server.join().unwrap();
+    assert!(request.starts_with("POST /hook HTTP/1.1\r\n"), "{request}");
+    let body = request.split_once("\r\n\r\n").unwrap().1;
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["uplink"], "isp1");
+    assert_eq!(json["new_state"], "down");
+    assert_eq!(json["reason"], event.reason.as_str());
+    assert_eq!(json["time"], "2026-12-07T17:33:56Z");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
