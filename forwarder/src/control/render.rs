@@ -336,6 +336,42 @@ mod tests {
     }
 
     #[test]
+    fn status_shows_each_probe_target_and_the_hooks() {
+        let s = StatusReport {
+            uplinks: vec![UplinkStatus {
+                name: "isp2".into(),
+                probe_targets: vec![crate::control::api::ProbeTargetStatus {
+                    target: "http://203.0.113.13:8081/health".into(),
+                    loss_percent: 40.0,
+                    rtt_ms: Some(3.25),
+                    jitter_ms: Some(0.5),
+                    last_failure: Some("HTTP status 503".into()),
+                }],
+                ..Default::default()
+            }],
+            hooks: crate::control::health::hooks::HookStatus {
+                events: 2,
+                succeeded: 1,
+                timed_out: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let t = status(&s);
+        let row = t
+            .lines()
+            .find(|l| l.contains("http://203.0.113.13:8081/health"))
+            .expect(&t);
+        for column in ["isp2", "40.0", "3.2", "0.5", "HTTP status 503"] {
+            assert!(row.contains(column), "{column} in {row}");
+        }
+        assert!(
+            t.contains("hooks: 2 changes, runs succeeded 1 failed 0 timed out 1"),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn status_shows_each_workers_frames_per_state() {
         use crate::control::api::WorkerStatus;
         use crate::xsk::FrameAccounting;
