@@ -102,8 +102,8 @@ impl ProbeServers {
         std::fs::create_dir_all(&dir).expect("the probe servers' directory");
         let cnf = dir.join("openssl.cnf");
         std::fs::write(&cnf, OPENSSL_CNF).expect("writing openssl.cnf");
-        let ca = make_ca(&dir, &cnf, "ca");
-        let other_ca = make_ca(&dir, &cnf, "other-ca");
+        let ca = make_ca(&dir, &cnf, "ca", "/CN=flowpin lab CA");
+        let other_ca = make_ca(&dir, &cnf, "other-ca", "/CN=another lab CA");
         let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
         let csr = dir.join("server.csr");
         openssl(&[
@@ -194,8 +194,9 @@ fn openssl(args: &[&str]) {
     );
 }
 
-/// A self-signed CA `<name>.pem` / `<name>.key` in `dir`.
-fn make_ca(dir: &Path, cnf: &Path, name: &str) -> PathBuf {
+/// A self-signed CA `<name>.pem` / `<name>.key` in `dir`, its subject `subject` (distinct CAs
+/// have distinct subjects, as real ones do).
+fn make_ca(dir: &Path, cnf: &Path, name: &str, subject: &str) -> PathBuf {
     let (pem, key) = (
         dir.join(format!("{name}.pem")),
         dir.join(format!("{name}.key")),
@@ -205,6 +206,8 @@ fn make_ca(dir: &Path, cnf: &Path, name: &str) -> PathBuf {
         "-x509",
         "-config",
         &s(cnf),
+        "-subj",
+        subject,
         "-extensions",
         "ca",
         "-newkey",

@@ -152,7 +152,7 @@ fn an_https_probe_trusts_the_configured_ca_and_fails_with_another() {
         .as_str()
         .unwrap_or_default();
     assert!(
-        failure.starts_with("TLS: ") && failure.contains("UnknownIssuer"),
+        failure == "TLS: invalid peer certificate: UnknownIssuer",
         "{status:#}"
     );
     assert_no_leak_or_wrong_uplink(&lab, &lab.isp_counters().unwrap());
@@ -166,7 +166,7 @@ fn an_https_probe_trusts_the_configured_ca_and_fails_with_another() {
 }
 
 #[test]
-fn a_dns_servfail_takes_only_that_uplink_down_although_ping_works() {
+fn a_dns_servfail_takes_only_that_uplink_down_although_the_resolver_answers() {
     let lab = flowpin_lab();
     let servers = ProbeServers::start(&lab);
     append_config_and_reload(&lab, &health("", &dns_target()));
@@ -181,23 +181,7 @@ fn a_dns_servfail_takes_only_that_uplink_down_although_ping_works() {
         "DNS answered SERVFAIL",
         "{status:#}"
     );
-    // The resolver is reachable through isp2 (ICMP works); only its answer is wrong.
-    let router = &lab.router().ns;
-    let wan2 = &lab.uplinks()[1].router_iface;
-    lab.exec_ok(
-        router,
-        &[
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "1",
-            "-I",
-            wan2,
-            &ADDRESS.to_string(),
-        ],
-    )
-    .expect("the resolver answers ping through isp2");
+    // An answer, not a timeout: the resolver is reached through isp2; only its answer is wrong.
     assert_traffic_clean(&lab);
 
     servers.set("dns-rcode", Some(isp2), "5");
