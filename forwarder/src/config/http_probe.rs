@@ -107,6 +107,30 @@ impl ProbeUrl {
     }
 }
 
+/// The largest CA file read (a bundle of a few hundred certificates is well below).
+pub const CA_FILE_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// Reads the PEM file `path`: a regular file (never a device or a FIFO that would not end) of at
+/// most [`CA_FILE_LIMIT`] bytes.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|error| format!("cannot read: {error}"))?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| format!("cannot read: {error}"))?;
+    if !metadata.is_file() {
+        return Err("not a regular file".into());
+    }
+    if metadata.len() > CA_FILE_LIMIT {
+        return Err(format!("larger than {CA_FILE_LIMIT} bytes"));
+    }
+    let mut pem = Vec::new();
+    file.take(CA_FILE_LIMIT)
+        .read_to_end(&mut pem)
+        .map_err(|error| format!("cannot read: {error}"))?;
+    Ok(pem)
+}
+
 /// Parses `expect_status`: `"200"` or `"200-399"`, within 100-599.
 pub fn parse_status_range(text: &str) -> Result<(u16, u16), String> {
     let (low, high) = text.split_once('-').unwrap_or((text, text));

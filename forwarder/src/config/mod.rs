@@ -16,7 +16,8 @@
 //! - a [`Config`] that exists is valid ([`model`] lists the guarantees); nothing downstream
 //!   re-checks it;
 //! - [`Config::to_toml`] writes a file that parses back to an equal [`Config`];
-//! - no I/O but reading the file in [`load`]: the machine facts a file is checked against
+//! - no I/O but reading the file in [`load`] and the CA files that `https` probe targets name
+//!   (`ca_file`: regular files only, bounded, see [`http_probe::read_ca_file`]): the machine facts a file is checked against
 //!   ([`Host`]: the router's `ip_local_port_range`, read with
 //!   [`PortRange::parse_ip_local_port_range`]; the online CPUs, read with [`parse_cpu_list`])
 //!   are an argument.

@@ -113,6 +113,17 @@ fn http_target_errors_name_their_line_and_field() {
 }
 
 #[test]
+fn a_ca_file_must_be_a_regular_file() {
+    let text =
+        target("kind = \"https\"\nurl = \"https://203.0.113.10/\"\nca_file = \"/dev/zero\"\n");
+    assert_single_error(
+        &text,
+        "flowpin.toml:12: health.target[0].ca_file: ",
+        "not a regular file",
+    );
+}
+
+#[test]
 fn a_ca_file_must_hold_a_pem_certificate() {
     let path = std::env::temp_dir().join(format!("flowpin-ca-{}.pem", std::process::id()));
     std::fs::write(&path, "not a certificate\n").unwrap();

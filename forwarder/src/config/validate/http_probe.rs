@@ -103,7 +103,7 @@ impl Checker<'_> {
 fn check_ca_file(path: &Path) -> Result<(), String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(path).map_err(|error| format!("cannot read: {error}"))?;
+    let pem = super::super::http_probe::read_ca_file(path)?;
     let mut certificates = 0;
     for certificate in CertificateDer::pem_slice_iter(&pem) {
         certificate.map_err(|error| format!("not a PEM certificate file: {error}"))?;

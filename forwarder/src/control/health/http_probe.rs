@@ -51,7 +51,7 @@ impl TlsClients {
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(system.iter().cloned());
         if let Some(path) = ca_file {
-            let pem = std::fs::read(path)
+            let pem = crate::config::http_probe::read_ca_file(path)
                 .map_err(|error| format!("CA file {}: {error}", path.display()))?;
             for certificate in CertificateDer::pem_slice_iter(&pem) {
                 let certificate =
