@@ -85,7 +85,8 @@ fn an_http_503_takes_only_that_uplink_down_and_200_brings_it_back_after_the_hyst
     wait_for_probes_answered(&lab);
     let isp2 = lab.uplinks()[1].router_addr;
     servers.set("http-status", Some(isp2), "503");
-    wait_state(&lab, 1, "down", Duration::from_secs(10));
+    let took = wait_state(&lab, 1, "down", Duration::from_secs(10));
+    eprintln!("503 acted on after {took:?}");
     let status = flowpin_status(&lab);
     assert_eq!(uplink_state(&status, 0), "up", "isp1 still gets 200");
     let (healthy, broken) = (target_of(&status, 0), target_of(&status, 1));
@@ -173,7 +174,8 @@ fn a_dns_servfail_takes_only_that_uplink_down_although_the_resolver_answers() {
     wait_for_probes_answered(&lab);
     let isp2 = lab.uplinks()[1].router_addr;
     servers.set("dns-rcode", Some(isp2), "2");
-    wait_state(&lab, 1, "down", Duration::from_secs(10));
+    let took = wait_state(&lab, 1, "down", Duration::from_secs(10));
+    eprintln!("SERVFAIL acted on after {took:?}");
     let status = flowpin_status(&lab);
     assert_eq!(uplink_state(&status, 0), "up", "{status:#}");
     assert_eq!(
