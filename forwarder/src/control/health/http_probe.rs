@@ -244,6 +244,76 @@ mod tests {
         }
     }
 
+    /// A server on loopback that answers each connection with `answer`, written in `pieces`, then
+    /// keeps the connection open (the probe must not wait for the close once it has the verdict).
+    fn serve(answer: &'static [u8], pieces: usize) -> std::net::SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let mut conn = conn.unwrap();
+                std::thread::spawn(move || {
+                    let mut request = [0u8; 1024];
+                    let _ = conn.read(&mut request);
+                    for chunk in answer.chunks(answer.len().div_ceil(pieces)) {
+                        let _ = conn.write_all(chunk);
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                });
+            }
+        });
+        address
+    }
+
+    async fn get(address: std::net::SocketAddr, expect_body: Option<&str>) -> Result<(), String> {
+        let std::net::SocketAddr::V4(address) = address else {
+            unreachable!("bound to 127.0.0.1")
+        };
+        let target = ProbeTarget {
+            kind: crate::config::ProbeKind::Http,
+            address: *address.ip(),
+            port: address.port(),
+            query: String::new(),
+            http: Some(Box::new(check(expect_body))),
+        };
+        let source = ProbeSource {
+            interface: "lo".into(),
+            address: std::net::Ipv4Addr::LOCALHOST,
+        };
+        let exchange = http_get(&target, target.http.as_ref().unwrap(), &source, None);
+        tokio::time::timeout(std::time::Duration::from_secs(2), exchange)
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|failure| failure.to_string())
+    }
+
+    /// Over a real connection bound to `lo` (needs root, like every probe): answers in pieces are
+    /// put together, the verdict comes without waiting for the server to close, and a body that
+    /// never holds the text ends at the limit.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_real_exchange_is_judged_without_waiting_for_the_close() {
+        let ok = serve(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\nflowpin probe ok",
+            4,
+        );
+        assert_eq!(get(ok, None).await, Ok(()));
+        assert_eq!(get(ok, Some("probe ok")).await, Ok(()));
+        let unavailable = serve(b"HTTP/1.1 503 Service Unavailable\r\n\r\n", 2);
+        assert_eq!(get(unavailable, None).await, Err("HTTP status 503".into()));
+        static BIG: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+            let mut big = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+            big.resize(RESPONSE_LIMIT + 10_000, b'x');
+            big
+        });
+        let big = serve(&BIG, 8);
+        assert_eq!(
+            get(big, Some("never")).await,
+            Err("HTTP body lacks the expected text".into())
+        );
+    }
+
     #[test]
     fn reading_stops_once_the_verdict_is_known() {
         assert!(!decided(b"HTTP/1.1 200 OK\r\nServer: x\r\n", &check(None)));
