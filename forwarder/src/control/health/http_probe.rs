@@ -5,8 +5,9 @@
 //! forever cannot hold memory); the request asks the server to close (`Connection: close`), and
 //! reading stops as soon as the verdict is known (headers complete, and the expected text found
 //! when one is set); the certificate is checked against the URL's host (SNI is that host; an IPv4
-//! host is checked as an IP address SAN); trust roots are the system's plus the target's
-//! `ca_file`, built once per settings and shared by every probe ([`TlsClients`]).
+//! host is checked as an IP address SAN); trust roots are the system's (read once) plus the
+//! target's `ca_file` (read again when its size or modification time changes), shared by every
+//! probe ([`TlsClients`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,33 +24,47 @@ use crate::config::{HttpCheck, ProbeTarget};
 /// The most of a response read: status line, headers and the start of the body.
 pub const RESPONSE_LIMIT: usize = 64 * 1024;
 
+/// A CA file's size and modification time: when either changes, it is read again.
+type FileStamp = Option<(u64, std::time::SystemTime)>;
+
 /// TLS client settings by CA file (`None`: the system's roots only), built on first use.
 #[derive(Debug, Default)]
 pub struct TlsClients {
     system: Option<Arc<Vec<CertificateDer<'static>>>>,
-    configs: HashMap<Option<PathBuf>, Arc<ClientConfig>>,
+    configs: HashMap<Option<PathBuf>, (FileStamp, Arc<ClientConfig>)>,
 }
 
 impl TlsClients {
-    /// Forgets every built client (after a reload: CA files are read again).
-    pub fn clear(&mut self) {
-        self.configs.clear();
+    /// Whether the system's CA store was read.
+    pub fn has_system_roots(&self) -> bool {
+        self.system.is_some()
+    }
+
+    /// Reads the system's CA store (blocking: call it off the runtime's thread).
+    pub fn load_system_roots(&mut self) {
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            tracing::warn!(%error, "reading the system's CA certificates");
+        }
+        self.system = Some(Arc::new(found.certs));
     }
 
     /// The client trusting the system's roots and those of `ca_file`.
     pub fn client(&mut self, ca_file: Option<&PathBuf>) -> Result<Arc<ClientConfig>, String> {
-        if let Some(config) = self.configs.get(&ca_file.cloned()) {
+        let stamp = ca_file.and_then(|path| {
+            let metadata = std::fs::metadata(path).ok()?;
+            Some((metadata.len(), metadata.modified().ok()?))
+        });
+        if let Some((built_from, config)) = self.configs.get(&ca_file.cloned())
+            && *built_from == stamp
+        {
             return Ok(config.clone());
         }
-        let system = self.system.get_or_insert_with(|| {
-            let found = rustls_native_certs::load_native_certs();
-            for error in &found.errors {
-                tracing::warn!(%error, "reading the system's CA certificates");
-            }
-            Arc::new(found.certs)
-        });
+        if self.system.is_none() {
+            self.load_system_roots();
+        }
         let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(system.iter().cloned());
+        roots.add_parsable_certificates(self.system.iter().flat_map(|s| s.iter().cloned()));
         if let Some(path) = ca_file {
             let pem = crate::config::http_probe::read_ca_file(path)
                 .map_err(|error| format!("CA file {}: {error}", path.display()))?;
@@ -71,7 +86,8 @@ impl TlsClients {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let config = Arc::new(config);
-        self.configs.insert(ca_file.cloned(), config.clone());
+        self.configs
+            .insert(ca_file.cloned(), (stamp, config.clone()));
         Ok(config)
     }
 }

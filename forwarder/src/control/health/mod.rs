@@ -65,16 +65,17 @@ pub struct ProberInputs {
 pub async fn run_prober(inputs: Arc<ProberInputs>, rounds: mpsc::Sender<Round>) {
     let mut sequence: u16 = 0;
     let mut tls = TlsClients::default();
-    let mut tls_settings: Option<Arc<Health>> = None;
     loop {
         let settings = inputs.settings.load_full();
-        if !tls_settings
-            .as_ref()
-            .is_some_and(|s| Arc::ptr_eq(s, &settings))
-        {
-            // New settings (a reload): CA files are read again.
-            tls.clear();
-            tls_settings = Some(settings.clone());
+        let https = settings.targets.iter().any(|t| t.kind == ProbeKind::Https);
+        if https && !tls.has_system_roots() {
+            // Reading the system's CA store takes a while: off the runtime's thread, once.
+            tls = tokio::task::spawn_blocking(move || {
+                tls.load_system_roots();
+                tls
+            })
+            .await
+            .unwrap_or_default();
         }
         let interval = Duration::from_millis(u64::from(settings.interval_ms.max(10)));
         let next = tokio::time::Instant::now() + interval;
