@@ -179,6 +179,8 @@ pub(super) struct RawHealth {
     pub up_rtt_ms: Option<S<u32>>,
     pub passive_down_after_unanswered: Option<S<u32>>,
     pub passive_answer_window_ms: Option<S<u32>>,
+    pub hooks_dir: Option<S<PathBuf>>,
+    pub hook_timeout_ms: Option<S<u32>>,
     #[serde(default)]
     pub target: Vec<S<RawProbeTarget>>,
 }
@@ -190,6 +192,10 @@ pub(super) struct RawProbeTarget {
     pub address: Option<S<Ipv4Addr>>,
     pub port: Option<S<u16>>,
     pub query: Option<S<String>>,
+    pub url: Option<S<String>>,
+    pub expect_status: Option<S<String>>,
+    pub expect_body: Option<S<String>>,
+    pub ca_file: Option<S<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]

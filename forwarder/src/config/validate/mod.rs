@@ -7,6 +7,8 @@
 
 mod datapath;
 mod health;
+mod hooks;
+mod http_probe;
 mod lan;
 mod nat;
 mod policies;

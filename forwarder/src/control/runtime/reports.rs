@@ -41,6 +41,7 @@ impl Daemon {
             icmp_suppressed: self.icmp_suppressed(),
             workers: self.worker_statuses(),
             control_surfaces: Box::new(self.surfaces.report()),
+            hooks: self.hooks.status(),
         }
     }
 
@@ -140,7 +141,27 @@ impl Daemon {
             tcp_handshakes_answered: totals.tcp_handshakes_answered,
             tcp_handshakes_unanswered_in_a_row: runtime.health.passive().unanswered_in_a_row(),
             passive_downs: runtime.health.passive_downs,
+            probe_targets: self.probe_target_statuses(slot),
         }
+    }
+
+    /// Uplink `slot`'s probe targets (none while probing is off).
+    fn probe_target_statuses(&self, slot: usize) -> Vec<api::ProbeTargetStatus> {
+        if self.config.health.targets.is_empty() {
+            return Vec::new();
+        }
+        self.uplinks[slot]
+            .targets
+            .targets()
+            .iter()
+            .map(|t| api::ProbeTargetStatus {
+                target: t.label.clone(),
+                loss_percent: t.loss_percent(),
+                rtt_ms: t.rtt_ms(),
+                jitter_ms: t.jitter_ms(),
+                last_failure: t.last_failure.clone(),
+            })
+            .collect()
     }
 
     /// Every worker's frames, batches, translations and kernel socket figures.
