@@ -90,6 +90,12 @@ fn a_syn_flood_is_refused_in_xdp_while_established_and_fresh_traffic_goes_on() {
     let echo_port = lab.inet().echo_port.to_string();
     assert_eq!(traffic::http_get(&lab, &other, 3).expect("curl runs").ok, 3);
     let before = flowpin_status(&lab);
+    assert_eq!(
+        before["admission"][0],
+        serde_json::json!(["per_host", 2000, 4000]),
+        "the default per-sender budget in force: {}",
+        before["admission"]
+    );
 
     let flood = syn_flood(&lab, 10);
     std::thread::sleep(Duration::from_millis(500));
