@@ -156,6 +156,12 @@ pub(super) struct RawDatapath {
     pub frames_per_worker: Option<S<u32>>,
     pub cpus: Option<S<Vec<S<u32>>>>,
     pub pin_name: Option<S<String>>,
+    pub syn_per_host_per_s: Option<S<u32>>,
+    pub syn_per_host_burst: Option<S<u32>>,
+    pub syn_per_s: Option<S<u32>>,
+    pub syn_burst: Option<S<u32>>,
+    pub inbound_syn_per_s: Option<S<u32>>,
+    pub inbound_syn_burst: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -260,6 +260,10 @@ pub struct StatusReport {
     pub icmp_suppressed: Vec<(String, u64)>,
     /// The XDP program's decisions (packets, summed over CPUs; only non-zero ones).
     pub xdp: Vec<(String, u64)>,
+    /// The XDP program's TCP SYN admission budgets: (`per_host` | `lan` | `inbound`, SYNs per
+    /// second, burst); 0 per second: no budget.
+    #[serde(default)]
+    pub admission: Vec<(String, u32, u32)>,
     /// Packets handed to the datapath per worker and other per-worker figures.
     pub workers: Vec<WorkerStatus>,
     /// Reloads applied since start.

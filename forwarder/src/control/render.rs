@@ -246,6 +246,17 @@ fn refusals(out: &mut String, s: &StatusReport) {
             kinds.join(", ")
         );
     }
+    if !s.admission.is_empty() {
+        let budgets: Vec<String> = s
+            .admission
+            .iter()
+            .map(|(name, per_s, burst)| match per_s {
+                0 => format!("{name} off"),
+                _ => format!("{name} {per_s}/s burst {burst}"),
+            })
+            .collect();
+        let _ = writeln!(out, "XDP admission of TCP SYNs: {}", budgets.join(", "));
+    }
     if !s.xdp.is_empty() {
         let _ = writeln!(out, "\nXDP decisions (packets):");
         for (decision, n) in &s.xdp {

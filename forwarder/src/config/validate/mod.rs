@@ -5,6 +5,7 @@
 //! is located at its value's line (or its table's, for a missing key) and named by its field
 //! path; a [`Config`] is returned only when there is none.
 
+mod admission;
 mod datapath;
 mod health;
 mod hooks;

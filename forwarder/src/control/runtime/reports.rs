@@ -28,6 +28,7 @@ impl Daemon {
             guard_reinstalls: self.guard_repairs.reinstalled,
             guard_reinstalls_failed: self.guard_repairs.failed,
             xdp: self.xdp_decisions(),
+            admission: self.admission_budgets(),
             uptime_s: now_ms / 1000,
             uplinks: self.uplink_statuses(&snapshot, &flows.per_slot),
             flows: flows.total,
@@ -68,6 +69,19 @@ impl Daemon {
             }
         }
         sums
+    }
+
+    /// The XDP program's admission budgets, as configured.
+    fn admission_budgets(&self) -> Vec<(String, u32, u32)> {
+        let admission = self.config.datapath.admission();
+        [
+            ("per_host", admission.host),
+            ("lan", admission.lan),
+            ("inbound", admission.inbound),
+        ]
+        .into_iter()
+        .map(|(name, budget)| (name.to_owned(), budget.per_s, budget.burst))
+        .collect()
     }
 
     /// The XDP program's non-zero decisions (none when it is gone or unreadable).

@@ -250,6 +250,8 @@ fn load_program(
     tracing::info!(dir = %pins.path().display(), "XDP links are pinned here");
     xdp.pin_links(pins);
     xdp.configure_lan(&config.lan.interface)?;
+    xdp.set_lan_prefixes(&config.lan.prefixes)?;
+    xdp.set_admission(&config.datapath.admission())?;
     xdp.set_host_addresses(&kernel::host_addresses(lan_address).unwrap_or_default())?;
     for (uplink, fact) in config.uplinks.iter().zip(facts) {
         let fact = fact.as_ref().expect("resolve_uplinks returns every uplink");
