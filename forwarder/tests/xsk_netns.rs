@@ -226,6 +226,19 @@ print(n)\""
     )
 }
 
+/// Waits until a socket matching `ss_args` (e.g. `-Hlun sport = :9000`) exists in `ns`, so a sender
+/// never races a receiver that a loaded machine has not started yet.
+fn wait_for_socket(ns: &str, ss_args: &str) {
+    for _ in 0..1000 {
+        let listed = run(&format!("ip netns exec {ns} ss {ss_args}"));
+        if !listed.stdout.is_empty() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no socket `ss {ss_args}` in {ns} after 10 s");
+}
+
 fn delta(program: &XdpProgram, before: &DecisionCounters, decision: Decision) -> u64 {
     program
         .counters()
@@ -347,7 +360,7 @@ fn xsk_forwards_by_descriptor_and_xdp_passes_the_routers_own_traffic() {
         let command = udp_count(&lab.b, 9000, 1.5);
         move || run(&command)
     });
-    thread::sleep(Duration::from_millis(800));
+    wait_for_socket(&lab.b, "-Hlun sport = :9000");
     sh(&udp_send(&lab.a, "198.51.100.2", 9000, 2000));
     let udp_received = stdout_number(&receiver.join().expect("receiver"));
     // The router's own address, with dynamic ARP: both must reach R's kernel.
@@ -366,7 +379,7 @@ fn xsk_forwards_by_descriptor_and_xdp_passes_the_routers_own_traffic() {
         let command = gre_count(&lab.b, 1.5);
         move || run(&command)
     });
-    thread::sleep(Duration::from_millis(300));
+    wait_for_socket(&lab.b, "-Hwan sport = :47");
     sh(&gre_send(&lab.a, "198.51.100.2"));
     let gre_received = stdout_number(&gre_receiver.join().expect("gre receiver"));
 
@@ -499,7 +512,7 @@ fn xdp_fails_closed_without_sockets_and_passes_uplink_own_traffic() {
         let command = udp_count(&lab.r, 5000, 1.5);
         move || run(&command)
     });
-    thread::sleep(Duration::from_millis(300));
+    wait_for_socket(&lab.r, "-Hlun sport = :5000");
     sh(&udp_send(&lab.b, "198.51.100.1", 5000, 4));
     let own_received = stdout_number(&receiver.join().expect("receiver"));
     assert_eq!(
@@ -618,7 +631,7 @@ fn xdp_admits_syns_within_their_budgets_and_drops_uplink_transit_to_the_lan() {
         let command = udp_count(&lab.a, 6000, 1.5);
         move || run(&command)
     });
-    thread::sleep(Duration::from_millis(300));
+    wait_for_socket(&lab.a, "-Hlun sport = :6000");
     sh(&udp_send(&lab.b, "10.77.1.2", 6000, 4));
     let received = stdout_number(&receiver.join().expect("receiver"));
     assert_eq!(received, 0, "uplink transit reached the LAN host");
