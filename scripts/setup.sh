@@ -12,6 +12,7 @@ apt_packages=(
   iproute2 nftables conntrack ethtool    # the lab and the kernel reference router
   iperf3 socat curl netsniff-ng hping3   # real clients, servers and generators
   tcpdump traceroute iputils-ping procps psmisc python3 python3-scapy
+  openssl                                # the health probe tests' lab CA
   ca-certificates                        # https for rustup on a machine without Rust
 )
 missing=()

@@ -44,6 +44,9 @@ pub const LOSS_LIMIT: f64 = 0.005;
 /// The workloads of the quick (CI smoke) run.
 static QUICK_WORKLOADS: [Workload; 2] = [WORKLOADS[0], SYN_FLOOD];
 
+/// The workloads of `--syn-flood-only`.
+static SYN_FLOOD_ONLY: [Workload; 1] = [SYN_FLOOD];
+
 /// Command-line options of `flowpin-bench run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunOptions {
@@ -70,6 +73,10 @@ pub struct RunOptions {
     /// k0, k1, o).
     #[arg(long, value_delimiter = ',')]
     pub configs: Vec<Config>,
+    /// Runs only the SYN-flood workload (with `--configs k1,o`: the flood row alone, both routers
+    /// in the same run); `--runs` and `--trial-seconds` apply as in a full run.
+    #[arg(long, conflicts_with = "quick")]
+    pub syn_flood_only: bool,
 }
 
 /// What one invocation runs: configurations, workloads, runs and trial lengths.
@@ -99,6 +106,13 @@ impl Plan {
         let (workloads, runs, seconds, steps): (&'static [Workload], usize, f64, usize) =
             if options.quick {
                 (&QUICK_WORKLOADS, 1, options.trial_seconds.unwrap_or(0.5), 3)
+            } else if options.syn_flood_only {
+                (
+                    &SYN_FLOOD_ONLY,
+                    options.runs.max(3),
+                    options.trial_seconds.unwrap_or(1.0),
+                    7,
+                )
             } else {
                 (
                     &WORKLOADS[..],

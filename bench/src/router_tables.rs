@@ -148,12 +148,68 @@ pub fn flowpin_table(lab: &Lab) -> Result<(u64, u64)> {
         ],
     )?;
     let status: serde_json::Value = serde_json::from_str(&status).context("flowpin status")?;
+    let veth = flowpin_lab::command::run_in(
+        &lab.router().ns,
+        &["ethtool", "-S", &lab.router().lan_iface],
+    )
+    .unwrap_or_default();
+    let veth_drops: Vec<&str> = veth
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.contains("drops") && !line.ends_with(": 0"))
+        .collect();
+    eprintln!(
+        "[flowpin-bench]   flowpin losses so far: {}; lan veth [{}]",
+        losses(&status),
+        veth_drops.join(" ")
+    );
     let field = |name: &str| {
         status[name]
             .as_u64()
             .with_context(|| format!("flowpin status has no {name}"))
     };
     Ok((field("flows")?, field("flow_capacity")?))
+}
+
+/// Where flowpin lost packets, cumulative: its XDP drop decisions, the AF_XDP sockets' non-zero
+/// kernel counters other than `tx_ring_empty_descs`, and the datapath's drop reasons.
+fn losses(status: &serde_json::Value) -> String {
+    let pairs = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|pair| pair[1].as_u64().unwrap_or(0) > 0)
+            .map(|pair| format!("{}={}", pair[0].as_str().unwrap_or("?"), pair[1]))
+            .collect()
+    };
+    let xdp: Vec<String> = pairs(&status["xdp"])
+        .into_iter()
+        .filter(|pair| pair.starts_with("drop_"))
+        .collect();
+    let mut sockets = Vec::new();
+    for socket in status["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|worker| worker["sockets"].as_array().into_iter().flatten())
+    {
+        for (name, value) in socket.as_object().into_iter().flatten() {
+            let n = value.as_u64().unwrap_or(0);
+            if n > 0 && name != "tx_ring_empty_descs" {
+                sockets.push(format!(
+                    "{}.{name}={n}",
+                    socket["port"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    format!(
+        "xdp [{}]; sockets [{}]; datapath [{}]",
+        xdp.join(" "),
+        sockets.join(" "),
+        pairs(&status["drops"]).join(" ")
+    )
 }
 
 #[cfg(test)]

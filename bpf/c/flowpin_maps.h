@@ -26,12 +26,18 @@
 #define FLOWPIN_MAP_LOCAL_ADDRS "flowpin_local"
 #define FLOWPIN_MAP_XSKS "flowpin_xsks"
 #define FLOWPIN_MAP_COUNTERS "flowpin_counters"
+#define FLOWPIN_MAP_ADMISSION "flowpin_admit"   /* array[1]: struct flowpin_admission */
+#define FLOWPIN_MAP_BUCKETS "flowpin_buckets"   /* array: enum flowpin_bucket_index -> bucket */
+#define FLOWPIN_MAP_HOST_BUCKETS "flowpin_hosts" /* LRU hash: struct flowpin_host_key -> bucket */
+#define FLOWPIN_MAP_LAN_PREFIXES "flowpin_lan"   /* LPM trie: struct flowpin_prefix_key -> __u32 */
 
 /* Sizes. */
 #define FLOWPIN_MAX_IFACES 16        /* interface slots (LAN + uplinks) */
 #define FLOWPIN_MAX_QUEUES 64        /* receive queues per interface */
 #define FLOWPIN_XSKMAP_SIZE (FLOWPIN_MAX_IFACES * FLOWPIN_MAX_QUEUES)
 #define FLOWPIN_MAX_LOCAL_ADDRS 256  /* the router's own IPv4 addresses (every interface's) */
+#define FLOWPIN_MAX_ADMISSION_HOSTS 8192 /* LAN senders with a bucket of their own (LRU) */
+#define FLOWPIN_MAX_LAN_PREFIXES 64  /* the LAN's prefixes */
 
 /* What an interface is to flowpin. */
 enum flowpin_role {
@@ -58,6 +64,56 @@ struct flowpin_local_addr {
 	__u16 port_max;
 };
 
+/*
+ * Admission of packets that can only open a flow, before they reach the AF_XDP ring: a TCP SYN
+ * without ACK from the LAN (transit) passes its sender's budget, then the LAN's; one to an uplink's
+ * NAT range passes the inbound budget. Every other packet, return traffic and established flows
+ * included, never touches a budget.
+ *
+ * A budget is a token bucket kept as GCRA: a bucket holds the theoretical arrival time `tat_ns` of
+ * the next admission (bpf_ktime_get_ns clock); a packet is admitted when
+ * `max(tat_ns, now) + interval_ns - now <= limit_ns`, and then moves `tat_ns` on by `interval_ns`
+ * (an atomic add). So `limit_ns / interval_ns` packets pass at once after an idle time, and one
+ * every `interval_ns` after that. `interval_ns == 0` switches the budget off (everything passes).
+ * Buckets are shared by every CPU without a lock: the reset after an idle time is a plain store, so
+ * a race can admit a few packets (one per CPU) above the budget, never fewer.
+ */
+struct flowpin_budget {
+	__u64 interval_ns; /* 1e9 / packets per second; 0: no budget */
+	__u64 limit_ns;    /* burst * interval_ns */
+};
+
+/* Value of the `flowpin_admit` array's one entry (key 0): the budgets. */
+struct flowpin_admission {
+	struct flowpin_budget host;    /* per LAN sender (source MAC) */
+	struct flowpin_budget lan;     /* every LAN sender together */
+	struct flowpin_budget inbound; /* SYNs from the uplinks to the NAT ranges, together */
+};
+
+/* Value of the bucket maps. */
+struct flowpin_bucket {
+	__u64 tat_ns;
+};
+
+/* Index of the `flowpin_buckets` array. */
+enum flowpin_bucket_index {
+	FLOWPIN_BUCKET_LAN = 0,
+	FLOWPIN_BUCKET_INBOUND,
+	FLOWPIN_BUCKET_COUNT,
+};
+
+/* Key of the `flowpin_hosts` LRU hash: a LAN sender's source MAC. */
+struct flowpin_host_key {
+	__u8 mac[6];
+	__u16 pad; /* zero */
+};
+
+/* Key of the `flowpin_lan` LPM trie (the kernel's `struct bpf_lpm_trie_key` layout). */
+struct flowpin_prefix_key {
+	__u32 prefixlen; /* 0-32 */
+	__u32 addr;      /* network order */
+};
+
 /* One counter per decision: index of the `flowpin_counters` per-CPU array. */
 enum flowpin_decision {
 	FLOWPIN_PASS_NOT_IPV4 = 0,      /* ARP, IPv6 (ND), anything not IPv4: kernel */
@@ -76,6 +132,10 @@ enum flowpin_decision {
 	FLOWPIN_DROP_UNTRANSLATABLE,    /* LAN transit with another IP protocol (GRE, ESP, ...) */
 	FLOWPIN_DROP_MALFORMED,         /* from the LAN, truncated or invalid IPv4 header */
 	FLOWPIN_DROP_NO_SOCKET,         /* chosen for AF_XDP but no socket serves the queue */
+	FLOWPIN_DROP_ADMISSION_HOST,    /* LAN TCP SYN over its sender's budget */
+	FLOWPIN_DROP_ADMISSION_LAN,     /* LAN TCP SYN over the LAN's budget */
+	FLOWPIN_DROP_ADMISSION_INBOUND, /* TCP SYN from an uplink to its NAT range over the budget */
+	FLOWPIN_DROP_UPLINK_TO_LAN,     /* on an uplink, to a LAN prefix (never return traffic) */
 	FLOWPIN_DECISION_COUNT,
 };
 

@@ -16,6 +16,12 @@
  * - LAN transit with TTL <= 1 reaches the kernel (it answers Time Exceeded).
  * - On an uplink, what flowpin does not translate is XDP_PASS, malformed IPv4 included: the kernel
  *   decides. From the LAN, what it cannot translate is dropped.
+ * - A TCP SYN without ACK that would go to AF_XDP as LAN transit, or as uplink traffic to a NAT
+ *   range, first passes its admission budgets (flowpin_maps.h); over budget it is dropped, counted
+ *   under the budget that refused it. No other packet touches a budget.
+ * - On an uplink, a packet to a LAN prefix that is not a router address is dropped: return traffic
+ *   is addressed to a NAT address, never to the LAN, so this is transit the kernel must not forward
+ *   even with the forward guard gone.
  * - Every packet increments exactly one decision counter.
  */
 #include <linux/bpf.h>
@@ -58,6 +64,35 @@ struct {
 	__type(key, __u32);
 	__type(value, struct flowpin_counter);
 } flowpin_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flowpin_admission);
+} flowpin_admit SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FLOWPIN_BUCKET_COUNT);
+	__type(key, __u32);
+	__type(value, struct flowpin_bucket);
+} flowpin_buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FLOWPIN_MAX_ADMISSION_HOSTS);
+	__type(key, struct flowpin_host_key);
+	__type(value, struct flowpin_bucket);
+} flowpin_hosts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, FLOWPIN_MAX_LAN_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct flowpin_prefix_key);
+	__type(value, __u32);
+} flowpin_lan SEC(".maps");
 
 #define IP_OFFSET 0x1fff
 
@@ -205,6 +240,118 @@ static __always_inline int nat_in_range(struct iphdr *ip, void *l4, void *data_e
 	return 0;
 }
 
+/* Whether a first fragment's TCP header is a SYN without ACK: a packet that can only open a flow. */
+static __always_inline int tcp_opens_flow(struct iphdr *ip, void *l4, void *data_end)
+{
+	struct tcphdr *tcp = l4;
+
+	if (ip->protocol != IPPROTO_TCP || (ip->frag_off & bpf_htons(IP_OFFSET)))
+		return 0;
+	if ((void *)(tcp + 1) > data_end)
+		return 0;
+	return tcp->syn && !tcp->ack;
+}
+
+/* Takes one packet's worth from a bucket (GCRA, see flowpin_maps.h); 1: admitted. */
+static __always_inline int bucket_take(struct flowpin_bucket *bucket,
+				       const struct flowpin_budget *budget, __u64 now)
+{
+	__u64 tat;
+
+	if (!budget->interval_ns)
+		return 1;
+	tat = *(volatile __u64 *)&bucket->tat_ns;
+	if (tat < now) {
+		tat = now;
+		bucket->tat_ns = now;
+	}
+	if (tat + budget->interval_ns - now > budget->limit_ns)
+		return 0;
+	__sync_fetch_and_add(&bucket->tat_ns, budget->interval_ns);
+	return 1;
+}
+
+/* The sender's bucket (by source MAC), created full on its first packet; 1: admitted. */
+static __always_inline int host_admits(struct ethhdr *eth, const struct flowpin_budget *budget,
+				       __u64 now)
+{
+	struct flowpin_host_key key = {};
+	struct flowpin_bucket *bucket;
+	struct flowpin_bucket fresh;
+
+	if (!budget->interval_ns)
+		return 1;
+	__builtin_memcpy(key.mac, eth->h_source, ETH_ALEN);
+	bucket = bpf_map_lookup_elem(&flowpin_hosts, &key);
+	if (bucket)
+		return bucket_take(bucket, budget, now);
+	fresh.tat_ns = now + budget->interval_ns;
+	bpf_map_update_elem(&flowpin_hosts, &key, &fresh, BPF_NOEXIST);
+	return 1;
+}
+
+/* A shared bucket of `flowpin_buckets`; 1: admitted. */
+static __always_inline int shared_admits(__u32 index, const struct flowpin_budget *budget, __u64 now)
+{
+	struct flowpin_bucket *bucket = bpf_map_lookup_elem(&flowpin_buckets, &index);
+
+	return !bucket || bucket_take(bucket, budget, now);
+}
+
+/*
+ * Admission of a LAN packet that can only open a flow: its sender's budget first (so one flooding
+ * host spends its own budget, not the LAN's), then the LAN's. Returns the drop decision, or
+ * FLOWPIN_DECISION_COUNT when admitted.
+ */
+static __always_inline __u32 lan_admission(struct ethhdr *eth)
+{
+	__u32 zero = 0;
+	struct flowpin_admission *admission = bpf_map_lookup_elem(&flowpin_admit, &zero);
+	__u64 now;
+
+	if (!admission)
+		return FLOWPIN_DECISION_COUNT;
+	now = bpf_ktime_get_ns();
+	if (!host_admits(eth, &admission->host, now))
+		return FLOWPIN_DROP_ADMISSION_HOST;
+	if (!shared_admits(FLOWPIN_BUCKET_LAN, &admission->lan, now))
+		return FLOWPIN_DROP_ADMISSION_LAN;
+	return FLOWPIN_DECISION_COUNT;
+}
+
+/* Admission of an uplink SYN to a NAT range: 1 when the inbound budget admits it. */
+static __always_inline int inbound_admits(void)
+{
+	__u32 zero = 0;
+	struct flowpin_admission *admission = bpf_map_lookup_elem(&flowpin_admit, &zero);
+
+	return !admission || shared_admits(FLOWPIN_BUCKET_INBOUND, &admission->inbound,
+					   bpf_ktime_get_ns());
+}
+
+/* Whether an address lies in one of the LAN's prefixes. */
+static __always_inline int in_lan_prefix(__u32 addr)
+{
+	struct flowpin_prefix_key key = { .prefixlen = 32, .addr = addr };
+
+	return bpf_map_lookup_elem(&flowpin_lan, &key) != NULL;
+}
+
+/* A LAN packet chosen for AF_XDP: admitted first if it can only open a flow. */
+static __always_inline int lan_to_socket(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip,
+					 void *l4, __u32 slot, __u32 decision)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+
+	if (tcp_opens_flow(ip, l4, data_end)) {
+		__u32 refused = lan_admission(eth);
+
+		if (refused != FLOWPIN_DECISION_COUNT)
+			return count(ctx, refused, XDP_DROP);
+	}
+	return to_socket(ctx, slot, decision);
+}
+
 static __always_inline int is_translatable(__u8 protocol)
 {
 	return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP || protocol == IPPROTO_ICMP;
@@ -258,12 +405,16 @@ int flowpin_xdp(struct xdp_md *ctx)
 		if (ip->daddr == iface->uplink_addr) {
 			if (ip->frag_off & bpf_htons(IP_OFFSET))
 				return count(ctx, FLOWPIN_PASS_UPLINK_FRAGMENT, XDP_PASS);
-			if (nat_in_range(ip, l4, data_end, iface->port_min, iface->port_max))
-				return to_socket(ctx, iface->slot, FLOWPIN_REDIRECT_UPLINK_RETURN);
-			return count(ctx, FLOWPIN_PASS_UPLINK_OWN, XDP_PASS);
+			if (!nat_in_range(ip, l4, data_end, iface->port_min, iface->port_max))
+				return count(ctx, FLOWPIN_PASS_UPLINK_OWN, XDP_PASS);
+			if (tcp_opens_flow(ip, l4, data_end) && !inbound_admits())
+				return count(ctx, FLOWPIN_DROP_ADMISSION_INBOUND, XDP_DROP);
+			return to_socket(ctx, iface->slot, FLOWPIN_REDIRECT_UPLINK_RETURN);
 		}
 		if (bpf_map_lookup_elem(&flowpin_local, &ip->daddr))
 			return count(ctx, FLOWPIN_PASS_LOCAL, XDP_PASS);
+		if (in_lan_prefix(ip->daddr))
+			return count(ctx, FLOWPIN_DROP_UPLINK_TO_LAN, XDP_DROP);
 		return count(ctx, FLOWPIN_PASS_UPLINK_TRANSIT, XDP_PASS);
 	}
 
@@ -279,7 +430,7 @@ int flowpin_xdp(struct xdp_md *ctx)
 		 */
 		if ((local->flags & FLOWPIN_LOCAL_NAT) && !(ip->frag_off & bpf_htons(IP_OFFSET)) &&
 		    nat_in_range(ip, l4, data_end, local->port_min, local->port_max))
-			return to_socket(ctx, iface->slot, FLOWPIN_REDIRECT_HAIRPIN);
+			return lan_to_socket(ctx, eth, ip, l4, iface->slot, FLOWPIN_REDIRECT_HAIRPIN);
 		return count(ctx, FLOWPIN_PASS_LOCAL, XDP_PASS);
 	}
 
@@ -288,5 +439,5 @@ int flowpin_xdp(struct xdp_md *ctx)
 
 	if (!is_translatable(ip->protocol))
 		return count(ctx, FLOWPIN_DROP_UNTRANSLATABLE, XDP_DROP);
-	return to_socket(ctx, iface->slot, FLOWPIN_REDIRECT_LAN_TRANSIT);
+	return lan_to_socket(ctx, eth, ip, l4, iface->slot, FLOWPIN_REDIRECT_LAN_TRANSIT);
 }

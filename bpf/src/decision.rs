@@ -47,6 +47,14 @@ pub enum Decision {
     DropMalformed = c::DROP_MALFORMED,
     /// Chosen for AF_XDP but no socket serves the queue: dropped (fail closed).
     DropNoSocket = c::DROP_NO_SOCKET,
+    /// A LAN TCP SYN (without ACK) over its sender's admission budget: dropped before AF_XDP.
+    DropAdmissionHost = c::DROP_ADMISSION_HOST,
+    /// A LAN TCP SYN (without ACK) over the whole LAN's admission budget: dropped before AF_XDP.
+    DropAdmissionLan = c::DROP_ADMISSION_LAN,
+    /// A TCP SYN (without ACK) from an uplink to its NAT range over the inbound budget: dropped.
+    DropAdmissionInbound = c::DROP_ADMISSION_INBOUND,
+    /// Arrived on an uplink addressed to a LAN prefix (never return traffic): dropped.
+    DropUplinkToLan = c::DROP_UPLINK_TO_LAN,
 }
 
 impl Decision {
@@ -70,6 +78,10 @@ impl Decision {
         Self::DropUntranslatable,
         Self::DropMalformed,
         Self::DropNoSocket,
+        Self::DropAdmissionHost,
+        Self::DropAdmissionLan,
+        Self::DropAdmissionInbound,
+        Self::DropUplinkToLan,
     ];
 
     /// The counter index.
@@ -92,7 +104,13 @@ impl Decision {
             Self::RedirectLanTransit | Self::RedirectHairpin | Self::RedirectUplinkReturn => {
                 Action::Redirect
             }
-            Self::DropUntranslatable | Self::DropMalformed | Self::DropNoSocket => Action::Drop,
+            Self::DropUntranslatable
+            | Self::DropMalformed
+            | Self::DropNoSocket
+            | Self::DropAdmissionHost
+            | Self::DropAdmissionLan
+            | Self::DropAdmissionInbound
+            | Self::DropUplinkToLan => Action::Drop,
         }
     }
 
@@ -114,6 +132,10 @@ impl Decision {
             Self::DropUntranslatable => "drop_untranslatable",
             Self::DropMalformed => "drop_malformed",
             Self::DropNoSocket => "drop_no_socket",
+            Self::DropAdmissionHost => "drop_admission_host",
+            Self::DropAdmissionLan => "drop_admission_lan",
+            Self::DropAdmissionInbound => "drop_admission_inbound",
+            Self::DropUplinkToLan => "drop_uplink_to_lan",
         }
     }
 }

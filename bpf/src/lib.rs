@@ -10,6 +10,7 @@
 //! the asserted offsets), which keeps this crate free of `unsafe` (no `Pod` impls needed).
 #![deny(unsafe_code)]
 
+mod admission;
 mod counter;
 mod decision;
 mod iface_config;
@@ -21,6 +22,7 @@ pub mod c_layout {
     include!(concat!(env!("OUT_DIR"), "/c_layout.rs"));
 }
 
+pub use admission::{Admission, Budget, lan_prefix_key};
 pub use counter::Counter;
 pub use decision::{Action, Decision};
 pub use iface_config::{IfaceConfig, Role};
@@ -38,6 +40,15 @@ pub const MAP_XSKS: &str = c_layout::MAP_XSKS;
 /// Per-CPU array: [`Decision`] → [`Counter`].
 pub const MAP_COUNTERS: &str = c_layout::MAP_COUNTERS;
 
+/// Array of one entry (key 0): [`Admission`], the budgets of packets that can only open a flow.
+pub const MAP_ADMISSION: &str = c_layout::MAP_ADMISSION;
+/// Array: the shared buckets (LAN, inbound), kept by the program.
+pub const MAP_BUCKETS: &str = c_layout::MAP_BUCKETS;
+/// LRU hash: a LAN sender's source MAC → its bucket, kept by the program.
+pub const MAP_HOST_BUCKETS: &str = c_layout::MAP_HOST_BUCKETS;
+/// LPM trie: the LAN's prefixes ([`lan_prefix_key`]); an uplink packet to one is dropped.
+pub const MAP_LAN_PREFIXES: &str = c_layout::MAP_LAN_PREFIXES;
+
 /// Interface slots (LAN + uplinks) the program can tell apart.
 pub const MAX_IFACES: u32 = c_layout::MAX_IFACES;
 /// Receive queues per interface that can have a socket.
@@ -46,6 +57,10 @@ pub const MAX_QUEUES: u32 = c_layout::MAX_QUEUES;
 pub const XSKMAP_SIZE: u32 = c_layout::XSKMAP_SIZE;
 /// Entries of the router's-own-addresses map.
 pub const MAX_LOCAL_ADDRS: u32 = c_layout::MAX_LOCAL_ADDRS;
+/// LAN senders (source MACs) with a bucket of their own; the least recently used goes first.
+pub const MAX_ADMISSION_HOSTS: u32 = c_layout::MAX_ADMISSION_HOSTS;
+/// Entries of the LAN-prefix trie.
+pub const MAX_LAN_PREFIXES: u32 = c_layout::MAX_LAN_PREFIXES;
 
 const _: () = assert!(XSKMAP_SIZE == MAX_IFACES * MAX_QUEUES);
 

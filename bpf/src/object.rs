@@ -43,6 +43,10 @@ mod tests {
             crate::MAP_LOCAL_ADDRS,
             crate::MAP_XSKS,
             crate::MAP_COUNTERS,
+            crate::MAP_ADMISSION,
+            crate::MAP_BUCKETS,
+            crate::MAP_HOST_BUCKETS,
+            crate::MAP_LAN_PREFIXES,
         ] {
             assert!(
                 object

@@ -226,6 +226,19 @@ print(n)\""
     )
 }
 
+/// Waits until a socket matching `ss_args` (e.g. `-Hlun sport = :9000`) exists in `ns`, so a sender
+/// never races a receiver that a loaded machine has not started yet.
+fn wait_for_socket(ns: &str, ss_args: &str) {
+    for _ in 0..1000 {
+        let listed = run(&format!("ip netns exec {ns} ss {ss_args}"));
+        if !listed.stdout.is_empty() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no socket `ss {ss_args}` in {ns} after 10 s");
+}
+
 fn delta(program: &XdpProgram, before: &DecisionCounters, decision: Decision) -> u64 {
     program
         .counters()
@@ -347,7 +360,7 @@ fn xsk_forwards_by_descriptor_and_xdp_passes_the_routers_own_traffic() {
         let command = udp_count(&lab.b, 9000, 1.5);
         move || run(&command)
     });
-    thread::sleep(Duration::from_millis(800));
+    wait_for_socket(&lab.b, "-Hlun sport = :9000");
     sh(&udp_send(&lab.a, "198.51.100.2", 9000, 2000));
     let udp_received = stdout_number(&receiver.join().expect("receiver"));
     // The router's own address, with dynamic ARP: both must reach R's kernel.
@@ -366,7 +379,7 @@ fn xsk_forwards_by_descriptor_and_xdp_passes_the_routers_own_traffic() {
         let command = gre_count(&lab.b, 1.5);
         move || run(&command)
     });
-    thread::sleep(Duration::from_millis(300));
+    wait_for_socket(&lab.b, "-Hwan sport = :47");
     sh(&gre_send(&lab.a, "198.51.100.2"));
     let gre_received = stdout_number(&gre_receiver.join().expect("gre receiver"));
 
@@ -499,7 +512,7 @@ fn xdp_fails_closed_without_sockets_and_passes_uplink_own_traffic() {
         let command = udp_count(&lab.r, 5000, 1.5);
         move || run(&command)
     });
-    thread::sleep(Duration::from_millis(300));
+    wait_for_socket(&lab.r, "-Hlun sport = :5000");
     sh(&udp_send(&lab.b, "198.51.100.1", 5000, 4));
     let own_received = stdout_number(&receiver.join().expect("receiver"));
     assert_eq!(
@@ -527,4 +540,111 @@ fn xdp_fails_closed_without_sockets_and_passes_uplink_own_traffic() {
         "ip netns exec {} ping -c 1 -W 2 198.51.100.2",
         lab.a
     ));
+}
+
+/// Python run in a namespace: sends `count` TCP segments with `flags` (0x02 SYN, 0x10 ACK, 0x12
+/// SYN+ACK) from `sport` to `dst:dport` through a raw socket (no connection state in the sender).
+fn tcp_send(ns: &str, dst: &str, sport: u16, dport: u16, flags: u8, count: u32) -> String {
+    format!(
+        "ip netns exec {ns} python3 -c \"import socket,struct\n\
+s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_TCP)\n\
+for i in range({count}):\n    s.sendto(struct.pack('!HHIIBBHHH',{sport}+i,{dport},i,0,0x50,{flags},1024,0,0),('{dst}',0))\""
+    )
+}
+
+#[test]
+fn xdp_admits_syns_within_their_budgets_and_drops_uplink_transit_to_the_lan() {
+    const TEST: &str = "xdp_admits_syns_within_their_budgets_and_drops_uplink_transit_to_the_lan";
+    let Ok(suffix) = std::env::var(INNER_ENV) else {
+        let (lab, suffix) = Lab::create(TEST);
+        run_inside_router(&lab, &suffix, TEST);
+        return;
+    };
+    let lab = std::mem::ManuallyDrop::new(Lab::names(&suffix));
+
+    let mut program = XdpProgram::load().expect("load the XDP program");
+    program.configure_lan("ra").expect("configure ra");
+    program
+        .configure_uplink("rb", ROUTER_UPLINK, 20000..=29999)
+        .expect("configure rb");
+    program
+        .add_local_address(ROUTER_LAN)
+        .expect("local address");
+    let lan = flowpin::config::Ipv4Prefix::new(Ipv4Addr::new(10, 77, 1, 0), 24).expect("prefix");
+    program.set_lan_prefixes(&[lan]).expect("LAN prefixes");
+    // One SYN a second after a burst of 5 per sender, 3 inbound; no LAN-wide budget.
+    let budget = |per_s, burst| flowpin_bpf::Budget { per_s, burst };
+    program
+        .set_admission(&flowpin_bpf::Admission {
+            host: budget(1, 5),
+            lan: budget(0, 0),
+            inbound: budget(1, 3),
+        })
+        .expect("admission");
+    program.attach("ra", AttachMode::Auto).expect("attach ra");
+    program.attach("rb", AttachMode::Auto).expect("attach rb");
+    // No sockets: what is admitted meets the XSKMAP miss (drop_no_socket), so the two counters
+    // split every SYN between admitted and refused.
+
+    // 1. LAN SYNs: the sender's burst passes, the rest is refused; the clock bounds the refill.
+    let started = std::time::Instant::now();
+    let before = program.counters().expect("counters");
+    sh(&tcp_send(&lab.a, "198.51.100.2", 40000, 80, 0x02, 40));
+    let elapsed = started.elapsed().as_secs();
+    let counters = program.counters().expect("counters").since(&before);
+    let admitted = counters.packets(Decision::DropNoSocket);
+    let refused = counters.packets(Decision::DropAdmissionHost);
+    assert_eq!(admitted + refused, 40, "{counters:?}");
+    assert!(
+        (5..=5 + elapsed + 1 + 2).contains(&admitted),
+        "admitted {admitted} of 40 in {elapsed} s with a burst of 5 at 1/s: {counters:?}"
+    );
+    assert_eq!(counters.packets(Decision::DropAdmissionLan), 0);
+
+    // 2. Segments that are not a bare SYN never touch the budget, spent as it is.
+    let before = program.counters().expect("counters");
+    sh(&tcp_send(&lab.a, "198.51.100.2", 41000, 80, 0x10, 20));
+    sh(&tcp_send(&lab.a, "198.51.100.2", 41000, 80, 0x12, 20));
+    let counters = program.counters().expect("counters").since(&before);
+    assert_eq!(counters.packets(Decision::DropNoSocket), 40, "{counters:?}");
+    assert_eq!(counters.packets(Decision::DropAdmissionHost), 0);
+
+    // 3. Inbound SYNs to the NAT range pass the inbound budget; a SYN+ACK (return traffic) never.
+    let started = std::time::Instant::now();
+    let before = program.counters().expect("counters");
+    sh(&tcp_send(&lab.b, "198.51.100.1", 80, 25000, 0x02, 20));
+    let elapsed = started.elapsed().as_secs();
+    sh(&tcp_send(&lab.b, "198.51.100.1", 80, 25000, 0x12, 10));
+    let counters = program.counters().expect("counters").since(&before);
+    let admitted = counters.packets(Decision::DropNoSocket);
+    let refused = counters.packets(Decision::DropAdmissionInbound);
+    assert_eq!(admitted + refused, 30, "{counters:?}");
+    assert!(
+        (3 + 10..=3 + elapsed + 1 + 2 + 10).contains(&admitted),
+        "admitted {admitted} (10 SYN+ACKs among them) in {elapsed} s: {counters:?}"
+    );
+
+    // 4. Uplink transit to the LAN prefix is dropped in XDP although the kernel would forward it
+    //    (ip_forward=1, no firewall in the router namespace).
+    let before = program.counters().expect("counters");
+    let receiver = thread::spawn({
+        let command = udp_count(&lab.a, 6000, 1.5);
+        move || run(&command)
+    });
+    wait_for_socket(&lab.a, "-Hlun sport = :6000");
+    sh(&udp_send(&lab.b, "10.77.1.2", 6000, 4));
+    let received = stdout_number(&receiver.join().expect("receiver"));
+    assert_eq!(received, 0, "uplink transit reached the LAN host");
+    let counters = program.counters().expect("counters").since(&before);
+    assert_eq!(
+        counters.packets(Decision::DropUplinkToLan),
+        4,
+        "{counters:?}"
+    );
+    // Transit elsewhere stays the kernel's.
+    assert_eq!(
+        counters.packets(Decision::PassUplinkTransit),
+        0,
+        "{counters:?}"
+    );
 }

@@ -102,6 +102,7 @@ pub fn on_every_host_at_once(lab: &Lab, phase: impl Fn(usize, &LanHost) + Sync) 
 }
 
 pub mod long_flows;
+pub mod probe_servers;
 pub mod prometheus;
 
 /// Runs the `flowpin` CLI against `lab`'s daemon: `args[0]` is the subcommand, which takes

@@ -1,6 +1,7 @@
 //! Fail closed, watched: the forward guard comes back after `nft flush ruleset`, and with the kernel
 //! forwarding (ip_forward=1) and no ruleset at all, a `kill -9` of flowpin leaks nothing because the
-//! pinned XDP links stay attached; a restart takes them over. Every test also asserts that no ISP saw
+//! pinned XDP links stay attached (transit from an uplink to the LAN included: the program drops it
+//! itself); a restart takes them over. Every test also asserts that no ISP saw
 //! a private (leaked) or another uplink's source address.
 
 use std::os::unix::fs::MetadataExt;
@@ -66,6 +67,53 @@ fn interfaces_with_xdp(lab: &Lab) -> Vec<String> {
         .filter(|link| link.get("xdp").is_some())
         .map(|link| link["ifname"].as_str().unwrap_or("?").to_owned())
         .collect()
+}
+
+/// How many of 5 datagrams sent from namespace `sender` to LAN host 0 that host received.
+fn datagrams_to_lan_host(lab: &Lab, sender: &str) -> u64 {
+    const PORT: &str = "7788";
+    let host = &lab.lan_hosts()[0];
+    let receiver = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0',{PORT}))\ns.settimeout(2)\nn=0\ntry:\n    while True:\n        \
+         s.recv(2048); n+=1\nexcept socket.timeout:\n    pass\nprint(n)"
+    );
+    let receiver = lab
+        .spawn(&host.ns, &["python3", "-c", &receiver])
+        .expect("the LAN host's receiver starts");
+    std::thread::sleep(Duration::from_millis(500));
+    let send = format!(
+        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         for i in range(5):\n    s.sendto(b'inbound',('{}',{PORT})); time.sleep(0.05)",
+        host.addr
+    );
+    lab.exec_ok(sender, &["python3", "-c", &send])
+        .expect("the sender sends");
+    let received = receiver
+        .wait_success(Duration::from_secs(20))
+        .expect("the receiver reports");
+    received.trim().parse().expect("a count")
+}
+
+/// Datagrams from the first ISP's namespace straight to LAN host 0's address, routed at the router's
+/// uplink address: transit from an uplink to the LAN, which no flow ever receives (return traffic
+/// is addressed to an uplink's NAT address). Returns how many of 5 the LAN host received; the same
+/// from LAN host 1 (no router in between) must all arrive, so the receiver is known to work.
+fn inbound_transit_to_lan(lab: &Lab) -> u64 {
+    let uplink = &lab.uplinks()[0];
+    let target = format!("{}/32", lab.lan_hosts()[0].addr);
+    let via = uplink.router_addr.to_string();
+    lab.exec_ok(
+        &uplink.isp_ns,
+        &["ip", "route", "replace", &target, "via", &via],
+    )
+    .expect("a route to the LAN host through the router");
+    assert_eq!(
+        datagrams_to_lan_host(lab, &lab.lan_hosts()[1].ns),
+        5,
+        "the LAN host's receiver works"
+    );
+    datagrams_to_lan_host(lab, &uplink.isp_ns)
 }
 
 /// The lab's pin files (the host's bpffs), by name, with their inodes.
@@ -159,6 +207,12 @@ fn kill_9_with_the_kernel_forwarding_and_no_ruleset_leaks_nothing() {
     // New connections while the flood goes on: none may get through.
     let dead = traffic::http_get(&lab, host, 3).expect("curl runs");
     assert_eq!(dead.ok, 0, "nothing may be forwarded while flowpin is dead");
+    // Nor inbound: transit from an uplink to the LAN is dropped by the pinned program itself.
+    assert_eq!(
+        inbound_transit_to_lan(&lab),
+        0,
+        "uplink transit reached the LAN with flowpin dead and no ruleset"
+    );
     assert_eq!(
         interfaces_with_xdp(&lab),
         attached,

@@ -16,7 +16,8 @@
 //! - a [`Config`] that exists is valid ([`model`] lists the guarantees); nothing downstream
 //!   re-checks it;
 //! - [`Config::to_toml`] writes a file that parses back to an equal [`Config`];
-//! - no I/O but reading the file in [`load`]: the machine facts a file is checked against
+//! - no I/O but reading the file in [`load`] and the CA files that `https` probe targets name
+//!   (`ca_file`: regular files only, bounded, see [`http_probe::read_ca_file`]): the machine facts a file is checked against
 //!   ([`Host`]: the router's `ip_local_port_range`, read with
 //!   [`PortRange::parse_ip_local_port_range`]; the online CPUs, read with [`parse_cpu_list`])
 //!   are an argument.
@@ -24,6 +25,7 @@
 mod cpus;
 mod error;
 mod explain;
+pub mod http_probe;
 mod locate;
 pub mod model;
 mod raw;
@@ -32,6 +34,8 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_probes;
 
 use std::path::Path;
 
@@ -40,6 +44,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use explain::{explain, weight_shares};
 pub use flowpin_datapath::{Ipv4Prefix, Protocol, Stickiness};
 pub use flowpin_nat::{PortRange, Timeouts};
+pub use http_probe::HttpCheck;
 pub use model::{
     Config, Control, Datapath, Filtering, IdleStrategy, Lan, Nat, Policy, PolicyMatch,
     PolicyUplink, Uplink, Workers, XdpMode,

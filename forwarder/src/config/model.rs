@@ -288,9 +288,48 @@ pub struct Datapath {
     /// `[A-Za-z0-9_.-]`, at most [`Datapath::PIN_NAME_MAX`] characters, not `.` or `..`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pin_name: Option<String>,
+    /// TCP SYNs (without ACK) one LAN sender (source MAC) may open per second, checked in XDP
+    /// before the AF_XDP ring; 0: no per-sender budget.
+    pub syn_per_host_per_s: u32,
+    /// ... and at once (the bucket's depth).
+    pub syn_per_host_burst: u32,
+    /// TCP SYNs (without ACK) the whole LAN may open per second; 0: no LAN budget.
+    pub syn_per_s: u32,
+    /// ... and at once.
+    pub syn_burst: u32,
+    /// TCP SYNs (without ACK) from the uplinks to their NAT ranges per second, all uplinks
+    /// together; 0: no inbound budget.
+    pub inbound_syn_per_s: u32,
+    /// ... and at once.
+    pub inbound_syn_burst: u32,
 }
 
 impl Datapath {
+    /// Default `syn_per_host_per_s`: far above what a host opens in normal use (a browser opens
+    /// tens of connections for a page), far below what one host's flood offers.
+    pub const DEFAULT_SYN_PER_HOST_PER_S: u32 = 2_000;
+    /// Default `syn_per_host_burst`: two seconds' worth.
+    pub const DEFAULT_SYN_PER_HOST_BURST: u32 = 4_000;
+    /// Default `syn_per_s`: ten hosts at their full budget; well under what one worker sets up.
+    pub const DEFAULT_SYN_PER_S: u32 = 20_000;
+    /// Default `syn_burst`: two seconds' worth.
+    pub const DEFAULT_SYN_BURST: u32 = 40_000;
+    /// Default `inbound_syn_per_s`: inbound SYNs to a NAT port open only port-forwarded or
+    /// endpoint-independent mappings (or simultaneous opens), rare on a home/SMB uplink.
+    pub const DEFAULT_INBOUND_SYN_PER_S: u32 = 5_000;
+    /// Default `inbound_syn_burst`: two seconds' worth.
+    pub const DEFAULT_INBOUND_SYN_BURST: u32 = 10_000;
+
+    /// The XDP program's admission budgets.
+    pub fn admission(&self) -> flowpin_bpf::Admission {
+        let budget = |per_s, burst| flowpin_bpf::Budget { per_s, burst };
+        flowpin_bpf::Admission {
+            host: budget(self.syn_per_host_per_s, self.syn_per_host_burst),
+            lan: budget(self.syn_per_s, self.syn_burst),
+            inbound: budget(self.inbound_syn_per_s, self.inbound_syn_burst),
+        }
+    }
+
     /// Longest `pin_name`.
     pub const PIN_NAME_MAX: usize = 64;
 

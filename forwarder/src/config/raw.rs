@@ -158,6 +158,12 @@ pub(super) struct RawDatapath {
     pub flow_share_floor: Option<S<u32>>,
     pub cpus: Option<S<Vec<S<u32>>>>,
     pub pin_name: Option<S<String>>,
+    pub syn_per_host_per_s: Option<S<u32>>,
+    pub syn_per_host_burst: Option<S<u32>>,
+    pub syn_per_s: Option<S<u32>>,
+    pub syn_burst: Option<S<u32>>,
+    pub inbound_syn_per_s: Option<S<u32>>,
+    pub inbound_syn_burst: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +187,8 @@ pub(super) struct RawHealth {
     pub up_rtt_ms: Option<S<u32>>,
     pub passive_down_after_unanswered: Option<S<u32>>,
     pub passive_answer_window_ms: Option<S<u32>>,
+    pub hooks_dir: Option<S<PathBuf>>,
+    pub hook_timeout_ms: Option<S<u32>>,
     #[serde(default)]
     pub target: Vec<S<RawProbeTarget>>,
 }
@@ -192,6 +200,10 @@ pub(super) struct RawProbeTarget {
     pub address: Option<S<Ipv4Addr>>,
     pub port: Option<S<u16>>,
     pub query: Option<S<String>>,
+    pub url: Option<S<String>>,
+    pub expect_status: Option<S<String>>,
+    pub expect_body: Option<S<String>>,
+    pub ca_file: Option<S<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,15 +9,19 @@
 //!   off and an uplink's state follows its carrier only); a DNS target has a query name;
 //! - the passive trigger (`passive_down_after_unanswered > 0`) has targets (only probes bring an
 //!   uplink it took down back) and `passive_answer_window_ms >= 100`;
+//! - an `http`/`https` target has its [`HttpCheck`] (and only those have one); `hook_timeout_ms`
+//!   is 100-600000;
 //! - `reset` is only a TCP action; `net_unreachable_per_s == 0` switches the viability guard's
 //!   ICMP off, otherwise its burst is at least 1.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::PortRange;
+use super::http_probe::HttpCheck;
 
 /// `[health]`: active probing, the same targets probed through every uplink.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -47,6 +51,11 @@ pub struct Health {
     pub passive_down_after_unanswered: u32,
     /// How long a new TCP flow's SYN waits for the SYN-ACK before it counts as unanswered.
     pub passive_answer_window_ms: u32,
+    /// Every executable in this directory runs, in name order, on each uplink state change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks_dir: Option<PathBuf>,
+    /// A hook still running after this many milliseconds is killed.
+    pub hook_timeout_ms: u32,
     /// Probe targets; empty: no active probing.
     #[serde(rename = "target", skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<ProbeTarget>,
@@ -67,6 +76,8 @@ impl Health {
         up_rtt_ms: 1000,
         passive_down_after_unanswered: 0,
         passive_answer_window_ms: 3000,
+        hooks_dir: None,
+        hook_timeout_ms: 10_000,
         targets: Vec::new(),
     };
 
@@ -95,6 +106,20 @@ pub struct ProbeTarget {
     /// The name a DNS probe asks for (type A); empty for other kinds.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub query: String,
+    /// HTTP and HTTPS: what is fetched and which answer counts; `None` for other kinds.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub http: Option<Box<HttpCheck>>,
+}
+
+impl ProbeTarget {
+    /// How status and the metrics name the target: its URL (HTTP), else `kind address[:port]`.
+    pub fn label(&self) -> String {
+        match (&self.http, self.kind) {
+            (Some(http), _) => http.url.clone(),
+            (None, ProbeKind::Icmp) => format!("icmp {}", self.address),
+            (None, kind) => format!("{kind} {}:{}", self.address, self.port),
+        }
+    }
 }
 
 /// The kinds of probe.
@@ -105,8 +130,12 @@ pub enum ProbeKind {
     Icmp,
     /// TCP connect; answered by a SYN-ACK (connected) or an RST (refused: the path works).
     Tcp,
-    /// DNS query over UDP; answered by any response with the query's id.
+    /// DNS query over UDP; answered by a NOERROR response with the query's id.
     Dns,
+    /// HTTP/1.1 GET; answered by an expected status (and body, when set).
+    Http,
+    /// HTTP/1.1 GET over TLS (certificate checked against the system's and `ca_file`'s CAs).
+    Https,
 }
 
 impl ProbeKind {
@@ -116,6 +145,8 @@ impl ProbeKind {
             ProbeKind::Icmp => 0,
             ProbeKind::Tcp => 80,
             ProbeKind::Dns => 53,
+            ProbeKind::Http => 80,
+            ProbeKind::Https => 443,
         }
     }
 }
@@ -126,6 +157,8 @@ impl fmt::Display for ProbeKind {
             ProbeKind::Icmp => "icmp",
             ProbeKind::Tcp => "tcp",
             ProbeKind::Dns => "dns",
+            ProbeKind::Http => "http",
+            ProbeKind::Https => "https",
         })
     }
 }

@@ -439,6 +439,31 @@ fn policy_members_inherit_or_override_weights() {
 }
 
 #[test]
+fn syn_budgets_default_parse_and_reject_a_zero_burst() {
+    let defaults = parse(BASE, "f", None).unwrap().datapath;
+    assert_eq!(
+        defaults.syn_per_host_per_s,
+        Datapath::DEFAULT_SYN_PER_HOST_PER_S
+    );
+    assert_eq!(defaults.admission().lan.per_s, Datapath::DEFAULT_SYN_PER_S);
+    let text = format!("{BASE}[datapath]\nsyn_per_host_per_s = 0\ninbound_syn_burst = 7\n");
+    let config = parse(&text, "f", None).unwrap().datapath;
+    assert_eq!(config.admission().host.per_s, 0);
+    assert_eq!(config.admission().inbound.burst, 7);
+    assert_eq!(config.syn_burst, Datapath::DEFAULT_SYN_BURST);
+    assert_single_error(
+        &format!("{BASE}[datapath]\nsyn_burst = 0\n"),
+        "flowpin.toml:17: datapath.syn_burst: ",
+        "must be 1-100000000",
+    );
+    assert_single_error(
+        &format!("{BASE}[datapath]\ninbound_syn_per_s = 100000001\n"),
+        "flowpin.toml:17: datapath.inbound_syn_per_s: ",
+        "must be 0-100000000",
+    );
+}
+
+#[test]
 fn datapath_and_control_errors() {
     assert_single_error(
         &format!("{BASE}[datapath]\nframes_per_worker = 3000\n"),
@@ -687,6 +712,12 @@ mod generated {
                     flow_share_floor: frames_log2 * 10,
                     cpus,
                     pin_name: None,
+                    syn_per_host_per_s: flow_capacity % 7,
+                    syn_per_host_burst: flow_capacity % 7 + 1,
+                    syn_per_s: Datapath::DEFAULT_SYN_PER_S,
+                    syn_burst: flow_capacity,
+                    inbound_syn_per_s: 0,
+                    inbound_syn_burst: Datapath::DEFAULT_INBOUND_SYN_BURST,
                 },
             )
     }

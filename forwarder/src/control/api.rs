@@ -276,6 +276,10 @@ pub struct StatusReport {
     pub icmp_suppressed: Vec<(String, u64)>,
     /// The XDP program's decisions (packets, summed over CPUs; only non-zero ones).
     pub xdp: Vec<(String, u64)>,
+    /// The XDP program's TCP SYN admission budgets: (`per_host` | `lan` | `inbound`, SYNs per
+    /// second, burst); 0 per second: no budget.
+    #[serde(default)]
+    pub admission: Vec<(String, u32, u32)>,
     /// Packets handed to the datapath per worker and other per-worker figures.
     pub workers: Vec<WorkerStatus>,
     /// Reloads applied since start.
@@ -292,6 +296,9 @@ pub struct StatusReport {
     /// Times the forward guard was found removed or altered and could not be re-installed.
     #[serde(default)]
     pub guard_reinstalls_failed: u64,
+    /// The state-change hooks: runs by result, events dropped and waiting.
+    #[serde(default)]
+    pub hooks: crate::control::health::hooks::HookStatus,
 }
 
 /// One uplink's state and counters.
@@ -346,6 +353,24 @@ pub struct UplinkStatus {
     /// Times the passive trigger took it down.
     #[serde(default)]
     pub passive_downs: u64,
+    /// Per probe target, through this uplink (empty: no active probing).
+    #[serde(default)]
+    pub probe_targets: Vec<ProbeTargetStatus>,
+}
+
+/// One probe target's figures through one uplink, over the health window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeTargetStatus {
+    /// The target: its URL, or `kind address[:port]`.
+    pub target: String,
+    /// Lost probes, in percent.
+    pub loss_percent: f64,
+    /// Mean RTT of the answered probes, in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Mean difference of consecutive answered RTTs, in milliseconds.
+    pub jitter_ms: Option<f64>,
+    /// Why its latest lost probe was lost (`DNS answered SERVFAIL`, `HTTP status 503`, ...).
+    pub last_failure: Option<String>,
 }
 
 /// One worker's figures.

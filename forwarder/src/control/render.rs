@@ -179,6 +179,44 @@ fn uplink_health(out: &mut String, s: &StatusReport) {
             u.tcp_handshakes_unanswered_in_a_row
         );
     }
+    probe_targets(out, s);
+}
+
+/// Per uplink and probe target: loss, RTT, jitter and the latest failure; then the hooks.
+fn probe_targets(out: &mut String, s: &StatusReport) {
+    let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    if s.uplinks.iter().any(|u| !u.probe_targets.is_empty()) {
+        let _ = writeln!(
+            out,
+            "
+{:<10} {:<32} {:>8} {:>8} {:>9}  last failure",
+            "probes", "target", "loss %", "rtt ms", "jitter ms"
+        );
+    }
+    for u in &s.uplinks {
+        for t in &u.probe_targets {
+            let _ = writeln!(
+                out,
+                "{:<10} {:<32} {:>8.1} {:>8} {:>9}  {}",
+                u.name,
+                t.target,
+                t.loss_percent,
+                show(t.rtt_ms),
+                show(t.jitter_ms),
+                t.last_failure.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    let h = &s.hooks;
+    if h.events > 0 {
+        let _ = writeln!(
+            out,
+            "
+hooks: {} changes, runs succeeded {} failed {} timed out {}, changes dropped {} \
+             (queue full), waiting {}",
+            h.events, h.succeeded, h.failed, h.timed_out, h.dropped, h.waiting
+        );
+    }
 }
 
 /// Drops by reason, early drops, suppressed ICMP answers and the XDP program's decisions.
@@ -217,6 +255,17 @@ fn refusals(out: &mut String, s: &StatusReport) {
             "ICMP answers suppressed (rate limit): {}",
             kinds.join(", ")
         );
+    }
+    if !s.admission.is_empty() {
+        let budgets: Vec<String> = s
+            .admission
+            .iter()
+            .map(|(name, per_s, burst)| match per_s {
+                0 => format!("{name} off"),
+                _ => format!("{name} {per_s}/s burst {burst}"),
+            })
+            .collect();
+        let _ = writeln!(out, "XDP admission of TCP SYNs: {}", budgets.join(", "));
     }
     if !s.xdp.is_empty() {
         let _ = writeln!(out, "\nXDP decisions (packets):");
@@ -305,6 +354,42 @@ mod tests {
         assert!(t.contains("isp1"));
         assert!(t.contains("42"));
         assert!(t.contains("no_flow_inbound"));
+    }
+
+    #[test]
+    fn status_shows_each_probe_target_and_the_hooks() {
+        let s = StatusReport {
+            uplinks: vec![UplinkStatus {
+                name: "isp2".into(),
+                probe_targets: vec![crate::control::api::ProbeTargetStatus {
+                    target: "http://203.0.113.13:8081/health".into(),
+                    loss_percent: 40.0,
+                    rtt_ms: Some(3.25),
+                    jitter_ms: Some(0.5),
+                    last_failure: Some("HTTP status 503".into()),
+                }],
+                ..Default::default()
+            }],
+            hooks: crate::control::health::hooks::HookStatus {
+                events: 2,
+                succeeded: 1,
+                timed_out: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let t = status(&s);
+        let row = t
+            .lines()
+            .find(|l| l.contains("http://203.0.113.13:8081/health"))
+            .expect(&t);
+        for column in ["isp2", "40.0", "3.2", "0.5", "HTTP status 503"] {
+            assert!(row.contains(column), "{column} in {row}");
+        }
+        assert!(
+            t.contains("hooks: 2 changes, runs succeeded 1 failed 0 timed out 1"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //!   [`XdpProgram`] detaches them. Only [`XdpProgram::detach`] (and removing the pins) detaches a
 //!   pinned link.
 
+mod admission;
 mod attach_mode;
 mod attachment;
 mod counters;

@@ -66,7 +66,7 @@ impl HostAddressChange {
 /// pinned links (see [`XdpProgram::pin_links`]) stay attached.
 #[derive(Debug)]
 pub struct XdpProgram {
-    ebpf: Ebpf,
+    pub(super) ebpf: Ebpf,
     /// Where attachments are pinned (`None`: links are owned by the process).
     pins: Option<PinDir>,
     interfaces: Vec<Interface>,
@@ -510,7 +510,7 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
         })
 }
 
-fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, XdpError> {
+pub(super) fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, XdpError> {
     ebpf.map_mut(name).ok_or(XdpError::Missing(name))
 }
 

@@ -25,8 +25,15 @@ impl Checker<'_> {
             flow_share_floor: Datapath::DEFAULT_FLOW_SHARE_FLOOR,
             cpus: Vec::new(),
             pin_name: None,
+            syn_per_host_per_s: Datapath::DEFAULT_SYN_PER_HOST_PER_S,
+            syn_per_host_burst: Datapath::DEFAULT_SYN_PER_HOST_BURST,
+            syn_per_s: Datapath::DEFAULT_SYN_PER_S,
+            syn_burst: Datapath::DEFAULT_SYN_BURST,
+            inbound_syn_per_s: Datapath::DEFAULT_INBOUND_SYN_PER_S,
+            inbound_syn_burst: Datapath::DEFAULT_INBOUND_SYN_BURST,
         };
-        let Some(raw) = raw else { return datapath };
+        let Some(mut raw) = raw else { return datapath };
+        self.admission(&mut raw, &mut datapath);
         if let Some(name) = raw.pin_name {
             datapath.pin_name = Some(self.pin_name(name));
         }

@@ -17,7 +17,8 @@ impl Checker<'_> {
     /// How is an uplink found dead or alive?
     pub(super) fn health(&mut self, raw: Option<RawHealth>) -> Health {
         let mut health = Health::DEFAULT;
-        let Some(raw) = raw else { return health };
+        let Some(mut raw) = raw else { return health };
+        self.health_hooks(&mut raw, &mut health);
         let mut spans = Spans::new();
         self.health_counts(&raw, &mut health, &mut spans);
         self.health_percentages(&raw, &mut health, &mut spans);
@@ -162,12 +163,25 @@ impl Checker<'_> {
     /// kind takes?
     fn probe_target(&mut self, index: usize, raw: S<RawProbeTarget>) -> ProbeTarget {
         let span = raw.span();
-        let raw = raw.into_inner();
+        let mut raw = raw.into_inner();
         let field = |key: &str| format!("health.target[{index}].{key}");
         let kind = self
-            .required(raw.kind, &span, &field("kind"))
+            .required(raw.kind.take(), &span, &field("kind"))
             .map_or(ProbeKind::Icmp, S::into_inner);
-        let address = match self.required(raw.address, &span, &field("address")) {
+        let http = self.http_target(kind, &mut raw, &span, &format!("health.target[{index}]"));
+        let http_failed = matches!(kind, ProbeKind::Http | ProbeKind::Https) && http.is_none();
+        let address = match http.as_ref().and_then(|h| h.url_address) {
+            // The URL's host is an address: `address` may be left out.
+            Some(url_address) if raw.address.is_none() => Some(S::new(span.clone(), url_address)),
+            _ => raw.address,
+        };
+        // A target whose URL is wrong has that one error, not a second for its address.
+        let address = if http_failed && address.is_none() {
+            None
+        } else {
+            self.required(address, &span, &field("address"))
+        };
+        let address = match address {
             Some(address) => {
                 let value = *address.get_ref();
                 if value.is_unspecified() || value.is_broadcast() || value.is_multicast() {
@@ -178,13 +192,17 @@ impl Checker<'_> {
             }
             None => Ipv4Addr::UNSPECIFIED,
         };
-        let port = self.probe_port(kind, raw.port, &field("port"));
+        let port = match &http {
+            Some(http) => http.port,
+            None => self.probe_port(kind, raw.port, &field("port")),
+        };
         let query = self.probe_query(kind, raw.query, span, &field("query"));
         ProbeTarget {
             kind,
             address,
             port,
             query,
+            http: http.map(|h| Box::new(h.check)),
         }
     }
 

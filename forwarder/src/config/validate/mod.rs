@@ -5,9 +5,12 @@
 //! is located at its value's line (or its table's, for a missing key) and named by its field
 //! path; a [`Config`] is returned only when there is none.
 
+mod admission;
 mod datapath;
 mod flow_share;
 mod health;
+mod hooks;
+mod http_probe;
 mod lan;
 mod nat;
 mod policies;

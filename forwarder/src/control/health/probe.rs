@@ -4,7 +4,9 @@
 //! range, and echo ids are below 1024 (never in the NAT range): the XDP program passes the replies to the
 //! kernel (`pass_uplink_own`), and no probe creates a flow.
 //!
-//! Each probe returns its RTT, or `None` when it was not answered within the timeout.
+//! Each probe returns its RTT, or the [`ProbeFailure`] that made it count as lost: no answer within
+//! the timeout, or an answer that says the service is broken (a DNS response other than NOERROR, an
+//! HTTP status outside the expected range, a certificate that does not verify).
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -12,7 +14,37 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::http_probe;
 use crate::config::{ProbeKind, ProbeTarget};
+
+/// Why a probe counts as lost.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeFailure {
+    /// Nothing (or nothing complete) came back within the timeout.
+    #[error("no answer within {0} ms")]
+    Timeout(u64),
+    /// The socket failed (refused bind, unreachable, reset, ...).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A DNS response whose code is not NOERROR.
+    #[error("DNS answered {}", dns_rcode_name(*.0))]
+    DnsRcode(u8),
+    /// An HTTP status outside `expect_status`.
+    #[error("HTTP status {0}")]
+    HttpStatus(u16),
+    /// The HTTP body lacked `expect_body`.
+    #[error("HTTP body lacks the expected text")]
+    HttpBody,
+    /// Not an HTTP/1.x response.
+    #[error("malformed HTTP response")]
+    HttpMalformed,
+    /// The TLS handshake failed (certificate not trusted, wrong name, ...) or could not start.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// How a probe ended: its RTT, or why it counts as lost.
+pub type ProbeOutcome = Result<Duration, ProbeFailure>;
 
 /// Where a probe leaves from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,30 +58,40 @@ pub struct ProbeSource {
 /// ICMP echo identifiers of probes: below 1024, so never inside a NAT range.
 pub const ECHO_ID_BASE: u16 = 0x0300;
 
-/// Probes `target` once from `source`; `sequence` tells rounds apart. `Some(rtt)` when answered.
+/// Probes `target` once from `source`; `sequence` tells rounds apart; `tls` is the HTTPS client
+/// (`Err`: it could not be built). `Ok(rtt)` when answered as expected.
 pub async fn probe(
     target: &ProbeTarget,
     source: &ProbeSource,
     slot: u8,
     sequence: u16,
     timeout: Duration,
-) -> Option<Duration> {
+    tls: Result<Option<std::sync::Arc<rustls::ClientConfig>>, String>,
+) -> ProbeOutcome {
     let start = Instant::now();
     let attempt = async {
-        match target.kind {
-            ProbeKind::Icmp => icmp_echo(target.address, source, slot, sequence, timeout).await,
-            ProbeKind::Tcp => tcp_connect(target.address, target.port, source).await,
-            ProbeKind::Dns => dns_query(target, source, sequence).await,
+        match (target.kind, &target.http) {
+            (ProbeKind::Icmp, _) => {
+                icmp_echo(target.address, source, slot, sequence, timeout).await
+            }
+            (ProbeKind::Tcp, _) => tcp_connect(target.address, target.port, source).await,
+            (ProbeKind::Dns, _) => dns_query(target, source, sequence).await,
+            (ProbeKind::Http | ProbeKind::Https, Some(check)) => {
+                let tls = tls.map_err(ProbeFailure::Tls)?;
+                http_probe::http_get(target, check, source, tls).await
+            }
+            (ProbeKind::Http | ProbeKind::Https, None) => Err(ProbeFailure::HttpMalformed),
         }
     };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(())) => Some(start.elapsed()),
-        Ok(Err(error)) => {
-            tracing::trace!(%error, target = %target.address, kind = %target.kind, "probe failed");
-            None
-        }
-        Err(_) => None,
+    let outcome = match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(())) => Ok(start.elapsed()),
+        Ok(Err(failure)) => Err(failure),
+        Err(_) => Err(ProbeFailure::Timeout(timeout.as_millis() as u64)),
+    };
+    if let Err(failure) = &outcome {
+        tracing::trace!(%failure, target = %target.label(), "probe failed");
     }
+    outcome
 }
 
 /// A socket bound to the uplink's interface and address.
@@ -98,7 +140,7 @@ async fn icmp_echo(
     slot: u8,
     sequence: u16,
     timeout: Duration,
-) -> std::io::Result<()> {
+) -> Result<(), ProbeFailure> {
     let source = source.clone();
     // A raw socket has no async wrapper without `unsafe` registration: wait for the reply on the
     // blocking pool, bounded by the probe timeout.
@@ -107,6 +149,7 @@ async fn icmp_echo(
     })
     .await
     .map_err(std::io::Error::other)?
+    .map_err(ProbeFailure::from)
 }
 
 fn icmp_echo_blocking(
@@ -138,18 +181,30 @@ fn icmp_echo_blocking(
     }
 }
 
-async fn tcp_connect(target: Ipv4Addr, port: u16, source: &ProbeSource) -> std::io::Result<()> {
+/// A TCP connection to `target:port` bound to the uplink's interface and address.
+pub async fn connect_bound(
+    target: Ipv4Addr,
+    port: u16,
+    source: &ProbeSource,
+) -> std::io::Result<tokio::net::TcpStream> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind_device(Some(source.interface.as_bytes()))?;
     socket.bind(SocketAddr::V4(SocketAddrV4::new(source.address, 0)))?;
-    match socket
+    socket
         .connect(SocketAddr::V4(SocketAddrV4::new(target, port)))
         .await
-    {
+}
+
+async fn tcp_connect(
+    target: Ipv4Addr,
+    port: u16,
+    source: &ProbeSource,
+) -> Result<(), ProbeFailure> {
+    match connect_bound(target, port, source).await {
         Ok(_stream) => Ok(()),
         // An RST from the target: the path through the uplink works.
         Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
-        Err(error) => Err(error),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -176,11 +231,37 @@ pub fn is_dns_response(message: &[u8], id: u16) -> bool {
     message.len() >= 12 && message[0..2] == id.to_be_bytes() && message[2] & 0x80 != 0
 }
 
+/// The response code of a DNS message (RFC 1035 §4.1.1; the header's low 4 bits of byte 3).
+pub fn dns_rcode(message: &[u8]) -> u8 {
+    message.get(3).map_or(0, |b| b & 0x0f)
+}
+
+/// The name of DNS response code `rcode` (RFC 1035, RFC 6895 §2.3).
+pub fn dns_rcode_name(rcode: u8) -> String {
+    match rcode {
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        other => format!("RCODE {other}"),
+    }
+}
+
+/// The verdict on a DNS response: only NOERROR answers. SERVFAIL and REFUSED (the resolver is
+/// broken or not serving us) and NXDOMAIN (the configured name must exist) are failures.
+pub fn judge_dns_response(message: &[u8]) -> Result<(), ProbeFailure> {
+    match dns_rcode(message) {
+        0 => Ok(()),
+        rcode => Err(ProbeFailure::DnsRcode(rcode)),
+    }
+}
+
 async fn dns_query(
     target: &ProbeTarget,
     source: &ProbeSource,
     sequence: u16,
-) -> std::io::Result<()> {
+) -> Result<(), ProbeFailure> {
     let socket = bound_socket(Type::DGRAM, Protocol::UDP, source)?;
     let socket = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
     let server = SocketAddr::V4(SocketAddrV4::new(target.address, target.port));
@@ -192,7 +273,7 @@ async fn dns_query(
     loop {
         let (len, from) = socket.recv_from(&mut buffer).await?;
         if from == server && is_dns_response(&buffer[..len], id) {
-            return Ok(());
+            return judge_dns_response(&buffer[..len]);
         }
     }
 }
@@ -249,5 +330,19 @@ mod tests {
         assert!(is_dns_response(&response, 0xBEEF));
         assert!(!is_dns_response(&q, 0xBEEF), "a query is no response");
         assert!(!is_dns_response(&response, 0xBEEE));
+    }
+
+    #[test]
+    fn only_a_noerror_dns_response_counts_as_answered() {
+        let mut response = dns_query_packet("probe.flowpin.test", 7);
+        response[2] |= 0x80;
+        response[3] = 0x80; // RA, NOERROR
+        assert!(judge_dns_response(&response).is_ok());
+        for (rcode, name) in [(2u8, "SERVFAIL"), (5, "REFUSED"), (3, "NXDOMAIN")] {
+            response[3] = 0x80 | rcode;
+            let failure = judge_dns_response(&response).unwrap_err();
+            assert!(matches!(failure, ProbeFailure::DnsRcode(r) if r == rcode));
+            assert_eq!(failure.to_string(), format!("DNS answered {name}"));
+        }
     }
 }

@@ -257,6 +257,7 @@ mod tests {
                     address: std::net::Ipv4Addr::new(203, 0, 113, 10 + i as u8),
                     port: 0,
                     query: String::new(),
+                    http: None,
                 })
                 .collect(),
             ..Health::DEFAULT

@@ -9,6 +9,7 @@
 //! metrics, other paths with `404`, other methods with `405`, and closes the connection after each
 //! answer ([`http`]).
 
+mod health_probes;
 pub mod http;
 pub mod server;
 mod surfaces;
@@ -24,6 +25,7 @@ pub fn render(status: &StatusReport) -> String {
     let mut out = String::new();
     // 1. Per uplink.
     uplinks::write(&mut out, status);
+    health_probes::write(&mut out, status);
     // 2. The flow table.
     write_flow_table(&mut out, status);
     // 3. What the datapath and the XDP program refused or decided.

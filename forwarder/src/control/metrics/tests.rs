@@ -361,3 +361,41 @@ fn slow_clients_are_cut_at_the_deadline_and_extra_ones_get_503() {
         );
     }
 }
+
+#[test]
+fn probe_targets_are_labelled_by_uplink_and_target_and_hooks_by_result() {
+    let status = StatusReport {
+        uplinks: vec![UplinkStatus {
+            name: "isp1".into(),
+            probe_targets: vec![crate::control::api::ProbeTargetStatus {
+                target: "dns 192.0.2.53:53".into(),
+                loss_percent: 25.0,
+                rtt_ms: Some(12.0),
+                jitter_ms: None,
+                last_failure: Some("DNS answered SERVFAIL".into()),
+            }],
+            ..UplinkStatus::default()
+        }],
+        hooks: crate::control::health::hooks::HookStatus {
+            events: 4,
+            succeeded: 3,
+            failed: 1,
+            timed_out: 2,
+            dropped: 1,
+            waiting: 0,
+        },
+        ..StatusReport::default()
+    };
+    let text = render(&status);
+    assert_prometheus_text(&text);
+    let labels = "{uplink=\"isp1\",target=\"dns 192.0.2.53:53\"}";
+    assert!(text.contains(&format!("flowpin_probe_target_loss_ratio{labels} 0.25\n")));
+    assert!(text.contains(&format!("flowpin_probe_target_rtt_seconds{labels} 0.012\n")));
+    assert!(
+        !text.contains("flowpin_probe_target_jitter_seconds{"),
+        "no jitter sample below two answers"
+    );
+    assert!(text.contains("flowpin_hook_runs_total{result=\"timed_out\"} 2\n"));
+    assert!(text.contains("flowpin_hook_runs_total{result=\"failed\"} 1\n"));
+    assert!(text.contains("flowpin_hook_events_dropped_total 1\n"));
+}

@@ -51,7 +51,8 @@ pub use startup::{load_config, local_port_range, online_cpus, run};
 use super::decision_history::DecisionHistory;
 use super::failover::RstSender;
 use super::gateway_retry::GatewayRetry;
-use super::health::{HealthState, ProberInputs, UplinkHealth};
+use super::health::hooks::Hooks;
+use super::health::{HealthState, ProberInputs, TargetStats, UplinkHealth};
 use super::netinfo::InterfaceInfo;
 use super::snapshot::{SnapshotBuilder, UplinkFacts};
 use super::surface_counters::SurfaceCounters;
@@ -110,6 +111,8 @@ struct Daemon {
     surfaces: Arc<SurfaceCounters>,
     /// Times the forward guard was found gone and re-installed.
     guard_repairs: guard_watch::GuardRepairs,
+    /// Runs `[health] hooks_dir` on state changes, off the control loop.
+    hooks: Hooks,
 }
 
 /// The control plane's per-uplink state beyond the kernel facts.
@@ -119,6 +122,10 @@ struct UplinkRuntime {
     /// flows keep theirs) but takes no flows, has no socket and no XDP attachment.
     retired: bool,
     health: UplinkHealth,
+    /// The state the last change reported (hooks get it as the old state).
+    reported_state: HealthState,
+    /// Per probe target: loss, RTT, jitter over the window.
+    targets: TargetStats,
     drained: bool,
     weight_override: Option<u32>,
     /// When (daemon ms) it last became `up`.
@@ -138,6 +145,8 @@ impl UplinkRuntime {
         Self {
             retired: false,
             health: UplinkHealth::new(up),
+            reported_state: UplinkHealth::new(up).state(),
+            targets: TargetStats::default(),
             drained: false,
             weight_override: None,
             up_since_ms: 0,

@@ -28,6 +28,7 @@ impl Daemon {
             guard_reinstalls: self.guard_repairs.reinstalled,
             guard_reinstalls_failed: self.guard_repairs.failed,
             xdp: self.xdp_decisions(),
+            admission: self.admission_budgets(),
             uptime_s: now_ms / 1000,
             uplinks: self.uplink_statuses(&snapshot, &flows.per_slot),
             flows: flows.total,
@@ -51,6 +52,7 @@ impl Daemon {
             icmp_suppressed: self.icmp_suppressed(),
             workers: self.worker_statuses(),
             control_surfaces: Box::new(self.surfaces.report()),
+            hooks: self.hooks.status(),
         }
     }
 
@@ -77,6 +79,19 @@ impl Daemon {
             }
         }
         sums
+    }
+
+    /// The XDP program's admission budgets, as configured.
+    fn admission_budgets(&self) -> Vec<(String, u32, u32)> {
+        let admission = self.config.datapath.admission();
+        [
+            ("per_host", admission.host),
+            ("lan", admission.lan),
+            ("inbound", admission.inbound),
+        ]
+        .into_iter()
+        .map(|(name, budget)| (name.to_owned(), budget.per_s, budget.burst))
+        .collect()
     }
 
     /// The XDP program's non-zero decisions (none when it is gone or unreadable).
@@ -150,7 +165,27 @@ impl Daemon {
             tcp_handshakes_answered: totals.tcp_handshakes_answered,
             tcp_handshakes_unanswered_in_a_row: runtime.health.passive().unanswered_in_a_row(),
             passive_downs: runtime.health.passive_downs,
+            probe_targets: self.probe_target_statuses(slot),
         }
+    }
+
+    /// Uplink `slot`'s probe targets (none while probing is off).
+    fn probe_target_statuses(&self, slot: usize) -> Vec<api::ProbeTargetStatus> {
+        if self.config.health.targets.is_empty() {
+            return Vec::new();
+        }
+        self.uplinks[slot]
+            .targets
+            .targets()
+            .iter()
+            .map(|t| api::ProbeTargetStatus {
+                target: t.label.clone(),
+                loss_percent: t.loss_percent(),
+                rtt_ms: t.rtt_ms(),
+                jitter_ms: t.jitter_ms(),
+                last_failure: t.last_failure.clone(),
+            })
+            .collect()
     }
 
     /// Every worker's frames, batches, translations and kernel socket figures.

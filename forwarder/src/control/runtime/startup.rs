@@ -32,6 +32,7 @@ use crate::control::decision_history::DecisionHistory;
 use crate::control::failover::RstSender;
 use crate::control::guard::{self, GuardSpec};
 use crate::control::health::ProberInputs;
+use crate::control::health::hooks::{HookRunner, Hooks};
 use crate::control::netinfo::{self, InterfaceInfo};
 use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
 use crate::datapath::{DatapathCounters, Flows, SnapshotCell};
@@ -79,7 +80,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     // 2. The guard, before anything is attached.
     install_guard(&config)?;
     // 3.-5. The kernel's view, the first snapshot, the program, the sockets and the workers.
-    let mut daemon = start_datapath(config_path, config, queues)?;
+    let (mut daemon, hook_runner) = start_datapath(config_path, config, queues)?;
     // 6. The endpoints and the control loop.
     let metrics = bind_metrics(&daemon.config)?;
     daemon.update_probing();
@@ -96,6 +97,7 @@ pub fn run(config_path: &Path) -> Result<()> {
             api_server::spawn_metrics(listener, &daemon, &surfaces)?;
         }
         api_server::spawn_api(&socket_path, &daemon, &surfaces)?;
+        tokio::spawn(hook_runner.run());
     }
     runtime.block_on(control_loop::run(daemon.clone()))?;
     shut_down(&daemon, &socket_path)
@@ -136,7 +138,11 @@ struct Forwarding {
 }
 
 /// Steps 3 to 5: the daemon with its workers forwarding.
-fn start_datapath(config_path: &Path, config: Config, queues: Vec<u32>) -> Result<Daemon> {
+fn start_datapath(
+    config_path: &Path,
+    config: Config,
+    queues: Vec<u32>,
+) -> Result<(Daemon, HookRunner)> {
     let (lan, lan_address) = learn_lan(&config)?;
     let facts = kernel::resolve_uplinks(&config, GATEWAY_WAIT)?;
     let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(rand::random()));
@@ -151,10 +157,11 @@ fn start_datapath(config_path: &Path, config: Config, queues: Vec<u32>) -> Resul
         .iter()
         .map(|f| UplinkRuntime::new(f.as_ref().is_some_and(|f| f.eligible)))
         .collect();
+    let (hooks, hook_runner) = Hooks::new();
     let rst = RstSender::open()
         .inspect_err(|e| tracing::warn!(error = %e, "no raw socket for TCP resets; reset flows are only removed"))
         .ok();
-    Ok(Daemon {
+    let daemon = Daemon {
         prober: Arc::new(ProberInputs {
             settings: ArcSwap::from_pointee(config.health.clone()),
             sources: ArcSwap::from_pointee(Vec::new()),
@@ -186,7 +193,9 @@ fn start_datapath(config_path: &Path, config: Config, queues: Vec<u32>) -> Resul
         reloads_failed: 0,
         surfaces: Arc::default(),
         guard_repairs: Default::default(),
-    })
+        hooks,
+    };
+    Ok((daemon, hook_runner))
 }
 
 /// Step 5: program loaded and described, sockets opened and registered, XDP attached, workers running.
@@ -241,6 +250,8 @@ fn load_program(
     tracing::info!(dir = %pins.path().display(), "XDP links are pinned here");
     xdp.pin_links(pins);
     xdp.configure_lan(&config.lan.interface)?;
+    xdp.set_lan_prefixes(&config.lan.prefixes)?;
+    xdp.set_admission(&config.datapath.admission())?;
     xdp.set_host_addresses(&kernel::host_addresses(lan_address).unwrap_or_default())?;
     for (uplink, fact) in config.uplinks.iter().zip(facts) {
         let fact = fact.as_ref().expect("resolve_uplinks returns every uplink");

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::{Daemon, kernel, live_uplinks};
 use crate::control::failover;
+use crate::control::health::hooks::HookEvent;
 use crate::control::health::{self, HealthState, ProbeSource};
 use crate::control::netinfo;
 
@@ -22,13 +23,15 @@ impl Daemon {
     pub(super) fn check_carriers(&mut self) {
         let settings = &self.config.health;
         let changes = live_uplinks(&self.config, &mut self.uplinks)
-            .map(|(slot, u, runtime)| {
-                (
-                    slot,
-                    runtime
-                        .health
-                        .carrier(kernel::carrier(&u.interface), settings),
-                )
+            .filter_map(|(slot, u, runtime)| {
+                let carrier = kernel::carrier(&u.interface);
+                let state = runtime.health.carrier(carrier, settings)?;
+                let reason = if carrier {
+                    "carrier back"
+                } else {
+                    "carrier lost"
+                };
+                Some((slot, state, reason.to_owned()))
             })
             .collect();
         self.apply_changes(changes);
@@ -61,55 +64,71 @@ impl Daemon {
         let settings = &self.config.health;
         let counters = &self.counters;
         let changes = live_uplinks(&self.config, &mut self.uplinks)
-            .map(|(slot, _, runtime)| {
+            .filter_map(|(slot, _, runtime)| {
                 let counts = health::HandshakeCounts::sum(counters, slot);
-                (slot, runtime.health.handshakes(now_ms, counts, settings))
+                let state = runtime.health.handshakes(now_ms, counts, settings)?;
+                let reason = format!(
+                    "passive: {} new TCP flows in a row got no SYN-ACK",
+                    settings.passive_down_after_unanswered
+                );
+                Some((slot, state, reason))
             })
             .collect();
         self.apply_changes(changes);
     }
 
-    /// Applies one probe round.
+    /// Applies one probe round: each target's outcome to its statistics, the sums to the verdict.
     pub(super) fn apply_round(&mut self, round: &health::Round) {
-        let count = self.uplinks.len();
-        let changes: Vec<(usize, Option<HealthState>)> = round
+        let settings = &self.config.health;
+        let changes = round
             .iter()
-            .filter(|(slot, _)| usize::from(*slot) < count)
-            .map(|(slot, result)| {
-                let slot = usize::from(*slot);
-                (
-                    slot,
-                    self.uplinks[slot]
-                        .health
-                        .round(*result, &self.config.health),
-                )
+            .filter_map(|r| {
+                let slot = usize::from(r.slot);
+                let runtime = self.uplinks.get_mut(slot)?;
+                runtime.targets.record(&r.targets, settings.window as usize);
+                let state = runtime.health.round(r.result, settings)?;
+                Some((slot, state, round_reason(r, &runtime.health)))
             })
             .collect();
         self.apply_changes(changes);
     }
 
-    /// Publishes a snapshot for state changes, then fails over uplinks that went down.
-    fn apply_changes(&mut self, changes: Vec<(usize, Option<HealthState>)>) {
-        let changed: Vec<(usize, HealthState)> = changes
-            .into_iter()
-            .filter_map(|(slot, change)| change.map(|state| (slot, state)))
-            .collect();
+    /// Publishes a snapshot for state changes, queues their hooks, then fails over uplinks that
+    /// went down.
+    fn apply_changes(&mut self, changed: Vec<(usize, HealthState, String)>) {
         if changed.is_empty() {
             return;
         }
         let now_ms = self.clock.now_ms();
-        for (slot, state) in &changed {
-            let u = &mut self.uplinks[*slot];
+        for (slot, state, reason) in changed {
+            let u = &mut self.uplinks[slot];
+            let uplink = &self.config.uplinks[slot];
+            let old = std::mem::replace(&mut u.reported_state, state);
             tracing::info!(
-                uplink = %self.config.uplinks[*slot].name,
+                uplink = %uplink.name,
                 state = state.name(),
                 loss_percent = u.health.loss_percent(),
                 rtt_ms = u.health.rtt_ms().unwrap_or(0.0),
+                %reason,
                 "uplink health changed"
             );
-            if *state == HealthState::Up {
+            if state == HealthState::Up {
                 u.up_since_ms = now_ms;
                 u.failed_back = false;
+            }
+            if let Some(dir) = &self.config.health.hooks_dir {
+                self.hooks.notify(HookEvent {
+                    uplink: uplink.name.clone(),
+                    interface: uplink.interface.clone(),
+                    old_state: old.name(),
+                    new_state: state.name(),
+                    reason,
+                    time: std::time::SystemTime::now(),
+                    dir: dir.clone(),
+                    timeout: std::time::Duration::from_millis(u64::from(
+                        self.config.health.hook_timeout_ms,
+                    )),
+                });
             }
         }
         self.publish();
@@ -225,4 +244,25 @@ impl Daemon {
             self.probe_routes = false;
         }
     }
+}
+
+/// Why a probe round changed an uplink's state: the round's answers, the window's figures, and the
+/// first target that failed with its reason.
+fn round_reason(round: &health::UplinkRound, health: &health::UplinkHealth) -> String {
+    let mut reason = format!(
+        "probes: {}/{} answered, window loss {:.0} %, rtt {:.1} ms",
+        round.result.answered,
+        round.result.sent,
+        health.loss_percent(),
+        health.rtt_ms().unwrap_or(0.0)
+    );
+    if let Some((label, Err(failure))) = round
+        .targets
+        .iter()
+        .map(|t| (&t.label, &t.outcome))
+        .find(|(_, outcome)| outcome.is_err())
+    {
+        reason.push_str(&format!("; {label}: {failure}"));
+    }
+    reason
 }
