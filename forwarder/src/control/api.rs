@@ -219,7 +219,7 @@ pub struct FlowFilter {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     /// Answer to [`Request::Status`].
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     /// Answer to [`Request::Flows`].
     Flows(FlowsReport),
     /// Answer to [`Request::Explain`].
