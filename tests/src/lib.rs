@@ -91,6 +91,38 @@ fn flowpin_query(lab: &Lab, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("flowpin {args:?} printed {out:?}: {e}"))
 }
 
+/// Sends a `mausezahn` burst from `host` through the router to the internet's 203.0.113.10:
+/// `sources` is mausezahn's `-A` (one address or a range), `proto` its `-t`, `fields` its field
+/// list (ports, flags), `gap` its `-d` between packets (`None`: as fast as it can).
+pub fn mausezahn_burst(
+    lab: &Lab,
+    host: &LanHost,
+    sources: &str,
+    proto: &str,
+    fields: &str,
+    gap: Option<&str>,
+) -> anyhow::Result<String> {
+    let router_mac = lab.router().lan_mac.to_string();
+    let mut argv = vec![
+        "mausezahn",
+        "eth0",
+        "-q",
+        "-b",
+        &router_mac,
+        "-A",
+        sources,
+        "-B",
+        "203.0.113.10",
+        "-t",
+        proto,
+        fields,
+    ];
+    if let Some(gap) = gap {
+        argv.extend(["-d", gap]);
+    }
+    lab.exec_ok(&host.ns, &argv)
+}
+
 /// Runs `phase` for every LAN host at once and waits for all of them (panics propagate).
 pub fn on_every_host_at_once(lab: &Lab, phase: impl Fn(usize, &LanHost) + Sync) {
     std::thread::scope(|scope| {

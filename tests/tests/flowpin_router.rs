@@ -11,7 +11,7 @@ use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
 use flowpin_lab::{IspCounters, Lab, LabSpec, RouterKind};
 use flowpin_tests::{
     assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_flows, flowpin_status, lab_up,
-    on_every_host_at_once, pin_new_flows_to, status_drops,
+    mausezahn_burst, on_every_host_at_once, pin_new_flows_to, status_drops,
 };
 
 fn flowpin_lab(weights: &[u32]) -> Lab {
@@ -92,28 +92,16 @@ fn new_endpoints_split_by_weight_1_1_2_1_and_11_45() {
     for weights in [[1u32, 1], [2, 1], [11, 45]] {
         let lab = flowpin_lab(&weights);
         let before = counters(&lab);
-        let router_mac = lab.router().lan_mac.to_string();
         // 2 × 3000 new internal endpoints (source ports 1024..=4023), one UDP datagram each.
         on_every_host_at_once(&lab, |_, host| {
             let src = host.addr.to_string();
-            lab.exec_ok(
-                &host.ns,
-                &[
-                    "mausezahn",
-                    "eth0",
-                    "-q",
-                    "-b",
-                    &router_mac,
-                    "-A",
-                    &src,
-                    "-B",
-                    "203.0.113.10",
-                    "-t",
-                    "udp",
-                    "sp=1024-4023,dp=7777",
-                    "-d",
-                    "200usec",
-                ],
+            mausezahn_burst(
+                &lab,
+                host,
+                &src,
+                "udp",
+                "sp=1024-4023,dp=7777",
+                Some("200usec"),
             )
             .expect("mausezahn runs");
         });

@@ -8,7 +8,7 @@ use std::time::Duration;
 use flowpin_lab::traffic;
 use flowpin_lab::{IspCounters, Lab, LabSpec, RouterKind};
 use flowpin_tests::{
-    assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_status, lab_up,
+    assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_status, lab_up, mausezahn_burst,
     on_every_host_at_once, status_drops,
 };
 
@@ -22,28 +22,16 @@ fn counters(lab: &Lab) -> Vec<IspCounters> {
 /// Host 0 sends one UDP datagram from each of [`FLOWS`] source ports; at the same time host 1 makes
 /// 20 HTTP requests, which must all succeed.
 fn heavy_host_and_its_neighbour(lab: &Lab) {
-    let router_mac = lab.router().lan_mac.to_string();
     on_every_host_at_once(lab, |index, host| {
         if index == 0 {
             let src = host.addr.to_string();
-            lab.exec_ok(
-                &host.ns,
-                &[
-                    "mausezahn",
-                    "eth0",
-                    "-q",
-                    "-b",
-                    &router_mac,
-                    "-A",
-                    &src,
-                    "-B",
-                    "203.0.113.10",
-                    "-t",
-                    "udp",
-                    "sp=1024-9215,dp=7777",
-                    "-d",
-                    "200usec",
-                ],
+            mausezahn_burst(
+                lab,
+                host,
+                &src,
+                "udp",
+                "sp=1024-9215,dp=7777",
+                Some("200usec"),
             )
             .expect("mausezahn runs");
         } else {
@@ -125,30 +113,13 @@ fn a_host_spoofing_the_lan_prefix_does_not_keep_another_host_out() {
     });
     let hosts = lab.lan_hosts();
     let (spoofer, neighbour) = (&hosts[0], &hosts[1]);
-    let router_mac = lab.router().lan_mac.to_string();
     let octets = spoofer.addr.octets();
     let sources = format!(
         "{}.{}.{}.0-{}.{}.{}.255",
         octets[0], octets[1], octets[2], octets[0], octets[1], octets[2]
     );
-    lab.exec_ok(
-        &spoofer.ns,
-        &[
-            "mausezahn",
-            "eth0",
-            "-q",
-            "-b",
-            &router_mac,
-            "-A",
-            &sources,
-            "-B",
-            "203.0.113.10",
-            "-t",
-            "udp",
-            "sp=1024-1063,dp=7777",
-        ],
-    )
-    .expect("mausezahn runs");
+    mausezahn_burst(&lab, spoofer, &sources, "udp", "sp=1024-1063,dp=7777", None)
+        .expect("mausezahn runs");
     let http = traffic::http_get(&lab, neighbour, 20).expect("curl runs");
     assert_eq!(
         http.ok, 20,

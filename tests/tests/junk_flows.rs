@@ -8,7 +8,8 @@
 use flowpin_lab::traffic;
 use flowpin_lab::{Lab, LabSpec, LanHost, RouterKind};
 use flowpin_tests::{
-    assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_status, lab_up, status_drops,
+    assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_status, lab_up, mausezahn_burst,
+    status_drops,
 };
 
 /// The lab's flow table: small, so a short flood fills it many times over.
@@ -19,27 +20,10 @@ const PRESSURE: u64 = FLOW_CAPACITY * 3 / 4;
 /// Segments with `flags` from each of the 8,192 source ports 1024–9215 (well inside the NAT
 /// ports' pools, which stay far from pressure) to each destination port of `ports`.
 fn flood(lab: &Lab, host: &LanHost, flags: &str, ports: &str) {
-    let router_mac = lab.router().lan_mac.to_string();
     let src = host.addr.to_string();
     let spec = format!("sp=1024-9215,dp={ports},flags={flags}");
-    lab.exec_ok(
-        &host.ns,
-        &[
-            "mausezahn",
-            "eth0",
-            "-q",
-            "-b",
-            &router_mac,
-            "-A",
-            &src,
-            "-B",
-            "203.0.113.10",
-            "-t",
-            "tcp",
-            &spec,
-        ],
-    )
-    .unwrap_or_else(|e| panic!("mausezahn {spec}: {e:#}"));
+    mausezahn_burst(lab, host, &src, "tcp", &spec, None)
+        .unwrap_or_else(|e| panic!("mausezahn {spec}: {e:#}"));
 }
 
 fn twenty_requests_succeed(lab: &Lab, host: &LanHost, who: &str) {
