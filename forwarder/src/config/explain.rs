@@ -53,7 +53,7 @@ fn write_uplinks(out: &mut String, uplinks: &[Uplink]) {
         out,
         "\nUplinks (the default group: new flows no policy matches):"
     );
-    let weights: Vec<u32> = uplinks.iter().map(|uplink| uplink.weight).collect();
+    let shares = tier_shares(uplinks);
     let width = |text: &dyn Fn(&Uplink) -> String| {
         uplinks
             .iter()
@@ -65,19 +65,36 @@ fn write_uplinks(out: &mut String, uplinks: &[Uplink]) {
     let interface_width = width(&|uplink| uplink.interface.clone());
     let gateway_width = width(&|uplink| uplink.gateway.to_string());
     let address_width = width(&|uplink| address_text(uplink));
-    for (uplink, share) in uplinks.iter().zip(weight_shares(&weights)) {
+    for (uplink, share) in uplinks.iter().zip(shares) {
         let _ = writeln!(
             out,
             "  {:name_width$}  on {:interface_width$}  via {:gateway_width$}  {:address_width$}  \
-             weight {}  {}",
+             tier {}  weight {}  {}",
             uplink.name,
             uplink.interface,
             uplink.gateway.to_string(),
             address_text(uplink),
+            uplink.tier,
             uplink.weight,
             share_text(uplink.weight, share)
         );
     }
+}
+
+/// Each uplink's share of its tier's new flows (the tier takes them while it has an eligible uplink
+/// and no better tier has one).
+fn tier_shares(uplinks: &[Uplink]) -> Vec<f64> {
+    let mut shares = vec![0.0; uplinks.len()];
+    for tier in uplinks.iter().map(|uplink| uplink.tier) {
+        let members: Vec<usize> = (0..uplinks.len())
+            .filter(|&index| uplinks[index].tier == tier)
+            .collect();
+        let weights: Vec<u32> = members.iter().map(|&index| uplinks[index].weight).collect();
+        for (index, share) in members.into_iter().zip(weight_shares(&weights)) {
+            shares[index] = share;
+        }
+    }
+    shares
 }
 
 /// The policies in the order they are tried.
@@ -165,9 +182,9 @@ fn address_text(uplink: &Uplink) -> String {
 
 fn share_text(weight: u32, share: f64) -> String {
     if weight == 0 {
-        "standby (new flows only when no weighted uplink is eligible)".to_owned()
+        "standby (new flows only when no weighted uplink of its tier is eligible)".to_owned()
     } else {
-        format!("{share:.1} % of new flows")
+        format!("{share:.1} % of its tier's new flows")
     }
 }
 

@@ -5,10 +5,14 @@
 //! Invariants (established by validation):
 //! - `timeout_ms < interval_ms`; `up_loss_percent <= down_loss_percent <= 100`;
 //!   `up_rtt_ms <= down_rtt_ms`; `down_after`, `up_after`, `window` at least 1;
-//! - with targets, `1 <= min_answers <= targets` (without, `min_answers` is ignored, probing is
-//!   off and an uplink's state follows its carrier only); a DNS target has a query name;
-//! - the passive trigger (`passive_down_after_unanswered > 0`) has targets (only probes bring an
-//!   uplink it took down back) and `passive_answer_window_ms >= 100`;
+//! - with targets, `1 <= min_answers <= targets`; without, each uplink probes its gateway (ICMP
+//!   echo, `min_answers` 1) unless `probe_gateway = false`, which leaves its state to its carrier
+//!   only; a DNS target has a query name;
+//! - an uplink's own `[uplink.health]` is this table with its keys written over, and obeys the
+//!   same rules; its targets, when it has any, replace `[health]`'s;
+//! - the passive trigger (`passive_down_after_unanswered > 0`) has something to probe (targets or
+//!   the gateway: only probes bring an uplink it took down back) and
+//!   `passive_answer_window_ms >= 100`;
 //! - `reset` is only a TCP action; `net_unreachable_per_s == 0` switches the viability guard's
 //!   ICMP off, otherwise its burst is at least 1.
 
@@ -19,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PortRange;
 
-/// `[health]`: active probing, the same targets probed through every uplink.
+/// `[health]`: active probing through every uplink; the defaults of each `[uplink.health]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Health {
     /// Milliseconds between probe rounds.
@@ -47,7 +51,9 @@ pub struct Health {
     pub passive_down_after_unanswered: u32,
     /// How long a new TCP flow's SYN waits for the SYN-ACK before it counts as unanswered.
     pub passive_answer_window_ms: u32,
-    /// Probe targets; empty: no active probing.
+    /// With no target, probe the uplink's gateway (default); `false`: no probing without targets.
+    pub probe_gateway: bool,
+    /// Probe targets; empty: the gateway (see `probe_gateway`).
     #[serde(rename = "target", skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<ProbeTarget>,
 }
@@ -67,8 +73,31 @@ impl Health {
         up_rtt_ms: 1000,
         passive_down_after_unanswered: 0,
         passive_answer_window_ms: 3000,
+        probe_gateway: true,
         targets: Vec::new(),
     };
+
+    /// The settings an uplink whose next hop is `gateway` is probed with: with no target and
+    /// `probe_gateway`, its gateway is the one target (ICMP echo) and one answer a round suffices.
+    #[must_use]
+    pub fn resolved_for(&self, gateway: Ipv4Addr) -> Health {
+        let mut health = self.clone();
+        if health.targets.is_empty() && health.probe_gateway {
+            health.targets.push(ProbeTarget {
+                kind: ProbeKind::Icmp,
+                address: gateway,
+                port: 0,
+                query: String::new(),
+            });
+            health.min_answers = 1;
+        }
+        health
+    }
+
+    /// Whether an uplink probed with these (unresolved) settings has anything to probe.
+    pub fn probes(&self) -> bool {
+        !self.targets.is_empty() || self.probe_gateway
+    }
 
     /// Whether the passive handshake signal may take uplinks down.
     pub const fn passive_trigger_enabled(&self) -> bool {

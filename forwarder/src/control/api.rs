@@ -293,6 +293,9 @@ pub struct UplinkStatus {
     pub eligible: bool,
     /// Weight in force (configured, or the operator's override).
     pub weight: u32,
+    /// Its tier (1 = best): new flows use the best tier with an eligible uplink.
+    #[serde(default)]
+    pub tier: u8,
     /// Probe loss over the health window, in percent (`None`: no active probing).
     pub probe_loss_percent: Option<f64>,
     /// Mean probe RTT over the window, in milliseconds.

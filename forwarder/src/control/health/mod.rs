@@ -6,11 +6,14 @@
 //! - [`passive`]: new TCP flows answered by a SYN-ACK or not, per uplink, from the datapath's counters;
 //! - [`probe`]: ICMP echo, TCP connect and DNS probes bound to an uplink's interface and address;
 //! - [`routes`]: per-uplink source routing tables for the router's own traffic;
-//! - [`run_prober`]: the task that probes every uplink's targets once per interval and reports rounds.
+//! - [`run_prober`]: the task that probes each uplink's targets once per its interval and reports
+//!   rounds.
 //!
 //! Invariants: probes never use a source port or echo id inside the NAT range (so the XDP program
-//! passes their replies to the kernel and no flow is created); a round ends before the next starts
-//! (`timeout_ms < interval_ms`); settings are re-read each round, so a reload takes effect at the next.
+//! passes their replies to the kernel and no flow is created); each uplink has its own settings
+//! (its `[uplink.health]` or `[health]`, with its gateway as the target when none is configured) and
+//! its own schedule; one uplink's round ends before its next starts (`timeout_ms < interval_ms`);
+//! settings are re-read every [`RESCHEDULE`] at most, so a reload takes effect at the next round.
 
 pub mod passive;
 pub mod probe;
@@ -35,68 +38,78 @@ pub type Round = Vec<(u8, RoundResult)>;
 /// What the prober reads each round; the control plane swaps both on reload and address changes.
 #[derive(Debug)]
 pub struct ProberInputs {
-    /// The health settings.
-    pub settings: ArcSwap<Health>,
+    /// Per uplink slot, the health settings it is probed with (resolved: targets never empty
+    /// unless it is not probed).
+    pub settings: ArcSwap<Vec<Health>>,
     /// Per uplink slot, where its probes leave from (`None`: do not probe it).
     pub sources: ArcSwap<Vec<Option<ProbeSource>>>,
 }
 
-/// Probes every uplink's targets once per interval, forever; sends each round to `rounds`. Returns when
-/// the receiver is gone.
+/// The longest the prober sleeps before it looks at its inputs again.
+pub const RESCHEDULE: Duration = Duration::from_millis(100);
+
+/// Probes every uplink's targets once per its interval, forever; sends each uplink's round to `rounds`
+/// as it ends. Returns when the receiver is gone.
 pub async fn run_prober(inputs: Arc<ProberInputs>, rounds: mpsc::Sender<Round>) {
+    let mut due: Vec<Option<tokio::time::Instant>> = Vec::new();
     let mut sequence: u16 = 0;
+    let mut running = tokio::task::JoinSet::new();
     loop {
-        let settings = inputs.settings.load_full();
-        let interval = Duration::from_millis(u64::from(settings.interval_ms.max(10)));
-        let next = tokio::time::Instant::now() + interval;
-        if !settings.targets.is_empty() {
-            sequence = sequence.wrapping_add(1);
-            let round = probe_round(&settings, &inputs.sources.load(), sequence).await;
-            if rounds.send(round).await.is_err() {
+        while let Some(sent) = running.try_join_next() {
+            if matches!(sent, Ok(false)) {
                 return;
             }
         }
-        tokio::time::sleep_until(next).await;
+        let now = tokio::time::Instant::now();
+        let settings = inputs.settings.load_full();
+        let sources = inputs.sources.load_full();
+        due.resize(sources.len(), None);
+        for (slot, source) in sources.iter().enumerate() {
+            let Some((source, settings)) = source.as_ref().zip(settings.get(slot)) else {
+                due[slot] = None;
+                continue;
+            };
+            if settings.targets.is_empty() || due[slot].is_some_and(|at| at > now) {
+                continue;
+            }
+            let interval = Duration::from_millis(u64::from(settings.interval_ms.max(10)));
+            due[slot] = Some(now + interval);
+            sequence = sequence.wrapping_add(1);
+            let (settings, source, rounds) = (settings.clone(), source.clone(), rounds.clone());
+            running.spawn(async move {
+                let result = probe_uplink(&settings, &source, slot as u8, sequence).await;
+                rounds.send(vec![(slot as u8, result)]).await.is_ok()
+            });
+        }
+        let next = due.iter().flatten().min().copied();
+        let wake = next.map_or(now + RESCHEDULE, |at| at.min(now + RESCHEDULE));
+        tokio::time::sleep_until(wake).await;
     }
 }
 
-async fn probe_round(settings: &Health, sources: &[Option<ProbeSource>], sequence: u16) -> Round {
+/// One round of one uplink: each of its targets probed once, concurrently.
+async fn probe_uplink(
+    settings: &Health,
+    source: &ProbeSource,
+    slot: u8,
+    sequence: u16,
+) -> RoundResult {
     let timeout = Duration::from_millis(u64::from(settings.timeout_ms));
     let mut probes = tokio::task::JoinSet::new();
-    for (slot, source) in sources.iter().enumerate() {
-        let Some(source) = source else { continue };
-        let slot = slot as u8;
-        for target in &settings.targets {
-            let (target, source) = (target.clone(), source.clone());
-            probes.spawn(async move {
-                let rtt = probe::probe(&target, &source, slot, sequence, timeout).await;
-                (slot, rtt)
-            });
-        }
+    for target in &settings.targets {
+        let (target, source) = (target.clone(), source.clone());
+        probes.spawn(async move { probe::probe(&target, &source, slot, sequence, timeout).await });
     }
-    let mut results: Vec<(u8, RoundResult)> = sources
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.is_some())
-        .map(|(slot, _)| {
-            (
-                slot as u8,
-                RoundResult {
-                    sent: settings.targets.len() as u32,
-                    answered: 0,
-                    rtt_sum_us: 0,
-                },
-            )
-        })
-        .collect();
+    let mut result = RoundResult {
+        sent: settings.targets.len() as u32,
+        answered: 0,
+        rtt_sum_us: 0,
+    };
     while let Some(done) = probes.join_next().await {
-        let Ok((slot, Some(rtt))) = done else {
-            continue;
-        };
-        if let Some((_, r)) = results.iter_mut().find(|(s, _)| *s == slot) {
-            r.answered += 1;
-            r.rtt_sum_us += rtt.as_micros() as u64;
+        if let Ok(Some(rtt)) = done {
+            result.answered += 1;
+            result.rtt_sum_us += rtt.as_micros() as u64;
         }
     }
-    results
+    result
 }

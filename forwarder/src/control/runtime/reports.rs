@@ -123,7 +123,8 @@ impl Daemon {
             state: runtime.state_name(fact).to_owned(),
             eligible: self.eligible(slot),
             weight: runtime.weight_override.unwrap_or(u.weight),
-            probe_loss_percent: (!self.config.health.targets.is_empty())
+            tier: u.tier,
+            probe_loss_percent: (!self.config.uplink_health(slot).targets.is_empty())
                 .then(|| runtime.health.loss_percent()),
             probe_rtt_ms: runtime.health.rtt_ms(),
             state_changes: runtime.health.transitions,

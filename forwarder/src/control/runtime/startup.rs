@@ -156,7 +156,7 @@ fn start_datapath(config_path: &Path, config: Config, queues: Vec<u32>) -> Resul
         .ok();
     Ok(Daemon {
         prober: Arc::new(ProberInputs {
-            settings: ArcSwap::from_pointee(config.health.clone()),
+            settings: ArcSwap::from_pointee(Vec::new()),
             sources: ArcSwap::from_pointee(Vec::new()),
         }),
         published_config: Arc::new(config.clone()),

@@ -20,15 +20,12 @@ impl Daemon {
     /// Feeds every uplink's carrier to its health tracker (on every rtnetlink link or address event, and
     /// every second as the safety net).
     pub(super) fn check_carriers(&mut self) {
-        let settings = &self.config.health;
-        let changes = live_uplinks(&self.config, &mut self.uplinks)
+        let config = &self.config;
+        let changes = live_uplinks(config, &mut self.uplinks)
             .map(|(slot, u, runtime)| {
-                (
-                    slot,
-                    runtime
-                        .health
-                        .carrier(kernel::carrier(&u.interface), settings),
-                )
+                let settings = config.uplink_health(slot);
+                let carrier = kernel::carrier(&u.interface);
+                (slot, runtime.health.carrier(carrier, &settings))
             })
             .collect();
         self.apply_changes(changes);
@@ -58,12 +55,13 @@ impl Daemon {
     /// passive trigger acts within a tick of its window).
     pub(super) fn check_handshakes(&mut self) {
         let now_ms = self.clock.now_ms();
-        let settings = &self.config.health;
+        let config = &self.config;
         let counters = &self.counters;
-        let changes = live_uplinks(&self.config, &mut self.uplinks)
+        let changes = live_uplinks(config, &mut self.uplinks)
             .map(|(slot, _, runtime)| {
                 let counts = health::HandshakeCounts::sum(counters, slot);
-                (slot, runtime.health.handshakes(now_ms, counts, settings))
+                let settings = config.uplink_health(slot);
+                (slot, runtime.health.handshakes(now_ms, counts, &settings))
             })
             .collect();
         self.apply_changes(changes);
@@ -77,12 +75,8 @@ impl Daemon {
             .filter(|(slot, _)| usize::from(*slot) < count)
             .map(|(slot, result)| {
                 let slot = usize::from(*slot);
-                (
-                    slot,
-                    self.uplinks[slot]
-                        .health
-                        .round(*result, &self.config.health),
-                )
+                let settings = self.config.uplink_health(slot);
+                (slot, self.uplinks[slot].health.round(*result, &settings))
             })
             .collect();
         self.apply_changes(changes);
@@ -176,9 +170,12 @@ impl Daemon {
         }
     }
 
-    /// Probe sources and settings for the prober; source routes when probing is on.
+    /// Probe sources and each uplink's settings for the prober; source routes when probing is on.
     pub(super) fn update_probing(&mut self) {
-        let probing = !self.config.health.targets.is_empty();
+        let settings: Vec<_> = (0..self.config.uplinks.len())
+            .map(|slot| self.config.uplink_health(slot))
+            .collect();
+        let probing = settings.iter().any(|s| !s.targets.is_empty());
         let sources: Vec<Option<ProbeSource>> = self
             .config
             .uplinks
@@ -198,9 +195,7 @@ impl Daemon {
             self.remove_probe_routes();
         }
         self.prober.sources.store(Arc::new(sources));
-        self.prober
-            .settings
-            .store(Arc::new(self.config.health.clone()));
+        self.prober.settings.store(Arc::new(settings));
     }
 
     /// Is every uplink with a source routed to probe through its own gateway?
