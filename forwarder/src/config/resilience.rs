@@ -56,6 +56,11 @@ pub struct Health {
     /// Probe targets; empty: the gateway (see `probe_gateway`).
     #[serde(rename = "target", skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<ProbeTarget>,
+    /// Set by [`Health::resolved_for`] only (never read from a file): the one target is the
+    /// gateway it added. A link's return is then trusted at once, as without probes (the gateway
+    /// must still resolve), and the probe takes the uplink down if the gateway stops answering.
+    #[serde(skip)]
+    pub probing_gateway: bool,
 }
 
 impl Health {
@@ -75,6 +80,7 @@ impl Health {
         passive_answer_window_ms: 3000,
         probe_gateway: true,
         targets: Vec::new(),
+        probing_gateway: false,
     };
 
     /// The settings an uplink whose next hop is `gateway` is probed with: with no target and
@@ -90,6 +96,7 @@ impl Health {
                 query: String::new(),
             });
             health.min_answers = 1;
+            health.probing_gateway = true;
         }
         health
     }
