@@ -960,6 +960,24 @@ fn uplink_health_errors_name_the_uplink_line_and_field() {
 }
 
 #[test]
+fn the_tiers_example_puts_fiber_cable_and_lte_in_tiers_with_their_own_limits() {
+    let text = include_str!("../../examples/tiers.toml");
+    let config = parse(text, "tiers.toml", None).unwrap_or_else(|e| panic!("{e}"));
+    let tiers: Vec<u8> = config.uplinks.iter().map(|uplink| uplink.tier).collect();
+    assert_eq!(tiers, [1, 2, 3]);
+    let (fiber, cable, lte) = (
+        config.uplink_health(0),
+        config.uplink_health(1),
+        config.uplink_health(2),
+    );
+    assert_eq!((fiber.down_loss_percent, fiber.down_rtt_ms), (20, 200));
+    assert_eq!(cable, config.health, "cable keeps [health]");
+    assert_eq!((lte.up_loss_percent, lte.down_loss_percent), (25, 75));
+    assert_eq!((fiber.targets.len(), lte.targets.len()), (2, 1));
+    assert!(explain(&config).contains("tier 3"));
+}
+
+#[test]
 fn tiers_default_to_1_and_0_is_refused() {
     let config = parse(BASE, "flowpin.toml", None).unwrap();
     assert!(config.uplinks.iter().all(|uplink| uplink.tier == 1));
