@@ -29,6 +29,7 @@ pub fn explain(config: &Config) -> String {
     let mut out = String::new();
     write_lan(&mut out, &config.lan);
     write_uplinks(&mut out, &config.uplinks);
+    write_health(&mut out, config);
     write_policies(&mut out, config);
     write_nat(&mut out, &config.nat);
     write_datapath(&mut out, &config.datapath);
@@ -95,6 +96,39 @@ fn tier_shares(uplinks: &[Uplink]) -> Vec<f64> {
         }
     }
     shares
+}
+
+/// What each uplink probes, how often, and when it goes down.
+fn write_health(out: &mut String, config: &Config) {
+    let _ = writeln!(out, "\nHealth (each uplink probed through itself):");
+    for (slot, uplink) in config.uplinks.iter().enumerate() {
+        let health = config.uplink_health(slot);
+        let probes = if health.targets.is_empty() {
+            "nothing (probe_gateway = false): its state follows its carrier".to_owned()
+        } else if health.probing_gateway {
+            format!(
+                "its gateway {} (icmp, no target configured)",
+                uplink.gateway
+            )
+        } else {
+            let targets: Vec<String> = health
+                .targets
+                .iter()
+                .map(|target| format!("{} {}", target.kind, target.address))
+                .collect();
+            targets.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "  {}: probes {probes}; every {} ms, down after {} bad rounds (loss >= {} % or RTT >= {} ms), up after {} good ones",
+            uplink.name,
+            health.interval_ms,
+            health.down_after,
+            health.down_loss_percent,
+            health.down_rtt_ms,
+            health.up_after
+        );
+    }
 }
 
 /// The policies in the order they are tried.

@@ -974,7 +974,19 @@ fn the_tiers_example_puts_fiber_cable_and_lte_in_tiers_with_their_own_limits() {
     assert_eq!(cable, config.health, "cable keeps [health]");
     assert_eq!((lte.up_loss_percent, lte.down_loss_percent), (25, 75));
     assert_eq!((fiber.targets.len(), lte.targets.len()), (2, 1));
-    assert!(explain(&config).contains("tier 3"));
+    let text = explain(&config);
+    assert!(text.contains("tier 3"), "{text}");
+    assert!(
+        text.contains(
+            "lte: probes icmp 9.9.9.9; every 2000 ms, down after 3 bad rounds (loss >= 75 %"
+        ),
+        "{text}"
+    );
+    let plain = explain(&parse(BASE, "flowpin.toml", None).unwrap());
+    assert!(
+        plain.contains("isp1: probes its gateway 192.0.2.1 (icmp, no target configured)"),
+        "{plain}"
+    );
 }
 
 #[test]
