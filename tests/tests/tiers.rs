@@ -62,6 +62,7 @@ fn new_flows_use_the_best_tier_with_an_eligible_uplink() {
         .map(|i| status["uplinks"][i]["tier"].as_u64().unwrap())
         .collect();
     assert_eq!(tiers, [1, 1, 2], "{status:#}");
+    assert_eq!(status["tier_in_use"], 1, "{status:#}");
     let metrics = flowpin_metrics(&lab);
     assert_eq!(
         metrics.value("flowpin_uplink_tier", &[("uplink", "isp3")]),
@@ -81,7 +82,13 @@ fn new_flows_use_the_best_tier_with_an_eligible_uplink() {
         uplink_state(s, 0) == "down" && uplink_state(s, 1) == "down"
     })
     .unwrap_or_else(|s| panic!("tier 1 not down: {s:#}"));
-    assert_eq!(uplink_state(&flowpin_status(&lab), 2), "up");
+    let status = flowpin_status(&lab);
+    assert_eq!(uplink_state(&status, 2), "up");
+    assert_eq!(status["tier_in_use"], 2, "{status:#}");
+    assert_eq!(
+        flowpin_metrics(&lab).value("flowpin_tier_in_use", &[]),
+        Some(2.0)
+    );
     let fallback = new_flows_per_isp(&lab);
     eprintln!("tier 1 black-holed: translated packets per ISP {fallback:?}");
     assert_eq!(&fallback[..2], [0, 0], "new flows into the black holes");
@@ -96,6 +103,7 @@ fn new_flows_use_the_best_tier_with_an_eligible_uplink() {
         took >= Duration::from_millis((UP_AFTER - 1) * INTERVAL_MS),
         "tier 1 back after {took:?}: faster than its hysteresis"
     );
+    assert_eq!(flowpin_status(&lab)["tier_in_use"], 1);
     let back = new_flows_per_isp(&lab);
     eprintln!("tier 1 back after {took:?}: translated packets per ISP {back:?}");
     assert!(back[0] > 0 && back[1] > 0, "tier 1 split again: {back:?}");

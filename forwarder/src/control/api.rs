@@ -243,6 +243,10 @@ pub struct StatusReport {
     pub uptime_s: u64,
     /// Per uplink, in configuration order.
     pub uplinks: Vec<UplinkStatus>,
+    /// The tier new flows of the default group use now (its best tier with an eligible uplink;
+    /// `None`: no uplink is eligible).
+    #[serde(default)]
+    pub tier_in_use: Option<u8>,
     /// Flows in the table.
     pub flows: u64,
     /// Capacity of the flow table.

@@ -73,8 +73,12 @@ pub fn status(s: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "flowpin up {}s — flows {} / {}",
-        s.uptime_s, s.flows, s.flow_capacity
+        "flowpin up {}s — flows {} / {} — new flows on tier {}",
+        s.uptime_s,
+        s.flows,
+        s.flow_capacity,
+        s.tier_in_use
+            .map_or_else(|| "none (no uplink eligible)".to_owned(), |t| t.to_string())
     );
     uplink_traffic(&mut out, s);
     uplink_health(&mut out, s);

@@ -14,6 +14,7 @@ use crate::config;
 use crate::control::api::{self, ExplainReport, StatusReport};
 use crate::control::decision_history;
 use crate::datapath::Snapshot;
+use crate::select::GroupId;
 use crate::worker::WorkerPool;
 
 impl Daemon {
@@ -30,6 +31,7 @@ impl Daemon {
             xdp: self.xdp_decisions(),
             uptime_s: now_ms / 1000,
             uplinks: self.uplink_statuses(&snapshot, &flows.per_slot),
+            tier_in_use: snapshot.policy.group(GroupId::Default).tier(),
             flows: flows.total,
             flow_capacity: self.flows.table.capacity() as u64,
             drops: self.drop_totals(),
