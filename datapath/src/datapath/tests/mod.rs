@@ -178,6 +178,7 @@ impl Rig {
             .iter()
             .map(|&weight| UplinkStatus {
                 weight,
+                tier: 1,
                 eligible: eligible && gateways_resolved,
             })
             .collect();

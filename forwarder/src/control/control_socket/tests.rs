@@ -39,10 +39,10 @@ fn start(path: &Path, limits: Limits) -> Arc<SurfaceCounters> {
         runtime.block_on(async move {
             let listener = tokio::net::UnixListener::from_std(listener).unwrap();
             let handler: Handler = Arc::new(|request| match request {
-                Request::Status => Response::Status(StatusReport {
+                Request::Status => Response::Status(Box::new(StatusReport {
                     flows: 7,
                     ..Default::default()
-                }),
+                })),
                 _ => Response::Done {
                     message: "ok".into(),
                 },

@@ -77,7 +77,7 @@ fn status(daemon: &Mutex<Daemon>) -> StatusReport {
 /// The daemon's answer to one request (called on a blocking thread).
 fn answer(daemon: &Mutex<Daemon>, request: Request) -> Response {
     match request {
-        Request::Status => Response::Status(status(daemon)),
+        Request::Status => Response::Status(Box::new(status(daemon))),
         Request::Flows(filter) => {
             let scan: FlowScan = lock(daemon).flow_scan();
             Response::Flows(scan.flows(&filter))
