@@ -17,6 +17,7 @@ use crate::control::failover;
 use crate::control::health::hooks::HookEvent;
 use crate::control::health::{self, HealthState, ProbeSource};
 use crate::control::netinfo;
+use crate::select::GroupId;
 
 impl Daemon {
     /// Feeds every uplink's carrier to its health tracker (on every rtnetlink link or address event, and
@@ -141,11 +142,13 @@ impl Daemon {
         }
     }
 
-    /// Queues the hooks of published state changes (`[health] hooks_dir`, global).
+    /// Queues the hooks of published state changes (`[health] hooks_dir`, global), each with the
+    /// uplink's tier and the tier new flows use now that the change is published.
     fn queue_hooks(&self, changes: Vec<ReportedChange>) {
         let Some(dir) = &self.config.health.hooks_dir else {
             return;
         };
+        let tier_in_use = self.cell.load().policy.group(GroupId::Default).tier();
         let timeout = Duration::from_millis(u64::from(self.config.health.hook_timeout_ms));
         for change in changes {
             let uplink = &self.config.uplinks[change.slot];
@@ -155,6 +158,8 @@ impl Daemon {
                 old_state: change.old.name(),
                 new_state: change.new.name(),
                 reason: change.reason,
+                tier: uplink.tier,
+                tier_in_use,
                 time: change.time,
                 dir: dir.clone(),
                 timeout,
