@@ -15,8 +15,9 @@
 //! Invariants: probes never use a source port or echo id inside the NAT range (so the XDP program
 //! passes their replies to the kernel and no flow is created); each uplink has its own settings
 //! (its `[uplink.health]` or `[health]`, with its gateway as the target when none is configured) and
-//! its own schedule; one uplink's round ends before its next starts (`timeout_ms < interval_ms`);
-//! settings are re-read every [`RESCHEDULE`] at most, so a reload takes effect at the next round.
+//! its own schedule; one uplink's round ends before its next starts (`timeout_ms < interval_ms`,
+//! and the prober waits for it); settings are re-read every [`RESCHEDULE`] at most, so a reload
+//! takes effect at the next round, due `interval_ms` (the new one) after the last one started.
 
 pub mod hooks;
 pub mod http_probe;
@@ -66,15 +67,25 @@ pub const RESCHEDULE: Duration = Duration::from_millis(100);
 
 /// Probes every uplink's targets once per its interval, forever; sends each uplink's round to
 /// `rounds` as it ends. Returns when the receiver is gone.
+///
+/// An uplink's next round is due its current `interval_ms` after its last one started, so a reload
+/// that shortens the interval takes effect at once; it never starts while the last one still runs.
 pub async fn run_prober(inputs: Arc<ProberInputs>, rounds: mpsc::Sender<UplinkRound>) {
-    let mut due: Vec<Option<tokio::time::Instant>> = Vec::new();
+    let mut schedule: Vec<SlotSchedule> = Vec::new();
     let mut sequence: u16 = 0;
     let mut tls = TlsClients::default();
-    let mut running = tokio::task::JoinSet::new();
+    let mut running: tokio::task::JoinSet<(usize, bool)> = tokio::task::JoinSet::new();
     loop {
-        while let Some(sent) = running.try_join_next() {
-            if matches!(sent, Ok(false)) {
-                return;
+        while let Some(ended) = running.try_join_next() {
+            match ended {
+                Ok((_, false)) => return,
+                Ok((slot, true)) => {
+                    if let Some(slot) = schedule.get_mut(slot) {
+                        slot.running = false;
+                    }
+                }
+                // Only a panic (a bug; release builds abort on panic) ends a round's task early.
+                Err(error) => tracing::error!(%error, "a probe round's task failed"),
             }
         }
         let settings = inputs.settings.load_full();
@@ -93,17 +104,28 @@ pub async fn run_prober(inputs: Arc<ProberInputs>, rounds: mpsc::Sender<UplinkRo
         }
         let now = tokio::time::Instant::now();
         let sources = inputs.sources.load_full();
-        due.resize(sources.len(), None);
+        schedule.resize(sources.len(), SlotSchedule::default());
+        let mut next: Option<tokio::time::Instant> = None;
         for (slot, source) in sources.iter().enumerate() {
             let Some((source, settings)) = source.as_ref().zip(settings.get(slot)) else {
-                due[slot] = None;
+                schedule[slot].started = None;
                 continue;
             };
-            if settings.targets.is_empty() || due[slot].is_some_and(|at| at > now) {
+            if settings.targets.is_empty() || schedule[slot].running {
                 continue;
             }
             let interval = Duration::from_millis(u64::from(settings.interval_ms.max(10)));
-            due[slot] = Some(now + interval);
+            if let Some(due) = schedule[slot].started.map(|at| at + interval)
+                && due > now
+            {
+                next = Some(next.map_or(due, |n| n.min(due)));
+                continue;
+            }
+            schedule[slot] = SlotSchedule {
+                started: Some(now),
+                running: true,
+            };
+            next = Some(next.map_or(now + interval, |n| n.min(now + interval)));
             sequence = sequence.wrapping_add(1);
             let clients = settings
                 .targets
@@ -113,13 +135,19 @@ pub async fn run_prober(inputs: Arc<ProberInputs>, rounds: mpsc::Sender<UplinkRo
             let (settings, source, rounds) = (settings.clone(), source.clone(), rounds.clone());
             running.spawn(async move {
                 let round = probe_uplink(&settings, &source, slot as u8, sequence, clients).await;
-                rounds.send(round).await.is_ok()
+                (slot, rounds.send(round).await.is_ok())
             });
         }
-        let next = due.iter().flatten().min().copied();
         let wake = next.map_or(now + RESCHEDULE, |at| at.min(now + RESCHEDULE));
         tokio::time::sleep_until(wake).await;
     }
+}
+
+/// When one uplink's last round started, and whether it still runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotSchedule {
+    started: Option<tokio::time::Instant>,
+    running: bool,
 }
 
 /// The TLS client of each target, in target order (see [`tls_client`]).
