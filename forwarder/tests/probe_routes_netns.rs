@@ -2,7 +2,7 @@
 //!
 //! On a thread moved into a fresh network namespace (gone when the thread ends) with one veth pair,
 //! `up0` 192.0.2.2/24 to `up1`: `install` puts `default via 192.0.2.1 dev up0` in table 7401 and the
-//! rule `from 192.0.2.2 lookup 7401` at priority 7401, exactly as `ip` lists them; installing again
+//! rule `from 192.0.2.2 oif up0 lookup 7401` at priority 7401, exactly as `ip` lists them; installing again
 //! leaves one of each; `remove` deletes both and is fine when nothing is left; a refused request is an
 //! error naming it and the errno. Needs root.
 
@@ -94,11 +94,11 @@ fn a_probe_route_and_rule_are_installed_and_removed_over_rtnetlink() {
 
         routes::install(1, address, gateway, "up0").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(probe_routes(), ["default via 192.0.2.1 dev up0"]);
-        assert_eq!(probe_rules(), ["7401: from 192.0.2.2 lookup 7401"]);
+        assert_eq!(probe_rules(), ["7401: from 192.0.2.2 oif up0 lookup 7401"]);
 
         routes::install(1, address, gateway, "up0").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(probe_routes(), ["default via 192.0.2.1 dev up0"]);
-        assert_eq!(probe_rules(), ["7401: from 192.0.2.2 lookup 7401"]);
+        assert_eq!(probe_rules(), ["7401: from 192.0.2.2 oif up0 lookup 7401"]);
 
         routes::remove(1);
         assert!(probe_routes().is_empty());

@@ -1,5 +1,6 @@
 //! Faults injected into an ISP namespace, for the failover tests: a black hole (the ISP drops
-//! everything), and the loss of a share of the router's own probe traffic. Both live in one nft
+//! everything), and the loss of a share of the router's own probe traffic (at random, or spread
+//! evenly and deterministically). Both live in one nft
 //! table per ISP, [`FAULT_TABLE`], which also counts the router's *translated* packets (TCP/UDP from
 //! the uplink's address with a source port inside the NAT range) so a test can tell flowpin's
 //! forwarding from the router's own probes.
@@ -37,6 +38,14 @@ pub enum Fault {
         /// Percent of probe packets dropped.
         percent: u8,
     },
+    /// The ISP drops exactly this share (in percent, 0..=50) of the router's probe packets, spread
+    /// evenly: probe n (counted by `numgen inc`) is dropped when `n mod 100` is in
+    /// [`even_drops`]`(percent)`, so any 100 probes in a row lose exactly `percent` and no two
+    /// probes in a row are lost.
+    EvenProbeLoss {
+        /// Percent of probe packets dropped.
+        percent: u8,
+    },
     /// The ISP silently drops the TCP the router forwards for the LAN (from the uplink's address,
     /// source port in the NAT range) and passes everything else, the router's own probes included:
     /// a failure only the passive handshake signal sees.
@@ -62,19 +71,14 @@ pub fn fault_ruleset(uplink: &Uplink, fault: Fault) -> String {
   }}
 "
         ),
-        Fault::ProbeLoss { percent } => format!(
-            "  chain probe_loss {{
-    type filter hook prerouting priority -300; policy accept;
-    iifname \"{iface}\" ip saddr {router} icmp type echo-request icmp id < 1024 jump probe
-    iifname \"{iface}\" ip saddr {router} tcp sport != {first}-{last} tcp flags & (syn | ack) == syn jump probe
-    iifname \"{iface}\" ip saddr {router} udp sport != {first}-{last} jump probe
-  }}
-  chain probe {{
-    counter name \"probes_seen\"
-    numgen random mod 100 < {percent} counter name \"probes_dropped\" drop
-  }}
-"
-        ),
+        Fault::ProbeLoss { percent } => {
+            probe_chains(uplink, &format!("numgen random mod 100 < {percent}"))
+        }
+        Fault::EvenProbeLoss { percent } => {
+            let residues: Vec<String> = even_drops(percent).iter().map(u8::to_string).collect();
+            let matcher = format!("numgen inc mod 100 {{ {} }}", residues.join(", "));
+            probe_chains(uplink, &matcher)
+        }
     };
     format!(
         "table ip {FAULT_TABLE} {{
@@ -88,6 +92,36 @@ pub fn fault_ruleset(uplink: &Uplink, fault: Fault) -> String {
 {fault_chain}}}
 "
     )
+}
+
+/// The chains that recognise the router's probes and drop those `drop_when` matches.
+fn probe_chains(uplink: &Uplink, drop_when: &str) -> String {
+    let (first, last) = NAT_PORT_RANGE;
+    let router = uplink.router_addr;
+    let iface = ISP_ROUTER_IFACE;
+    format!(
+        "  chain probe_loss {{
+    type filter hook prerouting priority -300; policy accept;
+    iifname \"{iface}\" ip saddr {router} icmp type echo-request icmp id < 1024 jump probe
+    iifname \"{iface}\" ip saddr {router} tcp sport != {first}-{last} tcp flags & (syn | ack) == syn jump probe
+    iifname \"{iface}\" ip saddr {router} udp sport != {first}-{last} jump probe
+  }}
+  chain probe {{
+    counter name \"probes_seen\"
+    {drop_when} counter name \"probes_dropped\" drop
+  }}
+"
+    )
+}
+
+/// The residues mod 100 of the probes [`Fault::EvenProbeLoss`] drops: `n` where `n * percent / 100`
+/// steps up (`percent` of them, evenly spaced; for `percent <= 50` never two in a row).
+pub fn even_drops(percent: u8) -> Vec<u8> {
+    let percent = u32::from(percent.min(50));
+    (0..100u32)
+        .filter(|n| (n + 1) * percent / 100 != n * percent / 100)
+        .map(|n| n as u8)
+        .collect()
 }
 
 /// What the fault table of one ISP counted.
@@ -193,6 +227,30 @@ mod tests {
         assert!(rules.contains("counter name \"probes_seen\"\n    numgen"));
         assert!(rules.contains("priority -300; policy accept"));
         assert!(!rules.contains("policy drop"));
+    }
+
+    #[test]
+    fn even_probe_loss_drops_exactly_its_share_never_two_in_a_row() {
+        let drops = even_drops(30);
+        assert_eq!(drops.len(), 30);
+        assert!(
+            drops.windows(2).all(|pair| pair[1] - pair[0] >= 2),
+            "{drops:?}"
+        );
+        assert!(drops.first() != Some(&0) || drops.last() != Some(&99));
+        // Any 10 probes in a row lose exactly 3.
+        for start in 0..100usize {
+            let lost = (start..start + 10)
+                .filter(|n| drops.contains(&((n % 100) as u8)))
+                .count();
+            assert_eq!(lost, 3, "from {start}");
+        }
+        let rules = fault_ruleset(&uplink(), Fault::EvenProbeLoss { percent: 30 });
+        assert!(
+            rules.contains("numgen inc mod 100 { 3, 6, 9, 13,"),
+            "{rules}"
+        );
+        assert_eq!(rules.matches("jump probe").count(), 3);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The ISP's view of what the router sends: in every ISP namespace an nft chain at prerouting
 //! priority -400 (before conntrack, so nothing is hidden by connection tracking) classifies every
 //! IPv4 packet arriving on the interface that faces the router:
+//! - source == that uplink's router address, to one of the ISP's own addresses (its gateway
+//!   address: the router's gateway health probe, its ARP solicitation datagram) → the nft counter
+//!   `to_isp` only (accepted): the router talking to its gateway is not traffic the ISP carries,
+//!   so it is in none of [`IspCounters`]' classes;
 //! - source == that uplink's router address → `good` (accepted);
 //! - private source (10/8, 172.16/12, 192.168/16, 100.64/10) → `leak` (counted and dropped, as
 //!   an ISP doing BCP 38 ingress filtering would);
@@ -54,8 +58,10 @@ pub fn counter_ruleset(router_iface: &str, router_addr: Ipv4Addr) -> String {
   counter good {{}}
   counter leak {{}}
   counter wrong_uplink {{}}
+  counter to_isp {{}}
   chain from_router {{
     type filter hook prerouting priority -400; policy accept;
+    iifname \"{router_iface}\" ip saddr {router_addr} fib daddr type local counter name \"to_isp\" accept
     iifname \"{router_iface}\" ip saddr {router_addr} counter name \"good\" accept
     iifname \"{router_iface}\" ip saddr {{ 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 }} counter name \"leak\" drop
     iifname \"{router_iface}\" counter name \"wrong_uplink\" drop
@@ -179,7 +185,13 @@ mod tests {
         let rules = counter_ruleset("to-rtr", Ipv4Addr::new(198, 51, 100, 2));
         assert!(rules.contains("priority -400"));
         assert!(rules.contains("ip saddr 198.51.100.2 counter name \"good\" accept"));
-        assert_eq!(rules.matches("iifname \"to-rtr\"").count(), 3);
+        assert_eq!(rules.matches("iifname \"to-rtr\"").count(), 4);
+        // The router's own packets to the ISP (its gateway probe) are not traffic the ISP carries,
+        // and are sorted out before `good`.
+        let to_isp = rules
+            .find("fib daddr type local counter name \"to_isp\" accept")
+            .expect("a to_isp rule");
+        assert!(to_isp < rules.find("counter name \"good\"").unwrap());
         assert!(rules.contains("10.0.0.0/8"));
     }
 }

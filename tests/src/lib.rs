@@ -350,3 +350,16 @@ pub fn renumber_uplink(lab: &Lab, index: usize, address: Ipv4Addr) {
     )
     .expect("ISP counters for the new address");
 }
+
+/// `config` (a lab's flowpin configuration) with `keys` (whole lines: keys of the uplink, then any
+/// of its sub-tables such as `[uplink.health]`) added at the end of uplink `name`'s `[[uplink]]`
+/// table.
+pub fn with_uplink_keys(config: &str, name: &str, keys: &str) -> String {
+    let start = config
+        .find(&format!("name = \"{name}\"\n"))
+        .unwrap_or_else(|| panic!("no uplink {name} in:\n{config}"));
+    let end = config[start..]
+        .find("\n\n")
+        .map_or(config.len(), |at| start + at + 1);
+    format!("{}{keys}{}", &config[..end], &config[end..])
+}

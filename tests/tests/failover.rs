@@ -352,8 +352,8 @@ fn thirty_percent_probe_loss_never_flaps_and_recovery_waits_for_the_up_hysteresi
 }
 
 /// The metrics endpoint is strict Prometheus text, and its per-uplink packet counters agree with what
-/// the ISPs saw. Probing stays off, so the router itself sends nothing from its uplink addresses and
-/// every packet an ISP counts as `good` is one flowpin translated: the counts must match exactly
+/// the ISPs saw. No far target is probed, and the ISPs count the router's gateway probes apart (not as
+/// `good`), so every packet an ISP counts as `good` is one flowpin translated: the counts must match exactly
 /// (packets and bytes — both count IP total lengths).
 #[test]
 fn metrics_parse_as_prometheus_text_and_match_the_isp_counters() {

@@ -1,7 +1,8 @@
 //! Probes that check what answers, per-target statistics and state-change hooks, on the lab through
 //! `flowpin run`: an HTTP server that answers 503 to one uplink, an HTTPS server whose CA is or is
 //! not the configured one, a DNS server that answers SERVFAIL to one uplink, and a hook directory
-//! with a recording hook and a hanging one. The servers answer per client address, so one uplink's
+//! with a recording hook and a hanging one; and an uplink whose own `[uplink.health]` probes HTTP
+//! beside one that probes its gateway by default. The servers answer per client address, so one uplink's
 //! view of a service breaks while the other's works. Every test asserts that no ISP saw a leaked or
 //! wrong-uplink source.
 
@@ -14,7 +15,7 @@ use flowpin_tests::probe_servers::{
 use flowpin_tests::{
     append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean,
     flowpin_metrics, flowpin_status, lab_up, reload_with, uplink_state, wait_for_probes_answered,
-    wait_for_status,
+    wait_for_status, with_uplink_keys,
 };
 
 const INTERVAL_MS: u64 = 300;
@@ -163,6 +164,59 @@ fn an_https_probe_trusts_the_configured_ca_and_fails_with_another() {
     for index in 0..2 {
         wait_state(&lab, index, "up", Duration::from_secs(20));
     }
+    down_and_assert_clean(lab);
+}
+
+#[test]
+fn an_uplinks_own_http_target_takes_only_it_down_while_the_other_probes_its_gateway() {
+    let lab = flowpin_lab();
+    let servers = ProbeServers::start(&lab);
+    let files = lab.flowpin_files().unwrap();
+    let config = std::fs::read_to_string(&files.config).unwrap();
+    let own = format!(
+        "[uplink.health]\ninterval_ms = {INTERVAL_MS}\ntimeout_ms = 250\ndown_after = 3\n\
+         up_after = {UP_AFTER}\nwindow = 10\n[[uplink.health.target]]\n{}\n",
+        http_target()
+    );
+    let config = format!(
+        "{}\n[health]\ninterval_ms = {INTERVAL_MS}\ntimeout_ms = 250\n",
+        with_uplink_keys(&config, "isp2", &own)
+    );
+    let (applied, said) = reload_with(&lab, &config);
+    assert!(applied, "{said}");
+    let url = format!("http://{ADDRESS}:{HTTP_PORT}/health");
+    let gateway = format!("icmp {}", lab.uplinks()[0].gateway);
+    // Until isp2's first round with its own settings, its figures are its gateway probe's.
+    wait_for_status(&lab, Duration::from_secs(5), |s| {
+        target_of(s, 1)["target"] == url.as_str() && target_of(s, 1)["loss_percent"] == 0.0
+    })
+    .unwrap_or_else(|s| panic!("isp2 does not probe its own target: {s:#}"));
+    wait_for_probes_answered(&lab);
+    let status = flowpin_status(&lab);
+    assert_eq!(
+        target_of(&status, 0)["target"],
+        gateway.as_str(),
+        "{status:#}"
+    );
+
+    let isp2 = lab.uplinks()[1].router_addr;
+    servers.set("http-status", Some(isp2), "503");
+    let took = wait_state(&lab, 1, "down", Duration::from_secs(10));
+    eprintln!("isp2's own 503 acted on after {took:?}");
+    let status = flowpin_status(&lab);
+    assert_eq!(uplink_state(&status, 0), "up", "isp1's gateway answers");
+    let (gateway_probe, own) = (target_of(&status, 0), target_of(&status, 1));
+    assert_eq!(own["last_failure"], "HTTP status 503", "{status:#}");
+    assert!(own["loss_percent"].as_f64().unwrap() > 0.0, "{status:#}");
+    assert_eq!(gateway_probe["loss_percent"], 0.0, "{status:#}");
+    assert!(
+        gateway_probe["rtt_ms"].as_f64().unwrap() > 0.0,
+        "{status:#}"
+    );
+    assert_traffic_clean(&lab);
+
+    servers.set("http-status", Some(isp2), "200");
+    wait_state(&lab, 1, "up", Duration::from_secs(20));
     down_and_assert_clean(lab);
 }
 

@@ -21,6 +21,8 @@ use super::{
 pub struct UplinkStatus {
     /// Current weight (the configured one unless changed at run time).
     pub weight: u32,
+    /// Its tier (1 = best): new flows use the best tier that has an eligible uplink.
+    pub tier: u8,
     /// Whether it may take new flows (up and not draining).
     pub eligible: bool,
 }
@@ -58,7 +60,8 @@ pub struct PolicyTable {
 
 impl PolicyTable {
     /// Builds the table of `spec` with the uplinks' run-time `status` (indexed like
-    /// [`PolicySpec::uplinks`]). Group members without an explicit weight take the run-time weight.
+    /// [`PolicySpec::uplinks`]). Group members without an explicit weight take the run-time weight,
+    /// without an explicit tier the uplink's tier.
     ///
     /// # Panics
     /// When `status` does not hold one entry per uplink of `spec`.
@@ -68,22 +71,26 @@ impl PolicyTable {
             spec.uplinks.len(),
             "one status per configured uplink"
         );
-        let candidate = |uplink: usize, weight: u32| Candidate {
+        let candidate = |uplink: usize, weight: u32, tier: u8| Candidate {
             uplink,
             name: &spec.uplinks[uplink],
             weight,
+            tier,
             eligible: status[uplink].eligible,
         };
         let policy_groups = spec.rules.iter().map(|rule| {
             UplinkChooser::new(rule.group.iter().map(|member| {
+                let own = status[member.uplink];
                 candidate(
                     member.uplink,
-                    member.weight.unwrap_or(status[member.uplink].weight),
+                    member.weight.unwrap_or(own.weight),
+                    member.tier.unwrap_or(own.tier),
                 )
             }))
         });
         let default_group = UplinkChooser::new(
-            (0..spec.uplinks.len()).map(|uplink| candidate(uplink, status[uplink].weight)),
+            (0..spec.uplinks.len())
+                .map(|uplink| candidate(uplink, status[uplink].weight, status[uplink].tier)),
         );
         PolicyTable {
             stickiness: spec.stickiness,
@@ -148,7 +155,11 @@ mod tests {
     }
 
     fn member(uplink: usize, weight: Option<u32>) -> GroupMember {
-        GroupMember { uplink, weight }
+        GroupMember {
+            uplink,
+            weight,
+            tier: None,
+        }
     }
 
     /// isp1 (weight 3) and isp2 (weight 1), and four rules in order: `voice` (UDP to 5060-5061 with
@@ -202,6 +213,7 @@ mod tests {
         [3, 1]
             .map(|weight| UplinkStatus {
                 weight,
+                tier: 1,
                 eligible: true,
             })
             .to_vec()
@@ -379,10 +391,12 @@ mod tests {
         let isp2_down = table_with(&[
             UplinkStatus {
                 weight: 3,
+                tier: 1,
                 eligible: true,
             },
             UplinkStatus {
                 weight: 1,
+                tier: 1,
                 eligible: false,
             },
         ]);
@@ -399,10 +413,12 @@ mod tests {
         let isp1_standby = table_with(&[
             UplinkStatus {
                 weight: 0,
+                tier: 1,
                 eligible: true,
             },
             UplinkStatus {
                 weight: 1,
+                tier: 1,
                 eligible: true,
             },
         ]);

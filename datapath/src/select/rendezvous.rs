@@ -10,8 +10,14 @@
 //! - a member's draw depends on its *name*, not its position, so reordering the uplinks in the
 //!   file or adding one moves nothing but the keys the new one wins.
 //!
-//! Standby: members of weight 0 take new flows only while no weighted member is eligible; then
-//! they share them equally. The set is fixed when the chooser is built ([`UplinkChooser::new`]).
+//! Tiers: only the eligible candidates of the best (lowest) tier that has one are members; a
+//! worse tier takes new flows only while every better tier has no eligible uplink, and within the
+//! tier in use the weights decide as above.
+//!
+//! Standby, within that tier: members of weight 0 take new flows only while no weighted member of
+//! the tier is eligible; then they share them equally. A tier whose only eligible uplinks are on
+//! standby is still in use (it comes before any worse tier). The set is fixed when the chooser is
+//! built ([`UplinkChooser::new`]).
 //!
 //! Cost: one 64-bit mix and one `ln` per member per *new* flow (established flows are found in
 //! the flow table and never reach this), no allocation, no table to rebuild.
@@ -27,6 +33,8 @@ pub struct Candidate<'a> {
     pub name: &'a str,
     /// Relative weight; 0 = standby.
     pub weight: u32,
+    /// Its tier: 1 is the best; a worse tier takes new flows only when no better one can.
+    pub tier: u8,
     /// Whether the uplink may take new flows (up and not draining).
     pub eligible: bool,
 }
@@ -35,6 +43,7 @@ pub struct Candidate<'a> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Member {
     uplink: usize,
+    tier: u8,
     salt: u64,
     inverse_weight: f64,
 }
@@ -47,19 +56,22 @@ pub struct UplinkChooser {
 }
 
 impl UplinkChooser {
-    /// The chooser over the eligible `candidates` with a weight above 0, or, when there is none,
-    /// over the eligible standby candidates with equal weights.
+    /// The chooser over the best tier's eligible `candidates` with a weight above 0, or, when
+    /// there is none, over that tier's eligible standby candidates with equal weights.
     pub fn new<'a>(candidates: impl IntoIterator<Item = Candidate<'a>>) -> Self {
-        let eligible: Vec<Candidate<'a>> = candidates
+        let mut eligible: Vec<Candidate<'a>> = candidates
             .into_iter()
             .filter(|candidate| candidate.eligible)
             .collect();
+        let best_tier = eligible.iter().map(|candidate| candidate.tier).min();
+        eligible.retain(|candidate| Some(candidate.tier) == best_tier);
         let weighted = eligible.iter().any(|candidate| candidate.weight > 0);
         let members = eligible
             .iter()
             .filter(|candidate| !weighted || candidate.weight > 0)
             .map(|candidate| Member {
                 uplink: candidate.uplink,
+                tier: candidate.tier,
                 salt: name_salt(candidate.name),
                 inverse_weight: if weighted {
                     1.0 / f64::from(candidate.weight)
@@ -82,6 +94,11 @@ impl UplinkChooser {
             }
         }
         best.map(|(_, uplink)| uplink)
+    }
+
+    /// The tier whose uplinks take new flows (`None` when no uplink is eligible).
+    pub fn tier(&self) -> Option<u8> {
+        self.members.first().map(|member| member.tier)
     }
 
     /// The uplinks that take new flows, in candidate order.
@@ -149,11 +166,16 @@ mod tests {
     }
 
     fn chooser(weights: &[u32], eligible: &[bool]) -> UplinkChooser {
-        UplinkChooser::new(weights.iter().zip(eligible).enumerate().map(
-            |(uplink, (weight, eligible))| Candidate {
+        tiered(weights, &vec![1; weights.len()], eligible)
+    }
+
+    fn tiered(weights: &[u32], tiers: &[u8], eligible: &[bool]) -> UplinkChooser {
+        UplinkChooser::new(weights.iter().zip(tiers).zip(eligible).enumerate().map(
+            |(uplink, ((weight, tier), eligible))| Candidate {
                 uplink,
                 name: NAMES[uplink],
                 weight: *weight,
+                tier: *tier,
                 eligible: *eligible,
             },
         ))
@@ -283,6 +305,45 @@ mod tests {
     }
 
     #[test]
+    fn the_best_tier_with_an_eligible_uplink_takes_every_new_flow_weighted_within_it() {
+        let keys = keys(KEYS, 10);
+        let tiers = [1, 1, 2, 3];
+        let normal = tiered(&[1, 1, 1, 1], &tiers, &[true; 4]);
+        assert_eq!(normal.tier(), Some(1));
+        let picks = choices(&normal, &keys);
+        let first = picks.iter().filter(|choice| **choice == Some(0)).count() as f64;
+        assert!(picks.iter().all(|choice| matches!(choice, Some(0 | 1))));
+        assert!((first / KEYS as f64 - 0.5).abs() < 0.02, "{first}");
+        // One tier-1 uplink down: the other takes all of tier 1's flows, tier 2 none.
+        let one_down = tiered(&[1, 1, 1, 1], &tiers, &[false, true, true, true]);
+        assert!(choices(&one_down, &keys).iter().all(|c| *c == Some(1)));
+        // Tier 1 gone: tier 2, then tier 3.
+        let tier2 = tiered(&[1, 1, 1, 1], &tiers, &[false, false, true, true]);
+        assert_eq!(tier2.tier(), Some(2));
+        assert!(choices(&tier2, &keys).iter().all(|c| *c == Some(2)));
+        let tier3 = tiered(&[1, 1, 1, 1], &tiers, &[false, false, false, true]);
+        assert_eq!(tier3.members().collect::<Vec<_>>(), vec![3]);
+        // Tier 1 back: exactly the keys it had before return to it.
+        let back = tiered(&[1, 1, 1, 1], &tiers, &[true; 4]);
+        assert_eq!(choices(&back, &keys), picks);
+    }
+
+    #[test]
+    fn standby_counts_within_its_tier() {
+        // Tier 1: a weighted uplink and a standby one; tier 2: a weighted one.
+        let tiers = [1, 1, 2];
+        let all = tiered(&[1, 0, 1], &tiers, &[true; 3]);
+        assert_eq!(all.members().collect::<Vec<_>>(), vec![0]);
+        // The weighted tier-1 uplink down: tier 1's standby comes before tier 2.
+        let standby = tiered(&[1, 0, 1], &tiers, &[false, true, true]);
+        assert_eq!(standby.members().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(standby.tier(), Some(1));
+        let tier2 = tiered(&[1, 0, 1], &tiers, &[false, false, true]);
+        assert_eq!(tier2.members().collect::<Vec<_>>(), vec![2]);
+        assert!(tiered(&[1, 0, 1], &tiers, &[false; 3]).tier().is_none());
+    }
+
+    #[test]
     fn nothing_eligible_chooses_none() {
         let nothing = chooser(&[1, 2], &[false, false]);
         assert!(nothing.is_empty());
@@ -297,6 +358,7 @@ mod tests {
             uplink,
             name: NAMES[uplink],
             weight: [1, 2, 3][uplink],
+            tier: 1,
             eligible: true,
         }));
         assert_eq!(choices(&forward, &keys), choices(&reversed, &keys));

@@ -37,6 +37,8 @@ pub struct GroupMember {
     pub uplink: usize,
     /// The weight inside the group; `None`: the uplink's own run-time weight.
     pub weight: Option<u32>,
+    /// The tier inside the group (1 = best); `None`: the uplink's own tier.
+    pub tier: Option<u8>,
 }
 
 /// The criteria of a rule; every one present must hold.

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use super::model::{Config, Datapath, Lan, Nat, Policy, PolicyMatch, Uplink};
+use super::resilience::ProbeTarget;
 
 /// Each weight's share of new flows in percent (0 for standby members, weight 0). When every
 /// weight is 0 the shares are all 0.
@@ -29,6 +30,7 @@ pub fn explain(config: &Config) -> String {
     let mut out = String::new();
     write_lan(&mut out, &config.lan);
     write_uplinks(&mut out, &config.uplinks);
+    write_health(&mut out, config);
     write_policies(&mut out, config);
     write_nat(&mut out, &config.nat);
     write_datapath(&mut out, &config.datapath);
@@ -53,7 +55,7 @@ fn write_uplinks(out: &mut String, uplinks: &[Uplink]) {
         out,
         "\nUplinks (the default group: new flows no policy matches):"
     );
-    let weights: Vec<u32> = uplinks.iter().map(|uplink| uplink.weight).collect();
+    let shares = tier_shares(uplinks);
     let width = |text: &dyn Fn(&Uplink) -> String| {
         uplinks
             .iter()
@@ -65,17 +67,63 @@ fn write_uplinks(out: &mut String, uplinks: &[Uplink]) {
     let interface_width = width(&|uplink| uplink.interface.clone());
     let gateway_width = width(&|uplink| uplink.gateway.to_string());
     let address_width = width(&|uplink| address_text(uplink));
-    for (uplink, share) in uplinks.iter().zip(weight_shares(&weights)) {
+    for (uplink, share) in uplinks.iter().zip(shares) {
         let _ = writeln!(
             out,
             "  {:name_width$}  on {:interface_width$}  via {:gateway_width$}  {:address_width$}  \
-             weight {}  {}",
+             tier {}  weight {}  {}",
             uplink.name,
             uplink.interface,
             uplink.gateway.to_string(),
             address_text(uplink),
+            uplink.tier,
             uplink.weight,
             share_text(uplink.weight, share)
+        );
+    }
+}
+
+/// Each uplink's share of its tier's new flows (the tier takes them while it has an eligible uplink
+/// and no better tier has one).
+fn tier_shares(uplinks: &[Uplink]) -> Vec<f64> {
+    let mut shares = vec![0.0; uplinks.len()];
+    for tier in uplinks.iter().map(|uplink| uplink.tier) {
+        let members: Vec<usize> = (0..uplinks.len())
+            .filter(|&index| uplinks[index].tier == tier)
+            .collect();
+        let weights: Vec<u32> = members.iter().map(|&index| uplinks[index].weight).collect();
+        for (index, share) in members.into_iter().zip(weight_shares(&weights)) {
+            shares[index] = share;
+        }
+    }
+    shares
+}
+
+/// What each uplink probes, how often, and when it goes down.
+fn write_health(out: &mut String, config: &Config) {
+    let _ = writeln!(out, "\nHealth (each uplink probed through itself):");
+    for (slot, uplink) in config.uplinks.iter().enumerate() {
+        let health = config.uplink_health(slot);
+        let probes = if health.targets.is_empty() {
+            "nothing (probe_gateway = false): its state follows its carrier".to_owned()
+        } else if health.probing_gateway {
+            format!(
+                "its gateway {} (icmp, no target configured)",
+                uplink.gateway
+            )
+        } else {
+            let targets: Vec<String> = health.targets.iter().map(ProbeTarget::label).collect();
+            targets.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "  {}: probes {probes}; every {} ms, down after {} bad rounds (loss >= {} % or RTT >= {} ms), up after {} good ones",
+            uplink.name,
+            health.interval_ms,
+            health.down_after,
+            health.down_loss_percent,
+            health.down_rtt_ms,
+            health.up_after
         );
     }
 }
@@ -174,9 +222,9 @@ fn address_text(uplink: &Uplink) -> String {
 
 fn share_text(weight: u32, share: f64) -> String {
     if weight == 0 {
-        "standby (new flows only when no weighted uplink is eligible)".to_owned()
+        "standby (new flows only when no weighted uplink of its tier is eligible)".to_owned()
     } else {
-        format!("{share:.1} % of new flows")
+        format!("{share:.1} % of its tier's new flows")
     }
 }
 

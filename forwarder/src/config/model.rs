@@ -81,9 +81,22 @@ pub struct Uplink {
     /// The external (SNAT) address; `None`: the interface's address at run time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<Ipv4Addr>,
-    /// Relative share of new flows; 0 = standby (new flows only when no weighted uplink is
-    /// eligible).
+    /// Relative share of new flows; 0 = standby (new flows only when no weighted uplink of its
+    /// tier is eligible).
     pub weight: u32,
+    /// Its tier, 1 (best) to 255: new flows use the best tier that has an eligible uplink.
+    pub tier: u8,
+    /// Its own `[uplink.health]`, already merged over `[health]`; `None`: `[health]` as it is.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::resilience::serialize_uplink_health"
+    )]
+    pub health: Option<Health>,
+}
+
+impl Uplink {
+    /// The default tier.
+    pub const DEFAULT_TIER: u8 = 1;
 }
 
 /// `[nat]`: translation behaviour.
@@ -244,19 +257,24 @@ pub struct PolicyUplink {
     /// The weight inside this group; `None`: the uplink's own (possibly changed at run time)
     /// weight.
     pub weight: Option<u32>,
+    /// The tier inside this group; `None`: the uplink's own tier.
+    pub tier: Option<u8>,
 }
 
 impl Serialize for PolicyUplink {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.weight {
-            None => serializer.serialize_str(&self.name),
-            Some(weight) => {
-                let mut map = serializer.serialize_map(Some(2))?;
-                map.serialize_entry("name", &self.name)?;
-                map.serialize_entry("weight", &weight)?;
-                map.end()
-            }
+        if self.weight.is_none() && self.tier.is_none() {
+            return serializer.serialize_str(&self.name);
         }
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("name", &self.name)?;
+        if let Some(weight) = self.weight {
+            map.serialize_entry("weight", &weight)?;
+        }
+        if let Some(tier) = self.tier {
+            map.serialize_entry("tier", &tier)?;
+        }
+        map.end()
     }
 }
 
@@ -465,6 +483,17 @@ impl Control {
 }
 
 impl Config {
+    /// The health settings uplink `slot` is probed with: its `[uplink.health]` or `[health]`,
+    /// resolved for its gateway ([`Health::resolved_for`]).
+    pub fn uplink_health(&self, slot: usize) -> Health {
+        let uplink = &self.uplinks[slot];
+        uplink
+            .health
+            .as_ref()
+            .unwrap_or(&self.health)
+            .resolved_for(uplink.gateway)
+    }
+
     /// The configuration as TOML text that parses back to an equal [`Config`].
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a validated Config always serialises")

@@ -51,6 +51,8 @@ pub(super) struct RawUplink {
     pub gateway: Option<S<Ipv4Addr>>,
     pub address: Option<S<Ipv4Addr>>,
     pub weight: Option<S<u32>>,
+    pub tier: Option<S<u8>>,
+    pub health: Option<RawHealth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,12 +99,13 @@ pub(super) struct RawMatch {
     pub dscp: Option<S<u8>>,
 }
 
-/// A policy's uplink: `"isp1"` (weight inherited from the uplink) or
-/// `{ name = "isp1", weight = 3 }`.
+/// A policy's uplink: `"isp1"` (weight and tier inherited from the uplink) or
+/// `{ name = "isp1", weight = 3, tier = 2 }`.
 #[derive(Debug)]
 pub(super) struct RawPolicyUplink {
     pub name: String,
     pub weight: Option<u32>,
+    pub tier: Option<u8>,
 }
 
 impl<'de> Deserialize<'de> for RawPolicyUplink {
@@ -124,6 +127,7 @@ impl<'de> serde::de::Visitor<'de> for PolicyUplinkVisitor {
         Ok(RawPolicyUplink {
             name: name.to_owned(),
             weight: None,
+            tier: None,
         })
     }
 
@@ -132,17 +136,18 @@ impl<'de> serde::de::Visitor<'de> for PolicyUplinkVisitor {
         mut map: A,
     ) -> Result<RawPolicyUplink, A::Error> {
         use serde::de::Error;
-        const FIELDS: &[&str] = &["name", "weight"];
-        let (mut name, mut weight) = (None, None);
+        const FIELDS: &[&str] = &["name", "weight", "tier"];
+        let (mut name, mut weight, mut tier) = (None, None, None);
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "name" => name = Some(map.next_value::<String>()?),
                 "weight" => weight = Some(map.next_value::<u32>()?),
+                "tier" => tier = Some(map.next_value::<u8>()?),
                 other => return Err(A::Error::unknown_field(other, FIELDS)),
             }
         }
         let name = name.ok_or_else(|| A::Error::missing_field("name"))?;
-        Ok(RawPolicyUplink { name, weight })
+        Ok(RawPolicyUplink { name, weight, tier })
     }
 }
 
@@ -187,7 +192,10 @@ pub(super) struct RawHealth {
     pub up_rtt_ms: Option<S<u32>>,
     pub passive_down_after_unanswered: Option<S<u32>>,
     pub passive_answer_window_ms: Option<S<u32>>,
+    pub probe_gateway: Option<S<bool>>,
+    /// Global only: refused in `[uplink.health]`.
     pub hooks_dir: Option<S<PathBuf>>,
+    /// Global only: refused in `[uplink.health]`.
     pub hook_timeout_ms: Option<S<u32>>,
     #[serde(default)]
     pub target: Vec<S<RawProbeTarget>>,

@@ -5,10 +5,15 @@
 //! Invariants (established by validation):
 //! - `timeout_ms < interval_ms`; `up_loss_percent <= down_loss_percent <= 100`;
 //!   `up_rtt_ms <= down_rtt_ms`; `down_after`, `up_after`, `window` at least 1;
-//! - with targets, `1 <= min_answers <= targets` (without, `min_answers` is ignored, probing is
-//!   off and an uplink's state follows its carrier only); a DNS target has a query name;
-//! - the passive trigger (`passive_down_after_unanswered > 0`) has targets (only probes bring an
-//!   uplink it took down back) and `passive_answer_window_ms >= 100`;
+//! - with targets, `1 <= min_answers <= targets`; without, each uplink probes its gateway (ICMP
+//!   echo, `min_answers` 1) unless `probe_gateway = false`, which leaves its state to its carrier
+//!   only; a DNS target has a query name;
+//! - an uplink's own `[uplink.health]` is this table with its keys written over, and obeys the
+//!   same rules; its targets, when it has any, replace `[health]`'s; the hook keys
+//!   ([`Health::GLOBAL_ONLY_KEYS`]) are `[health]`'s alone, inherited and never written over;
+//! - the passive trigger (`passive_down_after_unanswered > 0`) has something to probe (targets or
+//!   the gateway: only probes bring an uplink it took down back) and
+//!   `passive_answer_window_ms >= 100`;
 //! - an `http`/`https` target has its [`HttpCheck`] (and only those have one); `hook_timeout_ms`
 //!   is 100-600000;
 //! - `reset` is only a TCP action; `net_unreachable_per_s == 0` switches the viability guard's
@@ -23,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::PortRange;
 use super::http_probe::HttpCheck;
 
-/// `[health]`: active probing, the same targets probed through every uplink.
+/// `[health]`: active probing through every uplink; the defaults of each `[uplink.health]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Health {
     /// Milliseconds between probe rounds.
@@ -51,14 +56,22 @@ pub struct Health {
     pub passive_down_after_unanswered: u32,
     /// How long a new TCP flow's SYN waits for the SYN-ACK before it counts as unanswered.
     pub passive_answer_window_ms: u32,
+    /// With no target, probe the uplink's gateway (default); `false`: no probing without targets.
+    pub probe_gateway: bool,
     /// Every executable in this directory runs, in name order, on each uplink state change.
+    /// Global: `[health]`'s, the same in every uplink's settings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hooks_dir: Option<PathBuf>,
-    /// A hook still running after this many milliseconds is killed.
+    /// A hook still running after this many milliseconds is killed. Global, as `hooks_dir`.
     pub hook_timeout_ms: u32,
-    /// Probe targets; empty: no active probing.
+    /// Probe targets; empty: the gateway (see `probe_gateway`).
     #[serde(rename = "target", skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<ProbeTarget>,
+    /// Set by [`Health::resolved_for`] only (never read from a file): the one target is the
+    /// gateway it added. A link's return is then trusted at once, as without probes (the gateway
+    /// must still resolve), and the probe takes the uplink down if the gateway stops answering.
+    #[serde(skip)]
+    pub probing_gateway: bool,
 }
 
 impl Health {
@@ -76,10 +89,40 @@ impl Health {
         up_rtt_ms: 1000,
         passive_down_after_unanswered: 0,
         passive_answer_window_ms: 3000,
+        probe_gateway: true,
         hooks_dir: None,
         hook_timeout_ms: 10_000,
         targets: Vec::new(),
+        probing_gateway: false,
     };
+
+    /// The `[health]` keys an `[uplink.health]` may not set: one hook directory and one timeout
+    /// serve every uplink (each run is told which uplink changed).
+    pub const GLOBAL_ONLY_KEYS: [&'static str; 2] = ["hooks_dir", "hook_timeout_ms"];
+
+    /// The settings an uplink whose next hop is `gateway` is probed with: with no target and
+    /// `probe_gateway`, its gateway is the one target (ICMP echo) and one answer a round suffices.
+    #[must_use]
+    pub fn resolved_for(&self, gateway: Ipv4Addr) -> Health {
+        let mut health = self.clone();
+        if health.targets.is_empty() && health.probe_gateway {
+            health.targets.push(ProbeTarget {
+                kind: ProbeKind::Icmp,
+                address: gateway,
+                port: 0,
+                query: String::new(),
+                http: None,
+            });
+            health.min_answers = 1;
+            health.probing_gateway = true;
+        }
+        health
+    }
+
+    /// Whether an uplink probed with these (unresolved) settings has anything to probe.
+    pub fn probes(&self) -> bool {
+        !self.targets.is_empty() || self.probe_gateway
+    }
 
     /// Whether the passive handshake signal may take uplinks down.
     pub const fn passive_trigger_enabled(&self) -> bool {
@@ -91,6 +134,22 @@ impl Default for Health {
     fn default() -> Self {
         Self::DEFAULT
     }
+}
+
+/// Serialises an uplink's own settings as its `[uplink.health]` table: every key but
+/// [`Health::GLOBAL_ONLY_KEYS`], which the uplink inherits from `[health]`, where they are written.
+pub(super) fn serialize_uplink_health<S: serde::Serializer>(
+    health: &Option<Health>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let Some(health) = health else {
+        return serializer.serialize_none();
+    };
+    let mut table = toml::Table::try_from(health).map_err(serde::ser::Error::custom)?;
+    for key in Health::GLOBAL_ONLY_KEYS {
+        table.remove(key);
+    }
+    table.serialize(serializer)
 }
 
 /// `[[health.target]]`: one probe target.

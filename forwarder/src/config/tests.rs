@@ -420,7 +420,7 @@ fn policy_errors() {
     assert_single_error(
         &with_policy("uplinks = [{ name = \"isp1\", wieght = 2 }]"),
         "flowpin.toml:19: policy[0].uplinks[0]: ",
-        "unknown field `wieght`, expected `name` or `weight`",
+        "unknown field `wieght`, expected one of `name`, `weight`, `tier`",
     );
 }
 
@@ -536,8 +536,14 @@ fn every_problem_is_reported_in_file_order() {
 fn explain_tells_shares_policies_and_eim() {
     let config = parse(EXAMPLE, "f", None).unwrap();
     let text = explain(&config);
-    assert!(text.contains("weight 2  66.7 % of new flows"), "{text}");
-    assert!(text.contains("weight 1  33.3 % of new flows"), "{text}");
+    assert!(
+        text.contains("weight 2  66.7 % of its tier's new flows"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weight 1  33.3 % of its tier's new flows"),
+        "{text}"
+    );
     assert!(text.contains("lte") && text.contains("standby"), "{text}");
     let voip = text
         .find("1. voip: udp, port 5060-5061, dscp 46 -> cable 100.0 %")
@@ -589,9 +595,50 @@ mod generated {
                     gateway: Ipv4Addr::new(192, 0, 2, index as u8 + 1),
                     address: with_address.then(|| Ipv4Addr::new(198, 51, 100, host)),
                     weight: if index == 0 { weight } else { weight % 3 },
+                    tier: (weight % 3) as u8 + 1,
+                    health: (index == 1).then(|| Health {
+                        interval_ms: 2000,
+                        timeout_ms: 1500,
+                        down_loss_percent: 75,
+                        up_loss_percent: 25,
+                        targets: vec![
+                            ProbeTarget {
+                                kind: ProbeKind::Icmp,
+                                address: Ipv4Addr::new(203, 0, 113, 7),
+                                port: 0,
+                                query: String::new(),
+                                http: None,
+                            },
+                            ProbeTarget {
+                                kind: ProbeKind::Http,
+                                address: Ipv4Addr::new(203, 0, 113, 8),
+                                port: 8080,
+                                query: String::new(),
+                                http: Some(Box::new(HttpCheck {
+                                    url: "http://203.0.113.8:8080/health".into(),
+                                    host: "203.0.113.8".into(),
+                                    path: "/health".into(),
+                                    expect_status: (200, 299),
+                                    expect_body: Some("ok".into()),
+                                    ca_file: None,
+                                })),
+                            },
+                        ],
+                        // The hook keys are global: an uplink's settings carry `[health]`'s.
+                        ..global_health()
+                    }),
                 })
                 .collect()
         })
+    }
+
+    /// The generated `[health]`: defaults with hooks.
+    fn global_health() -> Health {
+        Health {
+            hooks_dir: Some(PathBuf::from("/etc/flowpin/hooks.d")),
+            hook_timeout_ms: 5000,
+            ..Health::DEFAULT
+        }
     }
 
     fn matcher() -> impl Strategy<Value = PolicyMatch> {
@@ -740,6 +787,7 @@ mod generated {
                             name: uplinks[index].name.clone(),
                             index,
                             weight,
+                            tier: weight.map(|weight| (weight % 2) as u8 + 1),
                         });
                     }
                 }
@@ -776,7 +824,7 @@ mod generated {
                 control: Control {
                     socket: PathBuf::from("/run/test/flowpin.sock"),
                 },
-                health: Health::default(),
+                health: global_health(),
                 failover: Failover::default(),
                 failback: Failback::default(),
                 metrics: Metrics::default(),
@@ -852,9 +900,9 @@ fn health_errors_name_their_line_and_field() {
         "not `address:port`",
     );
     assert_single_error(
-        &format!("{BASE}[health]\npassive_down_after_unanswered = 5\n"),
+        &format!("{BASE}[health]\npassive_down_after_unanswered = 5\nprobe_gateway = false\n"),
         "flowpin.toml:17: health.passive_down_after_unanswered: ",
-        "needs [[health.target]]",
+        "needs targets or probe_gateway = true",
     );
     assert_single_error(
         &format!(
@@ -877,6 +925,154 @@ fn health_errors_name_their_line_and_field() {
         &format!("{BASE}[nat]\nport_exhausted_icmp_per_s = 2000000\n"),
         "flowpin.toml:17: nat.port_exhausted_icmp_per_s: ",
         "must be 0-1000000",
+    );
+}
+
+#[test]
+fn an_uplink_without_targets_probes_its_gateway_unless_told_not_to() {
+    let config = parse(BASE, "flowpin.toml", None).unwrap();
+    let isp1 = config.uplink_health(0);
+    assert_eq!(isp1.targets.len(), 1);
+    assert_eq!(isp1.targets[0].kind, ProbeKind::Icmp);
+    assert_eq!(isp1.targets[0].address, config.uplinks[0].gateway);
+    assert_eq!(
+        config.uplink_health(1).targets[0].address,
+        config.uplinks[1].gateway
+    );
+    // min_answers above one target's worth is clamped for the gateway.
+    let two = parse(
+        &format!("{BASE}[health]\nmin_answers = 2\n"),
+        "flowpin.toml",
+        None,
+    )
+    .unwrap();
+    assert_eq!(two.uplink_health(0).min_answers, 1);
+    let off = parse(
+        &format!("{BASE}[health]\nprobe_gateway = false\n"),
+        "flowpin.toml",
+        None,
+    )
+    .unwrap();
+    assert!(off.uplink_health(0).targets.is_empty(), "carrier only");
+    let far = parse(
+        &format!("{BASE}[[health.target]]\nkind = \"icmp\"\naddress = \"203.0.113.10\"\n"),
+        "flowpin.toml",
+        None,
+    )
+    .unwrap();
+    let targets = &far.uplink_health(1).targets;
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0].address, Ipv4Addr::new(203, 0, 113, 10));
+}
+
+/// `BASE` with isp2 given its own health table `table` (its keys, one a line).
+fn with_isp2_health(table: &str) -> String {
+    let isp2 = BASE.find("name = \"isp2\"").unwrap();
+    let end = BASE[isp2..].find("\n\n").map_or(BASE.len(), |at| isp2 + at);
+    format!("{}\n[uplink.health]\n{table}{}", &BASE[..end], &BASE[end..])
+}
+
+#[test]
+fn an_uplink_health_table_is_written_over_health() {
+    let text = format!(
+        "{}[health]\ninterval_ms = 2000\ntimeout_ms = 1000\n[[health.target]]\nkind = \"icmp\"\naddress = \"203.0.113.10\"\n",
+        with_isp2_health(
+            "down_loss_percent = 75\nup_loss_percent = 25\n[[uplink.health.target]]\nkind = \"icmp\"\naddress = \"198.51.100.77\"\n"
+        )
+    );
+    let config = parse(&text, "flowpin.toml", None).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let fiber = config.uplink_health(0);
+    let lte = config.uplink_health(1);
+    assert_eq!((fiber.down_loss_percent, fiber.up_loss_percent), (60, 20));
+    assert_eq!((lte.down_loss_percent, lte.up_loss_percent), (75, 25));
+    assert_eq!((lte.interval_ms, lte.timeout_ms), (2000, 1000), "inherited");
+    assert_eq!(fiber.targets[0].address, Ipv4Addr::new(203, 0, 113, 10));
+    assert_eq!(lte.targets.len(), 1, "its own targets replace [health]'s");
+    assert_eq!(lte.targets[0].address, Ipv4Addr::new(198, 51, 100, 77));
+    let again = parse(&config.to_toml(), "again.toml", None).unwrap();
+    assert_eq!(again, config);
+}
+
+#[test]
+fn uplink_health_errors_name_the_uplink_line_and_field() {
+    let text = with_isp2_health("up_loss_percent = 80\n");
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains(": uplink[1].health.up_loss_percent: 80 % is above down_loss_percent"),
+        "{errors:?}"
+    );
+    let line = text
+        .lines()
+        .position(|line| line.starts_with("up_loss_percent"))
+        .unwrap()
+        + 1;
+    assert!(
+        errors[0].starts_with(&format!("flowpin.toml:{line}:")),
+        "{errors:?}"
+    );
+    // An inherited key that clashes with the uplink's own is blamed at the uplink's table.
+    let text = with_isp2_health("interval_ms = 500\n");
+    let errors = errors_of(&text);
+    assert!(
+        errors[0].contains("uplink[1].health.timeout_ms: 800 ms is not below interval_ms (500 ms)"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn the_tiers_example_puts_fiber_cable_and_lte_in_tiers_with_their_own_limits() {
+    let text = include_str!("../../examples/tiers.toml");
+    let config = parse(text, "tiers.toml", None).unwrap_or_else(|e| panic!("{e}"));
+    let tiers: Vec<u8> = config.uplinks.iter().map(|uplink| uplink.tier).collect();
+    assert_eq!(tiers, [1, 2, 3]);
+    let (fiber, cable, lte) = (
+        config.uplink_health(0),
+        config.uplink_health(1),
+        config.uplink_health(2),
+    );
+    assert_eq!((fiber.down_loss_percent, fiber.down_rtt_ms), (20, 200));
+    assert_eq!(cable, config.health, "cable keeps [health]");
+    assert_eq!((lte.up_loss_percent, lte.down_loss_percent), (25, 75));
+    assert_eq!((fiber.targets.len(), lte.targets.len()), (2, 2));
+    assert_eq!(lte.targets[1].kind, ProbeKind::Http);
+    assert_eq!(
+        (lte.hooks_dir.as_ref(), config.health.hooks_dir.as_deref()),
+        (
+            config.health.hooks_dir.as_ref(),
+            Some(std::path::Path::new("/etc/flowpin/hooks.d"))
+        ),
+        "the hooks are global"
+    );
+    let text = explain(&config);
+    assert!(text.contains("tier 3"), "{text}");
+    assert!(
+        text.contains(
+            "lte: probes icmp 9.9.9.9, http://probe.example.net/generate_204; every 2000 ms, \
+             down after 3 bad rounds (loss >= 75 %"
+        ),
+        "{text}"
+    );
+    let plain = explain(&parse(BASE, "flowpin.toml", None).unwrap());
+    assert!(
+        plain.contains("isp1: probes its gateway 192.0.2.1 (icmp, no target configured)"),
+        "{plain}"
+    );
+}
+
+#[test]
+fn tiers_default_to_1_and_0_is_refused() {
+    let config = parse(BASE, "flowpin.toml", None).unwrap();
+    assert!(config.uplinks.iter().all(|uplink| uplink.tier == 1));
+    let tiered = BASE.replacen("weight = 1\n", "weight = 1\ntier = 2\n", 1);
+    let config = parse(&tiered, "flowpin.toml", None).unwrap();
+    assert_eq!(config.uplinks[0].tier, 2);
+    let zero = BASE.replacen("weight = 1\n", "weight = 1\ntier = 0\n", 1);
+    let errors = errors_of(&zero);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("uplink[0].tier: 0 is not a tier"),
+        "{errors:?}"
     );
 }
 

@@ -1,4 +1,5 @@
-//! `[health]`'s HTTP(S) targets and hooks: defaults, round trips, and each error at its line.
+//! `[health]`'s HTTP(S) targets and hooks, and both in `[uplink.health]`: defaults, round trips,
+//! and each error at its line.
 
 use super::*;
 
@@ -170,5 +171,84 @@ fn hooks_default_to_none_with_a_ten_second_timeout_and_are_checked() {
         &format!("{BASE}[health]\nhook_timeout_ms = 50\n"),
         "flowpin.toml:10: health.hook_timeout_ms: ",
         "100-600000",
+    );
+}
+
+/// `BASE` with `table` as isp1's `[uplink.health]` (its first line is line 14), under a `[health]`
+/// with hooks.
+fn uplink_table(table: &str) -> String {
+    let base = BASE.replacen(
+        "[[uplink]]\n",
+        "[health]\nhooks_dir = \"/etc/flowpin/hooks.d\"\nhook_timeout_ms = 2000\n\n[[uplink]]\n",
+        1,
+    );
+    format!("{base}[uplink.health]\n{table}")
+}
+
+#[test]
+fn an_uplink_takes_http_targets_of_its_own_and_keeps_the_global_hooks() {
+    let text = uplink_table(
+        "interval_ms = 2000\ntimeout_ms = 1500\n[[uplink.health.target]]\nkind = \"https\"\n\
+         url = \"https://203.0.113.10/status\"\nexpect_status = \"200-204\"\n",
+    );
+    let config = parse(&text, "flowpin.toml", None).unwrap_or_else(|e| panic!("{e}"));
+    let health = config.uplink_health(0);
+    let [target] = &health.targets[..] else {
+        panic!("one target: {:?}", health.targets)
+    };
+    assert_eq!((target.kind, target.port), (ProbeKind::Https, 443));
+    assert_eq!(target.label(), "https://203.0.113.10/status");
+    assert_eq!(target.http.as_ref().unwrap().expect_status, (200, 204));
+    assert_eq!(
+        (health.hooks_dir.as_ref(), health.hook_timeout_ms),
+        (config.health.hooks_dir.as_ref(), 2000),
+        "the hooks are [health]'s"
+    );
+    let written = config.to_toml();
+    assert_eq!(
+        written.matches("hooks_dir").count(),
+        1,
+        "written once, in [health]:\n{written}"
+    );
+    assert_eq!(parse(&written, "again.toml", None).unwrap(), config);
+}
+
+#[test]
+fn uplink_http_target_errors_name_the_uplink_table() {
+    assert_single_error(
+        &uplink_table("[[uplink.health.target]]\nkind = \"http\"\n"),
+        "flowpin.toml:14: uplink[0].health.target[0].url: ",
+        "missing",
+    );
+    assert_single_error(
+        &uplink_table(
+            "[[uplink.health.target]]\nkind = \"http\"\nurl = \"http://203.0.113.10/\"\n\
+             expect_status = \"600\"\n",
+        ),
+        "flowpin.toml:17: uplink[0].health.target[0].expect_status: ",
+        "100-599",
+    );
+    assert_single_error(
+        &uplink_table(
+            "[[uplink.health.target]]\nkind = \"icmp\"\naddress = \"203.0.113.10\"\n\
+             [[uplink.health.target]]\nkind = \"dns\"\naddress = \"203.0.113.11\"\n\
+             url = \"http://a.test/\"\nquery = \"example.com\"\n",
+        ),
+        "flowpin.toml:20: uplink[0].health.target[1].url: ",
+        "only http and https",
+    );
+}
+
+#[test]
+fn hooks_are_refused_in_an_uplink_table() {
+    assert_single_error(
+        &uplink_table("hooks_dir = \"/etc/flowpin/isp1.d\"\n"),
+        "flowpin.toml:14: uplink[0].health.hooks_dir: ",
+        "hooks are global: set hooks_dir in [health]",
+    );
+    assert_single_error(
+        &uplink_table("interval_ms = 2000\nhook_timeout_ms = 500\n"),
+        "flowpin.toml:15: uplink[0].health.hook_timeout_ms: ",
+        "hooks are global: set hook_timeout_ms in [health]",
     );
 }

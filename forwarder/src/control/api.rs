@@ -243,6 +243,10 @@ pub struct StatusReport {
     pub uptime_s: u64,
     /// Per uplink, in configuration order.
     pub uplinks: Vec<UplinkStatus>,
+    /// The tier new flows of the default group use now (its best tier with an eligible uplink;
+    /// `None`: no uplink is eligible).
+    #[serde(default)]
+    pub tier_in_use: Option<u8>,
     /// Flows in the table.
     pub flows: u64,
     /// Capacity of the flow table.
@@ -316,6 +320,9 @@ pub struct UplinkStatus {
     pub eligible: bool,
     /// Weight in force (configured, or the operator's override).
     pub weight: u32,
+    /// Its tier (1 = best): new flows use the best tier with an eligible uplink.
+    #[serde(default)]
+    pub tier: u8,
     /// Probe loss over the health window, in percent (`None`: no active probing).
     pub probe_loss_percent: Option<f64>,
     /// Mean probe RTT over the window, in milliseconds.

@@ -73,8 +73,12 @@ pub fn status(s: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "flowpin up {}s — flows {} / {}",
-        s.uptime_s, s.flows, s.flow_capacity
+        "flowpin up {}s — flows {} / {} — new flows on tier {}",
+        s.uptime_s,
+        s.flows,
+        s.flow_capacity,
+        s.tier_in_use
+            .map_or_else(|| "none (no uplink eligible)".to_owned(), |t| t.to_string())
     );
     let _ = writeln!(
         out,
@@ -114,16 +118,17 @@ fn control_surfaces(out: &mut String, s: &StatusReport) {
     );
 }
 
-/// The uplinks' table: address, state, weight, flows and traffic.
+/// The uplinks' table: address, state, weight, tier, flows and traffic.
 fn uplink_traffic(out: &mut String, s: &StatusReport) {
     let _ = writeln!(
         out,
-        "\n{:<10} {:<10} {:<16} {:<9} {:>6} {:>8} {:>12} {:>14} {:>12} {:>14}",
+        "\n{:<10} {:<10} {:<16} {:<9} {:>6} {:>4} {:>8} {:>12} {:>14} {:>12} {:>14}",
         "uplink",
         "interface",
         "address",
         "state",
         "weight",
+        "tier",
         "flows",
         "tx packets",
         "tx bytes",
@@ -133,12 +138,13 @@ fn uplink_traffic(out: &mut String, s: &StatusReport) {
     for u in &s.uplinks {
         let _ = writeln!(
             out,
-            "{:<10} {:<10} {:<16} {:<9} {:>6} {:>8} {:>12} {:>14} {:>12} {:>14}",
+            "{:<10} {:<10} {:<16} {:<9} {:>6} {:>4} {:>8} {:>12} {:>14} {:>12} {:>14}",
             u.name,
             u.interface,
             u.address,
             u.state,
             u.weight,
+            u.tier,
             u.flows,
             u.tx_packets,
             u.tx_bytes,

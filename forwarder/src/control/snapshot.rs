@@ -80,6 +80,7 @@ pub fn policy_spec(config: &Config) -> PolicySpec {
                     .map(|member| GroupMember {
                         uplink: member.index,
                         weight: member.weight,
+                        tier: member.tier,
                     })
                     .collect(),
             })
@@ -160,6 +161,7 @@ impl SnapshotBuilder {
             .zip(uplinks)
             .map(|(u, f)| UplinkStatus {
                 weight: u.weight,
+                tier: u.tier,
                 eligible: f
                     .as_ref()
                     .is_some_and(|f| f.eligible && f.gateway_mac.is_some()),
@@ -284,7 +286,8 @@ stickiness = "host"
                     },
                     group: vec![GroupMember {
                         uplink: 1,
-                        weight: None
+                        weight: None,
+                        tier: None,
                     }],
                 },
                 PolicyRule {
@@ -297,11 +300,13 @@ stickiness = "host"
                     group: vec![
                         GroupMember {
                             uplink: 0,
-                            weight: Some(1)
+                            weight: Some(1),
+                            tier: None,
                         },
                         GroupMember {
                             uplink: 1,
-                            weight: Some(2)
+                            weight: Some(2),
+                            tier: None,
                         },
                     ],
                 },

@@ -187,6 +187,7 @@ impl Rig {
             .iter()
             .map(|&weight| UplinkStatus {
                 weight,
+                tier: 1,
                 eligible: eligible && gateways_resolved,
             })
             .collect();

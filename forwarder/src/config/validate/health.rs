@@ -1,6 +1,7 @@
-//! `[health]` and `[[health.target]]`: every count and duration within its bounds, up thresholds
-//! no looser than down ones, a probe that ends before the next round, targets that can be probed,
-//! and the rules that tie the thresholds to the targets (see [`Health`]'s invariants).
+//! `[health]` and `[[health.target]]` (and each `[uplink.health]`, written over `[health]`): every
+//! count and duration within its bounds, up thresholds no looser than down ones, a probe that ends
+//! before the next round, targets that can be probed, and the rules that tie the thresholds to the
+//! targets (see [`Health`]'s invariants).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -16,23 +17,46 @@ type Spans = HashMap<&'static str, Range<usize>>;
 impl Checker<'_> {
     /// How is an uplink found dead or alive?
     pub(super) fn health(&mut self, raw: Option<RawHealth>) -> Health {
-        let mut health = Health::DEFAULT;
-        let Some(mut raw) = raw else { return health };
-        self.health_hooks(&mut raw, &mut health);
+        let Some(mut raw) = raw else {
+            return Health::DEFAULT;
+        };
+        let mut base = Health::DEFAULT;
+        self.health_hooks(&mut raw, &mut base);
+        self.health_table(raw, &base, "health")
+    }
+
+    /// The table `raw` (named `table` in errors) written over `base`; its targets, when it has
+    /// any, replace `base`'s. The global-only hook keys are taken out of `raw` before (see
+    /// [`Checker::health_hooks`]).
+    pub(super) fn health_table(&mut self, raw: RawHealth, base: &Health, table: &str) -> Health {
+        let mut health = base.clone();
         let mut spans = Spans::new();
-        self.health_counts(&raw, &mut health, &mut spans);
-        self.health_percentages(&raw, &mut health, &mut spans);
-        self.check_health_thresholds(&health, &spans);
+        self.health_counts(&raw, &mut health, &mut spans, table);
+        self.health_percentages(&raw, &mut health, &mut spans, table);
+        if let Some(probe_gateway) = raw.probe_gateway {
+            health.probe_gateway = probe_gateway.into_inner();
+        }
+        self.check_health_thresholds(&health, &spans, table);
+        if let Some(first) = raw.target.first() {
+            spans.insert("target", first.span());
+            health.targets.clear();
+        }
         for (index, target) in raw.target.into_iter().enumerate() {
-            let target = self.probe_target(index, target);
+            let target = self.probe_target(index, target, table);
             health.targets.push(target);
         }
-        self.check_health_targets(&health, &spans);
+        self.check_health_targets(&health, &spans, table);
         health
     }
 
-    /// Which counts and durations does `[health]` set, each within its bounds?
-    fn health_counts(&mut self, raw: &RawHealth, health: &mut Health, spans: &mut Spans) {
+    /// Which counts and durations does the table set, each within its bounds?
+    fn health_counts(
+        &mut self,
+        raw: &RawHealth,
+        health: &mut Health,
+        spans: &mut Spans,
+        table: &str,
+    ) {
         let counts = [
             (
                 &raw.interval_ms,
@@ -97,15 +121,21 @@ impl Checker<'_> {
             let Some(value) = value else { continue };
             if !(low..=high).contains(value.get_ref()) {
                 let message = format!("{}: must be {low}-{high}", value.get_ref());
-                self.fail(value.span(), &format!("health.{key}"), message);
+                self.fail(value.span(), &format!("{table}.{key}"), message);
             }
             spans.insert(key, value.span());
             *slot = *value.get_ref();
         }
     }
 
-    /// Which loss thresholds does `[health]` set, each a percentage?
-    fn health_percentages(&mut self, raw: &RawHealth, health: &mut Health, spans: &mut Spans) {
+    /// Which loss thresholds does the table set, each a percentage?
+    fn health_percentages(
+        &mut self,
+        raw: &RawHealth,
+        health: &mut Health,
+        spans: &mut Spans,
+        table: &str,
+    ) {
         let percentages = [
             (
                 &raw.down_loss_percent,
@@ -122,7 +152,7 @@ impl Checker<'_> {
             let Some(value) = value else { continue };
             if *value.get_ref() > 100 {
                 let message = format!("{} %: must be 0-100", value.get_ref());
-                self.fail(value.span(), &format!("health.{key}"), message);
+                self.fail(value.span(), &format!("{table}.{key}"), message);
             }
             spans.insert(key, value.span());
             *slot = *value.get_ref();
@@ -130,45 +160,48 @@ impl Checker<'_> {
     }
 
     /// Does a probe end before the next round, and is each up threshold no looser than its down one?
-    fn check_health_thresholds(&mut self, health: &Health, spans: &Spans) {
-        let span_of = |key: &str| spans.get(key).cloned().unwrap_or(0..0);
+    fn check_health_thresholds(&mut self, health: &Health, spans: &Spans, table: &str) {
+        // A key the table inherits is blamed at the table's first written key.
+        let first = spans.values().min_by_key(|span| span.start).cloned();
+        let span_of = |key: &str| spans.get(key).cloned().or(first.clone()).unwrap_or(0..0);
         if health.timeout_ms >= health.interval_ms {
             let message = format!(
                 "{} ms is not below interval_ms ({} ms): a probe must end before the next round",
                 health.timeout_ms, health.interval_ms
             );
-            self.fail(span_of("timeout_ms"), "health.timeout_ms", message);
+            self.fail(
+                span_of("timeout_ms"),
+                &format!("{table}.timeout_ms"),
+                message,
+            );
         }
         if health.up_loss_percent > health.down_loss_percent {
             let message = format!(
                 "{} % is above down_loss_percent ({} %): the up threshold must not be looser",
                 health.up_loss_percent, health.down_loss_percent
             );
-            self.fail(
-                span_of("up_loss_percent"),
-                "health.up_loss_percent",
-                message,
-            );
+            let field = format!("{table}.up_loss_percent");
+            self.fail(span_of("up_loss_percent"), &field, message);
         }
         if health.up_rtt_ms > health.down_rtt_ms {
             let message = format!(
                 "{} ms is above down_rtt_ms ({} ms): the up threshold must not be looser",
                 health.up_rtt_ms, health.down_rtt_ms
             );
-            self.fail(span_of("up_rtt_ms"), "health.up_rtt_ms", message);
+            self.fail(span_of("up_rtt_ms"), &format!("{table}.up_rtt_ms"), message);
         }
     }
 
-    /// What is `health.target[index]`: its kind, a unicast address, and the port or query its
+    /// What is `<table>.target[index]`: its kind, a unicast address, and the port or query its
     /// kind takes?
-    fn probe_target(&mut self, index: usize, raw: S<RawProbeTarget>) -> ProbeTarget {
+    fn probe_target(&mut self, index: usize, raw: S<RawProbeTarget>, table: &str) -> ProbeTarget {
         let span = raw.span();
         let mut raw = raw.into_inner();
-        let field = |key: &str| format!("health.target[{index}].{key}");
+        let field = |key: &str| format!("{table}.target[{index}].{key}");
         let kind = self
             .required(raw.kind.take(), &span, &field("kind"))
             .map_or(ProbeKind::Icmp, S::into_inner);
-        let http = self.http_target(kind, &mut raw, &span, &format!("health.target[{index}]"));
+        let http = self.http_target(kind, &mut raw, &span, &format!("{table}.target[{index}]"));
         let http_failed = matches!(kind, ProbeKind::Http | ProbeKind::Https) && http.is_none();
         let address = match http.as_ref().and_then(|h| h.url_address) {
             // The URL's host is an address: `address` may be left out.
@@ -252,10 +285,11 @@ impl Checker<'_> {
         }
     }
 
-    /// Can `min_answers` targets answer, and do targets exist to bring back an uplink the
-    /// passive signal took down?
-    fn check_health_targets(&mut self, health: &Health, spans: &Spans) {
-        if let Some(span) = spans.get("min_answers")
+    /// Can `min_answers` targets answer, and is there something to probe (targets or the gateway)
+    /// to bring back an uplink the passive signal took down?
+    fn check_health_targets(&mut self, health: &Health, spans: &Spans, table: &str) {
+        let written = spans.get("min_answers").or(spans.get("target"));
+        if let Some(span) = written
             && !health.targets.is_empty()
             && health.min_answers as usize > health.targets.len()
         {
@@ -264,17 +298,19 @@ impl Checker<'_> {
                 health.min_answers,
                 health.targets.len()
             );
-            self.fail(span.clone(), "health.min_answers", message);
+            self.fail(span.clone(), &format!("{table}.min_answers"), message);
         }
-        if health.passive_trigger_enabled() && health.targets.is_empty() {
-            let message = "needs [[health.target]]: only probes bring back an uplink the passive \
-                           signal took down";
-            let span = spans.get("passive_down_after_unanswered").cloned();
-            self.fail(
-                span.unwrap_or(0..0),
-                "health.passive_down_after_unanswered",
-                message,
-            );
+        let passive = spans
+            .get("passive_down_after_unanswered")
+            .or(spans.get("probe_gateway"));
+        if let Some(span) = passive
+            && health.passive_trigger_enabled()
+            && !health.probes()
+        {
+            let message = "needs targets or probe_gateway = true: only probes bring back an \
+                           uplink the passive signal took down";
+            let field = format!("{table}.passive_down_after_unanswered");
+            self.fail(span.clone(), &field, message);
         }
     }
 }

@@ -1,6 +1,7 @@
-//! `[[health.target]]` of kind `http` or `https`: a URL of the kind's scheme, the address to
-//! connect to (written, or the URL's host when it is an address), the expected status range and
-//! body, and a CA file that holds certificates. The HTTP keys are refused on other kinds.
+//! A `[[health.target]]` or `[[uplink.health.target]]` of kind `http` or `https`: a URL of the
+//! kind's scheme, the address to connect to (written, or the URL's host when it is an address),
+//! the expected status range and body, and a CA file that holds certificates. The HTTP keys are
+//! refused on other kinds.
 
 use std::ops::Range;
 use std::path::Path;
@@ -19,7 +20,7 @@ pub(super) struct HttpTarget {
 
 impl Checker<'_> {
     /// What does an `http`/`https` target fetch and expect? For other kinds, are the HTTP keys
-    /// absent? `prefix` is `health.target[i]`.
+    /// absent? `prefix` is the target's name in errors, `{table}.target[i]`.
     pub(super) fn http_target(
         &mut self,
         kind: ProbeKind,

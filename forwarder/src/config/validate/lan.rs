@@ -80,6 +80,8 @@ impl Checker<'_> {
             gateway: Ipv4Addr::UNSPECIFIED,
             address: None,
             weight: 1,
+            tier: Uplink::DEFAULT_TIER,
+            health: None,
         };
         if let Some(name) = self.required(raw.name, &span, &field("name")) {
             self.check_name(&name, &field("name"));
@@ -108,6 +110,10 @@ impl Checker<'_> {
             self.check_weight(&weight, &field("weight"));
             taken.first_weight.get_or_insert_with(|| weight.span());
             uplink.weight = weight.into_inner();
+        }
+        if let Some(tier) = raw.tier {
+            self.check_tier(*tier.get_ref(), tier.span(), &field("tier"));
+            uplink.tier = tier.into_inner();
         }
         uplink
     }

@@ -15,6 +15,8 @@ mod lan;
 mod nat;
 mod policies;
 mod resilience;
+mod tier;
+mod uplink_health;
 mod values;
 
 use std::ops::Range;
@@ -40,7 +42,7 @@ pub const FRAMES_PER_WORKER_RANGE: (u32, u32) = (512, 1 << 20);
 /// Checks `raw` against `host` and builds the [`Config`], or reports every problem found.
 pub(super) fn validate(
     source: Source<'_>,
-    raw: RawConfig,
+    mut raw: RawConfig,
     host: &Host,
 ) -> Result<Config, ConfigErrors> {
     let mut checker = Checker {
@@ -48,8 +50,11 @@ pub(super) fn validate(
         errors: Vec::new(),
     };
     // 1. Where packets come from and go to: the LAN, then the uplinks (not the LAN's interface).
+    let uplink_health: Vec<_> = (raw.uplink.iter_mut())
+        .map(|uplink| uplink.get_mut().health.take())
+        .collect();
     let lan = checker.lan(raw.lan);
-    let uplinks = checker.uplinks(raw.uplink, &lan);
+    let mut uplinks = checker.uplinks(raw.uplink, &lan);
     // 2. How flows are translated (the port range clear of the router's own ports).
     let nat = checker.nat(raw.nat, host.local_port_range);
     // 3. Which uplinks new flows may take (policies name uplinks, match LAN sources).
@@ -59,6 +64,7 @@ pub(super) fn validate(
     let control = checker.control(raw.control);
     // 5. Resilience: health checking, failover, failback; then the metrics endpoint.
     let health = checker.health(raw.health);
+    checker.uplink_health(&mut uplinks, uplink_health, &health);
     let failover = checker.failover(raw.failover);
     let failback = checker.failback(raw.failback);
     let metrics = checker.metrics(raw.metrics);

@@ -112,7 +112,10 @@ impl Checker<'_> {
         for (position, member) in members.into_iter().enumerate() {
             let span = member.span();
             let member_field = format!("{field}[{position}]");
-            let RawPolicyUplink { name, weight } = member.into_inner();
+            let RawPolicyUplink { name, weight, tier } = member.into_inner();
+            if let Some(tier) = tier {
+                self.check_tier(tier, span.clone(), &format!("{member_field}.tier"));
+            }
             if let Some(weight) = weight.filter(|weight| *weight > MAX_WEIGHT) {
                 self.fail(
                     span.clone(),
@@ -138,6 +141,7 @@ impl Checker<'_> {
                 name,
                 index,
                 weight,
+                tier,
             });
         }
         let total: u64 = group

@@ -43,6 +43,11 @@ pub struct HookEvent {
     pub new_state: &'static str,
     /// Why, in words (`carrier lost`, `probes: 3/3 lost, loss 100 %`...).
     pub reason: String,
+    /// The uplink's tier.
+    pub tier: u8,
+    /// The tier new flows (of the default group) use once the change is published; `None`: no
+    /// uplink is eligible.
+    pub tier_in_use: Option<u8>,
     /// When the change was seen.
     pub time: SystemTime,
     /// The directory whose executables run.
@@ -205,6 +210,13 @@ pub fn environment(event: &HookEvent, sequence: u64) -> Vec<(&'static str, Strin
         ("FLOWPIN_NEW_STATE", event.new_state.to_owned()),
         ("FLOWPIN_ACTION", action.to_owned()),
         ("FLOWPIN_REASON", event.reason.clone()),
+        ("FLOWPIN_TIER", event.tier.to_string()),
+        (
+            "FLOWPIN_TIER_IN_USE",
+            event
+                .tier_in_use
+                .map_or_else(|| "none".to_owned(), |tier| tier.to_string()),
+        ),
         ("FLOWPIN_TIME", rfc3339_utc(unix)),
         ("FLOWPIN_TIMESTAMP", unix.to_string()),
         ("FLOWPIN_EVENT_SEQUENCE", sequence.to_string()),

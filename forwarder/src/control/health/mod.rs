@@ -9,11 +9,15 @@
 //! - [`target_stats`]: per target loss, RTT and jitter over the window;
 //! - [`hooks`]: the executables run on every state change, off the control loop;
 //! - [`routes`]: per-uplink source routing tables for the router's own traffic;
-//! - [`run_prober`]: the task that probes every uplink's targets once per interval and reports rounds.
+//! - [`run_prober`]: the task that probes each uplink's targets once per its interval and reports
+//!   each uplink's round ([`UplinkRound`]).
 //!
 //! Invariants: probes never use a source port or echo id inside the NAT range (so the XDP program
-//! passes their replies to the kernel and no flow is created); a round ends before the next starts
-//! (`timeout_ms < interval_ms`); settings are re-read each round, so a reload takes effect at the next.
+//! passes their replies to the kernel and no flow is created); each uplink has its own settings
+//! (its `[uplink.health]` or `[health]`, with its gateway as the target when none is configured) and
+//! its own schedule; one uplink's round ends before its next starts (`timeout_ms < interval_ms`,
+//! and the prober waits for it); settings are re-read every [`RESCHEDULE`] at most, so a reload
+//! takes effect at the next round, due `interval_ms` (the new one) after the last one started.
 
 pub mod hooks;
 pub mod http_probe;
@@ -37,7 +41,7 @@ pub use target_stats::{TargetOutcome, TargetStats};
 use crate::config::{Health, ProbeKind, ProbeTarget};
 use http_probe::TlsClients;
 
-/// What one round measured on one uplink: the sums the verdict reads, and each target's outcome.
+/// What one round of one uplink measured: the sums the verdict reads, and each target's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UplinkRound {
     /// The uplink's slot.
@@ -48,26 +52,47 @@ pub struct UplinkRound {
     pub targets: Vec<TargetOutcome>,
 }
 
-/// One finished round: per uplink slot with a probe source, what it measured.
-pub type Round = Vec<UplinkRound>;
-
 /// What the prober reads each round; the control plane swaps both on reload and address changes.
 #[derive(Debug)]
 pub struct ProberInputs {
-    /// The health settings.
-    pub settings: ArcSwap<Health>,
+    /// Per uplink slot, the health settings it is probed with (resolved: targets never empty
+    /// unless it is not probed).
+    pub settings: ArcSwap<Vec<Health>>,
     /// Per uplink slot, where its probes leave from (`None`: do not probe it).
     pub sources: ArcSwap<Vec<Option<ProbeSource>>>,
 }
 
-/// Probes every uplink's targets once per interval, forever; sends each round to `rounds`. Returns when
-/// the receiver is gone.
-pub async fn run_prober(inputs: Arc<ProberInputs>, rounds: mpsc::Sender<Round>) {
+/// The longest the prober sleeps before it looks at its inputs again.
+pub const RESCHEDULE: Duration = Duration::from_millis(100);
+
+/// Probes every uplink's targets once per its interval, forever; sends each uplink's round to
+/// `rounds` as it ends. Returns when the receiver is gone.
+///
+/// An uplink's next round is due its current `interval_ms` after its last one started, so a reload
+/// that shortens the interval takes effect at once; it never starts while the last one still runs.
+pub async fn run_prober(inputs: Arc<ProberInputs>, rounds: mpsc::Sender<UplinkRound>) {
+    let mut schedule: Vec<SlotSchedule> = Vec::new();
     let mut sequence: u16 = 0;
     let mut tls = TlsClients::default();
+    let mut running: tokio::task::JoinSet<(usize, bool)> = tokio::task::JoinSet::new();
     loop {
+        while let Some(ended) = running.try_join_next() {
+            match ended {
+                Ok((_, false)) => return,
+                Ok((slot, true)) => {
+                    if let Some(slot) = schedule.get_mut(slot) {
+                        slot.running = false;
+                    }
+                }
+                // Only a panic (a bug; release builds abort on panic) ends a round's task early.
+                Err(error) => tracing::error!(%error, "a probe round's task failed"),
+            }
+        }
         let settings = inputs.settings.load_full();
-        let https = settings.targets.iter().any(|t| t.kind == ProbeKind::Https);
+        let https = settings
+            .iter()
+            .flat_map(|s| &s.targets)
+            .any(|t| t.kind == ProbeKind::Https);
         if https && !tls.has_system_roots() {
             // Reading the system's CA store takes a while: off the runtime's thread, once.
             tls = tokio::task::spawn_blocking(move || {
@@ -77,65 +102,93 @@ pub async fn run_prober(inputs: Arc<ProberInputs>, rounds: mpsc::Sender<Round>) 
             .await
             .unwrap_or_default();
         }
-        let interval = Duration::from_millis(u64::from(settings.interval_ms.max(10)));
-        let next = tokio::time::Instant::now() + interval;
-        if !settings.targets.is_empty() {
-            sequence = sequence.wrapping_add(1);
-            let round = probe_round(&settings, &inputs.sources.load(), sequence, &mut tls).await;
-            if rounds.send(round).await.is_err() {
-                return;
+        let now = tokio::time::Instant::now();
+        let sources = inputs.sources.load_full();
+        schedule.resize(sources.len(), SlotSchedule::default());
+        let mut next: Option<tokio::time::Instant> = None;
+        for (slot, source) in sources.iter().enumerate() {
+            let Some((source, settings)) = source.as_ref().zip(settings.get(slot)) else {
+                schedule[slot].started = None;
+                continue;
+            };
+            if settings.targets.is_empty() || schedule[slot].running {
+                continue;
             }
+            let interval = Duration::from_millis(u64::from(settings.interval_ms.max(10)));
+            if let Some(due) = schedule[slot].started.map(|at| at + interval)
+                && due > now
+            {
+                next = Some(next.map_or(due, |n| n.min(due)));
+                continue;
+            }
+            schedule[slot] = SlotSchedule {
+                started: Some(now),
+                running: true,
+            };
+            next = Some(next.map_or(now + interval, |n| n.min(now + interval)));
+            sequence = sequence.wrapping_add(1);
+            let clients = settings
+                .targets
+                .iter()
+                .map(|t| tls_client(t, &mut tls))
+                .collect();
+            let (settings, source, rounds) = (settings.clone(), source.clone(), rounds.clone());
+            running.spawn(async move {
+                let round = probe_uplink(&settings, &source, slot as u8, sequence, clients).await;
+                (slot, rounds.send(round).await.is_ok())
+            });
         }
-        tokio::time::sleep_until(next).await;
+        let wake = next.map_or(now + RESCHEDULE, |at| at.min(now + RESCHEDULE));
+        tokio::time::sleep_until(wake).await;
     }
 }
 
-async fn probe_round(
+/// When one uplink's last round started, and whether it still runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotSchedule {
+    started: Option<tokio::time::Instant>,
+    running: bool,
+}
+
+/// The TLS client of each target, in target order (see [`tls_client`]).
+type TargetClients = Vec<Result<Option<Arc<rustls::ClientConfig>>, String>>;
+
+/// One round of one uplink: each of its targets probed once, concurrently, with its outcome kept
+/// for the per-target statistics.
+async fn probe_uplink(
     settings: &Health,
-    sources: &[Option<ProbeSource>],
+    source: &ProbeSource,
+    slot: u8,
     sequence: u16,
-    tls: &mut TlsClients,
-) -> Round {
+    clients: TargetClients,
+) -> UplinkRound {
     let timeout = Duration::from_millis(u64::from(settings.timeout_ms));
     let mut probes = tokio::task::JoinSet::new();
-    for (slot, source) in sources.iter().enumerate() {
-        let Some(source) = source else { continue };
-        let slot = slot as u8;
-        for (index, target) in settings.targets.iter().enumerate() {
-            let (target, source) = (target.clone(), source.clone());
-            let client = tls_client(&target, tls);
-            probes.spawn(async move {
-                let outcome = probe::probe(&target, &source, slot, sequence, timeout, client).await;
-                (slot, index, outcome)
-            });
-        }
+    for ((index, target), client) in settings.targets.iter().enumerate().zip(clients) {
+        let (target, source) = (target.clone(), source.clone());
+        probes.spawn(async move {
+            let outcome = probe::probe(&target, &source, slot, sequence, timeout, client).await;
+            (index, outcome)
+        });
     }
-    let mut results: Round = sources
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.is_some())
-        .map(|(slot, _)| UplinkRound {
-            slot: slot as u8,
-            result: RoundResult {
-                sent: settings.targets.len() as u32,
-                answered: 0,
-                rtt_sum_us: 0,
-            },
-            targets: settings
-                .targets
-                .iter()
-                .map(|t| TargetOutcome {
-                    label: t.label(),
-                    outcome: Err("the probe task failed".into()),
-                })
-                .collect(),
-        })
-        .collect();
+    let mut round = UplinkRound {
+        slot,
+        result: RoundResult {
+            sent: settings.targets.len() as u32,
+            answered: 0,
+            rtt_sum_us: 0,
+        },
+        targets: settings
+            .targets
+            .iter()
+            .map(|t| TargetOutcome {
+                label: t.label(),
+                outcome: Err("the probe task failed".into()),
+            })
+            .collect(),
+    };
     while let Some(done) = probes.join_next().await {
-        let Ok((slot, index, outcome)) = done else {
-            continue;
-        };
-        let Some(round) = results.iter_mut().find(|r| r.slot == slot) else {
+        let Ok((index, outcome)) = done else {
             continue;
         };
         if let Ok(rtt) = &outcome {
@@ -148,7 +201,7 @@ async fn probe_round(
                 .map_err(|failure| failure.to_string());
         }
     }
-    results
+    round
 }
 
 /// The TLS client an HTTPS target uses (`None` for other kinds; `Err` when its CA file cannot be

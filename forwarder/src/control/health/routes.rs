@@ -4,7 +4,10 @@
 //! would ARP for the target on the link).
 //!
 //! For uplink slot k, over rtnetlink (`RouteSocket`): the route `default via GATEWAY dev IFACE table
-//! 7400+k` and the rule `from ADDRESS/32 lookup 7400+k pref 7400+k`.
+//! 7400+k` and the rule `from ADDRESS/32 oif IFACE lookup 7400+k pref 7400+k`. The rule takes only
+//! sockets bound to the uplink's interface (`SO_BINDTODEVICE`: the probes): the kernel's own answers
+//! from the uplink's address to a LAN host (an echo reply to `ping UPLINK_ADDRESS` from the LAN) are
+//! not bound and keep the main table's route to the LAN.
 //!
 //! Invariants:
 //! - installing first removes what slot k had, then replaces the route and adds the rule: one route
@@ -12,7 +15,8 @@
 //! - removing deletes every rule of priority 7400+k and every IPv4 route of table 7400+k; missing ones
 //!   are fine;
 //! - an installation error names the request (as `ip` would write it) and the kernel's errno;
-//! - only packets *from an uplink's address* are affected; forwarded traffic never reaches the kernel.
+//! - only packets *from an uplink's address out of its interface* are affected; forwarded traffic
+//!   never reaches the kernel.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -68,8 +72,8 @@ pub fn install(
         .map_err(ProbeRouteError::Rtnetlink)?;
     socket
         .change(
-            &format!("rule add from {address}/32 lookup {table} pref {table}"),
-            RouteNetlinkMessage::NewRule(source_rule(table, address)),
+            &format!("rule add from {address}/32 oif {interface} lookup {table} pref {table}"),
+            RouteNetlinkMessage::NewRule(source_rule(table, address, interface)),
             NLM_F_CREATE | NLM_F_EXCL,
         )
         .map_err(ProbeRouteError::Rtnetlink)
@@ -138,14 +142,16 @@ pub(crate) fn default_route(table: u32, gateway: Ipv4Addr, ifindex: u32) -> Rout
     route
 }
 
-/// `from ADDRESS/32 lookup TABLE pref TABLE`, as `ip rule add` builds it.
-pub(crate) fn source_rule(table: u32, address: Ipv4Addr) -> RuleMessage {
+/// `from ADDRESS/32 oif INTERFACE lookup TABLE pref TABLE`, as `ip rule add` builds it.
+pub(crate) fn source_rule(table: u32, address: Ipv4Addr, interface: &str) -> RuleMessage {
     let mut rule = rule_at(table);
     rule.header.src_len = 32;
     rule.header.action = RuleAction::ToTable;
     rule.attributes
         .insert(0, RuleAttribute::Source(IpAddr::V4(address)));
     rule.attributes.insert(1, RuleAttribute::Table(table));
+    rule.attributes
+        .push(RuleAttribute::Oifname(interface.to_owned()));
     rule
 }
 
@@ -205,16 +211,20 @@ mod tests {
 
     #[test]
     fn the_rule_is_encoded_as_ip_rule_add_sends_it() {
-        let rule = source_rule(7401, Ipv4Addr::new(100, 64, 2, 2));
+        let rule = source_rule(7401, Ipv4Addr::new(100, 64, 2, 2), "wan2");
         let flags = change_flags(NLM_F_CREATE | NLM_F_EXCL);
         let bytes = encode_request(RouteNetlinkMessage::NewRule(rule), flags, 7);
         // RTM_NEWRULE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE.
-        let mut expected = header(52, 32, 0x0605);
+        let mut expected = header(64, 32, 0x0605);
         // fib_rule_hdr: AF_INET, dst /0, src /32, tos 0, table in FRA_TABLE, FR_ACT_TO_TBL, no flags.
         expected.extend([2, 0, 32, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
         expected.extend(attribute(2, [100, 64, 2, 2])); // FRA_SRC
         expected.extend(attribute(15, 7401u32.to_ne_bytes())); // FRA_TABLE
         expected.extend(attribute(6, 7401u32.to_ne_bytes())); // FRA_PRIORITY
+        // FRA_OIFNAME: "wan2" NUL-terminated, padded to 4 bytes.
+        expected.extend(9u16.to_ne_bytes());
+        expected.extend(17u16.to_ne_bytes());
+        expected.extend(b"wan2\0\0\0\0");
         assert_eq!(bytes, expected);
     }
 

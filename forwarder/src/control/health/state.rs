@@ -6,10 +6,13 @@
 //! - `up` → `down` after `down_after` bad rounds in a row;
 //! - `down` → `probing` on the first good round, `probing` → `up` after `up_after` good rounds in a
 //!   row (counting that first one), `probing` → `down` on any bad round;
-//! - with no probe targets, the state follows the carrier alone (`up` ⇔ carrier);
+//! - carrier back: with configured targets the uplink stays `down` until the probes bring it back;
+//!   probing only its gateway (no target configured, [`Health::probing_gateway`]) it is `up` at once,
+//!   as with nothing to probe (the state then follows the carrier alone, `up` ⇔ carrier);
 //! - `up` → `down` when the passive trigger is on (`passive_down_after_unanswered = N > 0`) and N new TCP
 //!   flows in a row got no SYN-ACK within the window while none was answered ([`super::passive`]); the
-//!   streak then restarts, and only probes bring the uplink back (validation requires targets).
+//!   streak then restarts, and only probes bring the uplink back (validation requires something to
+//!   probe).
 //!
 //! A round is *bad* when fewer than `min_answers` targets answered, or the window's loss reached
 //! `down_loss_percent`, or its mean RTT reached `down_rtt_ms`. It is *good* when at least `min_answers`
@@ -165,13 +168,13 @@ impl UplinkHealth {
         self.carrier = carrier;
         self.good_streak = 0;
         self.bad_streak = 0;
+        self.window.clear();
         let next = if !carrier {
             HealthState::Down
-        } else if settings.targets.is_empty() {
+        } else if settings.targets.is_empty() || settings.probing_gateway {
             HealthState::Up
         } else {
-            // Carrier back: the probes decide, starting from scratch.
-            self.window.clear();
+            // Carrier back: the configured probes decide, starting from scratch.
             HealthState::Down
         };
         self.set(next)
@@ -327,6 +330,27 @@ mod tests {
         let mut c = UplinkHealth::new(false);
         assert_eq!(c.state(), HealthState::Down);
         assert_eq!(c.carrier(true, &none), Some(HealthState::Up));
+    }
+
+    #[test]
+    fn probing_only_the_gateway_a_dead_gateway_goes_down_and_a_link_return_is_up_at_once() {
+        let gateway = std::net::Ipv4Addr::new(192, 0, 2, 1);
+        let s = Health::DEFAULT.resolved_for(gateway);
+        assert!(s.probing_gateway);
+        let mut h = UplinkHealth::new(true);
+        for _ in 0..s.down_after - 1 {
+            assert_eq!(h.round(round(1, 0, 0), &s), None);
+        }
+        assert_eq!(h.round(round(1, 0, 0), &s), Some(HealthState::Down));
+        assert_eq!(h.carrier(false, &s), None, "already down");
+        assert_eq!(h.carrier(true, &s), Some(HealthState::Up), "link back");
+        assert_eq!(h.loss_percent(), 0.0, "the window starts afresh");
+        // With a configured target a link's return waits for the probes.
+        let configured = settings(1);
+        let mut c = UplinkHealth::new(true);
+        c.carrier(false, &configured);
+        assert_eq!(c.carrier(true, &configured), None);
+        assert_eq!(c.state(), HealthState::Down);
     }
 
     #[test]

@@ -146,6 +146,15 @@ fn write_daemon(out: &mut String, status: &StatusReport) {
         "Seconds since the daemon started.",
     );
     f.sample(&[], status.uptime_s as f64);
+    let mut f = family(
+        out,
+        "flowpin_tier_in_use",
+        "gauge",
+        "The tier new flows of the default group use (no sample: no uplink eligible).",
+    );
+    if let Some(tier) = status.tier_in_use {
+        f.sample(&[], f64::from(tier));
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The per-uplink families: state, eligibility, weight, probes, flows, traffic, failover and the
+//! The per-uplink families: state, eligibility, weight, tier, probes, flows, traffic, failover and the
 //! passive handshake signal, one sample per live uplink labelled by its name.
 
 use super::text::family;
@@ -16,7 +16,7 @@ type UplinkFamily = (
 );
 
 /// Every per-uplink family after `flowpin_uplink_state`, in exposition order.
-const FAMILIES: [UplinkFamily; 18] = [
+const FAMILIES: [UplinkFamily; 19] = [
     (
         "flowpin_uplink_eligible",
         "gauge",
@@ -26,6 +26,12 @@ const FAMILIES: [UplinkFamily; 18] = [
     ("flowpin_uplink_weight", "gauge", "Weight in force.", |u| {
         Some(f64::from(u.weight))
     }),
+    (
+        "flowpin_uplink_tier",
+        "gauge",
+        "Tier (1 = best): new flows use the best tier with an eligible uplink.",
+        |u| Some(f64::from(u.tier)),
+    ),
     (
         "flowpin_uplink_probe_loss_ratio",
         "gauge",

@@ -14,6 +14,7 @@ use crate::config;
 use crate::control::api::{self, ExplainReport, StatusReport};
 use crate::control::decision_history;
 use crate::datapath::Snapshot;
+use crate::select::GroupId;
 use crate::worker::WorkerPool;
 
 impl Daemon {
@@ -31,6 +32,7 @@ impl Daemon {
             admission: self.admission_budgets(),
             uptime_s: now_ms / 1000,
             uplinks: self.uplink_statuses(&snapshot, &flows.per_slot),
+            tier_in_use: snapshot.policy.group(GroupId::Default).tier(),
             flows: flows.total,
             flow_capacity: self.flows.table.capacity() as u64,
             drops: self.drop_totals(),
@@ -148,7 +150,8 @@ impl Daemon {
             state: runtime.state_name(fact).to_owned(),
             eligible: self.eligible(slot),
             weight: runtime.weight_override.unwrap_or(u.weight),
-            probe_loss_percent: (!self.config.health.targets.is_empty())
+            tier: u.tier,
+            probe_loss_percent: (!self.config.uplink_health(slot).targets.is_empty())
                 .then(|| runtime.health.loss_percent()),
             probe_rtt_ms: runtime.health.rtt_ms(),
             state_changes: runtime.health.transitions,
@@ -169,9 +172,10 @@ impl Daemon {
         }
     }
 
-    /// Uplink `slot`'s probe targets (none while probing is off).
+    /// Uplink `slot`'s probe targets (its gateway when no target is configured; none while it is
+    /// not probed).
     fn probe_target_statuses(&self, slot: usize) -> Vec<api::ProbeTargetStatus> {
-        if self.config.health.targets.is_empty() {
+        if self.config.uplink_health(slot).targets.is_empty() {
             return Vec::new();
         }
         self.uplinks[slot]

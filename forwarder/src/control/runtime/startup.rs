@@ -163,7 +163,7 @@ fn start_datapath(
         .ok();
     let daemon = Daemon {
         prober: Arc::new(ProberInputs {
-            settings: ArcSwap::from_pointee(config.health.clone()),
+            settings: ArcSwap::from_pointee(Vec::new()),
             sources: ArcSwap::from_pointee(Vec::new()),
         }),
         published_config: Arc::new(config.clone()),

@@ -10,22 +10,25 @@
 //! - probe routes are installed while probing is on and removed when it is turned off.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use super::{Daemon, kernel, live_uplinks};
 use crate::control::failover;
 use crate::control::health::hooks::HookEvent;
 use crate::control::health::{self, HealthState, ProbeSource};
 use crate::control::netinfo;
+use crate::select::GroupId;
 
 impl Daemon {
     /// Feeds every uplink's carrier to its health tracker (on every rtnetlink link or address event, and
     /// every second as the safety net).
     pub(super) fn check_carriers(&mut self) {
-        let settings = &self.config.health;
-        let changes = live_uplinks(&self.config, &mut self.uplinks)
+        let config = &self.config;
+        let changes = live_uplinks(config, &mut self.uplinks)
             .filter_map(|(slot, u, runtime)| {
+                let settings = config.uplink_health(slot);
                 let carrier = kernel::carrier(&u.interface);
-                let state = runtime.health.carrier(carrier, settings)?;
+                let state = runtime.health.carrier(carrier, &settings)?;
                 let reason = if carrier {
                     "carrier back"
                 } else {
@@ -61,12 +64,13 @@ impl Daemon {
     /// passive trigger acts within a tick of its window).
     pub(super) fn check_handshakes(&mut self) {
         let now_ms = self.clock.now_ms();
-        let settings = &self.config.health;
+        let config = &self.config;
         let counters = &self.counters;
-        let changes = live_uplinks(&self.config, &mut self.uplinks)
+        let changes = live_uplinks(config, &mut self.uplinks)
             .filter_map(|(slot, _, runtime)| {
                 let counts = health::HandshakeCounts::sum(counters, slot);
-                let state = runtime.health.handshakes(now_ms, counts, settings)?;
+                let settings = config.uplink_health(slot);
+                let state = runtime.health.handshakes(now_ms, counts, &settings)?;
                 let reason = format!(
                     "passive: {} new TCP flows in a row got no SYN-ACK",
                     settings.passive_down_after_unanswered
@@ -77,20 +81,23 @@ impl Daemon {
         self.apply_changes(changes);
     }
 
-    /// Applies one probe round: each target's outcome to its statistics, the sums to the verdict.
-    pub(super) fn apply_round(&mut self, round: &health::Round) {
-        let settings = &self.config.health;
-        let changes = round
-            .iter()
-            .filter_map(|r| {
-                let slot = usize::from(r.slot);
-                let runtime = self.uplinks.get_mut(slot)?;
-                runtime.targets.record(&r.targets, settings.window as usize);
-                let state = runtime.health.round(r.result, settings)?;
-                Some((slot, state, round_reason(r, &runtime.health)))
-            })
-            .collect();
-        self.apply_changes(changes);
+    /// Applies one uplink's probe round: each target's outcome to its statistics, the sums to the
+    /// verdict, both under the uplink's own settings.
+    pub(super) fn apply_round(&mut self, round: &health::UplinkRound) {
+        let slot = usize::from(round.slot);
+        if slot >= self.uplinks.len() {
+            return;
+        }
+        let settings = self.config.uplink_health(slot);
+        let runtime = &mut self.uplinks[slot];
+        runtime
+            .targets
+            .record(&round.targets, settings.window as usize);
+        let Some(state) = runtime.health.round(round.result, &settings) else {
+            return;
+        };
+        let reason = round_reason(round, &runtime.health);
+        self.apply_changes(vec![(slot, state, reason)]);
     }
 
     /// Publishes a snapshot for state changes, queues their hooks, then fails over uplinks that
@@ -100,12 +107,12 @@ impl Daemon {
             return;
         }
         let now_ms = self.clock.now_ms();
+        let mut reported = Vec::with_capacity(changed.len());
         for (slot, state, reason) in changed {
             let u = &mut self.uplinks[slot];
-            let uplink = &self.config.uplinks[slot];
             let old = std::mem::replace(&mut u.reported_state, state);
             tracing::info!(
-                uplink = %uplink.name,
+                uplink = %self.config.uplinks[slot].name,
                 state = state.name(),
                 loss_percent = u.health.loss_percent(),
                 rtt_ms = u.health.rtt_ms().unwrap_or(0.0),
@@ -116,28 +123,47 @@ impl Daemon {
                 u.up_since_ms = now_ms;
                 u.failed_back = false;
             }
-            if let Some(dir) = &self.config.health.hooks_dir {
-                self.hooks.notify(HookEvent {
-                    uplink: uplink.name.clone(),
-                    interface: uplink.interface.clone(),
-                    old_state: old.name(),
-                    new_state: state.name(),
-                    reason,
-                    time: std::time::SystemTime::now(),
-                    dir: dir.clone(),
-                    timeout: std::time::Duration::from_millis(u64::from(
-                        self.config.health.hook_timeout_ms,
-                    )),
-                });
-            }
+            reported.push(ReportedChange {
+                slot,
+                old,
+                new: state,
+                reason,
+                time: SystemTime::now(),
+            });
         }
         self.publish();
+        self.queue_hooks(reported);
         // Every uplink not up gets its flows failed over (a no-op when it has none): the one that
         // just went down, and ones whose flows were kept while no uplink was healthy.
         for slot in 0..self.uplinks.len() {
             if !self.uplinks[slot].retired && self.uplinks[slot].health.state() != HealthState::Up {
                 self.fail_over(slot);
             }
+        }
+    }
+
+    /// Queues the hooks of published state changes (`[health] hooks_dir`, global), each with the
+    /// uplink's tier and the tier new flows use now that the change is published.
+    fn queue_hooks(&self, changes: Vec<ReportedChange>) {
+        let Some(dir) = &self.config.health.hooks_dir else {
+            return;
+        };
+        let tier_in_use = self.cell.load().policy.group(GroupId::Default).tier();
+        let timeout = Duration::from_millis(u64::from(self.config.health.hook_timeout_ms));
+        for change in changes {
+            let uplink = &self.config.uplinks[change.slot];
+            self.hooks.notify(HookEvent {
+                uplink: uplink.name.clone(),
+                interface: uplink.interface.clone(),
+                old_state: change.old.name(),
+                new_state: change.new.name(),
+                reason: change.reason,
+                tier: uplink.tier,
+                tier_in_use,
+                time: change.time,
+                dir: dir.clone(),
+                timeout,
+            });
         }
     }
 
@@ -195,9 +221,12 @@ impl Daemon {
         }
     }
 
-    /// Probe sources and settings for the prober; source routes when probing is on.
+    /// Probe sources and each uplink's settings for the prober; source routes when probing is on.
     pub(super) fn update_probing(&mut self) {
-        let probing = !self.config.health.targets.is_empty();
+        let settings: Vec<_> = (0..self.config.uplinks.len())
+            .map(|slot| self.config.uplink_health(slot))
+            .collect();
+        let probing = settings.iter().any(|s| !s.targets.is_empty());
         let sources: Vec<Option<ProbeSource>> = self
             .config
             .uplinks
@@ -217,9 +246,7 @@ impl Daemon {
             self.remove_probe_routes();
         }
         self.prober.sources.store(Arc::new(sources));
-        self.prober
-            .settings
-            .store(Arc::new(self.config.health.clone()));
+        self.prober.settings.store(Arc::new(settings));
     }
 
     /// Is every uplink with a source routed to probe through its own gateway?
@@ -244,6 +271,15 @@ impl Daemon {
             self.probe_routes = false;
         }
     }
+}
+
+/// One uplink's state change, between its log line and its hooks.
+struct ReportedChange {
+    slot: usize,
+    old: HealthState,
+    new: HealthState,
+    reason: String,
+    time: SystemTime,
 }
 
 /// Why a probe round changed an uplink's state: the round's answers, the window's figures, and the

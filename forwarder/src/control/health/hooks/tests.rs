@@ -22,6 +22,8 @@ fn event(dir: &Path, timeout_ms: u64) -> HookEvent {
         old_state: "up",
         new_state: "down",
         reason: "carrier lost".into(),
+        tier: 1,
+        tier_in_use: Some(2),
         time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_664_836),
         dir: dir.to_owned(),
         timeout: Duration::from_millis(timeout_ms),
@@ -95,7 +97,8 @@ async fn hooks_get_the_documented_environment_and_failures_are_counted() {
         env,
         "FLOWPIN_ACTION=disconnected\nFLOWPIN_EVENT_SEQUENCE=1\nFLOWPIN_INTERFACE=up1\n\
          FLOWPIN_NEW_STATE=down\nFLOWPIN_OLD_STATE=up\nFLOWPIN_REASON=carrier lost\n\
-         FLOWPIN_TIME=2026-12-07T17:33:56Z\nFLOWPIN_TIMESTAMP=1796664836\nFLOWPIN_UPLINK=isp1\n\
+         FLOWPIN_TIER=1\nFLOWPIN_TIER_IN_USE=2\nFLOWPIN_TIME=2026-12-07T17:33:56Z\n\
+         FLOWPIN_TIMESTAMP=1796664836\nFLOWPIN_UPLINK=isp1\n\
          PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -221,5 +224,11 @@ fn the_example_hook_posts_the_change_as_json() {
     assert_eq!(json["new_state"], "down");
     assert_eq!(json["reason"], event.reason.as_str());
     assert_eq!(json["time"], "2026-12-07T17:33:56Z");
+    assert_eq!(
+        (json["tier"].as_u64(), json["tier_in_use"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let text = json["text"].as_str().unwrap();
+    assert!(text.ends_with("; new flows on tier 2"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
