@@ -6,8 +6,9 @@
 //! - [`ChecksumDelta`] accumulates the term `~m + m'` of RFC 1624 eqn. 3 for every 16-bit word `m` that
 //!   changes to `m'`; [`ChecksumDelta::apply`] computes `HC' = ~(~HC + Σ(~m + m'))`. Because one's complement
 //!   addition never yields +0 from non-zero operands, the result equals a full recomputation bit for bit
-//!   whenever the incoming checksum was valid, and an invalid incoming checksum keeps exactly its error
-//!   (it is never repaired — RFC 1624 §3).
+//!   whenever the incoming checksum was valid and the covered data is not all zero words (with a
+//!   pseudo-header it never is; an all-zero ICMP message is the caller's case), and an invalid incoming
+//!   checksum keeps exactly its error (it is never repaired — RFC 1624 §3).
 //! - UDP is special (RFC 768): a transmitted checksum of 0 means "none" and stays 0; a computed 0 is sent
 //!   as 0xFFFF ([`udp_checksum_field`]).
 

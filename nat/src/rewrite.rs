@@ -14,7 +14,8 @@
 //! TTL (−1), the Ethernet addresses, and every checksum incrementally, or returns an error having changed
 //! nothing. It never allocates or panics. Checksums: the IPv4 header checksum and the TCP / UDP / ICMP
 //! checksum are updated by precomputed deltas, so an invalid incoming L4 checksum stays exactly as invalid
-//! (never repaired); a UDP checksum of 0 ("none", RFC 768) stays 0 and a computed 0 is sent as 0xFFFF.
+//! (never repaired); a UDP checksum of 0 ("none", RFC 768) stays 0 and a computed 0 is sent as 0xFFFF;
+//! an ICMP message that becomes all zero words gets 0xFFFF, the only checksum that verifies it.
 
 use crate::checksum::{ChecksumDelta, udp_checksum_field};
 use crate::flow_key::{FlowKey, IpProtocol};
@@ -165,7 +166,7 @@ impl Rewrite {
             }
             IpProtocol::Icmp => {
                 write_u16(frame, l4 + icmpv4::ECHO_ID_OFFSET, self.to.source_port);
-                update_checksum(frame, l4 + icmpv4::CHECKSUM_OFFSET, self.l4_delta);
+                update_icmp_checksum(&mut frame[l4..parsed.ip_end()], self.l4_delta);
             }
         }
         set_macs(frame, macs);
@@ -217,6 +218,18 @@ pub(crate) fn update_udp_checksum(frame: &mut [u8], at: usize, delta: ChecksumDe
     }
 }
 
+/// ICMP has no pseudo-header, so a whole message can be zero words: its sum is then +0 and only
+/// 0xFFFF verifies, while RFC 1624 eqn. 3 (which cannot tell +0 from −0) yields 0x0000. The check
+/// runs only when the update yields 0x0000 (one packet in 65,536 at most), so the result still
+/// equals a full recomputation bit for bit.
+pub(crate) fn update_icmp_checksum(message: &mut [u8], delta: ChecksumDelta) {
+    let at = icmpv4::CHECKSUM_OFFSET;
+    let updated = delta.apply(read_u16(message, at));
+    let all_zero = || message.iter().enumerate().all(|(i, b)| *b == 0 || i == at || i == at + 1);
+    let field = if updated == 0 && all_zero() { 0xFFFF } else { updated };
+    write_u16(message, at, field);
+}
+
 pub(crate) fn set_macs(frame: &mut [u8], macs: MacPair) {
     let mut ethernet = EthernetFrame::new_unchecked(frame);
     ethernet.set_destination(macs.destination);
@@ -228,6 +241,7 @@ mod tests {
     use super::*;
     use crate::frame_builder::{FrameSpec, L4Spec, build_frame};
     use crate::parse::parse_frame;
+    use crate::verify::checksum_report;
     use proptest::prelude::*;
 
     const MACS: MacPair = MacPair {
@@ -298,6 +312,37 @@ mod tests {
             .apply(&mut frame, &parsed, MACS)
             .unwrap();
         assert_eq!(&frame[34 + 6..34 + 8], &[0, 0]);
+    }
+
+    #[test]
+    fn icmp_message_that_becomes_all_zero_gets_checksum_ffff() {
+        // An echo reply with id 0xFFFF and nothing else set sums to −0, so 0x0000 is its valid
+        // checksum; translated to id 0 the message is all zero words and only 0xFFFF verifies.
+        let spec = FrameSpec::new(
+            REMOTE,
+            EXTERNAL,
+            L4Spec::Echo {
+                request: false,
+                id: 0xFFFF,
+                seq: 0,
+            },
+        );
+        let mut input = build_frame(&spec);
+        let l4 = 14 + 20;
+        input[l4 + 8..].fill(0);
+        input[l4 + 2..l4 + 4].fill(0);
+        let parsed = parse_frame(&input).unwrap();
+        assert!(checksum_report(&input, &parsed).l4);
+        let mut to = parsed.key;
+        to.destination = Ipv4Addr::from(LAN);
+        (to.source_port, to.destination_port) = (0, 0);
+        let mut frame = input.clone();
+        Rewrite::new(parsed.key, to)
+            .unwrap()
+            .apply(&mut frame, &parsed, MACS)
+            .unwrap();
+        assert_eq!(&frame[l4 + 2..l4 + 4], &[0xFF, 0xFF]);
+        assert!(checksum_report(&frame, &parse_frame(&frame).unwrap()).all_valid());
     }
 
     #[test]
