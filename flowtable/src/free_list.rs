@@ -12,10 +12,9 @@
 //!   freed to the allocator, so reading a stale `next` is always a valid read;
 //! - reuse is immediate (LIFO), which is safe because every access through an old handle is
 //!   checked against the record's generation (see the crate docs);
-//! - the records never used yet are popped in a spread order ([`spread`]): the first `k` in use
-//!   lie evenly over the whole array, not in its first `k` places, so a bounded scan from any
-//!   position of the shared sweep cursor (early drop) meets live records in proportion to the
-//!   table's fill instead of crossing a run of never-used ones.
+//! - the records never used yet are popped in order 0, 1, 2, …, so the records ever used are
+//!   exactly `0..` one past the highest number popped; the table keeps that extent so a sweep
+//!   never crosses the never-used rest, and a small table of flows stays dense in memory.
 
 use crate::guarded::tag_of;
 use crate::record::Record;
@@ -34,13 +33,11 @@ fn unpack(word: u64) -> (u32, u32) {
 }
 
 impl FreeList {
-    /// A stack holding every record, record 0 on top, then the others in [`spread`] order.
+    /// A stack holding every record, record 0 on top, then 1, 2, … in order.
     pub(crate) fn full<K, V>(records: &[Record<K, V>]) -> Self {
         let list = FreeList(AtomicU64::new(pack(EMPTY, 0)));
-        let len = records.len() as u64;
-        let stride = spread_stride(len);
-        for position in (0..len).rev() {
-            list.push(records, spread(position, stride, len));
+        for number in (0..records.len()).rev() {
+            list.push(records, u32::try_from(number).unwrap_or(EMPTY));
         }
         list
     }
@@ -92,31 +89,6 @@ impl FreeList {
     }
 }
 
-/// The `position`-th record popped from a full stack of `len`: `position · stride mod len`.
-fn spread(position: u64, stride: u64, len: u64) -> u32 {
-    u32::try_from(position * stride % len).unwrap_or(0)
-}
-
-/// A stride near `len / φ` (the golden ratio), coprime with `len`: successive positions fill the
-/// array as evenly as such a sequence can, and every record is visited once.
-fn spread_stride(len: u64) -> u64 {
-    if len <= 2 {
-        return 1;
-    }
-    let mut stride = (len * 618 / 1000).max(1);
-    while gcd(stride, len) != 1 {
-        stride += 1;
-    }
-    stride
-}
-
-const fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,35 +98,12 @@ mod tests {
         let records: Vec<Record<u64, u64>> = (0..4).map(|_| Record::new()).collect();
         let list = FreeList::full(&records);
         let popped: Vec<_> = (0..4).map(|_| list.pop(&records).expect("free")).collect();
-        assert_eq!(popped, [0, 3, 2, 1], "stride 3 (coprime with 4)");
+        assert_eq!(popped, [0, 1, 2, 3], "never-used records in order");
         assert_eq!(list.pop(&records), None);
         list.push(&records, 2);
         list.push(&records, 0);
         assert_eq!(list.pop(&records), Some(0));
         assert_eq!(list.pop(&records), Some(2));
         assert_eq!(list.pop(&records), None);
-    }
-
-    /// The first quarter of a table's records in use lie over the whole of it: every run of 64
-    /// records holds some of them (a run of never-used records would stall a bounded scan).
-    #[test]
-    fn the_first_records_used_are_spread_over_the_whole_table() {
-        for len in [1000u64, 16_384, 262_144, 1_000_003] {
-            let stride = spread_stride(len);
-            assert_eq!(gcd(stride, len), 1);
-            let mut used = vec![false; len as usize];
-            for position in 0..len / 4 {
-                used[spread(position, stride, len) as usize] = true;
-            }
-            let emptiest = used
-                .windows(64)
-                .map(|run| run.iter().filter(|u| **u).count())
-                .min()
-                .unwrap();
-            assert!(
-                emptiest >= 8,
-                "{len}: a run of 64 with only {emptiest} in use"
-            );
-        }
     }
 }

@@ -1,5 +1,7 @@
 //! Incremental expiry: each call visits a bounded run of records and removes the expired flows.
 //!
+//! The cursor wraps within the records ever used (never-used ones are always free), so a bounded
+//! run meets live flows in proportion to the table's fill however empty its tail.
 //! Concurrent sweepers take disjoint runs (a shared cursor advanced by `fetch_add`); removal is
 //! the same `Live -> Dead` compare-and-swap as [`FlowTable::remove`], so a flow removed by a
 //! handle and by the sweeper at once is removed, and reported, exactly once.
@@ -17,7 +19,8 @@ where
     K: Copy + Eq + Hash,
     V: Copy,
 {
-    /// Visits the next `max_records` records (wrapping around the table) and removes every live
+    /// Visits the next `max_records` records (wrapping around the records ever used, so never more
+    /// than those) and removes every live
     /// flow for which `is_expired(&value, protocol_state, last_seen_ms)` says so, handing each
     /// removed flow's value to `on_removed` (release its NAT port there). Bounded work: at most
     /// `max_records` records and, per removed flow, two short index probes.
@@ -31,15 +34,15 @@ where
         mut is_expired: impl FnMut(&V, u64, u64) -> bool,
         mut on_removed: impl FnMut(&V),
     ) -> SweepStats {
-        let capacity = self.capacity();
-        let visits = max_records.min(capacity);
-        let start = self.sweep_cursor.fetch_add(visits, Ordering::Relaxed) % capacity;
+        let extent = self.used_extent.load(Ordering::Relaxed).max(1);
+        let visits = max_records.min(extent);
+        let start = self.sweep_cursor.fetch_add(visits, Ordering::Relaxed) % extent;
         let mut stats = SweepStats {
             visited: visits,
             removed: 0,
         };
         for step in 0..visits {
-            let number = (start + step) % capacity;
+            let number = (start + step) % extent;
             let record = &self.records[number];
             let Some((seq, body)) = record.read_body(Ordering::Acquire) else {
                 continue;
@@ -111,5 +114,33 @@ mod tests {
             );
         }
         assert_eq!(t.len(), 50);
+    }
+
+    /// A table a quarter full: every bounded run meets live flows, never a stretch of records no
+    /// flow has used yet, and a run never visits more records than were ever used.
+    #[test]
+    fn sweep_runs_stay_within_the_records_ever_used() {
+        let t: FlowTable<u64, u64> = FlowTable::with_capacity(4_096).expect("valid");
+        for flow in 0..1_024u64 {
+            t.insert_if_absent(flow, flow + 100_000, flow, 0)
+                .expect("room");
+        }
+        let never = |_: &u64, _: u64, _: u64| false;
+        for _ in 0..100 {
+            let stats = t.sweep(0, 64, never, |_| {});
+            assert_eq!(stats.visited, 64);
+        }
+        let mut seen = 0;
+        let stats = t.sweep(
+            0,
+            10_000,
+            |_, _, _| {
+                seen += 1;
+                false
+            },
+            |_| {},
+        );
+        assert_eq!(stats.visited, 1_024);
+        assert_eq!(seen, 1_024, "every visited record holds a live flow");
     }
 }

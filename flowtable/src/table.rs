@@ -39,6 +39,9 @@ pub struct FlowTable<K, V> {
     /// Records not `Free` (reserved before claiming, released after freeing).
     pub(crate) occupied: AtomicUsize,
     free: FreeList,
+    /// One past the highest record number ever claimed: the free stack hands never-used records
+    /// out in order, so every record at or beyond it has always been `Free`.
+    pub(crate) used_extent: AtomicUsize,
     pub(crate) sweep_cursor: AtomicUsize,
 }
 
@@ -82,6 +85,7 @@ where
             hasher: RandomState::default(),
             occupied: AtomicUsize::new(0),
             free,
+            used_extent: AtomicUsize::new(0),
             sweep_cursor: AtomicUsize::new(0),
         })
     }
@@ -275,6 +279,10 @@ where
             debug_assert_eq!(seq.status(), Status::Free);
             let claimed = seq.next_incarnation();
             record.seq.store(claimed.0, Ordering::SeqCst);
+            let end = number as usize + 1;
+            if end > self.used_extent.load(Ordering::Relaxed) {
+                self.used_extent.fetch_max(end, Ordering::Relaxed);
+            }
             return (number, claimed);
         }
     }
