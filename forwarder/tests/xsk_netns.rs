@@ -180,6 +180,31 @@ fn run_inside_router(lab: &Lab, suffix: &str, test: &str) {
     );
 }
 
+/// In the parent: creates the lab, re-runs `test` inside ns R and returns `None`. Inside R: the
+/// lab's names (the parent owns the namespaces, so they are never torn down here).
+fn inside_router(test: &str) -> Option<std::mem::ManuallyDrop<Lab>> {
+    let Ok(suffix) = std::env::var(INNER_ENV) else {
+        let (lab, suffix) = Lab::create(test);
+        run_inside_router(&lab, &suffix, test);
+        return None;
+    };
+    Some(std::mem::ManuallyDrop::new(Lab::names(&suffix)))
+}
+
+/// The XDP program set up as a router: `ra` the LAN, `rb` an uplink with NAT range
+/// 20000–29999, the router's LAN address local; not attached yet.
+fn lan_and_uplink_program() -> XdpProgram {
+    let mut program = XdpProgram::load().expect("load the XDP program");
+    program.configure_lan("ra").expect("configure ra");
+    program
+        .configure_uplink("rb", ROUTER_UPLINK, 20000..=29999)
+        .expect("configure rb");
+    program
+        .add_local_address(ROUTER_LAN)
+        .expect("local address");
+    program
+}
+
 /// Python run in a namespace: sends `count` UDP datagrams to `dst:port` from `src_port`.
 fn udp_send(ns: &str, dst: &str, port: u16, count: u32) -> String {
     format!(
@@ -300,14 +325,11 @@ fn forward(worker: &mut XskWorker, stop: &AtomicBool) {
 
 #[test]
 fn xsk_forwards_by_descriptor_and_xdp_passes_the_routers_own_traffic() {
-    const TEST: &str = "xsk_forwards_by_descriptor_and_xdp_passes_the_routers_own_traffic";
-    let Ok(suffix) = std::env::var(INNER_ENV) else {
-        let (lab, suffix) = Lab::create(TEST);
-        run_inside_router(&lab, &suffix, TEST);
+    let Some(lab) =
+        inside_router("xsk_forwards_by_descriptor_and_xdp_passes_the_routers_own_traffic")
+    else {
         return;
     };
-    let lab = Lab::names(&suffix);
-    let lab = std::mem::ManuallyDrop::new(lab); // the parent owns the namespaces
 
     let mut program = XdpProgram::load().expect("load the XDP program");
     // Both router interfaces as LAN: transit in both directions goes to AF_XDP.
@@ -468,22 +490,12 @@ fn xsk_forwards_by_descriptor_and_xdp_passes_the_routers_own_traffic() {
 
 #[test]
 fn xdp_fails_closed_without_sockets_and_passes_uplink_own_traffic() {
-    const TEST: &str = "xdp_fails_closed_without_sockets_and_passes_uplink_own_traffic";
-    let Ok(suffix) = std::env::var(INNER_ENV) else {
-        let (lab, suffix) = Lab::create(TEST);
-        run_inside_router(&lab, &suffix, TEST);
+    let Some(lab) = inside_router("xdp_fails_closed_without_sockets_and_passes_uplink_own_traffic")
+    else {
         return;
     };
-    let lab = std::mem::ManuallyDrop::new(Lab::names(&suffix));
 
-    let mut program = XdpProgram::load().expect("load the XDP program");
-    program.configure_lan("ra").expect("configure ra");
-    program
-        .configure_uplink("rb", ROUTER_UPLINK, 20000..=29999)
-        .expect("configure rb");
-    program
-        .add_local_address(ROUTER_LAN)
-        .expect("local address");
+    let mut program = lan_and_uplink_program();
     program.attach("ra", AttachMode::Auto).expect("attach ra");
     program.attach("rb", AttachMode::Auto).expect("attach rb");
     let before = program.counters().expect("counters");
@@ -554,22 +566,13 @@ for i in range({count}):\n    s.sendto(struct.pack('!HHIIBBHHH',{sport}+i,{dport
 
 #[test]
 fn xdp_admits_syns_within_their_budgets_and_drops_uplink_transit_to_the_lan() {
-    const TEST: &str = "xdp_admits_syns_within_their_budgets_and_drops_uplink_transit_to_the_lan";
-    let Ok(suffix) = std::env::var(INNER_ENV) else {
-        let (lab, suffix) = Lab::create(TEST);
-        run_inside_router(&lab, &suffix, TEST);
+    let Some(lab) =
+        inside_router("xdp_admits_syns_within_their_budgets_and_drops_uplink_transit_to_the_lan")
+    else {
         return;
     };
-    let lab = std::mem::ManuallyDrop::new(Lab::names(&suffix));
 
-    let mut program = XdpProgram::load().expect("load the XDP program");
-    program.configure_lan("ra").expect("configure ra");
-    program
-        .configure_uplink("rb", ROUTER_UPLINK, 20000..=29999)
-        .expect("configure rb");
-    program
-        .add_local_address(ROUTER_LAN)
-        .expect("local address");
+    let mut program = lan_and_uplink_program();
     let lan = flowpin::config::Ipv4Prefix::new(Ipv4Addr::new(10, 77, 1, 0), 24).expect("prefix");
     program.set_lan_prefixes(&[lan]).expect("LAN prefixes");
     // One SYN a second after a burst of 5 per sender, 3 inbound; no LAN-wide budget.
