@@ -111,14 +111,15 @@ impl Daemon {
         for (slot, state, reason) in changed {
             let u = &mut self.uplinks[slot];
             let old = std::mem::replace(&mut u.reported_state, state);
-            tracing::info!(
-                uplink = %self.config.uplinks[slot].name,
-                state = state.name(),
-                loss_percent = u.health.loss_percent(),
-                rtt_ms = u.health.rtt_ms().unwrap_or(0.0),
-                %reason,
-                "uplink health changed"
-            );
+            let name = &self.config.uplinks[slot].name;
+            let (loss_percent, rtt_ms) =
+                (u.health.loss_percent(), u.health.rtt_ms().unwrap_or(0.0));
+            // An uplink going down is a warning (journal priority 4); any other change is news.
+            if state == HealthState::Down {
+                tracing::warn!(uplink = %name, state = state.name(), loss_percent, rtt_ms, %reason, "uplink health changed");
+            } else {
+                tracing::info!(uplink = %name, state = state.name(), loss_percent, rtt_ms, %reason, "uplink health changed");
+            }
             if state == HealthState::Up {
                 u.up_since_ms = now_ms;
                 u.failed_back = false;
