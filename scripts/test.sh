@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "setup"
-./scripts/setup.sh
+./scripts/setup.sh test
 # A toolchain that setup installed with rustup is not on this shell's PATH yet.
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
@@ -20,6 +20,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build (release binaries used by the end-to-end tests)"
 cargo build --release --locked -p flowpin -p flowpin-lab
+
+step "Debian package from that release build (installed, run on the lab and removed by the package test)"
+./scripts/package.sh
 
 step "tests"
 cargo test --workspace --locked --no-fail-fast
