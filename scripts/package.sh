@@ -4,7 +4,8 @@
 # Output: target/debian/flowpin_<version>-1_<arch>.deb (under $CARGO_TARGET_DIR when set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+# rustup's toolchain first: Debian's own cargo in /usr/bin is older than the MSRV.
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 target=${CARGO_TARGET_DIR:-target}
 [ -x "$target/release/flowpin" ] \
   || { echo "package: no $target/release/flowpin: run cargo build --release --locked -p flowpin first" >&2; exit 1; }

@@ -10,7 +10,8 @@ step() { printf '\n==> %s\n' "$*"; }
 step "setup"
 ./scripts/setup.sh test
 # A toolchain that setup installed with rustup is not on this shell's PATH yet.
-[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+# rustup's toolchain first: Debian's own cargo in /usr/bin is older than the MSRV.
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 step "format"
 cargo fmt --all --check
