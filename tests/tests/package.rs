@@ -263,6 +263,13 @@ fn the_package_installs_runs_its_unit_on_the_lab_reloads_and_purges_cleanly() {
         text(&check)
     );
     assert!(text(&check).contains("fiber"), "{}", text(&check));
+    let missing = run(&[
+        "/usr/bin/flowpin",
+        "check",
+        "-c",
+        "/nonexistent/flowpin.toml",
+    ]);
+    assert_eq!(missing.status.code(), Some(6), "{}", text(&missing));
 
     // The unit's command line on the lab, its configuration where the unit reads it.
     let lab = lab_up(LabSpec {
@@ -306,6 +313,27 @@ fn the_package_installs_runs_its_unit_on_the_lab_reloads_and_purges_cleanly() {
         http.ok, 20,
         "forwarding once ready: {:?}",
         http.failed_codes
+    );
+    // The CLI finds the daemon at the default socket; --socket is global (before the subcommand).
+    let status = run(&["/usr/bin/flowpin", "status", "--json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        status["uplinks"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    let elsewhere = run(&[
+        "/usr/bin/flowpin",
+        "--socket",
+        "/nonexistent.sock",
+        "status",
+    ]);
+    assert_eq!(elsewhere.status.code(), Some(1), "{}", text(&elsewhere));
+    assert!(
+        text(&elsewhere).contains("/nonexistent.sock"),
+        "{}",
+        text(&elsewhere)
     );
     // Keep-alives at half of WATCHDOG_USEC.
     for _ in 0..2 {
