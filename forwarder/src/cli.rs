@@ -11,9 +11,14 @@ use crate::control::{api, guard, render, runtime};
 /// The configuration file `run` and `check` read when `-c` is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/flowpin/flowpin.toml";
 
+/// What `flowpin --help` and flowpin(8) say about the exit status (see `service::exit_status`).
+const EXIT_STATUS: &str = "Exit status: 0 done; 1 a runtime failure (an interface, the kernel, the \
+daemon); 2 a command-line mistake; 6 a configuration file that cannot be read or is invalid (the \
+systemd unit does not restart on it).";
+
 /// flowpin: a flow-pinning multi-uplink packet forwarder on XDP and AF_XDP.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_long_help = EXIT_STATUS)]
 pub struct Cli {
     /// Control socket of the daemon, for the commands that talk to it (status, flows, explain,
     /// reload, uplink); `run` listens where `[control] socket` says.
@@ -214,5 +219,35 @@ fn unexpected(response: api::Response) -> Result<()> {
     match response {
         api::Response::Error { message } => bail!("the daemon refused: {message}"),
         other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::exit_status::{CONFIG_INVALID, RUNTIME_FAILURE};
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_tells_the_exit_codes_it_uses() {
+        Cli::command().debug_assert();
+        assert!(EXIT_STATUS.contains(&format!("{RUNTIME_FAILURE} a runtime failure")));
+        assert!(EXIT_STATUS.contains(&format!("{CONFIG_INVALID} a configuration file")));
+    }
+
+    #[test]
+    fn socket_is_global_and_config_has_a_default() {
+        let cli = Cli::try_parse_from(["flowpin", "--socket", "/tmp/a.sock", "status"]).unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/tmp/a.sock"));
+        let cli =
+            Cli::try_parse_from(["flowpin", "uplink", "--socket", "/tmp/b.sock", "drain", "x"])
+                .unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/tmp/b.sock"));
+        let cli = Cli::try_parse_from(["flowpin", "check"]).unwrap();
+        assert_eq!(cli.socket, PathBuf::from(api::DEFAULT_SOCKET));
+        match cli.command {
+            Command::Check { config } => assert_eq!(config, PathBuf::from(DEFAULT_CONFIG)),
+            other => panic!("{other:?}"),
+        }
     }
 }
