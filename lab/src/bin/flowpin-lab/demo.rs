@@ -170,7 +170,7 @@ fn print_live_table(lab: &Lab, before: &[IspCounters], duration: Duration) -> Re
     let start = Instant::now();
     let mut previous = before.to_vec();
     let mut previous_views = demo_failover::uplink_views(lab);
-    let acts = demo_failover::schedule(duration);
+    let mut script = demo_failover::Script::new(duration);
     let mut log_seen = 0;
     let _ = demo_failover::new_events(lab, &mut log_seen);
     println!();
@@ -191,10 +191,12 @@ fn print_live_table(lab: &Lab, before: &[IspCounters], duration: Duration) -> Re
     for second in 1..=duration.as_secs() {
         let due = start + Duration::from_secs(second);
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        for &(at, act) in &acts {
-            if at == second {
-                demo_failover::perform(lab, act, second)?;
-            }
+        let isp1_state = previous_views
+            .as_ref()
+            .and_then(|views| views.first())
+            .map(|view| view.state.as_str());
+        if let Some(act) = script.due(second, isp1_state) {
+            demo_failover::perform(lab, act, second)?;
         }
         for event in demo_failover::new_events(lab, &mut log_seen) {
             println!("{event}");

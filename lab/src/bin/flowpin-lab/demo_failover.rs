@@ -1,5 +1,5 @@
 //! The demo's failover act, and what it asks flowpin: health probes switched on by a live reload,
-//! isp1 black-holed half-way and brought back three quarters in, flowpin's own words about it (its
+//! isp1 black-holed half-way and brought back three quarters in (once its failover was seen), flowpin's own words about it (its
 //! log's state changes and failovers), each uplink's state, flows and new flows per second, and
 //! `flowpin status` and one `flowpin explain` at the end.
 //!
@@ -25,14 +25,65 @@ pub enum Act {
     Restore,
 }
 
-/// When each act happens in a run of `duration`: the black hole half-way, the return at three
-/// quarters (so the recovery, `up_after` good rounds, is seen before the end).
-pub fn schedule(duration: Duration) -> [(u64, Act); 2] {
-    let seconds = duration.as_secs().max(4);
-    [
-        (seconds / 2, Act::Blackhole),
-        (seconds * 3 / 4, Act::Restore),
-    ]
+/// Seconds isp1 stays black-holed after flowpin reported it down, so the failover is seen.
+const SHOW_FAILOVER_S: u64 = 2;
+
+/// When each act happens: the black hole half-way; the return at three quarters, but only once
+/// flowpin has shown isp1 down for [`SHOW_FAILOVER_S`] (on a loaded machine detection can take
+/// longer than the schedule allows), and at the last second at the latest. Without flowpin (the
+/// kernel router) the return keeps to the schedule.
+#[derive(Debug)]
+pub struct Script {
+    blackhole_at: u64,
+    restore_at: u64,
+    last: u64,
+    blackholed: bool,
+    restored: bool,
+    down_since: Option<u64>,
+}
+
+impl Script {
+    /// The script of a run of `duration`.
+    pub fn new(duration: Duration) -> Self {
+        let seconds = duration.as_secs().max(4);
+        Self {
+            blackhole_at: seconds / 2,
+            restore_at: seconds * 3 / 4,
+            last: seconds,
+            blackholed: false,
+            restored: false,
+            down_since: None,
+        }
+    }
+
+    /// The act due at `second`, given isp1's state as flowpin last reported it (`None`: no
+    /// flowpin).
+    pub fn due(&mut self, second: u64, isp1_state: Option<&str>) -> Option<Act> {
+        if !self.blackholed {
+            if second >= self.blackhole_at {
+                self.blackholed = true;
+                return Some(Act::Blackhole);
+            }
+            return None;
+        }
+        if self.restored {
+            return None;
+        }
+        if isp1_state == Some("down") && self.down_since.is_none() {
+            self.down_since = Some(second);
+        }
+        let failover_shown = match isp1_state {
+            None => true,
+            Some(_) => self
+                .down_since
+                .is_some_and(|since| second >= since + SHOW_FAILOVER_S),
+        };
+        if (second >= self.restore_at && failover_shown) || second >= self.last {
+            self.restored = true;
+            return Some(Act::Restore);
+        }
+        None
+    }
 }
 
 /// Probes every 500 ms to two far servers (beyond the ISPs), down after 3 bad rounds, up after 4
@@ -195,14 +246,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_black_hole_comes_half_way_and_leaves_at_three_quarters() {
-        assert_eq!(
-            schedule(Duration::from_secs(40)),
-            [(20, Act::Blackhole), (30, Act::Restore)]
-        );
-        assert_eq!(
-            schedule(Duration::from_secs(1)),
-            [(2, Act::Blackhole), (3, Act::Restore)]
-        );
+    fn the_black_hole_comes_half_way_and_leaves_at_three_quarters_without_flowpin() {
+        let mut script = Script::new(Duration::from_secs(40));
+        let acts: Vec<(u64, Act)> = (1..=40)
+            .filter_map(|second| script.due(second, None).map(|act| (second, act)))
+            .collect();
+        assert_eq!(acts, [(20, Act::Blackhole), (30, Act::Restore)]);
+    }
+
+    #[test]
+    fn with_flowpin_isp1_returns_only_after_its_failover_was_shown() {
+        // Detected down at 33 s: back at 35 s, not at the scheduled 30 s.
+        let mut script = Script::new(Duration::from_secs(40));
+        let acts: Vec<(u64, Act)> = (1..=40)
+            .filter_map(|second| {
+                let state = if second >= 33 { "down" } else { "up" };
+                script.due(second, Some(state)).map(|act| (second, act))
+            })
+            .collect();
+        assert_eq!(acts, [(20, Act::Blackhole), (35, Act::Restore)]);
+        // Never detected: back at the last second all the same.
+        let mut script = Script::new(Duration::from_secs(40));
+        let acts: Vec<(u64, Act)> = (1..=40)
+            .filter_map(|second| script.due(second, Some("up")).map(|act| (second, act)))
+            .collect();
+        assert_eq!(acts, [(20, Act::Blackhole), (40, Act::Restore)]);
     }
 }
