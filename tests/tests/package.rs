@@ -375,6 +375,11 @@ fn the_package_installs_runs_its_unit_on_the_lab_reloads_and_purges_cleanly() {
     let wan1 = lab.uplinks()[0].router_iface.clone();
     lab.exec_ok(&lab.router().ns, &["ip", "link", "set", &wan1, "down"])
         .unwrap();
+    notify.until(
+        "STATUS=forwarding: isp1 down, isp2 up",
+        Duration::from_secs(10),
+        &flowpin,
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !flowpin.stderr().unwrap().contains("<4>") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

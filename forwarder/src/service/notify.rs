@@ -3,6 +3,7 @@
 //! and its watchdog knows the control loop is alive.
 //!
 //! Invariants:
+//! - `STATUS=` says which uplinks are up after every state change;
 //! - `READY=1` is sent once, after the workers forward, XDP is attached and the control socket
 //!   listens; a reload is framed by `RELOADING=1` (with `MONOTONIC_USEC`) and `READY=1`, whatever
 //!   its outcome; `STOPPING=1` starts the shutdown;
@@ -90,6 +91,11 @@ impl Notifier {
     /// Forwarding works: `READY=1` with a one-line status.
     pub fn ready(&self, status: &str) {
         self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
+    }
+
+    /// A new one-line status (`systemctl status` shows it), e.g. after an uplink changed state.
+    pub fn status(&self, status: &str) {
+        self.send(&format!("STATUS={}", one_line(status)));
     }
 
     /// A reload starts (it ends with [`Notifier::ready`]).
@@ -200,6 +206,8 @@ mod tests {
         assert!(usec > 0);
         notifier.keep_alive();
         assert_eq!(receive(&systemd), "WATCHDOG=1");
+        notifier.status("forwarding: isp1 down, isp2 up");
+        assert_eq!(receive(&systemd), "STATUS=forwarding: isp1 down, isp2 up");
         notifier.stopping();
         assert_eq!(receive(&systemd), "STOPPING=1");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -20,6 +20,19 @@ use crate::control::netinfo;
 use crate::select::GroupId;
 
 impl Daemon {
+    /// `forwarding: isp1 down, isp2 up`: the live uplinks' states, for systemd's status line.
+    fn uplink_summary(&self) -> String {
+        let states: Vec<String> = (0..self.uplinks.len())
+            .filter(|&slot| !self.uplinks[slot].retired)
+            .map(|slot| {
+                let state =
+                    self.uplinks[slot].state_name(self.facts.get(slot).and_then(Option::as_ref));
+                format!("{} {state}", self.config.uplinks[slot].name)
+            })
+            .collect();
+        format!("forwarding: {}", states.join(", "))
+    }
+
     /// Feeds every uplink's carrier to its health tracker (on every rtnetlink link or address event, and
     /// every second as the safety net).
     pub(super) fn check_carriers(&mut self) {
@@ -134,6 +147,7 @@ impl Daemon {
         }
         self.publish();
         self.queue_hooks(reported);
+        self.notifier.status(&self.uplink_summary());
         // Every uplink not up gets its flows failed over (a no-op when it has none): the one that
         // just went down, and ones whose flows were kept while no uplink was healthy.
         for slot in 0..self.uplinks.len() {
