@@ -6,9 +6,10 @@
 #   ./scripts/demo.sh --router kernel # the kernel reference router, for comparison
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh demo
 # A toolchain that setup installed with rustup is not on this shell's PATH yet.
-[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+# rustup's toolchain first: Debian's own cargo in /usr/bin is older than the MSRV.
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p flowpin-lab -p flowpin
 case " $* " in
   *" --router "*) ;;

@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "setup"
-./scripts/setup.sh
+./scripts/setup.sh test
 # A toolchain that setup installed with rustup is not on this shell's PATH yet.
-[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+# rustup's toolchain first: Debian's own cargo in /usr/bin is older than the MSRV.
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 step "format"
 cargo fmt --all --check
@@ -20,6 +21,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build (release binaries used by the end-to-end tests)"
 cargo build --release --locked -p flowpin -p flowpin-lab
+
+step "Debian package from that release build (installed, run on the lab and removed by the package test)"
+./scripts/package.sh
 
 step "tests"
 cargo test --workspace --locked --no-fail-fast

@@ -8,10 +8,22 @@ use clap::{Parser, Subcommand};
 
 use crate::control::{api, guard, render, runtime};
 
+/// The configuration file `run` and `check` read when `-c` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/flowpin/flowpin.toml";
+
+/// What `flowpin --help` and flowpin(8) say about the exit status (see `service::exit_status`).
+const EXIT_STATUS: &str = "Exit status: 0 done; 1 a runtime failure (an interface, the kernel, the \
+daemon); 2 a command-line mistake; 6 a configuration file that cannot be read or is invalid (the \
+systemd unit does not restart on it).";
+
 /// flowpin: a flow-pinning multi-uplink packet forwarder on XDP and AF_XDP.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_long_help = EXIT_STATUS)]
 pub struct Cli {
+    /// Control socket of the daemon, for the commands that talk to it (status, flows, explain,
+    /// reload, uplink); `run` listens where `[control] socket` says.
+    #[arg(long, global = true, default_value = api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -23,29 +35,23 @@ pub enum Command {
     /// Run the forwarder in the foreground (SIGINT/SIGTERM stop it cleanly).
     Run {
         /// Configuration file.
-        #[arg(short, long)]
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Validate a configuration file and explain what it does.
     Check {
         /// Configuration file.
-        #[arg(short, long)]
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Per-uplink state and counters, drops by reason.
     Status {
-        /// Control socket of the daemon.
-        #[arg(long, default_value = api::DEFAULT_SOCKET)]
-        socket: PathBuf,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// The flows in the table.
     Flows {
-        /// Control socket of the daemon.
-        #[arg(long, default_value = api::DEFAULT_SOCKET)]
-        socket: PathBuf,
         /// Only flows pinned to this uplink.
         #[arg(long)]
         uplink: Option<String>,
@@ -67,9 +73,6 @@ pub enum Command {
     /// e.g. `udp 10.0.1.2:5000 203.0.113.10:7`) or `PROTO EXTERNAL` (its translated endpoint, e.g.
     /// `udp 198.51.100.2:10000`, which may name several flows); for ICMP the port is the echo id.
     Explain {
-        /// Control socket of the daemon.
-        #[arg(long, default_value = api::DEFAULT_SOCKET)]
-        socket: PathBuf,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -78,16 +81,9 @@ pub enum Command {
         flow: Vec<String>,
     },
     /// Re-read the daemon's configuration file; an invalid file is refused and the running one kept.
-    Reload {
-        /// Control socket of the daemon.
-        #[arg(long, default_value = api::DEFAULT_SOCKET)]
-        socket: PathBuf,
-    },
+    Reload,
     /// Operator actions on one uplink.
     Uplink {
-        /// Control socket of the daemon.
-        #[arg(long, default_value = api::DEFAULT_SOCKET)]
-        socket: PathBuf,
         /// What to do.
         #[command(subcommand)]
         action: UplinkCli,
@@ -126,6 +122,7 @@ pub enum UplinkCli {
 
 /// Runs the command line.
 pub fn main(cli: Cli) -> Result<()> {
+    let socket = cli.socket;
     match cli.command {
         Command::Run { config } => runtime::run(&config),
         Command::Check { config } => {
@@ -133,7 +130,7 @@ pub fn main(cli: Cli) -> Result<()> {
             print!("{}", crate::config::explain(&config));
             Ok(())
         }
-        Command::Status { socket, json } => match api::call(&socket, &api::Request::Status)? {
+        Command::Status { json } => match api::call(&socket, &api::Request::Status)? {
             api::Response::Status(s) if json => print_json(&s),
             api::Response::Status(s) => {
                 print!("{}", render::status(&s));
@@ -142,7 +139,6 @@ pub fn main(cli: Cli) -> Result<()> {
             other => unexpected(other),
         },
         Command::Flows {
-            socket,
             uplink,
             host,
             proto,
@@ -164,7 +160,7 @@ pub fn main(cli: Cli) -> Result<()> {
                 other => unexpected(other),
             }
         }
-        Command::Explain { socket, json, flow } => {
+        Command::Explain { json, flow } => {
             let query = api::FlowQuery::parse(&flow).map_err(anyhow::Error::msg)?;
             match api::call(&socket, &api::Request::Explain(query))? {
                 api::Response::Explain(e) if json => print_json(&e),
@@ -175,8 +171,8 @@ pub fn main(cli: Cli) -> Result<()> {
                 other => unexpected(other),
             }
         }
-        Command::Reload { socket } => done(api::call(&socket, &api::Request::Reload)?),
-        Command::Uplink { socket, action } => {
+        Command::Reload => done(api::call(&socket, &api::Request::Reload)?),
+        Command::Uplink { action } => {
             let (name, action) = match action {
                 UplinkCli::Drain { name } => (name, api::UplinkAction::Drain),
                 UplinkCli::Undrain { name } => (name, api::UplinkAction::Undrain),
@@ -223,5 +219,35 @@ fn unexpected(response: api::Response) -> Result<()> {
     match response {
         api::Response::Error { message } => bail!("the daemon refused: {message}"),
         other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::exit_status::{CONFIG_INVALID, RUNTIME_FAILURE};
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_tells_the_exit_codes_it_uses() {
+        Cli::command().debug_assert();
+        assert!(EXIT_STATUS.contains(&format!("{RUNTIME_FAILURE} a runtime failure")));
+        assert!(EXIT_STATUS.contains(&format!("{CONFIG_INVALID} a configuration file")));
+    }
+
+    #[test]
+    fn socket_is_global_and_config_has_a_default() {
+        let cli = Cli::try_parse_from(["flowpin", "--socket", "/tmp/a.sock", "status"]).unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/tmp/a.sock"));
+        let cli =
+            Cli::try_parse_from(["flowpin", "uplink", "--socket", "/tmp/b.sock", "drain", "x"])
+                .unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/tmp/b.sock"));
+        let cli = Cli::try_parse_from(["flowpin", "check"]).unwrap();
+        assert_eq!(cli.socket, PathBuf::from(api::DEFAULT_SOCKET));
+        match cli.command {
+            Command::Check { config } => assert_eq!(config, PathBuf::from(DEFAULT_CONFIG)),
+            other => panic!("{other:?}"),
+        }
     }
 }

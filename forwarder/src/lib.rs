@@ -9,6 +9,7 @@
 //! - [`control`]: the control plane (guard, kernel info, local API, rendering).
 //! - [`datapath`]: the sans-IO pipeline, flow state and counters (crate `flowpin-datapath`).
 //! - [`worker`]: a worker thread's batch loop joining `xsk` and `datapath`.
+//! - [`service`]: what systemd and journald see: log format, sd_notify, exit codes.
 //! - [`cli`]: the `flowpin` command line.
 
 #![deny(unsafe_code)]
@@ -16,6 +17,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod service;
 pub mod worker;
 pub mod xdp;
 pub mod xsk;

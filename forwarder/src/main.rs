@@ -1,21 +1,25 @@
-//! The `flowpin` binary: parses the command line and runs it; logs go to stderr.
+//! The `flowpin` binary: parses the command line and runs it; logs go to stderr, in the journal's
+//! format under systemd (see [`flowpin::service::logging`]); the exit code tells a configuration
+//! error from a runtime failure (see [`flowpin::service::exit_status`]).
 #![deny(unsafe_code)]
 
 use clap::Parser;
+use flowpin::service::{exit_status, logging};
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let target = logging::LogTarget::of_stderr();
+    logging::init(target);
     match flowpin::cli::main(flowpin::cli::Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("flowpin: {e:#}");
-            std::process::ExitCode::FAILURE
+            // The journal stores this line as an error (priority 3), like an ERROR event.
+            let prefix = if target == logging::LogTarget::Journal {
+                "<3>"
+            } else {
+                ""
+            };
+            eprintln!("{prefix}flowpin: {e:#}");
+            exit_status::for_error(&e)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The `flowpin-lab` command: `up` leaves a lab that `status` reads and `down` removes; SIGINT
-//! during `demo` tears the lab down; a non-root user is refused with the missing prerequisite named.
+//! during `demo` tears the lab down; the flowpin demo black-holes isp1, shows flowpin failing it over
+//! and ends with `flowpin status` and `flowpin explain`; a non-root user is refused with the missing prerequisite named.
 //! These need root (they build real labs); without it they fail saying so.
 
 use std::io::{BufRead, BufReader};
@@ -169,4 +170,54 @@ fn a_non_root_user_is_refused_with_the_missing_prerequisite_named() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("missing prerequisite: root"), "{stderr}");
+}
+
+#[test]
+fn the_flowpin_demo_fails_isp1_over_and_ends_with_status_and_explain() {
+    let lab_name = name::generate_prefix();
+    let demo = cli(&[
+        "demo",
+        "--router",
+        "flowpin",
+        "--name",
+        &lab_name,
+        "--hosts",
+        "1",
+        "--seconds",
+        "30",
+    ]);
+    let out = assert_success(&demo, "demo");
+    let lines: Vec<&str> = out.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} missing from the demo's output:\n{out}"))
+    };
+    let probes = at("health probes on:");
+    let blackhole = at(">>> 15s: black-holing isp1:");
+    let down = at("flowpin: uplink health changed uplink=isp1 state=\"down\"");
+    let failover = at("flowpin: flows failed over uplink=isp1");
+    let back = at("isp1 is back:");
+    let status = at("$ flowpin status");
+    let explain = at("$ flowpin explain ");
+    assert!(
+        probes < blackhole && blackhole < down && down < back && failover < back,
+        "the failover comes between the announcements:\n{out}"
+    );
+    assert!(back < status && status < explain, "{out}");
+    // While isp1 is down its table rows say so and isp2 takes the new flows.
+    let down_rows: Vec<&&str> = lines[down..back]
+        .iter()
+        .filter(|l| l.contains("isp1") && l.contains(" down "))
+        .collect();
+    assert!(!down_rows.is_empty(), "no table row with isp1 down:\n{out}");
+    assert!(
+        out.contains("verdict: no leak, no wrong-uplink packet"),
+        "{out}"
+    );
+    assert!(
+        Lab::attach(&lab_name).is_err(),
+        "the demo tore its lab down"
+    );
 }

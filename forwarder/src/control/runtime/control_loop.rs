@@ -4,7 +4,8 @@
 //! Cadence: every 100 ms the flow sweep, the passive handshake check and the gateway re-asks; every
 //! second the safety net behind the rtnetlink events (carriers, kernel refresh, failback); on every
 //! link, address or neighbour event the carriers and the kernel refresh; probe rounds as they come;
-//! SIGHUP reloads; SIGINT and SIGTERM end the loop. The forward guard's check runs beside it, on a
+//! SIGHUP reloads; SIGINT and SIGTERM end the loop; systemd's watchdog gets its keep-alive at half its
+//! timeout, under the daemon's lock, so a loop or lock that hangs lets systemd restart flowpin. The forward guard's check runs beside it, on a
 //! task of its own (`guard_watch`), because it starts a process.
 
 use std::sync::{Arc, Mutex};
@@ -33,12 +34,15 @@ pub(super) async fn run(daemon: Arc<Mutex<Daemon>>) -> Result<()> {
     let guard_watch = tokio::spawn(super::guard_watch::watch(Arc::clone(&daemon)));
     let link_changed = link_events::watch()?;
     let mut tick = tokio::time::interval(TICK);
+    let keep_alive = lock(&daemon).notifier.keep_alive_interval();
+    let mut watchdog = tokio::time::interval(keep_alive.unwrap_or(Duration::from_secs(3600)));
     let mut ticks: u64 = 0;
     let result = loop {
         tokio::select! {
             _ = sigint.recv() => break Ok(()),
             _ = sigterm.recv() => break Ok(()),
             _ = sighup.recv() => on_sighup(&mut lock(&daemon)),
+            _ = watchdog.tick(), if keep_alive.is_some() => lock(&daemon).notifier.keep_alive(),
             Some(round) = rounds.recv() => lock(&daemon).apply_round(&round),
             () = link_changed.notified() => on_kernel_event(&mut lock(&daemon)),
             _ = tick.tick() => {

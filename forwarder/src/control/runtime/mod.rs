@@ -23,7 +23,9 @@
 //!   keeps its number, takes no flows and has no socket and no XDP attachment;
 //! - an uplink takes new flows only when its gateway is resolved, its health is `up` and it is not
 //!   drained (`Daemon::eligible`);
-//! - workers see a change only through a published snapshot (`publish`).
+//! - workers see a change only through a published snapshot (`publish`);
+//! - systemd hears `READY=1` only once the workers forward and the control socket listens, and
+//!   watchdog keep-alives only from the control loop holding the daemon's lock.
 
 mod api_server;
 mod control_loop;
@@ -58,6 +60,7 @@ use super::snapshot::{SnapshotBuilder, UplinkFacts};
 use super::surface_counters::SurfaceCounters;
 use crate::config::{self, Config};
 use crate::datapath::{DatapathCounters, Flows, SnapshotCell};
+use crate::service::notify::Notifier;
 use crate::worker::{Clock, WorkerPool};
 use crate::xdp::XdpProgram;
 use crate::xsk::XskConfig;
@@ -113,6 +116,8 @@ struct Daemon {
     guard_repairs: guard_watch::GuardRepairs,
     /// Runs `[health] hooks_dir` on state changes, off the control loop.
     hooks: Hooks,
+    /// Tells systemd readiness, reloads, shutdown and watchdog keep-alives (no-op without it).
+    notifier: Notifier,
 }
 
 /// The control plane's per-uplink state beyond the kernel facts.

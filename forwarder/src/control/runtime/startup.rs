@@ -12,7 +12,8 @@
 //!    in place, atomically; the pins of interfaces no longer configured are removed), and start the
 //!    workers;
 //! 6. bind the metrics endpoint, install the probe routes, serve the metrics and the control socket
-//!    on the control loop's tokio runtime, run the control loop until SIGINT or SIGTERM.
+//!    on the control loop's tokio runtime, tell systemd `READY=1` (when it asked, see
+//!    [`crate::service::notify`]), run the control loop until SIGINT or SIGTERM.
 //!
 //! Shutdown stops the workers (closing their sockets empties the XSKMAP), removes the control socket
 //! and the probe routes. The pinned XDP links and the guard stay: a stopped flowpin fails closed like
@@ -37,6 +38,8 @@ use crate::control::netinfo::{self, InterfaceInfo};
 use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
 use crate::datapath::{DatapathCounters, Flows, SnapshotCell};
 use crate::select::KeyHasher;
+use crate::service::exit_status::ConfigRejected;
+use crate::service::notify::Notifier;
 use crate::worker::{Clock, WorkerPool};
 use crate::xdp::{AttachMode, PinDir, XdpProgram};
 use crate::xsk::XskConfig;
@@ -69,7 +72,7 @@ pub fn load_config(path: &Path) -> Result<Config> {
         local_port_range: local_port_range().ok(),
         online_cpus: online_cpus().ok(),
     };
-    config::load(path, &host).map_err(|e| anyhow::anyhow!("{e}"))
+    config::load(path, &host).map_err(|e| anyhow::Error::new(ConfigRejected(e.to_string())))
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
@@ -81,6 +84,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     install_guard(&config)?;
     // 3.-5. The kernel's view, the first snapshot, the program, the sockets and the workers.
     let (mut daemon, hook_runner) = start_datapath(config_path, config, queues)?;
+    daemon.notifier = Notifier::from_env();
     // 6. The endpoints and the control loop.
     let metrics = bind_metrics(&daemon.config)?;
     daemon.update_probing();
@@ -98,6 +102,14 @@ pub fn run(config_path: &Path) -> Result<()> {
         }
         api_server::spawn_api(&socket_path, &daemon, &surfaces)?;
         tokio::spawn(hook_runner.run());
+    }
+    {
+        let d = daemon.lock().expect("daemon lock");
+        let live = d.uplinks.iter().filter(|u| !u.retired).count();
+        d.notifier.ready(&format!(
+            "forwarding: {live} uplinks, {} workers",
+            d.queues.len()
+        ));
     }
     runtime.block_on(control_loop::run(daemon.clone()))?;
     shut_down(&daemon, &socket_path)
@@ -194,6 +206,7 @@ fn start_datapath(
         surfaces: Arc::default(),
         guard_repairs: Default::default(),
         hooks,
+        notifier: Notifier::disabled(),
     };
     Ok((daemon, hook_runner))
 }
@@ -298,6 +311,7 @@ fn shut_down(daemon: &Mutex<Daemon>, socket_path: &Path) -> Result<()> {
     tracing::info!("stopping");
     let (mut xdp, workers) = {
         let mut d = daemon.lock().expect("daemon lock");
+        d.notifier.stopping();
         d.remove_probe_routes();
         (d.xdp.take(), d.workers.take())
     };

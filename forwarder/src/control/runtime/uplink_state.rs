@@ -20,6 +20,19 @@ use crate::control::netinfo;
 use crate::select::GroupId;
 
 impl Daemon {
+    /// `forwarding: isp1 down, isp2 up`: the live uplinks' states, for systemd's status line.
+    fn uplink_summary(&self) -> String {
+        let states: Vec<String> = (0..self.uplinks.len())
+            .filter(|&slot| !self.uplinks[slot].retired)
+            .map(|slot| {
+                let state =
+                    self.uplinks[slot].state_name(self.facts.get(slot).and_then(Option::as_ref));
+                format!("{} {state}", self.config.uplinks[slot].name)
+            })
+            .collect();
+        format!("forwarding: {}", states.join(", "))
+    }
+
     /// Feeds every uplink's carrier to its health tracker (on every rtnetlink link or address event, and
     /// every second as the safety net).
     pub(super) fn check_carriers(&mut self) {
@@ -111,14 +124,15 @@ impl Daemon {
         for (slot, state, reason) in changed {
             let u = &mut self.uplinks[slot];
             let old = std::mem::replace(&mut u.reported_state, state);
-            tracing::info!(
-                uplink = %self.config.uplinks[slot].name,
-                state = state.name(),
-                loss_percent = u.health.loss_percent(),
-                rtt_ms = u.health.rtt_ms().unwrap_or(0.0),
-                %reason,
-                "uplink health changed"
-            );
+            let name = &self.config.uplinks[slot].name;
+            let (loss_percent, rtt_ms) =
+                (u.health.loss_percent(), u.health.rtt_ms().unwrap_or(0.0));
+            // An uplink going down is a warning (journal priority 4); any other change is news.
+            if state == HealthState::Down {
+                tracing::warn!(uplink = %name, state = state.name(), loss_percent, rtt_ms, %reason, "uplink health changed");
+            } else {
+                tracing::info!(uplink = %name, state = state.name(), loss_percent, rtt_ms, %reason, "uplink health changed");
+            }
             if state == HealthState::Up {
                 u.up_since_ms = now_ms;
                 u.failed_back = false;
@@ -133,6 +147,7 @@ impl Daemon {
         }
         self.publish();
         self.queue_hooks(reported);
+        self.notifier.status(&self.uplink_summary());
         // Every uplink not up gets its flows failed over (a no-op when it has none): the one that
         // just went down, and ones whose flows were kept while no uplink was healthy.
         for slot in 0..self.uplinks.len() {

@@ -1,6 +1,8 @@
 //! `flowpin-lab demo`: a lab with live traffic from every LAN host — a curl loop, iperf3 TCP
-//! (4 streams) and UDP, and the echo — and a per-uplink table printed every second (packets per
-//! second and totals per ISP, with the leak and wrong-uplink counters), then a summary and teardown.
+//! (4 streams) and UDP, and the echo — and a per-uplink table printed every second (flowpin's state,
+//! flows and new flows per uplink; packets per second and totals per ISP, with the leak and
+//! wrong-uplink counters); health probes on, isp1 black-holed half-way and brought back (see
+//! [`crate::demo_failover`]); then a summary, `flowpin status`, one `flowpin explain`, and teardown.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
 use flowpin_lab::{IspCounters, Lab, LabSpec, RouterKind};
+
+use crate::demo_failover;
 
 /// Totals the traffic threads report.
 #[derive(Debug, Default)]
@@ -39,7 +43,7 @@ pub fn run(spec: &LabSpec, duration: Duration) -> Result<()> {
     }
     let lab = Lab::up(spec.clone())?;
     crate::print_topology(&lab);
-    let outcome = drive(&lab, duration);
+    let outcome = demo_failover::enable_probes(&lab).and_then(|()| drive(&lab, duration));
     let teardown = lab.down();
     outcome.and(teardown)
 }
@@ -75,7 +79,8 @@ fn drive(lab: &Lab, duration: Duration) -> Result<()> {
         stop.store(true, Ordering::SeqCst);
         result
     })?;
-    print_summary(lab, &before, &tally)
+    print_summary(lab, &before, &tally)?;
+    demo_failover::print_final_report(lab)
 }
 
 fn curl_loop(lab: &Lab, host: &flowpin_lab::LanHost, stop: &AtomicBool, tally: &Tally) {
@@ -164,15 +169,40 @@ fn iperf_once(
 fn print_live_table(lab: &Lab, before: &[IspCounters], duration: Duration) -> Result<()> {
     let start = Instant::now();
     let mut previous = before.to_vec();
+    let mut previous_views = demo_failover::uplink_views(lab);
+    let mut script = demo_failover::Script::new(duration);
+    let mut log_seen = 0;
+    let _ = demo_failover::new_events(lab, &mut log_seen);
     println!();
     println!(
-        "{:>4}  {:<6} {:>3}  {:>9} {:>9} {:>11} {:>6} {:>6}",
-        "time", "uplink", "w", "pkt/s", "Mbit/s", "good pkts", "leak", "wrong"
+        "{:>4}  {:<6} {:>3}  {:<8} {:>6} {:>6}  {:>9} {:>9} {:>11} {:>6} {:>6}",
+        "time",
+        "uplink",
+        "w",
+        "state",
+        "flows",
+        "new/s",
+        "pkt/s",
+        "Mbit/s",
+        "good pkts",
+        "leak",
+        "wrong"
     );
     for second in 1..=duration.as_secs() {
         let due = start + Duration::from_secs(second);
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let isp1_state = previous_views
+            .as_ref()
+            .and_then(|views| views.first())
+            .map(|view| view.state.as_str());
+        if let Some(act) = script.due(second, isp1_state) {
+            demo_failover::perform(lab, act, second)?;
+        }
+        for event in demo_failover::new_events(lab, &mut log_seen) {
+            println!("{event}");
+        }
         let now = lab.isp_counters()?;
+        let views = demo_failover::uplink_views(lab);
         for (index, (uplink, counters)) in lab.uplinks().iter().zip(&now).enumerate() {
             let last_second = counters.since(&previous[index]);
             let total = counters.since(&before[index]);
@@ -181,9 +211,17 @@ fn print_live_table(lab: &Lab, before: &[IspCounters], duration: Duration) -> Re
             } else {
                 String::new()
             };
+            let (state, flows, new) = match (&views, &previous_views) {
+                (Some(views), Some(earlier)) => {
+                    let view = &views[index];
+                    let new = view.created.saturating_sub(earlier[index].created);
+                    (view.state.clone(), view.flows.to_string(), new.to_string())
+                }
+                _ => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+            };
             println!(
-                "{time:>4}  {:<6} {:>3}  {:>9} {:>9.1} {:>11} {:>6} {:>6}",
-                uplink.router_iface,
+                "{time:>4}  {:<6} {:>3}  {state:<8} {flows:>6} {new:>6}  {:>9} {:>9.1} {:>11} {:>6} {:>6}",
+                format!("isp{}", uplink.number),
                 uplink.weight,
                 last_second.total(),
                 last_second.good_bytes as f64 * 8.0 / 1e6,
@@ -193,6 +231,9 @@ fn print_live_table(lab: &Lab, before: &[IspCounters], duration: Duration) -> Re
             );
         }
         previous = now;
+        if views.is_some() {
+            previous_views = views;
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 mod demo;
+mod demo_failover;
 
 use std::time::Duration;
 
@@ -84,8 +85,8 @@ enum Command {
     Demo {
         #[command(flatten)]
         shape: ShapeArgs,
-        /// How long the traffic runs, in seconds.
-        #[arg(long, default_value_t = 15)]
+        /// How long the traffic runs, in seconds (isp1 is black-holed half-way, back at three quarters).
+        #[arg(long, default_value_t = 40)]
         seconds: u64,
     },
 }

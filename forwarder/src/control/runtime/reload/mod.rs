@@ -110,11 +110,21 @@ fn join_faults(faults: &[AddedUplinkFault]) -> String {
 
 impl Daemon {
     /// Re-reads the configuration file and applies it (see the module doc); returns what was done.
+    /// systemd hears `RELOADING=1` before and `READY=1` after, whatever the outcome.
     pub(in crate::control::runtime) fn reload(&mut self) -> Result<String, ReloadError> {
+        self.notifier.reloading();
         let result = self.apply_file();
-        match result {
-            Ok(_) => self.reloads += 1,
-            Err(_) => self.reloads_failed += 1,
+        match &result {
+            Ok(message) => {
+                self.reloads += 1;
+                self.notifier.ready(message);
+            }
+            Err(error) => {
+                self.reloads_failed += 1;
+                self.notifier.ready(&format!(
+                    "reload refused, running the previous configuration: {error}"
+                ));
+            }
         }
         result
     }
