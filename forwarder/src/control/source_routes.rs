@@ -1,27 +1,30 @@
-//! Source routes for the router's own traffic from each uplink address: what makes a probe bound to
-//! uplink k's address leave by uplink k's gateway even when the main table's default route points
-//! elsewhere (with `SO_BINDTODEVICE` alone, the kernel finds no route through the other interfaces and
-//! would ARP for the target on the link).
+//! Source routes for the router's own traffic from each uplink address: what makes an answer from
+//! uplink k's address leave by uplink k, whatever the main table's default route says. The router's own
+//! services (SSH, a VPN endpoint, DNS) reached on uplink k's address answer out of uplink k, and probes
+//! bound to uplink k leave by its gateway (with `SO_BINDTODEVICE` alone, the kernel finds no route
+//! through the other interfaces and would ARP for the target on the link). They exist for every uplink
+//! with an address, probes or not, follow its address, and are removed at shutdown.
 //!
 //! For uplink slot k, over rtnetlink (`RouteSocket`): the route `default via GATEWAY dev IFACE table
-//! 7400+k` and the rule `from ADDRESS/32 oif IFACE lookup 7400+k pref 7400+k`. The rule takes only
-//! sockets bound to the uplink's interface (`SO_BINDTODEVICE`: the probes): the kernel's own answers
-//! from the uplink's address to a LAN host (an echo reply to `ping UPLINK_ADDRESS` from the LAN) are
-//! not bound and keep the main table's route to the LAN.
+//! 7400+k`, and at priority 7400+k, in this order, the rules
+//! `from ADDRESS/32 lookup main suppress_prefixlength 0` and `from ADDRESS/32 lookup 7400+k`. The first
+//! keeps every route of the main table but its default ones: an answer from the uplink's address to a
+//! LAN host (`ping UPLINK_ADDRESS` from the LAN), to another directly connected network or along an
+//! admin's static route keeps its route; only what would take the main table's default route takes
+//! uplink k's gateway instead.
 //!
 //! Invariants:
-//! - installing first removes what slot k had, then replaces the route and adds the rule: one route
-//!   and one rule per slot;
+//! - installing first removes what slot k had, then replaces the route and adds the two rules: one
+//!   route and two rules per slot;
 //! - removing deletes every rule of priority 7400+k and every IPv4 route of table 7400+k; missing ones
 //!   are fine;
 //! - an installation error names the request (as `ip` would write it) and the kernel's errno;
-//! - only packets *from an uplink's address out of its interface* are affected; forwarded traffic
-//!   never reaches the kernel.
+//! - only packets *from an uplink's address* are affected; forwarded traffic never reaches the kernel.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::Context;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -31,12 +34,15 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use crate::control::netinfo;
 use crate::control::netinfo::rtnetlink::RouteSocket;
 
-/// Routing table (and rule priority) of uplink slot 0; slot k uses `PROBE_TABLE_BASE + k`.
-pub const PROBE_TABLE_BASE: u32 = 7400;
+/// Routing table (and rule priority) of uplink slot 0; slot k uses `SOURCE_TABLE_BASE + k`.
+pub const SOURCE_TABLE_BASE: u32 = 7400;
+
+/// The main routing table's number.
+pub(crate) const MAIN_TABLE: u32 = 254;
 
 /// Why slot k's source route could not be installed. The message holds the whole cause.
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeRouteError {
+pub enum SourceRouteError {
     /// The uplink's interface (whose index the route names) could not be read.
     #[error("{0:#}")]
     Interface(anyhow::Error),
@@ -46,42 +52,49 @@ pub enum ProbeRouteError {
 }
 
 /// Which routing table (and rule priority) does slot `slot` use?
-pub fn probe_table(slot: u8) -> u32 {
-    PROBE_TABLE_BASE + u32::from(slot)
+pub fn source_table(slot: u8) -> u32 {
+    SOURCE_TABLE_BASE + u32::from(slot)
 }
 
-/// Installs (or replaces) slot `slot`'s source route and rule.
+/// Installs (or replaces) slot `slot`'s source route and rules.
 pub fn install(
     slot: u8,
     address: Ipv4Addr,
     gateway: Ipv4Addr,
     interface: &str,
-) -> Result<(), ProbeRouteError> {
+) -> Result<(), SourceRouteError> {
     remove(slot);
     let ifindex = netinfo::interface(interface)
-        .map_err(ProbeRouteError::Interface)?
+        .map_err(SourceRouteError::Interface)?
         .ifindex;
-    let table = probe_table(slot);
-    let mut socket = RouteSocket::open().map_err(ProbeRouteError::Rtnetlink)?;
+    let table = source_table(slot);
+    let mut socket = RouteSocket::open().map_err(SourceRouteError::Rtnetlink)?;
     socket
         .change(
             &format!("route replace default via {gateway} dev {interface} table {table}"),
             RouteNetlinkMessage::NewRoute(default_route(table, gateway, ifindex)),
             NLM_F_CREATE | NLM_F_REPLACE,
         )
-        .map_err(ProbeRouteError::Rtnetlink)?;
+        .map_err(SourceRouteError::Rtnetlink)?;
     socket
         .change(
-            &format!("rule add from {address}/32 oif {interface} lookup {table} pref {table}"),
-            RouteNetlinkMessage::NewRule(source_rule(table, address, interface)),
-            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("rule add from {address}/32 lookup main suppress_prefixlength 0 pref {table}"),
+            RouteNetlinkMessage::NewRule(main_without_default_rule(table, Some(address))),
+            NLM_F_CREATE,
         )
-        .map_err(ProbeRouteError::Rtnetlink)
+        .map_err(SourceRouteError::Rtnetlink)?;
+    socket
+        .change(
+            &format!("rule add from {address}/32 lookup {table} pref {table}"),
+            RouteNetlinkMessage::NewRule(source_rule(table, address)),
+            NLM_F_CREATE,
+        )
+        .map_err(SourceRouteError::Rtnetlink)
 }
 
 /// Removes slot `slot`'s rules and table (missing ones are fine).
 pub fn remove(slot: u8) {
-    let table = probe_table(slot);
+    let table = source_table(slot);
     let Ok(mut socket) = RouteSocket::open() else {
         return;
     };
@@ -94,7 +107,7 @@ pub fn remove(slot: u8) {
 }
 
 /// Deletes every IPv4 route of `table` (`ip route flush table TABLE`).
-fn flush_table(socket: &mut RouteSocket, table: u32) -> anyhow::Result<()> {
+pub(crate) fn flush_table(socket: &mut RouteSocket, table: u32) -> anyhow::Result<()> {
     let mut request = RouteMessage::default();
     request.header.address_family = AddressFamily::Inet;
     let routes = socket
@@ -115,7 +128,7 @@ fn flush_table(socket: &mut RouteSocket, table: u32) -> anyhow::Result<()> {
 }
 
 /// Which table does `route` belong to? (`RTA_TABLE` when present: the header holds only 8 bits.)
-fn table_of(route: &RouteMessage) -> u32 {
+pub(crate) fn table_of(route: &RouteMessage) -> u32 {
     route
         .attributes
         .iter()
@@ -142,16 +155,31 @@ pub(crate) fn default_route(table: u32, gateway: Ipv4Addr, ifindex: u32) -> Rout
     route
 }
 
-/// `from ADDRESS/32 oif INTERFACE lookup TABLE pref TABLE`, as `ip rule add` builds it.
-pub(crate) fn source_rule(table: u32, address: Ipv4Addr, interface: &str) -> RuleMessage {
+/// `from ADDRESS/32 lookup TABLE pref TABLE`, as `ip rule add` builds it.
+pub(crate) fn source_rule(table: u32, address: Ipv4Addr) -> RuleMessage {
     let mut rule = rule_at(table);
     rule.header.src_len = 32;
     rule.header.action = RuleAction::ToTable;
     rule.attributes
         .insert(0, RuleAttribute::Source(IpAddr::V4(address)));
     rule.attributes.insert(1, RuleAttribute::Table(table));
-    rule.attributes
-        .push(RuleAttribute::Oifname(interface.to_owned()));
+    rule
+}
+
+/// `[from ADDRESS/32] lookup main suppress_prefixlength 0 pref PRIORITY`, as `ip rule add` builds
+/// it: the main table without its default routes.
+pub(crate) fn main_without_default_rule(priority: u32, from: Option<Ipv4Addr>) -> RuleMessage {
+    let mut rule = rule_at(priority);
+    rule.header.action = RuleAction::ToTable;
+    let mut attributes = Vec::new();
+    if let Some(address) = from {
+        rule.header.src_len = 32;
+        attributes.push(RuleAttribute::Source(IpAddr::V4(address)));
+    }
+    attributes.push(RuleAttribute::Table(MAIN_TABLE));
+    attributes.push(RuleAttribute::Priority(priority));
+    attributes.push(RuleAttribute::SuppressPrefixLen(0));
+    rule.attributes = attributes;
     rule
 }
 
@@ -189,9 +217,9 @@ mod tests {
     }
 
     #[test]
-    fn each_slot_gets_its_own_table_and_rule() {
-        assert_eq!(probe_table(0), 7400);
-        assert_eq!(probe_table(1), 7401);
+    fn each_slot_gets_its_own_table_and_rules() {
+        assert_eq!(source_table(0), 7400);
+        assert_eq!(source_table(1), 7401);
     }
 
     #[test]
@@ -211,21 +239,35 @@ mod tests {
 
     #[test]
     fn the_rule_is_encoded_as_ip_rule_add_sends_it() {
-        let rule = source_rule(7401, Ipv4Addr::new(100, 64, 2, 2), "wan2");
-        let flags = change_flags(NLM_F_CREATE | NLM_F_EXCL);
+        let rule = source_rule(7401, Ipv4Addr::new(100, 64, 2, 2));
+        let flags = change_flags(NLM_F_CREATE);
         let bytes = encode_request(RouteNetlinkMessage::NewRule(rule), flags, 7);
-        // RTM_NEWRULE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE.
-        let mut expected = header(64, 32, 0x0605);
+        // RTM_NEWRULE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE.
+        let mut expected = header(52, 32, 0x0405);
         // fib_rule_hdr: AF_INET, dst /0, src /32, tos 0, table in FRA_TABLE, FR_ACT_TO_TBL, no flags.
         expected.extend([2, 0, 32, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
         expected.extend(attribute(2, [100, 64, 2, 2])); // FRA_SRC
         expected.extend(attribute(15, 7401u32.to_ne_bytes())); // FRA_TABLE
         expected.extend(attribute(6, 7401u32.to_ne_bytes())); // FRA_PRIORITY
-        // FRA_OIFNAME: "wan2" NUL-terminated, padded to 4 bytes.
-        expected.extend(9u16.to_ne_bytes());
-        expected.extend(17u16.to_ne_bytes());
-        expected.extend(b"wan2\0\0\0\0");
         assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn the_main_table_rule_suppresses_only_default_routes() {
+        let rule = main_without_default_rule(7401, Some(Ipv4Addr::new(100, 64, 2, 2)));
+        let bytes = encode_request(RouteNetlinkMessage::NewRule(rule), change_flags(0), 7);
+        let mut expected = header(60, 32, NLM_F_REQUEST | 0x0004);
+        expected.extend([2, 0, 32, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+        expected.extend(attribute(2, [100, 64, 2, 2])); // FRA_SRC
+        expected.extend(attribute(15, 254u32.to_ne_bytes())); // FRA_TABLE main
+        expected.extend(attribute(6, 7401u32.to_ne_bytes())); // FRA_PRIORITY
+        expected.extend(attribute(14, 0u32.to_ne_bytes())); // FRA_SUPPRESS_PREFIXLEN 0
+        assert_eq!(bytes, expected);
+        // Without a source: every packet's lookup.
+        let rule = main_without_default_rule(32764, None);
+        let bytes = encode_request(RouteNetlinkMessage::NewRule(rule), change_flags(0), 7);
+        assert_eq!(bytes.len(), 16 + 12 + 3 * 8);
+        assert_eq!(bytes[16 + 2], 0, "no source prefix");
     }
 
     #[test]

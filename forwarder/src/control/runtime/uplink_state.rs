@@ -7,7 +7,8 @@
 //! - nothing is evicted while no other uplink is eligible (the flows stay pinned and fail over once
 //!   one is back);
 //! - failback `move-after` runs at most once per up period, once the uplink has been up long enough;
-//! - probe routes are installed while probing is on and removed when it is turned off.
+//! - every live uplink with an address has its source routes (see [`crate::control::source_routes`]),
+//!   re-installed when its address changes, removed at shutdown.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,6 +18,7 @@ use crate::control::failover;
 use crate::control::health::hooks::HookEvent;
 use crate::control::health::{self, HealthState, ProbeSource};
 use crate::control::netinfo;
+use crate::control::source_routes;
 use crate::select::GroupId;
 
 impl Daemon {
@@ -221,12 +223,12 @@ impl Daemon {
         }
     }
 
-    /// Probe sources and each uplink's settings for the prober; source routes when probing is on.
+    /// Probe sources and each uplink's settings for the prober; every uplink's source routes, for
+    /// its current address.
     pub(super) fn update_probing(&mut self) {
         let settings: Vec<_> = (0..self.config.uplinks.len())
             .map(|slot| self.config.uplink_health(slot))
             .collect();
-        let probing = settings.iter().any(|s| !s.targets.is_empty());
         let sources: Vec<Option<ProbeSource>> = self
             .config
             .uplinks
@@ -240,35 +242,38 @@ impl Daemon {
             })
             .collect();
         let changed = **self.prober.sources.load() != sources;
-        if probing && (changed || !self.probe_routes) {
-            self.install_probe_routes(&sources);
-        } else if !probing && self.probe_routes {
-            self.remove_probe_routes();
+        if changed || !self.source_routes {
+            self.install_source_routes(&sources);
         }
         self.prober.sources.store(Arc::new(sources));
         self.prober.settings.store(Arc::new(settings));
     }
 
-    /// Is every uplink with a source routed to probe through its own gateway?
-    fn install_probe_routes(&mut self, sources: &[Option<ProbeSource>]) {
+    /// Routes every live uplink's address out of its own gateway; an uplink without an address has
+    /// none (its old address's rules go).
+    fn install_source_routes(&mut self, sources: &[Option<ProbeSource>]) {
         for (slot, (u, source)) in self.config.uplinks.iter().zip(sources).enumerate() {
-            let Some(source) = source else { continue };
-            if let Err(error) =
-                health::routes::install(slot as u8, source.address, u.gateway, &u.interface)
-            {
-                tracing::warn!(uplink = %u.name, %error, "installing the probe route");
+            match source {
+                Some(source) if !self.uplinks[slot].retired => {
+                    if let Err(error) =
+                        source_routes::install(slot as u8, source.address, u.gateway, &u.interface)
+                    {
+                        tracing::warn!(uplink = %u.name, %error, "installing the source routes");
+                    }
+                }
+                _ => source_routes::remove(slot as u8),
             }
         }
-        self.probe_routes = true;
+        self.source_routes = true;
     }
 
-    /// Removes every slot's probe route, when installed.
-    pub(super) fn remove_probe_routes(&mut self) {
-        if self.probe_routes {
+    /// Removes every slot's source routes, when installed.
+    pub(super) fn remove_source_routes(&mut self) {
+        if self.source_routes {
             for slot in 0..self.config.uplinks.len() {
-                health::routes::remove(slot as u8);
+                source_routes::remove(slot as u8);
             }
-            self.probe_routes = false;
+            self.source_routes = false;
         }
     }
 }
