@@ -4,7 +4,8 @@
 //! - A TCP service in the router namespace (socat), reached from `inet` on isp2's address with no
 //!   probing at all (`probe_gateway = false`, no target), answers every connection through isp2 (the
 //!   main table's default names isp1); isp1 carries none of it, and a LAN host still gets its answer
-//!   from isp2's address over the LAN.
+//!   from isp2's address over the LAN. Renumbered, isp2's rules follow its new address and the
+//!   service answers there through isp2.
 //! - With the default `[router] default_route = "multipath"`, isp1 black-holed: once isp1 is down
 //!   (within the documented bound: 3 rounds of 1 s plus the 800 ms timeout, plus polling slack) the
 //!   router's own curl and UDP queries to `inet` all succeed through isp2; after isp1 recovers the
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 use flowpin_lab::{Fault, Lab, LabSpec, RouterKind};
 use flowpin_tests::{
-    append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean, lab_up,
-    uplink_state, wait_for_status,
+    append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean,
+    flowpin_status, lab_up, renumber_uplink, uplink_state, wait_for_status,
 };
 
 /// The documented detection time of a dead gateway with the defaults: `down_after` (3) rounds of
@@ -162,6 +163,35 @@ fn a_service_on_the_router_answers_on_the_uplink_it_was_reached_on_without_probe
     assert_eq!(answer.trim(), GREETING);
     assert_no_leak_or_wrong_uplink(&lab, &lab.isp_counters().unwrap());
 
+    // isp2 is renumbered (a DHCP renewal with another address): its rules follow the address, and
+    // the service answers on the new one through isp2.
+    let renumbered = std::net::Ipv4Addr::from(isp2.router_addr.to_bits() + 3);
+    renumber_uplink(&lab, 1, renumbered);
+    let new_rule = format!("7401: from {renumbered} lookup 7401");
+    wait_for_status(&lab, Duration::from_secs(5), |_| {
+        let rules = flowpin_rules(&lab);
+        rules.contains(&new_rule)
+            && !rules
+                .iter()
+                .any(|r| r.contains(&isp2.router_addr.to_string()))
+    })
+    .unwrap_or_else(|_| panic!("rules did not follow: {:#?}", flowpin_rules(&lab)));
+    let before = lab.isp_counters().unwrap();
+    let target = format!("TCP4:{renumbered}:{SERVICE_PORT},connect-timeout=3");
+    for attempt in 0..5 {
+        let answer = lab
+            .exec_ok(
+                &lab.inet().ns,
+                &["socat", "-t", "3", "-T", "3", "-", &target],
+            )
+            .unwrap_or_else(|e| panic!("connection {attempt} to {renumbered} failed: {e:#}"));
+        assert_eq!(answer.trim(), GREETING, "connection {attempt}");
+    }
+    let after = lab.isp_counters().unwrap();
+    assert!(after[1].since(&before[1]).good >= 5 * 3, "{:?}", after[1]);
+    assert_eq!(after[0].since(&before[0]).total(), 0);
+    assert_no_leak_or_wrong_uplink(&lab, &after);
+
     stop_flowpin(&lab);
     assert_routes_restored(&lab);
     down_and_assert_clean(lab);
@@ -258,6 +288,13 @@ fn the_routers_own_traffic_follows_uplink_health() {
     eprintln!("isp1 down {took:?} after the black hole (documented {DOCUMENTED_MS} ms)");
     let only_isp2 = format!("default via {} dev {}", isp2.gateway, isp2.router_iface);
     assert_eq!(router_table(&lab), only_isp2, "the route follows at once");
+    let status = flowpin_status(&lab);
+    assert_eq!(status["router_default_route"], "multipath", "{status:#}");
+    assert_eq!(
+        status["router_default_via"],
+        serde_json::json!([format!("{} 1", isp2.router_iface)]),
+        "{status:#}"
+    );
     let before = lab.isp_counters().unwrap();
     for attempt in 0..10 {
         assert_eq!(

@@ -861,6 +861,21 @@ fn the_router_default_route_is_multipath_unless_set() {
                 .to_toml()
                 .contains(&format!("default_route = \"{word}\""))
         );
+        let said = explain(&config);
+        let line = said
+            .lines()
+            .find(|l| l.starts_with("Router's own traffic: "))
+            .expect(&said);
+        assert_eq!(
+            line.contains("unmanaged"),
+            mode == DefaultRoute::Unmanaged,
+            "{line}"
+        );
+        assert_eq!(
+            line.contains("multipath"),
+            mode == DefaultRoute::Multipath,
+            "{line}"
+        );
     }
 }
 

@@ -84,7 +84,12 @@ impl Daemon {
                     let via: Vec<String> = (after.unwrap_or_default().iter())
                         .map(|hop| format!("{} weight {}", hop.interface, hop.weight))
                         .collect();
-                    tracing::info!(mode = mode.name(), via = %via.join(", "), "router default route");
+                    let via = if via.is_empty() {
+                        "no usable uplink: the main table's default".to_owned()
+                    } else {
+                        via.join(", ")
+                    };
+                    tracing::info!(mode = mode.name(), %via, "router default route");
                 }
             }
             Err(error) => {

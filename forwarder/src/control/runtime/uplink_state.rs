@@ -254,7 +254,7 @@ impl Daemon {
     fn install_source_routes(&mut self, sources: &[Option<ProbeSource>]) {
         for (slot, (u, source)) in self.config.uplinks.iter().zip(sources).enumerate() {
             match source {
-                Some(source) if !self.uplinks[slot].retired => {
+                Some(source) if self.uplinks.get(slot).is_some_and(|u| !u.retired) => {
                     if let Err(error) =
                         source_routes::install(slot as u8, source.address, u.gateway, &u.interface)
                     {
