@@ -158,6 +158,24 @@ fn an_uplink_source_route_and_rules_are_installed_and_removed_over_rtnetlink() {
         assert_eq!(probe_routes(), ["default via 192.0.2.1 dev up0"]);
         assert_eq!(probe_rules(), RULES);
 
+        let inventory = routes::RoutingInventory::read().unwrap();
+        assert!(inventory.has_source_routes(1), "{inventory:?}");
+        assert!(!inventory.has_source_routes(0), "{inventory:?}");
+        // A link taken down loses its routes, and the inventory says so.
+        ip(&["link", "set", "up0", "down"]);
+        assert!(
+            !routes::RoutingInventory::read()
+                .unwrap()
+                .has_source_routes(1)
+        );
+        ip(&["link", "set", "up0", "up"]);
+        routes::install(1, address, gateway, "up0").unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            routes::RoutingInventory::read()
+                .unwrap()
+                .has_source_routes(1)
+        );
+
         routes::remove(1);
         assert!(probe_routes().is_empty());
         assert!(probe_rules().is_empty());

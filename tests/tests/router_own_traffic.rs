@@ -4,8 +4,8 @@
 //! - A TCP service in the router namespace (socat), reached from `inet` on isp2's address with no
 //!   probing at all (`probe_gateway = false`, no target), answers every connection through isp2 (the
 //!   main table's default names isp1); isp1 carries none of it, and a LAN host still gets its answer
-//!   from isp2's address over the LAN. Renumbered, isp2's rules follow its new address and the
-//!   service answers there through isp2.
+//!   from isp2's address over the LAN. After isp2's link goes down and up its source route is back;
+//!   renumbered, its rules follow the new address and the service answers there through isp2.
 //! - With the default `[router] default_route = "multipath"`, isp1 black-holed: once isp1 is down
 //!   (within the documented bound: 3 rounds of 1 s plus the 800 ms timeout, plus polling slack) the
 //!   router's own curl and UDP queries to `inet` all succeed through isp2; after isp1 recovers the
@@ -162,6 +162,31 @@ fn a_service_on_the_router_answers_on_the_uplink_it_was_reached_on_without_probe
         .expect("the LAN reaches the service on isp2's address");
     assert_eq!(answer.trim(), GREETING);
     assert_no_leak_or_wrong_uplink(&lab, &lab.isp_counters().unwrap());
+
+    // isp2's link goes down and up (the kernel flushes the routes through it meanwhile): once it
+    // carries packets again its source route is back and the service answers through isp2.
+    let wan2 = isp2.router_iface.clone();
+    for action in ["down", "up"] {
+        router_ip(&lab, &["link", "set", &wan2, action]);
+    }
+    let route = format!("default via {} dev {wan2}", isp2.gateway);
+    wait_for_status(&lab, Duration::from_secs(10), |s| {
+        uplink_state(s, 1) == "up"
+            && router_ip(&lab, &["-4", "route", "show", "table", "7401"]).trim() == route
+    })
+    .unwrap_or_else(|s| panic!("isp2's source route not back after the link returned: {s:#}"));
+    let before = lab.isp_counters().unwrap();
+    let target = format!("TCP4:{}:{SERVICE_PORT},connect-timeout=3", isp2.router_addr);
+    let answer = lab
+        .exec_ok(
+            &lab.inet().ns,
+            &["socat", "-t", "3", "-T", "3", "-", &target],
+        )
+        .expect("the service after isp2's link returned");
+    assert_eq!(answer.trim(), GREETING);
+    let after = lab.isp_counters().unwrap();
+    assert!(after[1].since(&before[1]).good >= 3, "{:?}", after[1]);
+    assert_eq!(after[0].since(&before[0]).total(), 0);
 
     // isp2 is renumbered (a DHCP renewal with another address): its rules follow the address, and
     // the service answers on the new one through isp2.

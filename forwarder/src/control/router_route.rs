@@ -20,8 +20,9 @@
 //!   members (its standby members, weight 0, when it has no weighted one), `best` the one of highest
 //!   weight (first in file order on a tie);
 //! - `unmanaged` installs nothing, and switching to it (a reload) removes what was installed;
-//! - the kernel is only asked when the chosen route changes; rules are removed by their full match,
-//!   never by priority alone, so an admin's rule at the same priority stays.
+//! - the kernel is only asked when the chosen route changes, or when a check (every second) finds
+//!   part of it gone; rules are removed by their full match, never by priority alone, so an admin's
+//!   rule at the same priority stays.
 
 use std::net::Ipv4Addr;
 
@@ -34,7 +35,7 @@ use crate::config::DefaultRoute;
 use crate::control::netinfo;
 use crate::control::netinfo::rtnetlink::RouteSocket;
 use crate::control::source_routes::{
-    default_route, flush_table, main_without_default_rule, rule_at,
+    RoutingInventory, default_route, flush_table, main_without_default_rule, rule_at,
 };
 
 /// The routing table holding flowpin's default route for the router's own traffic.
@@ -187,6 +188,23 @@ impl RouterRoute {
             remove_rules(&mut socket);
             let _ = flush_table(&mut socket, ROUTER_TABLE);
         }
+        self.rules = false;
+        self.route = None;
+    }
+
+    /// Whether the kernel lost part of what is installed (`inventory` read just now): a rule, or the
+    /// route (a link taken down makes the kernel delete a route whose only nexthop it was).
+    pub fn lost_from(&self, inventory: &RoutingInventory) -> bool {
+        let rules_lost = self.rules
+            && (inventory.rules_at(MAIN_WITHOUT_DEFAULT_PRIORITY) == 0
+                || inventory.rules_at(ROUTER_RULE_PRIORITY) == 0);
+        let route_lost =
+            self.installed().is_some() && !inventory.tables_with_default.contains(&ROUTER_TABLE);
+        rules_lost || route_lost
+    }
+
+    /// Forgets what was installed, so the next [`RouterRoute::update`] installs it all again.
+    pub fn forget(&mut self) {
         self.rules = false;
         self.route = None;
     }
@@ -367,6 +385,43 @@ mod tests {
             names(&choose(DefaultRoute::Multipath, &uplinks)),
             [("wan1", 256), ("wan2", 1)]
         );
+    }
+
+    #[test]
+    fn a_lost_rule_or_route_is_noticed_only_when_installed() {
+        let installed = RouterRoute {
+            rules: true,
+            route: Some(vec![NextHop {
+                interface: "wan1".into(),
+                gateway: Ipv4Addr::new(192, 0, 2, 1),
+                weight: 1,
+            }]),
+            left_alone: false,
+        };
+        let whole = RoutingInventory {
+            tables_with_default: vec![254, ROUTER_TABLE],
+            rule_priorities: vec![
+                0,
+                MAIN_WITHOUT_DEFAULT_PRIORITY,
+                ROUTER_RULE_PRIORITY,
+                32766,
+            ],
+        };
+        assert!(!installed.lost_from(&whole));
+        let no_route = RoutingInventory {
+            tables_with_default: vec![254],
+            ..whole.clone()
+        };
+        assert!(installed.lost_from(&no_route));
+        let no_rule = RoutingInventory {
+            rule_priorities: vec![0, MAIN_WITHOUT_DEFAULT_PRIORITY, 32766],
+            ..whole.clone()
+        };
+        assert!(installed.lost_from(&no_rule));
+        assert!(!RouterRoute::default().lost_from(&no_rule));
+        let mut forgotten = installed;
+        forgotten.forget();
+        assert!(!forgotten.lost_from(&no_route));
     }
 
     #[test]

@@ -106,6 +106,79 @@ pub fn remove(slot: u8) {
     let _ = flush_table(&mut socket, table);
 }
 
+/// What the kernel holds of flowpin's routing now: the tables with an IPv4 default route, and the
+/// priority of every IPv4 rule (one entry per rule).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoutingInventory {
+    /// Tables holding an IPv4 default route.
+    pub tables_with_default: Vec<u32>,
+    /// Priorities of the IPv4 rules, one per rule.
+    pub rule_priorities: Vec<u32>,
+}
+
+impl RoutingInventory {
+    /// Reads both over rtnetlink (two dumps).
+    pub fn read() -> anyhow::Result<Self> {
+        let mut socket = RouteSocket::open()?;
+        let mut routes = RouteMessage::default();
+        routes.header.address_family = AddressFamily::Inet;
+        let routes = socket.dump(
+            "RTM_GETROUTE dump (IPv4)",
+            RouteNetlinkMessage::GetRoute(routes),
+        )?;
+        let mut rules = RuleMessage::default();
+        rules.header.family = AddressFamily::Inet;
+        let rules = socket.dump(
+            "RTM_GETRULE dump (IPv4)",
+            RouteNetlinkMessage::GetRule(rules),
+        )?;
+        let tables_with_default = routes
+            .iter()
+            .filter_map(|message| match message {
+                RouteNetlinkMessage::NewRoute(route)
+                    if route.header.destination_prefix_length == 0 =>
+                {
+                    Some(table_of(route))
+                }
+                _ => None,
+            })
+            .collect();
+        let rule_priorities = rules
+            .iter()
+            .filter_map(|message| match message {
+                RouteNetlinkMessage::NewRule(rule) => Some(
+                    rule.attributes
+                        .iter()
+                        .find_map(|attribute| match attribute {
+                            RuleAttribute::Priority(priority) => Some(*priority),
+                            _ => None,
+                        })
+                        .unwrap_or(0),
+                ),
+                _ => None,
+            })
+            .collect();
+        Ok(Self {
+            tables_with_default,
+            rule_priorities,
+        })
+    }
+
+    /// Whether uplink slot `slot`'s default route and both of its rules are there.
+    pub fn has_source_routes(&self, slot: u8) -> bool {
+        let table = source_table(slot);
+        self.tables_with_default.contains(&table) && self.rules_at(table) == 2
+    }
+
+    /// How many rules have priority `priority`.
+    pub fn rules_at(&self, priority: u32) -> usize {
+        self.rule_priorities
+            .iter()
+            .filter(|p| **p == priority)
+            .count()
+    }
+}
+
 /// Deletes every IPv4 route of `table` (`ip route flush table TABLE`).
 pub(crate) fn flush_table(socket: &mut RouteSocket, table: u32) -> anyhow::Result<()> {
     let mut request = RouteMessage::default();

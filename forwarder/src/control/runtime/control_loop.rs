@@ -2,7 +2,8 @@
 //! the daemon under its lock. It decides nothing itself.
 //!
 //! Cadence: every 100 ms the flow sweep, the passive handshake check and the gateway re-asks; every
-//! second the safety net behind the rtnetlink events (carriers, kernel refresh, failback); on every
+//! second the safety net behind the rtnetlink events (carriers, kernel refresh, failback, the routes
+//! flowpin installed); on every
 //! link, address or neighbour event the carriers and the kernel refresh; probe rounds as they come;
 //! SIGHUP reloads; SIGINT and SIGTERM end the loop. The forward guard's check runs beside it, on a
 //! task of its own (`guard_watch`), because it starts a process.
@@ -83,5 +84,6 @@ fn on_tick(d: &mut Daemon, refresh: bool) {
         d.check_carriers();
         d.refresh();
         d.fail_back();
+        d.repair_routes();
     }
 }

@@ -104,8 +104,8 @@ struct Daemon {
     /// Uplinks whose address changed at the last refresh: their old-address flows are looked for once
     /// more at the next one (see [`Daemon::fail_over_renumbered`]).
     renumbered: Vec<usize>,
-    /// Whether the per-uplink source routes are installed.
-    source_routes: bool,
+    /// By uplink slot: what its source routes were installed for (`None`: none installed).
+    source_routes: Vec<Option<uplink_state::SourceRouteKey>>,
     /// The router's own default route (`[router] default_route`).
     router_route: RouterRoute,
     reloads: u64,

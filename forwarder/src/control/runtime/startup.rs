@@ -189,7 +189,7 @@ fn start_datapath(
         slot_baselines: Vec::new(),
         rst,
         renumbered: Vec::new(),
-        source_routes: false,
+        source_routes: Vec::new(),
         router_route: RouterRoute::default(),
         reloads: 0,
         reloads_failed: 0,

@@ -8,7 +8,7 @@
 //!   one is back);
 //! - failback `move-after` runs at most once per up period, once the uplink has been up long enough;
 //! - every live uplink with an address has its source routes (see [`crate::control::source_routes`]),
-//!   re-installed when its address changes, removed at shutdown.
+//!   re-installed when its address changes and when a check finds them gone, removed at shutdown.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -241,41 +241,106 @@ impl Daemon {
                 })
             })
             .collect();
-        let changed = **self.prober.sources.load() != sources;
-        if changed || !self.source_routes {
-            self.install_source_routes(&sources);
-        }
+        self.install_source_routes();
         self.prober.sources.store(Arc::new(sources));
         self.prober.settings.store(Arc::new(settings));
     }
 
-    /// Routes every live uplink's address out of its own gateway; an uplink without an address has
-    /// none (its old address's rules go).
-    fn install_source_routes(&mut self, sources: &[Option<ProbeSource>]) {
-        for (slot, (u, source)) in self.config.uplinks.iter().zip(sources).enumerate() {
-            match source {
-                Some(source) if self.uplinks.get(slot).is_some_and(|u| !u.retired) => {
+    /// Routes every live uplink's address out of its own gateway, (re)installed for a slot whenever
+    /// its interface, address or gateway changes, and when its link carries packets again (taking a
+    /// link down makes the kernel flush the routes through it); an uplink without an address has none
+    /// (its old address's rules go).
+    fn install_source_routes(&mut self) {
+        let slots = self.config.uplinks.len();
+        self.source_routes.resize(slots, None);
+        for slot in 0..slots {
+            let u = &self.config.uplinks[slot];
+            let live = self
+                .uplinks
+                .get(slot)
+                .is_some_and(|runtime| !runtime.retired);
+            let fact = self
+                .facts
+                .get(slot)
+                .and_then(Option::as_ref)
+                .filter(|_| live);
+            let wanted = fact.map(|f| SourceRouteKey {
+                interface: u.interface.clone(),
+                address: f.address,
+                gateway: u.gateway,
+                carrier: f.eligible,
+            });
+            if wanted == self.source_routes[slot] {
+                continue;
+            }
+            match &wanted {
+                Some(key) => {
                     if let Err(error) =
-                        source_routes::install(slot as u8, source.address, u.gateway, &u.interface)
+                        source_routes::install(slot as u8, key.address, key.gateway, &key.interface)
                     {
-                        tracing::warn!(uplink = %u.name, %error, "installing the source routes");
+                        if key.carrier {
+                            tracing::warn!(uplink = %u.name, %error, "installing the source routes");
+                        } else {
+                            tracing::debug!(uplink = %u.name, %error, "source routes wait for the link");
+                        }
                     }
                 }
-                _ => source_routes::remove(slot as u8),
+                None => source_routes::remove(slot as u8),
             }
+            self.source_routes[slot] = wanted;
         }
-        self.source_routes = true;
     }
 
-    /// Removes every slot's source routes, when installed.
-    pub(super) fn remove_source_routes(&mut self) {
-        if self.source_routes {
-            for slot in 0..self.config.uplinks.len() {
-                source_routes::remove(slot as u8);
+    /// Re-installs what the kernel lost of the uplinks' source routes and the router's default route
+    /// (every second): taking a link down makes the kernel delete the routes through it, and an admin's
+    /// `ip route flush` or `ip rule flush` removes them, while nothing in flowpin's own view changed.
+    pub(super) fn repair_routes(&mut self) {
+        let inventory = match source_routes::RoutingInventory::read() {
+            Ok(inventory) => inventory,
+            Err(error) => {
+                let error = format!("{error:#}");
+                tracing::debug!(%error, "reading the routing tables");
+                return;
             }
-            self.source_routes = false;
+        };
+        let mut lost = false;
+        for (slot, installed) in self.source_routes.iter_mut().enumerate() {
+            if installed.as_ref().is_some_and(|key| key.carrier)
+                && !inventory.has_source_routes(slot as u8)
+            {
+                *installed = None;
+                lost = true;
+            }
+        }
+        if lost {
+            tracing::info!("source routes found missing: re-installed");
+            self.install_source_routes();
+        }
+        if self.router_route.lost_from(&inventory) {
+            tracing::info!("the router's default route or its rules found missing: re-installed");
+            self.router_route.forget();
+            self.update_router_route();
         }
     }
+
+    /// Removes every slot's source routes.
+    pub(super) fn remove_source_routes(&mut self) {
+        for (slot, installed) in self.source_routes.iter_mut().enumerate() {
+            if installed.take().is_some() {
+                source_routes::remove(slot as u8);
+            }
+        }
+    }
+}
+
+/// What a slot's source routes were last installed for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct SourceRouteKey {
+    interface: String,
+    address: std::net::Ipv4Addr,
+    gateway: std::net::Ipv4Addr,
+    /// Whether its link carried packets then.
+    carrier: bool,
 }
 
 /// One uplink's state change, between its log line and its hooks.

@@ -142,8 +142,9 @@ impl Daemon {
             if let Err(error) = xdp.remove_interface(&self.config.uplinks[slot].interface) {
                 tracing::warn!(uplink = %name, %error, "detaching XDP from the removed uplink");
             }
-            if self.source_routes {
-                crate::control::source_routes::remove(slot as u8);
+            crate::control::source_routes::remove(slot as u8);
+            if let Some(installed) = self.source_routes.get_mut(slot) {
+                *installed = None;
             }
             self.builder.forget(&name);
         }
