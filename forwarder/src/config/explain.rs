@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Config, Datapath, Lan, Nat, Policy, PolicyMatch, Uplink};
+use super::model::{Config, Datapath, DefaultRoute, Lan, Nat, Policy, PolicyMatch, Uplink};
 use super::resilience::ProbeTarget;
 
 /// Each weight's share of new flows in percent (0 for standby members, weight 0). When every
@@ -35,7 +35,23 @@ pub fn explain(config: &Config) -> String {
     write_nat(&mut out, &config.nat);
     write_datapath(&mut out, &config.datapath);
     let _ = writeln!(out, "Control socket: {}", config.control.socket.display());
+    write_router(&mut out, config);
     out
+}
+
+/// What the router's own traffic leaves by.
+fn write_router(out: &mut String, config: &Config) {
+    let text = match config.router.default_route {
+        DefaultRoute::Multipath => {
+            "a multipath default over the usable uplinks of the best tier, weighted (table 7399)"
+        }
+        DefaultRoute::Best => "a default via the best usable uplink (table 7399)",
+        DefaultRoute::Unmanaged => "unmanaged: left to the admin or a routing daemon",
+    };
+    let _ = writeln!(
+        out,
+        "Router's own traffic: {text}; answers from an uplink's address leave by that uplink"
+    );
 }
 
 /// Which hosts are served, and which sources are dropped?

@@ -46,8 +46,8 @@ pub use flowpin_datapath::{Ipv4Prefix, Protocol, Stickiness};
 pub use flowpin_nat::{PortRange, Timeouts};
 pub use http_probe::HttpCheck;
 pub use model::{
-    Config, Control, Datapath, Filtering, IdleStrategy, Lan, Nat, Policy, PolicyMatch,
-    PolicyUplink, Uplink, Workers, XdpMode,
+    Config, Control, Datapath, DefaultRoute, Filtering, IdleStrategy, Lan, Nat, Policy,
+    PolicyMatch, PolicyUplink, Router, Uplink, Workers, XdpMode,
 };
 pub use resilience::{
     Failback, FailbackMode, Failover, FailoverAction, Health, Metrics, ProbeKind, ProbeTarget,

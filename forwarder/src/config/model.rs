@@ -51,6 +51,8 @@ pub struct Config {
     pub failback: Failback,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
+    /// The router's own traffic.
+    pub router: Router,
 }
 
 /// `[lan]`: the interface facing the hosts and the prefixes they use.
@@ -480,6 +482,37 @@ pub struct Control {
 impl Control {
     /// The default socket path.
     pub const DEFAULT_SOCKET: &'static str = "/run/flowpin/flowpin.sock";
+}
+
+/// `[router]`: the router's own traffic (its resolver, NTP, updates, VPN client).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Router {
+    /// What flowpin does with the router's default route.
+    pub default_route: DefaultRoute,
+}
+
+/// `[router] default_route`: which uplinks the router's own traffic leaves by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefaultRoute {
+    /// A multipath default over the usable uplinks of the best tier in use, weighted like new flows.
+    #[default]
+    Multipath,
+    /// A default via the one best usable uplink (best tier, then highest weight, then file order).
+    Best,
+    /// flowpin leaves the router's default route alone (an admin's routing daemon owns it).
+    Unmanaged,
+}
+
+impl DefaultRoute {
+    /// The name the file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Multipath => "multipath",
+            Self::Best => "best",
+            Self::Unmanaged => "unmanaged",
+        }
+    }
 }
 
 impl Config {

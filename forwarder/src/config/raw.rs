@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{Filtering, IdleStrategy, Workers, XdpMode};
+use super::model::{DefaultRoute, Filtering, IdleStrategy, Workers, XdpMode};
 use super::resilience::{FailbackMode, FailoverAction, ProbeKind};
 use super::{PortRange, Protocol, Stickiness};
 
@@ -34,6 +34,7 @@ pub(super) struct RawConfig {
     pub failover: Option<RawFailover>,
     pub failback: Option<S<RawFailback>>,
     pub metrics: Option<RawMetrics>,
+    pub router: Option<RawRouter>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,4 +237,10 @@ pub(super) struct RawFailback {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub listen: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouter {
+    pub default_route: Option<DefaultRoute>,
 }

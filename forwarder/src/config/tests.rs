@@ -828,6 +828,7 @@ mod generated {
                 failover: Failover::default(),
                 failback: Failback::default(),
                 metrics: Metrics::default(),
+                router: Router::default(),
             })
     }
 
@@ -840,6 +841,52 @@ mod generated {
             prop_assert_eq!(parsed.unwrap(), config);
         }
     }
+}
+
+#[test]
+fn the_router_default_route_is_multipath_unless_set() {
+    let config = parse(BASE, "flowpin.toml", None).unwrap();
+    assert_eq!(config.router.default_route, DefaultRoute::Multipath);
+    for (word, mode) in [
+        ("multipath", DefaultRoute::Multipath),
+        ("best", DefaultRoute::Best),
+        ("unmanaged", DefaultRoute::Unmanaged),
+    ] {
+        let text = format!("{BASE}\n[router]\ndefault_route = \"{word}\"\n");
+        let config = parse(&text, "flowpin.toml", None).unwrap();
+        assert_eq!(config.router.default_route, mode);
+        assert_eq!(mode.name(), word);
+        assert!(
+            config
+                .to_toml()
+                .contains(&format!("default_route = \"{word}\""))
+        );
+        let said = explain(&config);
+        let line = said
+            .lines()
+            .find(|l| l.starts_with("Router's own traffic: "))
+            .expect(&said);
+        assert_eq!(
+            line.contains("unmanaged"),
+            mode == DefaultRoute::Unmanaged,
+            "{line}"
+        );
+        assert_eq!(
+            line.contains("multipath"),
+            mode == DefaultRoute::Multipath,
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_default_route_is_named_with_its_line() {
+    let text = format!("{BASE}\n[router]\ndefault_route = \"ecmp\"\n");
+    assert_single_error(
+        &text,
+        "flowpin.toml:18: router.default_route: ",
+        "unknown variant `ecmp`",
+    );
 }
 
 #[test]

@@ -247,6 +247,13 @@ pub struct StatusReport {
     /// `None`: no uplink is eligible).
     #[serde(default)]
     pub tier_in_use: Option<u8>,
+    /// `[router] default_route`: `multipath`, `best` or `unmanaged`.
+    #[serde(default)]
+    pub router_default_route: String,
+    /// The nexthops of the router's own default route flowpin keeps, as `interface weight`
+    /// (empty: unmanaged, or no uplink usable and the main table's default in force).
+    #[serde(default)]
+    pub router_default_via: Vec<String>,
     /// Flows in the table.
     pub flows: u64,
     /// Capacity of the flow table.

@@ -22,8 +22,13 @@
 //! `/etc/nftables.conf`) removes it. The daemon checks it every second ([`is_intact`]) and
 //! re-installs it when any of its three rules is gone.
 //!
-//! Invariants: while the guard is installed, no packet arriving on the LAN interface is forwarded by the
-//! kernel to an uplink, none arriving on an uplink is forwarded to the LAN, and no IPv4 packet the kernel
+//! The guard covers IPv4 only, the family flowpin translates. IPv6 between the LAN and the uplinks is
+//! not flowpin's: the XDP program passes it to the kernel, and the forwarding, firewall and routes the
+//! admin configured for it keep working with flowpin running (a dual-stack LAN keeps its IPv6).
+//!
+//! Invariants: while the guard is installed, no IPv4 packet arriving on the LAN interface is forwarded
+//! by the kernel to an uplink, none arriving on an uplink is forwarded to the LAN, IPv6 transit is
+//! never touched, and no IPv4 packet the kernel
 //! sends leaves an uplink with a source address that is not that uplink's. (flowpin's own transmissions
 //! bypass netfilter; the datapath keeps the same invariant for them.)
 
@@ -64,8 +69,8 @@ impl GuardSpec {
              table inet {GUARD_TABLE} {{\n\
              \tchain forward {{\n\
              \t\ttype filter hook forward priority filter - 10; policy accept;\n\
-             \t\tiifname \"{lan}\" oifname {{ {uplinks} }} counter drop comment \"{lan_to_uplink}\"\n\
-             \t\tiifname {{ {uplinks} }} oifname \"{lan}\" counter drop comment \"{uplink_to_lan}\"\n\
+             \t\tmeta nfproto ipv4 iifname \"{lan}\" oifname {{ {uplinks} }} counter drop comment \"{lan_to_uplink}\"\n\
+             \t\tmeta nfproto ipv4 iifname {{ {uplinks} }} oifname \"{lan}\" counter drop comment \"{uplink_to_lan}\"\n\
              \t}}\n\
              \tchain postrouting {{\n\
              \t\ttype filter hook postrouting priority filter + 10; policy accept;\n\
@@ -166,8 +171,12 @@ mod tests {
             uplinks: vec!["wan1".into(), "wan2".into()],
         };
         let r = spec.ruleset();
-        assert!(r.contains("iifname \"lan0\" oifname { \"wan1\", \"wan2\" } counter drop"));
-        assert!(r.contains("iifname { \"wan1\", \"wan2\" } oifname \"lan0\" counter drop"));
+        assert!(r.contains(
+            "meta nfproto ipv4 iifname \"lan0\" oifname { \"wan1\", \"wan2\" } counter drop"
+        ));
+        assert!(r.contains(
+            "meta nfproto ipv4 iifname { \"wan1\", \"wan2\" } oifname \"lan0\" counter drop"
+        ));
         assert!(r.contains("hook forward"));
         assert!(r.contains(
             "oifname { \"wan1\", \"wan2\" } ip saddr != 0.0.0.0 fib saddr . oif type != local counter drop"

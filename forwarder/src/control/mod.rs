@@ -21,6 +21,8 @@ pub mod netinfo;
 pub mod queues;
 pub mod render;
 pub mod router_addresses;
+pub mod router_route;
 pub mod runtime;
 pub mod snapshot;
+pub mod source_routes;
 pub mod surface_counters;

@@ -85,6 +85,18 @@ pub fn status(s: &StatusReport) -> String {
         "flow table share: {} hosts holding flows; from {} flows in use a host holding {} gets no new flow",
         s.flow_hosts, s.flow_share_pressure, s.flow_fair_share
     );
+    let _ = writeln!(
+        out,
+        "router's own default route: {}",
+        match (
+            s.router_default_route.as_str(),
+            s.router_default_via.is_empty()
+        ) {
+            ("unmanaged", _) => "unmanaged (left to the admin)".to_owned(),
+            (mode, true) => format!("{mode}, no uplink usable: the main table's default"),
+            (mode, false) => format!("{mode} via {}", s.router_default_via.join(", ")),
+        }
+    );
     uplink_traffic(&mut out, s);
     uplink_health(&mut out, s);
     refusals(&mut out, s);
@@ -360,6 +372,20 @@ mod tests {
         assert!(t.contains("isp1"));
         assert!(t.contains("42"));
         assert!(t.contains("no_flow_inbound"));
+    }
+
+    #[test]
+    fn status_shows_the_routers_own_default_route() {
+        let mut s = StatusReport {
+            router_default_route: "multipath".into(),
+            router_default_via: vec!["wan1 1".into(), "wan2 3".into()],
+            ..Default::default()
+        };
+        assert!(status(&s).contains("router's own default route: multipath via wan1 1, wan2 3"));
+        s.router_default_via.clear();
+        assert!(status(&s).contains("multipath, no uplink usable: the main table's default"));
+        s.router_default_route = "unmanaged".into();
+        assert!(status(&s).contains("router's own default route: unmanaged"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::ops::Range;
 
 use super::cpus::Host;
 use super::locate::Source;
-use super::model::Config;
+use super::model::{Config, Router};
 use super::raw::{RawConfig, S};
 use super::{ConfigError, ConfigErrors};
 
@@ -68,6 +68,12 @@ pub(super) fn validate(
     let failover = checker.failover(raw.failover);
     let failback = checker.failback(raw.failback);
     let metrics = checker.metrics(raw.metrics);
+    // 6. The router's own traffic.
+    let router = Router {
+        default_route: (raw.router)
+            .and_then(|router| router.default_route)
+            .unwrap_or_default(),
+    };
     if !checker.errors.is_empty() {
         let mut errors = checker.errors;
         errors.sort_by_key(|error| error.line.unwrap_or(0));
@@ -84,6 +90,7 @@ pub(super) fn validate(
         failover,
         failback,
         metrics,
+        router,
     })
 }
 

@@ -1,5 +1,5 @@
-//! Uplink health: active probes through each uplink, the per-uplink state machine, and the source routes
-//! that make probes leave by the uplink they test.
+//! Uplink health: active probes through each uplink and the per-uplink state machine. Probes leave by
+//! the uplink they test through its source routes ([`crate::control::source_routes`]).
 //!
 //! - [`state`]: the pure verdict (`up` / `down` / `probing`) from probe rounds, carrier and the passive
 //!   signal;
@@ -8,7 +8,6 @@
 //! - [`http_probe`]: HTTP and HTTPS GET probes (rustls), and the TLS clients they share;
 //! - [`target_stats`]: per target loss, RTT and jitter over the window;
 //! - [`hooks`]: the executables run on every state change, off the control loop;
-//! - [`routes`]: per-uplink source routing tables for the router's own traffic;
 //! - [`run_prober`]: the task that probes each uplink's targets once per its interval and reports
 //!   each uplink's round ([`UplinkRound`]).
 //!
@@ -23,7 +22,6 @@ pub mod hooks;
 pub mod http_probe;
 pub mod passive;
 pub mod probe;
-pub mod routes;
 pub mod state;
 pub mod target_stats;
 

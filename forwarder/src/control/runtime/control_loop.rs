@@ -2,7 +2,8 @@
 //! the daemon under its lock. It decides nothing itself.
 //!
 //! Cadence: every 100 ms the flow sweep, the passive handshake check and the gateway re-asks; every
-//! second the safety net behind the rtnetlink events (carriers, kernel refresh, failback); on every
+//! second the safety net behind the rtnetlink events (carriers, kernel refresh, failback, the routes
+//! flowpin installed); on every
 //! link, address or neighbour event the carriers and the kernel refresh; probe rounds as they come;
 //! SIGHUP reloads; SIGINT and SIGTERM end the loop; systemd's watchdog gets its keep-alive at half its
 //! timeout, under the daemon's lock, so a loop or lock that hangs lets systemd restart flowpin. The forward guard's check runs beside it, on a
@@ -87,5 +88,6 @@ fn on_tick(d: &mut Daemon, refresh: bool) {
         d.check_carriers();
         d.refresh();
         d.fail_back();
+        d.repair_routes();
     }
 }

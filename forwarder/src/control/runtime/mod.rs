@@ -5,9 +5,9 @@
 //! | `startup` | start order and shutdown; `run`, `load_config` |
 //! | `io` | the workers' AF_XDP sockets and queues, opened at start and at a rebuild |
 //! | `kernel` | what the kernel says about the LAN and the uplinks (facts, carriers, addresses) |
-//! | `publish` | the one door to a new snapshot, and the history `explain` reads |
+//! | `publish` | the one door to a new snapshot, the history `explain` reads, the router's default route |
 //! | `refresh` | re-reading the kernel; XDP addresses and renumbered uplinks |
-//! | `uplink_state` | health changes, failover, failback, probe sources and routes |
+//! | `uplink_state` | health changes, failover, failback, probe sources, uplink source routes |
 //! | `guard_watch` | re-installing the forward guard when it is gone |
 //! | `operator` | `flowpin uplink` drain, undrain, set-weight |
 //! | `reload` | re-reading the file: slot plan, what needs a restart, I/O rebuild |
@@ -56,6 +56,7 @@ use super::gateway_retry::GatewayRetry;
 use super::health::hooks::Hooks;
 use super::health::{HealthState, ProberInputs, TargetStats, UplinkHealth};
 use super::netinfo::InterfaceInfo;
+use super::router_route::RouterRoute;
 use super::snapshot::{SnapshotBuilder, UplinkFacts};
 use super::surface_counters::SurfaceCounters;
 use crate::config::{self, Config};
@@ -106,8 +107,10 @@ struct Daemon {
     /// Uplinks whose address changed at the last refresh: their old-address flows are looked for once
     /// more at the next one (see [`Daemon::fail_over_renumbered`]).
     renumbered: Vec<usize>,
-    /// Whether the per-uplink probe routes are installed.
-    probe_routes: bool,
+    /// By uplink slot: what its source routes were installed for (`None`: none installed).
+    source_routes: Vec<Option<uplink_state::SourceRouteKey>>,
+    /// The router's own default route (`[router] default_route`).
+    router_route: RouterRoute,
     reloads: u64,
     reloads_failed: u64,
     /// What the control socket and the metrics endpoint refused, displaced or timed out.

@@ -15,6 +15,7 @@ use crate::control::api;
 use crate::control::decision_history::Moment;
 use crate::control::health::HealthState;
 use crate::control::netinfo::InterfaceInfo;
+use crate::control::router_route::Candidate;
 use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
 use crate::datapath::{LanView, Snapshot};
 
@@ -59,6 +60,43 @@ impl Daemon {
         self.cell.store(Arc::new(snapshot));
         self.published_config = Arc::new(config);
         self.record_history();
+        self.update_router_route();
+    }
+
+    /// The router's own default route over the uplinks the snapshot just published lets take new
+    /// flows, with its weights (see [`crate::control::router_route`]).
+    pub(super) fn update_router_route(&mut self) {
+        let candidates: Vec<Candidate> = (self.published_config.uplinks.iter().enumerate())
+            .map(|(slot, u)| Candidate {
+                interface: u.interface.clone(),
+                gateway: u.gateway,
+                weight: u.weight,
+                tier: u.tier,
+                eligible: self.eligible(slot),
+            })
+            .collect();
+        let mode = self.config.router.default_route;
+        let before = self.router_route.installed().map(<[_]>::to_vec);
+        match self.router_route.update(mode, &candidates) {
+            Ok(()) => {
+                let after = self.router_route.installed();
+                if after != before.as_deref() {
+                    let via: Vec<String> = (after.unwrap_or_default().iter())
+                        .map(|hop| format!("{} weight {}", hop.interface, hop.weight))
+                        .collect();
+                    let via = if via.is_empty() {
+                        "no usable uplink: the main table's default".to_owned()
+                    } else {
+                        via.join(", ")
+                    };
+                    tracing::info!(mode = mode.name(), %via, "router default route");
+                }
+            }
+            Err(error) => {
+                let error = format!("{error:#}");
+                tracing::warn!(%error, "setting the router's default route");
+            }
+        }
     }
 
     /// Which uplinks take new flows: the kernel facts with health and drain applied.

@@ -33,6 +33,10 @@ impl Daemon {
             uptime_s: now_ms / 1000,
             uplinks: self.uplink_statuses(&snapshot, &flows.per_slot),
             tier_in_use: snapshot.policy.group(GroupId::Default).tier(),
+            router_default_route: self.config.router.default_route.name().to_owned(),
+            router_default_via: (self.router_route.installed().unwrap_or_default().iter())
+                .map(|hop| format!("{} {}", hop.interface, hop.weight))
+                .collect(),
             flows: flows.total,
             flow_capacity: self.flows.table.capacity() as u64,
             drops: self.drop_totals(),

@@ -11,12 +11,12 @@
 //!    every uplink (links pinned in bpffs; a link an earlier flowpin left pinned gets the new program
 //!    in place, atomically; the pins of interfaces no longer configured are removed), and start the
 //!    workers;
-//! 6. bind the metrics endpoint, install the probe routes, serve the metrics and the control socket
+//! 6. bind the metrics endpoint, install the source routes, serve the metrics and the control socket
 //!    on the control loop's tokio runtime, tell systemd `READY=1` (when it asked, see
 //!    [`crate::service::notify`]), run the control loop until SIGINT or SIGTERM.
 //!
 //! Shutdown stops the workers (closing their sockets empties the XSKMAP), removes the control socket
-//! and the probe routes. The pinned XDP links and the guard stay: a stopped flowpin fails closed like
+//! and the source routes. The pinned XDP links and the guard stay: a stopped flowpin fails closed like
 //! a crashed one, and the next start takes the links over (`flowpin remove-guard` removes both).
 
 use std::net::Ipv4Addr;
@@ -27,7 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
-use super::{Daemon, UplinkRuntime, api_server, control_loop, io, kernel, publish};
+use super::{Daemon, RouterRoute, UplinkRuntime, api_server, control_loop, io, kernel, publish};
 use crate::config::{self, Config};
 use crate::control::decision_history::DecisionHistory;
 use crate::control::failover::RstSender;
@@ -88,6 +88,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     // 6. The endpoints and the control loop.
     let metrics = bind_metrics(&daemon.config)?;
     daemon.update_probing();
+    daemon.update_router_route();
     daemon.record_history();
     let socket_path = daemon.config.control.socket.clone();
     let surfaces = daemon.surfaces.clone();
@@ -200,7 +201,8 @@ fn start_datapath(
         slot_baselines: Vec::new(),
         rst,
         renumbered: Vec::new(),
-        probe_routes: false,
+        source_routes: Vec::new(),
+        router_route: RouterRoute::default(),
         reloads: 0,
         reloads_failed: 0,
         surfaces: Arc::default(),
@@ -306,13 +308,15 @@ fn bind_metrics(config: &Config) -> Result<Option<std::net::TcpListener>> {
         .transpose()
 }
 
-/// Stops the workers, removes the socket and the probe routes; the pinned links stay attached.
+/// Stops the workers, removes the socket, the source routes and the router's default route; the
+/// pinned links stay attached.
 fn shut_down(daemon: &Mutex<Daemon>, socket_path: &Path) -> Result<()> {
     tracing::info!("stopping");
     let (mut xdp, workers) = {
         let mut d = daemon.lock().expect("daemon lock");
         d.notifier.stopping();
-        d.remove_probe_routes();
+        d.remove_source_routes();
+        d.router_route.remove();
         (d.xdp.take(), d.workers.take())
     };
     if let Some(workers) = workers {

@@ -7,7 +7,8 @@
 //! - nothing is evicted while no other uplink is eligible (the flows stay pinned and fail over once
 //!   one is back);
 //! - failback `move-after` runs at most once per up period, once the uplink has been up long enough;
-//! - probe routes are installed while probing is on and removed when it is turned off.
+//! - every live uplink with an address has its source routes (see [`crate::control::source_routes`]),
+//!   re-installed when its address changes and when a check finds them gone, removed at shutdown.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,6 +18,7 @@ use crate::control::failover;
 use crate::control::health::hooks::HookEvent;
 use crate::control::health::{self, HealthState, ProbeSource};
 use crate::control::netinfo;
+use crate::control::source_routes;
 use crate::select::GroupId;
 
 impl Daemon {
@@ -236,12 +238,12 @@ impl Daemon {
         }
     }
 
-    /// Probe sources and each uplink's settings for the prober; source routes when probing is on.
+    /// Probe sources and each uplink's settings for the prober; every uplink's source routes, for
+    /// its current address.
     pub(super) fn update_probing(&mut self) {
         let settings: Vec<_> = (0..self.config.uplinks.len())
             .map(|slot| self.config.uplink_health(slot))
             .collect();
-        let probing = settings.iter().any(|s| !s.targets.is_empty());
         let sources: Vec<Option<ProbeSource>> = self
             .config
             .uplinks
@@ -254,38 +256,106 @@ impl Daemon {
                 })
             })
             .collect();
-        let changed = **self.prober.sources.load() != sources;
-        if probing && (changed || !self.probe_routes) {
-            self.install_probe_routes(&sources);
-        } else if !probing && self.probe_routes {
-            self.remove_probe_routes();
-        }
+        self.install_source_routes();
         self.prober.sources.store(Arc::new(sources));
         self.prober.settings.store(Arc::new(settings));
     }
 
-    /// Is every uplink with a source routed to probe through its own gateway?
-    fn install_probe_routes(&mut self, sources: &[Option<ProbeSource>]) {
-        for (slot, (u, source)) in self.config.uplinks.iter().zip(sources).enumerate() {
-            let Some(source) = source else { continue };
-            if let Err(error) =
-                health::routes::install(slot as u8, source.address, u.gateway, &u.interface)
-            {
-                tracing::warn!(uplink = %u.name, %error, "installing the probe route");
+    /// Routes every live uplink's address out of its own gateway, (re)installed for a slot whenever
+    /// its interface, address or gateway changes, and when its link carries packets again (taking a
+    /// link down makes the kernel flush the routes through it); an uplink without an address has none
+    /// (its old address's rules go).
+    fn install_source_routes(&mut self) {
+        let slots = self.config.uplinks.len();
+        self.source_routes.resize(slots, None);
+        for slot in 0..slots {
+            let u = &self.config.uplinks[slot];
+            let live = self
+                .uplinks
+                .get(slot)
+                .is_some_and(|runtime| !runtime.retired);
+            let fact = self
+                .facts
+                .get(slot)
+                .and_then(Option::as_ref)
+                .filter(|_| live);
+            let wanted = fact.map(|f| SourceRouteKey {
+                interface: u.interface.clone(),
+                address: f.address,
+                gateway: u.gateway,
+                carrier: f.eligible,
+            });
+            if wanted == self.source_routes[slot] {
+                continue;
             }
+            match &wanted {
+                Some(key) => {
+                    if let Err(error) =
+                        source_routes::install(slot as u8, key.address, key.gateway, &key.interface)
+                    {
+                        if key.carrier {
+                            tracing::warn!(uplink = %u.name, %error, "installing the source routes");
+                        } else {
+                            tracing::debug!(uplink = %u.name, %error, "source routes wait for the link");
+                        }
+                    }
+                }
+                None => source_routes::remove(slot as u8),
+            }
+            self.source_routes[slot] = wanted;
         }
-        self.probe_routes = true;
     }
 
-    /// Removes every slot's probe route, when installed.
-    pub(super) fn remove_probe_routes(&mut self) {
-        if self.probe_routes {
-            for slot in 0..self.config.uplinks.len() {
-                health::routes::remove(slot as u8);
+    /// Re-installs what the kernel lost of the uplinks' source routes and the router's default route
+    /// (every second): taking a link down makes the kernel delete the routes through it, and an admin's
+    /// `ip route flush` or `ip rule flush` removes them, while nothing in flowpin's own view changed.
+    pub(super) fn repair_routes(&mut self) {
+        let inventory = match source_routes::RoutingInventory::read() {
+            Ok(inventory) => inventory,
+            Err(error) => {
+                let error = format!("{error:#}");
+                tracing::debug!(%error, "reading the routing tables");
+                return;
             }
-            self.probe_routes = false;
+        };
+        let mut lost = false;
+        for (slot, installed) in self.source_routes.iter_mut().enumerate() {
+            if installed.as_ref().is_some_and(|key| key.carrier)
+                && !inventory.has_source_routes(slot as u8)
+            {
+                *installed = None;
+                lost = true;
+            }
+        }
+        if lost {
+            tracing::info!("source routes found missing: re-installed");
+            self.install_source_routes();
+        }
+        if self.router_route.lost_from(&inventory) {
+            tracing::info!("the router's default route or its rules found missing: re-installed");
+            self.router_route.forget();
+            self.update_router_route();
         }
     }
+
+    /// Removes every slot's source routes.
+    pub(super) fn remove_source_routes(&mut self) {
+        for (slot, installed) in self.source_routes.iter_mut().enumerate() {
+            if installed.take().is_some() {
+                source_routes::remove(slot as u8);
+            }
+        }
+    }
+}
+
+/// What a slot's source routes were last installed for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct SourceRouteKey {
+    interface: String,
+    address: std::net::Ipv4Addr,
+    gateway: std::net::Ipv4Addr,
+    /// Whether its link carried packets then.
+    carrier: bool,
 }
 
 /// One uplink's state change, between its log line and its hooks.

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use super::{ReloadError, SlotPlan};
 use crate::control::failover;
-use crate::control::health;
 use crate::control::runtime::slot_totals::rebase_slots;
 use crate::control::runtime::{Daemon, UplinkRuntime, io};
 use crate::control::snapshot::UplinkFacts;
@@ -70,7 +69,7 @@ impl Daemon {
         // 1. The workers stop: the pause starts.
         self.stop_workers(xdp)?;
         let stopped = paused.elapsed();
-        // 2. The removed uplinks' flows fail over; their XDP and probe routes go.
+        // 2. The removed uplinks' flows fail over; their XDP and source routes go.
         let failed_over = self.retire_removed(xdp, &plan.removed);
         // 3. Slots given to new uplinks count from 0 (read while no worker counts).
         rebase_slots(&mut self.slot_baselines, &self.counters, &plan.added);
@@ -143,8 +142,9 @@ impl Daemon {
             if let Err(error) = xdp.remove_interface(&self.config.uplinks[slot].interface) {
                 tracing::warn!(uplink = %name, %error, "detaching XDP from the removed uplink");
             }
-            if self.probe_routes {
-                health::routes::remove(slot as u8);
+            crate::control::source_routes::remove(slot as u8);
+            if let Some(installed) = self.source_routes.get_mut(slot) {
+                *installed = None;
             }
             self.builder.forget(&name);
         }
