@@ -32,7 +32,7 @@ pub enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Per-uplink state and counters, drops by reason.
+    /// The uplinks (state, since when, flows, rates, probe figures), then drops by reason.
     Status {
         /// Control socket of the daemon.
         #[arg(long, default_value = api::DEFAULT_SOCKET)]
@@ -40,6 +40,10 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Add the internals: addresses and NAT port pools, health and failover counters, refusals,
+        /// XDP decisions, workers and their AF_XDP sockets, control surfaces.
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// The flows in the table.
     Flows {
@@ -133,10 +137,14 @@ pub fn main(cli: Cli) -> Result<()> {
             print!("{}", crate::config::explain(&config));
             Ok(())
         }
-        Command::Status { socket, json } => match api::call(&socket, &api::Request::Status)? {
+        Command::Status {
+            socket,
+            json,
+            verbose,
+        } => match api::call(&socket, &api::Request::Status)? {
             api::Response::Status(s) if json => print_json(&s),
             api::Response::Status(s) => {
-                print!("{}", render::status(&s));
+                print!("{}", render::status(&s, verbose));
                 Ok(())
             }
             other => unexpected(other),

@@ -24,3 +24,4 @@ pub mod router_addresses;
 pub mod runtime;
 pub mod snapshot;
 pub mod surface_counters;
+pub mod traffic_rates;

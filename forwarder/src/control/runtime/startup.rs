@@ -194,6 +194,7 @@ fn start_datapath(
         surfaces: Arc::default(),
         guard_repairs: Default::default(),
         hooks,
+        observed: super::observed::Observed::starting(),
     };
     Ok((daemon, hook_runner))
 }

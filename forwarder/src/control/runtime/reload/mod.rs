@@ -116,6 +116,7 @@ impl Daemon {
             Ok(_) => self.reloads += 1,
             Err(_) => self.reloads_failed += 1,
         }
+        self.observed.reloaded(result.is_ok());
         result
     }
 
