@@ -13,6 +13,7 @@ apt_packages=(
   iperf3 socat curl netsniff-ng hping3   # real clients, servers and generators
   tcpdump traceroute iputils-ping procps psmisc python3 python3-scapy
   openssl                                # the health probe tests' lab CA
+  prometheus                             # promtool: checks and unit-tests the shipped alert rules
   ca-certificates                        # https for rustup on a machine without Rust
 )
 missing=()

@@ -21,6 +21,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build (release binaries used by the end-to-end tests)"
 cargo build --release --locked -p flowpin -p flowpin-lab
 
+step "monitoring: the shipped alert rules (promtool check and unit tests)"
+promtool check rules packaging/monitoring/flowpin-alerts.yml
+promtool test rules packaging/monitoring/flowpin-alerts.test.yml
+
 step "tests"
 cargo test --workspace --locked --no-fail-fast
 

@@ -208,4 +208,6 @@ fn write_daemon(out: &mut String, status: &StatusReport) {
 }
 
 #[cfg(test)]
+mod monitoring_tests;
+#[cfg(test)]
 mod tests;
