@@ -31,6 +31,24 @@ pub enum Request {
     Uplink(UplinkCommand),
     /// Why the matching flows are on their uplinks.
     Explain(FlowQuery),
+    /// Remove the matching flows, resetting their TCP connections both ways.
+    KillFlows(KillFilter),
+    /// Which uplink a new flow (a LAN-side 5-tuple) would take now, and why; creates nothing.
+    ExplainNew(FlowQuery),
+}
+
+/// Which flows `flowpin flows kill` removes: those matching every selector given (at least one of
+/// `uplink`, `host`, `flow`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillFilter {
+    /// Only flows pinned to this uplink (by name).
+    pub uplink: Option<String>,
+    /// Only flows of this LAN host.
+    pub host: Option<std::net::Ipv4Addr>,
+    /// Only flows of this protocol (`tcp`, `udp`, `icmp`).
+    pub proto: Option<String>,
+    /// Only the flows this query names (as `flowpin explain` takes them).
+    pub flow: Option<FlowQuery>,
 }
 
 /// Which flows `flowpin explain` explains: `PROTO INTERNAL REMOTE` (the LAN-side 5-tuple, as the LAN
@@ -227,6 +245,10 @@ pub enum Response {
     Flows(FlowsReport),
     /// Answer to [`Request::Explain`].
     Explain(ExplainReport),
+    /// Answer to [`Request::KillFlows`].
+    Killed(crate::control::flow_kill::KillReport),
+    /// Answer to [`Request::ExplainNew`].
+    ExplainNew(Box<crate::control::new_flow_explanation::NewFlowExplanation>),
     /// A command was carried out.
     Done {
         /// What was done.

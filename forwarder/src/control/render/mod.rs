@@ -6,6 +6,8 @@
 use std::fmt::Write;
 
 use super::api::{ExplainReport, FlowsReport};
+use super::new_flow_explanation::NewFlowExplanation;
+use table::{Align, Table};
 
 mod status;
 pub mod table;
@@ -72,6 +74,54 @@ pub fn explain(report: &ExplainReport) -> String {
         }
         let _ = writeln!(out, "  why:         {}\n", e.summary);
     }
+    out
+}
+
+/// Renders `flowpin explain --new` for a terminal: the verdict, the rule, the key, the uplinks now.
+pub fn explain_new(e: &NewFlowExplanation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "new {} {} → {}: {}",
+        e.proto,
+        e.internal,
+        e.remote,
+        match (e.verdict.as_str(), &e.uplink, &e.external_address) {
+            ("outbound", Some(u), Some(a)) => format!("out of {u} as {a}"),
+            ("hairpin", Some(u), _) => format!("hairpin through {u}'s address"),
+            _ => "refused".to_owned(),
+        }
+    );
+    if !e.rule.is_empty() {
+        let _ = writeln!(out, "  rule:        {}", e.rule);
+        let _ = writeln!(
+            out,
+            "  stickiness:  {} — key of {} = {}",
+            e.stickiness, e.stickiness_fields, e.stickiness_key
+        );
+        let _ = writeln!(
+            out,
+            "  now:         snapshot {}; the group chooses {}",
+            e.generation,
+            e.chooser_pick.as_deref().unwrap_or("-")
+        );
+    }
+    let mut t = Table::new(&[
+        ("    uplink", Align::Left),
+        ("state", Align::Left),
+        ("weight", Align::Right),
+        ("new flows", Align::Left),
+    ]);
+    for u in &e.uplinks {
+        t.row(vec![
+            format!("    {}", u.name),
+            u.state.clone(),
+            u.weight.to_string(),
+            if u.eligible { "takes" } else { "takes none" }.to_owned(),
+        ]);
+    }
+    out.push_str(&t.render());
+    let _ = writeln!(out, "  why:         {}", e.summary);
     out
 }
 

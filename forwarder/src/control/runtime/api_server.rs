@@ -95,6 +95,23 @@ fn answer(daemon: &Mutex<Daemon>, request: Request) -> Response {
             done(result)
         }
         Request::Uplink(command) => done(lock(daemon).uplink_command(&command)),
+        Request::ExplainNew(query) => match lock(daemon).explain_new(&query) {
+            Ok(explanation) => Response::ExplainNew(Box::new(explanation)),
+            Err(message) => Response::Error { message },
+        },
+        Request::KillFlows(filter) => {
+            let plan = lock(daemon).kill_plan(filter);
+            match plan {
+                Ok(plan) => {
+                    let report = plan.run();
+                    lock(daemon).count_kill(&report);
+                    Response::Killed(report)
+                }
+                Err(refusal) => Response::Error {
+                    message: refusal.to_string(),
+                },
+            }
+        }
     }
 }
 

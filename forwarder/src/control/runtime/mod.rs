@@ -14,6 +14,7 @@
 //! | `slot_totals` | per-slot counters that restart at 0 when a slot gets a new uplink |
 //! | `reports` | `status`, `explain` |
 //! | `observed` | rates, state times, last reload, kills: figures kept only to show the admin |
+//! | `flow_kill` | `flowpin flows kill`: planned under the lock, done without it |
 //! | `flow_scan` | scans of the flow table for `status`, `flows`, `explain`, without the lock |
 //! | `control_loop` | the loop that only dispatches signals, ticks, events and probe rounds |
 //! | `api_server` | the tasks serving the control socket and the metrics endpoint |
@@ -28,6 +29,7 @@
 
 mod api_server;
 mod control_loop;
+mod flow_kill;
 mod flow_scan;
 mod guard_watch;
 mod io;

@@ -13,6 +13,7 @@ use super::slot_totals::SlotTotals;
 use crate::config;
 use crate::control::api::{self, ExplainReport, StatusReport};
 use crate::control::decision_history;
+use crate::control::new_flow_explanation::{NewFlowExplanation, explain_new};
 use crate::datapath::Snapshot;
 use crate::select::GroupId;
 use crate::worker::WorkerPool;
@@ -251,6 +252,40 @@ impl Daemon {
             None => "lan",
             Some(slot) => self.uplink_name(slot),
         }
+    }
+
+    /// `flowpin explain --new`: which uplink the new flow `query` (a LAN-side 5-tuple) would take now.
+    pub(super) fn explain_new(&self, query: &api::FlowQuery) -> Result<NewFlowExplanation, String> {
+        let (Some(proto), Some(remote)) = (api::protocol_named(&query.proto), query.remote) else {
+            return Err(
+                "explain --new takes PROTO INTERNAL REMOTE (the LAN-side 5-tuple of the new flow)"
+                    .to_owned(),
+            );
+        };
+        let snapshot = self.cell.load();
+        let uplinks = self
+            .config
+            .uplinks
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| !self.uplinks[*slot].retired)
+            .map(|(slot, u)| api::UplinkAtDecision {
+                name: u.name.clone(),
+                state: self.uplinks[slot]
+                    .state_name(self.facts.get(slot).and_then(Option::as_ref))
+                    .to_owned(),
+                weight: self.uplinks[slot].weight_override.unwrap_or(u.weight),
+                eligible: self.eligible(slot),
+            })
+            .collect();
+        Ok(explain_new(
+            &snapshot,
+            &self.published_config,
+            uplinks,
+            proto,
+            query.endpoint,
+            remote,
+        ))
     }
 
     /// `flowpin explain`: why each flow `found` (at most 100, scanned without the lock) is on its
