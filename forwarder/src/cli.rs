@@ -167,6 +167,7 @@ pub fn main(cli: Cli) -> Result<()> {
         Command::Check { config } => {
             let config = runtime::load_config(&config)?;
             print!("{}", crate::config::explain(&config));
+            print_environment_warnings(&config);
             Ok(())
         }
         Command::Status {
@@ -323,6 +324,20 @@ fn flows_action(socket: &std::path::Path, before: api::FlowFilter, action: Flows
             Ok(())
         }
         other => unexpected(other),
+    }
+}
+
+/// `flowpin check`'s warnings about the machine (none: a line saying so).
+fn print_environment_warnings(config: &crate::config::Config) {
+    let warnings =
+        crate::control::environment::warnings(config, &crate::control::environment::read(config));
+    if warnings.is_empty() {
+        println!(
+            "\nenvironment: no pitfall seen (veth offloads, NAT range vs local ports, rp_filter)"
+        );
+    }
+    for warning in warnings {
+        println!("\nwarning: {warning}");
     }
 }
 

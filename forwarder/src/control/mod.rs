@@ -11,6 +11,7 @@
 pub mod api;
 pub mod control_socket;
 pub mod decision_history;
+pub mod environment;
 pub mod failover;
 pub mod flow_kill;
 pub mod gateway_retry;
