@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use flowpin_lab::{LabSpec, RouterKind};
-use flowpin_tests::{down_and_assert_clean, flowpin_cli, flowpin_status, lab_up, wait_for_status};
+use flowpin_tests::{down_and_assert_clean, flowpin_cli, flowpin_status, lab_up};
 
 #[test]
 fn status_shows_uplinks_first_with_state_time_and_rates_and_explain_new_follows_a_drain() {
@@ -16,29 +16,44 @@ fn status_shows_uplinks_first_with_state_time_and_rates_and_explain_new_follows_
     let host = lab.lan_hosts()[0].clone();
     let server = lab.inet().server_addrs[0].to_string();
 
-    // 100 echo requests per second for 4 s: one ICMP flow, on one uplink.
+    // 100 echo requests per second for 6 s: one ICMP flow, on one uplink. While it runs, an uplink
+    // shows its rate (sampled each second).
     let pinger = lab
         .spawn(
             &host.ns,
-            &["ping", "-q", "-i", "0.01", "-c", "400", &server],
+            &["ping", "-q", "-i", "0.01", "-c", "600", &server],
         )
         .expect("ping");
-    let busy = wait_for_status(&lab, Duration::from_secs(4), |s| {
+    let busy = |s: &serde_json::Value| {
         s["uplinks"]
             .as_array()
             .unwrap()
             .iter()
             .any(|u| u["rates"]["tx_pps"].as_f64().unwrap_or(0.0) > 20.0)
-    });
-    let status = flowpin_status(&lab);
-    assert!(busy.is_ok(), "no uplink showed a packet rate: {status:#}");
+    };
+    let mut status = flowpin_status(&lab);
+    while !busy(&status) {
+        assert!(
+            pinger.is_running().unwrap_or(false),
+            "no uplink showed a packet rate while the ping ran: {status:#}\nping: {}{}",
+            pinger.stdout().unwrap_or_default(),
+            pinger.stderr().unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        status = flowpin_status(&lab);
+    }
     let carrying: Vec<&serde_json::Value> = status["uplinks"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|u| u["rates"]["tx_pps"].as_f64().unwrap() > 0.0)
         .collect();
-    assert_eq!(carrying.len(), 1, "one ICMP flow, one uplink: {status:#}");
+    assert_eq!(
+        carrying.len(),
+        1,
+        "one ICMP flow, one uplink: {status:#}\nflows: {:#}",
+        flowpin_tests::flowpin_flows(&lab)
+    );
     assert!(
         carrying[0]["rates"]["rx_pps"].as_f64().unwrap() > 0.0,
         "{status:#}"
