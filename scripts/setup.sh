@@ -14,6 +14,7 @@ apt_packages=(
   tcpdump traceroute iputils-ping procps psmisc python3 python3-scapy
   openssl                                # the health probe tests' lab CA
   prometheus                             # promtool: checks and unit-tests the shipped alert rules
+  chromium                               # headless browser test of the status page
   ca-certificates                        # https for rustup on a machine without Rust
 )
 missing=()

@@ -333,7 +333,7 @@ fn start(limits: server::Limits) -> (std::net::SocketAddr, std::sync::Arc<Surfac
             .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let render: server::Render = std::sync::Arc::new(|| "flowpin_flows 1\n".to_owned());
+            let render: server::Render = std::sync::Arc::new(|_| "flowpin_flows 1\n".to_owned());
             server::serve(listener, limits, served, render).await;
         });
     });
