@@ -6,10 +6,10 @@
 //! are escaped; counters only grow for the life of the daemon, except the kernel's AF_XDP socket
 //! counters (`flowpin_xsk_*_total`, one family per counter), which restart from 0 when a reload
 //! reopens the sockets (a counter reset, which `rate()` handles); timestamps are seconds since the
-//! Unix epoch, in families named `*_timestamp_seconds` or `*_time_seconds`; the server answers `GET`/`HEAD /metrics` with the
-//! metrics, `/` with the read-only status page and `/status.json` with its data, other paths with
-//! `404`, other methods with `405`, and closes the connection after each
-//! answer ([`http`]).
+//! Unix epoch, in families named `*_timestamp_seconds` or `*_time_seconds`; the server answers
+//! `GET`/`HEAD /metrics` with the metrics, `/` with the read-only status page and `/status.json`
+//! with its data, other paths with `404`, other methods with `405`, and closes the connection after
+//! each answer ([`http`]).
 
 mod health_probes;
 pub mod http;
