@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what one of flowpin's commands needs on Debian 12+ (as root), idempotently, and nothing more:
-#   ./scripts/setup.sh [test]   everything scripts/test.sh (CI) runs: build, lab, package, fuzz, bench plot
+#   ./scripts/setup.sh [test]   everything scripts/test.sh (CI) runs: build, lab, package, fuzz, bench plot,
+#                               promtool and a headless browser
 #   ./scripts/setup.sh demo     build and lab tools for scripts/demo.sh
 #   ./scripts/setup.sh package  build tools and cargo-deb for scripts/package.sh
 #   ./scripts/setup.sh bench    build and lab tools and the plot's font for the benchmark
@@ -36,9 +37,14 @@ package_test_packages=(
   systemd                                # systemd-analyze verify checks the installed unit
   util-linux                             # setpriv applies the unit's capability bounding set
 )
+monitoring_test_packages=(
+  prometheus                             # promtool: checks and unit-tests the shipped alert rules
+  chromium                               # headless browser test of the status page
+)
 apt_packages=("${build_packages[@]}")
 case "$what" in
-  test) apt_packages+=("${lab_packages[@]}" "${plot_packages[@]}" "${package_packages[@]}" "${package_test_packages[@]}") ;;
+  test) apt_packages+=("${lab_packages[@]}" "${plot_packages[@]}" "${package_packages[@]}" "${package_test_packages[@]}"
+        "${monitoring_test_packages[@]}") ;;
   demo) apt_packages+=("${lab_packages[@]}") ;;
   package) apt_packages+=("${package_packages[@]}") ;;
   bench) apt_packages+=("${lab_packages[@]}" "${plot_packages[@]}") ;;

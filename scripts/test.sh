@@ -25,6 +25,10 @@ cargo build --release --locked -p flowpin -p flowpin-lab
 step "Debian package from that release build (installed, run on the lab and removed by the package test)"
 ./scripts/package.sh
 
+step "monitoring: the shipped alert rules (promtool check and unit tests)"
+promtool check rules packaging/monitoring/flowpin-alerts.yml
+promtool test rules packaging/monitoring/flowpin-alerts.test.yml
+
 step "tests"
 cargo test --workspace --locked --no-fail-fast
 

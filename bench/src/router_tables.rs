@@ -176,11 +176,11 @@ pub fn flowpin_table(lab: &Lab) -> Result<(u64, u64)> {
 fn losses(status: &serde_json::Value) -> String {
     let pairs = |value: &serde_json::Value| -> Vec<String> {
         value
-            .as_array()
+            .as_object()
             .into_iter()
             .flatten()
-            .filter(|pair| pair[1].as_u64().unwrap_or(0) > 0)
-            .map(|pair| format!("{}={}", pair[0].as_str().unwrap_or("?"), pair[1]))
+            .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+            .map(|(name, n)| format!("{name}={n}"))
             .collect()
     };
     let xdp: Vec<String> = pairs(&status["xdp"])

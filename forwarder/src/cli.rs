@@ -44,13 +44,17 @@ pub enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Per-uplink state and counters, drops by reason.
+    /// The uplinks (state, since when, flows, rates, probe figures), then drops by reason.
     Status {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Add the internals: addresses and NAT port pools, health and failover counters, refusals,
+        /// XDP decisions, workers and their AF_XDP sockets, control surfaces.
+        #[arg(short, long)]
+        verbose: bool,
     },
-    /// The flows in the table.
+    /// The flows in the table; `flows kill` removes chosen ones.
     Flows {
         /// Only flows pinned to this uplink.
         #[arg(long)]
@@ -67,15 +71,22 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// An action on the flows instead of listing them.
+        #[command(subcommand)]
+        action: Option<FlowsCli>,
     },
     /// Why a flow is on its uplink: the policy rule it matched, its stickiness key, and the uplinks'
-    /// states and weights when it was pinned. FLOW is `PROTO INTERNAL REMOTE` (the LAN-side 5-tuple,
+    /// states and weights when it was pinned (with --new: which uplink a new flow would take now). FLOW is `PROTO INTERNAL REMOTE` (the LAN-side 5-tuple,
     /// e.g. `udp 10.0.1.2:5000 203.0.113.10:7`) or `PROTO EXTERNAL` (its translated endpoint, e.g.
     /// `udp 198.51.100.2:10000`, which may name several flows); for ICMP the port is the echo id.
     Explain {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Not an existing flow: which uplink a new flow `PROTO SRC DST` from the LAN would take now,
+        /// and why (creates nothing).
+        #[arg(long)]
+        new: bool,
         /// PROTO ENDPOINT (REMOTE optional).
         #[arg(required = true, num_args = 2..=3, value_name = "FLOW")]
         flow: Vec<String>,
@@ -95,6 +106,31 @@ pub enum Command {
         /// LAN interface's name): `/sys/fs/bpf/flowpin/NAME/` goes, and with it the XDP program.
         #[arg(long)]
         pin_name: Option<String>,
+    },
+}
+
+/// `flowpin flows ...`.
+#[derive(Debug, Subcommand)]
+pub enum FlowsCli {
+    /// Remove the flows matching every selector given (at least one of --uplink, --host, FLOW; given
+    /// here or before `kill`), like `conntrack -D`: each live TCP connection gets an RST towards the
+    /// LAN host and one towards the remote; the hosts' next packets open new flows.
+    Kill {
+        /// Only flows pinned to this uplink.
+        #[arg(long)]
+        uplink: Option<String>,
+        /// Only flows of this LAN host.
+        #[arg(long)]
+        host: Option<Ipv4Addr>,
+        /// Only this protocol (tcp, udp, icmp).
+        #[arg(long)]
+        proto: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// One flow, as `flowpin explain` takes it: `PROTO INTERNAL REMOTE` or `PROTO EXTERNAL`.
+        #[arg(num_args = 2..=3, value_name = "FLOW")]
+        flow: Vec<String>,
     },
 }
 
@@ -128,12 +164,13 @@ pub fn main(cli: Cli) -> Result<()> {
         Command::Check { config } => {
             let config = runtime::load_config(&config)?;
             print!("{}", crate::config::explain(&config));
+            print_environment_warnings(&config);
             Ok(())
         }
-        Command::Status { json } => match api::call(&socket, &api::Request::Status)? {
+        Command::Status { json, verbose } => match api::call(&socket, &api::Request::Status)? {
             api::Response::Status(s) if json => print_json(&s),
             api::Response::Status(s) => {
-                print!("{}", render::status(&s));
+                print!("{}", render::status(&s, verbose));
                 Ok(())
             }
             other => unexpected(other),
@@ -142,8 +179,25 @@ pub fn main(cli: Cli) -> Result<()> {
             uplink,
             host,
             proto,
+            action: Some(action),
+            ..
+        } => flows_action(
+            &socket,
+            api::FlowFilter {
+                uplink,
+                host,
+                proto,
+                limit: None,
+            },
+            action,
+        ),
+        Command::Flows {
+            uplink,
+            host,
+            proto,
             limit,
             json,
+            action: None,
         } => {
             let filter = api::FlowFilter {
                 uplink,
@@ -160,7 +214,31 @@ pub fn main(cli: Cli) -> Result<()> {
                 other => unexpected(other),
             }
         }
-        Command::Explain { json, flow } => {
+        Command::Explain {
+            json,
+            new: true,
+            flow,
+        } => {
+            let query = api::FlowQuery::parse(&flow).map_err(anyhow::Error::msg)?;
+            if query.remote.is_none() {
+                bail!(
+                    "explain --new takes PROTO SRC DST: the LAN host's endpoint and the remote's"
+                );
+            }
+            match api::call(&socket, &api::Request::ExplainNew(query))? {
+                api::Response::ExplainNew(e) if json => print_json(&e),
+                api::Response::ExplainNew(e) => {
+                    print!("{}", render::explain_new(&e));
+                    Ok(())
+                }
+                other => unexpected(other),
+            }
+        }
+        Command::Explain {
+            json,
+            new: false,
+            flow,
+        } => {
             let query = api::FlowQuery::parse(&flow).map_err(anyhow::Error::msg)?;
             match api::call(&socket, &api::Request::Explain(query))? {
                 api::Response::Explain(e) if json => print_json(&e),
@@ -197,6 +275,58 @@ pub fn main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// `flowpin [--socket S] flows [SELECTORS] kill [SELECTORS] [FLOW]`: the kill's own selectors, else
+/// the ones given before `kill`.
+fn flows_action(socket: &std::path::Path, before: api::FlowFilter, action: FlowsCli) -> Result<()> {
+    let FlowsCli::Kill {
+        uplink,
+        host,
+        proto,
+        json,
+        flow,
+    } = action;
+    let (uplink, host, proto) = (
+        uplink.or(before.uplink),
+        host.or(before.host),
+        proto.or(before.proto),
+    );
+    let flow = match flow.as_slice() {
+        [] => None,
+        words => Some(api::FlowQuery::parse(words).map_err(anyhow::Error::msg)?),
+    };
+    let filter = api::KillFilter {
+        uplink,
+        host,
+        proto: proto.map(|p| p.to_ascii_lowercase()),
+        flow,
+    };
+    match api::call(socket, &api::Request::KillFlows(filter))? {
+        api::Response::Killed(k) if json => print_json(&k),
+        api::Response::Killed(k) => {
+            println!(
+                "killed {} flows; {} TCP connections reset ({} RSTs to LAN hosts, {} to remotes)",
+                k.killed, k.tcp_reset, k.resets_to_hosts, k.resets_to_remotes
+            );
+            Ok(())
+        }
+        other => unexpected(other),
+    }
+}
+
+/// `flowpin check`'s warnings about the machine (none: a line saying so).
+fn print_environment_warnings(config: &crate::config::Config) {
+    let warnings =
+        crate::control::environment::warnings(config, &crate::control::environment::read(config));
+    if warnings.is_empty() {
+        println!(
+            "\nenvironment: no pitfall seen (veth offloads, NAT range vs local ports, rp_filter)"
+        );
+    }
+    for warning in warnings {
+        println!("\nwarning: {warning}");
     }
 }
 

@@ -173,6 +173,28 @@ impl TcpTracker {
         }
     }
 
+    /// The sequence number an RST towards the outside (the remote) must carry to reset it at once:
+    /// the highest acknowledgment number the remote sent. `None` before it acknowledged anything.
+    #[must_use]
+    pub const fn rst_seq_towards_outside(&self) -> Option<u32> {
+        if self.phase_word & OUTSIDE_ACK_KNOWN != 0 {
+            Some(highest_ack(self.outside))
+        } else {
+            None
+        }
+    }
+
+    /// The next sequence number the inside host would use (the ACK number for an RST towards the
+    /// outside).
+    #[must_use]
+    pub const fn inside_next_seq(&self) -> Option<u32> {
+        if self.phase_word & INSIDE_SEQ_KNOWN != 0 {
+            Some(next_seq(self.inside))
+        } else {
+            None
+        }
+    }
+
     /// Feeds one segment; returns the new phase.
     pub fn observe(&mut self, direction: Direction, segment: &TcpInfo) -> TcpPhase {
         let (phase_word, sender_word) = transition(
@@ -460,6 +482,23 @@ mod tests {
             TcpPhase::FinBoth
         );
         assert!(t.phase().is_transitory());
+    }
+
+    #[test]
+    fn an_rst_towards_either_side_carries_what_that_side_acknowledged() {
+        let t = established();
+        assert_eq!(t.rst_seq_towards_inside(), Some(5101));
+        assert_eq!(t.outside_next_seq(), Some(5101));
+        assert_eq!(t.rst_seq_towards_outside(), Some(1101));
+        assert_eq!(t.inside_next_seq(), Some(1101));
+        let mut syn_only = TcpTracker::default();
+        syn_only.observe(Direction::Outbound, &seg(SYN, 1000, 0, 0));
+        assert_eq!(
+            syn_only.rst_seq_towards_outside(),
+            None,
+            "nothing acknowledged"
+        );
+        assert_eq!(syn_only.inside_next_seq(), Some(1001));
     }
 
     #[test]

@@ -242,12 +242,16 @@ pub fn flowpin_metrics(lab: &Lab) -> prometheus::Exposition {
 
 /// How many packets `flowpin status` counts as dropped for `reason` (0 when absent).
 pub fn status_drops(status: &serde_json::Value, reason: &str) -> u64 {
-    status["drops"]
-        .as_array()
-        .expect("drops in the status")
-        .iter()
-        .find(|d| d[0] == reason)
-        .map_or(0, |d| d[1].as_u64().unwrap_or(0))
+    status_count(status, "drops", reason)
+}
+
+/// The count `name` of the status object `field` (`drops`, `xdp`, `icmp_suppressed`: objects keyed
+/// by name), 0 when absent.
+pub fn status_count(status: &serde_json::Value, field: &str, name: &str) -> u64 {
+    let counts = status[field]
+        .as_object()
+        .unwrap_or_else(|| panic!("{field} in the status is an object keyed by name: {status}"));
+    counts.get(name).map_or(0, |n| n.as_u64().expect("a count"))
 }
 
 /// Steers every new flow to the uplink named `uplink` (`isp1`, ...): appends a catch-all policy whose

@@ -50,12 +50,7 @@ fn workers(status: &serde_json::Value) -> Vec<WorkerFigures> {
 
 /// The XDP program's count of `decision` in a status report (0 when absent).
 fn xdp_decision(status: &serde_json::Value, decision: &str) -> u64 {
-    status["xdp"]
-        .as_array()
-        .expect("XDP decisions in the status")
-        .iter()
-        .find(|d| d[0] == decision)
-        .map_or(0, |d| d[1].as_u64().unwrap_or(0))
+    flowpin_tests::status_count(status, "xdp", decision)
 }
 
 /// The receive queues of `interface` in `ns`, as sysfs lists them.

@@ -265,7 +265,7 @@ fn fifty_reloads_during_traffic_keep_every_flow_and_refuse_every_mistake() {
     // The datapath dropped nothing: whatever the clients lost, flowpin did not lose it.
     assert_eq!(
         status["drops"],
-        serde_json::json!([]),
+        serde_json::json!({}),
         "flowpin dropped packets during the reloads"
     );
     // ... and on the server's: no flow ended, changed source or stalled (1 s of silence), and UDP loss

@@ -30,12 +30,7 @@ fn counters(lab: &Lab) -> Vec<IspCounters> {
 /// Packets the XDP program counted under `decision` (from `flowpin status`, which lists the
 /// decisions that counted anything).
 fn xdp_decision(lab: &Lab, decision: &str) -> u64 {
-    flowpin_status(lab)["xdp"]
-        .as_array()
-        .expect("XDP decisions in the status")
-        .iter()
-        .find(|d| d[0] == decision)
-        .map_or(0, |d| d[1].as_u64().expect("a packet count"))
+    flowpin_tests::status_count(&flowpin_status(lab), "xdp", decision)
 }
 
 /// 64 echo identifiers spread over the lab's whole NAT range (both ends included), plus two outside.

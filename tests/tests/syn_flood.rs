@@ -54,12 +54,7 @@ print(answered)
 "#;
 
 fn xdp_decision(status: &serde_json::Value, decision: &str) -> u64 {
-    status["xdp"]
-        .as_array()
-        .expect("XDP decisions in the status")
-        .iter()
-        .find(|d| d[0] == decision)
-        .map_or(0, |d| d[1].as_u64().unwrap_or(0))
+    flowpin_tests::status_count(status, "xdp", decision)
 }
 
 /// An unthrottled SYN flood (a new source port on every packet) from LAN host 0 for `seconds`.
@@ -91,8 +86,8 @@ fn a_syn_flood_is_refused_in_xdp_while_established_and_fresh_traffic_goes_on() {
     assert_eq!(traffic::http_get(&lab, &other, 3).expect("curl runs").ok, 3);
     let before = flowpin_status(&lab);
     assert_eq!(
-        before["admission"][0],
-        serde_json::json!(["per_host", 2000, 4000]),
+        before["admission"]["per_host"],
+        serde_json::json!({"per_s": 2000, "burst": 4000}),
         "the default per-sender budget in force: {}",
         before["admission"]
     );

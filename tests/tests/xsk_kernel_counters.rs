@@ -69,14 +69,10 @@ fn status_and_metrics_carry_each_sockets_kernel_counters_per_port() {
                 let value = socket[counter]
                     .as_u64()
                     .unwrap_or_else(|| panic!("worker {index} {port}: no {counter} in {socket}"));
+                let family = format!("flowpin_xsk_{counter}_total");
                 let exported = metrics
-                    .value(
-                        "flowpin_xsk_kernel_total",
-                        &[("worker", &index), ("port", port), ("counter", counter)],
-                    )
-                    .unwrap_or_else(|| {
-                        panic!("no flowpin_xsk_kernel_total for {index}/{port}/{counter}")
-                    });
+                    .value(&family, &[("worker", &index), ("port", port)])
+                    .unwrap_or_else(|| panic!("no {family} for {index}/{port}"));
                 // Idle since the traffic: status and metrics read the same publication, or a later
                 // one of counters that only grow.
                 assert!(

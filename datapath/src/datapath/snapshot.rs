@@ -8,11 +8,12 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use flowpin_nat::{IpProtocol, PortAllocator, Timeouts};
+use flowpin_nat::{FlowKey, IpProtocol, PortAllocator, Timeouts};
 
-use super::record::{FlowValue, Mac};
+use super::counters::DropReason;
+use super::record::{FlowValue, Mac, Placement};
 use crate::Ipv4Prefix;
-use crate::select::PolicyTable;
+use crate::select::{Decision, PolicyTable};
 
 /// The LAN side of the router.
 #[derive(Debug, Clone)]
@@ -178,6 +179,54 @@ impl Snapshot {
             .binary_search_by_key(&address, |(a, _)| *a)
             .ok()
             .map(|i| self.lan_neighbours[i].1)
+    }
+
+    /// The uplink of a new flow `key` whose policy decision is `decision`, and what decided it. Under a
+    /// stickiness that keeps endpoint-independent mapping (`endpoint`, `host`): the group's member on
+    /// which the flow's internal endpoint already has a live mapping, else the group's choice. A
+    /// mapping outlives the weights and states it was chosen under (a reload, `set-weight`, an uplink
+    /// coming back would otherwise send the endpoint's next flow elsewhere with a second mapping), so
+    /// this keeps one external endpoint per internal endpoint (RFC 4787 REQ-1, RFC 5382 REQ-1) for as
+    /// long as the mapping lives on an uplink the group may use. When the endpoint holds mappings on
+    /// two members, the group's choice wins. Costs one quota-table probe per other member, plus a
+    /// candidate scan where the host holds mappings. Under `host-dest` and `flow`, which are
+    /// documented to break EIM, the group's choice always decides: those modes spread one endpoint's
+    /// flows by their own key. Read-only: the datapath's first packet and `flowpin explain --new`
+    /// both ask it.
+    ///
+    /// # Errors
+    /// [`DropReason::NoUplink`] when the group has no eligible uplink.
+    pub fn new_flow_uplink(
+        &self,
+        key: &FlowKey,
+        decision: &Decision,
+    ) -> Result<(u8, Placement), DropReason> {
+        let chosen = decision
+            .uplink
+            .and_then(|i| u8::try_from(i).ok())
+            .ok_or(DropReason::NoUplink)?;
+        if !self.policy.stickiness().keeps_eim() {
+            return Ok((chosen, Placement::Chosen));
+        }
+        let has_mapping = |slot: u8| {
+            self.uplink(slot).is_some_and(|uplink| {
+                uplink
+                    .nat
+                    .pool(key.protocol)
+                    .mapping_of(key.source, key.source_port)
+                    .is_some()
+            })
+        };
+        let elsewhere = self
+            .policy
+            .group(decision.group)
+            .members()
+            .filter_map(|member| u8::try_from(member).ok())
+            .find(|&member| member != chosen && has_mapping(member));
+        Ok(match elsewhere {
+            Some(mapped) if !has_mapping(chosen) => (mapped, Placement::JoinedLiveMapping),
+            _ => (chosen, Placement::Chosen),
+        })
     }
 
     /// The slot of the uplink whose external address is `address` (hairpin detection).

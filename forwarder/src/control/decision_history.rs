@@ -125,7 +125,7 @@ pub fn explain(
 }
 
 /// Which rule sent a flow of `group` where it is, in words.
-fn rule_text(config: &Config, group: GroupId) -> String {
+pub(crate) fn rule_text(config: &Config, group: GroupId) -> String {
     match group {
         GroupId::Default => {
             "default group (no policy rule matched): every uplink by weight".to_owned()
@@ -142,7 +142,7 @@ fn rule_text(config: &Config, group: GroupId) -> String {
 }
 
 /// What the stickiness key of `lan` is made of under `stickiness`, in words.
-fn stickiness_fields(stickiness: Stickiness, lan: &flowpin_nat::FlowKey) -> String {
+pub(crate) fn stickiness_fields(stickiness: Stickiness, lan: &flowpin_nat::FlowKey) -> String {
     let protocol = super::api::protocol_name(lan.protocol);
     match stickiness {
         Stickiness::Endpoint if lan.protocol == flowpin_nat::IpProtocol::Icmp => {
@@ -159,7 +159,7 @@ fn stickiness_fields(stickiness: Stickiness, lan: &flowpin_nat::FlowKey) -> Stri
 }
 
 /// The name of the uplink in `slot` under `config` (`slot N` when it has none).
-fn uplink_name(config: &Config, slot: usize) -> String {
+pub(crate) fn uplink_name(config: &Config, slot: usize) -> String {
     config
         .uplinks
         .get(slot)

@@ -47,6 +47,63 @@ impl RstSender {
         Ok(Self { socket })
     }
 
+    /// Opens a raw socket whose packets leave by uplink `interface` from its `address`: bound to the
+    /// device and the address, so the uplink's source route (the rule `from ADDRESS oif INTERFACE`,
+    /// installed while the uplink is probed) sends them to its gateway.
+    pub fn open_on_uplink(interface: &str, address: Ipv4Addr) -> std::io::Result<Self> {
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))?;
+        socket.set_header_included_v4(true)?;
+        socket.bind_device(Some(interface.as_bytes()))?;
+        socket.bind(&SockAddr::from(SocketAddrV4::new(address, 0)))?;
+        Ok(Self { socket })
+    }
+
+    /// Resets the remote's side of the outbound TCP flow `value` (tracker words `tracker`): an RST
+    /// from the flow's external endpoint to the remote, with the sequence number the remote expects
+    /// (its last acknowledgment, or the host's next sequence number when it acknowledged nothing).
+    /// Returns `false` when the tracker knows neither (nothing was sent, so nothing to reset). Send it
+    /// through a socket of [`RstSender::open_on_uplink`] for the flow's uplink.
+    pub fn reset_remote(
+        &self,
+        value: &FlowValue,
+        tracker: flowpin_nat::TcpTracker,
+    ) -> std::io::Result<bool> {
+        let lan = value.lan_key();
+        let (external, external_port) = value.external_endpoint();
+        let key = FlowKey {
+            protocol: IpProtocol::Tcp,
+            source: external,
+            source_port: external_port,
+            destination: lan.destination,
+            destination_port: lan.destination_port,
+        };
+        let Some(seq) = tracker
+            .rst_seq_towards_outside()
+            .or(tracker.inside_next_seq())
+        else {
+            return Ok(false);
+        };
+        self.send(key, seq, tracker.outside_next_seq())?;
+        Ok(true)
+    }
+
+    /// Builds the RST of `key` and sends it to its destination.
+    fn send(&self, key: FlowKey, seq: u32, ack: Option<u32>) -> std::io::Result<()> {
+        let mut frame = [0u8; 64];
+        let macs = MacPair {
+            source: [0; 6],
+            destination: [0; 6],
+        };
+        let len =
+            build_tcp_rst(&mut frame, macs, None, key, seq, ack).map_err(std::io::Error::other)?;
+        let packet = &frame[flowpin_nat::wire::ethernet::HEADER_LEN..len];
+        self.socket.send_to(
+            packet,
+            &SockAddr::from(SocketAddrV4::new(key.destination, 0)),
+        )?;
+        Ok(())
+    }
+
     /// Resets the LAN host's side of the TCP flow `value` whose tracker words are `tracker`.
     pub fn reset(
         &self,
@@ -68,19 +125,7 @@ impl RstSender {
             // its SYN (RFC 9293 §3.10.7.3); the inside word's upper half is its next sequence number.
             None => (0, Some((tracker.inside >> 32) as u32)),
         };
-        let mut frame = [0u8; 64];
-        let macs = MacPair {
-            source: [0; 6],
-            destination: [0; 6],
-        };
-        let len =
-            build_tcp_rst(&mut frame, macs, None, key, seq, ack).map_err(std::io::Error::other)?;
-        let packet = &frame[flowpin_nat::wire::ethernet::HEADER_LEN..len];
-        self.socket.send_to(
-            packet,
-            &SockAddr::from(SocketAddrV4::new(key.destination, 0)),
-        )?;
-        Ok(())
+        self.send(key, seq, ack)
     }
 }
 
@@ -95,7 +140,7 @@ enum Selection {
 
 /// What a removed flow's last reference does to its external port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PortRelease {
+pub(crate) enum PortRelease {
     /// Quarantined (RFC 6888 REQ-8): the address is still the uplink's.
     Quarantine,
     /// Free at once: the flow's address is no longer the uplink's, no remote can reach the port on it.
@@ -242,7 +287,9 @@ pub fn move_back(
     moved
 }
 
-fn remove_and_release(
+/// Removes flow `handle` from the table and releases its mapping per `release`; `false` when another
+/// call removed it first (then that call released it).
+pub(crate) fn remove_and_release(
     flows: &Flows,
     snapshot: &Snapshot,
     handle: flowpin_flowtable::FlowHandle,

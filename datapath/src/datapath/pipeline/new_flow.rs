@@ -14,51 +14,6 @@ use crate::select::Decision;
 const ECHO_REQUEST: u8 = 8;
 
 impl Pipeline<'_> {
-    /// The uplink of a new flow whose policy decision is `decision`, and what decided it. Under a
-    /// stickiness that keeps endpoint-independent mapping (`endpoint`, `host`): the group's member on
-    /// which the flow's internal endpoint already has a live mapping, else the group's choice. A
-    /// mapping outlives the weights and states it was chosen under (a reload, `set-weight`, an uplink
-    /// coming back would otherwise send the endpoint's next flow elsewhere with a second mapping), so
-    /// this keeps one external endpoint per internal endpoint (RFC 4787 REQ-1, RFC 5382 REQ-1) for as
-    /// long as the mapping lives on an uplink the group may use. When the endpoint holds mappings on
-    /// two members, the group's choice wins. Costs one quota-table probe per other member, plus a
-    /// candidate scan where the host holds mappings. Under `host-dest` and `flow`, which are
-    /// documented to break EIM, the group's choice always decides: those modes spread one endpoint's
-    /// flows by their own key.
-    fn uplink_for(
-        &self,
-        key: &FlowKey,
-        decision: &Decision,
-    ) -> Result<(u8, Placement), DropReason> {
-        let chosen = decision
-            .uplink
-            .and_then(|i| u8::try_from(i).ok())
-            .ok_or(DropReason::NoUplink)?;
-        if !self.snapshot.policy.stickiness().keeps_eim() {
-            return Ok((chosen, Placement::Chosen));
-        }
-        let has_mapping = |slot: u8| {
-            self.snapshot.uplink(slot).is_some_and(|uplink| {
-                uplink
-                    .nat
-                    .pool(key.protocol)
-                    .mapping_of(key.source, key.source_port)
-                    .is_some()
-            })
-        };
-        let elsewhere = self
-            .snapshot
-            .policy
-            .group(decision.group)
-            .members()
-            .filter_map(|member| u8::try_from(member).ok())
-            .find(|&member| member != chosen && has_mapping(member));
-        Ok(match elsewhere {
-            Some(mapped) if !has_mapping(chosen) => (mapped, Placement::JoinedLiveMapping),
-            _ => (chosen, Placement::Chosen),
-        })
-    }
-
     /// The external port of a new flow on uplink `slot`; when the host is refused there for its share
     /// (its fair share of a pool under pressure, or its hard quota), the first other member of the
     /// group that takes it, counted as a spill. Any other refusal, or a refusal everywhere, is the
@@ -117,7 +72,7 @@ impl Pipeline<'_> {
             return self.new_hairpin_flow(parsed, slot, lan_host_mac);
         }
         let decision = self.snapshot.policy.decide(&key, dscp(frame, parsed));
-        let (slot, placement) = self.uplink_for(&key, &decision)?;
+        let (slot, placement) = self.snapshot.new_flow_uplink(&key, &decision)?;
         let policy = match decision.group {
             crate::select::GroupId::Policy(i) => u8::try_from(i).unwrap_or(u8::MAX - 1),
             crate::select::GroupId::Default => u8::MAX,
@@ -193,7 +148,9 @@ impl Pipeline<'_> {
             .lan_neighbour(target_ip)
             .ok_or(DropReason::HairpinNeighbourUnknown)?;
         // The sender's own external endpoint: its mapping on the uplink its endpoint is pinned to.
-        let (slot, _) = self.uplink_for(&key, &self.snapshot.policy.decide(&key, 0))?;
+        let (slot, _) = self
+            .snapshot
+            .new_flow_uplink(&key, &self.snapshot.policy.decide(&key, 0))?;
         let uplink = self.snapshot.uplink(slot).ok_or(DropReason::UplinkGone)?;
         let pool = uplink.nat.pool(key.protocol);
         let external_port = pool

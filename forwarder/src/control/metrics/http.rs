@@ -2,7 +2,8 @@
 //! goes, and the bytes of each answer.
 //!
 //! Invariants: only `GET` or `HEAD` of `/metrics` (a query string ignored) is answered with the
-//! metrics; another path is `404`, another method `405` (with `Allow`), bytes that are not an HTTP
+//! metrics, of `/` with the read-only status page (every byte of it served from here: no external
+//! asset) and of `/status.json` with what the page shows; another path is `404`, another method `405` (with `Allow`), bytes that are not an HTTP
 //! request line, or a head over [`MAX_HEAD`] bytes, `400`; every answer closes the connection.
 //! Parsing never panics.
 
@@ -14,6 +15,16 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub enum Route {
     /// The metrics; with `head_only`, the head without the body.
     Metrics {
+        /// A `HEAD` request.
+        head_only: bool,
+    },
+    /// The status page.
+    Page {
+        /// A `HEAD` request.
+        head_only: bool,
+    },
+    /// The status page's data: the status report and the top flows per uplink, as JSON.
+    StatusJson {
         /// A `HEAD` request.
         head_only: bool,
     },
@@ -50,14 +61,38 @@ pub fn route(head: &[u8]) -> Route {
         ("GET" | "HEAD", "/metrics") => Route::Metrics {
             head_only: method == "HEAD",
         },
+        ("GET" | "HEAD", "/") => Route::Page {
+            head_only: method == "HEAD",
+        },
+        ("GET" | "HEAD", "/status.json") => Route::StatusJson {
+            head_only: method == "HEAD",
+        },
         ("GET" | "HEAD", _) => Route::NotFound,
         _ => Route::MethodNotAllowed,
     }
 }
 
-/// The whole answer to `route`; `body` is the metrics text (used for [`Route::Metrics`] only).
+/// The status page (served at `/`).
+pub const STATUS_PAGE: &str = include_str!("status_page.html");
+
+/// The whole answer to `route`; `body` is the metrics text or the status JSON (used for
+/// [`Route::Metrics`] and [`Route::StatusJson`] only).
 pub fn answer(route: Route, body: &str) -> Vec<u8> {
     let (status, extra, content_type, body, head_only) = match route {
+        Route::Page { head_only } => (
+            "200 OK",
+            "Cache-Control: no-store\r\n",
+            "text/html; charset=utf-8",
+            STATUS_PAGE,
+            head_only,
+        ),
+        Route::StatusJson { head_only } => (
+            "200 OK",
+            "Cache-Control: no-store\r\n",
+            "application/json",
+            body,
+            head_only,
+        ),
         Route::Metrics { head_only } => (
             "200 OK",
             "",
@@ -69,7 +104,7 @@ pub fn answer(route: Route, body: &str) -> Vec<u8> {
             "404 Not Found",
             "",
             "text/plain",
-            "not found: the metrics are at /metrics\n",
+            "not found: the metrics are at /metrics, the status page at /\n",
             false,
         ),
         Route::MethodNotAllowed => (
@@ -112,7 +147,18 @@ mod tests {
             route_of("HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"),
             Route::Metrics { head_only: true }
         );
-        assert_eq!(route_of("GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(
+            route_of("GET / HTTP/1.1\r\n\r\n"),
+            Route::Page { head_only: false }
+        );
+        assert_eq!(
+            route_of("HEAD /status.json?t=1 HTTP/1.1\r\n\r\n"),
+            Route::StatusJson { head_only: true }
+        );
+        assert_eq!(
+            route_of("GET /index.html HTTP/1.1\r\n\r\n"),
+            Route::NotFound
+        );
         assert_eq!(route_of("GET /metricsx HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(
             route_of("POST /metrics HTTP/1.1\r\n\r\n"),

@@ -4,10 +4,12 @@
 //!
 //! Invariants: every sample belongs to a family announced by `# HELP` and `# TYPE` lines; label values
 //! are escaped; counters only grow for the life of the daemon, except the kernel's AF_XDP socket
-//! counters (`flowpin_xsk_kernel_total`), which restart from 0 when a reload reopens the sockets (a
-//! counter reset, which `rate()` handles); the server answers `GET`/`HEAD /metrics` with the
-//! metrics, other paths with `404`, other methods with `405`, and closes the connection after each
-//! answer ([`http`]).
+//! counters (`flowpin_xsk_*_total`, one family per counter), which restart from 0 when a reload
+//! reopens the sockets (a counter reset, which `rate()` handles); timestamps are seconds since the
+//! Unix epoch, in families named `*_timestamp_seconds` or `*_time_seconds`; the server answers
+//! `GET`/`HEAD /metrics` with the metrics, `/` with the read-only status page and `/status.json`
+//! with its data, other paths with `404`, other methods with `405`, and closes the connection after
+//! each answer ([`http`]).
 
 mod health_probes;
 pub mod http;
@@ -141,6 +143,55 @@ fn write_daemon(out: &mut String, status: &StatusReport) {
     );
     let mut f = family(
         out,
+        "flowpin_config_last_reload_successful",
+        "gauge",
+        "1 when the last configuration reload was applied (or none was tried since the start), 0 when it was refused.",
+    );
+    f.sample(&[], f64::from(u8::from(status.last_reload.success)));
+    let mut f = family(
+        out,
+        "flowpin_config_last_reload_timestamp_seconds",
+        "gauge",
+        "When the configuration was last reloaded, applied or refused (the start before any reload).",
+    );
+    f.sample(&[], status.last_reload.at_unix_s);
+    let mut f = family(
+        out,
+        "flowpin_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "When a configuration was last applied (the start before any reload).",
+    );
+    f.sample(&[], status.last_reload.last_success_unix_s);
+    let mut f = family(
+        out,
+        "flowpin_flows_killed_total",
+        "counter",
+        "Flows the operator removed with flowpin flows kill.",
+    );
+    f.sample(&[], status.flows_killed as f64);
+    let mut f = family(
+        out,
+        "flowpin_kill_resets_sent_total",
+        "counter",
+        "TCP resets flowpin flows kill sent, towards LAN hosts and remotes.",
+    );
+    f.sample(&[], status.kill_resets_sent as f64);
+    let mut f = family(
+        out,
+        "flowpin_build_info",
+        "gauge",
+        "Always 1; the label is flowpin's version.",
+    );
+    f.sample(&[("version", &status.version)], 1.0);
+    let mut f = family(
+        out,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch, in seconds.",
+    );
+    f.sample(&[], status.started_at_unix_s);
+    let mut f = family(
+        out,
         "flowpin_uptime_seconds",
         "gauge",
         "Seconds since the daemon started.",
@@ -157,5 +208,7 @@ fn write_daemon(out: &mut String, status: &StatusReport) {
     }
 }
 
+#[cfg(test)]
+mod monitoring_tests;
 #[cfg(test)]
 mod tests;

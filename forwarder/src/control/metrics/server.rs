@@ -38,8 +38,9 @@ impl Limits {
     };
 }
 
-/// Renders the metrics text (called on a blocking thread).
-pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
+/// Renders the body of a route that has one: the metrics text for [`Route::Metrics`], the status
+/// JSON for [`Route::StatusJson`] (called on a blocking thread).
+pub type Render = Arc<dyn Fn(Route) -> String + Send + Sync>;
 
 /// Serves `listener` forever on the current tokio runtime.
 pub async fn serve(
@@ -100,9 +101,11 @@ async fn client(mut stream: TcpStream, limits: Limits, counters: &SurfaceCounter
     };
     bump(counter_of(counters, route));
     let body = match route {
-        Route::Metrics { .. } => tokio::task::spawn_blocking(move || render())
-            .await
-            .unwrap_or_default(),
+        Route::Metrics { .. } | Route::StatusJson { .. } => {
+            tokio::task::spawn_blocking(move || render(route))
+                .await
+                .unwrap_or_default()
+        }
         _ => String::new(),
     };
     // 3. The answer, then close.
@@ -134,7 +137,9 @@ async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
 /// The counter of answers to `route`.
 fn counter_of(counters: &SurfaceCounters, route: Route) -> &AtomicU64 {
     match route {
-        Route::Metrics { .. } => &counters.metrics_ok,
+        Route::Metrics { .. } | Route::Page { .. } | Route::StatusJson { .. } => {
+            &counters.metrics_ok
+        }
         Route::NotFound => &counters.metrics_not_found,
         Route::MethodNotAllowed => &counters.metrics_bad_method,
         Route::BadRequest => &counters.metrics_bad_request,

@@ -40,7 +40,7 @@ fn status_renders_as_prometheus_text_with_escaped_labels() {
             passive_downs: 1,
             ..Default::default()
         }],
-        drops: vec![("no_uplink".into(), 9)],
+        drops: [("no_uplink".to_owned(), 9)].into(),
         workers: vec![WorkerStatus {
             index: 0,
             batches: 5,
@@ -194,7 +194,11 @@ fn kernel_socket_counters_are_exported_per_worker_port_and_counter() {
         flow_hosts: 3,
         flow_share_pressure: 196_608,
         flow_fair_share: 65_536,
-        icmp_suppressed: vec![("net_unreachable".into(), 4), ("port_exhausted".into(), 6)],
+        icmp_suppressed: [
+            ("net_unreachable".to_owned(), 4),
+            ("port_exhausted".to_owned(), 6),
+        ]
+        .into(),
         workers: vec![
             WorkerStatus {
                 index: 0,
@@ -227,23 +231,24 @@ fn kernel_socket_counters_are_exported_per_worker_port_and_counter() {
     };
     let text = render(&status);
     assert_prometheus_text(&text);
-    assert!(text.contains("# TYPE flowpin_xsk_kernel_total counter\n"));
-    assert!(text.contains(
-        "flowpin_xsk_kernel_total{worker=\"0\",port=\"lan\",counter=\"rx_ring_full\"} 100\n"
-    ));
-    assert!(text.contains(
-        "flowpin_xsk_kernel_total{worker=\"0\",port=\"lan\",counter=\"rx_fill_ring_empty_descs\"} 20\n"
-    ));
-    assert!(text.contains(
-        "flowpin_xsk_kernel_total{worker=\"0\",port=\"isp1\",counter=\"tx_ring_empty_descs\"} 3\n"
-    ));
+    assert!(text.contains("# TYPE flowpin_xsk_rx_ring_full_total counter\n"));
+    assert!(text.contains("flowpin_xsk_rx_ring_full_total{worker=\"0\",port=\"lan\"} 100\n"));
+    assert!(
+        text.contains("flowpin_xsk_rx_fill_ring_empty_descs_total{worker=\"0\",port=\"lan\"} 20\n")
+    );
+    assert!(text.contains("flowpin_xsk_tx_ring_empty_descs_total{worker=\"0\",port=\"isp1\"} 3\n"));
+    let families = text
+        .lines()
+        .filter(|l| l.starts_with("# TYPE flowpin_xsk_"))
+        .count();
+    assert_eq!(families, 6, "one family per kernel counter");
     let series = text
         .lines()
-        .filter(|l| l.starts_with("flowpin_xsk_kernel_total{"))
+        .filter(|l| l.starts_with("flowpin_xsk_") && l.contains("_total{"))
         .count();
     assert_eq!(series, 12, "six counters for each of the two sockets");
     assert!(
-        !text.contains("flowpin_xsk_kernel_total{worker=\"1\""),
+        !text.contains("{worker=\"1\",port="),
         "a worker with no reading has no sample"
     );
     assert!(text.contains("# TYPE flowpin_flows_early_dropped_total counter\n"));
@@ -256,6 +261,62 @@ fn kernel_socket_counters_are_exported_per_worker_port_and_counter() {
     assert!(text.contains("# TYPE flowpin_icmp_suppressed_total counter\n"));
     assert!(text.contains("flowpin_icmp_suppressed_total{kind=\"net_unreachable\"} 4\n"));
     assert!(text.contains("flowpin_icmp_suppressed_total{kind=\"port_exhausted\"} 6\n"));
+}
+
+#[test]
+fn the_daemon_its_reloads_state_times_and_port_pools_have_families() {
+    use crate::control::api::{LastReload, PortPoolStatus};
+    let status = StatusReport {
+        version: "1.2.3".into(),
+        started_at_unix_s: 1_700_000_000.5,
+        last_reload: LastReload {
+            success: false,
+            at_unix_s: 1_700_000_100.0,
+            last_success_unix_s: 1_700_000_050.0,
+        },
+        flows_killed: 5,
+        kill_resets_sent: 8,
+        uplinks: vec![UplinkStatus {
+            name: "isp1".into(),
+            state_since_unix_s: 1_700_000_010.0,
+            nat_ports: [
+                (
+                    "tcp".to_owned(),
+                    PortPoolStatus {
+                        in_use: 27_000,
+                        size: 30_000,
+                    },
+                ),
+                (
+                    "udp".to_owned(),
+                    PortPoolStatus {
+                        in_use: 1,
+                        size: 30_000,
+                    },
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let text = render(&status);
+    assert_prometheus_text(&text);
+    for sample in [
+        "flowpin_build_info{version=\"1.2.3\"} 1\n",
+        "process_start_time_seconds 1700000000.5\n",
+        "flowpin_config_last_reload_successful 0\n",
+        "flowpin_config_last_reload_timestamp_seconds 1700000100\n",
+        "flowpin_config_last_reload_success_timestamp_seconds 1700000050\n",
+        "flowpin_flows_killed_total 5\n",
+        "flowpin_kill_resets_sent_total 8\n",
+        "flowpin_uplink_state_change_timestamp_seconds{uplink=\"isp1\"} 1700000010\n",
+        "flowpin_uplink_nat_ports_in_use{uplink=\"isp1\",proto=\"tcp\"} 27000\n",
+        "flowpin_uplink_nat_ports{uplink=\"isp1\",proto=\"tcp\"} 30000\n",
+        "flowpin_uplink_nat_ports_in_use{uplink=\"isp1\",proto=\"udp\"} 1\n",
+    ] {
+        assert!(text.contains(sample), "{sample} in {text}");
+    }
 }
 
 /// Serves `text` as the metrics on loopback with `limits`, on a runtime thread of its own.
@@ -272,7 +333,7 @@ fn start(limits: server::Limits) -> (std::net::SocketAddr, std::sync::Arc<Surfac
             .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let render: server::Render = std::sync::Arc::new(|| "flowpin_flows 1\n".to_owned());
+            let render: server::Render = std::sync::Arc::new(|_| "flowpin_flows 1\n".to_owned());
             server::serve(listener, limits, served, render).await;
         });
     });

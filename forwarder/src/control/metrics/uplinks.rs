@@ -16,7 +16,13 @@ type UplinkFamily = (
 );
 
 /// Every per-uplink family after `flowpin_uplink_state`, in exposition order.
-const FAMILIES: [UplinkFamily; 19] = [
+const FAMILIES: [UplinkFamily; 20] = [
+    (
+        "flowpin_uplink_state_change_timestamp_seconds",
+        "gauge",
+        "When the uplink's state last changed (or it was set up), in seconds since the Unix epoch.",
+        |u| Some(u.state_since_unix_s),
+    ),
     (
         "flowpin_uplink_eligible",
         "gauge",
@@ -150,6 +156,33 @@ pub(super) fn write(out: &mut String, status: &StatusReport) {
             if let Some(value) = field(u) {
                 f.sample(&[("uplink", &u.name)], value);
             }
+        }
+    }
+    write_nat_ports(out, status);
+}
+
+/// The NAT port pools per uplink and protocol: ports mapped now and the pool's size.
+fn write_nat_ports(out: &mut String, status: &StatusReport) {
+    let mut f = family(
+        out,
+        "flowpin_uplink_nat_ports_in_use",
+        "gauge",
+        "External ports (ICMP: echo ids) of the uplink's pool mapped to an internal endpoint now, by protocol.",
+    );
+    for u in &status.uplinks {
+        for (proto, pool) in &u.nat_ports {
+            f.sample(&[("uplink", &u.name), ("proto", proto)], pool.in_use as f64);
+        }
+    }
+    let mut f = family(
+        out,
+        "flowpin_uplink_nat_ports",
+        "gauge",
+        "Size of the uplink's NAT port pool, by protocol.",
+    );
+    for u in &status.uplinks {
+        for (proto, pool) in &u.nat_ports {
+            f.sample(&[("uplink", &u.name), ("proto", proto)], pool.size as f64);
         }
     }
 }

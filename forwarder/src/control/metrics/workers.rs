@@ -85,28 +85,57 @@ pub(super) fn write(out: &mut String, status: &StatusReport) {
             f.sample(&[("worker", &w.index.to_string())], frames.total as f64);
         }
     }
-    let mut f = family(
-        out,
-        "flowpin_xsk_kernel_total",
-        "counter",
-        "The kernel's counters of each worker's AF_XDP socket per port (lan or uplink name), as the worker last read them (every 64 batches and when idle): rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full (frames lost: the worker did not drain the RX ring in time), rx_fill_ring_empty_descs (frames lost: no UMEM frame in the fill ring), tx_ring_empty_descs. They restart from 0 when a reload reopens the sockets.",
-    );
-    for w in &status.workers {
-        let worker = w.index.to_string();
-        for socket in &w.sockets {
-            for (counter, n) in socket.counters() {
-                f.sample(
-                    &[
-                        ("worker", &worker),
-                        ("port", &socket.port),
-                        ("counter", counter),
-                    ],
-                    n as f64,
-                );
+    for (counter, name, help) in XSK_FAMILIES {
+        let mut f = family(out, name, "counter", help);
+        for w in &status.workers {
+            let worker = w.index.to_string();
+            for socket in &w.sockets {
+                let value = socket
+                    .counters()
+                    .iter()
+                    .find(|(c, _)| *c == counter)
+                    .map_or(0, |(_, n)| *n);
+                f.sample(&[("worker", &worker), ("port", &socket.port)], value as f64);
             }
         }
     }
 }
+
+/// One family per kernel AF_XDP socket counter (`XDP_STATISTICS`): the kernel's name, the family's,
+/// its help. Each worker's socket per port (lan or uplink name), as the worker last read them (every
+/// 64 batches and when idle); they restart from 0 when a reload reopens the sockets.
+const XSK_FAMILIES: [(&str, &str, &str); 6] = [
+    (
+        "rx_dropped",
+        "flowpin_xsk_rx_dropped_total",
+        "Frames the kernel dropped on receive for the AF_XDP socket (any reason).",
+    ),
+    (
+        "rx_invalid_descs",
+        "flowpin_xsk_rx_invalid_descs_total",
+        "Invalid descriptors the kernel found in the AF_XDP socket's fill ring.",
+    ),
+    (
+        "tx_invalid_descs",
+        "flowpin_xsk_tx_invalid_descs_total",
+        "Invalid descriptors the kernel found in the AF_XDP socket's TX ring.",
+    ),
+    (
+        "rx_ring_full",
+        "flowpin_xsk_rx_ring_full_total",
+        "Frames lost because the AF_XDP socket's RX ring was full (the worker did not drain it in time).",
+    ),
+    (
+        "rx_fill_ring_empty_descs",
+        "flowpin_xsk_rx_fill_ring_empty_descs_total",
+        "Frames lost because the AF_XDP socket's fill ring had no UMEM frame.",
+    ),
+    (
+        "tx_ring_empty_descs",
+        "flowpin_xsk_tx_ring_empty_descs_total",
+        "Times the kernel found the AF_XDP socket's TX ring empty when it looked (not a loss).",
+    ),
+];
 
 /// A worker's mean batch size since start: every frame it received was processed in one of its
 /// batches. `None` before its first batch.

@@ -52,7 +52,10 @@ pub(super) fn spawn_metrics(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let daemon = daemon.clone();
-    let render: metrics::server::Render = Arc::new(move || metrics::render(&status(&daemon)));
+    let render: metrics::server::Render = Arc::new(move |route| match route {
+        metrics::http::Route::StatusJson { .. } => status_page_data(&daemon),
+        _ => metrics::render(&status(&daemon)),
+    });
     tokio::spawn(metrics::server::serve(
         listener,
         metrics::server::Limits::DEFAULT,
@@ -72,6 +75,19 @@ fn status(daemon: &Mutex<Daemon>) -> StatusReport {
     let scan = lock(daemon).flow_scan();
     let counts = scan.counts();
     lock(daemon).status(counts)
+}
+
+/// How many flows per uplink the status page lists.
+const STATUS_PAGE_TOP_FLOWS: usize = 5;
+
+/// The status page's data: the status report and each uplink's busiest flows, as JSON (flows
+/// scanned without the lock).
+fn status_page_data(daemon: &Mutex<Daemon>) -> String {
+    let scan = lock(daemon).flow_scan();
+    let counts = scan.counts();
+    let top_flows = scan.top_flows(STATUS_PAGE_TOP_FLOWS);
+    let status = lock(daemon).status(counts);
+    serde_json::json!({ "status": status, "top_flows": top_flows }).to_string()
 }
 
 /// The daemon's answer to one request (called on a blocking thread).
@@ -95,6 +111,23 @@ fn answer(daemon: &Mutex<Daemon>, request: Request) -> Response {
             done(result)
         }
         Request::Uplink(command) => done(lock(daemon).uplink_command(&command)),
+        Request::ExplainNew(query) => match lock(daemon).explain_new(&query) {
+            Ok(explanation) => Response::ExplainNew(Box::new(explanation)),
+            Err(message) => Response::Error { message },
+        },
+        Request::KillFlows(filter) => {
+            let plan = lock(daemon).kill_plan(filter);
+            match plan {
+                Ok(plan) => {
+                    let report = plan.run();
+                    lock(daemon).count_kill(&report);
+                    Response::Killed(report)
+                }
+                Err(refusal) => Response::Error {
+                    message: refusal.to_string(),
+                },
+            }
+        }
     }
 }
 

@@ -84,6 +84,28 @@ impl FlowScan {
         report
     }
 
+    /// The status page's busiest flows: per uplink name, at most `n` outbound flows with the most
+    /// packets (both directions), busiest first.
+    pub(super) fn top_flows(&self, n: usize) -> std::collections::BTreeMap<String, Vec<FlowEntry>> {
+        let mut top: Vec<Vec<(u64, FlowEntry)>> = vec![Vec::new(); self.names.len()];
+        for f in self.flows.table.live_flows(self.now_ms) {
+            let Some(list) = top.get_mut(usize::from(f.value.uplink)) else {
+                continue;
+            };
+            let packets = f.counters.packets[0] + f.counters.packets[1];
+            if list.len() < n || list.last().is_some_and(|(p, _)| *p < packets) {
+                let at = list.partition_point(|(p, _)| *p >= packets);
+                list.insert(at, (packets, self.flow_entry(&f)));
+                list.truncate(n);
+            }
+        }
+        self.names
+            .iter()
+            .zip(top)
+            .map(|(name, list)| (name.clone(), list.into_iter().map(|(_, e)| e).collect()))
+            .collect()
+    }
+
     /// The flows `query` names, at most [`EXPLAIN_LIMIT`].
     pub(super) fn matching(&self, query: &FlowQuery) -> Vec<FoundFlow> {
         self.flows

@@ -13,6 +13,8 @@
 //! | `reload` | re-reading the file: slot plan, what needs a restart, I/O rebuild |
 //! | `slot_totals` | per-slot counters that restart at 0 when a slot gets a new uplink |
 //! | `reports` | `status`, `explain` |
+//! | `observed` | rates, state times, last reload, kills: figures kept only to show the admin |
+//! | `flow_kill` | `flowpin flows kill`: planned under the lock, done without it |
 //! | `flow_scan` | scans of the flow table for `status`, `flows`, `explain`, without the lock |
 //! | `control_loop` | the loop that only dispatches signals, ticks, events and probe rounds |
 //! | `api_server` | the tasks serving the control socket and the metrics endpoint |
@@ -29,10 +31,12 @@
 
 mod api_server;
 mod control_loop;
+mod flow_kill;
 mod flow_scan;
 mod guard_watch;
 mod io;
 mod kernel;
+mod observed;
 mod operator;
 mod publish;
 mod refresh;
@@ -121,6 +125,8 @@ struct Daemon {
     hooks: Hooks,
     /// Tells systemd readiness, reloads, shutdown and watchdog keep-alives (no-op without it).
     notifier: Notifier,
+    /// Rates, state times, the last reload and kills, kept for the admin.
+    observed: observed::Observed,
 }
 
 /// The control plane's per-uplink state beyond the kernel facts.
@@ -145,6 +151,10 @@ struct UplinkRuntime {
     flows_failed_back: u64,
     /// When to ask for its gateway again while the link works and the gateway is unresolved.
     gateway_retry: GatewayRetry,
+    /// The state word status showed at the last note (empty before the first).
+    shown_state: &'static str,
+    /// When that state began (or the uplink was set up).
+    state_since: std::time::SystemTime,
 }
 
 impl UplinkRuntime {
@@ -163,6 +173,8 @@ impl UplinkRuntime {
             flows_failed_over: 0,
             flows_failed_back: 0,
             gateway_retry: GatewayRetry::default(),
+            shown_state: "",
+            state_since: std::time::SystemTime::now(),
         }
     }
 

@@ -59,6 +59,7 @@ impl Daemon {
         );
         self.cell.store(Arc::new(snapshot));
         self.published_config = Arc::new(config);
+        self.note_states();
         self.record_history();
         self.update_router_route();
     }

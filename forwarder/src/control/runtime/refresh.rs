@@ -36,6 +36,8 @@ impl Daemon {
             self.publish();
         }
         self.fail_over_renumbered(renumbered);
+        self.note_states();
+        self.sample_traffic();
     }
 
     /// Do `facts` or the LAN's neighbours differ from what the current snapshot was built from?

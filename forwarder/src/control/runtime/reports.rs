@@ -13,6 +13,7 @@ use super::slot_totals::SlotTotals;
 use crate::config;
 use crate::control::api::{self, ExplainReport, StatusReport};
 use crate::control::decision_history;
+use crate::control::new_flow_explanation::{NewFlowExplanation, explain_new};
 use crate::datapath::Snapshot;
 use crate::select::GroupId;
 use crate::worker::WorkerPool;
@@ -26,6 +27,11 @@ impl Daemon {
         StatusReport {
             reloads: self.reloads,
             reloads_failed: self.reloads_failed,
+            last_reload: self.observed.last_reload.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at_unix_s: super::observed::unix_seconds(self.observed.started_at),
+            flows_killed: self.observed.flows_killed,
+            kill_resets_sent: self.observed.kill_resets_sent,
             guard_reinstalls: self.guard_repairs.reinstalled,
             guard_reinstalls_failed: self.guard_repairs.failed,
             xdp: self.xdp_decisions(),
@@ -62,33 +68,30 @@ impl Daemon {
         }
     }
 
-    /// The workers' drops by reason, summed (only non-zero reasons), sorted by name.
-    fn drop_totals(&self) -> Vec<(String, u64)> {
+    /// The workers' drops by reason, summed (only non-zero reasons).
+    fn drop_totals(&self) -> BTreeMap<String, u64> {
         let mut drops = BTreeMap::<String, u64>::new();
         for c in &self.counters {
             for (name, n) in c.nonzero_drops() {
                 *drops.entry(name.to_owned()).or_default() += n;
             }
         }
-        drops.into_iter().collect()
+        drops
     }
 
-    /// The ICMP answers the rate limits suppressed, by kind, summed over the workers.
-    fn icmp_suppressed(&self) -> Vec<(String, u64)> {
-        let mut sums: Vec<(String, u64)> = Vec::new();
+    /// The ICMP answers the rate limits suppressed, by kind (every kind), summed over the workers.
+    fn icmp_suppressed(&self) -> BTreeMap<String, u64> {
+        let mut sums = BTreeMap::<String, u64>::new();
         for counters in &self.counters {
-            for (index, (kind, n)) in counters.answers_suppressed().into_iter().enumerate() {
-                match sums.get_mut(index) {
-                    Some((_, sum)) => *sum += n,
-                    None => sums.push((kind.to_owned(), n)),
-                }
+            for (kind, n) in counters.answers_suppressed() {
+                *sums.entry(kind.to_owned()).or_default() += n;
             }
         }
         sums
     }
 
     /// The XDP program's admission budgets, as configured.
-    fn admission_budgets(&self) -> Vec<(String, u32, u32)> {
+    fn admission_budgets(&self) -> BTreeMap<String, api::AdmissionBudget> {
         let admission = self.config.datapath.admission();
         [
             ("per_host", admission.host),
@@ -96,12 +99,18 @@ impl Daemon {
             ("inbound", admission.inbound),
         ]
         .into_iter()
-        .map(|(name, budget)| (name.to_owned(), budget.per_s, budget.burst))
+        .map(|(name, budget)| {
+            let budget = api::AdmissionBudget {
+                per_s: budget.per_s,
+                burst: budget.burst,
+            };
+            (name.to_owned(), budget)
+        })
         .collect()
     }
 
     /// The XDP program's non-zero decisions (none when it is gone or unreadable).
-    fn xdp_decisions(&self) -> Vec<(String, u64)> {
+    fn xdp_decisions(&self) -> BTreeMap<String, u64> {
         self.xdp
             .as_ref()
             .and_then(|x| x.counters().ok())
@@ -152,6 +161,8 @@ impl Daemon {
                 .map(|v| v.address.to_string())
                 .unwrap_or_default(),
             state: runtime.state_name(fact).to_owned(),
+            state_since_unix_s: super::observed::unix_seconds(runtime.state_since),
+            state_for_s: runtime.state_since.elapsed().map_or(0, |d| d.as_secs()),
             eligible: self.eligible(slot),
             weight: runtime.weight_override.unwrap_or(u.weight),
             tier: u.tier,
@@ -168,6 +179,11 @@ impl Daemon {
             tx_bytes: totals.tx_bytes,
             rx_packets: totals.rx_packets,
             rx_bytes: totals.rx_bytes,
+            rates: self.observed.meter.rates(slot),
+            nat_ports: snapshot
+                .uplink(slot as u8)
+                .map(|v| port_pools(&v.nat))
+                .unwrap_or_default(),
             tcp_handshakes_started: totals.tcp_handshakes_started,
             tcp_handshakes_answered: totals.tcp_handshakes_answered,
             tcp_handshakes_unanswered_in_a_row: runtime.health.passive().unanswered_in_a_row(),
@@ -242,6 +258,40 @@ impl Daemon {
         }
     }
 
+    /// `flowpin explain --new`: which uplink the new flow `query` (a LAN-side 5-tuple) would take now.
+    pub(super) fn explain_new(&self, query: &api::FlowQuery) -> Result<NewFlowExplanation, String> {
+        let (Some(proto), Some(remote)) = (api::protocol_named(&query.proto), query.remote) else {
+            return Err(
+                "explain --new takes PROTO INTERNAL REMOTE (the LAN-side 5-tuple of the new flow)"
+                    .to_owned(),
+            );
+        };
+        let snapshot = self.cell.load();
+        let uplinks = self
+            .config
+            .uplinks
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| !self.uplinks[*slot].retired)
+            .map(|(slot, u)| api::UplinkAtDecision {
+                name: u.name.clone(),
+                state: self.uplinks[slot]
+                    .state_name(self.facts.get(slot).and_then(Option::as_ref))
+                    .to_owned(),
+                weight: self.uplinks[slot].weight_override.unwrap_or(u.weight),
+                eligible: self.eligible(slot),
+            })
+            .collect();
+        Ok(explain_new(
+            &snapshot,
+            &self.published_config,
+            uplinks,
+            proto,
+            query.endpoint,
+            remote,
+        ))
+    }
+
     /// `flowpin explain`: why each flow `found` (at most 100, scanned without the lock) is on its
     /// uplink.
     pub(super) fn explain(&self, found: Vec<FoundFlow>) -> ExplainReport {
@@ -264,4 +314,18 @@ impl Daemon {
             oldest_generation: self.history.oldest_generation(),
         }
     }
+}
+
+/// An uplink's NAT port pools by protocol: ports mapped now and pool size (a scan of each pool).
+fn port_pools(nat: &crate::datapath::UplinkNat) -> BTreeMap<String, api::PortPoolStatus> {
+    [("tcp", &nat.tcp), ("udp", &nat.udp), ("icmp", &nat.icmp)]
+        .into_iter()
+        .map(|(proto, pool)| {
+            let status = api::PortPoolStatus {
+                in_use: pool.mapped_ports() as u64,
+                size: pool.config().range.len() as u64,
+            };
+            (proto.to_owned(), status)
+        })
+        .collect()
 }

@@ -209,6 +209,7 @@ fn start_datapath(
         guard_repairs: Default::default(),
         hooks,
         notifier: Notifier::disabled(),
+        observed: super::observed::Observed::starting(),
     };
     Ok((daemon, hook_runner))
 }

@@ -126,6 +126,7 @@ impl Daemon {
                 ));
             }
         }
+        self.observed.reloaded(result.is_ok());
         result
     }
 

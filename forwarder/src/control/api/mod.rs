@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod status;
+pub use status::*;
+
 /// Default path of the control socket.
 pub const DEFAULT_SOCKET: &str = "/run/flowpin/flowpin.sock";
 
@@ -28,6 +31,24 @@ pub enum Request {
     Uplink(UplinkCommand),
     /// Why the matching flows are on their uplinks.
     Explain(FlowQuery),
+    /// Remove the matching flows, resetting their TCP connections both ways.
+    KillFlows(KillFilter),
+    /// Which uplink a new flow (a LAN-side 5-tuple) would take now, and why; creates nothing.
+    ExplainNew(FlowQuery),
+}
+
+/// Which flows `flowpin flows kill` removes: those matching every selector given (at least one of
+/// `uplink`, `host`, `flow`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillFilter {
+    /// Only flows pinned to this uplink (by name).
+    pub uplink: Option<String>,
+    /// Only flows of this LAN host.
+    pub host: Option<std::net::Ipv4Addr>,
+    /// Only flows of this protocol (`tcp`, `udp`, `icmp`).
+    pub proto: Option<String>,
+    /// Only the flows this query names (as `flowpin explain` takes them).
+    pub flow: Option<FlowQuery>,
 }
 
 /// Which flows `flowpin explain` explains: `PROTO INTERNAL REMOTE` (the LAN-side 5-tuple, as the LAN
@@ -224,6 +245,10 @@ pub enum Response {
     Flows(FlowsReport),
     /// Answer to [`Request::Explain`].
     Explain(ExplainReport),
+    /// Answer to [`Request::KillFlows`].
+    Killed(crate::control::flow_kill::KillReport),
+    /// Answer to [`Request::ExplainNew`].
+    ExplainNew(Box<crate::control::new_flow_explanation::NewFlowExplanation>),
     /// A command was carried out.
     Done {
         /// What was done.
@@ -234,208 +259,6 @@ pub enum Response {
         /// Why.
         message: String,
     },
-}
-
-/// Everything `flowpin status` shows.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StatusReport {
-    /// Seconds since the daemon started.
-    pub uptime_s: u64,
-    /// Per uplink, in configuration order.
-    pub uplinks: Vec<UplinkStatus>,
-    /// The tier new flows of the default group use now (its best tier with an eligible uplink;
-    /// `None`: no uplink is eligible).
-    #[serde(default)]
-    pub tier_in_use: Option<u8>,
-    /// `[router] default_route`: `multipath`, `best` or `unmanaged`.
-    #[serde(default)]
-    pub router_default_route: String,
-    /// The nexthops of the router's own default route flowpin keeps, as `interface weight`
-    /// (empty: unmanaged, or no uplink usable and the main table's default in force).
-    #[serde(default)]
-    pub router_default_via: Vec<String>,
-    /// Flows in the table.
-    pub flows: u64,
-    /// Capacity of the flow table.
-    pub flow_capacity: u64,
-    /// Drops by reason (only non-zero reasons), sorted by name.
-    pub drops: Vec<(String, u64)>,
-    /// Flows that never got a reply, removed to make room for a new flow while the table was full,
-    /// or for a new flow of their own host over its fair share of the table.
-    #[serde(default)]
-    pub flows_early_dropped: u64,
-    /// LAN hosts holding at least one flow.
-    #[serde(default)]
-    pub flow_hosts: u64,
-    /// Flows in use from which the table is under pressure (`[datapath]
-    /// flow_share_pressure_percent` of the capacity).
-    #[serde(default)]
-    pub flow_share_pressure: u64,
-    /// A host's fair share of the table now: the capacity / (`flow_hosts` + 1), at least `[datapath]
-    /// flow_share_floor`; under pressure a host holding it gets no new flow.
-    #[serde(default)]
-    pub flow_fair_share: u64,
-    /// New flows whose host the group's choice refused for its share (fair share under pressure, or
-    /// `ports_per_host`) that another uplink of the group took.
-    #[serde(default)]
-    pub flows_spilled: u64,
-    /// By kind of ICMP answer the datapath originates (`net_unreachable`: no uplink for a new flow;
-    /// `port_exhausted`: no external port for it; `frag_needed_to_uplink`: a packet from the internet
-    /// too big for the LAN): answers its per-worker rate limit suppressed (the frame was still dropped
-    /// and counted under its reason). Every kind listed.
-    #[serde(default)]
-    pub icmp_suppressed: Vec<(String, u64)>,
-    /// The XDP program's decisions (packets, summed over CPUs; only non-zero ones).
-    pub xdp: Vec<(String, u64)>,
-    /// The XDP program's TCP SYN admission budgets: (`per_host` | `lan` | `inbound`, SYNs per
-    /// second, burst); 0 per second: no budget.
-    #[serde(default)]
-    pub admission: Vec<(String, u32, u32)>,
-    /// Packets handed to the datapath per worker and other per-worker figures.
-    pub workers: Vec<WorkerStatus>,
-    /// Reloads applied since start.
-    pub reloads: u64,
-    /// Reloads refused (invalid configuration) since start.
-    pub reloads_failed: u64,
-    /// What the control socket and the metrics endpoint refused, displaced or timed out (boxed: the
-    /// status stays a small part of [`Response`]).
-    #[serde(default)]
-    pub control_surfaces: Box<crate::control::surface_counters::SurfaceStatus>,
-    /// Times the forward guard was found removed or altered and re-installed since start.
-    #[serde(default)]
-    pub guard_reinstalls: u64,
-    /// Times the forward guard was found removed or altered and could not be re-installed.
-    #[serde(default)]
-    pub guard_reinstalls_failed: u64,
-    /// The state-change hooks: runs by result, events dropped and waiting.
-    #[serde(default)]
-    pub hooks: crate::control::health::hooks::HookStatus,
-}
-
-/// One uplink's state and counters.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UplinkStatus {
-    /// Configured name.
-    pub name: String,
-    /// Interface.
-    pub interface: String,
-    /// External address.
-    pub address: String,
-    /// `up`, `down`, `probing`, or `draining` (up, but drained by the operator).
-    pub state: String,
-    /// Whether it takes new flows now.
-    pub eligible: bool,
-    /// Weight in force (configured, or the operator's override).
-    pub weight: u32,
-    /// Its tier (1 = best): new flows use the best tier with an eligible uplink.
-    #[serde(default)]
-    pub tier: u8,
-    /// Probe loss over the health window, in percent (`None`: no active probing).
-    pub probe_loss_percent: Option<f64>,
-    /// Mean probe RTT over the window, in milliseconds.
-    pub probe_rtt_ms: Option<f64>,
-    /// Health state changes since start.
-    pub state_changes: u64,
-    /// Times its flows were failed over.
-    pub failovers: u64,
-    /// Flows moved or reset away from it by failover.
-    pub flows_failed_over: u64,
-    /// Flows moved back to it by failback.
-    pub flows_failed_back: u64,
-    /// Flows created on it since start.
-    pub flows_created: u64,
-    /// Live flows pinned to it.
-    pub flows: u64,
-    /// Packets and bytes sent out of it (LAN → internet).
-    pub tx_packets: u64,
-    /// Bytes sent out of it.
-    pub tx_bytes: u64,
-    /// Packets received on it and delivered to the LAN.
-    pub rx_packets: u64,
-    /// Bytes received on it and delivered to the LAN.
-    pub rx_bytes: u64,
-    /// Passive signal: new TCP flows opened on it by a SYN.
-    #[serde(default)]
-    pub tcp_handshakes_started: u64,
-    /// Passive signal: those whose SYN-ACK came back.
-    #[serde(default)]
-    pub tcp_handshakes_answered: u64,
-    /// Passive signal: new TCP flows in a row, since the last answer, with no SYN-ACK within
-    /// `health.passive_answer_window_ms`.
-    #[serde(default)]
-    pub tcp_handshakes_unanswered_in_a_row: u64,
-    /// Times the passive trigger took it down.
-    #[serde(default)]
-    pub passive_downs: u64,
-    /// Per probe target, through this uplink (empty: no active probing).
-    #[serde(default)]
-    pub probe_targets: Vec<ProbeTargetStatus>,
-}
-
-/// One probe target's figures through one uplink, over the health window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ProbeTargetStatus {
-    /// The target: its URL, or `kind address[:port]`.
-    pub target: String,
-    /// Lost probes, in percent.
-    pub loss_percent: f64,
-    /// Mean RTT of the answered probes, in milliseconds.
-    pub rtt_ms: Option<f64>,
-    /// Mean difference of consecutive answered RTTs, in milliseconds.
-    pub jitter_ms: Option<f64>,
-    /// Why its latest lost probe was lost (`DNS answered SERVFAIL`, `HTTP status 503`, ...).
-    pub last_failure: Option<String>,
-}
-
-/// One worker's figures.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct WorkerStatus {
-    /// Worker index.
-    pub index: usize,
-    /// Frames received.
-    pub rx_frames: u64,
-    /// Frames queued for transmission (frames refused at the egress are drops, not counted here).
-    pub tx_frames: u64,
-    /// Batches processed.
-    pub batches: u64,
-    /// Packets it received on the LAN and translated out of an uplink.
-    #[serde(default)]
-    pub outbound_packets: u64,
-    /// Packets it received on an uplink and translated to the LAN. With several workers a flow's
-    /// replies arrive on whichever queue the uplink's RSS picks, so this worker translates replies
-    /// of flows other workers created (the flow table is shared).
-    #[serde(default)]
-    pub inbound_packets: u64,
-    /// Flows it created (from a flow's first packet).
-    #[serde(default)]
-    pub flows_created: u64,
-    /// Where its UMEM frames are, as it last published (`None`: not published yet, or the workers
-    /// are stopped while the I/O is rebuilt).
-    #[serde(default)]
-    pub frames: Option<crate::xsk::FrameAccounting>,
-    /// By AF_XDP socket (one per port: the LAN, then the uplinks), the kernel's counters as the
-    /// worker last read them (empty before its first reading, or while the I/O is rebuilt).
-    #[serde(default)]
-    pub sockets: Vec<XskSocketStatus>,
-}
-
-/// The kernel's counters of one of a worker's AF_XDP sockets (`XDP_STATISTICS`), cumulative since
-/// the socket was bound (the sockets are reopened when a reload changes the uplink set). Frames the
-/// XDP program redirected but the kernel could not hand to the worker show here and nowhere else.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct XskSocketStatus {
-    /// The port: `lan` or the uplink's name.
-    pub port: String,
-    /// The kernel's counters (flattened into this object in JSON).
-    #[serde(flatten)]
-    pub kernel: crate::xsk::KernelSocketStats,
-}
-
-impl XskSocketStatus {
-    /// The counters, named as the kernel and the metrics name them.
-    pub fn counters(&self) -> [(&'static str, u64); 6] {
-        self.kernel.named()
-    }
 }
 
 /// Answer to `flows`.
