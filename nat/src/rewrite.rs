@@ -225,8 +225,17 @@ pub(crate) fn update_udp_checksum(frame: &mut [u8], at: usize, delta: ChecksumDe
 pub(crate) fn update_icmp_checksum(message: &mut [u8], delta: ChecksumDelta) {
     let at = icmpv4::CHECKSUM_OFFSET;
     let updated = delta.apply(read_u16(message, at));
-    let all_zero = || message.iter().enumerate().all(|(i, b)| *b == 0 || i == at || i == at + 1);
-    let field = if updated == 0 && all_zero() { 0xFFFF } else { updated };
+    let all_zero = || {
+        message
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == 0 || i == at || i == at + 1)
+    };
+    let field = if updated == 0 && all_zero() {
+        0xFFFF
+    } else {
+        updated
+    };
     write_u16(message, at, field);
 }
 
