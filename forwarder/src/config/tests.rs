@@ -151,6 +151,11 @@ fn mss_clamp_takes_pmtu_off_or_an_mss_and_names_the_field_otherwise() {
     assert_eq!(config.uplinks[1].mss_clamp, None);
     let config = parse(&with("1452"), "flowpin.toml", None).unwrap();
     assert_eq!(config.uplinks[0].mss_clamp, Some(MssClamp::Fixed(1452)));
+    assert!(
+        explain(&config).contains("MSS clamp 1452"),
+        "{}",
+        explain(&config)
+    );
     let config = parse(&with("\"off\""), "flowpin.toml", None).unwrap();
     assert_eq!(config.uplinks[0].mss_clamp, Some(MssClamp::Off));
     for (value, words) in [
