@@ -28,6 +28,7 @@
 //! | ICMP errors: outer + embedded header, ports/id, all checksums | [`translate_icmp_error`] | RFC 5508 §4 REQ-4, REQ-5; RFC 5382 REQ-9 |
 //! | Never an ICMP error about an ICMP error, a fragment or a broadcast | [`originate`] | RFC 1812 §4.3.2.7 |
 //! | ICMP error quotes up to 576 bytes | [`originate`] | RFC 1812 §4.3.2.3 |
+//! | TCP MSS of SYN / SYN-ACK lowered to what the path carries, checksum updated incrementally | [`clamp_mss`] | RFC 879, RFC 1624 |
 //! | Fragmentation needed carries next-hop MTU | [`originate::build_unreachable`] | RFC 1191 §4 |
 //! | Net unreachable (3/0) when no route (no uplink) exists | [`originate::build_unreachable`] | RFC 1812 §5.2.7.1 |
 //! | One external port per internal endpoint, any destination (EIM) | [`PortAllocator`] | RFC 4787 REQ-1, RFC 5382 REQ-1 |
@@ -64,8 +65,10 @@
 
 pub mod checksum;
 pub mod flow_key;
+pub mod fragment_tracker;
 pub mod frame_builder;
 pub mod icmp_error;
+pub mod mss_clamp;
 pub mod originate;
 pub mod parse;
 pub mod parse_error;
@@ -79,7 +82,9 @@ pub mod verify;
 pub mod wire;
 
 pub use flow_key::{FlowKey, IpProtocol};
+pub use fragment_tracker::{DatagramId, FragmentLimits, FragmentTracker, HoldRefused};
 pub use icmp_error::{icmp_error_flow_key, translate_icmp_error};
+pub use mss_clamp::{MssClamp, clamp_mss, mss_for_mtu};
 pub use parse::{IcmpErrorInfo, ParsedFrame, TcpInfo, Transport, parse_frame};
 pub use parse_error::ParseError;
 pub use port_alloc::{AllocError, PortAllocator, PortAllocatorConfig};

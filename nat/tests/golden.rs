@@ -3,7 +3,8 @@
 //! drop reason compared by its counter name.
 
 use flowpin_nat::{
-    FlowKey, IpProtocol, MacPair, ParseError, Rewrite, Transport, parse_frame, translate_icmp_error,
+    FlowKey, IpProtocol, MacPair, ParseError, Rewrite, Transport, clamp_mss, parse_frame,
+    translate_icmp_error,
 };
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -82,6 +83,9 @@ fn run(case: &Case<'_>) -> Result<Vec<u8>, &'static str> {
             let rewrite = Rewrite::new(error.embedded.reversed(), tuple(case.to)).expect("rewrite");
             translate_icmp_error(&mut frame, &parsed, &rewrite, MACS).map_err(|e| e.name())?;
         }
+        "mss" => {
+            clamp_mss(&mut frame, &parsed, case.to.parse().expect("an MSS limit"));
+        }
         "parse" => {}
         other => panic!("{}: unknown op {other}", case.name),
     }
@@ -146,6 +150,9 @@ fn the_table_covers_every_rewrite_kind() {
         "snat_udp_ip_options",
         "snat_tcp_vlan",
         "snat_udp_trailer",
+        "mss_syn_clamped",
+        "mss_syn_ack_clamped",
+        "mss_syn_odd_offset_clamped",
     ] {
         assert!(
             names.iter().any(|n| n.starts_with(prefix)),

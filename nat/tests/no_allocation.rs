@@ -1,13 +1,15 @@
 //! The per-packet path never allocates: parse, rewrite, ICMP error translation, originated packets,
-//! TCP tracking, deadlines and port acquire/release are run under a counting global allocator
+//! TCP tracking, MSS clamping, the fragment tracker (record, lookup, hold, release, expire),
+//! deadlines and port acquire/release are run under a counting global allocator
 //! (`allocation-counter`, so this crate still needs no `unsafe`; it counts the measuring thread only,
 //! so the test harness's bookkeeping on its other threads cannot show up), and the allocation count must not move.
 
 use flowpin_nat::frame_builder::{FrameSpec, L4Spec, build_frame};
 use flowpin_nat::originate::{RouterIdentity, UnreachableKind, build_tcp_rst, build_unreachable};
 use flowpin_nat::{
-    Direction, FlowActivity, FlowKey, FlowState, MacPair, PortAllocator, PortAllocatorConfig,
-    PortRange, Rewrite, TcpTracker, Timeouts, Transport, parse_frame, translate_icmp_error,
+    DatagramId, Direction, FlowActivity, FlowKey, FlowState, FragmentLimits, FragmentTracker,
+    MacPair, PortAllocator, PortAllocatorConfig, PortRange, Rewrite, TcpTracker, Timeouts,
+    Transport, clamp_mss, parse_frame, translate_icmp_error,
 };
 use std::net::Ipv4Addr;
 
@@ -75,6 +77,7 @@ fn the_per_packet_path_does_not_allocate() {
         },
     ));
     error.truncate(error_template.len());
+    let mut fragments = FragmentTracker::<Rewrite>::new(FragmentLimits::default());
     // Warm up lazily initialised state (e.g. the allocator's hasher) outside the measured region.
     let warm = allocator
         .acquire(Ipv4Addr::new(10, 9, 9, 9), 1, 0)
@@ -100,6 +103,20 @@ fn the_per_packet_path_does_not_allocate() {
             .expect("rewrite");
             frame.copy_from_slice(&tcp);
             rewrite.apply(&mut frame, &parsed, MACS).expect("apply");
+            clamp_mss(&mut frame, &parsed, 1200);
+            let datagram = DatagramId {
+                id: round,
+                ..DatagramId::of(
+                    &flowpin_nat::wire::ipv4::Ipv4Packet::new_checked(&tcp[14..]).expect("ip"),
+                )
+            };
+            fragments
+                .hold(datagram, &tcp, u64::from(round))
+                .expect("hold");
+            fragments.record(datagram, rewrite, u64::from(round));
+            assert_eq!(fragments.lookup(&datagram, u64::from(round)), Some(rewrite));
+            assert_eq!(fragments.release(&datagram, u64::from(round), |_| {}), 1);
+            fragments.expire(u64::from(round));
             frame.copy_from_slice(&tcp);
             let mut tracker = TcpTracker::default();
             let Transport::Tcp(info) = parsed.transport else {

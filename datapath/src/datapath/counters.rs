@@ -206,6 +206,9 @@ pub struct UplinkCounters {
     /// Outbound TCP flows on the uplink whose first SYN-ACK from outside this worker saw (the tracker
     /// moved from "SYN sent" to established on it).
     pub tcp_handshakes_answered: OwnedCounter,
+    /// TCP SYNs leaving and SYN-ACKs entering through the uplink whose MSS option was lowered to its
+    /// clamp.
+    pub mss_clamped: OwnedCounter,
 }
 
 /// One worker's [`UplinkCounters`] summed over every uplink slot.

@@ -96,6 +96,9 @@ pub struct UplinkView {
     pub gateway_mac: Option<Mac>,
     /// Its MTU.
     pub mtu: u16,
+    /// The MSS that TCP SYNs leaving and SYN-ACKs entering through it announce at most (`None`: left
+    /// as they are).
+    pub mss_clamp: Option<u16>,
     /// Its port pools (shared across snapshots).
     pub nat: Arc<UplinkNat>,
 }

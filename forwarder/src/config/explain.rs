@@ -87,14 +87,17 @@ fn write_uplinks(out: &mut String, uplinks: &[Uplink]) {
         let _ = writeln!(
             out,
             "  {:name_width$}  on {:interface_width$}  via {:gateway_width$}  {:address_width$}  \
-             tier {}  weight {}  {}",
+             tier {}  weight {}  {}{}",
             uplink.name,
             uplink.interface,
             uplink.gateway.to_string(),
             address_text(uplink),
             uplink.tier,
             uplink.weight,
-            share_text(uplink.weight, share)
+            share_text(uplink.weight, share),
+            uplink
+                .mss_clamp
+                .map_or(String::new(), |clamp| format!("  MSS clamp {clamp}"))
         );
     }
 }

@@ -28,6 +28,7 @@ mod explain;
 pub mod http_probe;
 mod locate;
 pub mod model;
+pub mod mss_clamp;
 mod raw;
 pub mod resilience;
 mod validate;
@@ -49,6 +50,7 @@ pub use model::{
     Config, Control, Datapath, DefaultRoute, Filtering, IdleStrategy, Lan, Nat, Policy,
     PolicyMatch, PolicyUplink, Router, Uplink, Workers, XdpMode,
 };
+pub use mss_clamp::MssClamp;
 pub use resilience::{
     Failback, FailbackMode, Failover, FailoverAction, Health, Metrics, ProbeKind, ProbeTarget,
 };

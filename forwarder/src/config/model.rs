@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use flowpin_nat::{RefreshPolicy, TimeoutKind, Timeouts};
 
+use super::mss_clamp::MssClamp;
 use super::{Failback, Failover, Health, Ipv4Prefix, Metrics, PortRange, Protocol, Stickiness};
 
 /// The whole configuration.
@@ -88,6 +89,10 @@ pub struct Uplink {
     pub weight: u32,
     /// Its tier, 1 (best) to 255: new flows use the best tier that has an eligible uplink.
     pub tier: u8,
+    /// How far TCP SYNs leaving and SYN-ACKs entering through it have their MSS lowered; `None`
+    /// (absent): to its MTU when that is below the LAN's ([`MssClamp::limit`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mss_clamp: Option<MssClamp>,
     /// Its own `[uplink.health]`, already merged over `[health]`; `None`: `[health]` as it is.
     #[serde(
         skip_serializing_if = "Option::is_none",

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::model::{DefaultRoute, Filtering, IdleStrategy, Workers, XdpMode};
+use super::mss_clamp::RawMssClamp;
 use super::resilience::{FailbackMode, FailoverAction, ProbeKind};
 use super::{PortRange, Protocol, Stickiness};
 
@@ -53,6 +54,7 @@ pub(super) struct RawUplink {
     pub address: Option<S<Ipv4Addr>>,
     pub weight: Option<S<u32>>,
     pub tier: Option<S<u8>>,
+    pub mss_clamp: Option<S<RawMssClamp>>,
     pub health: Option<RawHealth>,
 }
 

@@ -138,6 +138,48 @@ fn round_trips_through_toml() {
 }
 
 #[test]
+fn mss_clamp_takes_pmtu_off_or_an_mss_and_names_the_field_otherwise() {
+    let with = |value: &str| {
+        BASE.replacen(
+            "weight = 1\n",
+            &format!("weight = 1\nmss_clamp = {value}\n"),
+            1,
+        )
+    };
+    let config = parse(&with("\"pmtu\""), "flowpin.toml", None).unwrap();
+    assert_eq!(config.uplinks[0].mss_clamp, Some(MssClamp::Pmtu));
+    assert_eq!(config.uplinks[1].mss_clamp, None);
+    let config = parse(&with("1452"), "flowpin.toml", None).unwrap();
+    assert_eq!(config.uplinks[0].mss_clamp, Some(MssClamp::Fixed(1452)));
+    assert!(
+        explain(&config).contains("MSS clamp 1452"),
+        "{}",
+        explain(&config)
+    );
+    let config = parse(&with("\"off\""), "flowpin.toml", None).unwrap();
+    assert_eq!(config.uplinks[0].mss_clamp, Some(MssClamp::Off));
+    for (value, words) in [
+        (
+            "\"auto\"",
+            "`auto`: expected `\"pmtu\"`, `\"off\"` or an MSS of 536-65495",
+        ),
+        ("100", "100: expected"),
+        ("70000", "70000: expected"),
+    ] {
+        assert_single_error(
+            &with(value),
+            "flowpin.toml:10: uplink[0].mss_clamp: ",
+            words,
+        );
+    }
+    assert_single_error(
+        &with("true"),
+        "flowpin.toml:10: uplink[0].mss_clamp: ",
+        "pmtu",
+    );
+}
+
+#[test]
 fn syntax_error() {
     let text = format!("{BASE}\n[nat\nport_range = \"20000-29999\"\n");
     let errors = errors_of(&text);
@@ -596,6 +638,12 @@ mod generated {
                     address: with_address.then(|| Ipv4Addr::new(198, 51, 100, host)),
                     weight: if index == 0 { weight } else { weight % 3 },
                     tier: (weight % 3) as u8 + 1,
+                    mss_clamp: match weight % 4 {
+                        0 => None,
+                        1 => Some(MssClamp::Pmtu),
+                        2 => Some(MssClamp::Off),
+                        _ => Some(MssClamp::Fixed(536 + weight as u16)),
+                    },
                     health: (index == 1).then(|| Health {
                         interval_ms: 2000,
                         timeout_ms: 1500,

@@ -167,6 +167,7 @@ impl SnapshotBuilder {
                     .is_some_and(|f| f.eligible && f.gateway_mac.is_some()),
             })
             .collect();
+        let lan_mtu = lan.mtu;
         let views = config
             .uplinks
             .iter()
@@ -178,6 +179,7 @@ impl SnapshotBuilder {
                     mac: f.mac,
                     gateway_mac: f.gateway_mac,
                     mtu: f.mtu,
+                    mss_clamp: crate::config::MssClamp::limit(u.mss_clamp, f.mtu, lan_mtu),
                     nat: self.pools(config, &u.name),
                 })
             })

@@ -99,7 +99,37 @@ pub enum XskConfigError {
     },
 }
 
+/// The headroom the kernel keeps in front of every received packet in a UMEM frame
+/// (`XDP_PACKET_HEADROOM`), on top of the UMEM's own headroom (0 here).
+pub const KERNEL_RX_HEADROOM: u32 = 256;
+
+/// An Ethernet header with one 802.1Q tag: what a frame holds beyond an MTU-sized IP packet.
+pub const ETHERNET_WITH_VLAN: u32 = 18;
+
 impl XskConfig {
+    /// The largest interface MTU whose packets fit one UMEM frame: the kernel drops a received
+    /// packet longer than the frame less its headroom (`xsk_pool_get_rx_frame_size`), and without
+    /// multi-buffer AF_XDP a packet is never split over frames. 3822 for 4096-byte frames.
+    pub const fn max_mtu(&self) -> u32 {
+        self.frame_size
+            .saturating_sub(KERNEL_RX_HEADROOM)
+            .saturating_sub(ETHERNET_WITH_VLAN)
+    }
+
+    /// Why interface `name` with MTU `mtu` cannot be served with these frames, naming the fix;
+    /// `None` when its packets fit.
+    pub fn mtu_refusal(&self, name: &str, mtu: u32) -> Option<String> {
+        let max = self.max_mtu();
+        (mtu > max).then(|| {
+            format!(
+                "interface {name} has MTU {mtu}, but a {}-byte UMEM frame holds packets of at most \
+                 MTU {max} (flowpin does not use multi-buffer AF_XDP); lower it with \
+                 `ip link set dev {name} mtu {max}` (or less) and start flowpin again",
+                self.frame_size
+            )
+        })
+    }
+
     /// Checks the constraints for a worker with `ports` ports.
     pub fn validate(&self, ports: usize) -> Result<(), XskConfigError> {
         if !(self.frame_size.is_power_of_two() && (2048..=4096).contains(&self.frame_size)) {
@@ -155,6 +185,20 @@ impl XskConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_mtu_a_frame_cannot_hold_is_refused_naming_the_fix() {
+        let config = XskConfig::default();
+        assert_eq!(config.max_mtu(), 3822);
+        assert_eq!(config.mtu_refusal("wan1", 1500), None);
+        assert_eq!(config.mtu_refusal("wan1", 3822), None);
+        let message = config.mtu_refusal("wan1", 9000).expect("refused");
+        assert!(message.contains("wan1 has MTU 9000"), "{message}");
+        assert!(
+            message.contains("ip link set dev wan1 mtu 3822"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn default_config_is_valid_for_a_lan_and_two_uplinks() {

@@ -1,5 +1,5 @@
 //! Fuzzes everything that touches untrusted frames: `parse_frame`, `Rewrite::apply`,
-//! `translate_icmp_error`, `build_unreachable` and `build_tcp_rst`.
+//! `translate_icmp_error`, `clamp_mss`, `build_unreachable` and `build_tcp_rst`.
 //!
 //! Input: 9 bytes choosing the outgoing tuple (addresses kept non-martian), then the frame.
 //! Properties: nothing panics; every emitted frame parses again, and each checksum that was valid in
@@ -8,7 +8,9 @@
 
 use flowpin_nat::originate::{RouterIdentity, UnreachableKind, build_tcp_rst, build_unreachable};
 use flowpin_nat::verify::{ChecksumReport, checksum_report, checksums_valid};
-use flowpin_nat::{FlowKey, IpProtocol, MacPair, Rewrite, Transport, parse_frame, translate_icmp_error};
+use flowpin_nat::{
+    FlowKey, IpProtocol, MacPair, MssClamp, Rewrite, Transport, clamp_mss, parse_frame, translate_icmp_error,
+};
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;
 
@@ -77,6 +79,15 @@ fuzz_target!(|data: &[u8]| {
         Ok(()) => {
             let reparsed = parse_frame(&out).expect("translated frame must parse");
             assert_preserved(before, checksum_report(&out, &reparsed));
+            let limit = u16::from_be_bytes([selector[2], selector[3]]);
+            let unclamped = out.clone();
+            match clamp_mss(&mut out, &reparsed, limit) {
+                MssClamp::Unchanged => assert_eq!(out, unclamped, "an unchanged clamp changed the frame"),
+                MssClamp::Lowered { from } => assert!(from > limit, "raised the MSS {from} to {limit}"),
+            }
+            let clamped = parse_frame(&out).expect("clamped frame must parse");
+            assert_eq!(clamped, reparsed, "clamping changed what the frame parses as");
+            assert_preserved(before, checksum_report(&out, &clamped));
         }
         Err(_) => assert_eq!(out, frame, "a refused translation changed the frame"),
     }

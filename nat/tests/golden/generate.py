@@ -9,7 +9,9 @@ Columns (tab-separated; lines starting with '#' are comments):
   op        parse   -> expected is drop:<ParseError::name()>
             rewrite -> Rewrite::new(parsed.key, to).apply(frame, MACS)
             icmp    -> translate_icmp_error(frame, Rewrite::new(embedded.reversed(), to), MACS)
-  to        the tuple packets must leave with: proto,src,dst,sport,dport ('-' for parse)
+            mss     -> clamp_mss(frame, parsed, to): the MSS option lowered to the limit `to`
+  to        the tuple packets must leave with: proto,src,dst,sport,dport ('-' for parse; the MSS limit
+            for mss)
   input     the input frame, hex
   expected  the output frame, hex, or drop:<reason name>
 
@@ -305,6 +307,27 @@ drop("icmp_error_about_icmp_error", raw(eth_in() / IP(src=HOP, dst=EXT) / ICMP(t
 frag_quote = raw(IP(src=EXT, dst=REMOTE, frag=100) / UDP())
 drop("icmp_error_about_non_first_fragment", raw(eth_in() / IP(src=HOP, dst=EXT) / ICMP(type=11) / Raw(frag_quote)),
      "icmp_error_embedded_unsupported")
+
+# --- MSS clamping: SYN and SYN-ACK announce at most the limit; scapy rebuilds every checksum -------------
+def syn(flags, mss_options, **kw):
+    return eth_in() / IP(src=LAN, dst=REMOTE, ttl=64, id=30) / TCP(sport=40000, dport=443, flags=flags, seq=7,
+                                                                  ack=9 if "A" in flags else 0,
+                                                                  options=mss_options, **kw)
+
+
+SYN_OPTIONS = lambda mss: [("MSS", mss), ("SAckOK", b""), ("WScale", 7)]
+add("mss_syn_clamped", "mss", "1452", syn("S", SYN_OPTIONS(1460)), syn("S", SYN_OPTIONS(1452)))
+add("mss_syn_ack_clamped", "mss", "1360", syn("SA", SYN_OPTIONS(1460)), syn("SA", SYN_OPTIONS(1360)))
+add("mss_syn_below_limit_unchanged", "mss", "1452", syn("S", SYN_OPTIONS(1400)), syn("S", SYN_OPTIONS(1400)))
+add("mss_not_a_syn_unchanged", "mss", "536", syn("A", SYN_OPTIONS(1460)), syn("A", SYN_OPTIONS(1460)))
+add("mss_syn_without_option_unchanged", "mss", "536", syn("S", [("NOP", None), ("WScale", 7)]),
+    syn("S", [("NOP", None), ("WScale", 7)]))
+odd = lambda mss: [("NOP", None), ("MSS", mss), ("NOP", None), ("NOP", None), ("NOP", None)]
+add("mss_syn_odd_offset_clamped", "mss", "1200", syn("S", odd(0x5B4)), syn("S", odd(1200)))
+inp = with_checksum_error(raw(syn("S", SYN_OPTIONS(1460))), 14 + 20 + 16, 0x0101)
+exp = with_checksum_error(raw(syn("S", SYN_OPTIONS(1452))), 14 + 20 + 16, 0x0101)
+add("mss_syn_invalid_checksum_stays_invalid", "mss", "1452", inp, exp)
+
 
 names = [c[0] for c in cases]
 assert len(names) == len(set(names)), "duplicate case names"

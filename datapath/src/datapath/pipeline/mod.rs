@@ -25,6 +25,9 @@
 //!   quota, host table full) is dropped under its NAT reason and, within its own token bucket
 //!   ([`Snapshot::port_exhausted_icmp`]), answered with
 //!   an ICMP administratively prohibited (3/13); nothing is evicted for it either;
+//! - MSS clamping: a TCP SYN (or SYN-ACK) leaving through an uplink, or entering through it, announces
+//!   at most that uplink's clamp ([`UplinkView::mss_clamp`](crate::datapath::UplinkView)), counted as
+//!   `mss_clamped`; the check costs non-SYN packets one flag test;
 //! - passive health signal: a new outbound TCP flow opened by a SYN counts as a handshake started on its
 //!   uplink, and the first SYN-ACK that moves its tracker from "SYN sent" to established as answered
 //!   (two workers racing on one retransmitted SYN-ACK may both count it: a rare overcount of answers).
@@ -34,8 +37,8 @@
 
 use flowpin_flowtable::{FlowHandle, Found, Side};
 use flowpin_nat::{
-    AllocError, Direction, FlowKey, IpProtocol, MacPair, ParsedFrame, Rewrite, TcpPhase, Transport,
-    icmp_error_flow_key, parse_frame, translate_icmp_error,
+    AllocError, Direction, FlowKey, IpProtocol, MacPair, MssClamp, ParsedFrame, Rewrite, TcpPhase,
+    Transport, clamp_mss, icmp_error_flow_key, parse_frame, translate_icmp_error,
 };
 
 use crate::datapath::counters::{DatapathCounters, DropReason};
@@ -247,7 +250,7 @@ impl Pipeline<'_> {
         hit: &Hit,
     ) -> Result<Verdict, DropReason> {
         let v = &hit.value;
-        let (macs, port, mtu) = match v.kind {
+        let (macs, port, mtu, mss_clamp) = match v.kind {
             FlowKind::Outbound => {
                 let uplink = self
                     .snapshot
@@ -261,6 +264,7 @@ impl Pipeline<'_> {
                     },
                     PortId::uplink(v.uplink),
                     uplink.mtu,
+                    uplink.mss_clamp,
                 )
             }
             FlowKind::Hairpin => (
@@ -270,12 +274,16 @@ impl Pipeline<'_> {
                 },
                 PortId::LAN,
                 self.snapshot.lan.mtu,
+                None,
             ),
         };
         if parsed.ip_total_len > mtu {
             return self.too_big(frame, len, parsed, mtu);
         }
         translate(frame, parsed, &v.lan_side, macs)?;
+        if let Some(limit) = mss_clamp.filter(|_| is_syn(parsed)) {
+            self.clamp_mss(frame, parsed, limit, v.uplink);
+        }
         Ok(self.account(hit, parsed, Side::Lan, port))
     }
 
@@ -302,7 +310,21 @@ impl Pipeline<'_> {
             };
         }
         translate(frame, parsed, &v.uplink_side, macs)?;
+        if v.kind == FlowKind::Outbound && is_syn(parsed) {
+            let limit = self.snapshot.uplink(v.uplink).and_then(|u| u.mss_clamp);
+            if let Some(limit) = limit {
+                self.clamp_mss(frame, parsed, limit, v.uplink);
+            }
+        }
         Ok(self.account(hit, parsed, Side::Uplink, PortId::LAN))
+    }
+
+    /// Lowers a translated SYN's (or SYN-ACK's) MSS to `limit`, counted on uplink `slot`.
+    #[inline]
+    fn clamp_mss(&self, frame: &mut [u8], parsed: &ParsedFrame, limit: u16, slot: u8) {
+        if clamp_mss(frame, parsed, limit) != MssClamp::Unchanged {
+            self.counters.uplinks[usize::from(slot)].mss_clamped.add(1);
+        }
     }
 
     /// After a successful translation of a packet that arrived on `side`: the flow's counters and
@@ -378,6 +400,12 @@ impl Pipeline<'_> {
             Transport::IcmpError(_) => {}
         }
     }
+}
+
+/// Whether `parsed` is a TCP segment with SYN set.
+#[inline]
+fn is_syn(parsed: &ParsedFrame) -> bool {
+    matches!(parsed.transport, Transport::Tcp(segment) if segment.flags.syn())
 }
 
 fn translate(

@@ -22,6 +22,7 @@ mod flow_share;
 mod host_limits;
 mod icmp;
 mod mapping;
+mod mss_clamp;
 mod placement;
 mod refusals;
 mod table_full;
@@ -178,6 +179,7 @@ impl Rig {
                     mac: WAN_MAC[i],
                     gateway_mac: gateways_resolved.then_some(GW_MAC[i]),
                     mtu: 1500,
+                    mss_clamp: None,
                     nat: pools[i].clone(),
                 })
             })

@@ -1,6 +1,6 @@
 //! `[lan]` and `[[uplink]]`: the LAN's interface and prefixes; uplinks with unique names and
 //! interfaces (none the LAN's), unicast gateways and addresses outside the LAN, and at least one
-//! weight above 0.
+//! weight above 0; `mss_clamp` one of its forms.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -81,6 +81,7 @@ impl Checker<'_> {
             address: None,
             weight: 1,
             tier: Uplink::DEFAULT_TIER,
+            mss_clamp: None,
             health: None,
         };
         if let Some(name) = self.required(raw.name, &span, &field("name")) {
@@ -114,6 +115,12 @@ impl Checker<'_> {
         if let Some(tier) = raw.tier {
             self.check_tier(*tier.get_ref(), tier.span(), &field("tier"));
             uplink.tier = tier.into_inner();
+        }
+        if let Some(mss_clamp) = raw.mss_clamp {
+            match mss_clamp.get_ref().validate() {
+                Ok(value) => uplink.mss_clamp = Some(value),
+                Err(message) => self.fail(mss_clamp.span(), &field("mss_clamp"), message),
+            }
         }
         uplink
     }

@@ -189,6 +189,9 @@ pub struct UplinkStatus {
     /// Passive signal: those whose SYN-ACK came back.
     #[serde(default)]
     pub tcp_handshakes_answered: u64,
+    /// TCP SYNs leaving and SYN-ACKs entering through it whose MSS was lowered to its clamp.
+    #[serde(default)]
+    pub mss_clamped: u64,
     /// Passive signal: new TCP flows in a row, since the last answer, with no SYN-ACK within
     /// `health.passive_answer_window_ms`.
     #[serde(default)]

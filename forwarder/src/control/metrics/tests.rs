@@ -38,6 +38,7 @@ fn status_renders_as_prometheus_text_with_escaped_labels() {
             tcp_handshakes_answered: 4,
             tcp_handshakes_unanswered_in_a_row: 8,
             passive_downs: 1,
+            mss_clamped: 6,
             ..Default::default()
         }],
         drops: [("no_uplink".to_owned(), 9)].into(),
@@ -70,6 +71,7 @@ fn status_renders_as_prometheus_text_with_escaped_labels() {
         ("flowpin_uplink_tcp_handshakes_answered_total", 4),
         ("flowpin_uplink_tcp_handshakes_unanswered_in_a_row", 8),
         ("flowpin_uplink_passive_downs_total", 1),
+        ("flowpin_uplink_mss_clamped_total", 6),
     ] {
         let sample = format!("{family}{{uplink=\"isp\\\"1\"}} {value}\n");
         assert!(text.contains(&sample), "{sample} in {text}");

@@ -16,7 +16,7 @@ type UplinkFamily = (
 );
 
 /// Every per-uplink family after `flowpin_uplink_state`, in exposition order.
-const FAMILIES: [UplinkFamily; 20] = [
+const FAMILIES: [UplinkFamily; 21] = [
     (
         "flowpin_uplink_state_change_timestamp_seconds",
         "gauge",
@@ -121,6 +121,12 @@ const FAMILIES: [UplinkFamily; 20] = [
         "counter",
         "New TCP flows on the uplink whose SYN-ACK came back (passive health signal).",
         |u| Some(u.tcp_handshakes_answered as f64),
+    ),
+    (
+        "flowpin_uplink_mss_clamped_total",
+        "counter",
+        "TCP SYNs leaving and SYN-ACKs entering through the uplink whose MSS was lowered to its clamp.",
+        |u| Some(u.mss_clamped as f64),
     ),
     (
         "flowpin_uplink_tcp_handshakes_unanswered_in_a_row",

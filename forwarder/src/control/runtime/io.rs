@@ -41,6 +41,27 @@ pub(super) fn worker_cores(config: &Config) -> Vec<core_affinity::CoreId> {
     }
 }
 
+/// Refuses to start when the LAN's or an uplink's MTU is larger than a UMEM frame holds (the kernel
+/// would drop every packet that long, silently to the hosts).
+pub(super) fn check_mtus(
+    config: &Config,
+    lan: &crate::control::netinfo::InterfaceInfo,
+    facts: &[Option<crate::control::snapshot::UplinkFacts>],
+    xsk_config: &XskConfig,
+) -> Result<()> {
+    let uplinks = config
+        .uplinks
+        .iter()
+        .zip(facts)
+        .filter_map(|(u, f)| f.as_ref().map(|f| (u.interface.as_str(), u32::from(f.mtu))));
+    for (name, mtu) in std::iter::once((config.lan.interface.as_str(), lan.mtu)).chain(uplinks) {
+        if let Some(refusal) = xsk_config.mtu_refusal(name, mtu) {
+            anyhow::bail!(refusal);
+        }
+    }
+    Ok(())
+}
+
 /// The AF_XDP settings every worker is opened with.
 pub(super) fn xsk_config(config: &Config) -> XskConfig {
     XskConfig {

@@ -186,6 +186,7 @@ impl Daemon {
                 .unwrap_or_default(),
             tcp_handshakes_started: totals.tcp_handshakes_started,
             tcp_handshakes_answered: totals.tcp_handshakes_answered,
+            mss_clamped: totals.mss_clamped,
             tcp_handshakes_unanswered_in_a_row: runtime.health.passive().unanswered_in_a_row(),
             passive_downs: runtime.health.passive_downs,
             probe_targets: self.probe_target_statuses(slot),

@@ -19,6 +19,7 @@ pub(super) struct SlotTotals {
     pub(super) flows_created: u64,
     pub(super) tcp_handshakes_started: u64,
     pub(super) tcp_handshakes_answered: u64,
+    pub(super) mss_clamped: u64,
 }
 
 impl SlotTotals {
@@ -36,6 +37,7 @@ impl SlotTotals {
                 tcp_handshakes_started: t.tcp_handshakes_started + c.tcp_handshakes_started.get(),
                 tcp_handshakes_answered: t.tcp_handshakes_answered
                     + c.tcp_handshakes_answered.get(),
+                mss_clamped: t.mss_clamped + c.mss_clamped.get(),
             })
     }
 
@@ -53,6 +55,7 @@ impl SlotTotals {
             tcp_handshakes_answered: self
                 .tcp_handshakes_answered
                 .saturating_sub(baseline.tcp_handshakes_answered),
+            mss_clamped: self.mss_clamped.saturating_sub(baseline.mss_clamped),
         }
     }
 }

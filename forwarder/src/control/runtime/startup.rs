@@ -158,6 +158,7 @@ fn start_datapath(
 ) -> Result<(Daemon, HookRunner)> {
     let (lan, lan_address) = learn_lan(&config)?;
     let facts = kernel::resolve_uplinks(&config, GATEWAY_WAIT)?;
+    io::check_mtus(&config, &lan, &facts, &io::xsk_config(&config))?;
     let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(rand::random()));
     let snapshot = publish::build_snapshot(&mut builder, &config, &lan, lan_address, &facts);
     let cell = Arc::new(ArcSwap::from_pointee(snapshot));

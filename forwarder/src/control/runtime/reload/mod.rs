@@ -1,6 +1,7 @@
 //! Reload: re-reading the configuration file (SIGHUP, `flowpin reload`).
 //!
 //! Invariants:
+//! - an added uplink whose interface MTU a UMEM frame cannot hold is refused, naming the fix;
 //! - an invalid file, or one that changes what needs a restart (the LAN, the NAT port range or
 //!   quota, `[datapath]`, the control socket, the metrics address, an uplink's interface, gateway or
 //!   address), is refused with what to do instead, and the running configuration stays;
@@ -74,7 +75,8 @@ pub enum ReloadError {
         /// What its queues are.
         source: QueueError,
     },
-    /// An added uplink's interface, address or gateway could not be read.
+    /// An added uplink's interface, address or gateway could not be read, or its MTU is larger than
+    /// a UMEM frame holds.
     #[error("{0:#}")]
     AddedUplinkUnreadable(anyhow::Error),
     /// The forward guard could not be re-installed for the new uplink set.
@@ -177,8 +179,8 @@ impl Daemon {
         result
     }
 
-    /// Are the added uplinks' interfaces there, with one receive queue per worker? Their facts, by
-    /// slot (each gateway solicited first).
+    /// Are the added uplinks' interfaces there, with one receive queue per worker and an MTU a UMEM
+    /// frame holds? Their facts, by slot (each gateway solicited first).
     fn read_added_uplinks(
         &self,
         plan: &SlotPlan,
@@ -194,9 +196,14 @@ impl Daemon {
                         source,
                     }
                 })?;
-                kernel::uplink_facts(u)
-                    .map(|f| (slot, f))
-                    .map_err(ReloadError::AddedUplinkUnreadable)
+                let facts = kernel::uplink_facts(u).map_err(ReloadError::AddedUplinkUnreadable)?;
+                if let Some(refusal) = self.xsk_config.mtu_refusal(&u.interface, facts.mtu.into()) {
+                    return Err(ReloadError::AddedUplinkUnreadable(anyhow::anyhow!(
+                        "uplink {}: {refusal}",
+                        u.name
+                    )));
+                }
+                Ok((slot, facts))
             })
             .collect()
     }
