@@ -30,8 +30,10 @@ fn event(dir: &Path, timeout_ms: u64) -> HookEvent {
     }
 }
 
+/// Waits until `runs` hook runs have ended and none waits. The deadline only keeps a broken runner
+/// from hanging the test; a loaded machine may take seconds to spawn the shells.
 async fn settle(hooks: &Hooks, runs: u64) -> HookStatus {
-    for _ in 0..500 {
+    for _ in 0..6_000 {
         let s = hooks.status();
         if s.succeeded + s.failed + s.timed_out >= runs && s.waiting == 0 {
             return s;
@@ -127,9 +129,11 @@ async fn a_hanging_hook_is_killed_with_its_children_and_the_next_change_still_ru
         ),
         0o755,
     );
+    // Long enough for the logging hook's shell to start and finish on a loaded machine.
+    let timeout_ms = 2_000;
     let hooks = Hooks::start();
-    hooks.notify(event(&dir, 300));
-    let mut second = event(&dir, 300);
+    hooks.notify(event(&dir, timeout_ms));
+    let mut second = event(&dir, timeout_ms);
     (second.old_state, second.new_state) = ("down", "probing");
     hooks.notify(second);
     let status = settle(&hooks, 4).await;
@@ -141,13 +145,22 @@ async fn a_hanging_hook_is_killed_with_its_children_and_the_next_change_still_ru
         std::fs::read_to_string(&log).unwrap(),
         "1 down\n2 probing\n"
     );
-    for pid in std::fs::read_to_string(&pids).unwrap().lines() {
-        let alive = Path::new(&format!("/proc/{pid}")).exists()
+    // SIGKILL takes effect when the process next runs: give each one time to die, no more.
+    let alive = |pid: &str| {
+        Path::new(&format!("/proc/{pid}")).exists()
             && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .unwrap_or_default()
-                .contains(") Z ");
+                .contains(") Z ")
+    };
+    for pid in std::fs::read_to_string(&pids).unwrap().lines() {
+        for _ in 0..500 {
+            if !alive(pid) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(
-            !alive,
+            !alive(pid),
             "process {pid} of the hook's group outlived the timeout"
         );
     }
