@@ -52,7 +52,17 @@ struct flowpin_iface_config {
 	__u32 uplink_addr; /* uplinks: the address flows are translated to (network order); LAN: 0 */
 	__u16 port_min;    /* uplinks: NAT port / ICMP identifier range, inclusive */
 	__u16 port_max;
+	__u32 flags;       /* FLOWPIN_IFACE_* */
 };
+
+/*
+ * Bits of `struct flowpin_iface_config.flags`.
+ * FLOWPIN_IFACE_L3: the device has no link-layer header (tun, PPP, WireGuard, raw-IP modems):
+ * generic XDP shows the IPv4 header at `data`; a packet for AF_XDP gets a synthetic Ethernet
+ * header pushed in front (all-zero MACs, type IPv4) so the datapath sees one frame format, and the
+ * AF_XDP layer transmits on such a device from after that header.
+ */
+#define FLOWPIN_IFACE_L3 1
 
 /* Bits of `struct flowpin_local_addr.flags`. */
 #define FLOWPIN_LOCAL_NAT 1 /* an uplink's NAT address: the port range is meaningful */
@@ -136,6 +146,8 @@ enum flowpin_decision {
 	FLOWPIN_DROP_ADMISSION_LAN,     /* LAN TCP SYN over the LAN's budget */
 	FLOWPIN_DROP_ADMISSION_INBOUND, /* TCP SYN from an uplink to its NAT range over the budget */
 	FLOWPIN_DROP_UPLINK_TO_LAN,     /* on an uplink, to a LAN prefix (never return traffic) */
+	FLOWPIN_DROP_L3_HEADROOM,       /* L3 uplink return traffic without room for the synthetic
+	                                 * Ethernet header (generic XDP guarantees it: never) */
 	FLOWPIN_DECISION_COUNT,
 };
 

@@ -23,6 +23,10 @@
  *   is addressed to a NAT address, never to the LAN, so this is transit the kernel must not forward
  *   even with the forward guard gone.
  * - Every packet increments exactly one decision counter.
+ * - On an interface flagged FLOWPIN_IFACE_L3 (tun, PPP, WireGuard: no link-layer header; generic
+ *   XDP shows the IPv4 header at `data`) the same decisions apply to the IPv4 packet; what goes to
+ *   AF_XDP first gets a synthetic Ethernet header (zero MACs, type IPv4) pushed in front, so every
+ *   AF_XDP frame is an Ethernet frame. Only uplinks may be L3 (the LAN needs source MACs).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -140,6 +144,51 @@ static __always_inline int to_socket(struct xdp_md *ctx, __u32 slot, __u32 decis
 	if (action != XDP_REDIRECT)
 		return count(ctx, FLOWPIN_DROP_NO_SOCKET, XDP_DROP);
 	return count(ctx, decision, XDP_REDIRECT);
+}
+
+/*
+ * Uplink return traffic to its socket; on an L3 uplink behind a synthetic Ethernet header (the
+ * pointers the caller held are invalid afterwards).
+ */
+static __always_inline int uplink_to_socket(struct xdp_md *ctx,
+					    const struct flowpin_iface_config *iface)
+{
+	struct ethhdr *eth;
+	__u32 slot = iface->slot;
+
+	if (iface->flags & FLOWPIN_IFACE_L3) {
+		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ethhdr)))
+			return count(ctx, FLOWPIN_DROP_L3_HEADROOM, XDP_DROP);
+		eth = (void *)(long)ctx->data;
+		if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+			return count(ctx, FLOWPIN_DROP_L3_HEADROOM, XDP_DROP);
+		__builtin_memset(eth->h_dest, 0, ETH_ALEN);
+		__builtin_memset(eth->h_source, 0, ETH_ALEN);
+		eth->h_proto = bpf_htons(ETH_P_IP);
+	}
+	return to_socket(ctx, slot, FLOWPIN_REDIRECT_UPLINK_RETURN);
+}
+
+/*
+ * The IPv4 header of a packet: after the Ethernet header, or at the start on an L3 interface.
+ * NULL (and *eth NULL) when the packet is not IPv4; the header itself is not validated here.
+ */
+static __always_inline struct iphdr *ipv4_header(void *data, void *data_end,
+						 const struct flowpin_iface_config *iface,
+						 struct ethhdr **eth)
+{
+	__u8 *first = data;
+
+	*eth = NULL;
+	if (iface && (iface->flags & FLOWPIN_IFACE_L3)) {
+		if ((void *)(first + 1) > data_end || (*first >> 4) != 4)
+			return NULL;
+		return data;
+	}
+	*eth = data;
+	if ((void *)(*eth + 1) > data_end || (*eth)->h_proto != bpf_htons(ETH_P_IP))
+		return NULL;
+	return (void *)(*eth + 1);
 }
 
 /*
@@ -362,17 +411,17 @@ int flowpin_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
 	struct flowpin_iface_config *iface;
 	struct flowpin_local_addr *local;
+	struct ethhdr *eth;
 	struct iphdr *ip;
 	__u32 ifindex = ctx->ingress_ifindex;
 	void *l4;
 
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return count(ctx, FLOWPIN_PASS_NOT_IPV4, XDP_PASS);
-
 	iface = bpf_map_lookup_elem(&flowpin_ifaces, &ifindex);
+	ip = ipv4_header(data, data_end, iface, &eth);
+	if (!ip)
+		return count(ctx, FLOWPIN_PASS_NOT_IPV4, XDP_PASS);
 	if (!iface)
 		return count(ctx, FLOWPIN_PASS_UNKNOWN_IFACE, XDP_PASS);
 
@@ -381,7 +430,6 @@ int flowpin_xdp(struct xdp_md *ctx)
 	 * it, or it is someone else's protocol trick flowpin has no say in); from the LAN it is dropped,
 	 * never handed to a kernel that might forward it (fail closed).
 	 */
-	ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5 ||
 	    (void *)ip + ip->ihl * 4 > data_end) {
 		if (iface->role == FLOWPIN_ROLE_UPLINK)
@@ -391,7 +439,7 @@ int flowpin_xdp(struct xdp_md *ctx)
 	l4 = (void *)ip + ip->ihl * 4;
 
 	/* Group bit of the destination MAC: broadcast and multicast frames. */
-	if ((eth->h_dest[0] & 1) || ip->daddr == bpf_htonl(0xffffffff) ||
+	if ((eth && (eth->h_dest[0] & 1)) || ip->daddr == bpf_htonl(0xffffffff) ||
 	    (bpf_ntohl(ip->daddr) >> 28) == 0xe)
 		return count(ctx, FLOWPIN_PASS_BROADCAST, XDP_PASS);
 
@@ -409,7 +457,7 @@ int flowpin_xdp(struct xdp_md *ctx)
 				return count(ctx, FLOWPIN_PASS_UPLINK_OWN, XDP_PASS);
 			if (tcp_opens_flow(ip, l4, data_end) && !inbound_admits())
 				return count(ctx, FLOWPIN_DROP_ADMISSION_INBOUND, XDP_DROP);
-			return to_socket(ctx, iface->slot, FLOWPIN_REDIRECT_UPLINK_RETURN);
+			return uplink_to_socket(ctx, iface);
 		}
 		if (bpf_map_lookup_elem(&flowpin_local, &ip->daddr))
 			return count(ctx, FLOWPIN_PASS_LOCAL, XDP_PASS);
@@ -418,7 +466,7 @@ int flowpin_xdp(struct xdp_md *ctx)
 		return count(ctx, FLOWPIN_PASS_UPLINK_TRANSIT, XDP_PASS);
 	}
 
-	if (iface->role != FLOWPIN_ROLE_LAN)
+	if (iface->role != FLOWPIN_ROLE_LAN || !eth)
 		return count(ctx, FLOWPIN_PASS_UNKNOWN_IFACE, XDP_PASS);
 
 	local = bpf_map_lookup_elem(&flowpin_local, &ip->daddr);

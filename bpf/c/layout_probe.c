@@ -37,6 +37,7 @@ int main(void)
 	CONST_U32("ROLE_LAN", FLOWPIN_ROLE_LAN);
 	CONST_U32("ROLE_UPLINK", FLOWPIN_ROLE_UPLINK);
 	CONST_U32("LOCAL_NAT", FLOWPIN_LOCAL_NAT);
+	CONST_U32("IFACE_L3", FLOWPIN_IFACE_L3);
 
 	CONST_USIZE("IFACE_CONFIG_SIZE", sizeof(struct flowpin_iface_config));
 	CONST_USIZE("IFACE_CONFIG_ROLE", offsetof(struct flowpin_iface_config, role));
@@ -44,6 +45,7 @@ int main(void)
 	CONST_USIZE("IFACE_CONFIG_UPLINK_ADDR", offsetof(struct flowpin_iface_config, uplink_addr));
 	CONST_USIZE("IFACE_CONFIG_PORT_MIN", offsetof(struct flowpin_iface_config, port_min));
 	CONST_USIZE("IFACE_CONFIG_PORT_MAX", offsetof(struct flowpin_iface_config, port_max));
+	CONST_USIZE("IFACE_CONFIG_FLAGS", offsetof(struct flowpin_iface_config, flags));
 
 	CONST_USIZE("LOCAL_ADDR_SIZE", sizeof(struct flowpin_local_addr));
 	CONST_USIZE("LOCAL_ADDR_FLAGS", offsetof(struct flowpin_local_addr, flags));
@@ -82,6 +84,7 @@ int main(void)
 	CONST_U32("DROP_ADMISSION_LAN", FLOWPIN_DROP_ADMISSION_LAN);
 	CONST_U32("DROP_ADMISSION_INBOUND", FLOWPIN_DROP_ADMISSION_INBOUND);
 	CONST_U32("DROP_UPLINK_TO_LAN", FLOWPIN_DROP_UPLINK_TO_LAN);
+	CONST_U32("DROP_L3_HEADROOM", FLOWPIN_DROP_L3_HEADROOM);
 	CONST_U32("DECISION_COUNT", FLOWPIN_DECISION_COUNT);
 	return 0;
 }

@@ -55,6 +55,10 @@ pub enum Decision {
     DropAdmissionInbound = c::DROP_ADMISSION_INBOUND,
     /// Arrived on an uplink addressed to a LAN prefix (never return traffic): dropped.
     DropUplinkToLan = c::DROP_UPLINK_TO_LAN,
+    /// Return traffic on a link-layer-less uplink (tun, PPP) that found no headroom for the
+    /// synthetic Ethernet header AF_XDP frames carry: dropped (generic XDP guarantees 256 bytes,
+    /// so this counts what should never happen).
+    DropL3Headroom = c::DROP_L3_HEADROOM,
 }
 
 impl Decision {
@@ -82,6 +86,7 @@ impl Decision {
         Self::DropAdmissionLan,
         Self::DropAdmissionInbound,
         Self::DropUplinkToLan,
+        Self::DropL3Headroom,
     ];
 
     /// The counter index.
@@ -110,7 +115,8 @@ impl Decision {
             | Self::DropAdmissionHost
             | Self::DropAdmissionLan
             | Self::DropAdmissionInbound
-            | Self::DropUplinkToLan => Action::Drop,
+            | Self::DropUplinkToLan
+            | Self::DropL3Headroom => Action::Drop,
         }
     }
 
@@ -136,6 +142,7 @@ impl Decision {
             Self::DropAdmissionLan => "drop_admission_lan",
             Self::DropAdmissionInbound => "drop_admission_inbound",
             Self::DropUplinkToLan => "drop_uplink_to_lan",
+            Self::DropL3Headroom => "drop_l3_headroom",
         }
     }
 }

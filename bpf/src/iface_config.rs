@@ -33,7 +33,14 @@ pub struct IfaceConfig {
     pub port_min: u16,
     /// Uplinks: last NAT port / ICMP identifier, inclusive.
     pub port_max: u16,
+    /// `IFACE_*` bits: [`IFACE_L3`] for a device without a link-layer header.
+    pub flags: u32,
 }
+
+/// Flag of [`IfaceConfig::flags`]: the device has no link-layer header (tun, PPP, WireGuard, raw-IP
+/// modems). The program reads the IPv4 header at the packet's start and pushes a synthetic Ethernet
+/// header (zero MACs, type IPv4) in front of what it redirects to AF_XDP.
+pub const IFACE_L3: u32 = c::IFACE_L3;
 
 const _: () = {
     assert!(size_of::<IfaceConfig>() == c::IFACE_CONFIG_SIZE);
@@ -42,6 +49,7 @@ const _: () = {
     assert!(offset_of!(IfaceConfig, uplink_addr) == c::IFACE_CONFIG_UPLINK_ADDR);
     assert!(offset_of!(IfaceConfig, port_min) == c::IFACE_CONFIG_PORT_MIN);
     assert!(offset_of!(IfaceConfig, port_max) == c::IFACE_CONFIG_PORT_MAX);
+    assert!(offset_of!(IfaceConfig, flags) == c::IFACE_CONFIG_FLAGS);
 };
 
 /// The map value as bytes.
@@ -56,6 +64,7 @@ impl IfaceConfig {
             uplink_addr: [0; 4],
             port_min: 0,
             port_max: 0,
+            flags: 0,
         }
     }
 
@@ -67,7 +76,19 @@ impl IfaceConfig {
             uplink_addr: address.octets(),
             port_min: *ports.start(),
             port_max: *ports.end(),
+            flags: 0,
         }
+    }
+
+    /// The same interface marked as having no link-layer header when `layer3` ([`IFACE_L3`]).
+    #[must_use]
+    pub const fn layer3(mut self, layer3: bool) -> Self {
+        if layer3 {
+            self.flags |= IFACE_L3;
+        } else {
+            self.flags &= !IFACE_L3;
+        }
+        self
     }
 
     /// The role, if the value is a known one.
@@ -95,6 +116,7 @@ impl IfaceConfig {
             c::IFACE_CONFIG_PORT_MAX,
             &self.port_max.to_ne_bytes(),
         );
+        put(&mut bytes, c::IFACE_CONFIG_FLAGS, &self.flags.to_ne_bytes());
         bytes
     }
 
@@ -106,6 +128,7 @@ impl IfaceConfig {
             uplink_addr: take(bytes, c::IFACE_CONFIG_UPLINK_ADDR),
             port_min: u16::from_ne_bytes(take(bytes, c::IFACE_CONFIG_PORT_MIN)),
             port_max: u16::from_ne_bytes(take(bytes, c::IFACE_CONFIG_PORT_MAX)),
+            flags: u32::from_ne_bytes(take(bytes, c::IFACE_CONFIG_FLAGS)),
         }
     }
 }
@@ -152,8 +175,22 @@ mod tests {
             bytes[c::IFACE_CONFIG_PORT_MAX..][..2],
             29999u16.to_ne_bytes()
         );
+        assert_eq!(bytes[c::IFACE_CONFIG_FLAGS..][..4], [0; 4]);
         assert_eq!(IfaceConfig::from_bytes(&bytes), config);
         assert_eq!(config.role(), Some(Role::Uplink));
+    }
+
+    #[test]
+    fn layer3_flag_encodes_at_the_c_offset_and_clears() {
+        let config =
+            IfaceConfig::uplink(2, Ipv4Addr::new(100, 64, 2, 2), 1024..=65535).layer3(true);
+        let bytes = config.to_bytes();
+        assert_eq!(
+            bytes[c::IFACE_CONFIG_FLAGS..][..4],
+            c::IFACE_L3.to_ne_bytes()
+        );
+        assert_eq!(IfaceConfig::from_bytes(&bytes), config);
+        assert_eq!(config.layer3(false).flags, 0);
     }
 
     #[test]

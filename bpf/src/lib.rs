@@ -25,7 +25,7 @@ pub mod c_layout {
 pub use admission::{Admission, Budget, lan_prefix_key};
 pub use counter::Counter;
 pub use decision::{Action, Decision};
-pub use iface_config::{IfaceConfig, Role};
+pub use iface_config::{IFACE_L3, IfaceConfig, Role};
 pub use local_addr::LocalAddr;
 pub use object::program_object;
 

@@ -7,6 +7,7 @@
 //! - [`select`]: policy classification and weighted, sticky uplink choice (crate
 //!   `flowpin-datapath`).
 //! - [`control`]: the control plane (guard, kernel info, local API, rendering).
+//! - [`link_kind`]: Ethernet or L3 (tun, PPP, raw-IP) interfaces.
 //! - [`datapath`]: the sans-IO pipeline, flow state and counters (crate `flowpin-datapath`).
 //! - [`worker`]: a worker thread's batch loop joining `xsk` and `datapath`.
 //! - [`service`]: what systemd and journald see: log format, sd_notify, exit codes.
@@ -17,6 +18,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod link_kind;
 pub mod service;
 pub mod worker;
 pub mod xdp;

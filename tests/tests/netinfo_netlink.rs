@@ -174,6 +174,10 @@ fn netinfo_reads_the_kernel_tables_and_follows_neighbour_changes() {
             "incomplete",
         ],
     );
+    // A device without a link layer (tun: ARPHRD_NONE), nobody attached to it.
+    ip(&router, &["tuntap", "add", "dev", "tun9", "mode", "tun"]);
+    ip(&router, &["addr", "add", "100.64.9.2/30", "dev", "tun9"]);
+    ip(&router, &["link", "set", "tun9", "up"]);
     let change = |args: &[&str]| {
         let mut argv = vec!["neigh", "replace"];
         argv.extend_from_slice(args);
@@ -188,6 +192,7 @@ fn netinfo_reads_the_kernel_tables_and_follows_neighbour_changes() {
                 name: "wan1".into(),
                 ifindex: wan1_index,
                 mac: mac(WAN1_MAC),
+                layer3: false,
                 mtu: 1400,
                 carrier: true,
                 ipv4: vec![
@@ -196,6 +201,14 @@ fn netinfo_reads_the_kernel_tables_and_follows_neighbour_changes() {
                 ],
             }
         );
+        let tun = netinfo::interface("tun9").expect("reading tun9");
+        assert!(tun.layer3, "{tun:?}");
+        assert_eq!(tun.mac, [0; 6]);
+        assert!(
+            !tun.carrier,
+            "no process holds the tun: no carrier ({tun:?})"
+        );
+        assert_eq!(tun.ipv4, vec![("100.64.9.2".parse().unwrap(), 30)]);
         let missing = netinfo::interface("nowhere0").expect_err("no such interface");
         assert!(
             format!("{missing:#}").contains("No such device"),

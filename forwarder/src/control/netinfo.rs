@@ -27,6 +27,8 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use rtnetlink::RouteSocket;
 
+use crate::link_kind::LinkKind;
+
 pub use crate::datapath::Mac;
 
 /// What the datapath needs to know about one interface.
@@ -36,8 +38,10 @@ pub struct InterfaceInfo {
     pub name: String,
     /// Kernel interface index.
     pub ifindex: u32,
-    /// Its MAC address.
+    /// Its MAC address (all zero on a device without a link layer).
     pub mac: Mac,
+    /// Whether the device has no link layer (tun, PPP, raw-IP): no MAC, no neighbours.
+    pub layer3: bool,
     /// Its MTU.
     pub mtu: u32,
     /// Whether the link carries packets now (carrier and operational; see [`entries::operational`]).
@@ -87,9 +91,18 @@ fn interface_info(
     link: entries::Link,
     addresses: &[entries::Ipv4Address],
 ) -> Result<InterfaceInfo> {
-    let mac = link
-        .mac
-        .context("interface has no MAC address (not an Ethernet interface)")?;
+    let layer3 = match link.kind {
+        Some(LinkKind::Layer3) => true,
+        Some(LinkKind::Ethernet) => false,
+        None => bail!(
+            "interface is neither Ethernet nor a device without a link layer (tun, PPP, raw-IP)"
+        ),
+    };
+    let mac = match link.mac {
+        Some(mac) => mac,
+        None if layer3 => [0; 6],
+        None => bail!("interface has no MAC address (not an Ethernet interface)"),
+    };
     Ok(InterfaceInfo {
         ipv4: addresses
             .iter()
@@ -99,6 +112,7 @@ fn interface_info(
         name: link.name,
         ifindex: link.ifindex,
         mac,
+        layer3,
         mtu: link.mtu,
         carrier: link.carrier,
     })
@@ -381,6 +395,7 @@ mod tests {
                 name: "wan1".into(),
                 ifindex: 5,
                 mac: WAN1,
+                layer3: false,
                 mtu: 1400,
                 carrier: true,
                 ipv4: vec![(ip("198.51.100.2"), 29), (ip("198.51.100.3"), 32)],
@@ -401,6 +416,25 @@ mod tests {
         assert!(entries::link(&m).carrier);
         let error = interface_info(entries::link(&m), &[]).unwrap_err();
         assert!(format!("{error:#}").contains("no MAC address"), "{error:#}");
+    }
+
+    #[test]
+    fn a_device_without_link_layer_has_no_mac_and_other_kinds_are_refused() {
+        let mut m = msg::link(7, "tun0", WAN1, 1492, true);
+        m.attributes
+            .retain(|a| !matches!(a, LinkAttribute::Address(_)));
+        m.header.link_layer_type = netlink_packet_route::link::LinkLayerType::None;
+        let info = interface_info(entries::link(&m), &[]).unwrap();
+        assert!(info.layer3);
+        assert_eq!(info.mac, [0; 6]);
+        m.header.link_layer_type = netlink_packet_route::link::LinkLayerType::Ppp;
+        assert!(interface_info(entries::link(&m), &[]).unwrap().layer3);
+        m.header.link_layer_type = netlink_packet_route::link::LinkLayerType::Loopback;
+        let error = interface_info(entries::link(&m), &[]).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("neither Ethernet"),
+            "{error:#}"
+        );
     }
 
     #[test]

@@ -29,6 +29,18 @@ pub enum XdpError {
     /// The object lacks a program or map this loader expects (a build mismatch).
     #[error("the XDP object has no {0}")]
     Missing(&'static str),
+    /// The interface's link layer cannot serve its role: the LAN must be Ethernet (the program
+    /// budgets new flows per source MAC and the datapath answers LAN hosts by MAC); an uplink must be
+    /// Ethernet or a device without a link layer (tun, PPP, raw-IP).
+    #[error(
+        "interface {interface}: its link layer can not serve as the {role:?} (the LAN must be Ethernet; an uplink Ethernet, tun, PPP or raw-IP)"
+    )]
+    LinkLayer {
+        /// The interface name.
+        interface: String,
+        /// What it was to be.
+        role: flowpin_bpf::Role,
+    },
     /// The interface does not exist (in this network namespace).
     #[error("interface {interface}: {source}")]
     Interface {

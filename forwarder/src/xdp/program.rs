@@ -21,7 +21,8 @@ use flowpin_bpf::{
 
 use super::attachment::{Attachment, keep_pinned, take_over};
 use super::{AttachMode, AttachedMode, DecisionCounters, PinDir, XdpError};
-use crate::xsk::{XskWorker, interface_index};
+use crate::link_kind::LinkKind;
+use crate::xsk::{XskWorker, hardware_type, interface_index};
 
 /// A configured interface, and its attachment if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -417,9 +418,23 @@ impl XdpProgram {
                 .find(|slot| self.interfaces.iter().all(|i| i.info.slot != *slot))
                 .ok_or_else(|| XdpError::NoFreeSlot(name.to_owned()))?,
         };
-        let config = match uplink {
-            None => IfaceConfig::lan(slot),
-            Some((address, ports)) => IfaceConfig::uplink(slot, address, ports),
+        let kind = hardware_type(name)
+            .map(LinkKind::of_hardware_type)
+            .map_err(|source| XdpError::Interface {
+                interface: name.to_owned(),
+                source,
+            })?;
+        let config = match (uplink, kind) {
+            (_, None) | (None, Some(LinkKind::Layer3)) => {
+                return Err(XdpError::LinkLayer {
+                    interface: name.to_owned(),
+                    role,
+                });
+            }
+            (None, Some(LinkKind::Ethernet)) => IfaceConfig::lan(slot),
+            (Some((address, ports)), Some(kind)) => {
+                IfaceConfig::uplink(slot, address, ports).layer3(kind.is_layer3())
+            }
         };
         ifaces_map(&mut self.ebpf)?
             .insert(ifindex, config.to_bytes(), 0)

@@ -71,5 +71,5 @@ pub use counters::{PortCounters, WorkerCounters};
 pub use error::XskError;
 pub use frame::{Frame, PortId};
 pub use kernel_stats::{KernelSocketStats, KernelStatsGauges};
-pub use sys::interface_index;
+pub use sys::{hardware_type, interface_index};
 pub use worker::{ALLOC_HEADROOM, PortInfo, TxRefused, XskWaker, XskWorker};

@@ -4,7 +4,9 @@
 //! to this fill ring come back on this port's RX ring, descriptors put on this TX ring come back
 //! on this completion ring. `kernel_rx` counts the frames given to the fill ring and not yet
 //! received, exactly. `staged` never exceeds its capacity (the TX ring size), so it never
-//! allocates.
+//! allocates. On a device without a link layer (`link_header_skip` 14) a frame is transmitted from
+//! after its Ethernet header, so the descriptor's address is the frame's plus 14 (the completion
+//! ring gives it back masked to the chunk).
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -31,6 +33,9 @@ pub(super) struct Port {
     /// Frames given to the fill ring and not yet received.
     pub kernel_rx: u64,
     pub counters: PortCounters,
+    /// Bytes of each frame's head not transmitted: 14 (the synthetic Ethernet header) on a device
+    /// without a link layer, 0 on Ethernet.
+    pub link_header_skip: u32,
 }
 
 impl std::fmt::Debug for Port {

@@ -28,6 +28,42 @@ pub fn interface_index(name: &str) -> io::Result<u32> {
     }
 }
 
+/// The hardware type (`ARPHRD_*`, see [`crate::link_kind`]) of interface `name` in the calling
+/// thread's network namespace (`SIOCGIFHWADDR`: the address family of the hardware address).
+pub fn hardware_type(name: &str) -> io::Result<u16> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: socket takes no pointers; a non-negative result is a new descriptor we own.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket() and is owned by nothing else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value (an empty name, NUL-terminated).
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(bytes) {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: `request` is a live, writable ifreq with a NUL-terminated name (checked above: the
+    // name is shorter than IFNAMSIZ and the rest is zero); the kernel writes only inside it.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SIOCGIFHWADDR,
+            &raw mut request,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFHWADDR succeeded, so the kernel wrote the `ifru_hwaddr` member.
+    Ok(unsafe { request.ifr_ifru.ifru_hwaddr }.sa_family)
+}
+
 /// Raises the number of frames one copy-mode `sendto()` may transmit. The kernel requires
 /// `32 <= budget <= tx ring size` and a configured TX ring.
 pub fn set_tx_budget(fd: RawFd, budget: u32) -> io::Result<()> {

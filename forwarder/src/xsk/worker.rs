@@ -71,6 +71,8 @@ pub struct PortInfo<'a> {
     pub zerocopy: bool,
     /// Frames one `sendto()` may transmit (32 unless raised).
     pub tx_budget: u32,
+    /// Whether the device has no link layer: frames leave without their Ethernet header.
+    pub layer3: bool,
 }
 
 /// Wakes a worker sleeping in [`XskWorker::wait`] from another thread (an eventfd polled beside the
@@ -217,6 +219,7 @@ impl XskWorker {
             socket: unsafe { BorrowedFd::borrow_raw(port.fd) },
             zerocopy: port.zerocopy,
             tx_budget: port.tx_budget,
+            layer3: port.link_header_skip != 0,
         })
     }
 
@@ -307,7 +310,9 @@ impl XskWorker {
     pub fn transmit(&mut self, frame: Frame, port: PortId) -> Result<(), TxRefused> {
         self.check_owner(&frame);
         let target = &mut self.ports[port.index()];
-        if frame.len < MIN_TX_LEN {
+        // On an L3 device the packet starts after the frame's (synthetic) Ethernet header.
+        let skip = target.link_header_skip;
+        if frame.len < MIN_TX_LEN || frame.len <= skip {
             target.counters.tx_dropped_invalid += 1;
             self.return_to_pool(frame);
             return Err(TxRefused::RuntFrame);
@@ -318,12 +323,12 @@ impl XskWorker {
             return Err(TxRefused::QueueFull);
         }
         target.staged.push_back(XdpDesc {
-            addr: frame.umem_addr(),
-            len: frame.len,
+            addr: frame.umem_addr() + u64::from(skip),
+            len: frame.len - skip,
             options: 0,
         });
         target.counters.tx_packets += 1;
-        target.counters.tx_bytes += u64::from(frame.len);
+        target.counters.tx_bytes += u64::from(frame.len - skip);
         self.ledger.in_flight -= 1;
         self.ledger.kernel_tx += 1;
         Ok(())
@@ -652,5 +657,18 @@ fn bind_port(
         staged: VecDeque::with_capacity(config.ring_size as usize),
         kernel_rx: 0,
         counters: PortCounters::default(),
+        link_header_skip: link_header_skip(name)?,
+    })
+}
+
+/// Bytes of a frame's head that are not sent on device `name`: its synthetic Ethernet header on a
+/// device without a link layer (tun, PPP, raw-IP; the XDP program pushed it on receive and the
+/// datapath wrote it as for any uplink), nothing on Ethernet.
+fn link_header_skip(name: &str) -> Result<u32, XskError> {
+    let arphrd = sys::hardware_type(name)
+        .map_err(|e| XskError::os("reading the hardware type (SIOCGIFHWADDR)", name, 0, e))?;
+    Ok(match crate::link_kind::LinkKind::of_hardware_type(arphrd) {
+        Some(crate::link_kind::LinkKind::Layer3) => MIN_TX_LEN,
+        _ => 0,
     })
 }

@@ -28,6 +28,8 @@ pub(crate) struct Link {
     pub name: String,
     /// Its MAC (`IFLA_ADDRESS`), if it has a 6-byte one.
     pub mac: Option<Mac>,
+    /// Its link layer by hardware type (`ifi_type`); `None` for one flowpin does not serve.
+    pub kind: Option<crate::link_kind::LinkKind>,
     /// Its MTU (`IFLA_MTU`; 0 if the kernel sent none).
     pub mtu: u32,
     /// Whether the link carries packets now: carrier (`IFF_LOWER_UP`) and operational
@@ -78,6 +80,9 @@ pub(crate) fn link(message: &LinkMessage) -> Link {
         ifindex: message.header.index,
         name: String::new(),
         mac: None,
+        kind: crate::link_kind::LinkKind::of_hardware_type(u16::from(
+            message.header.link_layer_type,
+        )),
         mtu: 0,
         carrier: operational(message.header.flags),
     };

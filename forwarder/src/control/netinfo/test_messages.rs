@@ -21,6 +21,7 @@ use super::rtnetlink::encode;
 pub(crate) fn link(ifindex: u32, name: &str, mac: Mac, mtu: u32, lower_up: bool) -> LinkMessage {
     let mut m = LinkMessage::default();
     m.header.index = ifindex;
+    m.header.link_layer_type = netlink_packet_route::link::LinkLayerType::Ether;
     m.header.flags = LinkFlags::Up | LinkFlags::Broadcast;
     if lower_up {
         m.header.flags |= LinkFlags::LowerUp | LinkFlags::Running;

@@ -61,7 +61,13 @@ pub(super) fn uplink_facts(u: &config::Uplink) -> Result<UplinkFacts> {
             ),
         },
     };
-    let gateway_mac = netinfo::neighbour(&u.interface, u.gateway)?;
+    // A device without a link layer has no neighbours: the gateway (the link's peer) needs no MAC,
+    // and the frames' Ethernet header, all zero, is cut off at transmit (`crate::link_kind`).
+    let gateway_mac = if info.layer3 {
+        Some([0; 6])
+    } else {
+        netinfo::neighbour(&u.interface, u.gateway)?
+    };
     Ok(UplinkFacts {
         address,
         mac: info.mac,
