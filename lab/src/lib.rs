@@ -32,6 +32,7 @@ pub mod spec;
 pub mod state;
 pub mod teardown;
 pub mod traffic;
+pub mod tun_relay;
 pub mod wiring;
 
 use std::path::PathBuf;
@@ -129,6 +130,11 @@ impl Lab {
         }
         wiring::wire_lan(&self.topology)?;
         wiring::wire_uplinks(&self.topology)?;
+        for (index, uplink) in self.topology.uplinks.iter().enumerate() {
+            if uplink.tun {
+                self.start_tun_relay(index)?;
+            }
+        }
         wiring::prepare_router(&self.topology)?;
         if self.spec.router == RouterKind::Kernel {
             kernel_router::configure(&self.topology)?;

@@ -115,6 +115,9 @@ pub struct Uplink {
     pub number: usize,
     /// Weight of the uplink in the spec.
     pub weight: u32,
+    /// Whether `router_iface` and `isp_router_iface` are tun devices joined by the lab's relay
+    /// ([`crate::tun_relay`]) rather than a veth pair (the MACs are then unused).
+    pub tun: bool,
     /// Router interface name (`wank`).
     pub router_iface: String,
     /// Router address on this uplink (what masquerade / SNAT must use).
@@ -215,6 +218,7 @@ impl Topology {
                 Uplink {
                     number,
                     weight: uplink.weight,
+                    tun: uplink.tun,
                     router_iface: format!("wan{number}"),
                     router_addr: offset(network, 2),
                     router_mac: mac(1, small(number), 0, 2),
@@ -317,7 +321,7 @@ mod tests {
     fn largest_plan_has_distinct_addresses_and_macs_in_their_ranges() {
         let spec = LabSpec {
             lan_hosts: crate::spec::MAX_LAN_HOSTS,
-            uplinks: vec![UplinkSpec { weight: 1 }; crate::spec::MAX_UPLINKS],
+            uplinks: vec![UplinkSpec::ethernet(1); crate::spec::MAX_UPLINKS],
             ..LabSpec::default()
         };
         spec.validate().unwrap();

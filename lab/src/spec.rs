@@ -55,6 +55,18 @@ impl std::str::FromStr for RouterKind {
 pub struct UplinkSpec {
     /// Share of new flows this uplink should get, relative to the other uplinks' weights.
     pub weight: u32,
+    /// The router reaches this ISP over a tun device (no link layer, like `ppp0` or `wg0`) instead
+    /// of a veth: `wanK` is a tun in the router, `to-rtr` a tun in the ISP, and the lab's relay
+    /// (see [`crate::tun_relay`]) carries packets between the two, playing the modem.
+    #[serde(default)]
+    pub tun: bool,
+}
+
+impl UplinkSpec {
+    /// An Ethernet (veth) uplink of `weight`.
+    pub const fn ethernet(weight: u32) -> Self {
+        UplinkSpec { weight, tun: false }
+    }
 }
 
 /// The shape of a lab.
@@ -92,7 +104,7 @@ impl Default for LabSpec {
     fn default() -> Self {
         LabSpec {
             lan_hosts: 2,
-            uplinks: vec![UplinkSpec { weight: 1 }; 2],
+            uplinks: vec![UplinkSpec::ethernet(1); 2],
             router: RouterKind::Kernel,
             name: None,
             queues: one_queue(),
@@ -107,7 +119,7 @@ impl LabSpec {
         LabSpec {
             uplinks: weights
                 .iter()
-                .map(|&weight| UplinkSpec { weight })
+                .map(|&weight| UplinkSpec::ethernet(weight))
                 .collect(),
             ..LabSpec::default()
         }
@@ -140,6 +152,12 @@ impl LabSpec {
                 self.queues
             );
         }
+        if self.queues != 1 && self.uplinks.iter().any(|u| u.tun) {
+            bail!(
+                "a lab with a tun uplink has one queue per veth, not {}",
+                self.queues
+            );
+        }
         if let Some(name) = &self.name {
             crate::name::validate_prefix(name)?;
         }
@@ -169,7 +187,7 @@ mod tests {
         assert_eq!(spec.lan_hosts, 2);
         assert_eq!(
             spec.uplinks,
-            vec![UplinkSpec { weight: 1 }, UplinkSpec { weight: 1 }]
+            vec![UplinkSpec::ethernet(1), UplinkSpec::ethernet(1)]
         );
         assert_eq!(spec.router, RouterKind::Kernel);
         assert_eq!(spec.queues, 1);

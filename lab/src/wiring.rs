@@ -17,6 +17,9 @@
 //!   the router from the packet's hash (one per flow, like RSS on a real NIC), and the router's
 //!   `lan0` and `wank` receive different flows on different queues. (With several queues upstream too
 //!   the forwarding hop would reuse the recorded receive queue, and every flow would end up on queue 0.)
+//! - a tun uplink ([`crate::spec::UplinkSpec::tun`]) is two persistent tun devices, `wank` in the
+//!   router and `to-rtr` in its ISP, joined by the relay process of [`crate::tun_relay`]; no MACs,
+//!   no offloads to set, one queue.
 
 use anyhow::{Result, bail};
 
@@ -161,17 +164,36 @@ pub fn wire_uplinks(topology: &Topology) -> Result<()> {
     }
     for uplink in &topology.uplinks {
         let isp = &uplink.isp_ns;
-        let router_mac = uplink.router_mac.to_string();
-        let gateway_mac = uplink.gateway_mac.to_string();
-        add_veth(
-            router,
-            (&uplink.router_iface, &["address", &router_mac]),
-            (
-                &uplink.isp_router_iface,
-                &["address", &gateway_mac, "netns", isp],
-            ),
-            queues,
-        )?;
+        if uplink.tun {
+            // Two persistent tuns; the relay (crate::tun_relay) joins them once started.
+            ip(
+                router,
+                &["tuntap", "add", "dev", &uplink.router_iface, "mode", "tun"],
+            )?;
+            ip(
+                isp,
+                &[
+                    "tuntap",
+                    "add",
+                    "dev",
+                    &uplink.isp_router_iface,
+                    "mode",
+                    "tun",
+                ],
+            )?;
+        } else {
+            let router_mac = uplink.router_mac.to_string();
+            let gateway_mac = uplink.gateway_mac.to_string();
+            add_veth(
+                router,
+                (&uplink.router_iface, &["address", &router_mac]),
+                (
+                    &uplink.isp_router_iface,
+                    &["address", &gateway_mac, "netns", isp],
+                ),
+                queues,
+            )?;
+        }
         ip(
             router,
             &[
@@ -194,18 +216,20 @@ pub fn wire_uplinks(topology: &Topology) -> Result<()> {
             ],
         )?;
         ip(isp, &["link", "set", "dev", &uplink.isp_router_iface, "up"])?;
-        run_in(
-            isp,
-            &[
-                "ethtool",
-                "-K",
-                &uplink.isp_router_iface,
-                "gro",
-                "on",
-                "tx",
-                "off",
-            ],
-        )?;
+        if !uplink.tun {
+            run_in(
+                isp,
+                &[
+                    "ethtool",
+                    "-K",
+                    &uplink.isp_router_iface,
+                    "gro",
+                    "on",
+                    "tx",
+                    "off",
+                ],
+            )?;
+        }
 
         add_veth(
             isp,
@@ -299,7 +323,7 @@ pub fn prepare_router(topology: &Topology) -> Result<()> {
 fn permanent_neighbours(topology: &Topology) -> Result<()> {
     let router = &topology.router;
     {
-        for uplink in &topology.uplinks {
+        for uplink in topology.uplinks.iter().filter(|u| !u.tun) {
             let (gateway, mac) = (uplink.gateway.to_string(), uplink.gateway_mac.to_string());
             ip(
                 &router.ns,

@@ -32,6 +32,10 @@ struct ShapeArgs {
     /// Comma-separated uplink weights, one per uplink (e.g. 3,1).
     #[arg(long, default_value = "1,1")]
     uplinks: String,
+    /// Uplinks (1-based, comma-separated, e.g. 2) reached over a tun device pair and a relay
+    /// instead of a veth: an uplink without a link layer, as PPPoE, WireGuard or raw-IP LTE are.
+    #[arg(long, value_delimiter = ',')]
+    tun_uplinks: Vec<usize>,
     /// Who routes: `kernel` (the reference router), `flowpin` (the forwarder of this workspace) or `none` (empty router).
     #[arg(long, default_value = "kernel")]
     router: RouterKind,
@@ -49,7 +53,11 @@ impl ShapeArgs {
             lan_hosts: self.hosts,
             uplinks: spec::parse_weights(&self.uplinks)?
                 .into_iter()
-                .map(|weight| flowpin_lab::UplinkSpec { weight })
+                .enumerate()
+                .map(|(index, weight)| flowpin_lab::UplinkSpec {
+                    weight,
+                    tun: self.tun_uplinks.contains(&(index + 1)),
+                })
                 .collect(),
             router: self.router,
             name: Some(self.name.clone().unwrap_or_else(name::generate_prefix)),
