@@ -10,7 +10,7 @@ set -eu
 rate=${1:-200M}; seconds=${2:-10}; runs=${3:-3}
 target=${CARGO_TARGET_DIR:-$(dirname "$0")/../target}
 lab="$target/release/flowpin-lab"; fp="$target/release/flowpin"
-name=l3cost$$
+name=l3c$(($$ % 100000))
 "$lab" up --router flowpin --tun-uplinks 2 --name "$name" >/dev/null
 trap '"$lab" down --name "$name" >/dev/null' EXIT
 dir=/run/flowpin-lab/$name; sock=$dir/flowpin.sock; conf=$dir/flowpin.toml
