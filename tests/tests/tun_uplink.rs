@@ -10,8 +10,8 @@ use std::time::Duration;
 use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
 use flowpin_lab::{Fault, Lab, LabSpec, RouterKind, UplinkSpec};
 use flowpin_tests::{
-    append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean,
-    flowpin_status, health_section, lab_up, pin_new_flows_to, uplink_state,
+    append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_flows,
+    flowpin_status, health_section, lab_up, pin_new_flows_to, status_drops, uplink_state,
     wait_for_probes_answered, wait_for_status,
 };
 
@@ -47,6 +47,39 @@ fn a_tun_uplink_carries_curl_iperf3_and_one_external_endpoint_per_socket() {
     assert!(
         link.contains("link/none") && link.contains("tun type tun"),
         "{link}"
+    );
+
+    // Unsolicited inbound through the tun, into the NAT range: it reaches the datapath (behind the
+    // synthetic Ethernet header) and is dropped there, creating nothing.
+    let before = status_drops(&flowpin_status(&lab), "unsolicited_inbound");
+    let target = wan2.router_addr.to_string();
+    for flag in ["-2", "-S"] {
+        // hping3 exits 1 when nothing answers, which is the point here.
+        let out = lab
+            .exec(
+                &wan2.isp_ns,
+                &[
+                    "hping3", "-q", flag, "-p", "20000", "-c", "20", "-i", "u2000", &target,
+                ],
+            )
+            .unwrap_or_else(|e| panic!("hping3 {flag}: {e:#}"));
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("20 packets transmitted, 0 packets received"),
+            "{flag}: {text}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        flowpin_flows(&lab)["matched"],
+        0,
+        "unsolicited traffic created flows"
+    );
+    let after = status_drops(&flowpin_status(&lab), "unsolicited_inbound");
+    assert!(
+        after >= before + 40,
+        "dropped as unsolicited: {before} -> {after}"
     );
     pin_new_flows_to(&lab, "isp2");
     let host = &lab.lan_hosts()[0];
