@@ -233,6 +233,16 @@ mod tests {
         let json = r#"{"lan_hosts":2,"uplinks":[{"weight":1}],"router":"kernel","name":"fpold1"}"#;
         let spec: LabSpec = serde_json::from_str(json).unwrap();
         assert_eq!(spec.queues, 1);
+        assert!(!spec.uplinks[0].tun, "an uplink without the key is a veth");
+    }
+
+    #[test]
+    fn a_tun_uplink_needs_one_queue() {
+        let mut spec = LabSpec::with_weights(&[1, 1]);
+        spec.uplinks[1].tun = true;
+        spec.validate().unwrap();
+        spec.queues = 2;
+        assert!(spec.validate().is_err());
     }
 
     #[test]
