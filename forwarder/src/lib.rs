@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod service;
+pub mod state;
 pub mod worker;
 pub mod xdp;
 pub mod xsk;
