@@ -308,14 +308,43 @@ fn flows_survive_20_stops_and_10_kills_with_the_same_external_endpoints() {
         "the UDP endpoint never changed: {endpoints:?}"
     );
     let ping = traffic.stop();
-    let replies = ping.lines().filter(|l| l.contains("bytes from")).count();
-    assert!(replies > 100, "ping kept being answered: {ping}");
-    gaps.sort_by(f64::total_cmp);
-    eprintln!(
-        "forwarding gap per restart (UDP echo every 100 ms): median {:.0} ms, max {:.0} ms",
-        gaps[gaps.len() / 2] * 1000.0,
-        gaps[gaps.len() - 1] * 1000.0
+    let sent: usize = ping
+        .lines()
+        .find_map(|l| {
+            l.split(" packets transmitted")
+                .next()
+                .filter(|_| l.contains("packets transmitted"))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("ping's summary: {ping}"));
+    let last_answered = ping
+        .lines()
+        .filter_map(|l| {
+            l.split("icmp_seq=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        last_answered + 4 >= sent,
+        "ping answered after the last restart: {ping}"
     );
+    gaps.sort_by(f64::total_cmp);
+    let (median, max) = (gaps[gaps.len() / 2], gaps[gaps.len() - 1]);
+    eprintln!(
+        "forwarding gap per restart (UDP echo every 100 ms): median {:.0} ms, max {:.0} ms; ping {} of {sent} answered",
+        median * 1000.0,
+        max * 1000.0,
+        ping.lines().filter(|l| l.contains("bytes from")).count(),
+    );
+    // The goal is well under a second (median ~0.4 s on the lab VM); 2 s catches a restart that
+    // stopped restoring (TCP backoff and a reconnect would take longer) without failing on a
+    // loaded shared machine.
+    assert!(max < 2.0, "a restart silenced forwarding for {max:.3} s");
     assert_no_leak_or_wrong_uplink(&lab, &lab.isp_counters().expect("ISP counters"));
     flowpin.signal("TERM").expect("SIGTERM");
     let _ = flowpin.wait(Duration::from_secs(20));
