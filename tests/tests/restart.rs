@@ -222,6 +222,15 @@ fn running_flowpin(lab: &Lab) -> LabProcess {
         .expect("a running flowpin")
 }
 
+/// How many flows a started flowpin restored (its `saved flows restored restored=N` line).
+fn restored_flows(flowpin: &LabProcess) -> usize {
+    let log = flowpin.stderr().expect("stderr");
+    log.lines()
+        .find(|l| l.contains("saved flows restored"))
+        .and_then(|l| l.split("restored=").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no restore line: {log}"))
+}
+
 /// How a cycle ends the running flowpin.
 #[derive(Debug, Clone, Copy)]
 enum Stop {
@@ -244,6 +253,10 @@ fn cycle(lab: &Lab, traffic: &Traffic, flowpin: LabProcess, how: Stop) -> (LabPr
         Stop::Kill => flowpin.kill().expect("kill -9"),
     }
     let flowpin = lab.start_flowpin().expect("flowpin starts again");
+    assert!(
+        restored_flows(&flowpin) >= 3,
+        "the client's TCP, UDP and ICMP flows restored"
+    );
     traffic.wait_exchanges(2, 3);
     let udp = traffic.report().udp;
     let window = &udp[replies_before.saturating_sub(1)..];
@@ -341,10 +354,8 @@ fn flows_survive_20_stops_and_10_kills_with_the_same_external_endpoints() {
         max * 1000.0,
         ping.lines().filter(|l| l.contains("bytes from")).count(),
     );
-    // The goal is well under a second (median ~0.4 s on the lab VM); 2 s catches a restart that
-    // stopped restoring (TCP backoff and a reconnect would take longer) without failing on a
-    // loaded shared machine.
-    assert!(max < 2.0, "a restart silenced forwarding for {max:.3} s");
+    // The gap is reported, not bounded: it is mostly the new process's start-up, which a loaded
+    // machine stretches (see docs/operations.md); that forwarding resumed is asserted per cycle.
     assert_no_leak_or_wrong_uplink(&lab, &lab.isp_counters().expect("ISP counters"));
     flowpin.signal("TERM").expect("SIGTERM");
     let _ = flowpin.wait(Duration::from_secs(20));
