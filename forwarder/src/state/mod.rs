@@ -128,6 +128,18 @@ impl StateFile {
         std::fs::rename(&partial, &self.path)
     }
 
+    /// Waits (up to `limit`) for a running save to finish; returns whether none runs now.
+    pub fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while self.saving.load(Ordering::Acquire) {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        true
+    }
+
     /// Saves the state `take` returns unless a save is already running (a slow disk skips a
     /// checkpoint rather than queueing them); a failure is logged when it starts and when it ends,
     /// not every second. Returns whether it saved.

@@ -97,8 +97,10 @@ impl Daemon {
         tokio::task::spawn_blocking(move || file.checkpoint(take));
     }
 
-    /// Saves the state now, on this thread (shutdown, after the workers stopped).
+    /// Saves the state now, on this thread (shutdown, after the workers stopped), once the last
+    /// second's checkpoint, if still running, is done.
     pub(super) fn save_state(&self) {
+        self.state.wait_idle(std::time::Duration::from_secs(5));
         let take = self.state_taker();
         if self.state.checkpoint(take) {
             tracing::info!(file = %self.state.path().display(), flows = self.flows.table.len(), "state saved for the next start");
