@@ -24,7 +24,6 @@ use flowpin::control::snapshot::{SnapshotBuilder, UplinkFacts};
 use flowpin::datapath::{
     DatapathCounters, DropReason, Flows, LanView, Mac, Pipeline, PortId, Snapshot, Verdict,
 };
-use flowpin::select::KeyHasher;
 use flowpin_nat::frame_builder::{FrameSpec, L4Spec, build_frame};
 use flowpin_nat::parse_frame;
 
@@ -103,7 +102,7 @@ impl DatapathRig {
     pub fn new(flow_capacity: usize) -> Result<Self> {
         let config = flowpin::config::parse(&config_text(), "bench.toml", None)
             .map_err(|e| anyhow::anyhow!("bench configuration: {e}"))?;
-        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(0x5eed));
+        let mut builder = SnapshotBuilder::new(0x5eed, Default::default());
         let facts: Vec<_> = (0..2)
             .map(|i| {
                 Some(UplinkFacts {

@@ -37,6 +37,10 @@ pub enum Command {
         /// Configuration file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Start with an empty flow table: set the saved state (flows, mappings, quarantines) aside
+        /// as `/run/flowpin/<pin name>.state.discarded` instead of restoring it.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Validate a configuration file and explain what it does.
     Check {
@@ -160,7 +164,7 @@ pub enum UplinkCli {
 pub fn main(cli: Cli) -> Result<()> {
     let socket = cli.socket;
     match cli.command {
-        Command::Run { config } => runtime::run(&config),
+        Command::Run { config, fresh } => runtime::run(&config, fresh),
         Command::Check { config } => {
             let config = runtime::load_config(&config)?;
             print!("{}", crate::config::explain(&config));

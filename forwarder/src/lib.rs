@@ -20,6 +20,7 @@ pub mod config;
 pub mod control;
 pub mod link_kind;
 pub mod service;
+pub mod state;
 pub mod worker;
 pub mod xdp;
 pub mod xsk;

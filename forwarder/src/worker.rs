@@ -25,7 +25,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use crate::config::IdleStrategy;
 use crate::datapath::{
@@ -103,24 +102,26 @@ impl WorkerGauges {
     }
 }
 
-/// The time base every worker and the control plane share: milliseconds since the daemon started.
+/// The time base every worker and the control plane share: milliseconds of the kernel's
+/// `CLOCK_MONOTONIC` (since boot), so the times a stopped daemon saved in its state file (UDP
+/// refresh stamps, quarantine deadlines) mean the same to the next process of the same boot.
+/// Read once per batch (a vDSO call, as `Instant::now` is).
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
-    start: Instant,
+    _private: (),
 }
 
 impl Clock {
-    /// A clock starting now.
+    /// The shared clock.
     pub fn start() -> Self {
-        Self {
-            start: Instant::now(),
-        }
+        Self { _private: () }
     }
 
-    /// Milliseconds since start (never 0, so 0 can mean "never").
+    /// Milliseconds since boot (never 0, so 0 can mean "never").
     #[inline]
     pub fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64 + 1
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        now.tv_sec as u64 * 1_000 + now.tv_nsec as u64 / 1_000_000 + 1
     }
 }
 

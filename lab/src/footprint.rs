@@ -97,6 +97,11 @@ impl Footprint {
         if pins.exists() {
             left.push(format!("pinned XDP links in {}", pins.display()));
         }
+        for file in crate::state::flowpin_state_files(&self.prefix) {
+            if file.exists() {
+                left.push(format!("flowpin state file {}", file.display()));
+            }
+        }
         let dir = crate::state::lab_dir(&self.prefix);
         if dir.exists() {
             left.push(format!("directory {}", dir.display()));

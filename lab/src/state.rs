@@ -3,7 +3,8 @@
 //! document root and the output of every process the lab started.
 //!
 //! A lab's flowpin pins its XDP links in `/sys/fs/bpf/flowpin/lab-<prefix>/` ([`pin_dir`]): bpffs
-//! is the host's, so the pins outlive the namespaces and teardown removes them.
+//! is the host's, so the pins outlive the namespaces and teardown removes them; so does its state
+//! file, `/run/flowpin/lab-<prefix>.state` ([`flowpin_state_files`]).
 //!
 //! Invariant: the directory exists exactly while the lab's namespaces may exist; teardown removes
 //! it last.
@@ -37,6 +38,17 @@ pub fn pin_name(prefix: &str) -> String {
 /// The directory where lab `prefix`'s flowpin pins its XDP links.
 pub fn pin_dir(prefix: &str) -> PathBuf {
     PathBuf::from(PIN_ROOT).join(pin_name(prefix))
+}
+
+/// Where flowpin keeps its state files (`/run/flowpin/<pin name>.state`).
+pub const FLOWPIN_STATE_ROOT: &str = "/run/flowpin";
+
+/// Lab `prefix`'s flowpin state files: the state, the one a `--fresh` or a refused load set aside,
+/// and a save's partial file.
+pub fn flowpin_state_files(prefix: &str) -> [PathBuf; 3] {
+    let name = pin_name(prefix);
+    ["state", "state.discarded", "state.new"]
+        .map(|extension| PathBuf::from(FLOWPIN_STATE_ROOT).join(format!("{name}.{extension}")))
 }
 
 /// Prefixes of the labs that have a state directory or a pin directory.

@@ -6,7 +6,7 @@
 //! namespace held open meanwhile so its inode cannot pass to another lab's new namespace — until
 //! none is left; the kernel then destroys the namespaces with every veth and bridge in them (and
 //! with a veth its peer); then remove the lab's flowpin pins from bpffs (the host's, which outlives the
-//! namespaces: a pinned link holds its program and maps); finally remove the lab's directory. Every step tolerates "already gone", so teardown is
+//! namespaces: a pinned link holds its program and maps) and its flowpin state files; finally remove the lab's directory. Every step tolerates "already gone", so teardown is
 //! idempotent.
 
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::command::run;
 use crate::name::{belongs_to_lab, lab_prefix_of};
-use crate::state::{lab_dir, list_lab_dirs, pin_dir};
+use crate::state::{flowpin_state_files, lab_dir, list_lab_dirs, pin_dir};
 
 /// How long teardown keeps killing processes that appear in the lab's namespaces.
 const KILL_DEADLINE: Duration = Duration::from_secs(10);
@@ -135,6 +135,14 @@ pub fn destroy_lab(prefix: &str) -> Result<()> {
             failures.push(format!("removing {}: {error}", pins.display()));
         }
         _ => {}
+    }
+    for file in flowpin_state_files(prefix) {
+        match std::fs::remove_file(&file) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                failures.push(format!("removing {}: {error}", file.display()));
+            }
+            _ => {}
+        }
     }
     let dir = lab_dir(prefix);
     if dir.exists()

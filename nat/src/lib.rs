@@ -87,7 +87,7 @@ pub use icmp_error::{icmp_error_flow_key, translate_icmp_error};
 pub use mss_clamp::{MssClamp, clamp_mss, mss_for_mtu};
 pub use parse::{IcmpErrorInfo, ParsedFrame, TcpInfo, Transport, parse_frame};
 pub use parse_error::ParseError;
-pub use port_alloc::{AllocError, PortAllocator, PortAllocatorConfig};
+pub use port_alloc::{AllocError, AllocatorSecret, PortAllocator, PortAllocatorConfig};
 pub use port_range::{PortRange, PortRangeError};
 pub use rewrite::{MacPair, Rewrite, RewriteBuildError};
 pub use tcp_state::{AtomicTcpTracker, Direction, TcpPhase, TcpTracker};

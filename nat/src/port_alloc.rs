@@ -52,17 +52,19 @@
 //! # Files
 //! This file holds the allocator and its acquire / release; `slot_word` a port's state word,
 //! `candidates` an endpoint's claim order, `host_table` the per-address counts, `host_share` the
-//! fair share and hard quota, `errors` what acquire and release answer besides a port.
+//! fair share and hard quota, `errors` what acquire and release answer besides a port, `secret` the
+//! candidate order's key, `restore` putting a restarted daemon's saved mappings and quarantines back.
 
 use crate::port_range::PortRange;
 use candidates::Candidates;
 pub use errors::{AllocError, ReleaseError, Released};
 pub use host_table::HostTable;
+pub use restore::{RestoreError, SavedQuarantine};
+pub use secret::AllocatorSecret;
 pub use slot_word::MAX_REFERENCES;
 use slot_word::{
     MAX_QUARANTINE_DEADLINE, OWNER_MASK, Slot, TAG_MASK, claiming, decode, endpoint_of, owned,
 };
-use std::hash::RandomState;
 use std::net::Ipv4Addr;
 use sync::{AtomicU64, Ordering, spin};
 
@@ -70,6 +72,8 @@ mod candidates;
 mod errors;
 mod host_share;
 pub mod host_table;
+mod restore;
+mod secret;
 #[cfg(all(test, shuttle))]
 mod shuttle_tests;
 mod slot_word;
@@ -139,7 +143,7 @@ pub struct PortAllocator {
     config: PortAllocatorConfig,
     slots: Box<[AtomicU64]>,
     hosts: HostTable,
-    secret: RandomState,
+    secret: AllocatorSecret,
     low_class: PortRange,
     high_class: PortRange,
 }
@@ -148,6 +152,13 @@ impl PortAllocator {
     /// An allocator with a fresh random secret.
     #[must_use]
     pub fn new(config: PortAllocatorConfig) -> Self {
+        Self::with_secret(config, AllocatorSecret::random())
+    }
+
+    /// An allocator with the given secret (a restarted daemon's saved one: the same endpoints get
+    /// the same candidate ports).
+    #[must_use]
+    pub fn with_secret(config: PortAllocatorConfig, secret: AllocatorSecret) -> Self {
         let range = config.range;
         let low_class = range.intersect(1, 1023).unwrap_or(range);
         let high_class = range.intersect(1024, u16::MAX).unwrap_or(range);
@@ -155,10 +166,16 @@ impl PortAllocator {
             config,
             slots: (0..range.len()).map(|_| AtomicU64::new(0)).collect(),
             hosts: HostTable::new(config.max_hosts),
-            secret: RandomState::new(),
+            secret,
             low_class,
             high_class,
         }
+    }
+
+    /// The secret key of the candidate order (saved with the daemon's state).
+    #[must_use]
+    pub const fn secret(&self) -> AllocatorSecret {
+        self.secret
     }
 
     /// The configuration.
@@ -167,7 +184,7 @@ impl PortAllocator {
         &self.config
     }
 
-    fn slot(&self, port: u16) -> Option<&AtomicU64> {
+    pub(super) fn slot(&self, port: u16) -> Option<&AtomicU64> {
         if !self.config.range.contains(port) {
             return None;
         }

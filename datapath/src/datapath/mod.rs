@@ -11,6 +11,7 @@ pub mod flows;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod record;
+pub mod restore;
 pub mod snapshot;
 pub mod verdict;
 
@@ -23,6 +24,7 @@ pub use flows::Flows;
 pub use pipeline::{BATCH, Pipeline, PreparedBatch};
 pub use rate_limit::{RateLimit, TokenBucket};
 pub use record::{FlowKind, FlowValue, Mac, Placement};
+pub use restore::{FlowRestoreError, SavedFlow};
 pub use snapshot::{LanView, Snapshot, SnapshotCell, UplinkNat, UplinkView};
 pub use verdict::{PortId, Verdict};
 

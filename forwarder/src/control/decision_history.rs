@@ -231,7 +231,6 @@ mod tests {
     use super::*;
     use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
     use crate::datapath::LanView;
-    use crate::select::KeyHasher;
 
     const CONFIG: &str = r#"
 [lan]
@@ -343,7 +342,7 @@ port_range = "20000-29999"
     #[test]
     fn explain_reconstructs_the_decision_of_the_flows_own_snapshot() {
         let config = crate::config::parse(CONFIG, "t.toml", None).unwrap();
-        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(3));
+        let mut builder = SnapshotBuilder::new(3, Default::default());
         let mut history = DecisionHistory::new(8);
         // Generation 1: isp2 down. A TCP flow decided then can only be on isp1.
         let first = publish(&mut builder, &mut history, &config, [true, false], 1000);
@@ -400,7 +399,7 @@ port_range = "20000-29999"
     #[test]
     fn a_flow_opened_from_outside_is_called_inbound() {
         let config = crate::config::parse(CONFIG, "t.toml", None).unwrap();
-        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(3));
+        let mut builder = SnapshotBuilder::new(3, Default::default());
         let mut history = DecisionHistory::new(8);
         let snapshot = publish(&mut builder, &mut history, &config, [true, false], 0);
         let mut value = pin(&snapshot, key(IpProtocol::Udp, 4000, 9999));
@@ -425,7 +424,7 @@ port_range = "20000-29999"
     #[test]
     fn a_flow_that_joined_its_endpoints_live_mapping_says_so() {
         let config = crate::config::parse(CONFIG, "t.toml", None).unwrap();
-        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(3));
+        let mut builder = SnapshotBuilder::new(3, Default::default());
         let mut history = DecisionHistory::new(8);
         let snapshot = publish(&mut builder, &mut history, &config, [true, true], 0);
         let mut value = pin(&snapshot, key(IpProtocol::Udp, 4000, 9999));
@@ -461,7 +460,7 @@ port_range = "20000-29999"
     #[test]
     fn the_history_is_bounded_and_forgotten_decisions_say_so() {
         let config = crate::config::parse(CONFIG, "t.toml", None).unwrap();
-        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(3));
+        let mut builder = SnapshotBuilder::new(3, Default::default());
         let mut history = DecisionHistory::new(2);
         let first = publish(&mut builder, &mut history, &config, [true, true], 0);
         let value = pin(&first, key(IpProtocol::Tcp, 1234, 80));

@@ -317,7 +317,6 @@ mod tests {
     use crate::config::FailoverAction;
     use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
     use crate::datapath::LanView;
-    use crate::select::KeyHasher;
 
     const CONFIG: &str = r#"
 [lan]
@@ -414,7 +413,7 @@ port_range = "20000-29999"
 
     #[test]
     fn after_an_address_change_only_the_old_addresss_flows_fail_over_and_their_ports_are_free() {
-        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(1));
+        let mut builder = SnapshotBuilder::new(1, Default::default());
         let flows = Flows::with_capacity(64).unwrap();
         let before = snapshot(&mut builder, OLD);
         let old_tcp = pin(&flows, &before, 0, IpProtocol::Tcp, 40000);
@@ -474,7 +473,7 @@ port_range = "20000-29999"
 
     #[test]
     fn a_dead_uplinks_failover_still_quarantines_its_ports() {
-        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(1));
+        let mut builder = SnapshotBuilder::new(1, Default::default());
         let flows = Flows::with_capacity(64).unwrap();
         let snapshot = snapshot(&mut builder, OLD);
         let port = pin(&flows, &snapshot, 0, IpProtocol::Udp, 40001);

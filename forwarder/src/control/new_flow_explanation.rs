@@ -214,12 +214,7 @@ port_range = "20000-29999"
             mtu: 1500,
             prefixes: config.lan.prefixes.clone(),
         };
-        SnapshotBuilder::new(crate::select::KeyHasher::from_seed(1)).build(
-            config,
-            lan,
-            &facts,
-            Vec::new(),
-        )
+        SnapshotBuilder::new(1, Default::default()).build(config, lan, &facts, Vec::new())
     }
 
     fn ask(

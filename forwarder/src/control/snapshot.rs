@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use flowpin_nat::{PortAllocator, PortAllocatorConfig, Timeouts};
+use flowpin_nat::{AllocatorSecret, PortAllocator, PortAllocatorConfig, Timeouts};
 
 use crate::config::{Config, PolicyMatch};
 use crate::datapath::{LanView, Mac, Snapshot, UplinkNat, UplinkView};
@@ -43,7 +43,9 @@ pub fn max_hosts(config: &Config) -> usize {
 }
 
 /// The port pools of one uplink for the configured NAT range and per-host quota.
-pub fn uplink_nat(config: &Config) -> UplinkNat {
+/// `secrets` (TCP, UDP, ICMP) are a restarted daemon's saved ones; `None` draws fresh ones.
+pub fn uplink_nat(config: &Config, secrets: Option<[AllocatorSecret; 3]>) -> UplinkNat {
+    let [tcp, udp, icmp] = secrets.unwrap_or_else(|| [(); 3].map(|()| AllocatorSecret::random()));
     let range = config.nat.port_range;
     let ports = PortAllocatorConfig {
         max_hosts: max_hosts(config),
@@ -54,13 +56,16 @@ pub fn uplink_nat(config: &Config) -> UplinkNat {
         ..PortAllocatorConfig::new(range)
     };
     UplinkNat {
-        tcp: PortAllocator::new(ports),
-        udp: PortAllocator::new(ports),
+        tcp: PortAllocator::with_secret(ports, tcp),
+        udp: PortAllocator::with_secret(ports, udp),
         // Echo ids have no privileged class to keep.
-        icmp: PortAllocator::new(PortAllocatorConfig {
-            keep_port_class: false,
-            ..ports
-        }),
+        icmp: PortAllocator::with_secret(
+            PortAllocatorConfig {
+                keep_port_class: false,
+                ..ports
+            },
+            icmp,
+        ),
     }
 }
 
@@ -119,17 +124,33 @@ pub struct UplinkFacts {
 pub struct SnapshotBuilder {
     pools: HashMap<String, Arc<UplinkNat>>,
     hasher: KeyHasher,
+    seed: u64,
+    saved_secrets: HashMap<String, [AllocatorSecret; 3]>,
     generation: u64,
 }
 
 impl SnapshotBuilder {
-    /// A builder whose policy tables hash stickiness keys with `hasher` (one secret per process).
-    pub fn new(hasher: KeyHasher) -> Self {
+    /// A builder whose policy tables hash stickiness keys with the secret `seed` (one per process,
+    /// or the saved one of a restarted daemon), and whose pools of an uplink named in
+    /// `saved_secrets` get those secrets (so restored mappings keep their candidate order).
+    pub fn new(seed: u64, saved_secrets: HashMap<String, [AllocatorSecret; 3]>) -> Self {
         Self {
             pools: HashMap::new(),
-            hasher,
+            hasher: KeyHasher::from_seed(seed),
+            seed,
+            saved_secrets,
             generation: 0,
         }
+    }
+
+    /// The stickiness hash's secret seed (saved with the daemon's state).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The pools created so far, by uplink name.
+    pub fn all_pools(&self) -> impl Iterator<Item = (&str, &Arc<UplinkNat>)> {
+        self.pools.iter().map(|(name, nat)| (name.as_str(), nat))
     }
 
     /// Forgets the pools of uplink `name` (removed by a reload, with its flows): an uplink added later
@@ -142,7 +163,7 @@ impl SnapshotBuilder {
     pub fn pools(&mut self, config: &Config, name: &str) -> Arc<UplinkNat> {
         self.pools
             .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(uplink_nat(config)))
+            .or_insert_with(|| Arc::new(uplink_nat(config, self.saved_secrets.remove(name))))
             .clone()
     }
 

@@ -1,8 +1,6 @@
 //! The candidate external ports of one internal endpoint, in claim order: its own port when in
 //! range, then hashed blocks of eight ports of its class (see the allocator's module docs).
 
-use std::hash::BuildHasher;
-
 use super::PortAllocator;
 use crate::port_range::PortRange;
 

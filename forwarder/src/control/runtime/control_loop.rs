@@ -3,7 +3,7 @@
 //!
 //! Cadence: every 100 ms the flow sweep, the passive handshake check and the gateway re-asks; every
 //! second the safety net behind the rtnetlink events (carriers, kernel refresh, failback, the routes
-//! flowpin installed); on every
+//! flowpin installed) and the state file's checkpoint; on every
 //! link, address or neighbour event the carriers and the kernel refresh; probe rounds as they come;
 //! SIGHUP reloads; SIGINT and SIGTERM end the loop; systemd's watchdog gets its keep-alive at half its
 //! timeout, under the daemon's lock, so a loop or lock that hangs lets systemd restart flowpin. The forward guard's check runs beside it, on a
@@ -89,5 +89,6 @@ fn on_tick(d: &mut Daemon, refresh: bool) {
         d.refresh();
         d.fail_back();
         d.repair_routes();
+        d.checkpoint();
     }
 }

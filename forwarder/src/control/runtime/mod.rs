@@ -13,6 +13,7 @@
 //! | `reload` | re-reading the file: slot plan, what needs a restart, I/O rebuild |
 //! | `slot_totals` | per-slot counters that restart at 0 when a slot gets a new uplink |
 //! | `reports` | `status`, `explain` |
+//! | `checkpoint` | saving the state file each second and at shutdown, restoring it at start |
 //! | `observed` | rates, state times, last reload, kills: figures kept only to show the admin |
 //! | `flow_kill` | `flowpin flows kill`: planned under the lock, done without it |
 //! | `flow_scan` | scans of the flow table for `status`, `flows`, `explain`, without the lock |
@@ -30,6 +31,7 @@
 //!   watchdog keep-alives only from the control loop holding the daemon's lock.
 
 mod api_server;
+mod checkpoint;
 mod control_loop;
 mod flow_kill;
 mod flow_scan;
@@ -127,6 +129,8 @@ struct Daemon {
     notifier: Notifier,
     /// Rates, state times, the last reload and kills, kept for the admin.
     observed: observed::Observed,
+    /// Where the flows, mappings and secrets are saved for the next start (`checkpoint`).
+    state: Arc<crate::state::StateFile>,
 }
 
 /// The control plane's per-uplink state beyond the kernel facts.

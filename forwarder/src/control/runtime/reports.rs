@@ -22,7 +22,6 @@ impl Daemon {
     /// Everything `flowpin status` shows; `flows` were counted without the lock
     /// ([`FlowScan::counts`](super::flow_scan::FlowScan::counts)).
     pub(super) fn status(&self, flows: FlowCounts) -> StatusReport {
-        let now_ms = self.clock.now_ms();
         let snapshot = self.cell.load();
         StatusReport {
             reloads: self.reloads,
@@ -36,7 +35,11 @@ impl Daemon {
             guard_reinstalls_failed: self.guard_repairs.failed,
             xdp: self.xdp_decisions(),
             admission: self.admission_budgets(),
-            uptime_s: now_ms / 1000,
+            uptime_s: self
+                .observed
+                .started_at
+                .elapsed()
+                .map_or(0, |d| d.as_secs()),
             uplinks: self.uplink_statuses(&snapshot, &flows.per_slot),
             tier_in_use: snapshot.policy.group(GroupId::Default).tier(),
             router_default_route: self.config.router.default_route.name().to_owned(),

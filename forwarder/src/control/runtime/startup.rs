@@ -5,7 +5,9 @@
 //!    worker count against every interface's queues (see [`crate::control::queues`]);
 //! 2. install the fail-closed forward guard (before anything is attached);
 //! 3. learn the LAN and uplink interfaces and resolve the gateways' MACs;
-//! 4. build the first snapshot and the flow table;
+//! 4. read the saved state (`/run/flowpin/<pin name>.state`, unless `--fresh`), build the first
+//!    snapshot with its secrets and the flow table, and restore the saved flows into it, checked
+//!    against this configuration (see [`crate::state`]);
 //! 5. load the XDP program, describe the interfaces and every address of the router's namespace to
 //!    it, open every worker's AF_XDP sockets and register them, attach the program to the LAN and
 //!    every uplink (links pinned in bpffs; a link an earlier flowpin left pinned gets the new program
@@ -15,9 +17,11 @@
 //!    on the control loop's tokio runtime, tell systemd `READY=1` (when it asked, see
 //!    [`crate::service::notify`]), run the control loop until SIGINT or SIGTERM.
 //!
-//! Shutdown stops the workers (closing their sockets empties the XSKMAP), removes the control socket
-//! and the source routes. The pinned XDP links and the guard stay: a stopped flowpin fails closed like
-//! a crashed one, and the next start takes the links over (`flowpin remove-guard` removes both).
+//! Shutdown stops the workers (closing their sockets empties the XSKMAP), saves the state, removes
+//! the control socket and the source routes. The pinned XDP links and the guard stay: a stopped
+//! flowpin fails closed like a crashed one (the flows' packets are dropped at the XDP hook, so the
+//! kernel answers none of them), and the next start takes the links and the flows over
+//! (`flowpin remove-guard` removes the links and the guard).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -27,7 +31,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
-use super::{Daemon, RouterRoute, UplinkRuntime, api_server, control_loop, io, kernel, publish};
+use super::{
+    Daemon, RouterRoute, UplinkRuntime, api_server, checkpoint, control_loop, io, kernel, publish,
+};
 use crate::config::{self, Config};
 use crate::control::decision_history::DecisionHistory;
 use crate::control::failover::RstSender;
@@ -37,9 +43,9 @@ use crate::control::health::hooks::{HookRunner, Hooks};
 use crate::control::netinfo::{self, InterfaceInfo};
 use crate::control::snapshot::{SnapshotBuilder, UplinkFacts};
 use crate::datapath::{DatapathCounters, Flows, SnapshotCell};
-use crate::select::KeyHasher;
 use crate::service::exit_status::ConfigRejected;
 use crate::service::notify::Notifier;
+use crate::state::StateFile;
 use crate::worker::{Clock, WorkerPool};
 use crate::xdp::{AttachMode, PinDir, XdpProgram};
 use crate::xsk::XskConfig;
@@ -75,15 +81,16 @@ pub fn load_config(path: &Path) -> Result<Config> {
     config::load(path, &host).map_err(|e| anyhow::Error::new(ConfigRejected(e.to_string())))
 }
 
-/// Runs the daemon in the foreground until SIGINT or SIGTERM.
-pub fn run(config_path: &Path) -> Result<()> {
+/// Runs the daemon in the foreground until SIGINT or SIGTERM; `fresh` sets the saved state aside
+/// and starts with an empty flow table.
+pub fn run(config_path: &Path, fresh: bool) -> Result<()> {
     // 1. The configuration and the queues the workers serve.
     let config = load_config(config_path)?;
     let queues = io::worker_queues(&config)?;
     // 2. The guard, before anything is attached.
     install_guard(&config)?;
     // 3.-5. The kernel's view, the first snapshot, the program, the sockets and the workers.
-    let (mut daemon, hook_runner) = start_datapath(config_path, config, queues)?;
+    let (mut daemon, hook_runner) = start_datapath(config_path, config, queues, fresh)?;
     daemon.notifier = Notifier::from_env();
     // 6. The endpoints and the control loop.
     let metrics = bind_metrics(&daemon.config)?;
@@ -155,17 +162,23 @@ fn start_datapath(
     config_path: &Path,
     config: Config,
     queues: Vec<u32>,
+    fresh: bool,
 ) -> Result<(Daemon, HookRunner)> {
     let (lan, lan_address) = learn_lan(&config)?;
     let facts = kernel::resolve_uplinks(&config, GATEWAY_WAIT)?;
     io::check_mtus(&config, &lan, &facts, &io::xsk_config(&config))?;
-    let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(rand::random()));
+    let state = StateFile::for_pin_name(config.datapath.pin_name(&config.lan.interface));
+    let resumed = checkpoint::resume(&state, fresh);
+    let mut builder = SnapshotBuilder::new(resumed.seed, resumed.secrets);
     let snapshot = publish::build_snapshot(&mut builder, &config, &lan, lan_address, &facts);
-    let cell = Arc::new(ArcSwap::from_pointee(snapshot));
     let flows = Arc::new(
         Flows::with_capacity(config.datapath.flow_capacity as usize)
             .context("allocating the flow table")?,
     );
+    let to_reset = resumed.saved.as_ref().map_or_else(Vec::new, |saved| {
+        checkpoint::restore_flows(saved, &snapshot, &flows, Clock::start().now_ms())
+    });
+    let cell = Arc::new(ArcSwap::from_pointee(snapshot));
     let forwarding = start_forwarding(&config, &queues, lan_address, &facts, &cell, &flows)?;
     let uplinks = facts
         .iter()
@@ -211,7 +224,9 @@ fn start_datapath(
         hooks,
         notifier: Notifier::disabled(),
         observed: super::observed::Observed::starting(),
+        state,
     };
+    daemon.reset_dropped(&to_reset);
     Ok((daemon, hook_runner))
 }
 
@@ -329,6 +344,7 @@ fn shut_down(daemon: &Mutex<Daemon>, socket_path: &Path) -> Result<()> {
         }
     }
     drop(xdp);
+    daemon.lock().expect("daemon lock").save_state();
     let _ = std::fs::remove_file(socket_path);
     tracing::info!(
         "stopped; XDP links left pinned (transit dropped until the next start), forward guard left in place"
