@@ -166,6 +166,14 @@ pub(crate) fn uplink_name(config: &Config, slot: usize) -> String {
         .map_or_else(|| format!("slot {slot}"), |u| u.name.clone())
 }
 
+/// The name of `[[forward]]` number `index` under `config` (`forward[N]` when it has none).
+pub(crate) fn forward_name(config: &Config, index: u8) -> String {
+    config
+        .forwards
+        .get(usize::from(index))
+        .map_or_else(|| format!("forward[{index}]"), |f| f.name.clone())
+}
+
 /// What `group`'s chooser picks for `lan`'s key under the remembered snapshot (`None`: forgotten).
 fn chooser_pick(
     config: &Config,
@@ -208,6 +216,11 @@ fn summary(value: &FlowValue, config: &Config, group: GroupId, pick: Option<&str
         (FlowKind::Outbound, Placement::OpenedFromOutside, _) => format!(
             "opened from outside on {pinned}: endpoint-independent filtering admitted an inbound packet to a \
              live mapping there, on the uplink it arrived on; no uplink was chosen"
+        ),
+        (FlowKind::Outbound, Placement::Forwarded, _) => format!(
+            "opened from outside through forward `{}` on {pinned}, and pinned to the uplink it arrived on \
+             (replies leave by {pinned} whatever weights and policies say); no uplink was chosen",
+            forward_name(config, value.policy)
         ),
         (FlowKind::Outbound, Placement::Chosen, None) => format!(
             "pinned to {pinned} under snapshot {}, which is no longer remembered: the states and weights of that moment are unknown",
