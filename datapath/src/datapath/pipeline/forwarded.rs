@@ -52,7 +52,7 @@ impl Pipeline<'_> {
             return Err(DropReason::ForwardUplinkClosed);
         }
         if let Transport::Tcp(segment) = parsed.transport
-            && !(segment.flags.syn() && !segment.flags.ack())
+            && (!segment.flags.syn() || segment.flags.ack())
         {
             return Err(DropReason::UnsolicitedInbound);
         }
