@@ -55,6 +55,8 @@ pub enum Decision {
     DropAdmissionInbound = c::DROP_ADMISSION_INBOUND,
     /// Arrived on an uplink addressed to a LAN prefix (never return traffic): dropped.
     DropUplinkToLan = c::DROP_UPLINK_TO_LAN,
+    /// Uplink TCP/UDP to a forwarded port of its address (`[[forward]]`), to AF_XDP.
+    RedirectForward = c::REDIRECT_FORWARD,
 }
 
 impl Decision {
@@ -82,6 +84,7 @@ impl Decision {
         Self::DropAdmissionLan,
         Self::DropAdmissionInbound,
         Self::DropUplinkToLan,
+        Self::RedirectForward,
     ];
 
     /// The counter index.
@@ -101,9 +104,10 @@ impl Decision {
             | Self::PassUplinkFragment
             | Self::PassUplinkTransit
             | Self::PassUplinkMalformed => Action::Pass,
-            Self::RedirectLanTransit | Self::RedirectHairpin | Self::RedirectUplinkReturn => {
-                Action::Redirect
-            }
+            Self::RedirectLanTransit
+            | Self::RedirectHairpin
+            | Self::RedirectUplinkReturn
+            | Self::RedirectForward => Action::Redirect,
             Self::DropUntranslatable
             | Self::DropMalformed
             | Self::DropNoSocket
@@ -136,6 +140,7 @@ impl Decision {
             Self::DropAdmissionLan => "drop_admission_lan",
             Self::DropAdmissionInbound => "drop_admission_inbound",
             Self::DropUplinkToLan => "drop_uplink_to_lan",
+            Self::RedirectForward => "redirect_forward",
         }
     }
 }

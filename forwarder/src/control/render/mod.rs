@@ -141,7 +141,10 @@ pub fn flows(f: &FlowsReport) -> String {
             e.internal,
             e.external,
             e.remote,
-            e.uplink,
+            e.forward.as_ref().map_or_else(
+                || e.uplink.clone(),
+                |forward| format!("{} ←{forward}", e.uplink)
+            ),
             e.state,
             e.idle_ms,
             e.packets_out,

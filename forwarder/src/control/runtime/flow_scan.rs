@@ -22,6 +22,8 @@ pub(super) struct FlowScan {
     now_ms: u64,
     /// Uplink names by slot.
     names: Vec<String>,
+    /// `[[forward]]` names by index.
+    forwards: Vec<String>,
 }
 
 /// How many flows the table holds, in all and by uplink slot.
@@ -48,6 +50,12 @@ impl Daemon {
             flows: self.flows.clone(),
             now_ms: self.clock.now_ms(),
             names: self.config.uplinks.iter().map(|u| u.name.clone()).collect(),
+            forwards: self
+                .config
+                .forwards
+                .iter()
+                .map(|f| f.name.clone())
+                .collect(),
         }
     }
 }
@@ -163,6 +171,9 @@ impl FlowScan {
             idle_ms: self.now_ms.saturating_sub(f.last_seen_ms),
             packets_out: f.counters.packets[0],
             packets_in: f.counters.packets[1],
+            forward: (v.placement == crate::datapath::Placement::Forwarded)
+                .then(|| self.forwards.get(usize::from(v.policy)).cloned())
+                .flatten(),
         }
     }
 }

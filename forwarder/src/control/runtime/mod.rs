@@ -33,6 +33,7 @@ mod api_server;
 mod control_loop;
 mod flow_kill;
 mod flow_scan;
+mod forwards;
 mod guard_watch;
 mod io;
 mod kernel;

@@ -1,0 +1,252 @@
+//! Port forwards (`[[forward]]`) end to end: a LAN server behind flowpin reached from inet through
+//! each uplink's address, each connection answered through the ISP it arrived from whatever the
+//! weights say (split access), and reached from a LAN host through an uplink's address
+//! (hairpin), TCP and UDP. Every test asserts that no ISP saw a leaked or another uplink's source.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use flowpin_lab::{IspCounters, Lab, LabSpec, RouterKind};
+use flowpin_tests::{
+    append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_flows,
+    flowpin_status, lab_up, status_drops,
+};
+
+/// The forwarded port, TCP and UDP, on every uplink.
+const PORT: u16 = 8080;
+/// The LAN server's port.
+const SERVER_PORT: u16 = 8000;
+
+/// The LAN server: TCP and UDP on `SERVER_PORT`, each answering with the peer `address:port` it
+/// saw (TCP: one line, then close; UDP: one datagram back per datagram).
+const SERVER_PY: &str = r#"import socket, sys, threading
+port = int(sys.argv[1])
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    while True:
+        _, peer = s.recvfrom(2048)
+        s.sendto(("%s:%d\n" % peer).encode(), peer)
+threading.Thread(target=udp, daemon=True).start()
+t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", port))
+t.listen(512)
+while True:
+    c, peer = t.accept()
+    try:
+        c.sendall(("%s:%d\n" % peer).encode())
+    finally:
+        c.close()
+"#;
+
+/// The client: `count` TCP connections, then `count / 10` UDP exchanges (at least one), to each
+/// `address` on `port`. Prints `tcp ADDRESS LOCAL SEEN` and `udp ADDRESS SEEN` per answer (SEEN:
+/// the `address:port` the server saw), `error ...` per failure, and `total ADDRESS TCP UDP`.
+const CLIENT_PY: &str = r#"import socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+for address in sys.argv[3:]:
+    tcp_ok = udp_ok = 0
+    for _ in range(count):
+        try:
+            c = socket.create_connection((address, port), 5)
+            local = c.getsockname()
+            data = b""
+            while chunk := c.recv(512):
+                data += chunk
+            c.close()
+            print("tcp", address, local[0], data.decode().strip(), flush=True)
+            tcp_ok += 1
+        except OSError as e:
+            print("error", address, "tcp", e, flush=True)
+    for _ in range(max(1, count // 10)):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.settimeout(1.0)
+        for attempt in range(3):
+            try:
+                u.sendto(b"x", (address, port))
+                print("udp", address, u.recvfrom(512)[0].decode().strip(), flush=True)
+                udp_ok += 1
+                break
+            except OSError:
+                pass
+        else:
+            print("error", address, "udp", flush=True)
+        u.close()
+    print("total", address, tcp_ok, udp_ok, flush=True)
+"#;
+
+fn forward_config() -> String {
+    format!(
+        "[[forward]]\nname = \"web\"\nuplinks = \"all\"\nprotocol = \"both\"\nport = {PORT}\n\
+         to = \"10.77.0.12\"\nto_port = {SERVER_PORT}\n"
+    )
+}
+
+/// The lab with the LAN server on host 2 and the forward configured.
+fn lab_with_forward(weights: &[u32]) -> Lab {
+    let lab = lab_up(LabSpec {
+        router: RouterKind::Flowpin,
+        ..LabSpec::with_weights(weights)
+    });
+    let server = &lab.lan_hosts()[1];
+    lab.spawn(
+        &server.ns,
+        &["python3", "-c", SERVER_PY, &SERVER_PORT.to_string()],
+    )
+    .expect("the LAN server starts");
+    wait_listening(&lab, &server.ns);
+    append_config_and_reload(&lab, &forward_config());
+    lab
+}
+
+fn wait_listening(lab: &Lab, ns: &str) {
+    for _ in 0..100 {
+        let ss = lab.exec_ok(ns, &["ss", "-ltnH"]).unwrap_or_default();
+        if ss.contains(&format!(":{SERVER_PORT}")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the LAN server does not listen");
+}
+
+/// What the client saw per address: (tcp_ok, udp_ok), and every other line it printed.
+fn run_client(
+    lab: &Lab,
+    ns: &str,
+    addresses: &[Ipv4Addr],
+    count: usize,
+) -> (Vec<(u64, u64)>, Vec<String>) {
+    let port = PORT.to_string();
+    let count = count.to_string();
+    let addresses: Vec<String> = addresses.iter().map(Ipv4Addr::to_string).collect();
+    let mut argv = vec!["python3", "-c", CLIENT_PY, &port, &count];
+    argv.extend(addresses.iter().map(String::as_str));
+    let out = lab.exec_ok(ns, &argv).expect("the client runs");
+    let mut totals = Vec::new();
+    let mut other = Vec::new();
+    for line in out.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["total", _, tcp, udp] => totals.push((tcp.parse().unwrap(), udp.parse().unwrap())),
+            _ => other.push(line.to_owned()),
+        }
+    }
+    (totals, other)
+}
+
+fn counters(lab: &Lab) -> Vec<IspCounters> {
+    lab.isp_counters().expect("reading the ISP counters")
+}
+
+/// Waits until flowpin knows the LAN server's MAC (it solicits forward targets once a second):
+/// one UDP exchange through uplink 1 answers.
+fn wait_forward_ready(lab: &Lab) {
+    let inet = lab.inet().ns.clone();
+    let address = lab.uplinks()[0].router_addr;
+    for _ in 0..50 {
+        let (totals, _) = run_client(lab, &inet, &[address], 0);
+        if totals.first().is_some_and(|&(_, udp)| udp == 1) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the forward never answered: {:#}", flowpin_status(lab));
+}
+
+/// The address part of every `tcp`/`udp` answer line (what the server saw as the source).
+fn seen_addresses(lines: &[String]) -> Vec<Ipv4Addr> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with("tcp ") || l.starts_with("udp "))
+        .map(|l| {
+            let seen = l.split_whitespace().last().expect("a reply");
+            seen.split(':').next().unwrap().parse().expect("an address")
+        })
+        .collect()
+}
+
+/// 200 TCP connections and 20 UDP exchanges from inet through each uplink's address, at weights
+/// 1:1 and 1:0: every one answered, each through the ISP it arrived from, and the LAN server sees
+/// the client's own address.
+#[test]
+fn a_forward_on_both_uplinks_answers_each_connection_through_its_own_isp() {
+    for weights in [[1u32, 1], [1, 0]] {
+        let lab = lab_with_forward(&weights);
+        wait_forward_ready(&lab);
+        let inet = lab.inet().ns.clone();
+        let client = lab.inet().server_addrs[0];
+        let addresses: Vec<Ipv4Addr> = lab.uplinks().iter().map(|u| u.router_addr).collect();
+        for (index, &address) in addresses.iter().enumerate() {
+            let before = counters(&lab);
+            let (totals, lines) = run_client(&lab, &inet, &[address], 200);
+            let after = counters(&lab);
+            assert_eq!(
+                totals,
+                [(200, 20)],
+                "{weights:?}: through {address}: {lines:#?}"
+            );
+            let seen = seen_addresses(&lines);
+            assert_eq!(seen.len(), 220);
+            assert!(
+                seen.iter().all(|&a| a == client),
+                "{weights:?}: the LAN server sees the remote's own address {client}: {lines:#?}"
+            );
+            let answered: Vec<u64> = after
+                .iter()
+                .zip(&before)
+                .map(|(a, b)| a.good - b.good)
+                .collect();
+            // Per TCP connection at least SYN-ACK, data and FIN leave towards the client.
+            assert!(
+                answered[index] >= 600,
+                "{weights:?}: the answers through {address} left by its ISP: {answered:?}"
+            );
+            assert!(
+                answered[1 - index] < 50,
+                "{weights:?}: the other ISP carried answers to {address}: {answered:?}"
+            );
+            assert_no_leak_or_wrong_uplink(&lab, &after);
+        }
+        let status = flowpin_status(&lab);
+        assert_eq!(
+            status_drops(&status, "forward_uplink_closed"),
+            0,
+            "{status:#}"
+        );
+        let flows = flowpin_flows(&lab);
+        let forwarded = flows["flows"]
+            .as_array()
+            .expect("flows")
+            .iter()
+            .filter(|f| f["forward"] == "web")
+            .count();
+        assert!(
+            forwarded >= 400,
+            "flows lists the forwarded flows: {forwarded}"
+        );
+        down_and_assert_clean(lab);
+    }
+}
+
+/// Hairpin: a LAN host reaches the LAN server through each uplink's address and the forwarded
+/// port, TCP and UDP; the server sees the host's external address, an uplink's (RFC 5382 REQ-8,
+/// RFC 4787 REQ-9), so its answers come back through the router.
+#[test]
+fn a_lan_host_reaches_the_forward_through_each_uplink_address() {
+    let lab = lab_with_forward(&[1, 1]);
+    wait_forward_ready(&lab);
+    let host = lab.lan_hosts()[0].ns.clone();
+    let addresses: Vec<Ipv4Addr> = lab.uplinks().iter().map(|u| u.router_addr).collect();
+    let (totals, lines) = run_client(&lab, &host, &addresses, 20);
+    assert_eq!(totals, [(20, 2), (20, 2)], "{lines:#?}");
+    let seen = seen_addresses(&lines);
+    assert_eq!(seen.len(), 44);
+    assert!(
+        seen.iter().all(|a| addresses.contains(a)),
+        "the server sees an uplink address as the source: {lines:#?}"
+    );
+    assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
+    down_and_assert_clean(lab);
+}
