@@ -6,10 +6,11 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use flowpin_lab::kernel_forwards::{KernelForward, add_forward};
 use flowpin_lab::{IspCounters, Lab, LabSpec, RouterKind};
 use flowpin_tests::{
     append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_flows,
-    flowpin_status, lab_up, status_drops,
+    flowpin_status, lab_up, pin_new_flows_to, status_drops,
 };
 
 /// The forwarded port, TCP and UDP, on every uplink.
@@ -83,11 +84,12 @@ fn forward_config() -> String {
     )
 }
 
-/// The lab with the LAN server on host 2 and the forward configured.
-fn lab_with_forward(weights: &[u32]) -> Lab {
+/// The lab with the LAN server on host 2 and the forward configured: flowpin's `[[forward]]`, or
+/// the kernel reference router's DNAT and connmark reply routing.
+fn lab_with_forward(router: RouterKind) -> Lab {
     let lab = lab_up(LabSpec {
-        router: RouterKind::Flowpin,
-        ..LabSpec::with_weights(weights)
+        router,
+        ..LabSpec::with_weights(&[1, 1])
     });
     let server = &lab.lan_hosts()[1];
     lab.spawn(
@@ -96,7 +98,18 @@ fn lab_with_forward(weights: &[u32]) -> Lab {
     )
     .expect("the LAN server starts");
     wait_listening(&lab, &server.ns);
-    append_config_and_reload(&lab, &forward_config());
+    match router {
+        RouterKind::Flowpin => append_config_and_reload(&lab, &forward_config()),
+        _ => add_forward(
+            lab.topology(),
+            &KernelForward {
+                port: PORT,
+                to: server.addr,
+                to_port: SERVER_PORT,
+            },
+        )
+        .expect("the kernel router's forward"),
+    }
     lab
 }
 
@@ -152,7 +165,7 @@ fn wait_forward_ready(lab: &Lab) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("the forward never answered: {:#}", flowpin_status(lab));
+    panic!("the forward never answered through {address}");
 }
 
 /// The address part of every `tcp`/`udp` answer line (what the server saw as the source).
@@ -167,48 +180,60 @@ fn seen_addresses(lines: &[String]) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-/// 200 TCP connections and 20 UDP exchanges from inet through each uplink's address, at weights
-/// 1:1 and 1:0: every one answered, each through the ISP it arrived from, and the LAN server sees
-/// the client's own address.
-#[test]
-fn a_forward_on_both_uplinks_answers_each_connection_through_its_own_isp() {
-    for weights in [[1u32, 1], [1, 0]] {
-        let lab = lab_with_forward(&weights);
-        wait_forward_ready(&lab);
-        let inet = lab.inet().ns.clone();
-        let client = lab.inet().server_addrs[0];
-        let addresses: Vec<Ipv4Addr> = lab.uplinks().iter().map(|u| u.router_addr).collect();
-        for (index, &address) in addresses.iter().enumerate() {
-            let before = counters(&lab);
-            let (totals, lines) = run_client(&lab, &inet, &[address], 200);
-            let after = counters(&lab);
-            assert_eq!(
-                totals,
-                [(200, 20)],
-                "{weights:?}: through {address}: {lines:#?}"
-            );
-            let seen = seen_addresses(&lines);
-            assert_eq!(seen.len(), 220);
-            assert!(
-                seen.iter().all(|&a| a == client),
-                "{weights:?}: the LAN server sees the remote's own address {client}: {lines:#?}"
-            );
-            let answered: Vec<u64> = after
-                .iter()
-                .zip(&before)
-                .map(|(a, b)| a.good - b.good)
-                .collect();
-            // Per TCP connection at least SYN-ACK, data and FIN leave towards the client.
-            assert!(
-                answered[index] >= 600,
-                "{weights:?}: the answers through {address} left by its ISP: {answered:?}"
-            );
-            assert!(
-                answered[1 - index] < 50,
-                "{weights:?}: the other ISP carried answers to {address}: {answered:?}"
-            );
-            assert_no_leak_or_wrong_uplink(&lab, &after);
-        }
+/// 200 TCP connections and 20 UDP exchanges from inet through each uplink's address: every one
+/// answered, each through the ISP it arrived from, and the LAN server sees the client's own
+/// address. `pin`: a policy sends every new flow to isp1 (weights 1:0 for new flows) first.
+fn forward_answers_through_each_isp(router: RouterKind, pin: Option<&str>) {
+    let lab = lab_with_forward(router);
+    if let Some(uplink) = pin {
+        pin_new_flows_to(&lab, uplink);
+    }
+    wait_forward_ready(&lab);
+    let inet = lab.inet().ns.clone();
+    let addresses: Vec<Ipv4Addr> = lab.uplinks().iter().map(|u| u.router_addr).collect();
+    for (index, &address) in addresses.iter().enumerate() {
+        let before = counters(&lab);
+        let (totals, lines) = run_client(&lab, &inet, &[address], 200);
+        let after = counters(&lab);
+        assert_eq!(
+            totals,
+            [(200, 20)],
+            "{router:?} {pin:?}: through {address}: {lines:#?}"
+        );
+        // The client's address towards this uplink (inet's address on the link to its ISP).
+        let client: Ipv4Addr = lines
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("tcp ")?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            })
+            .expect("a TCP answer");
+        let seen = seen_addresses(&lines);
+        assert_eq!(seen.len(), 220);
+        assert!(
+            seen.iter().all(|&a| a == client),
+            "{router:?} {pin:?}: the LAN server sees the remote's own address {client}: {lines:#?}"
+        );
+        let answered: Vec<u64> = after
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| a.good - b.good)
+            .collect();
+        // Per TCP connection at least SYN-ACK, data and FIN leave towards the client.
+        assert!(
+            answered[index] >= 600,
+            "{router:?} {pin:?}: the answers through {address} left by its ISP: {answered:?}"
+        );
+        assert!(
+            answered[1 - index] < 50,
+            "{router:?} {pin:?}: the other ISP carried answers to {address}: {answered:?}"
+        );
+        assert_no_leak_or_wrong_uplink(&lab, &after);
+    }
+    if router == RouterKind::Flowpin {
         let status = flowpin_status(&lab);
         assert_eq!(
             status_drops(&status, "forward_uplink_closed"),
@@ -226,8 +251,23 @@ fn a_forward_on_both_uplinks_answers_each_connection_through_its_own_isp() {
             forwarded >= 400,
             "flows lists the forwarded flows: {forwarded}"
         );
-        down_and_assert_clean(lab);
     }
+    down_and_assert_clean(lab);
+}
+
+#[test]
+fn a_forward_on_both_uplinks_answers_each_connection_through_its_own_isp() {
+    forward_answers_through_each_isp(RouterKind::Flowpin, None);
+}
+
+#[test]
+fn a_forward_answers_through_the_isp_it_arrived_from_while_new_flows_go_to_the_other() {
+    forward_answers_through_each_isp(RouterKind::Flowpin, Some("isp1"));
+}
+
+#[test]
+fn the_kernel_reference_router_answers_a_forward_through_each_isp() {
+    forward_answers_through_each_isp(RouterKind::Kernel, None);
 }
 
 /// Hairpin: a LAN host reaches the LAN server through each uplink's address and the forwarded
@@ -235,7 +275,7 @@ fn a_forward_on_both_uplinks_answers_each_connection_through_its_own_isp() {
 /// RFC 4787 REQ-9), so its answers come back through the router.
 #[test]
 fn a_lan_host_reaches_the_forward_through_each_uplink_address() {
-    let lab = lab_with_forward(&[1, 1]);
+    let lab = lab_with_forward(RouterKind::Flowpin);
     wait_forward_ready(&lab);
     let host = lab.lan_hosts()[0].ns.clone();
     let addresses: Vec<Ipv4Addr> = lab.uplinks().iter().map(|u| u.router_addr).collect();
