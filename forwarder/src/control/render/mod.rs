@@ -9,6 +9,7 @@ use super::api::{ExplainReport, FlowsReport};
 use super::new_flow_explanation::NewFlowExplanation;
 use table::{Align, Table};
 
+mod forwards;
 mod status;
 pub mod table;
 pub mod units;

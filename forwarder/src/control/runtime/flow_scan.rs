@@ -33,6 +33,8 @@ pub(super) struct FlowCounts {
     pub total: u64,
     /// Live flows by uplink slot.
     pub per_slot: Vec<u64>,
+    /// Live forwarded flows by (forward index, uplink slot).
+    pub per_forward: std::collections::BTreeMap<(u8, u8), u64>,
 }
 
 /// A flow `explain` matched: its value and how `flows` shows it.
@@ -66,9 +68,15 @@ impl FlowScan {
         let mut counts = FlowCounts {
             total: 0,
             per_slot: vec![0; self.names.len()],
+            per_forward: std::collections::BTreeMap::new(),
         };
         for f in self.flows.table.live_flows(self.now_ms) {
             counts.total += 1;
+            if f.value.placement == crate::datapath::Placement::Forwarded {
+                *(counts.per_forward)
+                    .entry((f.value.policy, f.value.uplink))
+                    .or_default() += 1;
+            }
             if let Some(n) = counts.per_slot.get_mut(usize::from(f.value.uplink)) {
                 *n += 1;
             }
