@@ -240,6 +240,16 @@ fn forward_answers_through_each_isp(router: RouterKind, pin: Option<&str>) {
             0,
             "{status:#}"
         );
+        let per_uplink = status["forwards"][0]["uplinks"]
+            .as_array()
+            .expect("the forward");
+        for (index, u) in per_uplink.iter().enumerate() {
+            assert_eq!(u["open"], true, "{status:#}");
+            assert!(
+                u["flows"].as_u64().expect("flows") >= 200,
+                "status counts the forward's flows through uplink {index}: {status:#}"
+            );
+        }
         let flows = flowpin_flows(&lab);
         let forwarded = flows["flows"]
             .as_array()
