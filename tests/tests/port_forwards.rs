@@ -7,10 +7,11 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use flowpin_lab::kernel_forwards::{KernelForward, add_forward};
+use flowpin_lab::traffic::{self, EchoProtocol};
 use flowpin_lab::{IspCounters, Lab, LabSpec, RouterKind};
 use flowpin_tests::{
     append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_flows,
-    flowpin_status, lab_up, pin_new_flows_to, status_drops,
+    flowpin_status, lab_up, pin_new_flows_to, reload_with, status_drops,
 };
 
 /// The forwarded port, TCP and UDP, on every uplink.
@@ -297,6 +298,57 @@ fn a_lan_host_reaches_the_forward_through_each_uplink_address() {
         seen.iter().all(|a| addresses.contains(a)),
         "the server sees an uplink address as the source: {lines:#?}"
     );
+    assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
+    down_and_assert_clean(lab);
+}
+
+/// A reload that removes the forward removes its flows and its port (inet gets no answer any
+/// more), and leaves the other flows as they were.
+#[test]
+fn a_reload_without_the_forward_removes_its_flows_and_nothing_else() {
+    let lab = lab_with_forward(RouterKind::Flowpin);
+    wait_forward_ready(&lab);
+    let inet = lab.inet().ns.clone();
+    let address = lab.uplinks()[0].router_addr;
+    let (totals, lines) = run_client(&lab, &inet, &[address], 20);
+    assert_eq!(totals, [(20, 2)], "{lines:#?}");
+    // An outbound flow of host 1 that must survive the reload.
+    let host = &lab.lan_hosts()[0];
+    let echo = traffic::echo(&lab, host, EchoProtocol::Udp, &lab.inet().server_addrs[..1])
+        .expect("the echo runs");
+    assert!(echo[0].seen_as.is_some(), "{echo:?}");
+    let host_flows = |flows: &serde_json::Value| {
+        (flows["flows"].as_array().expect("flows").iter())
+            .filter(|f| {
+                f["internal"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("10.77.0.11:")
+            })
+            .count()
+    };
+    let before = flowpin_flows(&lab);
+    assert!(host_flows(&before) >= 1, "{before:#}");
+    let files = lab.flowpin_files().expect("flowpin files");
+    let text = std::fs::read_to_string(&files.config).expect("the config");
+    let without = text.replace(&forward_config(), "");
+    assert_ne!(without, text, "the forward is in the file");
+    let (applied, said) = reload_with(&lab, &without);
+    assert!(applied, "{said}");
+    let after = flowpin_flows(&lab);
+    let forwarded = (after["flows"].as_array().expect("flows").iter())
+        .filter(|f| f.get("forward").is_some())
+        .count();
+    assert_eq!(forwarded, 0, "the forward's flows are gone: {after:#}");
+    assert_eq!(host_flows(&after), host_flows(&before), "{after:#}");
+    let status = flowpin_status(&lab);
+    assert!(
+        status
+            .get("forwards")
+            .is_none_or(|f| f.as_array().is_some_and(Vec::is_empty))
+    );
+    let (totals, lines) = run_client(&lab, &inet, &[address], 2);
+    assert_eq!(totals, [(0, 0)], "the port is closed: {lines:#?}");
     assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
     down_and_assert_clean(lab);
 }
