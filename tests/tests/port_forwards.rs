@@ -282,24 +282,38 @@ fn the_kernel_reference_router_answers_a_forward_through_each_isp() {
 }
 
 /// Hairpin: a LAN host reaches the LAN server through each uplink's address and the forwarded
-/// port, TCP and UDP; the server sees the host's external address, an uplink's (RFC 5382 REQ-8,
-/// RFC 4787 REQ-9), so its answers come back through the router.
-#[test]
-fn a_lan_host_reaches_the_forward_through_each_uplink_address() {
-    let lab = lab_with_forward(RouterKind::Flowpin);
+/// port, TCP and UDP. Through flowpin the server sees the host's external address, an uplink's
+/// (RFC 5382 REQ-8, RFC 4787 REQ-9); through the kernel router, masqueraded, the router's LAN
+/// address. Either way its answers come back through the router.
+fn lan_host_reaches_the_forward(router: RouterKind) {
+    let lab = lab_with_forward(router);
     wait_forward_ready(&lab);
     let host = lab.lan_hosts()[0].ns.clone();
     let addresses: Vec<Ipv4Addr> = lab.uplinks().iter().map(|u| u.router_addr).collect();
     let (totals, lines) = run_client(&lab, &host, &addresses, 20);
-    assert_eq!(totals, [(20, 2), (20, 2)], "{lines:#?}");
+    assert_eq!(totals, [(20, 2), (20, 2)], "{router:?}: {lines:#?}");
     let seen = seen_addresses(&lines);
     assert_eq!(seen.len(), 44);
+    let expected: Vec<Ipv4Addr> = match router {
+        RouterKind::Flowpin => addresses.clone(),
+        _ => vec![lab.router().lan_addr],
+    };
     assert!(
-        seen.iter().all(|a| addresses.contains(a)),
-        "the server sees an uplink address as the source: {lines:#?}"
+        seen.iter().all(|a| expected.contains(a)),
+        "{router:?}: the server sees {expected:?} as the source: {lines:#?}"
     );
     assert_no_leak_or_wrong_uplink(&lab, &counters(&lab));
     down_and_assert_clean(lab);
+}
+
+#[test]
+fn a_lan_host_reaches_the_forward_through_each_uplink_address() {
+    lan_host_reaches_the_forward(RouterKind::Flowpin);
+}
+
+#[test]
+fn a_lan_host_reaches_the_kernel_routers_forward_through_each_uplink_address() {
+    lan_host_reaches_the_forward(RouterKind::Kernel);
 }
 
 /// A reload that removes the forward removes its flows and its port (inet gets no answer any
