@@ -165,3 +165,15 @@ fn missing_keys_duplicate_names_and_bad_protocols() {
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert!(errors[0].contains("forward"), "{errors:#?}");
 }
+
+#[test]
+fn more_forwarded_ports_than_the_xdp_map_holds_are_refused() {
+    let big = WEB
+        .replace("port = 8080", "port = \"1000-5999\"")
+        .replace("to_port = 80\n", "");
+    assert_single_error(
+        &with_forwards(&big),
+        "flowpin.toml:21: forward[0].port: ",
+        "need 10000 (uplink, protocol, port) entries; the XDP program holds 8192",
+    );
+}

@@ -36,6 +36,7 @@ impl Checker<'_> {
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut claimed: Vec<Claimed> = Vec::new();
         let mut forwards = Vec::with_capacity(raw.len());
+        let mut total_entries = 0usize;
         for (index, raw) in raw.into_iter().enumerate() {
             let span = raw.span();
             let raw = raw.into_inner();
@@ -84,6 +85,17 @@ impl Checker<'_> {
                     other.name,
                     other.line,
                     other.port
+                );
+                self.fail(port.span(), &field("port"), message);
+                continue;
+            }
+            let entries = port.get_ref().len() * members.len() * protocols.len();
+            total_entries += entries;
+            if total_entries > flowpin_bpf::MAX_FORWARD_PORTS as usize {
+                let message = format!(
+                    "the forwards up to this one need {total_entries} (uplink, protocol, port) \
+                     entries; the XDP program holds {}",
+                    flowpin_bpf::MAX_FORWARD_PORTS
                 );
                 self.fail(port.span(), &field("port"), message);
                 continue;
