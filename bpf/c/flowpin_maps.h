@@ -30,6 +30,7 @@
 #define FLOWPIN_MAP_BUCKETS "flowpin_buckets"   /* array: enum flowpin_bucket_index -> bucket */
 #define FLOWPIN_MAP_HOST_BUCKETS "flowpin_hosts" /* LRU hash: struct flowpin_host_key -> bucket */
 #define FLOWPIN_MAP_LAN_PREFIXES "flowpin_lan"   /* LPM trie: struct flowpin_prefix_key -> __u32 */
+#define FLOWPIN_MAP_FORWARDS "flowpin_forwards"  /* hash: struct flowpin_forward_key -> __u32 */
 
 /* Sizes. */
 #define FLOWPIN_MAX_IFACES 16        /* interface slots (LAN + uplinks) */
@@ -38,6 +39,7 @@
 #define FLOWPIN_MAX_LOCAL_ADDRS 256  /* the router's own IPv4 addresses (every interface's) */
 #define FLOWPIN_MAX_ADMISSION_HOSTS 8192 /* LAN senders with a bucket of their own (LRU) */
 #define FLOWPIN_MAX_LAN_PREFIXES 64  /* the LAN's prefixes */
+#define FLOWPIN_MAX_FORWARD_PORTS 8192 /* forwarded (uplink address, protocol, port) entries */
 
 /* What an interface is to flowpin. */
 enum flowpin_role {
@@ -124,6 +126,18 @@ struct flowpin_prefix_key {
 	__u32 addr;      /* network order */
 };
 
+/*
+ * Key of the `flowpin_forwards` hash: one forwarded port of one uplink's NAT address (`[[forward]]`,
+ * a range is one entry per port). Its value (__u32) is 1. Inbound TCP/UDP to it goes to AF_XDP,
+ * and so does LAN traffic to it (hairpin); the datapath opens the forwarded flow.
+ */
+struct flowpin_forward_key {
+	__u32 addr;     /* the uplink's NAT address, network order */
+	__u16 port;     /* the forwarded destination port, host order */
+	__u8 protocol;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;       /* zero */
+};
+
 /* One counter per decision: index of the `flowpin_counters` per-CPU array. */
 enum flowpin_decision {
 	FLOWPIN_PASS_NOT_IPV4 = 0,      /* ARP, IPv6 (ND), anything not IPv4: kernel */
@@ -148,6 +162,7 @@ enum flowpin_decision {
 	FLOWPIN_DROP_UPLINK_TO_LAN,     /* on an uplink, to a LAN prefix (never return traffic) */
 	FLOWPIN_DROP_L3_HEADROOM,       /* L3 uplink return traffic without room for the synthetic
 	                                 * Ethernet header (generic XDP guarantees it: never) */
+	FLOWPIN_REDIRECT_FORWARD,       /* uplink TCP/UDP to a forwarded port of its address: AF_XDP */
 	FLOWPIN_DECISION_COUNT,
 };
 

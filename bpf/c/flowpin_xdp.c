@@ -11,13 +11,14 @@
  * - The router's own traffic always reaches the kernel: ARP, ND, DHCP, and packets to any of its
  *   addresses (the `flowpin_local` map holds every IPv4 address of the router's namespace) except
  *   return and hairpin traffic of translated flows, i.e. TCP/UDP to a NAT address inside its port
- *   range, echo replies with an identifier inside it, and ICMP errors about such flows. Echo
+ *   range, echo replies with an identifier inside it, and ICMP errors about such flows, and TCP/UDP
+ *   to a forwarded port of a NAT address (`flowpin_forwards`, `[[forward]]`). Echo
  *   requests to any router address are answered by the kernel, whatever their identifier.
  * - LAN transit with TTL <= 1 reaches the kernel (it answers Time Exceeded).
  * - On an uplink, what flowpin does not translate is XDP_PASS, malformed IPv4 included: the kernel
  *   decides. From the LAN, what it cannot translate is dropped.
  * - A TCP SYN without ACK that would go to AF_XDP as LAN transit, or as uplink traffic to a NAT
- *   range, first passes its admission budgets (flowpin_maps.h); over budget it is dropped, counted
+ *   range or a forwarded port, first passes its admission budgets (flowpin_maps.h); over budget it is dropped, counted
  *   under the budget that refused it. No other packet touches a budget.
  * - On an uplink, a packet to a LAN prefix that is not a router address is dropped: return traffic
  *   is addressed to a NAT address, never to the LAN, so this is transit the kernel must not forward
@@ -98,6 +99,13 @@ struct {
 	__type(value, __u32);
 } flowpin_lan SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FLOWPIN_MAX_FORWARD_PORTS);
+	__type(key, struct flowpin_forward_key);
+	__type(value, __u32);
+} flowpin_forwards SEC(".maps");
+
 #define IP_OFFSET 0x1fff
 
 /* <linux/icmp.h> pulls in libc headers that a BPF target cannot include: the part we need. */
@@ -147,11 +155,11 @@ static __always_inline int to_socket(struct xdp_md *ctx, __u32 slot, __u32 decis
 }
 
 /*
- * Uplink return traffic to its socket; on an L3 uplink behind a synthetic Ethernet header (the
+ * Uplink return or forwarded traffic to its socket; on an L3 uplink behind a synthetic Ethernet header (the
  * pointers the caller held are invalid afterwards).
  */
 static __always_inline int uplink_to_socket(struct xdp_md *ctx,
-					    const struct flowpin_iface_config *iface)
+					    const struct flowpin_iface_config *iface, __u32 decision)
 {
 	struct ethhdr *eth;
 	__u32 slot = iface->slot;
@@ -166,7 +174,7 @@ static __always_inline int uplink_to_socket(struct xdp_md *ctx,
 		__builtin_memset(eth->h_source, 0, ETH_ALEN);
 		eth->h_proto = bpf_htons(ETH_P_IP);
 	}
-	return to_socket(ctx, slot, FLOWPIN_REDIRECT_UPLINK_RETURN);
+	return to_socket(ctx, slot, decision);
 }
 
 /*
@@ -287,6 +295,24 @@ static __always_inline int nat_in_range(struct iphdr *ip, void *l4, void *data_e
 	if (l4_dest_id(l4, data_end, ip->protocol, &id))
 		return in_range(id, min, max);
 	return 0;
+}
+
+/* Whether a first fragment's TCP/UDP destination is a forwarded port of `ip->daddr`. */
+static __always_inline int is_forwarded(struct iphdr *ip, void *l4, void *data_end)
+{
+	struct flowpin_forward_key key = {};
+	__u16 port;
+
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return 0;
+	if (ip->frag_off & bpf_htons(IP_OFFSET))
+		return 0;
+	if (!l4_dest_id(l4, data_end, ip->protocol, &port))
+		return 0;
+	key.addr = ip->daddr;
+	key.port = port;
+	key.protocol = ip->protocol;
+	return bpf_map_lookup_elem(&flowpin_forwards, &key) != NULL;
 }
 
 /* Whether a first fragment's TCP header is a SYN without ACK: a packet that can only open a flow. */
@@ -416,6 +442,7 @@ int flowpin_xdp(struct xdp_md *ctx)
 	struct ethhdr *eth;
 	struct iphdr *ip;
 	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 decision;
 	void *l4;
 
 	iface = bpf_map_lookup_elem(&flowpin_ifaces, &ifindex);
@@ -453,11 +480,15 @@ int flowpin_xdp(struct xdp_md *ctx)
 		if (ip->daddr == iface->uplink_addr) {
 			if (ip->frag_off & bpf_htons(IP_OFFSET))
 				return count(ctx, FLOWPIN_PASS_UPLINK_FRAGMENT, XDP_PASS);
-			if (!nat_in_range(ip, l4, data_end, iface->port_min, iface->port_max))
+			if (nat_in_range(ip, l4, data_end, iface->port_min, iface->port_max))
+				decision = FLOWPIN_REDIRECT_UPLINK_RETURN;
+			else if (is_forwarded(ip, l4, data_end))
+				decision = FLOWPIN_REDIRECT_FORWARD;
+			else
 				return count(ctx, FLOWPIN_PASS_UPLINK_OWN, XDP_PASS);
 			if (tcp_opens_flow(ip, l4, data_end) && !inbound_admits())
 				return count(ctx, FLOWPIN_DROP_ADMISSION_INBOUND, XDP_DROP);
-			return uplink_to_socket(ctx, iface);
+			return uplink_to_socket(ctx, iface, decision);
 		}
 		if (bpf_map_lookup_elem(&flowpin_local, &ip->daddr))
 			return count(ctx, FLOWPIN_PASS_LOCAL, XDP_PASS);
@@ -477,7 +508,8 @@ int flowpin_xdp(struct xdp_md *ctx)
 		 * included, is the router's own: the kernel answers.
 		 */
 		if ((local->flags & FLOWPIN_LOCAL_NAT) && !(ip->frag_off & bpf_htons(IP_OFFSET)) &&
-		    nat_in_range(ip, l4, data_end, local->port_min, local->port_max))
+		    (nat_in_range(ip, l4, data_end, local->port_min, local->port_max) ||
+		     is_forwarded(ip, l4, data_end)))
 			return lan_to_socket(ctx, eth, ip, l4, iface->slot, FLOWPIN_REDIRECT_HAIRPIN);
 		return count(ctx, FLOWPIN_PASS_LOCAL, XDP_PASS);
 	}

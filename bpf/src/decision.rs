@@ -59,6 +59,8 @@ pub enum Decision {
     /// synthetic Ethernet header AF_XDP frames carry: dropped (generic XDP guarantees 256 bytes,
     /// so this counts what should never happen).
     DropL3Headroom = c::DROP_L3_HEADROOM,
+    /// Uplink TCP/UDP to a forwarded port of its address (`[[forward]]`), to AF_XDP.
+    RedirectForward = c::REDIRECT_FORWARD,
 }
 
 impl Decision {
@@ -87,6 +89,7 @@ impl Decision {
         Self::DropAdmissionInbound,
         Self::DropUplinkToLan,
         Self::DropL3Headroom,
+        Self::RedirectForward,
     ];
 
     /// The counter index.
@@ -106,9 +109,10 @@ impl Decision {
             | Self::PassUplinkFragment
             | Self::PassUplinkTransit
             | Self::PassUplinkMalformed => Action::Pass,
-            Self::RedirectLanTransit | Self::RedirectHairpin | Self::RedirectUplinkReturn => {
-                Action::Redirect
-            }
+            Self::RedirectLanTransit
+            | Self::RedirectHairpin
+            | Self::RedirectUplinkReturn
+            | Self::RedirectForward => Action::Redirect,
             Self::DropUntranslatable
             | Self::DropMalformed
             | Self::DropNoSocket
@@ -143,6 +147,7 @@ impl Decision {
             Self::DropAdmissionInbound => "drop_admission_inbound",
             Self::DropUplinkToLan => "drop_uplink_to_lan",
             Self::DropL3Headroom => "drop_l3_headroom",
+            Self::RedirectForward => "redirect_forward",
         }
     }
 }

@@ -13,6 +13,7 @@
 mod admission;
 mod counter;
 mod decision;
+mod forward_key;
 mod iface_config;
 mod local_addr;
 mod object;
@@ -25,6 +26,7 @@ pub mod c_layout {
 pub use admission::{Admission, Budget, lan_prefix_key};
 pub use counter::Counter;
 pub use decision::{Action, Decision};
+pub use forward_key::{ForwardKey, ForwardKeyBytes};
 pub use iface_config::{IFACE_L3, IfaceConfig, Role};
 pub use local_addr::LocalAddr;
 pub use object::program_object;
@@ -48,6 +50,8 @@ pub const MAP_BUCKETS: &str = c_layout::MAP_BUCKETS;
 pub const MAP_HOST_BUCKETS: &str = c_layout::MAP_HOST_BUCKETS;
 /// LPM trie: the LAN's prefixes ([`lan_prefix_key`]); an uplink packet to one is dropped.
 pub const MAP_LAN_PREFIXES: &str = c_layout::MAP_LAN_PREFIXES;
+/// Hash: [`ForwardKey`] → `1u32`, the forwarded ports of the uplinks' NAT addresses.
+pub const MAP_FORWARDS: &str = c_layout::MAP_FORWARDS;
 
 /// Interface slots (LAN + uplinks) the program can tell apart.
 pub const MAX_IFACES: u32 = c_layout::MAX_IFACES;
@@ -61,6 +65,8 @@ pub const MAX_LOCAL_ADDRS: u32 = c_layout::MAX_LOCAL_ADDRS;
 pub const MAX_ADMISSION_HOSTS: u32 = c_layout::MAX_ADMISSION_HOSTS;
 /// Entries of the LAN-prefix trie.
 pub const MAX_LAN_PREFIXES: u32 = c_layout::MAX_LAN_PREFIXES;
+/// Entries of the forwarded-ports map (one per uplink address, protocol and port).
+pub const MAX_FORWARD_PORTS: u32 = c_layout::MAX_FORWARD_PORTS;
 
 const _: () = assert!(XSKMAP_SIZE == MAX_IFACES * MAX_QUEUES);
 

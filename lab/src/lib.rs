@@ -23,6 +23,7 @@ pub mod flowpin_router;
 pub mod footprint;
 mod interrupt;
 pub mod isp_counters;
+pub mod kernel_forwards;
 pub mod kernel_router;
 pub mod name;
 pub mod plan;

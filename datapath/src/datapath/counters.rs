@@ -59,8 +59,12 @@ pub enum DropReason {
     HairpinWithoutMapping,
     /// A hairpin packet whose target host's MAC is not known yet.
     HairpinNeighbourUnknown,
-    /// An inbound packet admitted by endpoint-independent filtering whose LAN host's MAC is unknown.
+    /// An inbound packet admitted by endpoint-independent filtering, or opening a forwarded flow, whose
+    /// LAN host's MAC is unknown.
     InboundNeighbourUnknown,
+    /// An inbound packet to a port forward of an uplink that takes no new flows (down, drained or its
+    /// gateway unresolved): a forward on a dead uplink is unreachable.
+    ForwardUplinkClosed,
     /// The flow's uplink is no longer in the configuration.
     UplinkGone,
     /// The egress ring had no room.
@@ -78,7 +82,7 @@ const TRANSLATE_BASE: usize = ALLOC_BASE + AllocError::ALL.len();
 const OTHER_BASE: usize = TRANSLATE_BASE + TranslateError::ALL.len();
 
 /// The reasons that carry no inner error, in counter order.
-const OTHERS: [DropReason; 21] = [
+const OTHERS: [DropReason; 22] = [
     DropReason::SpoofedSource,
     DropReason::UnsolicitedInbound,
     DropReason::IcmpErrorWithoutFlow,
@@ -93,6 +97,7 @@ const OTHERS: [DropReason; 21] = [
     DropReason::HairpinWithoutMapping,
     DropReason::HairpinNeighbourUnknown,
     DropReason::InboundNeighbourUnknown,
+    DropReason::ForwardUplinkClosed,
     DropReason::UplinkGone,
     DropReason::TxRingFull,
     DropReason::TxRuntFrame,
@@ -162,6 +167,7 @@ impl DropReason {
             Self::HairpinWithoutMapping => "hairpin_without_mapping",
             Self::HairpinNeighbourUnknown => "hairpin_neighbour_unknown",
             Self::InboundNeighbourUnknown => "inbound_neighbour_unknown",
+            Self::ForwardUplinkClosed => "forward_uplink_closed",
             Self::UplinkGone => "uplink_gone",
             Self::TxRingFull => "tx_ring_full",
             Self::TxRuntFrame => "tx_runt_frame",
@@ -201,6 +207,8 @@ pub struct UplinkCounters {
     pub rx_bytes: OwnedCounter,
     /// Flows this worker pinned to the uplink.
     pub flows_created: OwnedCounter,
+    /// Of those, flows opened from outside through a port forward of the uplink.
+    pub forwarded_flows_created: OwnedCounter,
     /// New outbound TCP flows this worker pinned to the uplink whose first packet was a SYN.
     pub tcp_handshakes_started: OwnedCounter,
     /// Outbound TCP flows on the uplink whose first SYN-ACK from outside this worker saw (the tracker

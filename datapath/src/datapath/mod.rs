@@ -8,6 +8,7 @@
 pub mod counters;
 pub mod flow_share;
 pub mod flows;
+pub mod forwards;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod record;
@@ -21,6 +22,7 @@ mod tests;
 pub use counters::{DatapathCounters, DropReason, TranslatedTotals};
 pub use flow_share::{FlowHosts, FlowShare};
 pub use flows::Flows;
+pub use forwards::{ForwardRule, ForwardTable};
 pub use pipeline::{BATCH, Pipeline, PreparedBatch};
 pub use rate_limit::{RateLimit, TokenBucket};
 pub use record::{FlowKind, FlowValue, Mac, Placement};

@@ -39,6 +39,10 @@ pub enum Placement {
     /// The group's choice refused the host a port (its fair share of a pool under pressure, or its
     /// hard quota): the flow spilled to another eligible member of the group.
     SpilledOverShare,
+    /// Opened from outside through a port forward (`[[forward]]`) of the uplink it arrived on, and
+    /// pinned to it: its external port is the forward's, outside the NAT range, so it holds no
+    /// mapping of a port pool; [`FlowValue::policy`] holds the forward's index.
+    Forwarded,
 }
 
 /// What the flow table stores per flow (immutable after insertion).
@@ -54,7 +58,8 @@ pub struct FlowValue {
     pub peer_mac: Mac,
     /// The uplink slot whose address and port pool hold the flow's external endpoint.
     pub uplink: u8,
-    /// The policy rule that placed the flow (`u8::MAX` = the default group).
+    /// The policy rule that placed the flow (`u8::MAX` = the default group); for a
+    /// [`Placement::Forwarded`] flow, the index of its `[[forward]]`.
     pub policy: u8,
     /// Outbound or hairpin.
     pub kind: FlowKind,

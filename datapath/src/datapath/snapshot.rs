@@ -138,6 +138,8 @@ pub struct Snapshot {
     pub early_drop_unanswered: bool,
     /// How much of the flow table one LAN host may hold while the table is under pressure.
     pub flow_share: super::FlowShare,
+    /// The port forwards, and which uplinks may open forwarded flows now.
+    pub forwards: super::ForwardTable,
 }
 
 impl Snapshot {
@@ -164,8 +166,12 @@ impl Snapshot {
         }
     }
 
-    /// A flow's port pool, internal endpoint and external port.
+    /// A flow's port pool, internal endpoint and external port; `None` for a forwarded flow, whose
+    /// external port is its forward's and belongs to no pool.
     fn mapping_of(&self, value: &FlowValue) -> Option<(&PortAllocator, (Ipv4Addr, u16), u16)> {
+        if value.placement == Placement::Forwarded {
+            return None;
+        }
         let uplink = self.uplink(value.uplink)?;
         let (_, external) = value.external_endpoint();
         Some((

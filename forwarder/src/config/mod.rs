@@ -36,6 +36,8 @@ mod validate;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_forwards;
+#[cfg(test)]
 mod tests_probes;
 
 use std::path::Path;
@@ -47,8 +49,8 @@ pub use flowpin_datapath::{Ipv4Prefix, Protocol, Stickiness};
 pub use flowpin_nat::{PortRange, Timeouts};
 pub use http_probe::HttpCheck;
 pub use model::{
-    Config, Control, Datapath, DefaultRoute, Filtering, IdleStrategy, Lan, Nat, Policy,
-    PolicyMatch, PolicyUplink, Router, Uplink, Workers, XdpMode,
+    Config, Control, Datapath, DefaultRoute, Filtering, Forward, ForwardProtocol, IdleStrategy,
+    Lan, Nat, Policy, PolicyMatch, PolicyUplink, Router, Uplink, Workers, XdpMode,
 };
 pub use mss_clamp::MssClamp;
 pub use resilience::{

@@ -54,6 +54,9 @@ pub struct Config {
     pub metrics: Metrics,
     /// The router's own traffic.
     pub router: Router,
+    /// `[[forward]]`: inbound port forwards, in file order.
+    #[serde(rename = "forward", skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<Forward>,
 }
 
 /// `[lan]`: the interface facing the hosts and the prefixes they use.
@@ -535,5 +538,55 @@ impl Config {
     /// The configuration as TOML text that parses back to an equal [`Config`].
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a validated Config always serialises")
+    }
+}
+
+/// `[[forward]]`: inbound traffic to an uplink's address and `port` goes to LAN host `to`, port
+/// `to_port`, pinned to the uplink it arrived on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Forward {
+    /// Unique name (shown by `status`, `flows`, `explain` and the metrics).
+    pub name: String,
+    /// The names of the uplinks it listens on (`"all"` in the file: every uplink, in file order).
+    pub uplinks: Vec<String>,
+    /// TCP, UDP or both.
+    pub protocol: ForwardProtocol,
+    /// The external ports, outside `[nat] port_range`.
+    pub port: PortRange,
+    /// The LAN host (inside a `[lan]` prefix).
+    pub to: Ipv4Addr,
+    /// The LAN ports, as long as `port` (default: `port`).
+    pub to_port: PortRange,
+}
+
+/// `[[forward]] protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardProtocol {
+    /// TCP only.
+    Tcp,
+    /// UDP only.
+    Udp,
+    /// TCP and UDP.
+    Both,
+}
+
+impl ForwardProtocol {
+    /// The transport protocols it covers.
+    pub fn protocols(self) -> &'static [Protocol] {
+        match self {
+            Self::Tcp => &[Protocol::Tcp],
+            Self::Udp => &[Protocol::Udp],
+            Self::Both => &[Protocol::Tcp, Protocol::Udp],
+        }
+    }
+
+    /// Its name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Both => "both",
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{DefaultRoute, Filtering, IdleStrategy, Workers, XdpMode};
+use super::model::{DefaultRoute, Filtering, ForwardProtocol, IdleStrategy, Workers, XdpMode};
 use super::mss_clamp::RawMssClamp;
 use super::resilience::{FailbackMode, FailoverAction, ProbeKind};
 use super::{PortRange, Protocol, Stickiness};
@@ -36,6 +36,8 @@ pub(super) struct RawConfig {
     pub failback: Option<S<RawFailback>>,
     pub metrics: Option<RawMetrics>,
     pub router: Option<RawRouter>,
+    #[serde(default)]
+    pub forward: Vec<S<RawForward>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +92,25 @@ pub(super) struct RawPolicy {
     #[serde(rename = "match")]
     pub matcher: Option<RawMatch>,
     pub uplinks: Option<S<Vec<S<RawPolicyUplink>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawForward {
+    pub name: Option<S<String>>,
+    pub uplinks: Option<S<RawForwardUplinks>>,
+    pub protocol: Option<S<ForwardProtocol>>,
+    pub port: Option<S<PortRange>>,
+    pub to: Option<S<Ipv4Addr>>,
+    pub to_port: Option<S<PortRange>>,
+}
+
+/// `uplinks = "all"` or a list of uplink names.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawForwardUplinks {
+    Word(String),
+    Names(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]

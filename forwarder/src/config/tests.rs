@@ -877,6 +877,7 @@ mod generated {
                 failback: Failback::default(),
                 metrics: Metrics::default(),
                 router: Router::default(),
+                forwards: Vec::new(),
             })
     }
 

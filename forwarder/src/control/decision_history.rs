@@ -109,7 +109,15 @@ pub fn explain(
             FlowKind::Hairpin => "hairpin",
         }
         .to_owned(),
-        rule: rule_text(config, group),
+        rule: if value.placement == Placement::Forwarded {
+            format!(
+                "forward[{}] `{}` (no policy: a forward pins to its ingress uplink)",
+                value.policy,
+                forward_name(config, value.policy)
+            )
+        } else {
+            rule_text(config, group)
+        },
         stickiness: stickiness.to_string(),
         stickiness_fields: stickiness_fields(stickiness, &lan),
         stickiness_key: key.map_or_else(String::new, |k| format!("{:016x}", k.0)),
@@ -166,6 +174,14 @@ pub(crate) fn uplink_name(config: &Config, slot: usize) -> String {
         .map_or_else(|| format!("slot {slot}"), |u| u.name.clone())
 }
 
+/// The name of `[[forward]]` number `index` under `config` (`forward[N]` when it has none).
+pub(crate) fn forward_name(config: &Config, index: u8) -> String {
+    config
+        .forwards
+        .get(usize::from(index))
+        .map_or_else(|| format!("forward[{index}]"), |f| f.name.clone())
+}
+
 /// What `group`'s chooser picks for `lan`'s key under the remembered snapshot (`None`: forgotten).
 fn chooser_pick(
     config: &Config,
@@ -208,6 +224,11 @@ fn summary(value: &FlowValue, config: &Config, group: GroupId, pick: Option<&str
         (FlowKind::Outbound, Placement::OpenedFromOutside, _) => format!(
             "opened from outside on {pinned}: endpoint-independent filtering admitted an inbound packet to a \
              live mapping there, on the uplink it arrived on; no uplink was chosen"
+        ),
+        (FlowKind::Outbound, Placement::Forwarded, _) => format!(
+            "opened from outside through forward `{}` on {pinned}, and pinned to the uplink it arrived on \
+             (replies leave by {pinned} whatever weights and policies say); no uplink was chosen",
+            forward_name(config, value.policy)
         ),
         (FlowKind::Outbound, Placement::Chosen, None) => format!(
             "pinned to {pinned} under snapshot {}, which is no longer remembered: the states and weights of that moment are unknown",
@@ -419,6 +440,37 @@ port_range = "20000-29999"
             "{}",
             e.summary
         );
+    }
+
+    #[test]
+    fn a_forwarded_flow_names_its_forward_and_its_ingress_uplink() {
+        let text = format!(
+            "{CONFIG}[[forward]]\nname = \"web\"\nuplinks = \"all\"\nprotocol = \"tcp\"\n\
+             port = 8080\nto = \"10.77.0.12\"\n"
+        );
+        let config = crate::config::parse(&text, "t.toml", None).unwrap();
+        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(3));
+        let mut history = DecisionHistory::new(8);
+        let snapshot = publish(&mut builder, &mut history, &config, [true, true], 0);
+        let mut value = pin(&snapshot, key(IpProtocol::Tcp, 8080, 40000));
+        value.uplink = 1;
+        value.policy = 0;
+        value.placement = Placement::Forwarded;
+        let e = explain(
+            &value,
+            FlowEntry::default(),
+            history.find(value.generation),
+            &config,
+            0,
+        );
+        assert!(
+            e.summary
+                .contains("opened from outside through forward `web` on isp2"),
+            "{}",
+            e.summary
+        );
+        assert!(e.summary.contains("replies leave by isp2"), "{}", e.summary);
+        assert!(e.rule.starts_with("forward[0] `web`"), "{}", e.rule);
     }
 
     #[test]

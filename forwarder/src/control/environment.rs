@@ -52,6 +52,8 @@ pub struct Environment {
     pub local_port_range: Option<PortRange>,
     /// Local sockets bound inside the NAT range: (`tcp` | `udp`, port).
     pub sockets_in_nat_range: Vec<(String, u16)>,
+    /// Local listening TCP and bound UDP sockets: (`tcp` | `udp`, port).
+    pub sockets: Vec<(String, u16)>,
 }
 
 /// The warnings for `config` on `env`, one sentence each.
@@ -102,6 +104,27 @@ pub fn warnings(config: &Config, env: &Environment) -> Vec<String> {
             nat.last()
         ));
     }
+    for forward in &config.forwards {
+        let protocols: Vec<&str> = (forward.protocol.protocols().iter())
+            .map(|p| {
+                if *p == crate::config::Protocol::Udp {
+                    "udp"
+                } else {
+                    "tcp"
+                }
+            })
+            .collect();
+        for (proto, port) in &env.sockets {
+            if forward.port.contains(*port) && protocols.contains(&proto.as_str()) {
+                out.push(format!(
+                    "the router listens on {proto} port {port}, which forward `{}` forwards: on the uplinks {} its packets go to {}, not to the router's socket (the forward wins)",
+                    forward.name,
+                    forward.uplinks.join(", "),
+                    forward.to
+                ));
+            }
+        }
+    }
     out
 }
 
@@ -123,13 +146,15 @@ pub fn read(config: &Config) -> Environment {
         })
         .collect();
     let nat = config.nat.port_range;
+    let sockets = bound_ports();
     Environment {
         ports,
         local_port_range: super::runtime::local_port_range().ok(),
-        sockets_in_nat_range: bound_ports()
-            .into_iter()
+        sockets_in_nat_range: (sockets.iter())
             .filter(|(_, port)| nat.contains(*port))
+            .cloned()
             .collect(),
+        sockets,
     }
 }
 
@@ -264,6 +289,7 @@ port_range = "20000-29999"
             ports: vec![port("lan", "lan0", false), port("isp1", "wan1", true)],
             local_port_range: Some(PortRange::new(32768, 60999).unwrap()),
             sockets_in_nat_range: Vec::new(),
+            sockets: Vec::new(),
         }
     }
 
@@ -337,6 +363,22 @@ port_range = "20000-29999"
         assert!(
             warnings(&config(), &env)[0]
                 .contains("overlaps net.ipv4.ip_local_port_range 25000-60999")
+        );
+    }
+
+    #[test]
+    fn a_forwarded_port_the_router_listens_on_is_named() {
+        let text = format!(
+            "{CONFIG}\n[[forward]]\nname = \"ssh\"\nuplinks = [\"isp1\"]\nprotocol = \"tcp\"\nport = 22\nto = \"10.77.0.5\"\n"
+        );
+        let config = crate::config::parse(&text, "f", None).expect("valid");
+        let mut env = clean();
+        env.sockets = vec![("tcp".into(), 22), ("udp".into(), 22), ("tcp".into(), 23)];
+        let w = warnings(&config, &env);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("listens on tcp port 22, which forward `ssh` forwards"),
+            "{w:?}"
         );
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use flowpin_nat::{AllocatorSecret, PortAllocator, PortAllocatorConfig, Timeouts};
 
 use crate::config::{Config, PolicyMatch};
-use crate::datapath::{LanView, Mac, Snapshot, UplinkNat, UplinkView};
+use crate::datapath::{ForwardRule, ForwardTable, LanView, Mac, Snapshot, UplinkNat, UplinkView};
 use crate::select::{
     FlowMatch, GroupMember, KeyHasher, PolicyRule, PolicySpec, PolicyTable, UplinkStatus,
 };
@@ -102,6 +102,36 @@ fn flow_match(matcher: &PolicyMatch) -> FlowMatch {
         dst_port: matcher.dst_port,
         dscp: matcher.dscp,
     }
+}
+
+/// The datapath's rules of every `[[forward]]`: one per (forward, uplink, protocol).
+pub fn forward_rules(config: &Config) -> Vec<ForwardRule> {
+    let mut rules = Vec::new();
+    for (index, forward) in config.forwards.iter().enumerate() {
+        let Ok(index) = u8::try_from(index) else {
+            break;
+        };
+        let slots = (config.uplinks.iter().enumerate())
+            .filter(|(_, u)| forward.uplinks.contains(&u.name))
+            .filter_map(|(slot, _)| u8::try_from(slot).ok());
+        for slot in slots {
+            for &protocol in forward.protocol.protocols() {
+                rules.push(ForwardRule {
+                    index,
+                    slot,
+                    protocol: match protocol {
+                        crate::config::Protocol::Udp => flowpin_nat::IpProtocol::Udp,
+                        _ => flowpin_nat::IpProtocol::Tcp,
+                    },
+                    first: forward.port.first(),
+                    last: forward.port.last(),
+                    to: forward.to,
+                    to_first: forward.to_port.first(),
+                });
+            }
+        }
+    }
+    rules
 }
 
 /// What the kernel told the control plane about one uplink.
@@ -205,6 +235,10 @@ impl SnapshotBuilder {
                 })
             })
             .collect();
+        let open_slots = (status.iter().enumerate())
+            .filter(|(slot, u)| u.eligible && *slot < 32)
+            .fold(0u32, |mask, (slot, _)| mask | 1 << slot);
+        let forwards = ForwardTable::new(forward_rules(config), open_slots);
         lan_neighbours.sort_unstable_by_key(|(a, _)| *a);
         lan_neighbours.dedup_by_key(|(a, _)| *a);
         self.generation += 1;
@@ -235,6 +269,7 @@ impl SnapshotBuilder {
                 pressure_percent: config.datapath.flow_share_pressure_percent,
                 floor: config.datapath.flow_share_floor,
             },
+            forwards,
         }
     }
 }

@@ -17,6 +17,16 @@ pub enum XdpError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    /// The forwards need more keys than the forwarded-ports map holds.
+    #[error(
+        "the forwards need {wanted} (address, protocol, port) entries; the XDP map holds {max}"
+    )]
+    TooManyForwardPorts {
+        /// Keys needed.
+        wanted: usize,
+        /// The map's size.
+        max: u32,
+    },
     /// A map operation failed.
     #[error("map {map}: {source}")]
     Map {

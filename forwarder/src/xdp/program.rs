@@ -73,6 +73,8 @@ pub struct XdpProgram {
     interfaces: Vec<Interface>,
     /// The router's host addresses, as last set (see the module documentation).
     host_addresses: BTreeSet<Ipv4Addr>,
+    /// The forwarded ports, as last set, and the map keys written for them.
+    pub(super) forward_state: super::forward_ports::ForwardState,
 }
 
 impl XdpProgram {
@@ -91,6 +93,7 @@ impl XdpProgram {
             pins: None,
             interfaces: Vec::new(),
             host_addresses: BTreeSet::new(),
+            forward_state: Default::default(),
         })
     }
 
@@ -124,6 +127,9 @@ impl XdpProgram {
         self.sync_local_address(address)?;
         if let Some(previous) = previous.filter(|&previous| previous != address) {
             self.sync_local_address(previous)?;
+            self.sync_forwards()?;
+        } else if previous.is_none() {
+            self.sync_forwards()?;
         }
         Ok(slot)
     }
@@ -320,6 +326,7 @@ impl XdpProgram {
         let nat = self.interfaces.remove(index).nat;
         if let Some((address, _)) = nat {
             self.sync_local_address(address)?;
+            self.sync_forwards()?;
         }
         Ok(())
     }

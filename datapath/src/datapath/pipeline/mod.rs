@@ -6,7 +6,8 @@
 //! - a frame leaves on an uplink only after the rewrite of a flow pinned to *that* uplink set its source
 //!   to that uplink's address (nothing un-NATed, never another uplink's address);
 //! - only a packet arriving from the LAN, from a LAN prefix, creates a flow; inbound packets without a
-//!   flow are dropped and create nothing;
+//!   flow are dropped and create nothing, except a first packet to a port forward of the uplink it
+//!   arrived on (`forwarded`), which opens a flow pinned to that uplink;
 //! - every frame not transmitted is counted under exactly one [`DropReason`];
 //! - a full flow table makes room by early-dropping unconfirmed flows (not yet seen both ways,
 //!   [`Flows::early_drop`]); when every flow it looks at is confirmed it refuses the new flow
@@ -49,6 +50,7 @@ use crate::datapath::verdict::{PortId, Verdict};
 
 mod answers;
 mod batch;
+mod forwarded;
 mod new_flow;
 
 pub use batch::{BATCH, PreparedBatch};
@@ -173,7 +175,10 @@ impl Pipeline<'_> {
                 Err(DropReason::IcmpErrorWithoutFlow)
             }
             None => {
-                let hit = self.admit_inbound(ingress_slot, parsed)?;
+                let hit = match self.forward_of(ingress_slot, parsed) {
+                    Some(rule) => self.open_forwarded(ingress_slot, rule, parsed)?,
+                    None => self.admit_inbound(ingress_slot, parsed)?,
+                };
                 self.forward_uplink_side(ingress, frame, len, parsed, &hit)
             }
         }

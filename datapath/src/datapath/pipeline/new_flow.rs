@@ -126,7 +126,9 @@ impl Pipeline<'_> {
     }
 
     /// A LAN host sending to an external endpoint of the router (hairpinning, RFC 4787 REQ-9 / RFC 5382
-    /// REQ-8): the target LAN host must see the sender's external endpoint as the source.
+    /// REQ-8): the target LAN host must see the sender's external endpoint as the source. The target
+    /// is a port forward of the uplink whose address was addressed (the forward's LAN host and port),
+    /// else the LAN endpoint holding that external port's mapping.
     fn new_hairpin_flow(
         &self,
         parsed: &ParsedFrame,
@@ -138,10 +140,18 @@ impl Pipeline<'_> {
             .snapshot
             .uplink(target_slot)
             .ok_or(DropReason::UplinkGone)?;
-        let (target_ip, target_port) = target_uplink
-            .nat
-            .pool(key.protocol)
-            .owner_of(key.destination_port)
+        // A forward of the target uplink (while it takes new flows), else an internal endpoint's
+        // mapping on it.
+        let forwarded = (self.snapshot.forwards)
+            .find(target_slot, key.protocol, key.destination_port)
+            .filter(|_| self.snapshot.forwards.open(target_slot))
+            .and_then(|rule| rule.target(key.destination_port));
+        let (target_ip, target_port) = forwarded
+            .or_else(|| {
+                (target_uplink.nat)
+                    .pool(key.protocol)
+                    .owner_of(key.destination_port)
+            })
             .ok_or(DropReason::HairpinWithoutMapping)?;
         let peer_mac = self
             .snapshot
@@ -285,7 +295,10 @@ impl Pipeline<'_> {
                 self.flows.on_inserted(
                     handle,
                     value.protocol(),
-                    value.placement != Placement::OpenedFromOutside,
+                    !matches!(
+                        value.placement,
+                        Placement::OpenedFromOutside | Placement::Forwarded
+                    ),
                     self.now_ms,
                 );
                 let hit = Hit {

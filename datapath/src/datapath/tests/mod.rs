@@ -19,6 +19,7 @@ use crate::select::{KeyHasher, PolicySpec, PolicyTable, Stickiness, UplinkStatus
 
 mod accounting;
 mod flow_share;
+mod forwards;
 mod host_limits;
 mod icmp;
 mod mapping;
@@ -61,6 +62,8 @@ struct Settings {
     net_unreachable: RateLimit,
     /// `[nat] port_exhausted_icmp_per_s` and `_burst`.
     port_exhausted_icmp: RateLimit,
+    /// `[[forward]]`, one rule per uplink.
+    forwards: Vec<ForwardRule>,
 }
 
 impl Default for Settings {
@@ -83,6 +86,7 @@ impl Default for Settings {
                 per_second: 100,
                 burst: 50,
             },
+            forwards: Vec::new(),
         }
     }
 }
@@ -221,6 +225,14 @@ impl Rig {
             },
             early_drop_unanswered: settings.early_drop_unanswered,
             flow_share: settings.flow_share,
+            forwards: ForwardTable::new(
+                settings.forwards.clone(),
+                if eligible && gateways_resolved {
+                    u32::MAX
+                } else {
+                    0
+                },
+            ),
         }
     }
 

@@ -8,6 +8,7 @@
 mod admission;
 mod datapath;
 mod flow_share;
+mod forwards;
 mod health;
 mod hooks;
 mod http_probe;
@@ -59,6 +60,8 @@ pub(super) fn validate(
     let nat = checker.nat(raw.nat, host.local_port_range);
     // 3. Which uplinks new flows may take (policies name uplinks, match LAN sources).
     let policies = checker.policies(raw.policy, &lan, &uplinks);
+    // 3b. Which inbound ports go to LAN hosts (clear of the NAT range and of each other).
+    let forwards = checker.forwards(raw.forward, &lan, &uplinks, &nat);
     // 4. The machinery: workers and their CPUs, the control socket.
     let datapath = checker.datapath(raw.datapath, host.online_cpus.as_deref());
     let control = checker.control(raw.control);
@@ -91,6 +94,7 @@ pub(super) fn validate(
         failback,
         metrics,
         router,
+        forwards,
     })
 }
 

@@ -291,6 +291,9 @@ pub struct FlowEntry {
     pub packets_out: u64,
     /// Packets internet → LAN.
     pub packets_in: u64,
+    /// The `[[forward]]` that opened it, for a forwarded flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<String>,
 }
 
 /// Client side: sends one request and waits for its answer.

@@ -98,6 +98,35 @@ pub struct StatusReport {
     /// The state-change hooks: runs by result, events dropped and waiting.
     #[serde(default)]
     pub hooks: crate::control::health::hooks::HookStatus,
+    /// The port forwards (`[[forward]]`), in configuration order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<ForwardStatus>,
+}
+
+/// One `[[forward]]` as `flowpin status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardStatus {
+    /// Its name.
+    pub name: String,
+    /// `tcp`, `udp` or `both`.
+    pub protocol: String,
+    /// The external port or range.
+    pub port: String,
+    /// The LAN host and port or range it leads to.
+    pub to: String,
+    /// Per uplink it listens on.
+    pub uplinks: Vec<ForwardUplinkStatus>,
+}
+
+/// One forward on one uplink.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardUplinkStatus {
+    /// The uplink's name.
+    pub uplink: String,
+    /// Whether the uplink takes new flows, so the forward opens flows there now.
+    pub open: bool,
+    /// Live flows the forward opened through the uplink.
+    pub flows: u64,
 }
 
 /// One XDP admission budget: TCP SYNs per second and burst (0 per second: no budget).

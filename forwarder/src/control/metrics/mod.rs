@@ -28,8 +28,9 @@ pub fn render(status: &StatusReport) -> String {
     // 1. Per uplink.
     uplinks::write(&mut out, status);
     health_probes::write(&mut out, status);
-    // 2. The flow table.
+    // 2. The flow table, and the port forwards' flows.
     write_flow_table(&mut out, status);
+    write_forwards(&mut out, status);
     // 3. What the datapath and the XDP program refused or decided.
     write_datapath(&mut out, status);
     // 4. Per worker.
@@ -39,6 +40,41 @@ pub fn render(status: &StatusReport) -> String {
     // 6. The control socket and this endpoint.
     surfaces::write(&mut out, &status.control_surfaces);
     out
+}
+
+/// Per port forward and uplink: whether it opens flows now, and its live flows.
+fn write_forwards(out: &mut String, status: &StatusReport) {
+    if status.forwards.is_empty() {
+        return;
+    }
+    let mut f = family(
+        out,
+        "flowpin_forward_flows",
+        "gauge",
+        "Live flows a port forward opened through the uplink.",
+    );
+    for forward in &status.forwards {
+        for u in &forward.uplinks {
+            f.sample(
+                &[("forward", &forward.name), ("uplink", &u.uplink)],
+                u.flows as f64,
+            );
+        }
+    }
+    let mut f = family(
+        out,
+        "flowpin_forward_open",
+        "gauge",
+        "1 while the uplink takes new flows, so the port forward opens flows there.",
+    );
+    for forward in &status.forwards {
+        for u in &forward.uplinks {
+            f.sample(
+                &[("forward", &forward.name), ("uplink", &u.uplink)],
+                f64::from(u8::from(u.open)),
+            );
+        }
+    }
 }
 
 /// The flow table's occupancy and early drops.

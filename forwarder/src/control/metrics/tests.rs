@@ -462,3 +462,34 @@ fn probe_targets_are_labelled_by_uplink_and_target_and_hooks_by_result() {
     assert!(text.contains("flowpin_hook_runs_total{result=\"failed\"} 1\n"));
     assert!(text.contains("flowpin_hook_events_dropped_total 1\n"));
 }
+
+#[test]
+fn forwards_render_their_flows_and_whether_they_open_per_uplink() {
+    use crate::control::api::{ForwardStatus, ForwardUplinkStatus};
+    let uplink = |name: &str, open, flows| ForwardUplinkStatus {
+        uplink: name.into(),
+        open,
+        flows,
+    };
+    let status = StatusReport {
+        forwards: vec![ForwardStatus {
+            name: "web".into(),
+            protocol: "tcp".into(),
+            port: "8080".into(),
+            to: "10.77.0.12:80".into(),
+            uplinks: vec![uplink("isp1", true, 3), uplink("isp2", false, 0)],
+        }],
+        ..Default::default()
+    };
+    let text = render(&status);
+    assert_prometheus_text(&text);
+    assert!(
+        text.contains("flowpin_forward_flows{forward=\"web\",uplink=\"isp1\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("flowpin_forward_open{forward=\"web\",uplink=\"isp2\"} 0\n"),
+        "{text}"
+    );
+    assert!(!render(&StatusReport::default()).contains("flowpin_forward_"));
+}

@@ -9,6 +9,7 @@ use super::api::{ExplainReport, FlowsReport};
 use super::new_flow_explanation::NewFlowExplanation;
 use table::{Align, Table};
 
+mod forwards;
 mod status;
 pub mod table;
 pub mod units;
@@ -141,7 +142,10 @@ pub fn flows(f: &FlowsReport) -> String {
             e.internal,
             e.external,
             e.remote,
-            e.uplink,
+            e.forward.as_ref().map_or_else(
+                || e.uplink.clone(),
+                |forward| format!("{} ←{forward}", e.uplink)
+            ),
             e.state,
             e.idle_ms,
             e.packets_out,

@@ -29,6 +29,7 @@ pub fn status(s: &StatusReport, verbose: bool) -> String {
     );
     uplinks(&mut out, s);
     router_default_route(&mut out, s);
+    super::forwards::forwards(&mut out, s);
     probe_targets(&mut out, s);
     drops(&mut out, s);
     if verbose {

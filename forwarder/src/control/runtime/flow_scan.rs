@@ -22,6 +22,8 @@ pub(super) struct FlowScan {
     now_ms: u64,
     /// Uplink names by slot.
     names: Vec<String>,
+    /// `[[forward]]` names by index.
+    forwards: Vec<String>,
 }
 
 /// How many flows the table holds, in all and by uplink slot.
@@ -31,6 +33,8 @@ pub(super) struct FlowCounts {
     pub total: u64,
     /// Live flows by uplink slot.
     pub per_slot: Vec<u64>,
+    /// Live forwarded flows by (forward index, uplink slot).
+    pub per_forward: std::collections::BTreeMap<(u8, u8), u64>,
 }
 
 /// A flow `explain` matched: its value and how `flows` shows it.
@@ -48,6 +52,12 @@ impl Daemon {
             flows: self.flows.clone(),
             now_ms: self.clock.now_ms(),
             names: self.config.uplinks.iter().map(|u| u.name.clone()).collect(),
+            forwards: self
+                .config
+                .forwards
+                .iter()
+                .map(|f| f.name.clone())
+                .collect(),
         }
     }
 }
@@ -58,9 +68,15 @@ impl FlowScan {
         let mut counts = FlowCounts {
             total: 0,
             per_slot: vec![0; self.names.len()],
+            per_forward: std::collections::BTreeMap::new(),
         };
         for f in self.flows.table.live_flows(self.now_ms) {
             counts.total += 1;
+            if f.value.placement == crate::datapath::Placement::Forwarded {
+                *(counts.per_forward)
+                    .entry((f.value.policy, f.value.uplink))
+                    .or_default() += 1;
+            }
             if let Some(n) = counts.per_slot.get_mut(usize::from(f.value.uplink)) {
                 *n += 1;
             }
@@ -163,6 +179,9 @@ impl FlowScan {
             idle_ms: self.now_ms.saturating_sub(f.last_seen_ms),
             packets_out: f.counters.packets[0],
             packets_in: f.counters.packets[1],
+            forward: (v.placement == crate::datapath::Placement::Forwarded)
+                .then(|| self.forwards.get(usize::from(v.policy)).cloned())
+                .flatten(),
         }
     }
 }

@@ -35,6 +35,7 @@ mod checkpoint;
 mod control_loop;
 mod flow_kill;
 mod flow_scan;
+mod forwards;
 mod guard_watch;
 mod io;
 mod kernel;

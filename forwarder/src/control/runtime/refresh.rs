@@ -30,6 +30,7 @@ impl Daemon {
             })
             .collect();
         let renumbered = self.sync_xdp_addresses(&facts);
+        self.solicit_forward_targets();
         if self.kernel_view_changed(&facts) {
             self.facts = facts;
             self.update_probing();

@@ -68,7 +68,38 @@ impl Daemon {
             workers: self.worker_statuses(),
             control_surfaces: Box::new(self.surfaces.report()),
             hooks: self.hooks.status(),
+            forwards: self.forward_statuses(&snapshot, &flows.per_forward),
         }
+    }
+
+    /// Each `[[forward]]` per uplink: open to new flows, and its live flows there.
+    fn forward_statuses(
+        &self,
+        snapshot: &crate::datapath::Snapshot,
+        per_forward: &std::collections::BTreeMap<(u8, u8), u64>,
+    ) -> Vec<crate::control::api::ForwardStatus> {
+        let slot_of = |name: &str| self.config.uplinks.iter().position(|u| u.name == name);
+        (self.config.forwards.iter().enumerate())
+            .map(|(index, f)| crate::control::api::ForwardStatus {
+                name: f.name.clone(),
+                protocol: f.protocol.name().to_owned(),
+                port: f.port.to_string(),
+                to: format!("{}:{}", f.to, f.to_port),
+                uplinks: (f.uplinks.iter())
+                    .map(|uplink| {
+                        let slot = slot_of(uplink).and_then(|s| u8::try_from(s).ok());
+                        crate::control::api::ForwardUplinkStatus {
+                            uplink: uplink.clone(),
+                            open: slot.is_some_and(|s| snapshot.forwards.open(s)),
+                            flows: slot
+                                .and_then(|s| per_forward.get(&(index as u8, s)))
+                                .copied()
+                                .unwrap_or(0),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     /// The workers' drops by reason, summed (only non-zero reasons).

@@ -296,6 +296,7 @@ fn load_program(
             ports.first()..=ports.last(),
         )?;
     }
+    super::forwards::set_forward_ports(&mut xdp, config)?;
     Ok(xdp)
 }
 

@@ -143,14 +143,18 @@ impl Daemon {
         // 3. Its uplinks on the running slots.
         let plan = plan_slots(&self.running_slots(), new)?;
         // 4. One publish, or the I/O rebuilt for a new uplink set.
-        if plan.added.is_empty() && plan.removed.is_empty() {
+        let forwards_before = self.config.forwards.clone();
+        let result = if plan.added.is_empty() && plan.removed.is_empty() {
             self.config = plan.config;
             self.update_probing();
             self.publish();
             Ok(format!("reloaded {}", self.config_path.display()))
         } else {
             self.apply_uplink_set(plan)
-        }
+        };
+        // 5. The forwards: their ports into XDP, the flows of changed ones removed.
+        self.apply_forwards(&forwards_before);
+        result
     }
 
     /// The running slots: (uplink, retired).
