@@ -449,7 +449,7 @@ port_range = "20000-29999"
              port = 8080\nto = \"10.77.0.12\"\n"
         );
         let config = crate::config::parse(&text, "t.toml", None).unwrap();
-        let mut builder = SnapshotBuilder::new(KeyHasher::from_seed(3));
+        let mut builder = SnapshotBuilder::new(3, Default::default());
         let mut history = DecisionHistory::new(8);
         let snapshot = publish(&mut builder, &mut history, &config, [true, true], 0);
         let mut value = pin(&snapshot, key(IpProtocol::Tcp, 8080, 40000));

@@ -258,6 +258,7 @@ fn read_flow(payload: &[u8], version: u32) -> Option<FileFlow> {
         1 => Placement::JoinedLiveMapping,
         2 => Placement::OpenedFromOutside,
         3 => Placement::SpilledOverShare,
+        4 => Placement::Forwarded,
         _ => return None,
     };
     let policy = r.u8()?;

@@ -20,7 +20,7 @@ use flowpin_nat::{Rewrite, TcpTracker};
 
 use super::model::{FileFlow, SavedState};
 use crate::datapath::flows::deadline;
-use crate::datapath::{FlowKind, FlowValue, Flows, SavedFlow, Snapshot, UplinkView};
+use crate::datapath::{FlowKind, FlowValue, Flows, Placement, SavedFlow, Snapshot, UplinkView};
 
 /// What a restore did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -39,6 +39,8 @@ pub struct Restored {
     pub expired: usize,
     /// Flows dropped: their external port was not theirs to take.
     pub port_conflict: usize,
+    /// Forwarded flows dropped: their `[[forward]]` is gone or now leads elsewhere.
+    pub forward_gone: usize,
     /// Flows dropped: a key already taken, or the table or host table full.
     pub key_taken: usize,
     /// TCP flows dropped because of their uplink (gone or renumbered), with their tracker: the
@@ -54,6 +56,7 @@ impl Restored {
             + self.invalid
             + self.expired
             + self.port_conflict
+            + self.forward_gone
             + self.key_taken
     }
 }
@@ -63,6 +66,7 @@ enum Skip {
     UplinkGone,
     AddressChanged,
     Invalid,
+    ForwardGone,
 }
 
 /// Restores `saved` into `flows` and the pools of `snapshot` at daemon time `now_ms`.
@@ -74,6 +78,7 @@ pub fn restore(saved: &SavedState, snapshot: &Snapshot, flows: &Flows, now_ms: u
         match checked_value(flow, target, snapshot) {
             Ok(value) => restore_flow(flow, value, snapshot, flows, now_ms, &mut done),
             Err(Skip::Invalid) => done.invalid += 1,
+            Err(Skip::ForwardGone) => done.forward_gone += 1,
             Err(skip) => {
                 if matches!(skip, Skip::UplinkGone) {
                     done.uplink_gone += 1;
@@ -144,6 +149,10 @@ fn checked_value(
     let consistent = snapshot.lan.owns(from.source)
         && flow.protocol_state < 1 << 48
         && match flow.kind {
+            // A forwarded flow's LAN-side destination port is a stand-in (a clash moves it).
+            FlowKind::Outbound if flow.placement == Placement::Forwarded => {
+                to.destination == from.destination
+            }
             // ICMP keys carry the echo id in both ports (checked by the rewrite).
             FlowKind::Outbound => {
                 to.destination == from.destination
@@ -155,7 +164,23 @@ fn checked_value(
     if !consistent {
         return Err(Skip::Invalid);
     }
+    if flow.placement == Placement::Forwarded && !forward_still_leads_there(flow, slot, snapshot) {
+        return Err(Skip::ForwardGone);
+    }
     value_of(flow, slot).map_err(|_| Skip::Invalid)
+}
+
+/// Whether a forwarded flow's `[[forward]]` (its index in `policy`) still covers its external port
+/// on uplink `slot` and still leads to the flow's LAN endpoint.
+fn forward_still_leads_there(flow: &FileFlow, slot: u8, snapshot: &Snapshot) -> bool {
+    let (from, to) = (flow.lan_from, flow.lan_to);
+    snapshot
+        .forwards
+        .find(slot, from.protocol, to.source_port)
+        .is_some_and(|rule| {
+            rule.index == flow.policy
+                && rule.target(to.source_port) == Some((from.source, from.source_port))
+        })
 }
 
 /// The flow's value on uplink `slot`.
@@ -199,9 +224,12 @@ fn restore_flow(
     };
     let pool = view.nat.pool(value.protocol());
     let (internal, external) = (value.internal_endpoint(), value.external_endpoint());
-    if pool
-        .restore_mapping(external.1, internal.0, internal.1)
-        .is_err()
+    // A forwarded flow's external port is its forward's: it belongs to no pool.
+    let pooled = value.placement != Placement::Forwarded;
+    if pooled
+        && pool
+            .restore_mapping(external.1, internal.0, internal.1)
+            .is_err()
     {
         done.port_conflict += 1;
         return;
@@ -214,7 +242,9 @@ fn restore_flow(
     match flows.restore(&saved, now_ms) {
         Ok(_) => done.flows += 1,
         Err(_) => {
-            let _ = pool.release_unanswered(external.1, internal.0, internal.1, now_ms);
+            if pooled {
+                let _ = pool.release_unanswered(external.1, internal.0, internal.1, now_ms);
+            }
             done.key_taken += 1;
         }
     }

@@ -380,3 +380,108 @@ fn two_saved_flows_claiming_one_port_restore_only_the_first() {
     let (_, _, restored) = restarted(&state, TWO_UPLINKS, &[ISP1, ISP2], 64);
     assert_eq!((restored.flows, restored.port_conflict), (4, 1));
 }
+
+/// A forward of TCP 8080 on both uplinks to `HOST:80`.
+const WITH_FORWARD: &str = r#"
+[lan]
+interface = "lan0"
+prefixes = ["10.77.0.0/24"]
+[[uplink]]
+name = "isp1"
+interface = "wan1"
+gateway = "198.51.100.1"
+[[uplink]]
+name = "isp2"
+interface = "wan2"
+gateway = "198.51.100.9"
+[nat]
+port_range = "20000-29999"
+[[forward]]
+name = "web"
+uplinks = "all"
+protocol = "tcp"
+port = 8080
+to = "10.77.0.11"
+to_port = 80
+"#;
+
+/// The same forward now leading to another LAN host.
+const FORWARD_MOVED: &str = r#"
+[lan]
+interface = "lan0"
+prefixes = ["10.77.0.0/24"]
+[[uplink]]
+name = "isp1"
+interface = "wan1"
+gateway = "198.51.100.1"
+[[uplink]]
+name = "isp2"
+interface = "wan2"
+gateway = "198.51.100.9"
+[nat]
+port_range = "20000-29999"
+[[forward]]
+name = "web"
+uplinks = "all"
+protocol = "tcp"
+port = 8080
+to = "10.77.0.12"
+to_port = 80
+"#;
+
+/// A state holding one flow opened from outside through the forward on isp2, as the datapath
+/// pins it: the LAN side is `HOST:80 → remote`, the uplink side `remote → isp2:8080`.
+fn forwarded_state() -> SavedState {
+    let mut builder = SnapshotBuilder::new(42, Default::default());
+    let flows = Flows::with_capacity(64).expect("table");
+    let snap = snapshot(&mut builder, WITH_FORWARD, &[ISP1, ISP2]);
+    let remote = Ipv4Addr::new(203, 0, 113, 10);
+    let lan_key = FlowKey {
+        protocol: IpProtocol::Tcp,
+        source: HOST,
+        source_port: 80,
+        destination: remote,
+        destination_port: 51_000,
+    };
+    let translated = FlowKey {
+        source: ISP2,
+        source_port: 8080,
+        ..lan_key
+    };
+    let rewrite = Rewrite::new(lan_key, translated).expect("rewrite");
+    let value = FlowValue {
+        placement: crate::datapath::Placement::Forwarded,
+        ..FlowValue::new(rewrite, [2, 0, 0, 0, 0, 7], 1, 0, FlowKind::Outbound, 1)
+    };
+    flows.hosts.take_in_place(HOST).expect("host");
+    let handle = flows
+        .table
+        .insert_if_absent(value.lan_key(), value.uplink_key(), value, NOW)
+        .expect("inserted")
+        .handle();
+    flows.on_inserted(handle, IpProtocol::Tcp, true, NOW);
+    collect(&flows, &snap, builder.seed(), [9; 16], NOW + 10)
+}
+
+#[test]
+fn a_forwarded_flow_is_restored_without_a_pool_port_and_dropped_when_its_forward_moved() {
+    let state = forwarded_state();
+    assert_eq!(state.flows.len(), 1);
+    let decoded = decode(&encode(&state, layout::VERSION)).expect("decoded");
+    assert_eq!(decoded.state, state);
+    let (snap, flows, restored) = restarted(&decoded.state, WITH_FORWARD, &[ISP1, ISP2], 64);
+    assert_eq!((restored.flows, restored.dropped()), (1, 0));
+    let found = flows
+        .table
+        .lookup(&state.flows[0].lan_from)
+        .expect("restored flow");
+    assert_eq!(found.value.placement, crate::datapath::Placement::Forwarded);
+    assert_eq!(found.value.external_endpoint(), (ISP2, 8080));
+    // 8080 is the forward's, outside the NAT range: no pool was touched.
+    let pool = &snap.uplink(1).expect("isp2").nat.tcp;
+    assert_eq!(pool.owner_of(8080), None);
+
+    let (_, flows, restored) = restarted(&decoded.state, FORWARD_MOVED, &[ISP1, ISP2], 64);
+    assert_eq!((restored.flows, restored.forward_gone), (0, 1));
+    assert!(flows.table.lookup(&state.flows[0].lan_from).is_none());
+}

@@ -69,6 +69,7 @@ pub(super) fn restore_flows(
         expired = done.expired,
         invalid = done.invalid,
         port_conflict = done.port_conflict,
+        forward_gone = done.forward_gone,
         key_taken = done.key_taken,
         "saved flows restored"
     );
