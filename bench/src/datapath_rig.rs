@@ -95,6 +95,7 @@ pub struct DatapathRig {
     snapshot: Snapshot,
     flows: Flows,
     counters: DatapathCounters,
+    fragments: std::cell::RefCell<flowpin::datapath::Fragments>,
     now_ms: Cell<u64>,
 }
 
@@ -127,6 +128,7 @@ impl DatapathRig {
             snapshot,
             flows,
             counters: DatapathCounters::default(),
+            fragments: std::cell::RefCell::default(),
             now_ms: Cell::new(1_000_000),
         })
     }
@@ -138,6 +140,7 @@ impl DatapathRig {
             snapshot: &self.snapshot,
             flows: &self.flows,
             counters: &self.counters,
+            fragments: &self.fragments,
         }
     }
 
@@ -331,6 +334,7 @@ impl FrameBatch {
                 Verdict::Drop(reason) => {
                     outcome.first_drop.get_or_insert(reason);
                 }
+                Verdict::Held => {}
             }
         }
         outcome

@@ -8,6 +8,7 @@
 pub mod counters;
 pub mod flow_share;
 pub mod flows;
+pub mod fragments;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod record;
@@ -20,6 +21,7 @@ mod tests;
 pub use counters::{DatapathCounters, DropReason, TranslatedTotals};
 pub use flow_share::{FlowHosts, FlowShare};
 pub use flows::Flows;
+pub use fragments::{FragmentRoute, Fragments};
 pub use pipeline::{BATCH, Pipeline, PreparedBatch};
 pub use rate_limit::{RateLimit, TokenBucket};
 pub use record::{FlowKind, FlowValue, Mac, Placement};

@@ -8,6 +8,7 @@
 mod admission;
 mod datapath;
 mod flow_share;
+mod fragments;
 mod health;
 mod hooks;
 mod http_probe;
