@@ -344,6 +344,7 @@ pub fn run(
         let received = xsk.receive(BATCH, &mut batch);
         if received == 0 {
             xsk.flush();
+            expire_fragments_while_idle(&shared, &counters, &fragments);
             if cadence.idle() {
                 gauges.publish(&xsk);
             }
@@ -426,6 +427,27 @@ fn dispatch(
             None
         }
     }
+}
+
+/// Frees the held fragments that timed out while no frame arrives (a batch does it otherwise), so
+/// that they are counted within their timeout.
+fn expire_fragments_while_idle(
+    shared: &WorkerShared,
+    counters: &DatapathCounters,
+    fragments: &RefCell<Fragments>,
+) {
+    if fragments.borrow().held_now() == 0 {
+        return;
+    }
+    let snapshot = shared.snapshot.load();
+    Pipeline {
+        now_ms: shared.clock.now_ms(),
+        snapshot: &snapshot,
+        flows: &shared.flows,
+        counters,
+        fragments,
+    }
+    .expire_fragments();
 }
 
 /// Sends a held fragment whose first fragment came: copied into a fresh frame, translated there and
