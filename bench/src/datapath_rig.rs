@@ -94,6 +94,7 @@ pub struct DatapathRig {
     snapshot: Snapshot,
     flows: Flows,
     counters: DatapathCounters,
+    fragments: std::cell::RefCell<flowpin::datapath::Fragments>,
     now_ms: Cell<u64>,
 }
 
@@ -126,6 +127,7 @@ impl DatapathRig {
             snapshot,
             flows,
             counters: DatapathCounters::default(),
+            fragments: std::cell::RefCell::default(),
             now_ms: Cell::new(1_000_000),
         })
     }
@@ -137,6 +139,7 @@ impl DatapathRig {
             snapshot: &self.snapshot,
             flows: &self.flows,
             counters: &self.counters,
+            fragments: &self.fragments,
         }
     }
 
@@ -330,6 +333,7 @@ impl FrameBatch {
                 Verdict::Drop(reason) => {
                     outcome.first_drop.get_or_insert(reason);
                 }
+                Verdict::Held => {}
             }
         }
         outcome

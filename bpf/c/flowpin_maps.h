@@ -31,6 +31,7 @@
 #define FLOWPIN_MAP_HOST_BUCKETS "flowpin_hosts" /* LRU hash: struct flowpin_host_key -> bucket */
 #define FLOWPIN_MAP_LAN_PREFIXES "flowpin_lan"   /* LPM trie: struct flowpin_prefix_key -> __u32 */
 #define FLOWPIN_MAP_FORWARDS "flowpin_forwards"  /* hash: struct flowpin_forward_key -> __u32 */
+#define FLOWPIN_MAP_FRAGS "flowpin_frags"        /* LRU hash: struct flowpin_frag_key -> way */
 
 /* Sizes. */
 #define FLOWPIN_MAX_IFACES 16        /* interface slots (LAN + uplinks) */
@@ -38,6 +39,7 @@
 #define FLOWPIN_XSKMAP_SIZE (FLOWPIN_MAX_IFACES * FLOWPIN_MAX_QUEUES)
 #define FLOWPIN_MAX_LOCAL_ADDRS 256  /* the router's own IPv4 addresses (every interface's) */
 #define FLOWPIN_MAX_ADMISSION_HOSTS 8192 /* LAN senders with a bucket of their own (LRU) */
+#define FLOWPIN_MAX_FRAG_DATAGRAMS 8192  /* uplink datagrams whose first fragment's way is kept (LRU) */
 #define FLOWPIN_MAX_LAN_PREFIXES 64  /* the LAN's prefixes */
 #define FLOWPIN_MAX_FORWARD_PORTS 8192 /* forwarded (uplink address, protocol, port) entries */
 
@@ -120,6 +122,21 @@ struct flowpin_host_key {
 	__u16 pad; /* zero */
 };
 
+/* Key of the `flowpin_frags` LRU hash: one IPv4 datagram (RFC 791 §3.2). */
+struct flowpin_frag_key {
+	__u32 saddr;   /* network order */
+	__u32 daddr;   /* network order */
+	__u16 id;      /* network order */
+	__u8 protocol;
+	__u8 pad;      /* zero */
+};
+
+/* Value of `flowpin_frags`: where the datagram's first fragment went. */
+enum flowpin_frag_way {
+	FLOWPIN_FRAG_SOCKET = 1, /* AF_XDP: the later fragments follow it */
+	FLOWPIN_FRAG_KERNEL = 2, /* the router's own datagram: the kernel reassembles it */
+};
+
 /* Key of the `flowpin_lan` LPM trie (the kernel's `struct bpf_lpm_trie_key` layout). */
 struct flowpin_prefix_key {
 	__u32 prefixlen; /* 0-32 */
@@ -147,12 +164,15 @@ enum flowpin_decision {
 	FLOWPIN_PASS_LOCAL,             /* to one of the router's addresses (LAN side; uplink side
 	                                 * when not the ingress uplink's own): kernel */
 	FLOWPIN_PASS_UPLINK_OWN,        /* to an uplink address, outside the NAT range: kernel */
-	FLOWPIN_PASS_UPLINK_FRAGMENT,   /* non-first fragment to an uplink address: kernel */
+	FLOWPIN_PASS_UPLINK_FRAGMENT,   /* non-first fragment to an uplink address whose first went
+	                                 * to the kernel, or of another protocol than UDP/ICMP: kernel */
 	FLOWPIN_PASS_UPLINK_TRANSIT,    /* on an uplink, not addressed to the router: kernel */
 	FLOWPIN_PASS_UPLINK_MALFORMED,  /* on an uplink, truncated or invalid IPv4 header: kernel */
 	FLOWPIN_REDIRECT_LAN_TRANSIT,   /* LAN TCP/UDP/ICMP transit: AF_XDP */
 	FLOWPIN_REDIRECT_HAIRPIN,       /* LAN to an uplink address inside its NAT range: AF_XDP */
 	FLOWPIN_REDIRECT_UPLINK_RETURN, /* uplink return traffic inside the NAT range: AF_XDP */
+	FLOWPIN_REDIRECT_UPLINK_FRAGMENT, /* non-first fragment to an uplink address whose first
+	                                   * went to AF_XDP or has not come yet (UDP, ICMP): AF_XDP */
 	FLOWPIN_DROP_UNTRANSLATABLE,    /* LAN transit with another IP protocol (GRE, ESP, ...) */
 	FLOWPIN_DROP_MALFORMED,         /* from the LAN, truncated or invalid IPv4 header */
 	FLOWPIN_DROP_NO_SOCKET,         /* chosen for AF_XDP but no socket serves the queue */

@@ -23,6 +23,10 @@
  * - On an uplink, a packet to a LAN prefix that is not a router address is dropped: return traffic
  *   is addressed to a NAT address, never to the LAN, so this is transit the kernel must not forward
  *   even with the forward guard gone.
+ * - IPv4 fragments to an uplink address: a first fragment is decided like a whole packet and its
+ *   way (AF_XDP or kernel) kept in the `flowpin_frags` LRU by (source, destination, protocol, IP
+ *   ID); a later fragment goes the same way, and one that came before its first goes to AF_XDP
+ *   when it is UDP or ICMP (the datapath holds it for its first), to the kernel otherwise.
  * - Every packet increments exactly one decision counter.
  * - On an interface flagged FLOWPIN_IFACE_L3 (tun, PPP, WireGuard: no link-layer header; generic
  *   XDP shows the IPv4 header at `data`) the same decisions apply to the IPv4 packet; what goes to
@@ -92,6 +96,13 @@ struct {
 } flowpin_hosts SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FLOWPIN_MAX_FRAG_DATAGRAMS);
+	__type(key, struct flowpin_frag_key);
+	__type(value, __u32);
+} flowpin_frags SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, FLOWPIN_MAX_LAN_PREFIXES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -107,6 +118,7 @@ struct {
 } flowpin_forwards SEC(".maps");
 
 #define IP_OFFSET 0x1fff
+#define IP_MF 0x2000
 
 /* <linux/icmp.h> pulls in libc headers that a BPF target cannot include: the part we need. */
 #define ICMP_ECHOREPLY 0
@@ -427,6 +439,46 @@ static __always_inline int lan_to_socket(struct xdp_md *ctx, struct ethhdr *eth,
 	return to_socket(ctx, slot, decision);
 }
 
+static __always_inline void frag_key(struct iphdr *ip, struct flowpin_frag_key *key)
+{
+	key->saddr = ip->saddr;
+	key->daddr = ip->daddr;
+	key->id = ip->id;
+	key->protocol = ip->protocol;
+	key->pad = 0;
+}
+
+/*
+ * A first fragment (MF set, offset 0) to an uplink address: remember where it went, so that its
+ * datagram's later fragments go the same way. Whole packets are not recorded.
+ */
+static __always_inline void remember_first_fragment(struct iphdr *ip, __u32 way)
+{
+	struct flowpin_frag_key key;
+
+	if (!(ip->frag_off & bpf_htons(IP_MF)))
+		return;
+	frag_key(ip, &key);
+	bpf_map_update_elem(&flowpin_frags, &key, &way, BPF_ANY);
+}
+
+/*
+ * A later fragment to an uplink address: the way of its first fragment; one that came before its
+ * first goes to AF_XDP when its protocol can be translated in pieces (UDP, ICMP: the datapath holds
+ * it for its first), to the kernel otherwise.
+ */
+static __always_inline int later_fragment_to_socket(struct iphdr *ip)
+{
+	struct flowpin_frag_key key;
+	__u32 *way;
+
+	frag_key(ip, &key);
+	way = bpf_map_lookup_elem(&flowpin_frags, &key);
+	if (way)
+		return *way == FLOWPIN_FRAG_SOCKET;
+	return ip->protocol == IPPROTO_UDP || ip->protocol == IPPROTO_ICMP;
+}
+
 static __always_inline int is_translatable(__u8 protocol)
 {
 	return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP || protocol == IPPROTO_ICMP;
@@ -478,16 +530,23 @@ int flowpin_xdp(struct xdp_md *ctx)
 	 */
 	if (iface->role == FLOWPIN_ROLE_UPLINK) {
 		if (ip->daddr == iface->uplink_addr) {
-			if (ip->frag_off & bpf_htons(IP_OFFSET))
+			if (ip->frag_off & bpf_htons(IP_OFFSET)) {
+				if (later_fragment_to_socket(ip))
+					return uplink_to_socket(ctx, iface,
+								FLOWPIN_REDIRECT_UPLINK_FRAGMENT);
 				return count(ctx, FLOWPIN_PASS_UPLINK_FRAGMENT, XDP_PASS);
-			if (nat_in_range(ip, l4, data_end, iface->port_min, iface->port_max))
+			}
+			if (nat_in_range(ip, l4, data_end, iface->port_min, iface->port_max)) {
 				decision = FLOWPIN_REDIRECT_UPLINK_RETURN;
-			else if (is_forwarded(ip, l4, data_end))
+			} else if (is_forwarded(ip, l4, data_end)) {
 				decision = FLOWPIN_REDIRECT_FORWARD;
-			else
+			} else {
+				remember_first_fragment(ip, FLOWPIN_FRAG_KERNEL);
 				return count(ctx, FLOWPIN_PASS_UPLINK_OWN, XDP_PASS);
+			}
 			if (tcp_opens_flow(ip, l4, data_end) && !inbound_admits())
 				return count(ctx, FLOWPIN_DROP_ADMISSION_INBOUND, XDP_DROP);
+			remember_first_fragment(ip, FLOWPIN_FRAG_SOCKET);
 			return uplink_to_socket(ctx, iface, decision);
 		}
 		if (bpf_map_lookup_elem(&flowpin_local, &ip->daddr))

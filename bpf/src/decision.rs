@@ -41,6 +41,9 @@ pub enum Decision {
     RedirectHairpin = c::REDIRECT_HAIRPIN,
     /// Uplink return traffic inside the NAT range (incl. ICMP errors about it), to AF_XDP.
     RedirectUplinkReturn = c::REDIRECT_UPLINK_RETURN,
+    /// A non-first fragment to an uplink's address whose first fragment went to AF_XDP, or has not
+    /// come yet (UDP, ICMP): the datapath follows or holds it.
+    RedirectUplinkFragment = c::REDIRECT_UPLINK_FRAGMENT,
     /// LAN transit of a protocol NAT cannot translate (GRE, ESP, ...): dropped.
     DropUntranslatable = c::DROP_UNTRANSLATABLE,
     /// Arrived on the LAN with a truncated or invalid IPv4 header: dropped.
@@ -81,6 +84,7 @@ impl Decision {
         Self::RedirectLanTransit,
         Self::RedirectHairpin,
         Self::RedirectUplinkReturn,
+        Self::RedirectUplinkFragment,
         Self::DropUntranslatable,
         Self::DropMalformed,
         Self::DropNoSocket,
@@ -112,7 +116,8 @@ impl Decision {
             Self::RedirectLanTransit
             | Self::RedirectHairpin
             | Self::RedirectUplinkReturn
-            | Self::RedirectForward => Action::Redirect,
+            | Self::RedirectForward
+            | Self::RedirectUplinkFragment => Action::Redirect,
             Self::DropUntranslatable
             | Self::DropMalformed
             | Self::DropNoSocket
@@ -139,6 +144,7 @@ impl Decision {
             Self::RedirectLanTransit => "redirect_lan_transit",
             Self::RedirectHairpin => "redirect_hairpin",
             Self::RedirectUplinkReturn => "redirect_uplink_return",
+            Self::RedirectUplinkFragment => "redirect_uplink_fragment",
             Self::DropUntranslatable => "drop_untranslatable",
             Self::DropMalformed => "drop_malformed",
             Self::DropNoSocket => "drop_no_socket",

@@ -22,14 +22,17 @@
 //!   goes idle with batches unpublished: an idle worker's figures are current, a busy one's at most
 //!   that many batches old; a publication is relaxed stores and one `getsockopt` per port.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use crate::config::IdleStrategy;
+use flowpin_nat::FragmentLimits;
+
+use crate::config::{Datapath, IdleStrategy};
 use crate::datapath::{
-    BATCH, DatapathCounters, DropReason, Flows, Pipeline, PortId, PreparedBatch, SnapshotCell,
-    Verdict,
+    BATCH, DatapathCounters, DropReason, Flows, Fragments, Pipeline, PortId, PreparedBatch,
+    SnapshotCell, Verdict,
 };
 use crate::xsk::{
     self, FrameAccounting, FrameGauges, KernelSocketStats, KernelStatsGauges, TxRefused, XskWorker,
@@ -136,6 +139,8 @@ pub struct WorkerShared {
     pub stop: Arc<AtomicBool>,
     /// The common time base.
     pub clock: Clock,
+    /// The bounds of each worker's IPv4 fragment state (`[datapath] fragment_*`).
+    pub fragment_limits: FragmentLimits,
 }
 
 /// Translation between datapath ports (0 = LAN, `1 + slot` = uplink slot) and a worker's AF_XDP ports.
@@ -198,7 +203,8 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts one thread per AF_XDP worker; worker `i` counts into `counters[i]` and is pinned to
-    /// `cores[i % len]` when `cores` is not empty.
+    /// `cores[i % len]` when `cores` is not empty; `settings` gives the idle strategy and the bounds of
+    /// each worker's fragment state.
     ///
     /// # Panics
     /// When `counters` has fewer entries than `workers`.
@@ -208,15 +214,17 @@ impl WorkerPool {
         flows: &Arc<Flows>,
         clock: Clock,
         counters: &[Arc<DatapathCounters>],
-        idle: IdleStrategy,
+        settings: &Datapath,
         cores: &[core_affinity::CoreId],
     ) -> std::io::Result<Self> {
+        let idle = settings.idle;
         let stop = Arc::new(AtomicBool::new(false));
         let shared = WorkerShared {
             snapshot: snapshot.clone(),
             flows: flows.clone(),
             stop: stop.clone(),
             clock,
+            fragment_limits: settings.fragment_limits(),
         };
         let mut pool = Self {
             stop,
@@ -330,12 +338,14 @@ pub fn run(
 ) -> XskWorker {
     let mut batch = Vec::with_capacity(BATCH);
     let mut prepared = PreparedBatch::new();
+    let fragments = RefCell::new(Fragments::new(shared.fragment_limits));
     let mut cadence = PublishCadence::default();
     gauges.publish(&xsk);
     while !shared.stop.load(Ordering::Relaxed) {
         let received = xsk.receive(BATCH, &mut batch);
         if received == 0 {
             xsk.flush();
+            expire_fragments_while_idle(&shared, &counters, &fragments);
             if cadence.idle() {
                 gauges.publish(&xsk);
             }
@@ -353,8 +363,10 @@ pub fn run(
             snapshot: &snapshot,
             flows: &shared.flows,
             counters: &counters,
+            fragments: &fragments,
         };
         counters.batches.add(1);
+        pipeline.expire_fragments();
         prepared.clear();
         for frame in &batch {
             prepared.push(xsk.data(frame));
@@ -375,6 +387,9 @@ pub fn run(
             if let Some(reason) = dispatch(&mut xsk, &ports, frame, verdict) {
                 counters.count_tx_refused(reason);
             }
+            pipeline.release_held_fragments(|held, translate| {
+                send_released(&mut xsk, &ports, &counters, held, translate);
+            });
         }
         xsk.flush();
         if cadence.batch_done() {
@@ -408,10 +423,63 @@ fn dispatch(
                 Some(DropReason::UplinkGone)
             }
         },
-        Verdict::Drop(_) => {
+        Verdict::Drop(_) | Verdict::Held => {
             xsk.recycle(frame);
             None
         }
+    }
+}
+
+/// Frees the held fragments that timed out while no frame arrives (a batch does it otherwise), so
+/// that they are counted within their timeout.
+fn expire_fragments_while_idle(
+    shared: &WorkerShared,
+    counters: &DatapathCounters,
+    fragments: &RefCell<Fragments>,
+) {
+    if fragments.borrow().held_now() == 0 {
+        return;
+    }
+    let snapshot = shared.snapshot.load();
+    Pipeline {
+        now_ms: shared.clock.now_ms(),
+        snapshot: &snapshot,
+        flows: &shared.flows,
+        counters,
+        fragments,
+    }
+    .expire_fragments();
+}
+
+/// Sends a held fragment whose first fragment came: copied into a fresh frame, translated there and
+/// dispatched (no free frame: counted as `fragment_release_no_frame`).
+fn send_released(
+    xsk: &mut XskWorker,
+    ports: &PortMap,
+    counters: &DatapathCounters,
+    held: &[u8],
+    translate: &mut dyn FnMut(&mut [u8]) -> Verdict,
+) {
+    let Some(mut frame) = xsk.alloc_frame() else {
+        counters.count_drop(DropReason::FragmentReleaseNoFrame);
+        return;
+    };
+    let start = frame.start() as usize;
+    let verdict = {
+        let chunk = xsk.chunk_mut(&mut frame);
+        match chunk.get_mut(start..start + held.len()) {
+            Some(copy) => {
+                copy.copy_from_slice(held);
+                translate(copy)
+            }
+            None => Verdict::Drop(DropReason::TxBeyondFrame),
+        }
+    };
+    if let Verdict::Drop(DropReason::TxBeyondFrame) = verdict {
+        counters.count_drop(DropReason::TxBeyondFrame);
+    }
+    if let Some(reason) = dispatch(xsk, ports, frame, verdict) {
+        counters.count_tx_refused(reason);
     }
 }
 

@@ -65,6 +65,7 @@
 
 pub mod checksum;
 pub mod flow_key;
+pub mod fragment;
 pub mod fragment_tracker;
 pub mod frame_builder;
 pub mod icmp_error;
@@ -82,10 +83,13 @@ pub mod verify;
 pub mod wire;
 
 pub use flow_key::{FlowKey, IpProtocol};
+pub use fragment::{FragmentRewrite, Fragmentation, LaterFragment};
 pub use fragment_tracker::{DatagramId, FragmentLimits, FragmentTracker, HoldRefused};
 pub use icmp_error::{icmp_error_flow_key, translate_icmp_error};
 pub use mss_clamp::{MssClamp, clamp_mss, mss_for_mtu};
-pub use parse::{IcmpErrorInfo, ParsedFrame, TcpInfo, Transport, parse_frame};
+pub use parse::{
+    Classified, IcmpErrorInfo, ParsedFrame, TcpInfo, Transport, classify_frame, parse_frame,
+};
 pub use parse_error::ParseError;
 pub use port_alloc::{AllocError, AllocatorSecret, PortAllocator, PortAllocatorConfig};
 pub use port_range::{PortRange, PortRangeError};

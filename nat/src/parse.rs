@@ -1,8 +1,10 @@
 //! One-shot classification of an untrusted Ethernet frame into a small `Copy` summary.
 //!
-//! [`parse_frame`] validates, in this order: Ethernet (one 802.1Q tag at most), IPv4 structure
+//! [`classify_frame`] validates, in this order: Ethernet (one 802.1Q tag at most), IPv4 structure
 //! ([`Ipv4Packet::new_checked`]), the IPv4 header checksum (RFC 1812 §5.2.2), martian addresses
-//! (RFC 1812 §5.3.7), fragments (no reassembly: both kinds are refused), then the transport header. For
+//! (RFC 1812 §5.3.7), fragments (`fragment.rs`: a non-first fragment yields its address-only
+//! [`LaterFragment`] view; a first fragment of UDP or ICMP echo parses on, marked with its IP
+//! identification), then the transport header. [`parse_frame`] refuses non-first fragments. For
 //! ICMP errors it also validates the quoted packet: an IPv4 header (version 4, `5 <= IHL`) followed by at
 //! least 8 bytes of its transport header (RFC 792), first fragment only, and of a protocol a flow can exist
 //! for (TCP, UDP, ICMP echo).
@@ -10,9 +12,12 @@
 //! Invariants of an `Ok(ParsedFrame)` for the buffer it came from:
 //! - every offset it holds is in bounds, and the transport header at `l4_offset` is complete;
 //! - `l3_offset + ip_total_len <= frame.len()`; bytes past that (Ethernet padding, trailers) are ignored;
-//! - transport checksums are *not* verified (an invalid one is carried through, never repaired).
+//! - transport checksums are *not* verified (an invalid one is carried through, never repaired);
+//! - a first fragment's transport header is complete in it; its UDP length (the whole datagram's)
+//!   is at least 8 and not checked against the fragment.
 
 use crate::flow_key::{FlowKey, IpProtocol};
+use crate::fragment::{Fragmentation, LaterFragment, fragmentation};
 use crate::parse_error::ParseError;
 use crate::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetFrame};
 use crate::wire::icmpv4::{self, Icmpv4Message, message_type};
@@ -36,6 +41,9 @@ pub struct ParsedFrame {
     pub ttl: u8,
     /// The IPv4 DF flag.
     pub dont_fragment: bool,
+    /// The IP identification when this is the first fragment of a datagram (MF set, offset 0):
+    /// its later fragments follow its translation.
+    pub first_fragment_ident: Option<u16>,
     /// Per-protocol details.
     pub transport: Transport,
 }
@@ -104,11 +112,32 @@ pub const fn is_martian(address: Ipv4Addr) -> bool {
     first == 0 || first == 127 || first >= 224
 }
 
-/// Classifies an untrusted frame. Never panics, never allocates.
+/// What a frame is to the translator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classified {
+    /// A whole packet, or the first fragment of a datagram: it carries its transport header.
+    Packet(ParsedFrame),
+    /// A later fragment: addresses only.
+    LaterFragment(LaterFragment),
+}
+
+/// Classifies an untrusted frame that must be a whole packet or a first fragment: a later
+/// fragment is refused ([`ParseError::Ipv4NonFirstFragment`]). Never panics, never allocates.
 ///
 /// # Errors
 /// The first reason the frame cannot be translated; see [`ParseError`].
 pub fn parse_frame(frame: &[u8]) -> Result<ParsedFrame, ParseError> {
+    match classify_frame(frame)? {
+        Classified::Packet(parsed) => Ok(parsed),
+        Classified::LaterFragment(_) => Err(ParseError::Ipv4NonFirstFragment),
+    }
+}
+
+/// Classifies an untrusted frame. Never panics, never allocates.
+///
+/// # Errors
+/// The first reason the frame cannot be translated; see [`ParseError`].
+pub fn classify_frame(frame: &[u8]) -> Result<Classified, ParseError> {
     let ethernet = EthernetFrame::new_checked(frame)?;
     match ethernet.ethertype() {
         ETHERTYPE_IPV4 => {}
@@ -123,14 +152,15 @@ pub fn parse_frame(frame: &[u8]) -> Result<ParsedFrame, ParseError> {
     if is_martian(ip.source()) || is_martian(ip.destination()) {
         return Err(ParseError::Ipv4MartianAddress);
     }
-    if ip.fragment_offset() != 0 {
-        return Err(ParseError::Ipv4NonFirstFragment);
-    }
-    if ip.more_fragments() {
-        return Err(ParseError::Ipv4FirstFragment);
-    }
     let protocol =
         IpProtocol::from_number(ip.protocol()).ok_or(ParseError::UnsupportedIpProtocol)?;
+    let first_fragment = match fragmentation(&ip, protocol)? {
+        Fragmentation::Whole => false,
+        Fragmentation::First => true,
+        Fragmentation::Later => {
+            return Ok(Classified::LaterFragment(LaterFragment::of(&ip, l3_offset)));
+        }
+    };
     let l4_offset = l3_offset + ip.header_len();
     let payload = ip.payload();
     let (source_port, destination_port, transport) = match protocol {
@@ -149,7 +179,11 @@ pub fn parse_frame(frame: &[u8]) -> Result<ParsedFrame, ParseError> {
             )
         }
         IpProtocol::Udp => {
-            let udp = UdpDatagram::new_checked(payload)?;
+            let udp = if first_fragment {
+                first_fragment_udp(payload)?
+            } else {
+                UdpDatagram::new_checked(payload)?
+            };
             let checksum_present = udp.checksum() != 0;
             (
                 udp.source_port(),
@@ -159,7 +193,14 @@ pub fn parse_frame(frame: &[u8]) -> Result<ParsedFrame, ParseError> {
         }
         IpProtocol::Icmp => parse_icmp(payload, l4_offset)?,
     };
-    Ok(ParsedFrame {
+    let in_pieces = matches!(
+        transport,
+        Transport::Udp { .. } | Transport::IcmpQuery { .. }
+    );
+    if first_fragment && !in_pieces {
+        return Err(ParseError::Ipv4FragmentUnsupported);
+    }
+    Ok(Classified::Packet(ParsedFrame {
         l3_offset: narrow(l3_offset),
         l4_offset: narrow(l4_offset),
         ip_total_len: ip.total_len(),
@@ -172,8 +213,22 @@ pub fn parse_frame(frame: &[u8]) -> Result<ParsedFrame, ParseError> {
         },
         ttl: ip.ttl(),
         dont_fragment: ip.dont_fragment(),
+        first_fragment_ident: first_fragment.then(|| ip.ident()),
         transport,
-    })
+    }))
+}
+
+/// A first fragment's UDP header: complete, with a length of at least its own 8 bytes (the rest of
+/// the datagram is in later fragments, so the length is not checked against this one).
+fn first_fragment_udp(payload: &[u8]) -> Result<UdpDatagram<&[u8]>, ParseError> {
+    if payload.len() < crate::wire::udp::HEADER_LEN {
+        return Err(ParseError::Ipv4FirstFragmentTooShort);
+    }
+    let udp = UdpDatagram::new_unchecked(payload);
+    if usize::from(udp.len()) < crate::wire::udp::HEADER_LEN {
+        return Err(ParseError::UdpLengthInvalid);
+    }
+    Ok(udp)
 }
 
 fn parse_icmp(payload: &[u8], l4_offset: usize) -> Result<(u16, u16, Transport), ParseError> {
@@ -387,7 +442,10 @@ mod tests {
             ip.fill_checksum();
             parse_frame(&f)
         };
-        assert_eq!(with(&|f| f[20] = 0x20), Err(ParseError::Ipv4FirstFragment));
+        assert_eq!(
+            with(&|f| f[20] = 0x20),
+            Err(ParseError::Ipv4FragmentMisaligned)
+        );
         assert_eq!(
             with(&|f| f[21] = 0x01),
             Err(ParseError::Ipv4NonFirstFragment)

@@ -35,12 +35,23 @@ pub enum ParseError {
     /// The header checksum does not verify (RFC 1812 §5.2.2: a router drops it).
     #[error("IPv4 header checksum does not verify")]
     Ipv4BadHeaderChecksum,
-    /// First fragment (MF set, offset 0): fragments are not reassembled.
-    #[error("IPv4 first fragment")]
-    Ipv4FirstFragment,
-    /// Non-first fragment (offset > 0): carries no transport header to translate.
+    /// A fragment with MF set whose payload is not a multiple of 8 bytes (RFC 791).
+    #[error("IPv4 fragment payload not a multiple of 8 bytes")]
+    Ipv4FragmentMisaligned,
+    /// Non-first fragment (offset > 0): carries no transport header. Only [`crate::parse_frame`]
+    /// refuses it; [`crate::classify_frame`] gives its address-only view.
     #[error("IPv4 non-first fragment")]
     Ipv4NonFirstFragment,
+    /// A fragment whose offset plus length passes the 65,535 bytes an IPv4 datagram can hold.
+    #[error("IPv4 fragment beyond the largest datagram")]
+    Ipv4FragmentBeyondMaximum,
+    /// A first fragment too short to hold its transport header.
+    #[error("IPv4 first fragment shorter than its transport header")]
+    Ipv4FirstFragmentTooShort,
+    /// A fragment of a datagram flowpin does not translate in pieces: TCP (which sets DF and sizes
+    /// its segments by MSS), ICMP errors (at most 576 bytes, RFC 1812), other protocols.
+    #[error("IPv4 fragment of a protocol not translated in pieces")]
+    Ipv4FragmentUnsupported,
     /// Source or destination in 0/8, 127/8, 224/4 or 240/4 (RFC 1812 §5.3.7, §4.2.2.11): never translated.
     #[error("IPv4 martian source or destination")]
     Ipv4MartianAddress,
@@ -82,7 +93,7 @@ pub enum ParseError {
 
 impl ParseError {
     /// Every variant, in declaration order (`ALL[e.index()] == e`).
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 26] = [
         Self::RuntFrame,
         Self::UnsupportedEtherType,
         Self::Ipv6,
@@ -92,8 +103,11 @@ impl ParseError {
         Self::Ipv4TotalLengthBelowHeader,
         Self::Ipv4TotalLengthBeyondFrame,
         Self::Ipv4BadHeaderChecksum,
-        Self::Ipv4FirstFragment,
+        Self::Ipv4FragmentMisaligned,
         Self::Ipv4NonFirstFragment,
+        Self::Ipv4FragmentBeyondMaximum,
+        Self::Ipv4FirstFragmentTooShort,
+        Self::Ipv4FragmentUnsupported,
         Self::Ipv4MartianAddress,
         Self::UnsupportedIpProtocol,
         Self::TcpTruncated,
@@ -121,8 +135,11 @@ impl ParseError {
             Self::Ipv4TotalLengthBelowHeader => "ipv4_total_length_below_header",
             Self::Ipv4TotalLengthBeyondFrame => "ipv4_total_length_beyond_frame",
             Self::Ipv4BadHeaderChecksum => "ipv4_bad_header_checksum",
-            Self::Ipv4FirstFragment => "ipv4_first_fragment",
+            Self::Ipv4FragmentMisaligned => "ipv4_fragment_misaligned",
             Self::Ipv4NonFirstFragment => "ipv4_non_first_fragment",
+            Self::Ipv4FragmentBeyondMaximum => "ipv4_fragment_beyond_maximum",
+            Self::Ipv4FirstFragmentTooShort => "ipv4_first_fragment_too_short",
+            Self::Ipv4FragmentUnsupported => "ipv4_fragment_unsupported",
             Self::Ipv4MartianAddress => "ipv4_martian_address",
             Self::UnsupportedIpProtocol => "unsupported_ip_protocol",
             Self::TcpTruncated => "tcp_truncated",

@@ -74,6 +74,14 @@ pub enum DropReason {
     /// The verdict's length did not fit the frame's UMEM chunk (never expected: the pipeline only
     /// writes inside the buffer it is given).
     TxBeyondFrame,
+    /// A later IPv4 fragment whose first had not come, refused a hold: every hold slot is taken.
+    FragmentHoldFull,
+    /// A later IPv4 fragment whose first had not come, longer than a hold slot.
+    FragmentTooLongToHold,
+    /// A held later fragment whose first fragment did not come (or was not translated) in time.
+    FragmentExpired,
+    /// A held fragment whose first came, released when the worker had no free frame to send it in.
+    FragmentReleaseNoFrame,
 }
 
 const PARSE_BASE: usize = 0;
@@ -82,7 +90,7 @@ const TRANSLATE_BASE: usize = ALLOC_BASE + AllocError::ALL.len();
 const OTHER_BASE: usize = TRANSLATE_BASE + TranslateError::ALL.len();
 
 /// The reasons that carry no inner error, in counter order.
-const OTHERS: [DropReason; 22] = [
+const OTHERS: [DropReason; 26] = [
     DropReason::SpoofedSource,
     DropReason::UnsolicitedInbound,
     DropReason::IcmpErrorWithoutFlow,
@@ -105,6 +113,10 @@ const OTHERS: [DropReason; 22] = [
     DropReason::LanReservedSource,
     DropReason::HostOverFlowShare,
     DropReason::FlowHostTableFull,
+    DropReason::FragmentHoldFull,
+    DropReason::FragmentTooLongToHold,
+    DropReason::FragmentExpired,
+    DropReason::FragmentReleaseNoFrame,
 ];
 
 impl DropReason {
@@ -172,6 +184,10 @@ impl DropReason {
             Self::TxRingFull => "tx_ring_full",
             Self::TxRuntFrame => "tx_runt_frame",
             Self::TxBeyondFrame => "tx_beyond_frame",
+            Self::FragmentHoldFull => "fragment_hold_full",
+            Self::FragmentTooLongToHold => "fragment_too_long_to_hold",
+            Self::FragmentExpired => "fragment_expired",
+            Self::FragmentReleaseNoFrame => "fragment_release_no_frame",
         }
     }
 }
@@ -250,6 +266,10 @@ pub struct DatapathCounters {
     pub originated: OwnedCounter,
     /// Hairpinned packets (LAN to LAN through an external mapping).
     pub hairpinned: OwnedCounter,
+    /// Later IPv4 fragments translated by their first fragment's route (on arrival or released).
+    pub fragments_followed: OwnedCounter,
+    /// Later IPv4 fragments held because they came before their first.
+    pub fragments_held: OwnedCounter,
     /// Batches processed.
     pub batches: OwnedCounter,
     /// The worker's budget of ICMP net unreachable answers (viability guard), refilled per
@@ -295,6 +315,8 @@ impl Default for DatapathCounters {
             tx_refused: OwnedCounter::default(),
             originated: OwnedCounter::default(),
             hairpinned: OwnedCounter::default(),
+            fragments_followed: OwnedCounter::default(),
+            fragments_held: OwnedCounter::default(),
             batches: OwnedCounter::default(),
             net_unreachable_budget: TokenBucket::default(),
             net_unreachable_suppressed: OwnedCounter::default(),

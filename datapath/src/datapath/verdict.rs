@@ -36,6 +36,9 @@ pub enum Verdict {
     },
     /// Drop the frame; the reason has been counted.
     Drop(DropReason),
+    /// A later IPv4 fragment copied aside until its first fragment comes: the frame itself is free
+    /// (its fate is counted when it is released or expires).
+    Held,
 }
 
 impl Verdict {
@@ -43,7 +46,7 @@ impl Verdict {
     pub const fn port(self) -> Option<PortId> {
         match self {
             Verdict::Transmit { port, .. } => Some(port),
-            Verdict::Drop(_) => None,
+            Verdict::Drop(_) | Verdict::Held => None,
         }
     }
 }

@@ -330,6 +330,12 @@ pub struct Datapath {
     pub inbound_syn_per_s: u32,
     /// ... and at once.
     pub inbound_syn_burst: u32,
+    /// IPv4 datagrams whose fragments' translation each worker remembers at once.
+    pub fragment_datagrams: u32,
+    /// Later IPv4 fragments each worker holds at once while their first has not come.
+    pub fragment_held: u32,
+    /// Seconds a datagram's translation, or a held fragment, lives after its last fragment.
+    pub fragment_timeout: u32,
 }
 
 impl Datapath {
@@ -355,6 +361,25 @@ impl Datapath {
             host: budget(self.syn_per_host_per_s, self.syn_per_host_burst),
             lan: budget(self.syn_per_s, self.syn_burst),
             inbound: budget(self.inbound_syn_per_s, self.inbound_syn_burst),
+        }
+    }
+
+    /// Default `fragment_datagrams`.
+    pub const DEFAULT_FRAGMENT_DATAGRAMS: u32 = 4096;
+    /// Default `fragment_held`.
+    pub const DEFAULT_FRAGMENT_HELD: u32 = 64;
+    /// Default `fragment_timeout` (seconds): fragments of one datagram are sent back to back.
+    pub const DEFAULT_FRAGMENT_TIMEOUT: u32 = 2;
+    /// The longest fragment (whole frame) a worker holds: an AF_XDP frame.
+    pub const FRAGMENT_HELD_BYTES: usize = 4096;
+
+    /// The bounds of each worker's IPv4 fragment state.
+    pub fn fragment_limits(&self) -> flowpin_nat::FragmentLimits {
+        flowpin_nat::FragmentLimits {
+            datagrams: self.fragment_datagrams as usize,
+            timeout_ms: u64::from(self.fragment_timeout) * 1000,
+            held: self.fragment_held as usize,
+            held_bytes: Self::FRAGMENT_HELD_BYTES,
         }
     }
 

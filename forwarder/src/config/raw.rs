@@ -193,6 +193,9 @@ pub(super) struct RawDatapath {
     pub syn_burst: Option<S<u32>>,
     pub inbound_syn_per_s: Option<S<u32>>,
     pub inbound_syn_burst: Option<S<u32>>,
+    pub fragment_datagrams: Option<S<u32>>,
+    pub fragment_held: Option<S<u32>>,
+    pub fragment_timeout: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -541,6 +541,41 @@ fn datapath_and_control_errors() {
 }
 
 #[test]
+fn fragment_bounds_default_and_out_of_range_ones_name_their_line() {
+    let config = parse(BASE, "f", None).unwrap();
+    let limits = config.datapath.fragment_limits();
+    assert_eq!(
+        (limits.datagrams, limits.held, limits.timeout_ms),
+        (4096, 64, 2000)
+    );
+    for (key, bad, range) in [
+        ("fragment_datagrams", 3, "4-1048576"),
+        ("fragment_held", 70000, "0-65536"),
+        ("fragment_timeout", 0, "1-60"),
+        ("fragment_timeout", 61, "1-60"),
+    ] {
+        assert_single_error(
+            &format!("{BASE}[datapath]\n{key} = {bad}\n"),
+            &format!("flowpin.toml:17: datapath.{key}: "),
+            &format!("{bad}: must be {range}"),
+        );
+    }
+    let config = parse(
+        &format!(
+            "{BASE}[datapath]\nfragment_datagrams = 100\nfragment_held = 0\nfragment_timeout = 5\n"
+        ),
+        "f",
+        None,
+    )
+    .unwrap();
+    let limits = config.datapath.fragment_limits();
+    assert_eq!(
+        (limits.datagrams, limits.held, limits.timeout_ms),
+        (100, 0, 5000)
+    );
+}
+
+#[test]
 fn the_pin_name_is_one_path_component_and_defaults_to_the_lan_interface() {
     for bad in ["", "..", "a/b", "x y", &"n".repeat(65)] {
         assert_single_error(
@@ -813,6 +848,9 @@ mod generated {
                     syn_burst: flow_capacity,
                     inbound_syn_per_s: 0,
                     inbound_syn_burst: Datapath::DEFAULT_INBOUND_SYN_BURST,
+                    fragment_datagrams: 4 + flow_capacity % 1000,
+                    fragment_held: flow_capacity % 100,
+                    fragment_timeout: 1 + frames_log2,
                 },
             )
     }

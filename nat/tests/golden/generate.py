@@ -22,7 +22,7 @@ import os
 import struct
 
 from scapy.all import (ARP, ICMP, IP, UDP, TCP, Dot1Q, Ether, IPOption_EOL, IPOption_NOP, IPv6, Raw,
-                       checksum, raw)
+                       checksum, fragment, raw)
 
 OUT_SRC_MAC = "02:aa:aa:aa:aa:aa"   # MACS.source in the Rust test
 OUT_DST_MAC = "02:bb:bb:bb:bb:bb"   # MACS.destination
@@ -135,6 +135,16 @@ inp = eth_in() / IP(src=LAN, dst=REMOTE, ttl=64, id=7) / UDP(sport=5000, dport=5
 exp = eth_out() / IP(src=EXT, dst=REMOTE, ttl=63, id=7) / UDP(sport=61006, dport=53) / Raw(payload)
 assert raw(exp)[14 + 20 + 6:14 + 20 + 8] == b"\xff\xff", "scapy should send 0xFFFF"
 add("snat_udp_computed_zero_goes_out_as_ffff", "rewrite", tup("udp", EXT, REMOTE, 61006, 53), inp, exp)
+
+# The first fragment of a UDP datagram: its checksum covers the whole datagram; scapy computes it
+# over the translated whole datagram before cutting it, so the incremental update must match it.
+for n, (sport, ext_port) in enumerate([(5000, 61007), (5001, 61008)]):
+    body = bytes(range(256)) * 6
+    whole_in = IP(src=LAN, dst=REMOTE, ttl=64, id=300 + n) / UDP(sport=sport, dport=53) / Raw(body[:1400 + n * 600])
+    whole_out = IP(src=EXT, dst=REMOTE, ttl=63, id=300 + n) / UDP(sport=ext_port, dport=53) / Raw(body[:1400 + n * 600])
+    inp = eth_in() / fragment(whole_in, fragsize=480 + n * 8)[0]
+    exp = eth_out() / fragment(whole_out, fragsize=480 + n * 8)[0]
+    add(f"snat_udp_first_fragment_{n}", "rewrite", tup("udp", EXT, REMOTE, ext_port, 53), inp, exp)
 
 # Invalid incoming L4 checksums stay invalid by exactly the same error.
 for proto, off in (("udp", 14 + 20 + 6), ("tcp", 14 + 20 + 16), ("icmp", 14 + 20 + 2)):
@@ -270,8 +280,13 @@ drop("ipv4_ihl_below_5", edit_ip(good, v=(0, 0x44, 1)), "ipv4_header_length_too_
 drop("ipv4_total_length_beyond_frame", edit_ip(good, l=(2, len(good) - 14 + 1, 2)), "ipv4_total_length_beyond_frame")
 drop("ipv4_total_length_below_header", edit_ip(good, l=(2, 19, 2)), "ipv4_total_length_below_header")
 drop("ipv4_bad_header_checksum", edit_ip(good, False, c=(10, 0x1234, 2)), "ipv4_bad_header_checksum")
-drop("ipv4_first_fragment", edit_ip(good, f=(6, 0x2000, 2)), "ipv4_first_fragment")
+drop("ipv4_fragment_misaligned", edit_ip(good, f=(6, 0x2000, 2)), "ipv4_fragment_misaligned")
 drop("ipv4_non_first_fragment", edit_ip(good, f=(6, 0x0010, 2)), "ipv4_non_first_fragment")
+drop("ipv4_fragment_beyond_maximum", edit_ip(good, f=(6, 0x1FFF, 2)), "ipv4_fragment_beyond_maximum")
+drop("ipv4_first_fragment_too_short", raw(eth_in() / IP(src=LAN, dst=REMOTE, proto=17, flags="MF", id=21)),
+     "ipv4_first_fragment_too_short")
+drop("ipv4_fragment_unsupported_tcp", raw(eth_in() / IP(src=LAN, dst=REMOTE, flags="MF", id=22) / TCP() / Raw(b"\0" * 4)),
+     "ipv4_fragment_unsupported")
 drop("ipv4_martian_source", raw(eth_in() / IP(src="127.0.0.1", dst=REMOTE) / UDP()), "ipv4_martian_address")
 drop("ipv4_multicast_destination", raw(eth_in() / IP(src=LAN, dst="224.0.0.251") / UDP()), "ipv4_martian_address")
 drop("ipv4_broadcast_destination", raw(eth_in() / IP(src=LAN, dst="255.255.255.255") / UDP()), "ipv4_martian_address")

@@ -1,7 +1,9 @@
 //! Batches: every frame of a batch parsed first, then all their flows looked up at once.
 
 use flowpin_flowtable::Found;
-use flowpin_nat::{FlowKey, IpProtocol, ParseError, ParsedFrame, icmp_error_flow_key, parse_frame};
+use flowpin_nat::{
+    Classified, FlowKey, IpProtocol, ParseError, classify_frame, icmp_error_flow_key,
+};
 
 use super::Pipeline;
 use crate::datapath::counters::DropReason;
@@ -26,7 +28,7 @@ const NO_KEY: FlowKey = FlowKey {
 /// misses of a batch overlap instead of queueing). Allocated once per worker.
 #[derive(Debug)]
 pub struct PreparedBatch {
-    parsed: [Result<ParsedFrame, ParseError>; BATCH],
+    parsed: [Result<Classified, ParseError>; BATCH],
     keys: [FlowKey; BATCH],
     found: [Option<Found<FlowValue>>; BATCH],
     len: usize,
@@ -64,10 +66,10 @@ impl PreparedBatch {
         if self.len == BATCH {
             return false;
         }
-        let parsed = parse_frame(frame);
+        let parsed = classify_frame(frame);
         self.keys[self.len] = match &parsed {
-            Ok(p) => icmp_error_flow_key(p).unwrap_or(p.key),
-            Err(_) => NO_KEY,
+            Ok(Classified::Packet(p)) => icmp_error_flow_key(p).unwrap_or(p.key),
+            Ok(Classified::LaterFragment(_)) | Err(_) => NO_KEY,
         };
         self.parsed[self.len] = parsed;
         self.len += 1;

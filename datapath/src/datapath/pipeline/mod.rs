@@ -29,6 +29,10 @@
 //! - MSS clamping: a TCP SYN (or SYN-ACK) leaving through an uplink, or entering through it, announces
 //!   at most that uplink's clamp ([`UplinkView::mss_clamp`](crate::datapath::UplinkView)), counted as
 //!   `mss_clamped`; the check costs non-SYN packets one flag test;
+//! - IPv4 fragments (`fragment_path`): a first fragment is translated like a whole packet and
+//!   records the route of its datagram in the worker's [`Fragments`]; a later fragment follows that
+//!   route (addresses only) or is held until its first comes, never forwarded un-translated; a
+//!   fragment of an unknown datagram creates nothing;
 //! - passive health signal: a new outbound TCP flow opened by a SYN counts as a handshake started on its
 //!   uplink, and the first SYN-ACK that moves its tracker from "SYN sent" to established as answered
 //!   (two workers racing on one retransmitted SYN-ACK may both count it: a rare overcount of answers).
@@ -36,14 +40,18 @@
 //! This file holds the path of a frame with a flow; `batch` the two-stage batch, `new_flow` a first
 //! packet's placement and insertion, `answers` the ICMP answers sent instead of forwarding.
 
+use std::cell::RefCell;
+
 use flowpin_flowtable::{FlowHandle, Found, Side};
 use flowpin_nat::{
-    AllocError, Direction, FlowKey, IpProtocol, MacPair, MssClamp, ParsedFrame, Rewrite, TcpPhase,
-    Transport, clamp_mss, icmp_error_flow_key, parse_frame, translate_icmp_error,
+    AllocError, Classified, Direction, FlowKey, IpProtocol, MacPair, MssClamp, ParsedFrame,
+    Rewrite, TcpPhase, Transport, clamp_mss, classify_frame, icmp_error_flow_key,
+    translate_icmp_error,
 };
 
 use crate::datapath::counters::{DatapathCounters, DropReason};
 use crate::datapath::flows::Flows;
+use crate::datapath::fragments::Fragments;
 use crate::datapath::record::{FlowKind, FlowValue, Placement};
 use crate::datapath::snapshot::Snapshot;
 use crate::datapath::verdict::{PortId, Verdict};
@@ -51,6 +59,7 @@ use crate::datapath::verdict::{PortId, Verdict};
 mod answers;
 mod batch;
 mod forwarded;
+mod fragment_path;
 mod new_flow;
 
 pub use batch::{BATCH, PreparedBatch};
@@ -66,6 +75,8 @@ pub struct Pipeline<'a> {
     pub flows: &'a Flows,
     /// This worker's counters.
     pub counters: &'a DatapathCounters,
+    /// This worker's IPv4 fragment state (borrowed by this worker alone).
+    pub fragments: &'a RefCell<Fragments>,
 }
 
 /// A flow found or created for a frame, with the side its key matched.
@@ -90,12 +101,15 @@ impl Pipeline<'_> {
     /// a batch of one.
     pub fn process(&self, ingress: PortId, frame: &mut [u8], len: usize) -> Verdict {
         let len = len.min(frame.len());
-        let parsed = parse_frame(&frame[..len]).map_err(DropReason::Malformed);
-        let found = parsed.as_ref().ok().and_then(|p| {
-            let key = icmp_error_flow_key(p).unwrap_or(p.key);
-            self.flows.table.lookup(&key)
-        });
-        self.finish(ingress, frame, len, parsed, found)
+        let classified = classify_frame(&frame[..len]).map_err(DropReason::Malformed);
+        let found = match &classified {
+            Ok(Classified::Packet(p)) => {
+                let key = icmp_error_flow_key(p).unwrap_or(p.key);
+                self.flows.table.lookup(&key)
+            }
+            _ => None,
+        };
+        self.finish(ingress, frame, len, classified, found)
     }
 
     fn finish(
@@ -103,27 +117,37 @@ impl Pipeline<'_> {
         ingress: PortId,
         frame: &mut [u8],
         len: usize,
-        parsed: Result<ParsedFrame, DropReason>,
+        classified: Result<Classified, DropReason>,
         found: Option<Found<FlowValue>>,
     ) -> Verdict {
         self.counters.frames.add(1);
-        let verdict = parsed
-            .and_then(|parsed| {
-                let len = len.min(frame.len());
-                let found = found.map(Hit::from);
-                match ingress.uplink_slot() {
-                    None => self.arrived_on_lan(frame, len, &parsed, found),
-                    Some(slot) => self.arrived_on_uplink(slot, frame, len, &parsed, found),
+        let len = len.min(frame.len());
+        let verdict = classified
+            .and_then(|classified| match classified {
+                Classified::Packet(parsed) => {
+                    let found = found.map(Hit::from);
+                    match ingress.uplink_slot() {
+                        None => self.arrived_on_lan(frame, len, &parsed, found),
+                        Some(slot) => self.arrived_on_uplink(slot, frame, len, &parsed, found),
+                    }
                 }
+                Classified::LaterFragment(view) => self.later_fragment(ingress, frame, &view),
             })
             .unwrap_or_else(Verdict::Drop);
+        self.count_verdict(verdict);
+        verdict
+    }
+
+    /// Counts a verdict: a drop under its reason, a transmit verdict as forwarded (the worker takes
+    /// it back off the count if the egress refuses it, `DatapathCounters::count_tx_refused`); a held
+    /// fragment is counted when it is released or expires.
+    #[inline]
+    fn count_verdict(&self, verdict: Verdict) {
         match verdict {
             Verdict::Drop(reason) => self.counters.count_drop(reason),
-            // A transmit verdict; the worker takes it back off the count if the egress refuses it
-            // (`DatapathCounters::count_tx_refused`).
             Verdict::Transmit { .. } => self.counters.forwarded.add(1),
+            Verdict::Held => {}
         }
-        verdict
     }
 
     fn arrived_on_lan(
@@ -286,6 +310,9 @@ impl Pipeline<'_> {
             return self.too_big(frame, len, parsed, mtu);
         }
         translate(frame, parsed, &v.lan_side, macs)?;
+        if parsed.first_fragment_ident.is_some() {
+            self.record_fragment_route(frame, parsed, PortId::LAN, port);
+        }
         if let Some(limit) = mss_clamp.filter(|_| is_syn(parsed)) {
             self.clamp_mss(frame, parsed, limit, v.uplink);
         }
@@ -315,6 +342,9 @@ impl Pipeline<'_> {
             };
         }
         translate(frame, parsed, &v.uplink_side, macs)?;
+        if parsed.first_fragment_ident.is_some() {
+            self.record_fragment_route(frame, parsed, ingress, PortId::LAN);
+        }
         if v.kind == FlowKind::Outbound && is_syn(parsed) {
             let limit = self.snapshot.uplink(v.uplink).and_then(|u| u.mss_clamp);
             if let Some(limit) = limit {

@@ -236,12 +236,7 @@ fn rfc4787_req9_a_hairpinned_packet_reaches_the_target_host_from_the_senders_ext
 #[test]
 fn a_prepared_batch_decides_like_frame_by_frame_processing() {
     let rig = Rig::new(Settings::default(), true);
-    let pipeline = Pipeline {
-        now_ms: rig.now_ms,
-        snapshot: &rig.snapshot,
-        flows: &rig.flows,
-        counters: &rig.counters,
-    };
+    let pipeline = rig.pipeline();
     // Two packets of one new flow, a malformed frame and an unsolicited inbound one, in one batch: the
     // batch's lookups all happen before the first packet creates the flow.
     let mut frames = vec![

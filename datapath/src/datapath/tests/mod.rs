@@ -20,6 +20,7 @@ use crate::select::{KeyHasher, PolicySpec, PolicyTable, Stickiness, UplinkStatus
 mod accounting;
 mod flow_share;
 mod forwards;
+mod fragments;
 mod host_limits;
 mod icmp;
 mod mapping;
@@ -139,6 +140,7 @@ struct Rig {
     snapshot: Snapshot,
     flows: Flows,
     counters: DatapathCounters,
+    fragments: std::cell::RefCell<Fragments>,
     now_ms: u64,
     settings: Settings,
     /// Each uplink's port pools, carried from snapshot to snapshot as the control plane does.
@@ -159,6 +161,12 @@ impl Rig {
             snapshot: Self::snapshot(&settings, &pools, 1, gateways_resolved, true),
             flows: Flows::with_capacity(1 << 12).unwrap(),
             counters: DatapathCounters::default(),
+            fragments: std::cell::RefCell::new(Fragments::new(flowpin_nat::FragmentLimits {
+                datagrams: 64,
+                timeout_ms: 2000,
+                held: 4,
+                held_bytes: 2048,
+            })),
             now_ms: 1_000_000,
             settings,
             pools,
@@ -253,19 +261,23 @@ impl Rig {
         self.counters.uplinks.iter().map(f).sum()
     }
 
-    fn process(&self, ingress: PortId, frame: &mut Vec<u8>) -> Verdict {
-        let len = frame.len();
-        frame.resize(2048, 0);
-        let verdict = Pipeline {
+    fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
             now_ms: self.now_ms,
             snapshot: &self.snapshot,
             flows: &self.flows,
             counters: &self.counters,
+            fragments: &self.fragments,
         }
-        .process(ingress, frame, len);
+    }
+
+    fn process(&self, ingress: PortId, frame: &mut Vec<u8>) -> Verdict {
+        let len = frame.len();
+        frame.resize(2048, 0);
+        let verdict = self.pipeline().process(ingress, frame, len);
         match verdict {
             Verdict::Transmit { len, .. } => frame.truncate(len),
-            Verdict::Drop(_) => frame.truncate(len),
+            Verdict::Drop(_) | Verdict::Held => frame.truncate(len),
         }
         verdict
     }
@@ -275,6 +287,7 @@ impl Rig {
         match self.process(ingress, frame) {
             Verdict::Transmit { port, .. } => port,
             Verdict::Drop(reason) => panic!("dropped: {reason:?}"),
+            Verdict::Held => panic!("held"),
         }
     }
 

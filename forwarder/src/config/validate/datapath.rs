@@ -31,9 +31,13 @@ impl Checker<'_> {
             syn_burst: Datapath::DEFAULT_SYN_BURST,
             inbound_syn_per_s: Datapath::DEFAULT_INBOUND_SYN_PER_S,
             inbound_syn_burst: Datapath::DEFAULT_INBOUND_SYN_BURST,
+            fragment_datagrams: Datapath::DEFAULT_FRAGMENT_DATAGRAMS,
+            fragment_held: Datapath::DEFAULT_FRAGMENT_HELD,
+            fragment_timeout: Datapath::DEFAULT_FRAGMENT_TIMEOUT,
         };
         let Some(mut raw) = raw else { return datapath };
         self.admission(&mut raw, &mut datapath);
+        self.fragments(&mut raw, &mut datapath);
         if let Some(name) = raw.pin_name {
             datapath.pin_name = Some(self.pin_name(name));
         }

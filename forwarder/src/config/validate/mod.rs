@@ -9,6 +9,7 @@ mod admission;
 mod datapath;
 mod flow_share;
 mod forwards;
+mod fragments;
 mod health;
 mod hooks;
 mod http_probe;

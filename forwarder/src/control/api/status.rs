@@ -52,6 +52,13 @@ pub struct StatusReport {
     /// `ports_per_host`) that another uplink of the group took.
     #[serde(default)]
     pub flows_spilled: u64,
+    /// Later IPv4 fragments translated by the route their first fragment recorded.
+    #[serde(default)]
+    pub fragments_followed: u64,
+    /// Later IPv4 fragments held because they came before their first (each then followed, or
+    /// dropped as `fragment_expired`).
+    #[serde(default)]
+    pub fragments_held: u64,
     /// By kind of ICMP answer the datapath originates (`net_unreachable`: no uplink for a new flow;
     /// `port_exhausted`: no external port for it; `frag_needed_to_uplink`: a packet from the internet
     /// too big for the LAN): answers its per-worker rate limit suppressed (the frame was still dropped

@@ -104,6 +104,20 @@ fn write_flow_table(out: &mut String, status: &StatusReport) {
     f.sample(&[], status.flows_spilled as f64);
     let mut f = family(
         out,
+        "flowpin_fragments_followed_total",
+        "counter",
+        "Later IPv4 fragments translated by the route their first fragment recorded.",
+    );
+    f.sample(&[], status.fragments_followed as f64);
+    let mut f = family(
+        out,
+        "flowpin_fragments_held_total",
+        "counter",
+        "Later IPv4 fragments held because they came before their first fragment.",
+    );
+    f.sample(&[], status.fragments_held as f64);
+    let mut f = family(
+        out,
         "flowpin_flow_hosts",
         "gauge",
         "LAN hosts holding at least one flow.",

@@ -193,6 +193,8 @@ fn kernel_socket_counters_are_exported_per_worker_port_and_counter() {
     let status = StatusReport {
         flows_early_dropped: 9,
         flows_spilled: 4,
+        fragments_followed: 5,
+        fragments_held: 6,
         flow_hosts: 3,
         flow_share_pressure: 196_608,
         flow_fair_share: 65_536,
@@ -257,6 +259,8 @@ fn kernel_socket_counters_are_exported_per_worker_port_and_counter() {
     assert!(text.contains("flowpin_flows_early_dropped_total 9\n"));
     assert!(text.contains("# TYPE flowpin_flows_spilled_total counter\n"));
     assert!(text.contains("flowpin_flows_spilled_total 4\n"));
+    assert!(text.contains("flowpin_fragments_followed_total 5\n"));
+    assert!(text.contains("flowpin_fragments_held_total 6\n"));
     assert!(text.contains("# TYPE flowpin_flow_hosts gauge\nflowpin_flow_hosts 3\n"));
     assert!(text.contains("flowpin_flow_share_pressure_flows 196608\n"));
     assert!(text.contains("flowpin_flow_fair_share_flows 65536\n"));

@@ -224,6 +224,11 @@ fn refusals(out: &mut String, s: &StatusReport) {
     );
     let _ = writeln!(
         out,
+        "IPv4 fragments following their first: {}; held before their first: {}",
+        s.fragments_followed, s.fragments_held
+    );
+    let _ = writeln!(
+        out,
         "flows killed by the operator: {} (TCP resets sent {})",
         s.flows_killed, s.kill_resets_sent
     );

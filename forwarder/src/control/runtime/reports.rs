@@ -55,6 +55,12 @@ impl Daemon {
                 .map(|c| c.flows_early_dropped.get())
                 .sum(),
             flows_spilled: self.counters.iter().map(|c| c.flows_spilled.get()).sum(),
+            fragments_followed: self
+                .counters
+                .iter()
+                .map(|c| c.fragments_followed.get())
+                .sum(),
+            fragments_held: self.counters.iter().map(|c| c.fragments_held.get()).sum(),
             flow_hosts: self.flows.hosts.live() as u64,
             flow_share_pressure: snapshot
                 .flow_share

@@ -256,7 +256,7 @@ fn start_forwarding(
         flows,
         clock,
         &counters,
-        config.datapath.idle,
+        &config.datapath,
         &cores,
     )?;
     tracing::info!(workers = workers.len(), "forwarding");

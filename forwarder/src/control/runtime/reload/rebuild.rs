@@ -195,7 +195,7 @@ impl Daemon {
             &self.flows,
             self.clock,
             &self.counters,
-            self.config.datapath.idle,
+            &self.config.datapath,
             &self.cores,
         )
         .map_err(IoReopenError::Workers)
