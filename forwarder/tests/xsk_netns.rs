@@ -197,7 +197,7 @@ fn lan_and_uplink_program() -> XdpProgram {
     let mut program = XdpProgram::load().expect("load the XDP program");
     program.configure_lan("ra").expect("configure ra");
     program
-        .configure_uplink("rb", ROUTER_UPLINK, 20000..=29999)
+        .configure_uplink("rb", "isp", ROUTER_UPLINK, 20000..=29999)
         .expect("configure rb");
     program
         .add_local_address(ROUTER_LAN)
