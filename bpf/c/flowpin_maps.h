@@ -49,14 +49,15 @@ enum flowpin_role {
 	FLOWPIN_ROLE_UPLINK = 2,
 };
 
-/* Value of the `flowpin_ifaces` map, keyed by ifindex (__u32). */
+/*
+ * Value of the `flowpin_ifaces` map, keyed by ifindex (__u32). An uplink interface may carry several
+ * uplinks (one NAT address each): which addresses are its uplinks' is in `flowpin_local`
+ * (`struct flowpin_local_addr.ifindex`), so return traffic is dispatched by destination address.
+ */
 struct flowpin_iface_config {
-	__u32 role;        /* enum flowpin_role */
-	__u32 slot;        /* < FLOWPIN_MAX_IFACES, unique among configured interfaces */
-	__u32 uplink_addr; /* uplinks: the address flows are translated to (network order); LAN: 0 */
-	__u16 port_min;    /* uplinks: NAT port / ICMP identifier range, inclusive */
-	__u16 port_max;
-	__u32 flags;       /* FLOWPIN_IFACE_* */
+	__u32 role;  /* enum flowpin_role */
+	__u32 slot;  /* < FLOWPIN_MAX_IFACES, unique among configured interfaces */
+	__u32 flags; /* FLOWPIN_IFACE_* */
 };
 
 /*
@@ -76,6 +77,7 @@ struct flowpin_local_addr {
 	__u32 flags;    /* FLOWPIN_LOCAL_* */
 	__u16 port_min; /* with FLOWPIN_LOCAL_NAT: the owning uplink's NAT range, inclusive */
 	__u16 port_max;
+	__u32 ifindex;  /* with FLOWPIN_LOCAL_NAT: the owning uplink's interface; else 0 */
 };
 
 /*
@@ -162,7 +164,7 @@ enum flowpin_decision {
 	FLOWPIN_PASS_BROADCAST,         /* L2 or L3 broadcast / multicast (DHCP, ...): kernel */
 	FLOWPIN_PASS_TTL,               /* TTL <= 1: kernel (sends Time Exceeded) */
 	FLOWPIN_PASS_LOCAL,             /* to one of the router's addresses (LAN side; uplink side
-	                                 * when not the ingress uplink's own): kernel */
+	                                 * when no uplink of the ingress interface owns it): kernel */
 	FLOWPIN_PASS_UPLINK_OWN,        /* to an uplink address, outside the NAT range: kernel */
 	FLOWPIN_PASS_UPLINK_FRAGMENT,   /* non-first fragment to an uplink address whose first went
 	                                 * to the kernel, or of another protocol than UDP/ICMP: kernel */

@@ -529,14 +529,19 @@ int flowpin_xdp(struct xdp_md *ctx)
 	 * the router itself; the datapath drops them, counted as ttl_exceeded.
 	 */
 	if (iface->role == FLOWPIN_ROLE_UPLINK) {
-		if (ip->daddr == iface->uplink_addr) {
+		/*
+		 * Dispatch by destination address: the NAT address of an uplink on this interface (there
+		 * may be several, one address each) is that uplink's return traffic.
+		 */
+		local = bpf_map_lookup_elem(&flowpin_local, &ip->daddr);
+		if (local && (local->flags & FLOWPIN_LOCAL_NAT) && local->ifindex == ifindex) {
 			if (ip->frag_off & bpf_htons(IP_OFFSET)) {
 				if (later_fragment_to_socket(ip))
 					return uplink_to_socket(ctx, iface,
 								FLOWPIN_REDIRECT_UPLINK_FRAGMENT);
 				return count(ctx, FLOWPIN_PASS_UPLINK_FRAGMENT, XDP_PASS);
 			}
-			if (nat_in_range(ip, l4, data_end, iface->port_min, iface->port_max)) {
+			if (nat_in_range(ip, l4, data_end, local->port_min, local->port_max)) {
 				decision = FLOWPIN_REDIRECT_UPLINK_RETURN;
 			} else if (is_forwarded(ip, l4, data_end)) {
 				decision = FLOWPIN_REDIRECT_FORWARD;
@@ -549,7 +554,7 @@ int flowpin_xdp(struct xdp_md *ctx)
 			remember_first_fragment(ip, FLOWPIN_FRAG_SOCKET);
 			return uplink_to_socket(ctx, iface, decision);
 		}
-		if (bpf_map_lookup_elem(&flowpin_local, &ip->daddr))
+		if (local)
 			return count(ctx, FLOWPIN_PASS_LOCAL, XDP_PASS);
 		if (in_lan_prefix(ip->daddr))
 			return count(ctx, FLOWPIN_DROP_UPLINK_TO_LAN, XDP_DROP);

@@ -44,15 +44,13 @@ int main(void)
 	CONST_USIZE("IFACE_CONFIG_SIZE", sizeof(struct flowpin_iface_config));
 	CONST_USIZE("IFACE_CONFIG_ROLE", offsetof(struct flowpin_iface_config, role));
 	CONST_USIZE("IFACE_CONFIG_SLOT", offsetof(struct flowpin_iface_config, slot));
-	CONST_USIZE("IFACE_CONFIG_UPLINK_ADDR", offsetof(struct flowpin_iface_config, uplink_addr));
-	CONST_USIZE("IFACE_CONFIG_PORT_MIN", offsetof(struct flowpin_iface_config, port_min));
-	CONST_USIZE("IFACE_CONFIG_PORT_MAX", offsetof(struct flowpin_iface_config, port_max));
 	CONST_USIZE("IFACE_CONFIG_FLAGS", offsetof(struct flowpin_iface_config, flags));
 
 	CONST_USIZE("LOCAL_ADDR_SIZE", sizeof(struct flowpin_local_addr));
 	CONST_USIZE("LOCAL_ADDR_FLAGS", offsetof(struct flowpin_local_addr, flags));
 	CONST_USIZE("LOCAL_ADDR_PORT_MIN", offsetof(struct flowpin_local_addr, port_min));
 	CONST_USIZE("LOCAL_ADDR_PORT_MAX", offsetof(struct flowpin_local_addr, port_max));
+	CONST_USIZE("LOCAL_ADDR_IFINDEX", offsetof(struct flowpin_local_addr, ifindex));
 
 	CONST_USIZE("BUDGET_SIZE", sizeof(struct flowpin_budget));
 	CONST_USIZE("BUDGET_INTERVAL_NS", offsetof(struct flowpin_budget, interval_ns));

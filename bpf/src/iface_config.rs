@@ -1,11 +1,11 @@
 //! Mirror of `struct flowpin_iface_config`: what an attached interface is to the XDP program.
 //!
 //! Invariants: `slot < MAX_IFACES` and unique among configured interfaces (it selects the XSKMAP
-//! keys of the interface's queues); for uplinks, `port_min <= port_max`.
+//! keys of the interface's queues). An uplink interface may carry several uplinks: their NAT
+//! addresses and ranges are in the local-address map ([`crate::LocalAddr::nat`]), which names the
+//! interface, so the program dispatches return traffic by destination address.
 
 use std::mem::{offset_of, size_of};
-use std::net::Ipv4Addr;
-use std::ops::RangeInclusive;
 
 use crate::c_layout as c;
 
@@ -15,7 +15,8 @@ use crate::c_layout as c;
 pub enum Role {
     /// The LAN side: transit goes to AF_XDP, other protocols are dropped.
     Lan = c::ROLE_LAN,
-    /// An uplink: return traffic to its address inside the NAT range goes to AF_XDP.
+    /// An uplink interface: return traffic to the NAT address of one of its uplinks inside that
+    /// uplink's range goes to AF_XDP.
     Uplink = c::ROLE_UPLINK,
 }
 
@@ -27,12 +28,6 @@ pub struct IfaceConfig {
     pub role: u32,
     /// Interface slot, `< MAX_IFACES`.
     pub slot: u32,
-    /// Uplinks: the NAT address, octets in wire order; LAN: zero.
-    pub uplink_addr: [u8; 4],
-    /// Uplinks: first NAT port / ICMP identifier, inclusive.
-    pub port_min: u16,
-    /// Uplinks: last NAT port / ICMP identifier, inclusive.
-    pub port_max: u16,
     /// `IFACE_*` bits: [`IFACE_L3`] for a device without a link-layer header.
     pub flags: u32,
 }
@@ -46,9 +41,6 @@ const _: () = {
     assert!(size_of::<IfaceConfig>() == c::IFACE_CONFIG_SIZE);
     assert!(offset_of!(IfaceConfig, role) == c::IFACE_CONFIG_ROLE);
     assert!(offset_of!(IfaceConfig, slot) == c::IFACE_CONFIG_SLOT);
-    assert!(offset_of!(IfaceConfig, uplink_addr) == c::IFACE_CONFIG_UPLINK_ADDR);
-    assert!(offset_of!(IfaceConfig, port_min) == c::IFACE_CONFIG_PORT_MIN);
-    assert!(offset_of!(IfaceConfig, port_max) == c::IFACE_CONFIG_PORT_MAX);
     assert!(offset_of!(IfaceConfig, flags) == c::IFACE_CONFIG_FLAGS);
 };
 
@@ -61,21 +53,15 @@ impl IfaceConfig {
         Self {
             role: Role::Lan as u32,
             slot,
-            uplink_addr: [0; 4],
-            port_min: 0,
-            port_max: 0,
             flags: 0,
         }
     }
 
-    /// An uplink in `slot` translating to `address` with NAT ports/identifiers `ports`.
-    pub fn uplink(slot: u32, address: Ipv4Addr, ports: RangeInclusive<u16>) -> Self {
+    /// An uplink interface in `slot` (its uplinks' addresses are in the local-address map).
+    pub const fn uplink(slot: u32) -> Self {
         Self {
             role: Role::Uplink as u32,
             slot,
-            uplink_addr: address.octets(),
-            port_min: *ports.start(),
-            port_max: *ports.end(),
             flags: 0,
         }
     }
@@ -105,17 +91,6 @@ impl IfaceConfig {
         let mut bytes = [0; c::IFACE_CONFIG_SIZE];
         put(&mut bytes, c::IFACE_CONFIG_ROLE, &self.role.to_ne_bytes());
         put(&mut bytes, c::IFACE_CONFIG_SLOT, &self.slot.to_ne_bytes());
-        put(&mut bytes, c::IFACE_CONFIG_UPLINK_ADDR, &self.uplink_addr);
-        put(
-            &mut bytes,
-            c::IFACE_CONFIG_PORT_MIN,
-            &self.port_min.to_ne_bytes(),
-        );
-        put(
-            &mut bytes,
-            c::IFACE_CONFIG_PORT_MAX,
-            &self.port_max.to_ne_bytes(),
-        );
         put(&mut bytes, c::IFACE_CONFIG_FLAGS, &self.flags.to_ne_bytes());
         bytes
     }
@@ -125,9 +100,6 @@ impl IfaceConfig {
         Self {
             role: u32::from_ne_bytes(take(bytes, c::IFACE_CONFIG_ROLE)),
             slot: u32::from_ne_bytes(take(bytes, c::IFACE_CONFIG_SLOT)),
-            uplink_addr: take(bytes, c::IFACE_CONFIG_UPLINK_ADDR),
-            port_min: u16::from_ne_bytes(take(bytes, c::IFACE_CONFIG_PORT_MIN)),
-            port_max: u16::from_ne_bytes(take(bytes, c::IFACE_CONFIG_PORT_MAX)),
             flags: u32::from_ne_bytes(take(bytes, c::IFACE_CONFIG_FLAGS)),
         }
     }
@@ -158,23 +130,13 @@ mod tests {
 
     #[test]
     fn uplink_config_encodes_at_the_c_offsets() {
-        let config = IfaceConfig::uplink(3, Ipv4Addr::new(198, 51, 100, 7), 20000..=29999);
+        let config = IfaceConfig::uplink(3);
         let bytes = config.to_bytes();
         assert_eq!(
             bytes[c::IFACE_CONFIG_ROLE..][..4],
             c::ROLE_UPLINK.to_ne_bytes()
         );
         assert_eq!(bytes[c::IFACE_CONFIG_SLOT..][..4], 3u32.to_ne_bytes());
-        // The address is stored in wire order whatever the host's endianness.
-        assert_eq!(bytes[c::IFACE_CONFIG_UPLINK_ADDR..][..4], [198, 51, 100, 7]);
-        assert_eq!(
-            bytes[c::IFACE_CONFIG_PORT_MIN..][..2],
-            20000u16.to_ne_bytes()
-        );
-        assert_eq!(
-            bytes[c::IFACE_CONFIG_PORT_MAX..][..2],
-            29999u16.to_ne_bytes()
-        );
         assert_eq!(bytes[c::IFACE_CONFIG_FLAGS..][..4], [0; 4]);
         assert_eq!(IfaceConfig::from_bytes(&bytes), config);
         assert_eq!(config.role(), Some(Role::Uplink));
@@ -182,8 +144,7 @@ mod tests {
 
     #[test]
     fn layer3_flag_encodes_at_the_c_offset_and_clears() {
-        let config =
-            IfaceConfig::uplink(2, Ipv4Addr::new(100, 64, 2, 2), 1024..=65535).layer3(true);
+        let config = IfaceConfig::uplink(2).layer3(true);
         let bytes = config.to_bytes();
         assert_eq!(
             bytes[c::IFACE_CONFIG_FLAGS..][..4],

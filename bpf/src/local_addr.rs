@@ -1,7 +1,9 @@
 //! Mirror of `struct flowpin_local_addr`: one of the router's own IPv4 addresses.
 //!
 //! Packets to these addresses go to the kernel, except hairpin traffic from the LAN to an uplink's
-//! NAT address ([`LocalAddr::nat`]) inside its port range, which goes to AF_XDP.
+//! NAT address ([`LocalAddr::nat`]) inside its port range, which goes to AF_XDP, and return traffic
+//! arriving on the interface a NAT entry names (the uplink's), which goes to AF_XDP too: that is how
+//! several uplinks on one interface are told apart.
 
 use std::mem::{offset_of, size_of};
 use std::net::Ipv4Addr;
@@ -20,6 +22,8 @@ pub struct LocalAddr {
     pub port_min: u16,
     /// With the NAT flag: last port of the owning uplink's range, inclusive.
     pub port_max: u16,
+    /// With the NAT flag: the ifindex of the owning uplink's interface; else 0.
+    pub ifindex: u32,
 }
 
 const _: () = {
@@ -27,6 +31,7 @@ const _: () = {
     assert!(offset_of!(LocalAddr, flags) == c::LOCAL_ADDR_FLAGS);
     assert!(offset_of!(LocalAddr, port_min) == c::LOCAL_ADDR_PORT_MIN);
     assert!(offset_of!(LocalAddr, port_max) == c::LOCAL_ADDR_PORT_MAX);
+    assert!(offset_of!(LocalAddr, ifindex) == c::LOCAL_ADDR_IFINDEX);
 };
 
 /// The map value as bytes.
@@ -39,15 +44,17 @@ impl LocalAddr {
             flags: 0,
             port_min: 0,
             port_max: 0,
+            ifindex: 0,
         }
     }
 
-    /// An uplink's NAT address with its port / ICMP identifier range.
-    pub fn nat(ports: RangeInclusive<u16>) -> Self {
+    /// The NAT address of an uplink on interface `ifindex`, with its port / ICMP identifier range.
+    pub fn nat(ports: RangeInclusive<u16>, ifindex: u32) -> Self {
         Self {
             flags: c::LOCAL_NAT,
             port_min: *ports.start(),
             port_max: *ports.end(),
+            ifindex,
         }
     }
 
@@ -75,6 +82,11 @@ impl LocalAddr {
             c::LOCAL_ADDR_PORT_MAX,
             &self.port_max.to_ne_bytes(),
         );
+        put(
+            &mut bytes,
+            c::LOCAL_ADDR_IFINDEX,
+            &self.ifindex.to_ne_bytes(),
+        );
         bytes
     }
 
@@ -84,6 +96,7 @@ impl LocalAddr {
             flags: u32::from_ne_bytes(take(bytes, c::LOCAL_ADDR_FLAGS)),
             port_min: u16::from_ne_bytes(take(bytes, c::LOCAL_ADDR_PORT_MIN)),
             port_max: u16::from_ne_bytes(take(bytes, c::LOCAL_ADDR_PORT_MAX)),
+            ifindex: u32::from_ne_bytes(take(bytes, c::LOCAL_ADDR_IFINDEX)),
         }
     }
 }
@@ -94,7 +107,7 @@ mod tests {
 
     #[test]
     fn nat_address_encodes_at_the_c_offsets() {
-        let value = LocalAddr::nat(1024..=65535);
+        let value = LocalAddr::nat(1024..=65535, 7);
         let bytes = value.to_bytes();
         assert_eq!(
             bytes[c::LOCAL_ADDR_FLAGS..][..4],
@@ -102,6 +115,7 @@ mod tests {
         );
         assert_eq!(bytes[c::LOCAL_ADDR_PORT_MIN..][..2], 1024u16.to_ne_bytes());
         assert_eq!(bytes[c::LOCAL_ADDR_PORT_MAX..][..2], 65535u16.to_ne_bytes());
+        assert_eq!(bytes[c::LOCAL_ADDR_IFINDEX..][..4], 7u32.to_ne_bytes());
         assert_eq!(LocalAddr::from_bytes(&bytes), value);
         assert!(value.is_nat());
         assert!(!LocalAddr::host().is_nat());

@@ -13,8 +13,9 @@
 //! Invariants:
 //! - no allocation, lock, log or syscall per packet (the rings' wakeups aside);
 //! - the datapath names an egress by uplink slot ([`PortId`] `1 + slot`, stable for an uplink's
-//!   life), a worker's sockets are the interfaces configured now: [`PortMap`] translates, and a
-//!   frame for a slot with no socket is dropped as `UplinkGone`;
+//!   life), a worker's sockets are the interfaces configured now (one per interface, however many
+//!   uplinks share it): [`PortMap`] translates, and a frame for a slot with no socket is dropped as
+//!   `UplinkGone`;
 //! - stopping a pool sets the stop flag, then wakes every worker ([`crate::xsk::XskWaker`]) so none
 //!   sleeps out its poll timeout, and hands the AF_XDP workers back for the next generation;
 //! - a worker publishes its frame states ([`crate::xsk::FrameAccounting`]) and its sockets' kernel
@@ -144,35 +145,47 @@ pub struct WorkerShared {
 }
 
 /// Translation between datapath ports (0 = LAN, `1 + slot` = uplink slot) and a worker's AF_XDP ports.
+///
+/// Several uplinks on one interface share its AF_XDP port: each transmits through it, and a frame
+/// received on it is named by the first of them (the datapath finds the uplink a frame is for from
+/// its flow or its destination address, not from this name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortMap {
     /// By datapath port: the AF_XDP port serving it (`None`: no socket, e.g. a retired slot).
     to_xsk: Box<[Option<xsk::PortId>]>,
-    /// By AF_XDP port: the datapath port.
+    /// By AF_XDP port: the datapath port its received frames are named by.
     to_datapath: Box<[PortId]>,
 }
 
 impl PortMap {
-    /// The map of a worker whose AF_XDP ports serve `datapath_ports` in order (`datapath_ports[i]` is
-    /// the datapath port of AF_XDP port `i`).
+    /// The map of a worker whose AF_XDP port `i` serves the datapath ports `served[i]` (at least
+    /// one each; received frames are named `served[i][0]`).
     ///
     /// # Panics
-    /// When a datapath port appears twice.
-    pub fn new(datapath_ports: &[PortId]) -> Self {
-        let len = datapath_ports
-            .iter()
+    /// When a datapath port appears twice, or an AF_XDP port serves none.
+    pub fn new(served: &[Vec<PortId>]) -> Self {
+        let len = (served.iter().flatten())
             .map(|p| usize::from(p.0) + 1)
             .max()
             .unwrap_or(0);
         let mut to_xsk = vec![None; len];
-        for (index, port) in datapath_ports.iter().enumerate() {
-            let slot = &mut to_xsk[usize::from(port.0)];
-            assert!(slot.is_none(), "datapath port {} served twice", port.0);
-            *slot = Some(xsk::PortId(index as u16));
+        for (index, ports) in served.iter().enumerate() {
+            for port in ports {
+                let slot = &mut to_xsk[usize::from(port.0)];
+                assert!(slot.is_none(), "datapath port {} served twice", port.0);
+                *slot = Some(xsk::PortId(index as u16));
+            }
         }
+        let to_datapath = (served.iter())
+            .map(|ports| {
+                *ports
+                    .first()
+                    .expect("an AF_XDP port serves a datapath port")
+            })
+            .collect();
         Self {
             to_xsk: to_xsk.into(),
-            to_datapath: datapath_ports.into(),
+            to_datapath,
         }
     }
 
@@ -510,7 +523,7 @@ mod tests {
     #[test]
     fn a_port_map_skips_retired_slots_both_ways() {
         // LAN, uplink slot 0 and slot 2 (slot 1 retired).
-        let map = PortMap::new(&[PortId(0), PortId(1), PortId(3)]);
+        let map = PortMap::new(&[vec![PortId(0)], vec![PortId(1)], vec![PortId(3)]]);
         assert_eq!(map.xsk_port(PortId(0)), Some(xsk::PortId(0)));
         assert_eq!(map.xsk_port(PortId(1)), Some(xsk::PortId(1)));
         assert_eq!(map.xsk_port(PortId(2)), None);
@@ -522,7 +535,18 @@ mod tests {
     #[test]
     #[should_panic(expected = "served twice")]
     fn a_port_map_refuses_a_port_served_twice() {
-        let _ = PortMap::new(&[PortId(0), PortId(0)]);
+        let _ = PortMap::new(&[vec![PortId(0)], vec![PortId(0)]]);
+    }
+
+    #[test]
+    fn uplinks_sharing_an_interface_transmit_through_its_one_port() {
+        // LAN; uplink slots 0 and 2 on one interface, slot 1 on another.
+        let map = PortMap::new(&[vec![PortId(0)], vec![PortId(1), PortId(3)], vec![PortId(2)]]);
+        assert_eq!(map.xsk_port(PortId(1)), Some(xsk::PortId(1)));
+        assert_eq!(map.xsk_port(PortId(3)), Some(xsk::PortId(1)));
+        assert_eq!(map.xsk_port(PortId(2)), Some(xsk::PortId(2)));
+        assert_eq!(map.datapath_port(xsk::PortId(1)), PortId(1));
+        assert_eq!(map.datapath_port(xsk::PortId(2)), PortId(2));
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn lan_and_uplink_program() -> XdpProgram {
     let mut program = XdpProgram::load().expect("load the XDP program");
     program.configure_lan("ra").expect("configure ra");
     program
-        .configure_uplink("rb", ROUTER_UPLINK, 20000..=29999)
+        .configure_uplink("rb", "isp", ROUTER_UPLINK, 20000..=29999)
         .expect("configure rb");
     program
         .add_local_address(ROUTER_LAN)
@@ -650,4 +650,71 @@ fn xdp_admits_syns_within_their_budgets_and_drops_uplink_transit_to_the_lan() {
         0,
         "{counters:?}"
     );
+}
+
+#[test]
+fn xdp_tells_uplinks_on_one_interface_apart_by_their_address() {
+    let Some(lab) = inside_router("xdp_tells_uplinks_on_one_interface_apart_by_their_address")
+    else {
+        return;
+    };
+    // A second uplink on `rb`, with an address and a NAT range of its own.
+    const SECOND: &str = "198.51.100.5";
+    sh(&format!("ip addr add {SECOND}/24 dev rb"));
+    sh(&format!(
+        "ip -n {} neigh replace {SECOND} lladdr {} dev b0",
+        lab.b,
+        MAC_RB.map(|b| format!("{b:02x}")).join(":")
+    ));
+    let mut program = lan_and_uplink_program();
+    program
+        .configure_uplink("rb", "isp-b", SECOND.parse().unwrap(), 30000..=39999)
+        .expect("configure the second uplink on rb");
+    assert_eq!(program.interfaces().count(), 2, "rb is one interface");
+    program.attach("ra", AttachMode::Auto).expect("attach ra");
+    program.attach("rb", AttachMode::Auto).expect("attach rb");
+
+    // Each address's own range goes to AF_XDP (no socket here: dropped, fail closed); the other
+    // uplink's range on that address is the router's own traffic.
+    let step = |program: &XdpProgram, dst: &str, port: u16| {
+        let before = program.counters().expect("counters");
+        sh(&udp_send(&lab.b, dst, port, 4));
+        thread::sleep(Duration::from_millis(200));
+        program.counters().expect("counters").since(&before)
+    };
+    let second_in_range = step(&program, SECOND, 35000);
+    assert_eq!(
+        second_in_range.packets(Decision::DropNoSocket),
+        4,
+        "{second_in_range:?}"
+    );
+    let second_other_range = step(&program, SECOND, 25000);
+    assert_eq!(
+        second_other_range.packets(Decision::PassUplinkOwn),
+        4,
+        "{second_other_range:?}"
+    );
+    assert_eq!(
+        second_other_range.packets(Decision::DropNoSocket),
+        0,
+        "{second_other_range:?}"
+    );
+    let first_in_range = step(&program, "198.51.100.1", 25000);
+    assert_eq!(
+        first_in_range.packets(Decision::DropNoSocket),
+        4,
+        "{first_in_range:?}"
+    );
+
+    // Removing one uplink keeps the interface (and its attachment) for the other.
+    program
+        .remove_uplink("isp-b")
+        .expect("remove the second uplink");
+    assert_eq!(program.uplink_address("isp-b"), None);
+    assert_eq!(program.uplink_address("isp"), Some(ROUTER_UPLINK));
+    let gone = step(&program, SECOND, 35000);
+    assert_eq!(gone.packets(Decision::DropNoSocket), 0, "{gone:?}");
+    assert_eq!(gone.packets(Decision::PassUplinkTransit), 4, "{gone:?}");
+    let kept = step(&program, "198.51.100.1", 25000);
+    assert_eq!(kept.packets(Decision::DropNoSocket), 4, "{kept:?}");
 }

@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::plan::Topology;
 use crate::process::LabProcess;
+use crate::spec::UplinkWiring;
 
 /// Environment variable naming the `flowpin` binary to run (default: the workspace's release build).
 pub const FLOWPIN_BIN_ENV: &str = "FLOWPIN_BIN";
@@ -89,9 +90,14 @@ pub fn config_for(topology: &Topology, socket: &Path, uplinks: &[(usize, u32)]) 
     );
     for &(index, weight) in uplinks {
         let u = &topology.uplinks[index];
+        // Uplinks sharing an interface are told apart by their addresses.
+        let address = match topology.wiring {
+            UplinkWiring::Shared => format!("address = \"{}\"\n", u.router_addr),
+            UplinkWiring::Separate | UplinkWiring::Macvlan => String::new(),
+        };
         let _ = writeln!(
             text,
-            "[[uplink]]\nname = \"isp{}\"\ninterface = \"{}\"\ngateway = \"{}\"\nweight = {}\n",
+            "[[uplink]]\nname = \"isp{}\"\ninterface = \"{}\"\ngateway = \"{}\"\nweight = {}\n{address}",
             u.number, u.router_iface, u.gateway, weight
         );
     }

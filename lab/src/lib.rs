@@ -46,9 +46,9 @@ use anyhow::{Context, Result};
 pub use faults::{Fault, FaultCounters};
 pub use footprint::Footprint;
 pub use isp_counters::IspCounters;
-pub use plan::{InetNode, LanHost, MacAddr, RouterNode, Topology, Uplink};
+pub use plan::{InetNode, LanHost, MacAddr, RouterNode, SegmentNode, Topology, Uplink};
 pub use process::{LabProcess, ProcessOutput};
-pub use spec::{LabSpec, RouterKind, UplinkSpec};
+pub use spec::{LabSpec, RouterKind, UplinkSpec, UplinkWiring};
 pub use teardown::{destroy_lab, list_labs};
 
 /// Page served by the HTTP server.

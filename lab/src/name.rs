@@ -70,6 +70,9 @@ pub enum Role {
     Isp(usize),
     /// The internet, holding the servers.
     Inet,
+    /// The bridge joining the router's one uplink interface to every ISP (labs whose uplinks share
+    /// an interface, [`crate::spec::UplinkWiring`]).
+    Segment,
 }
 
 impl Role {
@@ -81,6 +84,7 @@ impl Role {
             Role::Router => "rtr".to_owned(),
             Role::Isp(k) => format!("isp{k}"),
             Role::Inet => "inet".to_owned(),
+            Role::Segment => "seg".to_owned(),
         }
     }
 
@@ -91,6 +95,7 @@ impl Role {
             "sw" => Some(Role::Switch),
             "rtr" => Some(Role::Router),
             "inet" => Some(Role::Inet),
+            "seg" => Some(Role::Segment),
             _ => {
                 if let Some(rest) = suffix.strip_prefix("lan") {
                     numbered(rest).map(Role::LanHost)
@@ -165,6 +170,7 @@ mod tests {
             Role::Router,
             Role::Isp(3),
             Role::Inet,
+            Role::Segment,
         ];
         for role in roles {
             let name = namespace_name("fpab12", role);

@@ -11,6 +11,11 @@
 //! - Servers: 203.0.113.10 ..= 203.0.113.13 on inet's `lo`; HTTP and the echo listen on each,
 //!   iperf3 server i on address i only (see [`IPERF_PORTS`]). inet's routes back to the uplinks
 //!   carry `src 203.0.113.10`, so a wildcard-bound UDP server answers from a server address.
+//! - Uplinks sharing one router interface ([`UplinkWiring::Shared`]): every uplink's `router_iface`
+//!   is `wan1` (MAC of uplink 1), carrying every uplink's address; [`UplinkWiring::Macvlan`]: uplink
+//!   k's `wank` is a macvlan on the router's veth `wan0`. Either way the router's veth meets every
+//!   ISP's `to-rtr` on bridge `seg0` in the segment namespace (ports `rtr`, `isp1..ispK`); the
+//!   addresses are the same as with separate veths.
 //! - MACs are locally administered and fixed: `02:77:RR:KK:NN:SS`, so a plan never needs to ask
 //!   the kernel; distinct labs live in distinct namespaces and bridges, so equal MACs never meet.
 //!
@@ -21,7 +26,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde::Serialize;
 
 use crate::name::{Role, namespace_name};
-use crate::spec::{LabSpec, RouterKind};
+use crate::spec::{LabSpec, RouterKind, UplinkWiring};
 
 /// A 48-bit Ethernet address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -146,6 +151,28 @@ pub struct Uplink {
     pub inet_transit_addr: Ipv4Addr,
 }
 
+/// The segment joining the router's one uplink veth to every ISP (not [`UplinkWiring::Separate`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentNode {
+    /// Namespace name.
+    pub ns: String,
+    /// The bridge (`seg0`).
+    pub bridge: String,
+    /// The bridge port facing the router (`rtr`).
+    pub router_port: String,
+    /// The router's veth on the segment: `wan1` (shared) or `wan0` (macvlan parent).
+    pub router_iface: String,
+    /// MAC of that veth.
+    pub router_mac: MacAddr,
+}
+
+impl SegmentNode {
+    /// The bridge port facing ISP `number`.
+    pub fn isp_port(number: usize) -> String {
+        format!("isp{number}")
+    }
+}
+
 /// The internet namespace and its servers.
 #[derive(Debug, Clone, Serialize)]
 pub struct InetNode {
@@ -174,6 +201,10 @@ pub struct Topology {
     pub router: RouterNode,
     /// Uplinks, uplink 1 first.
     pub uplinks: Vec<Uplink>,
+    /// How the uplinks reach their ISPs.
+    pub wiring: UplinkWiring,
+    /// The segment bridge, when the uplinks share the router's veth.
+    pub segment: Option<SegmentNode>,
     /// The internet.
     pub inet: InetNode,
 }
@@ -215,13 +246,17 @@ impl Topology {
                 let number = index + 1;
                 let network = offset(Ipv4Addr::new(198, 51, 100, 0), 8 * index);
                 let transit = offset(Ipv4Addr::new(192, 0, 2, 0), 4 * index);
+                let (router_iface, router_mac) = match spec.wiring {
+                    UplinkWiring::Shared => ("wan1".to_owned(), mac(1, 1, 0, 2)),
+                    _ => (format!("wan{number}"), mac(1, small(number), 0, 2)),
+                };
                 Uplink {
                     number,
                     weight: uplink.weight,
                     tun: uplink.tun,
-                    router_iface: format!("wan{number}"),
+                    router_iface,
                     router_addr: offset(network, 2),
-                    router_mac: mac(1, small(number), 0, 2),
+                    router_mac,
                     network,
                     prefix_len: UPLINK_PREFIX_LEN,
                     gateway: offset(network, 1),
@@ -250,6 +285,23 @@ impl Topology {
                 flow_capacity: spec.flow_capacity,
             },
             uplinks,
+            wiring: spec.wiring,
+            segment: match spec.wiring {
+                UplinkWiring::Separate => None,
+                wiring => Some(SegmentNode {
+                    ns: namespace_name(prefix, Role::Segment),
+                    bridge: "seg0".to_owned(),
+                    router_port: "rtr".to_owned(),
+                    router_iface: match wiring {
+                        UplinkWiring::Macvlan => "wan0".to_owned(),
+                        _ => "wan1".to_owned(),
+                    },
+                    router_mac: match wiring {
+                        UplinkWiring::Macvlan => mac(1, 0, 0, 2),
+                        _ => mac(1, 1, 0, 2),
+                    },
+                }),
+            },
             inet: InetNode {
                 ns: namespace_name(prefix, Role::Inet),
                 server_addrs: (0..SERVER_ADDRESS_COUNT)
@@ -272,6 +324,7 @@ impl Topology {
         all.push(self.router.ns.clone());
         all.extend(self.uplinks.iter().map(|uplink| uplink.isp_ns.clone()));
         all.push(self.inet.ns.clone());
+        all.extend(self.segment.iter().map(|segment| segment.ns.clone()));
         all
     }
 }

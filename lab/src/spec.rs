@@ -50,6 +50,37 @@ impl std::str::FromStr for RouterKind {
     }
 }
 
+/// How the router's uplinks reach their ISPs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UplinkWiring {
+    /// Uplink k is the router's `wank`, a veth of its own to ISP k.
+    #[default]
+    Separate,
+    /// Every uplink is on the router's one `wan1` (one address per uplink on it): its veth peer is
+    /// on a bridge in the segment namespace with every ISP's `to-rtr`, like two modems behind a
+    /// hub on one network card.
+    Shared,
+    /// Uplink k is a macvlan `wank` (bridge mode, a MAC of its own) on the router's veth `wan0`,
+    /// whose peer is on the segment bridge with every ISP's `to-rtr`.
+    Macvlan,
+}
+
+impl std::str::FromStr for UplinkWiring {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "separate" => Ok(UplinkWiring::Separate),
+            "shared" => Ok(UplinkWiring::Shared),
+            "macvlan" => Ok(UplinkWiring::Macvlan),
+            other => {
+                bail!("unknown uplink wiring {other:?} (expected separate, shared or macvlan)")
+            }
+        }
+    }
+}
+
 /// One uplink of the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UplinkSpec {
@@ -88,6 +119,9 @@ pub struct LabSpec {
     /// flowpin's `[datapath] flow_capacity` (the default's 262,144; tests of a full table use less).
     #[serde(default = "default_flow_capacity")]
     pub flow_capacity: u32,
+    /// How the uplinks reach their ISPs (a veth each, by default).
+    #[serde(default)]
+    pub wiring: UplinkWiring,
 }
 
 fn one_queue() -> u16 {
@@ -109,6 +143,7 @@ impl Default for LabSpec {
             name: None,
             queues: one_queue(),
             flow_capacity: default_flow_capacity(),
+            wiring: UplinkWiring::Separate,
         }
     }
 }
@@ -156,6 +191,12 @@ impl LabSpec {
             bail!(
                 "a lab with a tun uplink has one queue per veth, not {}",
                 self.queues
+            );
+        }
+        if self.wiring != UplinkWiring::Separate && self.uplinks.iter().any(|u| u.tun) {
+            bail!(
+                "a tun uplink is its own device: it cannot share a segment ({:?} wiring)",
+                self.wiring
             );
         }
         if let Some(name) = &self.name {

@@ -15,7 +15,11 @@
 //!   delivers a frame on the receive queue numbered like the sender's transmit queue. The bridge and
 //!   the ISP forward frames they received on a one-queue veth, so they pick the transmit queue towards
 //!   the router from the packet's hash (one per flow, like RSS on a real NIC), and the router's
-//!   `lan0` and `wank` receive different flows on different queues. (With several queues upstream too
+//!   `lan0` and `wank` receive different flows on different queues.
+//! - uplinks on one router veth ([`UplinkWiring::Shared`], [`UplinkWiring::Macvlan`]): that veth's
+//!   peer `rtr` (GRO on, the router's queue count) and every ISP's `to-rtr` (through a one-queue
+//!   veth whose other end is port `ispk`) are ports of bridge `seg0` in the segment namespace;
+//!   macvlans get the router's queue count too. (With several queues upstream too
 //!   the forwarding hop would reuse the recorded receive queue, and every flow would end up on queue 0.)
 //! - a tun uplink ([`crate::spec::UplinkSpec::tun`]) is two persistent tun devices, `wank` in the
 //!   router and `to-rtr` in its ISP, joined by the relay process of [`crate::tun_relay`]; no MACs,
@@ -25,8 +29,8 @@ use anyhow::{Result, bail};
 
 use crate::command::{run, run_in, run_with_input};
 use crate::isp_counters::counter_ruleset;
-use crate::plan::{SWITCH_BRIDGE, SWITCH_ROUTER_PORT, Topology};
-use crate::spec::RouterKind;
+use crate::plan::{SWITCH_BRIDGE, SWITCH_ROUTER_PORT, SegmentNode, Topology, Uplink};
+use crate::spec::{RouterKind, UplinkWiring};
 
 fn ip(ns: &str, args: &[&str]) -> Result<()> {
     let mut argv = vec!["ip", "-n", ns];
@@ -162,6 +166,9 @@ pub fn wire_uplinks(topology: &Topology) -> Result<()> {
     for addr in &topology.inet.server_addrs {
         ip(inet, &["addr", "add", &cidr(*addr, 32), "dev", "lo"])?;
     }
+    if let Some(segment) = &topology.segment {
+        wire_segment(topology, segment)?;
+    }
     for uplink in &topology.uplinks {
         let isp = &uplink.isp_ns;
         if uplink.tun {
@@ -182,17 +189,21 @@ pub fn wire_uplinks(topology: &Topology) -> Result<()> {
                 ],
             )?;
         } else {
-            let router_mac = uplink.router_mac.to_string();
-            let gateway_mac = uplink.gateway_mac.to_string();
-            add_veth(
-                router,
-                (&uplink.router_iface, &["address", &router_mac]),
-                (
-                    &uplink.isp_router_iface,
-                    &["address", &gateway_mac, "netns", isp],
-                ),
-                queues,
-            )?;
+            match &topology.segment {
+                None => add_veth(
+                    router,
+                    (
+                        &uplink.router_iface,
+                        &["address", &uplink.router_mac.to_string()],
+                    ),
+                    (
+                        &uplink.isp_router_iface,
+                        &["address", &uplink.gateway_mac.to_string(), "netns", isp],
+                    ),
+                    queues,
+                )?,
+                Some(segment) => wire_isp_to_segment(segment, uplink)?,
+            }
         }
         ip(
             router,
@@ -288,6 +299,82 @@ pub fn wire_uplinks(topology: &Topology) -> Result<()> {
         run_with_input(&["ip", "netns", "exec", isp, "nft", "-f", "-"], &rules)?;
     }
     Ok(())
+}
+
+/// The segment bridge and the router's veth on it (and, for macvlan wiring, every uplink's macvlan
+/// on that veth).
+fn wire_segment(topology: &Topology, segment: &SegmentNode) -> Result<()> {
+    let (ns, router) = (&segment.ns, &topology.router);
+    // The segment's devices have no address; coming up they would announce their link-local
+    // groups (an IGMPv3 report from 0.0.0.0) to every ISP, whose counters would take it for a
+    // wrong uplink.
+    run_in(
+        ns,
+        &["sysctl", "-qw", "net.ipv4.igmp_link_local_mcast_reports=0"],
+    )?;
+    ip(ns, &["link", "add", &segment.bridge, "type", "bridge"])?;
+    ip(ns, &["link", "set", "dev", &segment.bridge, "up"])?;
+    let router_mac = segment.router_mac.to_string();
+    add_veth(
+        ns,
+        (&segment.router_port, &[]),
+        (
+            &segment.router_iface,
+            &["address", &router_mac, "netns", &router.ns],
+        ),
+        router.queues,
+    )?;
+    let port = &segment.router_port;
+    ip(ns, &["link", "set", port, "master", &segment.bridge, "up"])?;
+    run_in(ns, &["ethtool", "-K", port, "gro", "on"])?;
+    ip(
+        &router.ns,
+        &["link", "set", "dev", &segment.router_iface, "up"],
+    )?;
+    if topology.wiring == UplinkWiring::Macvlan {
+        let queues = router.queues.to_string();
+        for uplink in &topology.uplinks {
+            let mac = uplink.router_mac.to_string();
+            let args = [
+                "link",
+                "add",
+                &uplink.router_iface,
+                "link",
+                &segment.router_iface,
+                "address",
+                &mac,
+                "numtxqueues",
+                &queues,
+                "numrxqueues",
+                &queues,
+                "type",
+                "macvlan",
+                "mode",
+                "bridge",
+            ];
+            ip(&router.ns, &args)?;
+        }
+    }
+    Ok(())
+}
+
+/// ISP `uplink`'s `to-rtr` on the segment bridge.
+fn wire_isp_to_segment(segment: &SegmentNode, uplink: &Uplink) -> Result<()> {
+    let port = SegmentNode::isp_port(uplink.number);
+    let gateway_mac = uplink.gateway_mac.to_string();
+    add_veth(
+        &segment.ns,
+        (&port, &[]),
+        (
+            &uplink.isp_router_iface,
+            &["address", &gateway_mac, "netns", &uplink.isp_ns],
+        ),
+        1,
+    )?;
+    ip(
+        &segment.ns,
+        &["link", "set", &port, "master", &segment.bridge, "up"],
+    )
 }
 
 /// Router configuration common to every [`RouterKind`]: forwarding on. For

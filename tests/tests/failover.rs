@@ -5,95 +5,26 @@
 use std::time::{Duration, Instant};
 
 use flowpin_lab::traffic::{self, EchoProtocol, IperfMode};
-use flowpin_lab::{Fault, Lab, LabSpec, RouterKind};
+use flowpin_lab::{Fault, Lab, UplinkWiring};
 use flowpin_tests::long_flows::epoch_seconds;
 use flowpin_tests::{
     append_config_and_reload, assert_no_leak_or_wrong_uplink, down_and_assert_clean, flowpin_cli,
-    flowpin_metrics, flowpin_status, health_section, lab_up, on_every_host_at_once, prometheus,
+    flowpin_metrics, flowpin_status, health_section, on_every_host_at_once, prometheus,
     uplink_state, wait_for_probes_answered, wait_for_status,
 };
 
-/// Probe interval, timeout and down hysteresis the tests configure.
-const INTERVAL_MS: u64 = 300;
-const DOWN_AFTER: u64 = 3;
+#[path = "suite/uplinks.rs"]
+mod uplinks;
+
+use uplinks::{DOWN_AFTER, INTERVAL_MS, ping_ok};
 
 fn flowpin_lab() -> Lab {
-    lab_up(LabSpec {
-        router: RouterKind::Flowpin,
-        ..LabSpec::with_weights(&[1, 1])
-    })
-}
-
-/// Appends probe settings to the lab's configuration and reloads it.
-fn enable_probing(lab: &Lab) {
-    append_config_and_reload(lab, &health_section(INTERVAL_MS, DOWN_AFTER, 3, 20));
-    // Probes answer: loss is measured and both uplinks stay up.
-    wait_for_probes_answered(lab);
-}
-
-fn ping_ok(lab: &Lab, target: &str) -> bool {
-    lab.exec(
-        &lab.lan_hosts()[0].ns,
-        &["ping", "-c", "1", "-W", "1", target],
-    )
-    .map(|o| o.status.success())
-    .unwrap_or(false)
+    uplinks::flowpin_lab(&[1, 1], UplinkWiring::Separate)
 }
 
 #[test]
 fn blackholed_isp_is_detected_within_the_bound_and_recovers_after_hysteresis() {
-    let lab = flowpin_lab();
-    enable_probing(&lab);
-    let isp2 = lab.uplinks()[1].isp_ns.clone();
-    lab.exec_ok(&isp2, &["nft", "add table inet fp_blackhole"])
-        .unwrap();
-    lab.exec_ok(
-        &isp2,
-        &["nft", "add chain inet fp_blackhole drop_all { type filter hook prerouting priority -300; policy drop; }"],
-    )
-    .unwrap();
-    // Down after DOWN_AFTER lost rounds: bound = (DOWN_AFTER + 1) intervals + timeout + polling slack.
-    let bound = Duration::from_millis((DOWN_AFTER + 1) * INTERVAL_MS + 200 + 1_000);
-    let took = wait_for_status(&lab, bound, |s| uplink_state(s, 1) == "down")
-        .unwrap_or_else(|s| panic!("isp2 not down within {bound:?}: {s:#}"));
-    eprintln!("blackhole detected after {took:?}");
-    let status = flowpin_status(&lab);
-    assert_eq!(
-        uplink_state(&status, 0),
-        "up",
-        "the healthy uplink stays up"
-    );
-    assert_eq!(status["uplinks"][1]["eligible"], false);
-    // New flows only on the healthy uplink: every ping from a new echo id gets through.
-    let before = lab.isp_counters().unwrap();
-    for _ in 0..10 {
-        assert!(
-            ping_ok(&lab, "203.0.113.10"),
-            "new flows avoid the dead uplink"
-        );
-    }
-    let after = lab.isp_counters().unwrap();
-    assert!(after[0].good > before[0].good, "isp1 carried the new flows");
-    assert_no_leak_or_wrong_uplink(&lab, &after);
-
-    lab.exec_ok(&isp2, &["nft", "delete table inet fp_blackhole"])
-        .unwrap();
-    // Back up only after probing: down → probing → up takes at least up_after rounds. The upper bound
-    // is only liveness: on a loaded machine late probes make neutral rounds that restart the streak.
-    let took = wait_for_status(&lab, Duration::from_secs(20), |s| {
-        uplink_state(s, 1) == "up"
-    })
-    .unwrap_or_else(|s| panic!("isp2 did not recover: {s:#}"));
-    assert!(
-        took >= Duration::from_millis(2 * INTERVAL_MS),
-        "recovered after {took:?}: faster than the up hysteresis allows"
-    );
-    let status = flowpin_status(&lab);
-    assert!(
-        status["uplinks"][1]["state_changes"].as_u64().unwrap() >= 3,
-        "{status:#}"
-    );
-    down_and_assert_clean(lab);
+    uplinks::blackholed_isp_fails_over_and_recovers(UplinkWiring::Separate);
 }
 
 #[test]

@@ -149,6 +149,15 @@ impl Snapshot {
         self.uplinks.get(usize::from(slot)).and_then(Option::as_ref)
     }
 
+    /// The uplink whose NAT address is `address`, with its slot (uplinks sharing an interface are
+    /// told apart by their addresses).
+    pub fn uplink_addressed(&self, address: Ipv4Addr) -> Option<(u8, &UplinkView)> {
+        (self.uplinks.iter().enumerate()).find_map(|(slot, view)| {
+            let view = view.as_ref()?;
+            (view.address == address).then_some((slot as u8, view))
+        })
+    }
+
     /// Gives a removed flow's reference on its external mapping back to its uplink's port pool (the
     /// last reference quarantines the port). Used by every path that removes flows: expiry, early drop.
     pub fn release_mapping(&self, value: &FlowValue, now_ms: u64) {

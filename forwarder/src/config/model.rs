@@ -2,8 +2,8 @@
 //!
 //! Invariants (established by [`super::parse`], relied on by the control plane and
 //! [`crate::select`]):
-//! - at least one uplink; uplink names and interfaces unique and not the LAN interface; at
-//!   least one uplink weight above 0;
+//! - at least one uplink; uplink names unique; no uplink on the LAN interface; uplinks sharing an
+//!   interface have distinct `address`es (at most one unset); at least one uplink weight above 0;
 //! - every policy names existing uplinks ([`PolicyUplink::index`] points into
 //!   [`Config::uplinks`]) and has a positive total weight;
 //! - timeouts are whole seconds at or above the RFC floors; ICMP is refreshed by outbound
@@ -80,7 +80,7 @@ impl Lan {
 pub struct Uplink {
     /// Unique name, used by policies, the CLI and metrics.
     pub name: String,
-    /// The interface name (unique).
+    /// The interface name (other uplinks may share it, each with its own `address`).
     pub interface: String,
     /// The next hop (its MAC is learnt from the kernel's neighbour table).
     pub gateway: Ipv4Addr,

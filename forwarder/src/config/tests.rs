@@ -286,7 +286,7 @@ fn duplicate_uplink_names_and_interfaces() {
     assert_single_error(
         &BASE.replace("\"wan2\"", "\"wan1\""),
         "flowpin.toml:13: uplink[1].interface: ",
-        "already used by uplink[0]",
+        "already used by uplink[0], and neither sets `address`",
     );
     assert_single_error(
         &BASE.replace("\"wan2\"", "\"lan0\""),
@@ -302,6 +302,48 @@ fn duplicate_uplink_names_and_interfaces() {
         &BASE.replace("\"isp2\"", "\"isp 2\""),
         "flowpin.toml:12: uplink[1].name: ",
         "1-32 characters",
+    );
+}
+
+/// Two uplinks on `wan1`, with the given `address` lines (empty: none).
+fn sharing_wan1(first: &str, second: &str) -> String {
+    BASE.replace("\"wan2\"", "\"wan1\"")
+        .replacen("weight = 1\n", &format!("weight = 1\n{first}"), 1)
+        .replace(
+            "gateway = \"198.51.100.1\"\nweight = 1\n",
+            &format!("gateway = \"198.51.100.1\"\nweight = 1\n{second}"),
+        )
+}
+
+#[test]
+fn uplinks_share_an_interface_with_an_address_each() {
+    let config = parse(
+        &sharing_wan1("address = \"192.0.2.2\"\n", "address = \"198.51.100.2\"\n"),
+        "flowpin.toml",
+        None,
+    )
+    .expect("two uplinks on wan1 with their own addresses");
+    assert_eq!(config.uplinks[0].interface, config.uplinks[1].interface);
+    // One of them may take the interface's own address.
+    parse(
+        &sharing_wan1("", "address = \"198.51.100.2\"\n"),
+        "flowpin.toml",
+        None,
+    )
+    .expect("one uplink on the interface's own address, one on another");
+}
+
+#[test]
+fn uplinks_sharing_an_interface_and_an_address_are_named() {
+    assert_single_error(
+        &sharing_wan1("address = \"192.0.2.2\"\n", "address = \"192.0.2.2\"\n"),
+        "flowpin.toml:17: uplink[1].address: ",
+        "uplink[0] on interface `wan1` has address 192.0.2.2 too",
+    );
+    assert_single_error(
+        &sharing_wan1("", ""),
+        "flowpin.toml:13: uplink[1].interface: ",
+        "neither sets `address`",
     );
 }
 

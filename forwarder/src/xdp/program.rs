@@ -5,6 +5,12 @@
 //! router's host addresses (every other address of its namespace, given as a whole set by the control
 //! plane). An address that is both is a NAT entry; an entry is removed only when neither source
 //! holds its address any more.
+//!
+//! Invariants:
+//! - an uplink interface carries one or more uplinks, each with its own NAT address; a NAT entry
+//!   names its interface's ifindex, so the program redirects return traffic arriving there by
+//!   destination address, whichever uplink of the interface it is for;
+//! - the interface (its slot, its attachment) lives while one of its uplinks does.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -43,8 +49,17 @@ pub struct InterfaceInfo {
 struct Interface {
     info: InterfaceInfo,
     link: Option<Attachment>,
-    /// Uplinks: the NAT address and port range, entered into the local-address map for hairpinning.
-    nat: Option<(Ipv4Addr, RangeInclusive<u16>)>,
+    /// The uplinks on this interface, each with its NAT address and port range (entered into the
+    /// local-address map for return and hairpin traffic).
+    nat: Vec<UplinkNat>,
+}
+
+/// One uplink's NAT address and port range on its interface.
+#[derive(Clone, Debug)]
+struct UplinkNat {
+    uplink: String,
+    address: Ipv4Addr,
+    ports: RangeInclusive<u16>,
 }
 
 /// What [`XdpProgram::set_host_addresses`] changed.
@@ -100,18 +115,20 @@ impl XdpProgram {
     /// Configures `name` as the LAN interface: its IPv4 TCP/UDP/ICMP transit goes to AF_XDP,
     /// other transit protocols are dropped. Returns its slot.
     pub fn configure_lan(&mut self, name: &str) -> Result<u32, XdpError> {
-        self.configure(name, Role::Lan, None)
+        self.configure(name, Role::Lan)
     }
 
-    /// Configures `name` as an uplink translating to `address` with NAT ports / ICMP identifiers
-    /// `ports`: return traffic inside the range goes to AF_XDP, the rest to the kernel. The
-    /// address is also entered as a local NAT address, so LAN hairpin traffic to it inside the
+    /// Configures uplink `uplink` on interface `name`, translating to `address` with NAT ports /
+    /// ICMP identifiers `ports`: return traffic to that address on that interface inside the range
+    /// goes to AF_XDP, the rest to the kernel. Other uplinks may share the interface, each with its
+    /// own address. The address is also a local NAT address, so LAN hairpin traffic to it inside the
     /// range goes to AF_XDP. Reconfiguring keeps the slot; a new address (a DHCP renewal) replaces
-    /// the previous one in both maps (the previous stays a host address if it still is one).
-    /// Returns the slot.
+    /// the previous one (the previous stays a host address if it still is one). Returns the
+    /// interface's slot.
     pub fn configure_uplink(
         &mut self,
         name: &str,
+        uplink: &str,
         address: Ipv4Addr,
         ports: RangeInclusive<u16>,
     ) -> Result<u32, XdpError> {
@@ -121,9 +138,20 @@ impl XdpProgram {
                 max: *ports.end(),
             });
         }
-        let slot = self.configure(name, Role::Uplink, Some((address, ports.clone())))?;
+        let slot = self.configure(name, Role::Uplink)?;
+        let nat = UplinkNat {
+            uplink: uplink.to_owned(),
+            address,
+            ports,
+        };
         let interface = self.interface_mut(name)?;
-        let previous = interface.nat.replace((address, ports)).map(|(a, _)| a);
+        let previous = match interface.nat.iter_mut().find(|n| n.uplink == uplink) {
+            Some(entry) => Some(std::mem::replace(entry, nat).address),
+            None => {
+                interface.nat.push(nat);
+                None
+            }
+        };
         self.sync_local_address(address)?;
         if let Some(previous) = previous.filter(|&previous| previous != address) {
             self.sync_local_address(previous)?;
@@ -134,13 +162,40 @@ impl XdpProgram {
         Ok(slot)
     }
 
-    /// The NAT address uplink `name` is configured with, if it is a configured uplink.
-    pub fn uplink_address(&self, name: &str) -> Option<Ipv4Addr> {
-        let index = self.position(name).ok()?;
-        self.interfaces[index]
-            .nat
-            .as_ref()
-            .map(|(address, _)| *address)
+    /// The NAT address uplink `uplink` is configured with, if it is a configured uplink.
+    pub fn uplink_address(&self, uplink: &str) -> Option<Ipv4Addr> {
+        self.interfaces
+            .iter()
+            .flat_map(|interface| &interface.nat)
+            .find(|nat| nat.uplink == uplink)
+            .map(|nat| nat.address)
+    }
+
+    /// Forgets uplink `uplink` (live removal): its NAT address leaves the local-address map, and
+    /// when it was the last uplink of its interface the interface goes too
+    /// ([`Self::remove_interface`]). Unknown uplink: no-op.
+    pub fn remove_uplink(&mut self, uplink: &str) -> Result<(), XdpError> {
+        let Some(index) = self
+            .interfaces
+            .iter()
+            .position(|i| i.nat.iter().any(|n| n.uplink == uplink))
+        else {
+            return Ok(());
+        };
+        let interface = &mut self.interfaces[index];
+        let position = interface.nat.iter().position(|n| n.uplink == uplink);
+        let removed = position.map(|p| interface.nat.remove(p));
+        if interface.nat.is_empty() {
+            let name = interface.info.name.clone();
+            self.remove_interface(&name)?;
+        }
+        match removed {
+            Some(nat) => {
+                self.sync_local_address(nat.address)?;
+                self.sync_forwards()
+            }
+            None => Ok(()),
+        }
     }
 
     /// Declares one of the router's own addresses (LAN gateway, management, ...): packets to it
@@ -324,8 +379,11 @@ impl XdpProgram {
             }
         }
         let nat = self.interfaces.remove(index).nat;
-        if let Some((address, _)) = nat {
-            self.sync_local_address(address)?;
+        let had_uplinks = !nat.is_empty();
+        for entry in nat {
+            self.sync_local_address(entry.address)?;
+        }
+        if had_uplinks {
             self.sync_forwards()?;
         }
         Ok(())
@@ -409,12 +467,7 @@ impl XdpProgram {
         Ok(DecisionCounters::from_counters(sums))
     }
 
-    fn configure(
-        &mut self,
-        name: &str,
-        role: Role,
-        uplink: Option<(Ipv4Addr, RangeInclusive<u16>)>,
-    ) -> Result<u32, XdpError> {
+    fn configure(&mut self, name: &str, role: Role) -> Result<u32, XdpError> {
         let ifindex = interface_index(name).map_err(|source| XdpError::Interface {
             interface: name.to_owned(),
             source,
@@ -431,17 +484,15 @@ impl XdpProgram {
                 interface: name.to_owned(),
                 source,
             })?;
-        let config = match (uplink, kind) {
-            (_, None) | (None, Some(LinkKind::Layer3)) => {
+        let config = match (role, kind) {
+            (_, None) | (Role::Lan, Some(LinkKind::Layer3)) => {
                 return Err(XdpError::LinkLayer {
                     interface: name.to_owned(),
                     role,
                 });
             }
-            (None, Some(LinkKind::Ethernet)) => IfaceConfig::lan(slot),
-            (Some((address, ports)), Some(kind)) => {
-                IfaceConfig::uplink(slot, address, ports).layer3(kind.is_layer3())
-            }
+            (Role::Lan, Some(LinkKind::Ethernet)) => IfaceConfig::lan(slot),
+            (Role::Uplink, Some(kind)) => IfaceConfig::uplink(slot).layer3(kind.is_layer3()),
         };
         ifaces_map(&mut self.ebpf)?
             .insert(ifindex, config.to_bytes(), 0)
@@ -465,7 +516,7 @@ impl XdpProgram {
             Err(_) => self.interfaces.push(Interface {
                 info,
                 link: None,
-                nat: None,
+                nat: Vec::new(),
             }),
         }
         Ok(slot)
@@ -475,11 +526,10 @@ impl XdpProgram {
     /// address (with its range), else a host address, else no entry.
     fn sync_local_address(&mut self, address: Ipv4Addr) -> Result<(), XdpError> {
         let nat = self.interfaces.iter().find_map(|interface| {
-            interface
-                .nat
-                .as_ref()
-                .filter(|(nat_address, _)| *nat_address == address)
-                .map(|(_, ports)| LocalAddr::nat(ports.clone()))
+            let ifindex = interface.info.ifindex;
+            (interface.nat.iter())
+                .find(|nat| nat.address == address)
+                .map(|nat| LocalAddr::nat(nat.ports.clone(), ifindex))
         });
         let value = nat.or_else(|| self.host_addresses.contains(&address).then(LocalAddr::host));
         let mut map = local_map(&mut self.ebpf)?;

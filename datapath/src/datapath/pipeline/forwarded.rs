@@ -24,18 +24,19 @@ use crate::datapath::record::{FlowKind, FlowValue, Placement};
 const CLASH_TRIES: u16 = 8;
 
 impl Pipeline<'_> {
-    /// The forward of uplink `slot` an inbound packet is addressed to, if any.
+    /// The forward an inbound packet is addressed to, if any, with the slot of the uplink whose
+    /// address it is (several uplinks may share the ingress interface).
     #[inline]
-    pub(super) fn forward_of(&self, slot: u8, parsed: &ParsedFrame) -> Option<&ForwardRule> {
+    pub(super) fn forward_of(&self, parsed: &ParsedFrame) -> Option<(u8, &ForwardRule)> {
         let key = parsed.key;
-        let uplink = self.snapshot.uplink(slot)?;
-        if key.destination != uplink.address || matches!(parsed.transport, Transport::IcmpError(_))
-        {
+        if matches!(parsed.transport, Transport::IcmpError(_)) {
             return None;
         }
+        let (slot, _) = self.snapshot.uplink_addressed(key.destination)?;
         self.snapshot
             .forwards
             .find(slot, key.protocol, key.destination_port)
+            .map(|rule| (slot, rule))
     }
 
     /// Opens the flow of an inbound first packet to `rule` on uplink `slot`. In outline:

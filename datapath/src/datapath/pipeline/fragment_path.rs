@@ -72,16 +72,19 @@ impl Pipeline<'_> {
         view: &LaterFragment,
     ) -> Result<Verdict, DropReason> {
         let id = view.datagram;
-        match ingress.uplink_slot() {
+        // Several uplinks may share an interface, whose frames are named by the first of them: the
+        // uplink a fragment came in by is the one whose address it is addressed to.
+        let ingress = match ingress.uplink_slot() {
             None if !self.snapshot.lan.owns(id.source) => return Err(DropReason::SpoofedSource),
-            None => {}
-            Some(slot) => {
-                let uplink = self.snapshot.uplink(slot).ok_or(DropReason::UplinkGone)?;
-                if id.destination != uplink.address {
-                    return Err(DropReason::UnsolicitedInbound);
-                }
+            None => ingress,
+            Some(_) => {
+                let (slot, _) = self
+                    .snapshot
+                    .uplink_addressed(id.destination)
+                    .ok_or(DropReason::UnsolicitedInbound)?;
+                PortId::uplink(slot)
             }
-        }
+        };
         let route = self.fragments.borrow_mut().route(&id, ingress, self.now_ms);
         if let Some(route) = route {
             return self.follow(route, frame, view);

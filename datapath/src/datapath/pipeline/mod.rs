@@ -128,7 +128,7 @@ impl Pipeline<'_> {
                     let found = found.map(Hit::from);
                     match ingress.uplink_slot() {
                         None => self.arrived_on_lan(frame, len, &parsed, found),
-                        Some(slot) => self.arrived_on_uplink(slot, frame, len, &parsed, found),
+                        Some(_) => self.arrived_on_uplink(frame, len, &parsed, found),
                     }
                 }
                 Classified::LaterFragment(view) => self.later_fragment(ingress, frame, &view),
@@ -181,17 +181,20 @@ impl Pipeline<'_> {
         self.forward_lan_side(frame, len, parsed, &hit)
     }
 
+    /// A frame from an uplink interface. Several uplinks may share the interface, so the uplink it
+    /// came in by is the one it is addressed to: its flow's, or (no flow) the uplink whose address
+    /// is its destination (the XDP program only redirects traffic to an address of an uplink on the
+    /// ingress interface).
     fn arrived_on_uplink(
         &self,
-        ingress_slot: u8,
         frame: &mut [u8],
         len: usize,
         parsed: &ParsedFrame,
         found: Option<Hit>,
     ) -> Result<Verdict, DropReason> {
-        let ingress = PortId::uplink(ingress_slot);
         match found {
             Some(hit) if hit.side == Side::Uplink && hit.value.kind == FlowKind::Outbound => {
+                let ingress = PortId::uplink(hit.value.uplink);
                 self.forward_uplink_side(ingress, frame, len, parsed, &hit)
             }
             Some(_) => Err(DropReason::WrongDirection),
@@ -199,27 +202,28 @@ impl Pipeline<'_> {
                 Err(DropReason::IcmpErrorWithoutFlow)
             }
             None => {
-                let hit = match self.forward_of(ingress_slot, parsed) {
-                    Some(rule) => self.open_forwarded(ingress_slot, rule, parsed)?,
-                    None => self.admit_inbound(ingress_slot, parsed)?,
+                let hit = match self.forward_of(parsed) {
+                    Some((slot, rule)) => self.open_forwarded(slot, rule, parsed)?,
+                    None => self.admit_inbound(parsed)?,
                 };
+                let ingress = PortId::uplink(hit.value.uplink);
                 self.forward_uplink_side(ingress, frame, len, parsed, &hit)
             }
         }
     }
 
     /// An inbound TCP/UDP packet that belongs to no flow. With endpoint-independent filtering (RFC 4787
-    /// REQ-8, RFC 5382) it opens a flow when its destination is a live mapping of an internal endpoint;
-    /// otherwise (the default) it is unsolicited and creates nothing.
-    fn admit_inbound(&self, slot: u8, parsed: &ParsedFrame) -> Result<Hit, DropReason> {
+    /// REQ-8, RFC 5382) it opens a flow when its destination is a live mapping of an internal endpoint
+    /// of the uplink owning that address; otherwise (the default) it is unsolicited and creates nothing.
+    fn admit_inbound(&self, parsed: &ParsedFrame) -> Result<Hit, DropReason> {
         let key = parsed.key;
         if !self.snapshot.endpoint_independent_filtering || key.protocol == IpProtocol::Icmp {
             return Err(DropReason::UnsolicitedInbound);
         }
-        let uplink = self.snapshot.uplink(slot).ok_or(DropReason::UplinkGone)?;
-        if key.destination != uplink.address {
-            return Err(DropReason::UnsolicitedInbound);
-        }
+        let (slot, uplink) = self
+            .snapshot
+            .uplink_addressed(key.destination)
+            .ok_or(DropReason::UnsolicitedInbound)?;
         let pool = uplink.nat.pool(key.protocol);
         let (internal, internal_port) = pool
             .owner_of(key.destination_port)

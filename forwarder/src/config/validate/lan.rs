@@ -1,6 +1,10 @@
-//! `[lan]` and `[[uplink]]`: the LAN's interface and prefixes; uplinks with unique names and
-//! interfaces (none the LAN's), unicast gateways and addresses outside the LAN, and at least one
-//! weight above 0; `mss_clamp` one of its forms.
+//! `[lan]` and `[[uplink]]`: the LAN's interface and prefixes; uplinks with unique names, interfaces
+//! that are not the LAN's, unicast gateways and addresses outside the LAN, and at least one weight
+//! above 0; `mss_clamp` one of its forms.
+//!
+//! Several uplinks may share an interface (two modems behind one NIC): they are told apart by their
+//! NAT address, so on one interface no two uplinks may have the same `address`, and at most one may
+//! leave it unset (it takes the interface's own address).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -10,12 +14,12 @@ use super::super::model::{Lan, Uplink};
 use super::super::raw::{RawLan, RawUplink, S};
 use super::Checker;
 
-/// Uplink names and interfaces seen so far (to the index of the uplink that took them), and the
-/// first weight written.
+/// Uplink names seen so far (to the index of the uplink that took them), the NAT addresses taken
+/// on each interface (`None`: the interface's own), and the first weight written.
 #[derive(Default)]
 struct Taken {
     names: HashMap<String, usize>,
-    interfaces: HashMap<String, usize>,
+    interfaces: HashMap<String, Vec<(Option<Ipv4Addr>, usize)>>,
     first_weight: Option<Range<usize>>,
 }
 
@@ -95,17 +99,25 @@ impl Checker<'_> {
             }
             uplink.name = name.into_inner();
         }
-        if let Some(interface) = self.required(raw.interface, &span, &field("interface")) {
-            self.check_uplink_interface(&interface, &field("interface"), lan, taken, index);
-            uplink.interface = interface.into_inner();
+        let interface = self.required(raw.interface, &span, &field("interface"));
+        if let Some(interface) = &interface {
+            self.check_uplink_interface(interface, &field("interface"), lan);
+            uplink.interface = interface.get_ref().clone();
         }
         if let Some(gateway) = self.required(raw.gateway, &span, &field("gateway")) {
             self.check_unicast(&gateway, &field("gateway"), lan);
             uplink.gateway = gateway.into_inner();
         }
-        if let Some(address) = raw.address {
-            self.check_unicast(&address, &field("address"), lan);
-            uplink.address = Some(address.into_inner());
+        if let Some(address) = &raw.address {
+            self.check_unicast(address, &field("address"), lan);
+            uplink.address = Some(*address.get_ref());
+        }
+        if let Some(interface) = &interface {
+            let place = match &raw.address {
+                Some(address) => (address.span(), field("address")),
+                None => (interface.span(), field("interface")),
+            };
+            self.check_shared_interface(interface.get_ref(), uplink.address, place, taken, index);
         }
         if let Some(weight) = raw.weight {
             self.check_weight(&weight, &field("weight"));
@@ -125,25 +137,41 @@ impl Checker<'_> {
         uplink
     }
 
-    /// Is `interface` a Linux name, not the LAN's, and not an earlier uplink's?
-    fn check_uplink_interface(
-        &mut self,
-        interface: &S<String>,
-        field: &str,
-        lan: &Lan,
-        taken: &mut Taken,
-        index: usize,
-    ) {
+    /// Is `interface` a Linux name, and not the LAN's?
+    fn check_uplink_interface(&mut self, interface: &S<String>, field: &str, lan: &Lan) {
         self.check_interface_name(interface, field);
         if *interface.get_ref() == lan.interface {
             self.fail(interface.span(), field, "is the LAN interface");
         }
-        if let Some(other) = taken.interfaces.insert(interface.get_ref().clone(), index) {
-            let message = format!(
-                "interface `{}` is already used by uplink[{other}]",
-                interface.get_ref()
-            );
-            self.fail(interface.span(), field, message);
+    }
+
+    /// Does `uplink[index]` have a NAT address of its own on `interface` (no earlier uplink there
+    /// with the same `address`, or, without one, no earlier uplink there without one either)? The
+    /// error is placed at `place`: its `address`, or its `interface` when it has none.
+    fn check_shared_interface(
+        &mut self,
+        interface: &str,
+        address: Option<Ipv4Addr>,
+        (span, field): (Range<usize>, String),
+        taken: &mut Taken,
+        index: usize,
+    ) {
+        let on_interface = taken.interfaces.entry(interface.to_owned()).or_default();
+        let clash = (on_interface.iter()).find(|(other_address, _)| *other_address == address);
+        if let Some((_, other)) = clash {
+            let message = match address {
+                Some(address) => format!(
+                    "uplink[{other}] on interface `{interface}` has address {address} too: \
+                     uplinks sharing an interface need an `address` each, all different"
+                ),
+                None => format!(
+                    "interface `{interface}` is already used by uplink[{other}], and neither sets \
+                     `address`: uplinks sharing an interface need an `address` each (at most one \
+                     may take the interface's own)"
+                ),
+            };
+            self.fail(span, &field, message);
         }
+        on_interface.push((address, index));
     }
 }

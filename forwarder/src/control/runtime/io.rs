@@ -1,8 +1,9 @@
 //! The workers' I/O: which queues they serve, which cores they run on, and their AF_XDP sockets.
 //!
-//! Invariants: worker `i` serves receive queue `i` of the LAN and of every live uplink (see
-//! [`crate::control::queues`]); a worker's sockets are ordered LAN first, then the live slots in slot
-//! order, and its port map names them `PortId(0)` and `PortId(1 + slot)`.
+//! Invariants: worker `i` serves receive queue `i` of the LAN and of every live uplink's interface
+//! (see [`crate::control::queues`]); a worker has one socket per interface however many uplinks
+//! share it, ordered LAN first, then the interfaces of the live slots in order of their first slot;
+//! its port map names them `PortId(0)` and the `PortId(1 + slot)` of every uplink on the interface.
 
 use std::time::{Duration, Instant};
 
@@ -21,9 +22,10 @@ const QUEUE_RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// The receive queues to serve, one worker each: see [`crate::control::queues`] for the rule every
 /// attached interface must meet.
 pub(super) fn worker_queues(config: &Config) -> Result<Vec<u32>> {
-    let interfaces: Vec<&str> = std::iter::once(config.lan.interface.as_str())
+    let mut interfaces: Vec<&str> = std::iter::once(config.lan.interface.as_str())
         .chain(config.uplinks.iter().map(|u| u.interface.as_str()))
         .collect();
+    dedup_in_order(&mut interfaces);
     Ok(queues::worker_queues(config.datapath.workers, &interfaces)?)
 }
 
@@ -90,21 +92,33 @@ pub(super) fn open_io(
         .enumerate()
         .filter(|(slot, _)| !retired.get(*slot).copied().unwrap_or(false))
         .collect();
-    let datapath_ports: Vec<PortId> = std::iter::once(PortId(0))
-        .chain(live.iter().map(|(slot, _)| PortId(1 + *slot as u8)))
-        .collect();
+    let mut interfaces: Vec<&str> = vec![config.lan.interface.as_str()];
+    let mut served: Vec<Vec<PortId>> = vec![vec![PortId(0)]];
+    for (slot, uplink) in &live {
+        let port = PortId(1 + *slot as u8);
+        match interfaces.iter().position(|name| *name == uplink.interface) {
+            Some(index) => served[index].push(port),
+            None => {
+                interfaces.push(&uplink.interface);
+                served.push(vec![port]);
+            }
+        }
+    }
     let mut workers = Vec::with_capacity(queues.len());
     for queue in queues {
-        let ports: Vec<(&str, u32)> = std::iter::once(config.lan.interface.as_str())
-            .chain(live.iter().map(|(_, u)| u.interface.as_str()))
-            .map(|name| (name, *queue))
-            .collect();
+        let ports: Vec<(&str, u32)> = interfaces.iter().map(|name| (*name, *queue)).collect();
         let worker = open_worker(xsk_config, &ports)
             .with_context(|| format!("opening AF_XDP sockets for queue {queue}"))?;
         xdp.register_worker(&worker)?;
-        workers.push((worker, PortMap::new(&datapath_ports)));
+        workers.push((worker, PortMap::new(&served)));
     }
     Ok(workers)
+}
+
+/// Removes later repetitions, keeping the first of each.
+fn dedup_in_order(names: &mut Vec<&str>) {
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|name| seen.insert(*name));
 }
 
 /// One worker's sockets on `ports`, retrying a busy bind for a while: right after the previous

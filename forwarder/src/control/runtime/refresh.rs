@@ -132,13 +132,18 @@ fn sync_uplink_addresses(
     for (slot, (u, fact)) in config.uplinks.iter().zip(facts).enumerate() {
         // Retired or without an address now: the map keeps the last address until a new one.
         let Some(fact) = fact else { continue };
-        let Some(previous) = xdp.uplink_address(&u.interface) else {
+        let Some(previous) = xdp.uplink_address(&u.name) else {
             continue;
         };
         if previous == fact.address {
             continue;
         }
-        match xdp.configure_uplink(&u.interface, fact.address, ports.first()..=ports.last()) {
+        match xdp.configure_uplink(
+            &u.interface,
+            &u.name,
+            fact.address,
+            ports.first()..=ports.last(),
+        ) {
             Ok(_) => {
                 renumbered.push(slot);
                 tracing::info!(

@@ -292,6 +292,7 @@ fn load_program(
             flowpin_nat::PortRange::new(range.first(), range.last()).expect("validated range");
         xdp.configure_uplink(
             &uplink.interface,
+            &uplink.name,
             fact.address,
             ports.first()..=ports.last(),
         )?;

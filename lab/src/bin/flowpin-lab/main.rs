@@ -45,6 +45,9 @@ struct ShapeArgs {
     /// RX and TX queues of the router's veths (lan0, wanK and their peers); flowpin runs one worker per queue.
     #[arg(long, default_value_t = 1)]
     queues: u16,
+    /// How the uplinks reach their ISPs: `separate` (a veth each), `shared` (every uplink on the router's one `wan1`) or `macvlan` (a macvlan each on the router's one `wan0`).
+    #[arg(long, default_value = "separate")]
+    wiring: flowpin_lab::UplinkWiring,
 }
 
 impl ShapeArgs {
@@ -62,6 +65,7 @@ impl ShapeArgs {
             router: self.router,
             name: Some(self.name.clone().unwrap_or_else(name::generate_prefix)),
             queues: self.queues,
+            wiring: self.wiring,
             ..LabSpec::default()
         };
         spec.validate()?;

@@ -139,7 +139,7 @@ impl Daemon {
             let hairpins = remove_remaining_flows(&self.flows, &old_snapshot, slot as u8, now_ms);
             failed_over += report.moved + report.reset + hairpins;
             tracing::info!(uplink = %name, moved = report.moved, reset = report.reset, hairpin = hairpins, "uplink removed: its flows failed over");
-            if let Err(error) = xdp.remove_interface(&self.config.uplinks[slot].interface) {
+            if let Err(error) = xdp.remove_uplink(&name) {
                 tracing::warn!(uplink = %name, %error, "detaching XDP from the removed uplink");
             }
             crate::control::source_routes::remove(slot as u8);
@@ -243,9 +243,12 @@ fn configure_added(
     let mut faults = Vec::new();
     for (slot, fact) in added_facts {
         let u = &config.uplinks[*slot];
-        if let Err(source) =
-            xdp.configure_uplink(&u.interface, fact.address, ports.first()..=ports.last())
-        {
+        if let Err(source) = xdp.configure_uplink(
+            &u.interface,
+            &u.name,
+            fact.address,
+            ports.first()..=ports.last(),
+        ) {
             faults.push(AddedUplinkFault::Configure {
                 uplink: u.name.clone(),
                 source,
