@@ -169,13 +169,21 @@ fn any_udp_packet_opens_and_other_ports_stay_unsolicited() {
         rig.process(PortId::uplink(1), &mut elsewhere),
         Verdict::Drop(DropReason::UnsolicitedInbound)
     );
-    // A forward is per uplink address: uplink 1's port to uplink 0's address opens nothing.
-    let mut wrong_address = udp(SERVER, 33001, WAN_ADDR[0], 5353, GW_MAC[1]);
-    assert_eq!(
-        rig.process(PortId::uplink(1), &mut wrong_address),
-        Verdict::Drop(DropReason::UnsolicitedInbound)
-    );
     assert_eq!(rig.flows.table.len(), 1);
+}
+
+/// Several uplinks may share an interface, whose frames the worker names by the first of them: a
+/// forwarded flow belongs to the uplink whose address the packet is addressed to, not to the port's
+/// name (the XDP program only redirects traffic to addresses of uplinks on the ingress interface),
+/// and its replies leave by that uplink.
+#[test]
+fn a_forwarded_flow_belongs_to_the_uplink_whose_address_it_reached() {
+    let rig = Rig::new(forwarding(vec![1, 1]), true);
+    let mut query = udp(SERVER, 33001, WAN_ADDR[0], 5353, GW_MAC[0]);
+    assert_eq!(rig.transmit(PortId::uplink(1), &mut query), PortId::LAN);
+    let mut reply = udp(HOST2, 53, SERVER, 33001, HOST2_MAC);
+    assert_eq!(rig.transmit(PortId::LAN, &mut reply), PortId::uplink(0));
+    assert_eq!(endpoint(&reply).0, Ipv4Addr::from(WAN_ADDR[0]));
 }
 
 #[test]
