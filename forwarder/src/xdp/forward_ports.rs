@@ -19,7 +19,7 @@ use super::{XdpError, XdpProgram};
 /// One forward's ports on one uplink, as the XDP program needs them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForwardPorts {
-    /// The uplink's interface (as configured with [`XdpProgram::configure_uplink`]).
+    /// The uplink's name (as configured with [`XdpProgram::configure_uplink`]).
     pub uplink: String,
     /// The IP protocol number (6 TCP, 17 UDP).
     pub protocol: u8,

@@ -25,7 +25,7 @@ pub(super) fn forward_ports(config: &Config) -> Vec<ForwardPorts> {
             };
             for protocol in forward.protocol.protocols() {
                 ports.push(ForwardPorts {
-                    uplink: u.interface.clone(),
+                    uplink: u.name.clone(),
                     protocol: protocol.ip_number(),
                     ports: forward.port.first()..=forward.port.last(),
                 });
